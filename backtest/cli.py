@@ -1,0 +1,348 @@
+"""Command line of the backtest module: run, optimize, walkforward, lookahead.
+
+User errors (missing files, bad parameters or grids, strategies that raise, bad data) print one
+clear line on stderr and exit with code 2; nothing is half-written (outputs are written atomically).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import pandas as pd
+
+from backtest.engine import BacktestConfig, BacktestResult, run_backtest
+from backtest.metrics import STAT_LABELS
+from backtest.sizing import Sizing, SizingError
+from backtest.strategy import (
+    Strategy,
+    StrategyError,
+    get_strategy_from_file,
+    parse_param_overrides,
+)
+from backtest.symbols import DEFAULT_SYMBOLS, SymbolSpec, get_symbol_spec
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its inputs; reported without a traceback (exit 2)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m backtest`; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.handler(args)
+    except (UsageError, StrategyError, SizingError, ValueError, OSError) as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m backtest",
+        description="Backtest, optimise and check strategies on bar data (CSV or generated).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="backtest one parameter set")
+    _add_common(run)
+    run.add_argument("--json", type=Path, help="write stats and trades as JSON to this file")
+    run.add_argument("--report", type=Path, help="write a self-contained HTML report")
+    run.add_argument("--show-trades", type=int, default=0, metavar="N",
+                     help="print the last N trades")
+    run.set_defaults(handler=cmd_run)
+
+    optimize = commands.add_parser("optimize", help="run a parameter grid on all cores")
+    _add_common(optimize)
+    _add_grid_options(optimize)
+    optimize.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
+    optimize.add_argument("--csv", type=Path, help="write every grid result to this CSV")
+    optimize.set_defaults(handler=cmd_optimize)
+
+    walk = commands.add_parser("walkforward", help="optimise in-sample, trade out-of-sample")
+    _add_common(walk)
+    _add_grid_options(walk)
+    walk.add_argument("--train", type=int, required=True, help="bars per training window")
+    walk.add_argument("--test", type=int, required=True, help="bars per test window")
+    walk.add_argument("--mode", choices=("anchored", "rolling"), default="rolling",
+                      help="anchored: training grows from the start; rolling: fixed length")
+    walk.add_argument("--json", type=Path, help="write windows and stats as JSON")
+    walk.set_defaults(handler=cmd_walkforward)
+
+    look = commands.add_parser("lookahead", help="check a strategy for look-ahead bias")
+    _add_data_options(look)
+    look.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
+    look.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    look.add_argument("--checkpoints", type=int, default=50,
+                      help="number of truncation points to compare (default 50)")
+    look.set_defaults(handler=cmd_lookahead)
+    return parser
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="bars CSV (generic or MT5 export)")
+    source.add_argument("--synthetic", type=int, metavar="N_BARS",
+                        help="generate N bars offline instead of reading a file")
+    parser.add_argument("--symbol", help="symbol name (default: from the file name, else EURUSD)")
+    parser.add_argument("--timeframe", help="resample to this timeframe (e.g. H4); with "
+                        "--synthetic, the generated timeframe (default H1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for --synthetic (default 0)")
+    parser.add_argument("--tz", default="UTC",
+                        help="timezone of naive times in the file (default UTC)")
+    parser.add_argument("--from", dest="date_from", help="first bar time to use (UTC)")
+    parser.add_argument("--to", dest="date_to", help="last bar time to use (UTC)")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
+    _add_data_options(parser)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a strategy parameter (repeatable)")
+    parser.add_argument("--cash", type=float, default=10_000.0, help="initial balance")
+    parser.add_argument("--commission", type=float, default=0.0,
+                        help="commission per lot per side, account currency (default 0)")
+    parser.add_argument("--spread", type=float, default=None, metavar="POINTS",
+                        help="constant spread in points (default: the data's spread column, "
+                        "0 if it has none)")
+    parser.add_argument("--spread-mode", choices=("half", "bid"), default="half",
+                        help="half: bars are mid prices, each side pays half the spread; "
+                        "bid: bars are bid prices as in MT5, buys pay the whole spread")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--lots", type=float, help="fixed volume per trade (default 0.1)")
+    size.add_argument("--risk", type=float, metavar="PERCENT",
+                      help="risk this %% of equity per trade (needs a stop-loss)")
+
+
+def _add_grid_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=START:STOP:STEP",
+                        help="parameter range (inclusive) or list NAME=a,b,c (repeatable)")
+    parser.add_argument("--metric", default="sharpe",
+                        help="statistic to maximise (default sharpe); e.g. total_return_pct")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes (default: all cores)")
+    parser.add_argument("--cluster", metavar="tcp://HOST:PORT",
+                        help="run the grid on an existing Dask distributed scheduler")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    bars, spec = load_bars_from_args(args)
+    strategy_cls, params = load_strategy_from_args(args)
+    strategy = _instantiate(strategy_cls, params)
+    config = config_from_args(args)
+    result = run_backtest(bars, strategy, spec=spec, config=config)
+    print(format_stats(result))
+    if args.show_trades:
+        print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
+    if args.json:
+        write_atomic(args.json, json.dumps(result_json(result, strategy, config), indent=1))
+        print(f"wrote {args.json}")
+    if args.report:
+        from backtest.report import write_report  # imported late: only report users pay for it
+
+        write_report(result, bars, args.report, config=config)
+        print(f"wrote {args.report}")
+    return EXIT_OK
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from backtest.optimize import parse_grid, run_grid
+
+    bars, spec = load_bars_from_args(args)
+    strategy_cls, fixed = load_strategy_from_args(args)
+    grid = parse_grid(strategy_cls, args.grid)
+    table = run_grid(
+        bars, strategy_cls, grid, spec=spec, config=config_from_args(args), metric=args.metric,
+        fixed_params=fixed, workers=args.workers or None, cluster=args.cluster,
+        progress=not args.no_progress,
+    )
+    print(f"{len(table)} combinations on {len(bars)} bars, best by {args.metric}:")
+    print(table.head(args.top).to_string(index=False, float_format=_fmt_float))
+    if args.csv:
+        write_atomic(args.csv, table.to_csv(index=False))
+        print(f"wrote {args.csv}")
+    return EXIT_OK
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    from backtest.optimize import parse_grid
+    from backtest.walkforward import run_walkforward
+
+    bars, spec = load_bars_from_args(args)
+    strategy_cls, fixed = load_strategy_from_args(args)
+    grid = parse_grid(strategy_cls, args.grid)
+    result = run_walkforward(
+        bars, strategy_cls, grid, spec=spec, config=config_from_args(args), metric=args.metric,
+        train=args.train, test=args.test, mode=args.mode, fixed_params=fixed,
+        workers=args.workers or None, cluster=args.cluster, progress=not args.no_progress,
+    )
+    print(result.summary())
+    if args.json:
+        write_atomic(args.json, json.dumps(result.to_json_dict(), indent=1))
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
+def cmd_lookahead(args: argparse.Namespace) -> int:
+    from backtest.lookahead import check_lookahead
+
+    bars, _ = load_bars_from_args(args)
+    strategy_cls, params = load_strategy_from_args(args)
+    report = check_lookahead(_instantiate(strategy_cls, params), bars,
+                             checkpoints=args.checkpoints)
+    print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILURE
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolSpec]:
+    """Read or generate the bars the command line asks for, with the symbol's spec."""
+    from backtest.data import DataError, load_csv, resample_bars
+
+    symbol = args.symbol or _symbol_from_path(args.data) or "EURUSD"
+    spec = get_symbol_spec(symbol)
+    try:
+        if args.data is not None:
+            bars = load_csv(args.data, tz=args.tz)
+            if args.timeframe:
+                bars = resample_bars(bars, args.timeframe)
+        else:
+            from backtest.synthetic import generate_bars
+
+            if args.synthetic < 2:
+                raise UsageError(f"--synthetic needs at least 2 bars, got {args.synthetic}")
+            bars = generate_bars(symbol, args.timeframe or "H1", args.synthetic,
+                                 seed=args.seed, spec=spec)
+    except DataError as exc:
+        raise UsageError(str(exc)) from None
+    return _slice_dates(bars, args.date_from, args.date_to), spec
+
+
+def load_strategy_from_args(args: argparse.Namespace) -> tuple[type[Strategy], dict[str, object]]:
+    strategy_cls = get_strategy_from_file(args.strategy)
+    return strategy_cls, parse_param_overrides(strategy_cls, args.param)
+
+
+def config_from_args(args: argparse.Namespace) -> BacktestConfig:
+    if args.risk is not None:
+        sizing = Sizing.risk(args.risk)
+    else:
+        sizing = Sizing.fixed(args.lots if args.lots is not None else 0.1)
+    return BacktestConfig(
+        cash=args.cash, commission_per_lot=args.commission, spread_points=args.spread,
+        spread_mode=args.spread_mode, sizing=sizing,
+    )
+
+
+def result_json(result: BacktestResult, strategy: Strategy,
+                config: BacktestConfig) -> dict[str, object]:
+    """The `--json` document: stats, trades (ISO-8601 times, size in units) and the setup."""
+    setup = asdict(config)
+    setup["sizing"] = config.sizing.describe()
+    return {
+        "symbol": result.symbol,
+        "strategy": result.strategy,
+        "params": strategy.params,
+        "config": setup,
+        "stats": result.stats,
+        "trades": result.trades_records(),
+    }
+
+
+def format_stats(result: BacktestResult) -> str:
+    """The stats as an aligned two-column table."""
+    width = max(len(label) for label in STAT_LABELS.values())
+    lines = [f"{result.strategy} on {result.symbol}"]
+    for key, label in STAT_LABELS.items():
+        value = result.stats.get(key)
+        shown = "-" if value is None else (_fmt_float(value) if isinstance(value, float)
+                                           else str(value))
+        lines.append(f"  {label:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to path via a temporary file in the same folder, so readers never see half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+_TRADE_PREVIEW = ["entry_time", "exit_time", "direction", "volume", "entry_price",
+                  "exit_price", "pnl", "exit_reason"]
+
+
+def _instantiate(strategy_cls: type[Strategy], params: dict[str, object]) -> Strategy:
+    return strategy_cls(**params)
+
+
+def _symbol_from_path(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    stem = path.stem.upper()
+    return next((name for name in DEFAULT_SYMBOLS if name in stem), None)
+
+
+def _slice_dates(bars: pd.DataFrame, date_from: str | None, date_to: str | None) -> pd.DataFrame:
+    mask = pd.Series(True, index=bars.index)
+    for text, keep in ((date_from, lambda t: bars["time"] >= t),
+                       (date_to, lambda t: bars["time"] <= t)):
+        if text:
+            mask &= keep(_parse_utc(text))
+    sliced = bars.loc[mask].reset_index(drop=True)
+    if len(sliced) < 2:
+        raise UsageError(f"fewer than 2 bars between --from {date_from} and --to {date_to}")
+    return sliced
+
+
+def _parse_utc(text: str) -> pd.Timestamp:
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError:
+        raise UsageError(
+            f"cannot read date {text!r}; use e.g. 2024-01-31 or 2024-01-31T12:00"
+        ) from None
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _fmt_float(value: float) -> str:
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        text = f"file not found: {exc.filename}"
+    return " ".join(text.split())
+
+

@@ -1,0 +1,364 @@
+"""The backtest engine: turns a strategy's per-bar decisions into fills, trades and an equity curve.
+
+Fill model (see docs/backtest.md):
+- A decision change on bar t fills at the open of bar t+1; a change on the last bar is not filled.
+- Buys fill at the ask, sells at the bid. spread_mode "half" treats bar prices as mid prices
+  (ask = price + spread/2, bid = price - spread/2); spread_mode "bid" treats them as bid prices, as
+  MetaTrader 5 bars are (ask = price + spread, bid = price). The spread is in points, per bar from
+  the data's `spread` column or one constant.
+- Commission is charged per lot per side, in the account currency.
+- SL/TP are checked inside every bar the trade is held, including the entry bar, against the price
+  on the closing side. A bar that opens beyond a level fills at that open (gaps are not skipped).
+  When both SL and TP lie inside the same bar's range, the stop is assumed to have been hit first:
+  bars carry no intrabar order, and assuming the worse outcome keeps results honest.
+- A trade still open on the last bar closes at its close (reason "end") unless close_at_end=False.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backtest.metrics import compute_stats
+from backtest.sizing import Sizing, SizingError, position_size
+from backtest.strategy import Signals, Strategy, compute_signals
+from backtest.symbols import SymbolSpec
+
+logger = logging.getLogger(__name__)
+
+TRADE_COLUMNS = (
+    "entry_time", "exit_time", "entry_price", "exit_price", "direction", "volume", "size",
+    "pnl", "commission", "exit_reason", "sl", "tp", "entry_bar", "exit_bar", "signal_bar",
+)
+SPREAD_MODES = ("half", "bid")
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Account and cost settings. Money in the account currency, spread in points."""
+
+    cash: float = 10_000.0
+    commission_per_lot: float = 0.0
+    spread_points: float | None = None
+    spread_mode: str = "half"
+    sizing: Sizing = field(default_factory=Sizing)
+    account_currency: str = "USD"
+    close_at_end: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.cash > 0 and math.isfinite(self.cash)):
+            raise ValueError(f"cash must be a positive number, got {self.cash!r}")
+        if self.commission_per_lot < 0:
+            raise ValueError(f"commission must be >= 0, got {self.commission_per_lot!r}")
+        if self.spread_points is not None and self.spread_points < 0:
+            raise ValueError(f"spread must be >= 0 points, got {self.spread_points!r}")
+        if self.spread_mode not in SPREAD_MODES:
+            raise ValueError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Trades (one row per round trip), the per-bar equity curve and summary statistics."""
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    stats: dict[str, float | int | str | None]
+    symbol: str
+    strategy: str
+
+    def trades_records(self) -> list[dict[str, object]]:
+        """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""
+        columns = ("entry_time", "exit_time", "entry_price", "exit_price", "direction",
+                   "size", "volume", "pnl", "exit_reason")
+        records = []
+        for row in self.trades.loc[:, list(columns)].itertuples(index=False):
+            record = dict(zip(columns, row, strict=True))
+            record["entry_time"] = record["entry_time"].isoformat()
+            record["exit_time"] = record["exit_time"].isoformat()
+            records.append({k: _plain(v) for k, v in record.items()})
+        return records
+
+
+@dataclass(frozen=True)
+class _Prices:
+    """Bar prices plus the offsets from bar price to ask (buys) and to bid (sells)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    ask_offset: np.ndarray
+    bid_offset: np.ndarray
+    decimals: int  # fills are rounded here: digits, one more when half-spreads split a point
+
+    def exit_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray:
+        """Closing a long sells at the bid; closing a short buys at the ask."""
+        return np.where(direction > 0, self.bid_offset[bars], self.ask_offset[bars])
+
+    def entry_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray:
+        return np.where(direction > 0, self.ask_offset[bars], self.bid_offset[bars])
+
+
+@dataclass
+class _Plan:
+    """Trades implied by decision changes, before stops and sizing."""
+
+    signal_bar: np.ndarray
+    entry_bar: np.ndarray
+    scheduled_exit: np.ndarray  # bar whose open closes the trade; n = held to the end
+    direction: np.ndarray
+    entry_price: np.ndarray = field(default_factory=lambda: np.empty(0))
+    sl: np.ndarray = field(default_factory=lambda: np.empty(0))
+    tp: np.ndarray = field(default_factory=lambda: np.empty(0))
+    exit_bar: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    exit_price: np.ndarray = field(default_factory=lambda: np.empty(0))
+    exit_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    closed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+
+    def __len__(self) -> int:
+        return len(self.entry_bar)
+
+
+def run_backtest(
+    bars: pd.DataFrame,
+    strategy: Strategy,
+    *,
+    spec: SymbolSpec,
+    config: BacktestConfig | None = None,
+    signals: Signals | None = None,
+) -> BacktestResult:
+    """Backtest `strategy` on one symbol's bars (canonical frame, see backtest.data)."""
+    config = config or BacktestConfig()
+    n = len(bars)
+    if n < 2:
+        raise ValueError(f"need at least 2 bars to backtest, got {n}")
+    if signals is None:
+        signals = compute_signals(strategy, bars)
+    prices = _prices(bars, spec, config)
+    plan = _plan_trades(signals.position, n)
+    _set_entries_and_stops(plan, signals, prices, spec)
+    _resolve_exits(plan, prices, config.close_at_end, n)
+    volume, pnl, commission = _size_and_settle(plan, spec, config)
+    times = bars["time"]
+    equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
+    trades = _trade_frame(plan, times, spec, volume, pnl, commission)
+    stats = compute_stats(
+        equity=equity, times=times, trade_pnl=trades["pnl"].to_numpy(), cash=config.cash,
+        exposure_bars=_exposure_bars(plan, n),
+        trade_durations=(trades["exit_time"] - trades["entry_time"]),
+    )
+    return BacktestResult(
+        trades=trades,
+        equity=pd.Series(equity, index=pd.DatetimeIndex(times), name="equity"),
+        stats=stats,
+        symbol=spec.name,
+        strategy=strategy.label(),
+    )
+
+
+def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Prices:
+    n = len(bars)
+    if config.spread_points is not None:
+        spread = np.full(n, config.spread_points * spec.point)
+    elif "spread" in bars:
+        spread = bars["spread"].to_numpy(dtype=float) * spec.point
+    else:
+        spread = np.zeros(n)
+    if config.spread_mode == "half":
+        ask_offset, bid_offset = spread / 2.0, -spread / 2.0
+    else:
+        ask_offset, bid_offset = spread, np.zeros(n)
+    return _Prices(
+        bars["open"].to_numpy(dtype=float), bars["high"].to_numpy(dtype=float),
+        bars["low"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float),
+        ask_offset, bid_offset, spec.digits + (config.spread_mode == "half"),
+    )
+
+
+def _plan_trades(position: np.ndarray, n: int) -> _Plan:
+    previous = np.concatenate(([0], position[:-1]))
+    change_bars = np.flatnonzero(position != previous)
+    change_bars = change_bars[change_bars < n - 1]  # the last bar's decision has no next open
+    fills = change_bars + 1
+    next_fill = np.append(fills[1:], n)
+    opens = position[change_bars] != 0
+    return _Plan(
+        signal_bar=change_bars[opens],
+        entry_bar=fills[opens],
+        scheduled_exit=next_fill[opens],
+        direction=position[change_bars][opens].astype(np.int8),
+    )
+
+
+def _set_entries_and_stops(plan: _Plan, signals: Signals, prices: _Prices,
+                           spec: SymbolSpec) -> None:
+    entry = prices.open[plan.entry_bar] + prices.entry_offset(plan.direction, plan.entry_bar)
+    plan.entry_price = np.round(entry, prices.decimals)
+    d = plan.direction
+    plan.sl = _level(signals.sl, signals.sl_distance, plan, -d, spec)
+    plan.tp = _level(signals.tp, signals.tp_distance, plan, d, spec)
+
+
+def _level(absolute: np.ndarray, distance: np.ndarray, plan: _Plan, sign: np.ndarray,
+           spec: SymbolSpec) -> np.ndarray:
+    """An absolute level wins; otherwise entry price + sign × distance; NaN when neither."""
+    at_signal = absolute[plan.signal_bar]
+    from_distance = plan.entry_price + sign * distance[plan.signal_bar]
+    return np.round(np.where(np.isfinite(at_signal), at_signal, from_distance), spec.digits)
+
+
+def _resolve_exits(plan: _Plan, prices: _Prices, close_at_end: bool, n: int) -> None:
+    last = n - 1
+    at_end = plan.scheduled_exit >= n
+    exit_bar = np.where(at_end, last, plan.scheduled_exit)
+    exit_side = prices.exit_offset(plan.direction, exit_bar)
+    plan.exit_bar = exit_bar.astype(np.int64)
+    exit_price = np.where(at_end, prices.close[exit_bar], prices.open[exit_bar]) + exit_side
+    plan.exit_price = np.round(exit_price, prices.decimals)
+    plan.exit_reason = np.where(at_end, "end", "signal").astype(object)
+    plan.closed = ~at_end | close_at_end
+    if len(plan) and (np.isfinite(plan.sl).any() or np.isfinite(plan.tp).any()):
+        _apply_stops(plan, prices, n)
+
+
+def _apply_stops(plan: _Plan, prices: _Prices, n: int) -> None:
+    """Find, per trade, the first held bar where SL or TP is reached (vectorised over all bars)."""
+    held_until = np.minimum(plan.scheduled_exit, n)  # bars [entry, held_until) are at risk
+    lengths = held_until - plan.entry_bar
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    total = int(lengths.sum())
+    bar = np.repeat(plan.entry_bar - starts, lengths) + np.arange(total)
+    direction = np.repeat(plan.direction, lengths)
+    sl = np.repeat(plan.sl, lengths)
+    tp = np.repeat(plan.tp, lengths)
+    offset = prices.exit_offset(direction, bar)
+    o, hi, lo = prices.open[bar] + offset, prices.high[bar] + offset, prices.low[bar] + offset
+    long = direction > 0
+    with np.errstate(invalid="ignore"):
+        sl_gap = np.where(long, o <= sl, o >= sl)
+        tp_gap = np.where(long, o >= tp, o <= tp)
+        sl_in = np.where(long, lo <= sl, hi >= sl)
+        tp_in = np.where(long, hi >= tp, lo <= tp)
+    hit = sl_gap | tp_gap | sl_in | tp_in
+    first = np.minimum.reduceat(np.where(hit, np.arange(total), total), starts)
+    trades = np.flatnonzero(first < starts + lengths)
+    at = first[trades]
+    reason = np.where(sl_gap[at] | (~tp_gap[at] & sl_in[at]), "sl", "tp")
+    price = np.where(sl_gap[at] | tp_gap[at], o[at], np.where(reason == "sl", sl[at], tp[at]))
+    plan.exit_bar[trades] = bar[at]
+    plan.exit_price[trades] = np.round(price, prices.decimals)
+    plan.exit_reason[trades] = reason
+    plan.closed[trades] = True
+
+
+def _size_and_settle(plan: _Plan, spec: SymbolSpec,
+                     config: BacktestConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Volume (lots), P/L after commission and commission, per trade, in account currency."""
+    move = plan.direction * (plan.exit_price - plan.entry_price) * spec.contract_size
+    per_lot = _to_account(move, plan.exit_price, spec, config.account_currency)
+    per_lot = np.where(plan.closed, per_lot, 0.0)
+    fee_per_lot = np.where(plan.closed, 2.0, 1.0) * config.commission_per_lot
+    if config.sizing.mode == "fixed":
+        volume = np.full(len(plan), spec.clamp_volume(config.sizing.lots))
+    else:
+        volume = _risk_volumes(plan, spec, config, per_lot - fee_per_lot)
+    commission = volume * fee_per_lot
+    return volume, volume * per_lot - commission, commission
+
+
+def _risk_volumes(plan: _Plan, spec: SymbolSpec, config: BacktestConfig,
+                  net_per_lot: np.ndarray) -> np.ndarray:
+    """Risk sizing depends on the balance at each entry, so it runs trade by trade."""
+    distance = np.abs(plan.entry_price - plan.sl)
+    volume = np.empty(len(plan))
+    balance = config.cash
+    for k in range(len(plan)):
+        try:
+            volume[k] = position_size(
+                sizing=config.sizing, spec=spec, equity=balance, sl_distance=float(distance[k]),
+                price=float(plan.entry_price[k]), account_currency=config.account_currency,
+            )
+        except SizingError as exc:
+            raise SizingError(f"trade {k + 1} (bar {int(plan.signal_bar[k])}): {exc}") from None
+        balance += volume[k] * net_per_lot[k]
+    return volume
+
+
+def _to_account(amount: np.ndarray, price: np.ndarray, spec: SymbolSpec,
+                account_currency: str) -> np.ndarray:
+    if spec.currency_profit == account_currency:
+        return amount
+    if spec.currency_base == account_currency:
+        return amount / price
+    spec.profit_to_account(0.0, 1.0, account_currency)  # logs the missing-rate warning once
+    return amount
+
+
+def _equity_curve(plan: _Plan, prices: _Prices, spec: SymbolSpec, config: BacktestConfig,
+                  volume: np.ndarray, pnl: np.ndarray, n: int) -> np.ndarray:
+    realized = np.zeros(n)
+    closed = plan.closed
+    np.add.at(realized, plan.exit_bar[closed], pnl[closed])
+    equity = config.cash + np.cumsum(realized)
+    held_until = np.where(closed, plan.exit_bar, n)  # marked to market on bars [entry, held_until)
+    lengths = held_until - plan.entry_bar
+    if lengths.sum() == 0:
+        return equity
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    bar = np.repeat(plan.entry_bar - starts, lengths) + np.arange(int(lengths.sum()))
+    direction = np.repeat(plan.direction, lengths)
+    mark = prices.close[bar] + prices.exit_offset(direction, bar)
+    move = direction * (mark - np.repeat(plan.entry_price, lengths))
+    move *= np.repeat(volume, lengths) * spec.contract_size
+    equity[bar] += _to_account(move, mark, spec, config.account_currency)
+    open_fee = ~closed  # an open trade has paid its entry commission already
+    if open_fee.any():
+        fee = np.zeros(n)
+        np.add.at(fee, plan.entry_bar[open_fee], volume[open_fee] * config.commission_per_lot)
+        equity -= np.cumsum(fee)
+    return equity
+
+
+def _exposure_bars(plan: _Plan, n: int) -> int:
+    """Bars during which a position was open at some point."""
+    if not len(plan):
+        return 0
+    inside_exit_bar = np.isin(plan.exit_reason, ("sl", "tp", "end")) & plan.closed
+    held = np.where(plan.closed, plan.exit_bar, n) - plan.entry_bar + inside_exit_bar
+    return int(held.sum())
+
+
+def _trade_frame(plan: _Plan, times: pd.Series, spec: SymbolSpec, volume: np.ndarray,
+                 pnl: np.ndarray, commission: np.ndarray) -> pd.DataFrame:
+    keep = plan.closed
+    index = pd.DatetimeIndex(times)
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    frame = pd.DataFrame({
+        "entry_time": index[plan.entry_bar[keep]],
+        "exit_time": index[plan.exit_bar[keep]],
+        "entry_price": plan.entry_price[keep],
+        "exit_price": plan.exit_price[keep],
+        "direction": np.where(plan.direction[keep] > 0, "long", "short"),
+        "volume": volume[keep],
+        "size": volume[keep] * spec.contract_size,
+        "pnl": np.round(pnl[keep], 2),
+        "commission": np.round(commission[keep], 2),
+        "exit_reason": plan.exit_reason[keep].astype(str),
+        "sl": plan.sl[keep],
+        "tp": plan.tp[keep],
+        "entry_bar": plan.entry_bar[keep],
+        "exit_bar": plan.exit_bar[keep],
+        "signal_bar": plan.signal_bar[keep],
+    })
+    return frame
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

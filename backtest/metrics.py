@@ -1,0 +1,177 @@
+"""Performance statistics of an equity curve and its trades, as a pure function.
+
+Conventions: money in the account currency; percentages as numbers (12.5 means 12.5 %);
+drawdowns negative; Sharpe and Sortino from daily (UTC) equity returns with a zero risk-free
+rate, annualised by the number of trading days per year observed in the data (about 260 for
+FX, 365 for markets that trade every day). Ratios that are undefined (no losing trade for the
+profit factor, a flat equity curve for Sharpe) are None.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+SECONDS_PER_DAY = 86_400
+DAYS_PER_YEAR = 365.25
+
+STAT_LABELS: dict[str, str] = {
+    "start": "Start",
+    "end": "End",
+    "duration_days": "Duration [days]",
+    "exposure_pct": "Exposure time [%]",
+    "equity_final": "Equity final",
+    "equity_peak": "Equity peak",
+    "total_return_pct": "Return [%]",
+    "cagr_pct": "CAGR [%]",
+    "sharpe": "Sharpe ratio (ann.)",
+    "sortino": "Sortino ratio (ann.)",
+    "max_drawdown_pct": "Max. drawdown [%]",
+    "max_drawdown_days": "Max. drawdown duration [days]",
+    "n_trades": "Trades",
+    "win_rate_pct": "Win rate [%]",
+    "profit_factor": "Profit factor",
+    "expectancy": "Expectancy [per trade]",
+    "avg_trade": "Avg. trade P/L",
+    "avg_win": "Avg. win",
+    "avg_loss": "Avg. loss",
+    "best_trade": "Best trade",
+    "worst_trade": "Worst trade",
+    "avg_trade_hours": "Avg. trade duration [h]",
+    "net_profit": "Net P/L",
+}
+
+
+def compute_stats(
+    *,
+    equity: np.ndarray,
+    times: pd.Series | pd.DatetimeIndex,
+    trade_pnl: np.ndarray,
+    cash: float,
+    exposure_bars: int = 0,
+    trade_durations: pd.Series | None = None,
+) -> dict[str, float | int | str | None]:
+    """Statistics for one backtest or live session; see the module docstring for units."""
+    equity = np.asarray(equity, dtype=float)
+    seconds = _epoch_seconds(times)
+    duration_days = (seconds[-1] - seconds[0]) / SECONDS_PER_DAY if len(seconds) else 0.0
+    stats: dict[str, float | int | str | None] = {
+        "start": _iso(seconds[0]) if len(seconds) else None,
+        "end": _iso(seconds[-1]) if len(seconds) else None,
+        "duration_days": round(duration_days, 2),
+        "exposure_pct": 100.0 * exposure_bars / len(equity) if len(equity) else 0.0,
+        "equity_final": float(equity[-1]) if len(equity) else cash,
+        "equity_peak": float(equity.max()) if len(equity) else cash,
+        "total_return_pct": 100.0 * (equity[-1] / cash - 1.0) if len(equity) else 0.0,
+        "cagr_pct": _cagr_pct(equity, cash, duration_days),
+    }
+    stats.update(_risk_ratios(equity, seconds))
+    stats.update(drawdown_stats(equity, seconds))
+    stats.update(trade_stats(np.asarray(trade_pnl, dtype=float), trade_durations))
+    return {key: _finite_or_none(value) for key, value in stats.items()}
+
+
+def drawdown_stats(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
+    """Deepest drawdown in % (negative) and longest time under water in days."""
+    if len(equity) == 0:
+        return {"max_drawdown_pct": 0.0, "max_drawdown_days": 0.0}
+    peak = np.maximum.accumulate(equity)
+    drawdown = equity / peak - 1.0
+    under = drawdown < 0
+    longest = 0.0
+    if under.any():
+        # Each run of bars under water starts after a peak bar; measure peak -> recovery (or end).
+        edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
+        run_starts = np.flatnonzero(edges == 1)
+        run_ends = np.flatnonzero(edges == -1)  # first bar back at a peak, or len(equity)
+        start_times = seconds[np.maximum(run_starts - 1, 0)]
+        end_times = seconds[np.minimum(run_ends, len(seconds) - 1)]
+        longest = float((end_times - start_times).max()) / SECONDS_PER_DAY
+    return {
+        "max_drawdown_pct": 100.0 * float(drawdown.min()),
+        "max_drawdown_days": round(longest, 2),
+    }
+
+
+def drawdown_series(equity: np.ndarray) -> np.ndarray:
+    """Drawdown from the running peak at each point, in % (0 or negative)."""
+    equity = np.asarray(equity, dtype=float)
+    return 100.0 * (equity / np.maximum.accumulate(equity) - 1.0)
+
+
+def trade_stats(pnl: np.ndarray, durations: pd.Series | None = None) -> dict[str, float | None]:
+    """Win rate, profit factor, expectancy and averages of closed trades' net P/L."""
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    n = len(pnl)
+    gross_loss = -losses.sum()
+    hours = None
+    if durations is not None and len(durations):
+        hours = float(durations.dt.total_seconds().mean()) / 3600.0
+    win_rate = len(wins) / n if n else None
+    avg_win = float(wins.mean()) if len(wins) else 0.0
+    avg_loss = float(losses.mean()) if len(losses) else 0.0
+    return {
+        "n_trades": n,
+        "win_rate_pct": 100.0 * win_rate if win_rate is not None else None,
+        "profit_factor": float(wins.sum() / gross_loss) if gross_loss > 0 else None,
+        "expectancy": (win_rate * avg_win + (1 - win_rate) * avg_loss) if n else None,
+        "avg_trade": float(pnl.mean()) if n else None,
+        "avg_win": avg_win if len(wins) else None,
+        "avg_loss": avg_loss if len(losses) else None,
+        "best_trade": float(pnl.max()) if n else None,
+        "worst_trade": float(pnl.min()) if n else None,
+        "avg_trade_hours": hours,
+        "net_profit": float(pnl.sum()),
+    }
+
+
+def _risk_ratios(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float | None]:
+    daily = _daily_last(equity, seconds)
+    if len(daily) < 3:
+        return {"sharpe": None, "sortino": None}
+    returns = np.diff(daily) / daily[:-1]
+    span_days = (seconds[-1] - seconds[0]) / SECONDS_PER_DAY
+    per_year = len(daily) / span_days * DAYS_PER_YEAR if span_days > 0 else 252.0
+    scale = math.sqrt(min(per_year, 366.0))
+    mean = returns.mean()
+    std = returns.std(ddof=1)
+    downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))
+    return {
+        "sharpe": float(mean / std * scale) if std > 0 else None,
+        "sortino": float(mean / downside * scale) if downside > 0 else None,
+    }
+
+
+def _daily_last(equity: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Equity at the last bar of each UTC day that has bars."""
+    days = seconds // SECONDS_PER_DAY
+    last_of_day = np.flatnonzero(np.diff(days)) if len(days) else np.empty(0, dtype=int)
+    return equity[np.append(last_of_day, len(days) - 1)] if len(days) else equity
+
+
+def _cagr_pct(equity: np.ndarray, cash: float, duration_days: float) -> float | None:
+    if not len(equity) or duration_days <= 0 or equity[-1] <= 0:
+        return None
+    return 100.0 * ((equity[-1] / cash) ** (DAYS_PER_YEAR / duration_days) - 1.0)
+
+
+def _epoch_seconds(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    index = pd.DatetimeIndex(times)
+    if index.tz is None:
+        index = index.tz_localize("UTC")
+    return index.as_unit("s").asi8
+
+
+def _iso(seconds: int) -> str:
+    return pd.Timestamp(int(seconds), unit="s", tz="UTC").isoformat()
+
+
+def _finite_or_none(value: object) -> object:
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

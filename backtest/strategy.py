@@ -1,0 +1,286 @@
+"""The strategy contract shared by backtest and live: typed parameters, warm-up, vectorised signals.
+
+A strategy turns a bars DataFrame (columns time, open, high, low, close, tick_volume, spread)
+into one decision per bar. `position[t]` is the position to hold once bar t has closed:
++1 long, -1 short, 0 flat. Whoever runs the strategy acts only when the decision changes
+(`position[t] != position[t-1]`), filling at the next bar's open; a position closed by its
+stop-loss or take-profit is therefore not re-opened until the decision changes again.
+
+Optional columns give exits for an entry decided on bar t:
+  sl, tp                    absolute price levels;
+  sl_distance, tp_distance  distances in price units from the entry fill price.
+NaN means "none". The signal of bar t may use bars up to and including t only.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import inspect
+import logging
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+SIGNAL_COLUMNS = ("position", "sl", "tp", "sl_distance", "tp_distance")
+PARAM_TYPES = (int, float, bool, str)
+
+
+class StrategyError(Exception):
+    """A strategy could not be loaded, configured or run. The message says which and why."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One tunable strategy parameter: its name, type and default value."""
+
+    name: str
+    type: type
+    default: object
+
+    def parse(self, text: str) -> object:
+        """Convert a command-line or .env string into this parameter's type."""
+        try:
+            if self.type is bool:
+                lowered = text.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if self.type is int:
+                as_float = float(text)
+                if not as_float.is_integer():
+                    raise ValueError(text)
+                return int(as_float)
+            return self.type(text)
+        except ValueError:
+            raise StrategyError(
+                f"parameter {self.name!r} expects {self.type.__name__}, got {text!r}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Normalised strategy output: numpy arrays of the bars' length (see module docstring)."""
+
+    position: np.ndarray
+    sl: np.ndarray
+    tp: np.ndarray
+    sl_distance: np.ndarray
+    tp_distance: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.position)
+
+    def changes(self) -> np.ndarray:
+        """Boolean array: True on bars where the decision differs from the bar before."""
+        previous = np.concatenate(([0], self.position[:-1]))
+        return self.position != previous
+
+    def tail(self, n: int) -> Signals:
+        return Signals(*(getattr(self, c)[-n:] for c in SIGNAL_COLUMNS))
+
+
+class Strategy:
+    """Base class. Declare parameters as annotated class attributes, implement `signals`.
+
+        class SmaCross(Strategy):
+            fast: int = 10
+            slow: int = 30
+
+            @property
+            def warmup(self) -> int:
+                return self.slow + 1
+
+            def signals(self, bars):
+                ...
+                return pd.DataFrame({"position": position})
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, **params: object) -> None:
+        declared = self.parameters()
+        for key, value in params.items():
+            if key not in declared:
+                raise StrategyError(_unknown_param_message(type(self), key, declared))
+            setattr(self, key, _coerce(declared[key], value))
+        try:
+            self.validate()
+        except ValueError as exc:
+            raise StrategyError(f"{type(self).__name__}: {exc}") from None
+
+    @classmethod
+    def parameters(cls) -> dict[str, Parameter]:
+        """Declared parameters, in declaration order (base classes first)."""
+        found: dict[str, Parameter] = {}
+        for klass in reversed(cls.__mro__):
+            if klass in (Strategy, object):
+                continue
+            hints = typing.get_type_hints(klass, include_extras=False)
+            for key in vars(klass).get("__annotations__", {}):
+                hint = hints.get(key)
+                if key.startswith("_") or hint not in PARAM_TYPES:
+                    continue
+                found[key] = Parameter(key, hint, getattr(klass, key, None))
+        return found
+
+    @property
+    def params(self) -> dict[str, object]:
+        """Current parameter values."""
+        return {key: getattr(self, key) for key in self.parameters()}
+
+    @property
+    def warmup(self) -> int:
+        """Closed bars needed before the signal of the last bar is meaningful."""
+        return 1
+
+    def validate(self) -> None:
+        """Check relations between parameters; raise ValueError with a fix-it message."""
+
+    def signals(self, bars: pd.DataFrame) -> pd.DataFrame | pd.Series:
+        """Return per-bar decisions: a Series of positions or a DataFrame with SIGNAL_COLUMNS."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """Short identifier, e.g. 'SmaCross(fast=10,slow=30)'."""
+        args = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name or type(self).__name__}({args})"
+
+
+def compute_signals(strategy: Strategy, bars: pd.DataFrame) -> Signals:
+    """Run the strategy on bars and validate its output. Raises StrategyError on any fault."""
+    try:
+        raw = strategy.signals(bars)
+    except Exception as exc:  # a user strategy may raise anything; report it, don't crash
+        raise StrategyError(
+            f"{type(strategy).__name__}.signals raised {type(exc).__name__}: {exc}"
+        ) from exc
+    return normalize_signals(raw, len(bars), type(strategy).__name__)
+
+
+def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signals:
+    """Turn a Series/DataFrame/ndarray of decisions into validated `Signals` arrays."""
+    if isinstance(raw, pd.DataFrame):
+        unknown = [c for c in raw.columns if c not in SIGNAL_COLUMNS]
+        if unknown or "position" not in raw.columns:
+            raise StrategyError(
+                f"{who}.signals must return a 'position' column and optionally "
+                f"{', '.join(SIGNAL_COLUMNS[1:])}; got columns {list(raw.columns)}"
+            )
+        columns = {c: raw[c].to_numpy() for c in raw.columns}
+    elif isinstance(raw, (pd.Series, np.ndarray)):
+        columns = {"position": np.asarray(raw)}
+    else:
+        raise StrategyError(f"{who}.signals returned {type(raw).__name__}, expected a DataFrame")
+    position = columns["position"]
+    if len(position) != n_bars:
+        raise StrategyError(f"{who}.signals returned {len(position)} rows for {n_bars} bars")
+    position = np.nan_to_num(position.astype(float), nan=0.0)
+    bad = ~np.isin(position, (-1.0, 0.0, 1.0))
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise StrategyError(
+            f"{who}.signals: position must be -1, 0 or 1; row {row} is {position[row]!r}"
+        )
+    nan = np.full(n_bars, np.nan)
+    return Signals(
+        position.astype(np.int8),
+        *(np.asarray(columns.get(c, nan), dtype=float) for c in SIGNAL_COLUMNS[1:]),
+    )
+
+
+def get_strategy_from_file(path: str | Path) -> type[Strategy]:
+    """Import a strategy file and return its Strategy subclass.
+
+    `path` may end in `:ClassName` to choose among several classes in one file.
+    """
+    text = str(path)
+    class_name = None
+    if ":" in Path(text).name:
+        text, class_name = text.rsplit(":", 1)
+    file = Path(text)
+    if not file.is_file():
+        raise StrategyError(f"strategy file not found: {file}")
+    module = _import_file(file)
+    candidates = {
+        name: obj for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Strategy) and obj is not Strategy
+        and obj.__module__ == module.__name__
+    }
+    if class_name is not None:
+        if class_name not in candidates:
+            raise StrategyError(
+                f"{file} has no strategy class {class_name!r}; found: {', '.join(candidates)}"
+            )
+        return candidates[class_name]
+    if len(candidates) != 1:
+        found = ", ".join(candidates) or "none"
+        raise StrategyError(
+            f"{file} must define exactly one Strategy subclass (found: {found}); "
+            f"pick one with {file}:ClassName"
+        )
+    return next(iter(candidates.values()))
+
+
+def parse_param_overrides(cls: type[Strategy], pairs: list[str]) -> dict[str, object]:
+    """Parse ["fast=10", "slow=30"] into typed values for `cls`, naming any bad entry."""
+    declared = cls.parameters()
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise StrategyError(f"parameter {pair!r} must look like name=value")
+        if key not in declared:
+            raise StrategyError(_unknown_param_message(cls, key, declared))
+        values[key] = declared[key].parse(text.strip())
+    return values
+
+
+def _import_file(file: Path):
+    module_name = f"user_strategy_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise StrategyError(f"cannot import {file}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(module_name, None)
+        raise StrategyError(
+            f"importing {file} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return module
+
+
+def _coerce(param: Parameter, value: object) -> object:
+    if isinstance(value, str) and param.type is not str:
+        return param.parse(value)
+    if param.type is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if param.type is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if param.type is int and isinstance(value, np.integer):
+        return int(value)
+    if not isinstance(value, param.type) or (param.type is int and isinstance(value, bool)):
+        raise StrategyError(
+            f"parameter {param.name!r} expects {param.type.__name__}, got {value!r}"
+        )
+    return value
+
+
+def _unknown_param_message(cls: type, key: str, declared: dict[str, Parameter]) -> str:
+    close = difflib.get_close_matches(key, declared, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    known = ", ".join(declared) or "none"
+    return f"{cls.__name__} has no parameter {key!r}{hint} (parameters: {known})"
