@@ -139,7 +139,7 @@ def run_backtest(
     if signals is None:
         signals = compute_signals(strategy, bars)
     prices = _prices(bars, spec, config)
-    plan = _plan_trades(signals.position, n)
+    plan = _plan_trades(signals, n)
     _set_entries_and_stops(plan, signals, prices, spec)
     _resolve_exits(plan, prices, config.close_at_end, n)
     volume, pnl, commission = _size_and_settle(plan, spec, config)
@@ -179,9 +179,9 @@ def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Pr
     )
 
 
-def _plan_trades(position: np.ndarray, n: int) -> _Plan:
-    previous = np.concatenate(([0], position[:-1]))
-    change_bars = np.flatnonzero(position != previous)
+def _plan_trades(signals: Signals, n: int) -> _Plan:
+    position = signals.position
+    change_bars = np.flatnonzero(signals.actions())
     change_bars = change_bars[change_bars < n - 1]  # the last bar's decision has no next open
     fills = change_bars + 1
     next_fill = np.append(fills[1:], n)

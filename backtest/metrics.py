@@ -133,8 +133,8 @@ def _risk_ratios(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float | N
         return {"sharpe": None, "sortino": None}
     returns = np.diff(daily) / daily[:-1]
     span_days = (seconds[-1] - seconds[0]) / SECONDS_PER_DAY
-    per_year = len(daily) / span_days * DAYS_PER_YEAR if span_days > 0 else 252.0
-    scale = math.sqrt(min(per_year, 366.0))
+    per_year = len(returns) / span_days * DAYS_PER_YEAR if span_days > 0 else 252.0
+    scale = math.sqrt(per_year)
     mean = returns.mean()
     std = returns.std(ddof=1)
     downside = math.sqrt(float(np.mean(np.minimum(returns, 0.0) ** 2)))

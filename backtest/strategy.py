@@ -2,14 +2,17 @@
 
 A strategy turns a bars DataFrame (columns time, open, high, low, close, tick_volume, spread)
 into one decision per bar. `position[t]` is the position to hold once bar t has closed:
-+1 long, -1 short, 0 flat. Whoever runs the strategy acts only when the decision changes
-(`position[t] != position[t-1]`), filling at the next bar's open; a position closed by its
-stop-loss or take-profit is therefore not re-opened until the decision changes again.
++1 long, -1 short, 0 flat. Whoever runs the strategy acts on bar t only when the decision
+changes (`position[t] != position[t-1]`) or when the optional boolean `entry[t]` asks for a
+fresh entry; the action fills at the next bar's open. An action closes the current position,
+then opens `position[t]` if it is not flat. So a position closed by its stop-loss or
+take-profit is re-opened only by a new decision: a change, or an `entry` event.
 
 Optional columns give exits for an entry decided on bar t:
   sl, tp                    absolute price levels;
   sl_distance, tp_distance  distances in price units from the entry fill price.
-NaN means "none". The signal of bar t may use bars up to and including t only.
+NaN means "none"; an absolute level wins over a distance. The signal of bar t may use bars
+up to and including t only.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-SIGNAL_COLUMNS = ("position", "sl", "tp", "sl_distance", "tp_distance")
+SIGNAL_COLUMNS = ("position", "sl", "tp", "sl_distance", "tp_distance", "entry")
+_LEVEL_COLUMNS = ("sl", "tp", "sl_distance", "tp_distance")
 PARAM_TYPES = (int, float, bool, str)
 
 
@@ -76,14 +80,15 @@ class Signals:
     tp: np.ndarray
     sl_distance: np.ndarray
     tp_distance: np.ndarray
+    entry: np.ndarray
 
     def __len__(self) -> int:
         return len(self.position)
 
-    def changes(self) -> np.ndarray:
-        """Boolean array: True on bars where the decision differs from the bar before."""
+    def actions(self) -> np.ndarray:
+        """Boolean array: True on bars that trade (a changed decision or a fresh entry)."""
         previous = np.concatenate(([0], self.position[:-1]))
-        return self.position != previous
+        return (self.position != previous) | (self.entry & (self.position != 0))
 
     def tail(self, n: int) -> Signals:
         return Signals(*(getattr(self, c)[-n:] for c in SIGNAL_COLUMNS))
@@ -192,10 +197,18 @@ def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signal
             f"{who}.signals: position must be -1, 0 or 1; row {row} is {position[row]!r}"
         )
     nan = np.full(n_bars, np.nan)
+    entry = columns.get("entry")
+    entry = np.zeros(n_bars, dtype=bool) if entry is None else _bool_array(entry)
     return Signals(
         position.astype(np.int8),
-        *(np.asarray(columns.get(c, nan), dtype=float) for c in SIGNAL_COLUMNS[1:]),
+        *(np.asarray(columns.get(c, nan), dtype=float) for c in _LEVEL_COLUMNS),
+        entry,
     )
+
+
+def _bool_array(values: np.ndarray) -> np.ndarray:
+    as_float = np.asarray(values, dtype=float)
+    return np.nan_to_num(as_float, nan=0.0) != 0
 
 
 def get_strategy_from_file(path: str | Path) -> type[Strategy]:

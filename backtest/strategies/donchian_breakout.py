@@ -60,7 +60,7 @@ class DonchianBreakout(Strategy):
         entry_high, entry_low, _ = donchian(high, low, self.channel)
         exit_high, exit_low, _ = donchian(high, low, self.exit_channel)
         range_ = atr(high, low, close, self.atr_period)
-        tradable = np.isfinite(range_)
+        tradable = range_ > 0  # False while ATR is NaN: no entry without a stop distance
         # Compare with the channel of the bars BEFORE t: bar t's own high would always contain
         # its close.
         position = hold_signals(

@@ -15,9 +15,9 @@ Parameters:
 
 Entries: long on the close of a bar where RSI crosses strictly above `oversold`; short where
 it crosses strictly below `overbought`. An entry is skipped if that bar's RSI has already
-reached `exit_level` (nothing left to revert), or while ATR is not yet defined (no stop yet).
+reached `exit_level` (nothing left to revert), or while ATR is undefined or 0 (no stop).
 Exits: long is closed when RSI >= exit_level, short when RSI <= exit_level; SL/TP as above,
-ATR taken at the signal bar. An opposite entry reverses the position.
+ATR taken at the signal bar. (A reversal cannot occur: an exit level lies between the entries.)
 
 Warm-up: `wilder_warmup(max(period, atr_period))` bars (155 with the defaults).
 """
@@ -75,7 +75,7 @@ class RsiReversion(Strategy):
     def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
         strength = rsi(bars["close"], self.period)
         range_ = atr(bars["high"], bars["low"], bars["close"], self.atr_period)
-        tradable = np.isfinite(range_)
+        tradable = range_ > 0  # False while ATR is NaN: no entry without a stop distance
         long_entry = crossover(strength, self.oversold) & (strength < self.exit_level) & tradable
         short_entry = (
             crossunder(strength, self.overbought) & (strength > self.exit_level) & tradable

@@ -10,7 +10,9 @@ Parameters (bars):
 Entries and exits: on the close of a bar where sma(fast) crosses over sma(slow) the strategy
 goes long (closing any short); where it crosses under, it goes short (closing any long).
 Crosses are strict as in backtesting.py: a bar where the averages are exactly equal is not a
-cross. Flat before the first cross. No stop-loss or take-profit.
+cross. Every cross is an entry event, so after an exact tie hid the opposite cross, a new cross
+in the held direction closes and re-opens the position, as backtesting.py's example does.
+Flat before the first cross. No stop-loss or take-profit.
 
 Warm-up: slow + 1 bars (slow bars for the first slow SMA, one more for the first possible cross).
 
@@ -50,5 +52,6 @@ class SmaCross(Strategy):
     def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
         close = bars["close"]
         fast, slow = sma(close, self.fast), sma(close, self.slow)
-        position = hold_signals(crossover(fast, slow), crossunder(fast, slow))
-        return pd.DataFrame({"position": position}, index=bars.index)
+        up, down = crossover(fast, slow), crossunder(fast, slow)
+        position = hold_signals(up, down)
+        return pd.DataFrame({"position": position, "entry": up | down}, index=bars.index)

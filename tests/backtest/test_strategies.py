@@ -67,18 +67,18 @@ def test_signals_are_valid_and_trade_both_sides(strategy, random_bars):
     assert len(signals) == len(bars)
     assert set(np.unique(position)) == {-1, 0, 1}
     assert (position[: _first_possible_signal(strategy)] == 0).all()
-    assert signals.changes().sum() >= 10, "too few trades for the test to mean anything"
+    assert signals.actions().sum() >= 10, "too few trades for the test to mean anything"
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES[2:], ids=_ids(STRATEGIES[2:]))
 def test_stop_and_target_distances_are_atr_multiples_on_every_entry(strategy, random_bars):
     bars = random_bars(3000, seed=12)
     signals = compute_signals(strategy, bars)
-    entries = signals.changes() & (signals.position != 0)
+    entries = signals.actions() & (signals.position != 0)
     sl_multiple = getattr(strategy, "sl_atr", getattr(strategy, "atr_stop", 0.0))
     tp_multiple = getattr(strategy, "tp_atr", 0.0)
-    for multiple, distance in ((sl_multiple, signals.sl_distance), (tp_multiple,
-                                                                    signals.tp_distance)):
+    pairs = [(sl_multiple, signals.sl_distance), (tp_multiple, signals.tp_distance)]
+    for multiple, distance in pairs:
         if multiple == 0:
             assert np.isnan(distance).all()
         else:
@@ -97,7 +97,7 @@ def test_stop_and_target_distances_are_atr_multiples_on_every_entry(strategy, ra
 def test_no_look_ahead_prefix_signals_equal_full_signals(strategy, random_bars):
     bars = random_bars(600, seed=5)
     full = compute_signals(strategy, bars)
-    assert full.changes().sum() > 0
+    assert full.actions().sum() > 0
     for t in CHECKPOINTS:
         prefix = compute_signals(strategy, bars.iloc[: t + 1])
         for column in SIGNAL_COLUMNS:
@@ -146,41 +146,38 @@ def test_sma_cross_through_a_tie_is_not_a_cross():
 
 
 def test_rsi_reversion_enters_on_the_turn_and_exits_at_the_midline():
-    # period 2: with alternating moves RSI swings widely, so the levels are crossed on cue
-    close = [10.0, 9, 8, 7, 7.5, 8.5, 9.5, 9, 8.5, 9, 10, 11, 12, 11.5, 11, 10]
+    close = [49.0, 46, 45, 47, 48, 46, 48, 46, 44, 46, 45, 47, 50, 52, 54, 51, 51, 53]
+    # RSI(3), rounded (exact values are checked in test_indicators):
+    #   t:   3     4     5     6     7     8     9     10    11    12    13    14    15    16    17
+    #   33.33 46.67 29.17 54.67 35.50 23.26 49.42 39.36 62.35 79.68 86.09 90.55 52.58 52.58 70.89
+    # t=6  29.17 -> 54.67 crosses 30 but is already past 50: entry skipped, stays flat
+    # t=9  23.26 -> 49.42 crosses 30 below 50: long; t=10 39.36 < 50: hold
+    # t=11 62.35 >= 50: exit long
+    # t=15 90.55 -> 52.58 crosses 70 above 50: short; t=16, t=17 > 50: hold
     bars = pd.DataFrame({"close": close, "high": close, "low": close})
-    strategy = RsiReversion(period=2, atr_period=1, oversold=30.0, overbought=70.0)
+    strategy = RsiReversion(period=3, atr_period=1, sl_atr=2.0, tp_atr=3.0)
     frame = strategy.signals(bars)
-    rsi_values = np.round(_rsi2(close), 2)
-    position = frame["position"].to_numpy()
-    for t in range(1, len(close)):
-        crossed_up = rsi_values[t - 1] < 30 < rsi_values[t] < 50
-        crossed_down = rsi_values[t - 1] > 70 > rsi_values[t] > 50
-        if crossed_up:
-            assert position[t] == 1, f"bar {t}: RSI {rsi_values[t - 1]} -> {rsi_values[t]}"
-        if crossed_down:
-            assert position[t] == -1, f"bar {t}: RSI {rsi_values[t - 1]} -> {rsi_values[t]}"
-        if position[t - 1] == 1 and not crossed_down and rsi_values[t] >= 50:
-            assert position[t] == 0, f"bar {t}: long should exit at RSI {rsi_values[t]}"
-    assert {1, -1} <= set(position), f"the series should trade both sides, got {position}"
-
-
-def _rsi2(close: list[float]) -> np.ndarray:
-    from backtest.indicators import rsi
-
-    return rsi(close, 2)
+    expected = [0] * 9 + [1, 1, 0, 0, 0, 0, -1, -1, -1]
+    np.testing.assert_array_equal(frame["position"], expected)
+    # ATR(1) on flat bars is |close change|: at t=9 that is 2, so SL 4 and TP 6 from the fill
+    assert (frame["sl_distance"][9], frame["tp_distance"][9]) == (4.0, 6.0)
 
 
 def test_donchian_breakout_uses_previous_bars_channel():
-    # channel 3, exit 2, flat bars (high == low == close) so the arithmetic is plain
-    close = [5.0, 5, 5, 6, 7, 6.5, 5.5, 5, 4, 4.5, 5.5]
-    # t=3: 6 > max(5,5,5)=5 -> long; t=6: 5.5 < min(7,6.5)=6.5 -> exit; t=8: 4 < min(5.5,5,...)
-    # over 3 bars (6.5,5.5,5)=5 -> short; t=10: 5.5 > max(4,4.5)=4.5 -> exit short
+    close = [5.0, 5, 5, 6, 7, 6.5, 6.2, 6.4, 5.8, 5, 4, 4.5, 5.5]
+    # channel 3, exit channel 2; flat bars (high == low == close) keep the arithmetic plain
+    # t=3  6   > max(5, 5, 5) = 5         long
+    # t=4  7   > max(5, 5, 6) = 6         long again: no change
+    # t=5  6.5 >= min(6, 7) = 6           hold
+    # t=6  6.2 < min(7, 6.5) = 6.5        exit long (not < min(6, 7, 6.5) = 6: no short)
+    # t=8  5.8 < min(6.5, 6.2, 6.4) = 6.2 short
+    # t=11 4.5 <= max(5, 4) = 5           hold short
+    # t=12 5.5 > max(5, 4, 4.5) = 5       long (the entry beats the exit-short on the same bar)
     bars = pd.DataFrame({"close": close, "high": close, "low": close})
     strategy = DonchianBreakout(channel=3, exit_channel=2, atr_period=1, atr_stop=2.0)
     frame = strategy.signals(bars)
-    np.testing.assert_array_equal(frame["position"], [0, 0, 0, 1, 1, 1, 0, 0, -1, -1, 0])
-    # ATR(1) is the true range of the bar itself: |close - previous close| here; stop = 2x that
+    np.testing.assert_array_equal(frame["position"], [0, 0, 0, 1, 1, 1, 0, 0, -1, -1, -1, -1, 1])
+    # ATR(1) is the bar's true range, here |close - previous close|; the stop is 2x that
     np.testing.assert_allclose(frame["sl_distance"][1:], 2.0 * np.abs(np.diff(close)))
 
 
