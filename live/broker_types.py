@@ -1,0 +1,206 @@
+"""The broker boundary's vocabulary: plain result records, MT5 constant values and code tables.
+
+Nothing here imports an MT5 API: values are the documented facts of the MetaTrader5 package
+(see shared reference mt5_api.json), so the bridge, the executor and the paper broker can build
+requests and read results without touching the terminal. `Broker` is the interface the trader
+uses; MT5Connector (live) and PaperBroker (dry run) implement it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import namedtuple
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from backtest.symbols import SymbolSpec
+
+logger = logging.getLogger(__name__)
+
+# --- MT5 constant values used by this project (names as in the MetaTrader5 package)
+TRADE_ACTION_DEAL, TRADE_ACTION_PENDING, TRADE_ACTION_SLTP = 1, 5, 6
+ORDER_TYPE_BUY, ORDER_TYPE_SELL = 0, 1
+POSITION_TYPE_BUY, POSITION_TYPE_SELL = 0, 1
+ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN = 0, 1, 2
+ORDER_TIME_GTC = 0
+DEAL_TYPE_BUY, DEAL_TYPE_SELL = 0, 1
+DEAL_ENTRY_IN, DEAL_ENTRY_OUT, DEAL_ENTRY_INOUT, DEAL_ENTRY_OUT_BY = 0, 1, 2, 3
+DEAL_REASON_SL, DEAL_REASON_TP, DEAL_REASON_SO = 4, 5, 6
+ACCOUNT_TRADE_MODE_DEMO, ACCOUNT_TRADE_MODE_CONTEST, ACCOUNT_TRADE_MODE_REAL = 0, 1, 2
+ACCOUNT_MARGIN_MODE_RETAIL_NETTING, ACCOUNT_MARGIN_MODE_RETAIL_HEDGING = 0, 2
+SYMBOL_TRADE_MODE_DISABLED, SYMBOL_TRADE_MODE_CLOSEONLY, SYMBOL_TRADE_MODE_FULL = 0, 3, 4
+# Flags of symbol_info().filling_mode (documented for MQL5, not exported by the package).
+SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC = 1, 2
+
+TIMEFRAME_CODES: dict[str, int] = {
+    **{f"M{m}": m for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)},
+    **{f"H{h}": h | 0x4000 for h in (1, 2, 3, 4, 6, 8, 12)},
+    "D1": 24 | 0x4000, "W1": 1 | 0x8000, "MN1": 1 | 0xC000,
+}
+
+# --- trade server return codes
+RETCODE_PLACED, RETCODE_DONE, RETCODE_DONE_PARTIAL = 10008, 10009, 10010
+SUCCESS_RETCODES = frozenset({RETCODE_PLACED, RETCODE_DONE, RETCODE_DONE_PARTIAL})
+RETCODE_REQUOTE, RETCODE_TIMEOUT, RETCODE_INVALID_FILL = 10004, 10012, 10030
+# Worth resending (after refreshing the price and checking the order does not exist yet).
+RETRYABLE_RETCODES = frozenset({
+    10004,  # requote
+    10012,  # request canceled by timeout
+    10020,  # prices changed
+    10021,  # no quotes (off quotes)
+    10024,  # too frequent requests
+    10028,  # request locked for processing
+    10031,  # no connection with the trade server
+})
+RETCODE_NAMES: dict[int, str] = {
+    10004: "requote", 10006: "rejected", 10007: "canceled", 10008: "placed", 10009: "done",
+    10010: "done partially", 10011: "processing error", 10012: "timeout",
+    10013: "invalid request", 10014: "invalid volume", 10015: "invalid price",
+    10016: "invalid stops", 10017: "trade disabled", 10018: "market closed",
+    10019: "not enough money", 10020: "prices changed", 10021: "off quotes",
+    10022: "invalid expiration", 10023: "order changed", 10024: "too many requests",
+    10025: "no changes", 10026: "autotrading disabled by server",
+    10027: "autotrading disabled in the terminal", 10028: "locked", 10029: "frozen",
+    10030: "unsupported filling mode", 10031: "no connection", 10032: "real accounts only",
+    10033: "pending-order limit", 10034: "volume limit", 10035: "invalid order type",
+    10036: "position already closed", 10038: "close volume too big",
+    10039: "close order exists", 10040: "position limit", 10041: "activation rejected",
+    10042: "long only", 10043: "short only", 10044: "close only", 10045: "FIFO close only",
+}
+# What to do about the refusals users meet most (shown in logs, alerts and --check).
+RETCODE_HINTS: dict[int, str] = {
+    10014: "volume must be volume_min + k × volume_step within [min, max]",
+    10016: "SL/TP must be at least trade_stops_level points from the closing price, "
+           "on the right side",
+    10017: "the symbol cannot be traded on this account",
+    10018: "the market is closed (weekend or session break)",
+    10019: "free margin is too small for this volume",
+    10027: "press Algo Trading in the terminal (Tools > Options > Expert Advisors)",
+    10030: "the symbol does not support this filling mode; see symbol_info().filling_mode",
+}
+
+# --- last_error() codes
+NO_IPC_CONNECTION, IPC_TIMEOUT = -10004, -10005
+IPC_ERROR_CODES = frozenset({-10000, -10001, -10002, -10003, -10004, -10005})
+# Failures after which an order_send may already have executed.
+UNKNOWN_OUTCOME_ERROR_CODES = frozenset({-10000, -10002, -10005})
+
+
+def retcode_text(code: int | None, comment: str = "") -> str:
+    """`10016 invalid stops (Invalid stops)`, plus a hint when one is known."""
+    if code is None:
+        return comment or "no return code"
+    text = f"{code} {RETCODE_NAMES.get(code, 'unknown code')}"
+    if comment and comment.lower() != RETCODE_NAMES.get(code, "").lower():
+        text += f" ({comment})"
+    hint = RETCODE_HINTS.get(code)
+    return f"{text}: {hint}" if hint else text
+
+
+# --- records: plain, picklable, immutable copies of the terminal's result structures
+
+# Field order of each MT5 result structure (MetaTrader5 5.0.6231), for positional conversion.
+STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "AccountInfo": (
+        "login", "trade_mode", "leverage", "limit_orders", "margin_so_mode", "trade_allowed",
+        "trade_expert", "margin_mode", "currency_digits", "fifo_close", "balance", "credit",
+        "profit", "equity", "margin", "margin_free", "margin_level", "margin_so_call",
+        "margin_so_so", "margin_initial", "margin_maintenance", "assets", "liabilities",
+        "commission_blocked", "name", "server", "currency", "company"
+    ),
+    "TerminalInfo": (
+        "community_account", "community_connection", "connected", "dlls_allowed", "trade_allowed",
+        "tradeapi_disabled", "email_enabled", "ftp_enabled", "notifications_enabled", "mqid",
+        "build", "maxbars", "codepage", "ping_last", "community_balance", "retransmission",
+        "company", "name", "language", "path", "data_path", "commondata_path"
+    ),
+    "SymbolInfo": (
+        "custom", "chart_mode", "select", "visible", "session_deals", "session_buy_orders",
+        "session_sell_orders", "volume", "volumehigh", "volumelow", "time", "digits", "spread",
+        "spread_float", "ticks_bookdepth", "trade_calc_mode", "trade_mode", "start_time",
+        "expiration_time", "trade_stops_level", "trade_freeze_level", "trade_exemode", "swap_mode",
+        "swap_rollover3days", "margin_hedged_use_leg", "expiration_mode", "filling_mode",
+        "order_mode", "order_gtc_mode", "option_mode", "option_right", "bid", "bidhigh", "bidlow",
+        "ask", "askhigh", "asklow", "last", "lasthigh", "lastlow", "volume_real", "volumehigh_real",
+        "volumelow_real", "option_strike", "point", "trade_tick_value", "trade_tick_value_profit",
+        "trade_tick_value_loss", "trade_tick_size", "trade_contract_size", "trade_accrued_interest",
+        "trade_face_value", "trade_liquidity_rate", "volume_min", "volume_max", "volume_step",
+        "volume_limit", "swap_long", "swap_short", "margin_initial", "margin_maintenance",
+        "session_volume", "session_turnover", "session_interest", "session_buy_orders_volume",
+        "session_sell_orders_volume", "session_open", "session_close", "session_aw",
+        "session_price_settlement", "session_price_limit_min", "session_price_limit_max",
+        "margin_hedged", "price_change", "price_volatility", "price_theoretical",
+        "price_greeks_delta", "price_greeks_theta", "price_greeks_gamma", "price_greeks_vega",
+        "price_greeks_rho", "price_greeks_omega", "price_sensitivity", "basis", "category",
+        "currency_base", "currency_profit", "currency_margin", "bank", "description", "exchange",
+        "formula", "isin", "name", "page", "path"
+    ),
+    "Tick": (
+        "time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real"
+    ),
+    "TradeOrder": (
+        "ticket", "time_setup", "time_setup_msc", "time_done", "time_done_msc", "time_expiration",
+        "type", "type_time", "type_filling", "state", "magic", "position_id", "position_by_id",
+        "reason", "volume_initial", "volume_current", "price_open", "sl", "tp", "price_current",
+        "price_stoplimit", "symbol", "comment", "external_id"
+    ),
+    "TradePosition": (
+        "ticket", "time", "time_msc", "time_update", "time_update_msc", "type", "magic",
+        "identifier", "reason", "volume", "price_open", "sl", "tp", "price_current", "swap",
+        "profit", "symbol", "comment", "external_id"
+    ),
+    "TradeDeal": (
+        "ticket", "order", "time", "time_msc", "type", "entry", "magic", "position_id", "reason",
+        "volume", "price", "commission", "swap", "profit", "fee", "symbol", "comment", "external_id"
+    ),
+    "TradeRequest": (
+        "action", "magic", "order", "symbol", "volume", "price", "stoplimit", "sl", "tp",
+        "deviation", "type", "type_filling", "type_time", "expiration", "comment", "position",
+        "position_by"
+    ),
+    "OrderCheckResult": (
+        "retcode", "balance", "equity", "profit", "margin", "margin_free", "margin_level",
+        "comment", "request"
+    ),
+    "OrderSendResult": (
+        "retcode", "deal", "order", "volume", "price", "bid", "ask", "comment", "request_id",
+        "retcode_external", "request"
+    ),
+    "BookInfo": (
+        "type", "price", "volume", "volume_dbl"
+    ),
+}
+RECORD_TYPES: dict[str, type] = {name: namedtuple(name, fields)
+                                   for name, fields in STRUCT_FIELDS.items()}
+
+_record_types: dict[tuple[str, tuple[str, ...]], type] = {}
+
+
+def record(type_name: str, values: Mapping[str, Any]) -> Any:
+    """A namedtuple named like the MT5 structure with the same fields, in the same order."""
+    keys = tuple(values)
+    key = (type_name, keys)
+    cls = _record_types.get(key)
+    if cls is None:
+        cls = _record_types[key] = namedtuple(type_name, keys)
+    return cls(**values)
+
+
+class Broker(Protocol):
+    """What the trader needs from a broker; MT5Connector and PaperBroker provide it."""
+
+    dry_run: bool
+
+    def account(self) -> Any: ...
+    def symbol_spec(self, symbol: str) -> SymbolSpec: ...
+    def symbol_info(self, symbol: str) -> Any: ...
+    def tick(self, symbol: str) -> Any: ...
+    def rates(self, symbol: str, timeframe: str, count: int) -> pd.DataFrame: ...
+    def positions(self, symbol: str | None = None) -> tuple[Any, ...]: ...
+    def deals_since(self, since: datetime) -> tuple[Any, ...]: ...
+    def filling_mode(self, symbol: str) -> int: ...
+    def check_order(self, request: Mapping[str, Any]) -> Any: ...
+    def send_order(self, request: Mapping[str, Any]) -> Any: ...

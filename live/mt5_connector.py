@@ -1,0 +1,509 @@
+"""MT5Connector: the only module that calls an MT5 API (official package, mt5linux or simulator).
+
+Every call is serialised (the API keeps one pipe and one global error slot), every failure
+becomes a typed error from live.errors carrying the `last_error()` code or the trade return
+code, and results come back as plain records (live.broker_types), never as a bare None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.symbols import SymbolSpec
+from live.broker_types import (
+    IPC_ERROR_CODES,
+    ORDER_FILLING_FOK,
+    ORDER_FILLING_IOC,
+    ORDER_FILLING_RETURN,
+    RECORD_TYPES,
+    RETCODE_INVALID_FILL,
+    RETRYABLE_RETCODES,
+    STRUCT_FIELDS,
+    SUCCESS_RETCODES,
+    SYMBOL_FILLING_FOK,
+    SYMBOL_FILLING_IOC,
+    TIMEFRAME_CODES,
+    UNKNOWN_OUTCOME_ERROR_CODES,
+    record,
+    retcode_text,
+)
+from live.config import LiveConfig
+from live.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    OrderRejected,
+    OutcomeUnknown,
+    RetryableOrderError,
+)
+
+logger = logging.getLogger(__name__)
+
+# Exceptions a remote (RPyC) or dying terminal raises instead of returning None.
+_TRANSPORT_ERRORS = (EOFError, ConnectionError, TimeoutError, OSError)
+_FAR_FUTURE = timedelta(days=3)
+
+
+class ConnectionState(enum.Enum):
+    CONNECTED = "connected"
+    RECONNECTED = "reconnected"
+    DOWN = "down"
+
+
+class MT5Connector:
+    """The live broker: a terminal reached through the backend chosen by the config.
+
+    `api` may be given (a module-like object with the MetaTrader5 functions), which is how
+    tests pass a simulator they drive; otherwise it is created from `config.backend`.
+    """
+
+    dry_run = False
+
+    def __init__(self, config: LiveConfig, *, api: Any = None, backend: str | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.backend = backend or (config.backend if api is None else "injected")
+        self._api = api
+        self._monotonic = monotonic
+        self._lock = threading.RLock()
+        self._connected = False
+        self._retry_delay = 1.0
+        self._next_attempt = 0.0
+        self._attempts = 0
+        self._specs: dict[str, SymbolSpec] = {}
+        self._filling: dict[str, int] = {}
+
+    # ------------------------------------------------------------ connection
+
+    @property
+    def is_simulator(self) -> bool:
+        return hasattr(self._api, "sim_step_bar") or self.backend in ("sim", "sim-served")
+
+    def connect(self) -> None:
+        """Create the API if needed, initialize and log in. Raises ConfigError/BrokerError."""
+        with self._lock:
+            if self._api is None:
+                self._api, self.backend = load_api(self.config)
+            self._initialize()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._api is not None:
+                with contextlib.suppress(_TRANSPORT_ERRORS):
+                    self._api.shutdown()
+            self._connected = False
+
+    def ensure_connected(self) -> ConnectionState:
+        """Check the link; when it is down, try one reconnection if the backoff allows.
+
+        Never blocks for long: the trading loop calls this every iteration and keeps
+        checking the kill switch while the terminal is away. Backoff doubles from 1 s up to
+        RECONNECT_MAX_SECONDS.
+        """
+        with self._lock:
+            if self._connected and self._probe():
+                return ConnectionState.CONNECTED
+            if self._connected:
+                logger.warning("connection to the MT5 terminal lost")
+            self._connected = False
+            now = self._monotonic()
+            if now < self._next_attempt:
+                return ConnectionState.DOWN
+            self._attempts += 1
+            try:
+                if self._api is None or self.backend == "mt5linux":
+                    self._api, self.backend = load_api(self.config)
+                self._initialize()
+            except (BrokerError, ConfigError) as exc:
+                self._next_attempt = now + self._retry_delay
+                logger.warning("reconnect attempt %d failed: %s; next try in %.0f s",
+                               self._attempts, exc, self._retry_delay)
+                self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_seconds)
+                return ConnectionState.DOWN
+            logger.info("reconnected to the MT5 terminal after %d attempt(s)", self._attempts)
+            self._retry_delay, self._attempts = 1.0, 0
+            return ConnectionState.RECONNECTED
+
+    def _initialize(self) -> None:
+        cfg = self.config
+        args = (cfg.mt5_path,) if cfg.mt5_path else ()
+        kwargs: dict[str, Any] = {"timeout": cfg.mt5_timeout_ms}
+        if cfg.mt5_login:
+            kwargs.update(login=cfg.mt5_login, password=cfg.mt5_password, server=cfg.mt5_server)
+        try:
+            ok = self._api.initialize(*args, **kwargs)
+        except _TRANSPORT_ERRORS as exc:
+            raise BrokerUnavailable(f"initialize: terminal unreachable: {exc}") from exc
+        if not ok:
+            code, text = self._last_error()
+            if code == -6:
+                raise ConfigError(
+                    f"MT5 authorization failed ({code} {text}): check MT5_LOGIN, MT5_PASSWORD "
+                    "and MT5_SERVER"
+                )
+            raise BrokerUnavailable(f"initialize failed: {code} {text}", code=code, text=text)
+        self._connected = True
+        self._specs.clear()
+
+    def _probe(self) -> bool:
+        try:
+            info = self._api.terminal_info()
+        except _TRANSPORT_ERRORS:
+            return False
+        return info is not None and bool(info.connected)
+
+    # ------------------------------------------------------------ calls
+
+    def _last_error(self) -> tuple[int, str]:
+        try:
+            code, text = self._api.last_error()
+        except _TRANSPORT_ERRORS as exc:
+            return -10004, f"No IPC connection ({exc})"
+        return int(code), str(text)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the API under the lock; None/False becomes a BrokerError with last_error()."""
+        with self._lock:
+            if self._api is None:
+                raise BrokerUnavailable(f"{name}: not connected (call connect() first)")
+            try:
+                result = getattr(self._api, name)(*args, **kwargs)
+            except _TRANSPORT_ERRORS as exc:
+                self._connected = False
+                raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
+            if result is None or result is False:
+                code, text = self._last_error()
+                if code in IPC_ERROR_CODES:
+                    self._connected = False
+                    raise BrokerUnavailable(f"{name} failed: {code} {text}", code=code,
+                                            text=text)
+                raise BrokerError(f"{name} failed: {code} {text}", code=code, text=text)
+            return to_local(result)
+
+    # ------------------------------------------------------------ information
+
+    def terminal(self) -> Any:
+        return self._call("terminal_info")
+
+    def account(self) -> Any:
+        return self._call("account_info")
+
+    def version(self) -> Any:
+        return self._call("version")
+
+    def symbol_info(self, symbol: str) -> Any:
+        """Symbol facts; a symbol missing from Market Watch is selected first."""
+        try:
+            info = self._call("symbol_info", symbol)
+        except BrokerError as exc:
+            if isinstance(exc, BrokerUnavailable):
+                raise
+            raise BrokerError(f"unknown symbol {symbol!r} on this terminal ({exc.code} "
+                              f"{exc.text})", code=exc.code, text=exc.text) from None
+        if not info.visible:
+            self._call("symbol_select", symbol, True)
+            logger.info("selected %s into Market Watch", symbol)
+            info = self._call("symbol_info", symbol)
+        return info
+
+    def symbol_spec(self, symbol: str) -> SymbolSpec:
+        """The symbol's trading facts as the SymbolSpec the sizing code uses (cached)."""
+        spec = self._specs.get(symbol)
+        if spec is None:
+            info = self.symbol_info(symbol)
+            spec = SymbolSpec(
+                name=symbol, digits=int(info.digits), point=float(info.point),
+                contract_size=float(info.trade_contract_size),
+                volume_min=float(info.volume_min), volume_max=float(info.volume_max),
+                volume_step=float(info.volume_step), currency_base=info.currency_base,
+                currency_profit=info.currency_profit, currency_margin=info.currency_margin,
+                stops_level=int(info.trade_stops_level),
+            )
+            self._specs[symbol] = spec
+        return spec
+
+    def tick(self, symbol: str) -> Any:
+        return self._call("symbol_info_tick", symbol)
+
+    def rates(self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1
+              ) -> pd.DataFrame:
+        """The last `count` bars before position `start_pos` (1 = skip the forming bar)."""
+        from backtest.data import rates_to_frame
+
+        code = TIMEFRAME_CODES.get(timeframe)
+        if code is None:
+            raise ConfigError(f"unknown timeframe {timeframe!r}")
+        rates = self._call("copy_rates_from_pos", symbol, code, start_pos, count)
+        return rates_to_frame(np.asarray(rates))
+
+    def positions(self, symbol: str | None = None) -> tuple[Any, ...]:
+        """Open positions carrying this trader's magic number."""
+        found = self._call("positions_get", symbol=symbol) if symbol else self._call(
+            "positions_get")
+        return tuple(p for p in found if p.magic == self.config.magic_number)
+
+    def all_positions(self) -> tuple[Any, ...]:
+        return tuple(self._call("positions_get"))
+
+    def orders(self, symbol: str | None = None) -> tuple[Any, ...]:
+        found = self._call("orders_get", symbol=symbol) if symbol else self._call("orders_get")
+        return tuple(o for o in found if o.magic == self.config.magic_number)
+
+    def deals_since(self, since: datetime) -> tuple[Any, ...]:
+        """Deals since `since` (UTC) carrying this trader's magic number."""
+        until = max(datetime.now(timezone.utc), since) + _FAR_FUTURE
+        found = self._call("history_deals_get", _utc(since), until)
+        return tuple(d for d in found if d.magic == self.config.magic_number)
+
+    def deals_for_position(self, position_ticket: int) -> tuple[Any, ...]:
+        """Every deal of one position (entry, exits by us or by SL/TP), oldest first."""
+        return tuple(self._call("history_deals_get", position=int(position_ticket)))
+
+    # ------------------------------------------------------------ trading
+
+    def filling_mode(self, symbol: str) -> int:
+        """The ORDER_FILLING_* value for market orders, decoded from the symbol's flags."""
+        mode = self._filling.get(symbol)
+        if mode is None:
+            mode = decode_filling(int(self.symbol_info(symbol).filling_mode))
+            self._filling[symbol] = mode
+        return mode
+
+    def confirm_filling(self, request: Mapping[str, Any]) -> int:
+        """Check the request with order_check, falling back to other filling modes on 10030.
+
+        The first accepted mode is cached for the symbol (and used for closes too).
+        """
+        symbol = request["symbol"]
+        first = self.filling_mode(symbol)
+        candidates = [first] + [m for m in FILLING_ORDER if m != first]
+        for mode in candidates:
+            result = self._call("order_check", {**request, "type_filling": mode})
+            if result.retcode != RETCODE_INVALID_FILL:
+                if mode != first:
+                    logger.warning("%s: filling mode %s refused, using %s", symbol,
+                                   FILLING_NAMES[first], FILLING_NAMES[mode])
+                self._filling[symbol] = mode
+                return mode
+        raise OrderRejected(f"{symbol}: no filling mode accepted by the server",
+                            code=RETCODE_INVALID_FILL)
+
+    def forget_filling(self, symbol: str) -> None:
+        self._filling.pop(symbol, None)
+
+    def check_order(self, request: Mapping[str, Any]) -> Any:
+        """order_check; retcode 0 passes, anything else raises OrderRejected."""
+        result = self._call("order_check", dict(request))
+        if result.retcode != 0:
+            raise OrderRejected(
+                f"order_check refused {request.get('symbol')}: "
+                f"{retcode_text(result.retcode, result.comment)}",
+                code=result.retcode, text=result.comment, result=result,
+            )
+        return result
+
+    def send_order(self, request: Mapping[str, Any]) -> Any:
+        """order_send. Returns the result when done; raises by what the caller must do."""
+        with self._lock:
+            try:
+                return self._send(request)
+            except BrokerUnavailable:
+                raise
+            except BrokerError as exc:
+                if exc.code in UNKNOWN_OUTCOME_ERROR_CODES:
+                    raise OutcomeUnknown(f"order_send: no reply ({exc.code} {exc.text}); the "
+                                         "order may exist", code=exc.code, text=exc.text) from exc
+                raise OrderRejected(str(exc), code=exc.code, text=exc.text) from exc
+
+    def _send(self, request: Mapping[str, Any]) -> Any:
+        try:
+            result = self._call("order_send", dict(request))
+        except BrokerUnavailable as exc:
+            if exc.code in UNKNOWN_OUTCOME_ERROR_CODES or exc.code is None:
+                raise OutcomeUnknown(f"order_send: {exc}; the order may exist",
+                                     code=exc.code, text=exc.text) from exc
+            raise
+        code = int(result.retcode)
+        if code in SUCCESS_RETCODES:
+            return result
+        message = f"order_send {request.get('symbol')}: {retcode_text(code, result.comment)}"
+        if code in RETRYABLE_RETCODES:
+            raise RetryableOrderError(message, code=code, text=result.comment, result=result)
+        raise OrderRejected(message, code=code, text=result.comment, result=result)
+
+    # ------------------------------------------------------------ simulator clock
+
+    def sim_call(self, name: str, *args: Any) -> Any:
+        """Call a simulator extra (sim_step_bar, sim_time, ...) in-process or over RPyC."""
+        if not name.startswith("sim_"):
+            raise ValueError(f"not a simulator extra: {name}")
+        with self._lock:
+            function = getattr(self._api, name, None)
+            if function is not None:
+                return function(*args)
+            conn = getattr(self._api, "_MetaTrader5__conn", None)  # the mt5linux client's link
+            if conn is None:
+                raise BrokerError(f"{name}: the {self.backend} backend is not a simulator")
+            return conn.eval(f"mt5.{name}({', '.join(repr(a) for a in args)})")
+
+
+FILLING_ORDER = (ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN)
+FILLING_NAMES = {ORDER_FILLING_FOK: "FOK", ORDER_FILLING_IOC: "IOC",
+                 ORDER_FILLING_RETURN: "RETURN"}
+
+
+def decode_filling(flags: int) -> int:
+    """symbol_info().filling_mode is a bit mask (FOK=1, IOC=2), not an ORDER_FILLING_* value:
+    prefer FOK, then IOC, else RETURN."""
+    if flags & SYMBOL_FILLING_FOK:
+        return ORDER_FILLING_FOK
+    if flags & SYMBOL_FILLING_IOC:
+        return ORDER_FILLING_IOC
+    return ORDER_FILLING_RETURN
+
+
+# ---------------------------------------------------------------- backends
+
+
+def load_api(config: LiveConfig) -> tuple[Any, str]:
+    """The API object for config.backend: (module-like object, backend name)."""
+    if config.backend == "mt5":
+        return _official_api(), "mt5"
+    if config.backend == "mt5linux":
+        return _mt5linux_api(config), "mt5linux"
+    if config.backend == "sim":
+        return create_simulator(config), "sim"
+    return _auto_api(config)
+
+
+def _official_api() -> Any:
+    try:
+        return importlib.import_module("MetaTrader5")
+    except ImportError:
+        raise ConfigError(
+            "MT5_BACKEND=mt5 needs the MetaTrader5 package, which exists only for Windows "
+            "(pip install MetaTrader5); on Linux use MT5_BACKEND=mt5linux or sim"
+        ) from None
+
+
+def _mt5linux_api(config: LiveConfig) -> Any:
+    try:
+        from mt5linux import MetaTrader5 as Client
+    except ImportError:
+        raise ConfigError("MT5_BACKEND=mt5linux needs the mt5linux package "
+                          "(pip install -r requirements.txt)") from None
+    try:
+        return Client(host=config.mt5linux_host, port=config.mt5linux_port)
+    except _TRANSPORT_ERRORS as exc:
+        raise BrokerUnavailable(
+            f"cannot reach the mt5linux server at {config.mt5linux_host}:{config.mt5linux_port} "
+            f"({exc}); is the RPyC server running next to the terminal?"
+        ) from exc
+
+
+def _auto_api(config: LiveConfig) -> tuple[Any, str]:
+    try:
+        api = importlib.import_module("MetaTrader5")
+        if api.initialize(timeout=config.mt5_timeout_ms):
+            return api, "mt5"
+        reason = f"terminal did not answer: {api.last_error()}"
+    except ImportError:
+        reason = "the MetaTrader5 package is not installed (it exists only for Windows)"
+    if not config.dry_run:
+        raise ConfigError(
+            f"MT5_BACKEND=auto found no MT5 terminal ({reason}); the simulator is allowed only "
+            "with --dry-run. Set MT5_BACKEND=mt5, mt5linux or sim explicitly."
+        )
+    logger.warning("*" * 72)
+    logger.warning("NO MT5 TERMINAL (%s): DRY RUN ON THE BUILT-IN SIMULATOR", reason)
+    logger.warning("prices are simulated; nothing reaches a broker")
+    logger.warning("*" * 72)
+    return create_simulator(config), "sim"
+
+
+def create_simulator(config: LiveConfig) -> Any:
+    """An in-process simulated terminal configured from the SIM_* settings."""
+    from live.sim_terminal import SimConfig, SimTerminal
+
+    try:
+        sim_config = SimConfig(
+            symbols=tuple(config.symbols),
+            data=config.sim_data or None,
+            timeframe=config.timeframe,
+            seed=config.sim_seed,
+            speed=None if config.sim_lockstep else float(config.sim_speed),
+            history_bars=config.sim_history_bars,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"simulator settings: {exc}") from exc
+    return SimTerminal(sim_config)
+
+
+# ---------------------------------------------------------------- result conversion
+
+
+def to_local(value: Any) -> Any:
+    """Copy an API result into plain local records (also pulls RPyC proxies across by value)."""
+    if value is None or isinstance(value, (bool, int, float, str, np.ndarray)):
+        return value
+    if _is_netref(value):
+        return _netref_to_local(value)
+    name = type(value).__name__
+    if name in RECORD_TYPES:
+        return _struct_to_record(name, tuple(value))
+    if isinstance(value, tuple):
+        return tuple(to_local(item) for item in value)
+    if hasattr(value, "_asdict"):
+        return record(name, {k: to_local(v) for k, v in value._asdict().items()})
+    return value
+
+
+def _struct_to_record(name: str, values: tuple[Any, ...]) -> Any:
+    fields = STRUCT_FIELDS[name]
+    if len(values) != len(fields):  # a newer package: keep what we know, by position
+        values = (values + (None,) * len(fields))[: len(fields)]
+    if name in ("OrderSendResult", "OrderCheckResult"):
+        values = (*values[:-1], to_local(values[-1]))
+    return RECORD_TYPES[name]._make(values)
+
+
+def _is_netref(value: Any) -> bool:
+    try:
+        from rpyc.core.netref import BaseNetref
+    except ImportError:
+        return False
+    return isinstance(value, BaseNetref)
+
+
+def _netref_to_local(value: Any) -> Any:
+    """A remote struct or tuple of structs, copied with as few round trips as possible."""
+    from rpyc.utils.classic import obtain
+
+    name = value.__class__.__name__
+    if name in ("OrderSendResult", "OrderCheckResult"):
+        head = obtain(value[:-1])  # a plain tuple of numbers and text travels by value
+        return _struct_to_record(name, (*head, _netref_to_local(value[-1])))
+    if name in RECORD_TYPES:
+        return _struct_to_record(name, tuple(obtain(value[:])))
+    if name == "ndarray":
+        return obtain(value)
+    if name == "tuple":
+        return tuple(_netref_to_local(item) if _is_netref(item) else item for item in value)
+    return obtain(value)
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime passed to the connector; use UTC-aware datetimes")
+    return moment.astimezone(timezone.utc)
