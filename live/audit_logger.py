@@ -52,7 +52,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 # Order statuses after which nothing more happens to that client_order_id.
 FINAL_ORDER_STATUSES = frozenset({
     "filled", "partial", "placed", "rejected", "failed", "reconciled_filled",
-    "reconciled_absent", "dry_filled", "dry_rejected",
+    "reconciled_absent", "dry_filled", "dry_rejected", "not_needed",
 })
 FILLED_ORDER_STATUSES = frozenset({"filled", "partial", "reconciled_filled", "dry_filled"})
 

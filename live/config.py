@@ -445,8 +445,9 @@ class JsonFormatter(logging.Formatter):
         for key in self.CONTEXT_KEYS:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            # exc_text holds the traceback already redacted by RedactingFilter
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 

@@ -1,0 +1,279 @@
+"""The bridge from backtest strategies to MT5 orders: load, decide on the last closed bar, size,
+build the request and pre-check it.
+
+The live trader runs the very strategy class the backtest runs, on the last closed bars, and
+acts under the same rule: trade when the decision changes or an entry event fires (see
+backtest/strategy.py). Sizing is backtest.sizing.position_size, the function the engine uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backtest.sizing import Sizing, SizingError, position_size
+from backtest.strategy import (
+    Strategy,
+    StrategyError,
+    compute_signals,
+    parse_param_overrides,
+)
+from backtest.strategy import get_strategy_from_file as load_strategy_class
+from backtest.symbols import SymbolSpec
+from live.broker_types import (
+    ORDER_TIME_GTC,
+    ORDER_TYPE_BUY,
+    ORDER_TYPE_SELL,
+    POSITION_TYPE_BUY,
+    SYMBOL_TRADE_MODE_CLOSEONLY,
+    SYMBOL_TRADE_MODE_DISABLED,
+    TRADE_ACTION_DEAL,
+    Broker,
+)
+from live.errors import OrderRejected
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "Decision", "PrecheckFailed", "bars_needed", "build_close_request", "build_order_request",
+    "decide", "fetch_bars", "generate_signals", "get_strategy_from_file", "position_size",
+    "simulate_precheck",
+]
+
+
+class PrecheckFailed(OrderRejected):
+    """The request would be refused by the server; caught before order_check."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The strategy's decision on one symbol's last closed bar.
+
+    `position` is the target (+1/0/-1); `act` says whether the trader must do something now
+    (the decision changed or an entry event fired). sl/tp are absolute prices for an entry
+    or NaN; sl_distance/tp_distance are price distances from the fill, or NaN.
+    """
+
+    symbol: str
+    bar_time: datetime
+    position: int
+    act: bool
+    entry: bool
+    previous_position: int
+    close: float
+    sl: float
+    tp: float
+    sl_distance: float
+    tp_distance: float
+    bars: int
+
+    @property
+    def side(self) -> str | None:
+        return {1: "buy", -1: "sell"}.get(self.position)
+
+
+def get_strategy_from_file(path: str | Path, params: Mapping[str, object] | list[str] | None
+                           = None) -> Strategy:
+    """Load a strategy file and instantiate it with `params` (a dict or ["name=value", ...])."""
+    cls = load_strategy_class(path)
+    if isinstance(params, list):
+        params = parse_param_overrides(cls, params)
+    return cls(**dict(params or {}))
+
+
+def bars_needed(strategy: Strategy, lookback: int = 0) -> int:
+    """Closed bars to fetch per decision: `lookback` if set, else twice the warm-up.
+
+    Twice, because decisions that hold a state (a position kept since an older cross) are
+    reproduced faithfully only when the window covers that state's origin; see docs/live.md.
+    """
+    if lookback:
+        return max(lookback, strategy.warmup + 1)
+    return max(2 * strategy.warmup, strategy.warmup + 2, 3)
+
+
+def generate_signals(broker: Broker, strategy: Strategy, symbol: str, timeframe: str,
+                     lookback: int = 0) -> Decision:
+    """Fetch only the bars the strategy needs and return its decision on the last closed bar.
+
+    Raises StrategyError when there are too few bars, a bar is invalid or the strategy fails.
+    """
+    return decide(strategy, symbol, fetch_bars(broker, strategy, symbol, timeframe, lookback))
+
+
+def fetch_bars(broker: Broker, strategy: Strategy, symbol: str, timeframe: str,
+               lookback: int = 0) -> pd.DataFrame:
+    """The last closed bars the strategy needs, checked; StrategyError if too few or bad."""
+    count = bars_needed(strategy, lookback)
+    bars = broker.rates(symbol, timeframe, count)
+    if len(bars) < strategy.warmup + 1:
+        raise StrategyError(f"{symbol}: only {len(bars)} closed {timeframe} bars available, "
+                            f"{strategy.label()} needs {strategy.warmup + 1}")
+    _check_bars(symbol, bars)
+    return bars
+
+
+def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
+    """The decision on the last bar of `bars` (all closed)."""
+    signals = compute_signals(strategy, bars)
+    actions = signals.actions()
+    last = len(bars) - 1
+    return Decision(
+        symbol=symbol,
+        bar_time=bars["time"].iloc[last].to_pydatetime(),
+        position=int(signals.position[last]),
+        act=bool(actions[last]),
+        entry=bool(signals.entry[last]),
+        previous_position=int(signals.position[last - 1]) if last else 0,
+        close=float(bars["close"].iloc[last]),
+        sl=float(signals.sl[last]),
+        tp=float(signals.tp[last]),
+        sl_distance=float(signals.sl_distance[last]),
+        tp_distance=float(signals.tp_distance[last]),
+        bars=len(bars),
+    )
+
+
+def _check_bars(symbol: str, bars: pd.DataFrame) -> None:
+    prices = bars[["open", "high", "low", "close"]]
+    bad = prices.isna().any(axis=1) | (prices <= 0).any(axis=1)
+    bad |= bars["high"] < prices[["open", "close"]].max(axis=1)
+    bad |= bars["low"] > prices[["open", "close"]].min(axis=1)
+    if bad.any():
+        row = bars.loc[bad].iloc[-1]
+        raise StrategyError(f"{symbol}: bad bar at {row['time']}: open={row['open']} "
+                            f"high={row['high']} low={row['low']} close={row['close']}")
+    if not bars["time"].is_monotonic_increasing:
+        raise StrategyError(f"{symbol}: bars out of time order")
+
+
+def stop_levels(decision: Decision, spec: SymbolSpec, entry_price: float
+                ) -> tuple[float | None, float | None]:
+    """Absolute SL/TP for an entry at entry_price, as the backtest engine computes them."""
+    sign = 1 if decision.position > 0 else -1
+
+    def level(absolute: float, distance: float, direction: int) -> float | None:
+        if math.isfinite(absolute):
+            return spec.round_price(absolute)
+        if math.isfinite(distance):
+            return spec.round_price(entry_price + direction * distance)
+        return None
+
+    return (level(decision.sl, decision.sl_distance, -sign),
+            level(decision.tp, decision.tp_distance, sign))
+
+
+def entry_volume(*, sizing: Sizing, spec: SymbolSpec, equity: float, entry_price: float,
+                 sl: float | None, account_currency: str) -> float:
+    """Lots for an entry: the backtest's position_size with the live stop distance."""
+    distance = abs(entry_price - sl) if sl is not None else None
+    try:
+        return position_size(sizing=sizing, spec=spec, equity=equity, sl_distance=distance,
+                             price=entry_price, account_currency=account_currency)
+    except SizingError as exc:
+        raise PrecheckFailed(str(exc)) from None
+
+
+def build_order_request(*, symbol: str, side: str, volume: float, price: float,
+                        spec: SymbolSpec, magic: int, comment: str, deviation: int,
+                        filling: int, sl: float | None = None, tp: float | None = None,
+                        position: int | None = None) -> dict[str, Any]:
+    """An MT5 market-order request with the types the API demands (floats, ints, short str).
+
+    Prices are rounded to the symbol's digits and the volume snapped to its step.
+    `position` (a ticket) makes it a close of that position.
+    """
+    if side not in ("buy", "sell"):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    if len(comment) > 29:
+        raise ValueError(f"order comment longer than 29 characters: {comment!r}")
+    request: dict[str, Any] = {
+        "action": TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "volume": float(spec.floor_volume(volume)),
+        "type": ORDER_TYPE_BUY if side == "buy" else ORDER_TYPE_SELL,
+        "price": float(spec.round_price(price)),
+        "sl": float(spec.round_price(sl)) if sl else 0.0,
+        "tp": float(spec.round_price(tp)) if tp else 0.0,
+        "deviation": int(deviation),
+        "magic": int(magic),
+        "comment": comment,
+        "type_time": ORDER_TIME_GTC,
+        "type_filling": int(filling),
+    }
+    if position is not None:
+        request["position"] = int(position)
+    return request
+
+
+def build_close_request(*, position: Any, tick: Any, spec: SymbolSpec, magic: int,
+                        comment: str, deviation: int, filling: int) -> dict[str, Any]:
+    """The opposite deal that closes `position` (a TradePosition record) entirely."""
+    closing_buy = position.type != POSITION_TYPE_BUY
+    return build_order_request(
+        symbol=position.symbol, side="buy" if closing_buy else "sell",
+        volume=float(position.volume), price=tick.ask if closing_buy else tick.bid, spec=spec,
+        magic=magic, comment=comment, deviation=deviation, filling=filling,
+        position=int(position.ticket),
+    )
+
+
+def simulate_precheck(request: Mapping[str, Any], *, spec: SymbolSpec, symbol_info: Any,
+                      tick: Any, account: Any, now: datetime | None = None,
+                      max_tick_age_s: float | None = None) -> None:
+    """Refuse what the server would refuse, before order_check: volume, stops level, margin,
+    market open. Raises PrecheckFailed naming the rule and the numbers."""
+    symbol, volume = request["symbol"], request["volume"]
+    closing = "position" in request
+    if not spec.is_valid_volume(volume):
+        raise PrecheckFailed(
+            f"{symbol}: volume {volume} is not volume_min {spec.volume_min} + k × step "
+            f"{spec.volume_step} within max {spec.volume_max}", code=10014)
+    mode = int(symbol_info.trade_mode)
+    if mode == SYMBOL_TRADE_MODE_DISABLED or (mode == SYMBOL_TRADE_MODE_CLOSEONLY
+                                              and not closing):
+        raise PrecheckFailed(f"{symbol}: trading is disabled for this symbol (trade_mode "
+                             f"{mode})", code=10017)
+    if now is not None and max_tick_age_s is not None:
+        age = now.timestamp() - float(tick.time)
+        if age > max_tick_age_s:
+            raise PrecheckFailed(f"{symbol}: market closed (last quote {age / 60:.0f} min old)",
+                                 code=10018)
+    _check_stops(request, spec, tick)
+    if not closing:
+        _check_margin(request, spec, account)
+
+
+def _check_stops(request: Mapping[str, Any], spec: SymbolSpec, tick: Any) -> None:
+    buying = request["type"] == ORDER_TYPE_BUY
+    closing_price = tick.bid if buying else tick.ask  # where this position would be closed
+    minimum = spec.stops_level * spec.point
+    for name, sign in (("sl", -1), ("tp", 1)):
+        level = request.get(name) or 0.0
+        if not level:
+            continue
+        distance = (level - closing_price) * (sign if buying else -sign)
+        if distance <= 0 or distance + 1e-12 < minimum:
+            raise PrecheckFailed(
+                f"{request['symbol']}: {name.upper()} {level} is {distance / spec.point:.0f} "
+                f"points from {closing_price}; needs at least {spec.stops_level} points on the "
+                f"{'lower' if (sign < 0) == buying else 'upper'} side", code=10016)
+
+
+def _check_margin(request: Mapping[str, Any], spec: SymbolSpec, account: Any) -> None:
+    leverage = max(int(account.leverage or 1), 1)
+    notional = request["volume"] * spec.contract_size * request["price"]
+    margin = spec.profit_to_account(notional, request["price"], account.currency) / leverage
+    if spec.currency_base == account.currency:
+        margin = request["volume"] * spec.contract_size / leverage
+    if margin > float(account.margin_free):
+        raise PrecheckFailed(
+            f"{request['symbol']}: needs about {margin:,.2f} {account.currency} margin, free "
+            f"margin is {float(account.margin_free):,.2f}", code=10019)

@@ -1,0 +1,707 @@
+"""LiveTrader, the orchestrator loop, and the command line `python live_trader.py --strategy ...`.
+
+Each iteration: kill switch, connection, positions from the broker (closed ones become trades),
+daily limits, then per symbol: decision on the last closed bar -> sizing -> request -> checks
+-> execution -> state -> audit. A failure in one symbol is recorded and the others go on.
+Runnable as `python live/live_trader.py` from the project root or `python live_trader.py`
+from `live/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `live` and `backtest` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backtest.data import timeframe_seconds
+from backtest.sizing import Sizing
+from backtest.strategy import Strategy, StrategyError
+from live.audit_logger import AuditLogger
+from live.backtesting_bridge import (
+    Decision,
+    PrecheckFailed,
+    build_close_request,
+    build_order_request,
+    decide,
+    entry_volume,
+    fetch_bars,
+    get_strategy_from_file,
+    simulate_precheck,
+    stop_levels,
+)
+from live.broker_types import (
+    ACCOUNT_TRADE_MODE_REAL,
+    DEAL_ENTRY_IN,
+    DEAL_REASON_SL,
+    DEAL_REASON_TP,
+    POSITION_TYPE_BUY,
+)
+from live.config import LiveConfig, setup_logging
+from live.errors import (
+    AuditWriteError,
+    BrokerError,
+    BrokerUnavailable,
+    ConfigError,
+    OrderRejected,
+    OutcomeUnknown,
+)
+from live.mt5_connector import ConnectionState, MT5Connector
+from live.order_executor import (
+    ExecutionResult,
+    OrderExecutor,
+    OrderIntent,
+    make_client_order_id,
+)
+from live.paper_broker import PaperBroker
+from live.state_manager import StateManager
+
+logger = logging.getLogger("live.live_trader")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+HEARTBEAT_WALL_SECONDS = 15.0
+
+
+class NullAlerts:
+    """Used when no alert channel is configured."""
+
+    def notify(self, kind: str, text: str, *, severity: str = "info", **data: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class SessionSummary:
+    """What one run did, printed at shutdown."""
+
+    started_wall: float = field(default_factory=time.time)
+    iterations: int = 0
+    bars: int = 0
+    signals: int = 0
+    entries: int = 0
+    exits: int = 0
+    refused: int = 0
+    errors: int = 0
+    trades_closed: int = 0
+    realized_pnl: float = 0.0
+    stop_reason: str = ""
+
+    def lines(self, execution: dict[str, object], mode: str) -> list[str]:
+        runtime = time.time() - self.started_wall
+        return [
+            f"session summary ({mode}), {runtime:.1f} s, stopped: {self.stop_reason}",
+            f"  loop iterations {self.iterations}, closed bars {self.bars}, "
+            f"signals acted on {self.signals}",
+            f"  entries {self.entries}, exits {self.exits}, refused {self.refused}, "
+            f"symbol errors {self.errors}",
+            f"  trades closed {self.trades_closed}, realized P/L {self.realized_pnl:,.2f}",
+            f"  orders {execution['orders']}: filled {execution['filled']}, rejected "
+            f"{execution['rejected']}, failed {execution['failed']}, retries "
+            f"{execution['retries']}, duplicates suppressed {execution['duplicates_suppressed']}",
+        ]
+
+
+class LiveTrader:
+    """Wires broker, strategy, executor, state and audit together and runs the loop."""
+
+    def __init__(self, config: LiveConfig, *, connector: MT5Connector, strategy: Strategy,
+                 audit: AuditLogger, alerts: Any = None,
+                 sleep: Callable[[float], None] | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.connector = connector
+        self.strategy = strategy
+        self.audit = audit
+        self.alerts = alerts or NullAlerts()
+        self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._wall = wall_clock
+        self.broker: Any = PaperBroker(connector, audit, now=self.now) if config.dry_run \
+            else connector
+        self.state = StateManager(config, audit, now=self.now)
+        self.executor = OrderExecutor(self.broker, audit, config, sleep=self._sleep,
+                                      now=self.now)
+        self.summary = SessionSummary()
+        self.sizing = Sizing(mode=config.sizing_mode, lots=config.lot_size,
+                             risk_percent=config.risk_percent)
+        self._bar_seconds = timeframe_seconds(config.timeframe)
+        self._last_snapshot: datetime | None = None
+        self._last_heartbeat = 0.0
+        self._link_down = False
+        self._bar_times: set[datetime] = set()
+
+    @property
+    def mode(self) -> str:
+        return "dry-run" if self.config.dry_run else "live"
+
+    def now(self) -> datetime:
+        """Market time: the simulator's clock when simulated, else UTC wall time."""
+        if self.connector.is_simulator:
+            try:
+                return datetime.fromtimestamp(float(self.connector.sim_call("sim_time")),
+                                              tz=timezone.utc)
+            except (BrokerError, OSError, EOFError):
+                pass
+        return datetime.fromtimestamp(self._wall(), tz=timezone.utc)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Connect, guard, reconcile and adopt positions, before the first new signal."""
+        self.connector.connect()
+        account = self.connector.account()
+        self._guard_real_account(account)
+        for symbol in self.config.symbols:
+            self.connector.symbol_info(symbol)  # unknown symbol -> BrokerError at start
+        results = self.executor.reconcile_pending()
+        adopted = self.state.sync_positions(self.broker.positions())  # nothing "gone" yet
+        del adopted
+        kill = self.state.update_kill_switch()
+        self.audit.record_event("startup", self._startup_text(account), data={
+            "mode": self.mode, "backend": self.connector.backend,
+            "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
+            "timeframe": self.config.timeframe, "reconciled": len(results),
+            "adopted_positions": len(self.state.positions),
+            "kill_switch_file": str(self.config.kill_switch_file),
+        })
+        logger.info(self._startup_text(account))
+        logger.info("kill switch: touch %s to halt (write reduce or close_all in it for "
+                    "those levels)", self.config.kill_switch_file)
+        self.alerts.notify("startup", self._startup_text(account))
+        if kill is not None or self.state.kill_switch.blocks_entries:
+            logger.warning("kill switch active at start: %s", self.state.kill_switch.level)
+
+    def _startup_text(self, account: Any) -> str:
+        return (f"{self.mode} trading {self.strategy.label()} on "
+                f"{','.join(self.config.symbols)} {self.config.timeframe} via "
+                f"{self.connector.backend}; account {account.login} ({account.server}), "
+                f"balance {account.balance:,.2f} {account.currency}; "
+                f"{len(self.state.positions)} open position(s) adopted")
+
+    def _guard_real_account(self, account: Any) -> None:
+        real = int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL
+        if real and not self.config.dry_run and not self.config.allow_real_account:
+            raise ConfigError(
+                f"account {account.login} is a REAL account; refusing to send orders. Set "
+                "ALLOW_REAL_ACCOUNT=true to trade it, or run with --dry-run"
+            )
+        if real:
+            logger.warning("account %s is a REAL account (%s)", account.login,
+                           "dry run: nothing will be sent" if self.config.dry_run
+                           else "ALLOW_REAL_ACCOUNT=true: orders WILL be sent")
+
+    def request_stop(self, reason: str = "stop requested") -> None:
+        self.summary.stop_reason = self.summary.stop_reason or reason
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self) -> SessionSummary:
+        """start(), then iterate until stopped, max bars reached or the replay ends."""
+        self.start()
+        try:
+            while not self.stopping:
+                self.iterate()
+                if self._reached_max_bars():
+                    self.request_stop(f"--max-bars {self.config.max_bars} reached")
+                    break
+                if not self._advance():
+                    break
+        finally:
+            self.shutdown()
+        return self.summary
+
+    def _advance(self) -> bool:
+        """Wait for the next iteration: step the simulator in lockstep, else sleep."""
+        if self.connector.is_simulator and self.config.sim_lockstep:
+            if self._link_down:
+                self._sleep(min(self.config.interval_seconds, 1.0))
+                return not self.stopping
+            try:
+                more = bool(self.connector.sim_call("sim_step_bar"))
+            except (BrokerError, OSError, EOFError) as exc:
+                logger.warning("simulator step failed: %s", exc)
+                return not self.stopping
+            if not more:
+                self.request_stop("end of the simulated data")
+            return more
+        self._sleep(self.config.interval_seconds)
+        return not self.stopping
+
+    def _reached_max_bars(self) -> bool:
+        return bool(self.config.max_bars) and self.summary.bars >= self.config.max_bars
+
+    def shutdown(self) -> None:
+        self.summary.stop_reason = self.summary.stop_reason or "stopped"
+        lines = self.summary.lines(self.executor.stats.as_dict(), self.mode)
+        for line in lines:
+            logger.info(line)
+        try:
+            self.audit.record_event("shutdown", self.summary.stop_reason,
+                                    data={"summary": lines})
+        except AuditWriteError:
+            logger.error("could not record the shutdown event")
+        self.alerts.notify("shutdown", "\n".join(lines))
+        self.alerts.close()
+        self.connector.shutdown()
+
+    # ------------------------------------------------------------ one iteration
+
+    def iterate(self) -> int:
+        """One pass of the loop; returns the number of (symbol, closed bar) decisions made."""
+        self.summary.iterations += 1
+        self._heartbeat()
+        self._check_kill_switch()
+        if not self._connected():
+            return 0
+        try:
+            self._sync_positions()
+            self._close_all_if_asked()
+            account = self.broker.account()
+            self._check_daily_limits(float(account.equity))
+        except (BrokerError, OSError) as exc:
+            logger.warning("skipping this iteration: %s", exc)
+            return 0
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+            return 0
+        made = sum(self._process_symbol_safely(symbol) for symbol in self.config.symbols)
+        self._snapshot()
+        return made
+
+    def _heartbeat(self) -> None:
+        wall = self._wall()
+        if wall - self._last_heartbeat < HEARTBEAT_WALL_SECONDS:
+            return
+        self._last_heartbeat = wall
+        try:
+            self.audit.record_event("heartbeat", self.mode, data={
+                "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
+                "mode": self.mode, "backend": self.connector.backend,
+                "kill_switch": self.state.kill_switch.level,
+                "entries_enabled": self.state.entries_enabled,
+            })
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+
+    def _check_kill_switch(self) -> None:
+        try:
+            change = self.state.update_kill_switch()
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+            return
+        if change is None:
+            return
+        if change.level is None:
+            logger.warning("kill switch cleared: trading resumes")
+            self.alerts.notify("kill_switch", "kill switch cleared: trading resumes",
+                               severity="warning")
+        else:
+            logger.critical("KILL SWITCH %s (%s)", change.level, change.source)
+            self.alerts.notify("kill_switch", f"KILL SWITCH {change.level}: no new entries",
+                               severity="critical", level=change.level)
+
+    def _connected(self) -> bool:
+        state = self.connector.ensure_connected()
+        if state is ConnectionState.DOWN:
+            if not self._link_down:
+                self._link_down = True
+                self._event("disconnect", "MT5 terminal unreachable; retrying", "error")
+                self.alerts.notify("disconnect", "MT5 terminal unreachable; retrying",
+                                   severity="error")
+            return False
+        if state is ConnectionState.RECONNECTED or self._link_down:
+            self._link_down = False
+            self._event("reconnect", "MT5 terminal reachable again", "warning")
+            self.alerts.notify("reconnect", "MT5 terminal reachable again", severity="warning")
+            try:
+                self.executor.reconcile_pending()
+            except (BrokerError, AuditWriteError) as exc:
+                logger.error("reconciliation after reconnect failed: %s", exc)
+                return False
+        return True
+
+    def _event(self, kind: str, message: str, level: str = "info", **data: Any) -> None:
+        try:
+            self.audit.record_event(kind, message, level=level, data=data or None)
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+
+    def _audit_failed(self, exc: AuditWriteError) -> None:
+        if self.state.disable("audit", f"audit log cannot be written: {exc}"):
+            logger.critical("AUDIT LOG UNWRITABLE: no new positions until it is fixed (%s)",
+                            exc)
+            self.alerts.notify("error", f"audit log cannot be written, entries stopped: {exc}",
+                               severity="critical")
+
+    # ------------------------------------------------------------ positions and trades
+
+    def _sync_positions(self) -> None:
+        if isinstance(self.broker, PaperBroker):
+            self.broker.update_stops(self.config.timeframe, self._bar_seconds)
+        gone = self.state.sync_positions(self.broker.positions())
+        for change in gone:
+            self._record_closed_trade(change.position)
+        if self.state.enable("audit") and not self.state.disabled_reasons:
+            logger.warning("audit log writable again: entries re-enabled")
+
+    def _record_closed_trade(self, position: Any) -> None:
+        deals = self.broker.deals_for_position(int(position.ticket))
+        exits = [d for d in deals if d.entry != DEAL_ENTRY_IN]
+        if not exits:
+            logger.warning("position %s is gone but no closing deal was found yet",
+                           position.ticket)
+            return
+        volume = sum(float(d.volume) for d in exits) or float(position.volume)
+        exit_price = sum(float(d.price) * float(d.volume) for d in exits) / volume
+        pnl = sum(float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee)
+                  for d in deals)
+        last = exits[-1]
+        reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(int(last.reason), "signal")
+        trade_id = self.audit.record_trade(
+            symbol=position.symbol, position_ticket=int(position.ticket),
+            dry_run=self.broker.dry_run,
+            direction="long" if position.type == POSITION_TYPE_BUY else "short",
+            volume=float(position.volume), entry_time=_utc(position.time),
+            entry_price=float(position.price_open), exit_time=_utc(last.time),
+            exit_price=round(exit_price, 10), pnl=round(pnl, 2),
+            commission=sum(float(d.commission) for d in deals),
+            swap=sum(float(d.swap) for d in deals), exit_reason=reason,
+            entry_client_order_id=position.comment, exit_client_order_id=last.comment,
+        )
+        if trade_id is not None:
+            self.summary.trades_closed += 1
+            self.summary.realized_pnl += pnl
+            self.alerts.notify("trade_closed", f"closed {position.symbol} "
+                               f"{'long' if position.type == POSITION_TYPE_BUY else 'short'} "
+                               f"{position.volume} lots: P/L {pnl:,.2f} ({reason})",
+                               symbol=position.symbol, pnl=pnl)
+
+    def _close_all_if_asked(self) -> None:
+        if self.state.kill_switch.level != "close_all":
+            return
+        for position in list(self.state.positions.values()):
+            cid = make_client_order_id("close_all", position.symbol,
+                                       _utc(position.time), f"close_{position.ticket}")
+            self._close_position(position, cid, "kill switch close_all")
+        self.state.sync_positions(self.broker.positions())
+        if not self.state.positions:
+            self.state.settle_close_all()
+
+    def _check_daily_limits(self, equity: float) -> None:
+        reason = self.state.daily_limit_reason(equity)
+        if reason and self.state.disable("daily_limit", reason):
+            self._event("daily_limit", reason, "warning")
+            self.alerts.notify("daily_limit", f"daily limit reached: {reason}; no new entries "
+                               "until the next trading day", severity="warning")
+        elif not reason and self.state.enable("daily_limit"):
+            self._event("daily_limit_reset", "new trading day: entries allowed again")
+
+    # ------------------------------------------------------------ per symbol
+
+    def _process_symbol_safely(self, symbol: str) -> int:
+        try:
+            return self._process_symbol(symbol)
+        except StrategyError as exc:
+            self.summary.errors += 1
+            self._event("strategy_error", str(exc), "error", symbol=symbol)
+            logger.error("%s: %s; skipped for this bar", symbol, exc, extra={"symbol": symbol})
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+        except OutcomeUnknown as exc:
+            self.summary.errors += 1
+            self._event("outcome_unknown", str(exc), "critical", symbol=symbol)
+            logger.critical("%s: %s", symbol, exc, extra={"symbol": symbol})
+        except (BrokerError, OSError, ValueError) as exc:
+            self.summary.errors += 1
+            self._event("symbol_error", f"{type(exc).__name__}: {exc}", "error", symbol=symbol)
+            logger.error("%s: %s", symbol, exc, extra={"symbol": symbol})
+        return 0
+
+    def _process_symbol(self, symbol: str) -> int:
+        bars = fetch_bars(self.broker, self.strategy, symbol, self.config.timeframe,
+                          self.config.bars_lookback)
+        new_bar = self.state.is_new_bar(symbol, bars["time"].iloc[-1].to_pydatetime())
+        reducing = self.state.kill_switch.level == "reduce"
+        if not new_bar and not reducing:
+            return 0  # nothing closed since the last decision: skip the strategy
+        decision = decide(self.strategy, symbol, bars)
+        if reducing:
+            self._reduce_towards(decision)
+        if not new_bar:
+            return 0
+        action, outcome, cid = self._act(decision) if decision.act else ("none", "no_action",
+                                                                          None)
+        self.audit.record_signal(
+            symbol=symbol, bar_time=decision.bar_time, action=action, outcome=outcome,
+            timeframe=self.config.timeframe, strategy=self.strategy.label(),
+            position=decision.position, entry=decision.entry, client_order_id=cid,
+        )
+        self.state.mark_processed(symbol, decision.bar_time)
+        self._count_bar(decision)
+        return 1
+
+    def _count_bar(self, decision: Decision) -> None:
+        if decision.bar_time not in self._bar_times:
+            self._bar_times.add(decision.bar_time)
+            self.summary.bars += 1
+            if len(self._bar_times) > 10_000:  # only recent bars matter; keep memory flat
+                self._bar_times = {max(self._bar_times)}
+        if decision.act:
+            self.summary.signals += 1
+
+    def _act(self, decision: Decision) -> tuple[str, str, str | None]:
+        """Bring this symbol's positions to the decision. Returns (action, outcome, cid)."""
+        label = self.strategy.label()
+        side = decision.side
+        open_cid = make_client_order_id(label, decision.symbol, decision.bar_time,
+                                        f"open_{side}") if side else None
+        if open_cid and self._already_opened(open_cid):
+            return f"open_{side}", "already_executed", open_cid
+        positions = self.state.positions_for(decision.symbol)
+        to_close = [p for p in positions
+                    if _direction(p) != decision.position or decision.entry]
+        for position in to_close:
+            cid = make_client_order_id(label, decision.symbol, decision.bar_time,
+                                       f"close_{position.ticket}")
+            self._close_position(position, cid, "strategy exit")
+        if side is None:
+            return "close", "executed" if to_close else "flat_already", None
+        if len(to_close) < len(positions):
+            return f"open_{side}", "already_in_position", open_cid
+        return f"open_{side}", self._open(decision, open_cid), open_cid
+
+    def _already_opened(self, cid: str) -> bool:
+        row = self.audit.reader.latest_order(cid)
+        return row is not None and row["status"] in ("filled", "partial", "reconciled_filled",
+                                                     "dry_filled")
+
+    def _entry_blocker(self) -> str | None:
+        if self.state.kill_switch.blocks_entries:
+            return f"kill_switch_{self.state.kill_switch.level}"
+        if not self.state.entries_enabled:
+            return "disabled: " + "; ".join(self.state.disabled_reasons)
+        return None
+
+    def _open(self, decision: Decision, cid: str) -> str:
+        blocker = self._entry_blocker()
+        if blocker:
+            self.summary.refused += 1
+            return f"refused: {blocker}"
+        symbol, side = decision.symbol, decision.side
+        try:
+            request = self._entry_request(decision, cid)
+        except PrecheckFailed as exc:
+            self.summary.refused += 1
+            logger.warning("%s entry refused: %s", symbol, exc, extra={"symbol": symbol})
+            return f"refused: {exc}"
+        result = self.executor.execute_order(OrderIntent(
+            client_order_id=cid, symbol=symbol, side=side, volume=request["volume"],
+            kind="open", request=request, reason=f"{self.strategy.label()} bar "
+            f"{decision.bar_time.isoformat()}"))
+        return self._entry_outcome(result)
+
+    def _entry_request(self, decision: Decision, cid: str) -> dict[str, Any]:
+        symbol, buying = decision.symbol, decision.position > 0
+        broker = self.broker
+        tick, spec, account = broker.tick(symbol), broker.symbol_spec(symbol), broker.account()
+        price = float(tick.ask if buying else tick.bid)
+        sl, tp = stop_levels(decision, spec, price)
+        volume = entry_volume(sizing=self.sizing, spec=spec, equity=float(account.equity),
+                              entry_price=price, sl=sl, account_currency=account.currency)
+        request = build_order_request(
+            symbol=symbol, side=decision.side, volume=volume, price=price, spec=spec,
+            magic=self.config.magic_number, comment=cid, deviation=self.config.deviation_points,
+            filling=broker.filling_mode(symbol), sl=sl, tp=tp)
+        margin = volume * spec.contract_size * price / max(int(account.leverage or 1), 1)
+        refusal = self.state.entry_refusal(symbol, volume, margin, account)
+        if refusal:
+            raise PrecheckFailed(refusal)
+        simulate_precheck(request, spec=spec, symbol_info=broker.symbol_info(symbol),
+                          tick=tick, account=account, now=self.now(),
+                          max_tick_age_s=max(3.0 * self._bar_seconds, 900.0))
+        request["type_filling"] = broker.confirm_filling(request)
+        try:
+            broker.check_order(request)
+        except OrderRejected as exc:
+            raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
+        return request
+
+    def _entry_outcome(self, result: ExecutionResult) -> str:
+        if result.filled:
+            if not result.duplicate:
+                self.summary.entries += 1
+                self.alerts.notify("trade_opened", f"opened {result.symbol} {result.side} "
+                                   f"{result.volume} lots at {result.price}",
+                                   symbol=result.symbol)
+            self.state.sync_positions(self.broker.positions())
+            return "executed" if not result.duplicate else "already_executed"
+        self.summary.refused += 1
+        self.alerts.notify("order_failed", f"{result.symbol} {result.side} order "
+                           f"{result.status}: {result.message}", severity="error",
+                           symbol=result.symbol)
+        return f"{result.status}: {result.message}"
+
+    def _close_position(self, position: Any, cid: str, reason: str) -> ExecutionResult:
+        broker = self.broker
+        request = build_close_request(
+            position=position, tick=broker.tick(position.symbol),
+            spec=broker.symbol_spec(position.symbol), magic=self.config.magic_number,
+            comment=cid, deviation=self.config.deviation_points,
+            filling=broker.filling_mode(position.symbol))
+        result = self.executor.execute_order(OrderIntent(
+            client_order_id=cid, symbol=position.symbol, side="buy" if request["type"] == 0
+            else "sell", volume=float(position.volume), kind="close", request=request,
+            position_ticket=int(position.ticket), reason=reason))
+        if result.filled and not result.duplicate:
+            self.summary.exits += 1
+        elif not result.filled and result.status != "not_needed":
+            self.alerts.notify("order_failed", f"closing {position.symbol} #{position.ticket} "
+                               f"{result.status}: {result.message}", severity="error",
+                               symbol=position.symbol)
+        gone = self.state.sync_positions(broker.positions())
+        for change in gone:
+            self._record_closed_trade(change.position)
+        return result
+
+    def _reduce_towards(self, decision: Decision) -> None:
+        """Kill-switch level reduce: close what the strategy no longer wants, open nothing."""
+        for position in self.state.positions_for(decision.symbol):
+            if _direction(position) != decision.position:
+                cid = make_client_order_id("reduce", decision.symbol, decision.bar_time,
+                                           f"close_{position.ticket}")
+                self._close_position(position, cid, "kill switch reduce")
+
+    # ------------------------------------------------------------ snapshots
+
+    def _snapshot(self) -> None:
+        now = self.now()
+        if self._last_snapshot is not None and \
+                (now - self._last_snapshot).total_seconds() < self.config.snapshot_seconds:
+            return
+        try:
+            account = self.broker.account()
+            self.audit.record_snapshot(
+                balance=float(account.balance), equity=float(account.equity),
+                margin=float(account.margin), margin_free=float(account.margin_free),
+                margin_level=float(account.margin_level), profit=float(account.profit),
+                open_positions=len(self.state.positions), dry_run=self.config.dry_run)
+            self._last_snapshot = now
+        except (BrokerError, OSError) as exc:
+            logger.warning("account snapshot skipped: %s", exc)
+        except AuditWriteError as exc:
+            self._audit_failed(exc)
+
+
+def _direction(position: Any) -> int:
+    return 1 if position.type == POSITION_TYPE_BUY else -1
+
+
+def _utc(epoch_seconds: float) -> datetime:
+    return datetime.fromtimestamp(float(epoch_seconds), tz=timezone.utc)
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="live_trader.py",
+        description="Trade a backtest strategy on MetaTrader 5 (or its simulator).")
+    parser.add_argument("--strategy", help="strategy file (path[:ClassName]); or STRATEGY_PATH")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="strategy parameter (repeatable); or STRATEGY_PARAMS")
+    parser.add_argument("--symbols", help="comma-separated symbols, e.g. EURUSD,GBPUSD")
+    parser.add_argument("--timeframe", help="bar timeframe, e.g. H1")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--dry-run", action="store_true", default=None,
+                      help="paper-trade: validate orders, never send them (the default)")
+    mode.add_argument("--live", action="store_true",
+                      help="send real orders (same as DRY_RUN=false)")
+    parser.add_argument("--backend", choices=("auto", "mt5", "mt5linux", "sim"))
+    parser.add_argument("--sim-data", help="bars CSV for the simulator (default: generated)")
+    parser.add_argument("--sim-speed", help="simulated seconds per second, or max (lockstep)")
+    parser.add_argument("--max-bars", type=int, help="stop after N closed bars")
+    parser.add_argument("--config", help="settings file (default .env in the project root)")
+    parser.add_argument("--interval", type=float, help="seconds between loop iterations")
+    parser.add_argument("--db", help="audit database file (AUDIT_DB)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> LiveConfig:
+    overrides: dict[str, object] = {
+        "strategy_path": args.strategy,
+        "symbols": tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        if args.symbols else None,
+        "timeframe": args.timeframe, "backend": args.backend, "sim_data": args.sim_data,
+        "sim_speed": args.sim_speed, "max_bars": args.max_bars,
+        "interval_seconds": args.interval, "audit_db": args.db,
+        "dry_run": False if args.live else (True if args.dry_run else None),
+    }
+    if args.param:
+        overrides["strategy_params"] = ",".join(args.param)
+    config = LiveConfig.load(args.config, overrides=overrides)
+    if not config.strategy_path:
+        raise ConfigError("no strategy: pass --strategy PATH or set STRATEGY_PATH")
+    return config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (2 for configuration and usage errors)."""
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        setup_logging(config)
+        strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
+        audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
+        trader = LiveTrader(config, connector=MT5Connector(config), strategy=strategy,
+                            audit=audit, alerts=_alerts(config, audit))
+        _install_signal_handlers(trader)
+        trader.run()
+    except (ConfigError, StrategyError, AuditWriteError) as exc:
+        logging.getLogger("live.live_trader").error("cannot start: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokerUnavailable as exc:
+        print(f"error: MT5 terminal unreachable: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _alerts(config: LiveConfig, audit: AuditLogger) -> Any:
+    try:
+        from live.alerts import AlertSystem
+    except ImportError:
+        return NullAlerts()
+    return AlertSystem.from_config(config, audit=audit)
+
+
+def _install_signal_handlers(trader: LiveTrader) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        trader.request_stop(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    if hasattr(signal, "SIGBREAK"):  # Ctrl+Break on Windows
+        signal.signal(signal.SIGBREAK, handle)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Dry-run broker: real prices and order_check from the terminal, fills simulated at bid/ask.
+
+It sits inside the broker boundary (same interface as MT5Connector), so the executor and the
+loop cannot tell a dry run from a live one. Virtual positions, their P/L and the paper balance
+are rebuilt at start-up from `paper_fill` events in the audit log, so a restart keeps them.
+Stop-loss and take-profit of virtual positions are checked against each new bar's range, the
+stop first when both lie inside one bar, as in the backtest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from live.audit_logger import AuditLogger, utc_now
+from live.broker_types import (
+    DEAL_ENTRY_IN,
+    DEAL_ENTRY_OUT,
+    DEAL_REASON_SL,
+    DEAL_REASON_TP,
+    DEAL_TYPE_BUY,
+    DEAL_TYPE_SELL,
+    ORDER_TYPE_BUY,
+    POSITION_TYPE_BUY,
+    POSITION_TYPE_SELL,
+    RECORD_TYPES,
+    RETCODE_DONE,
+    STRUCT_FIELDS,
+)
+from live.errors import OrderRejected
+
+logger = logging.getLogger(__name__)
+
+PAPER_TICKET_BASE = 900_000_000
+_EXPERT_REASON = 3
+
+
+@dataclass(frozen=True)
+class VirtualPosition:
+    ticket: int
+    symbol: str
+    type: int
+    volume: float
+    price_open: float
+    sl: float
+    tp: float
+    time: int
+    magic: int
+    comment: str
+
+
+class PaperBroker:
+    """Paper trading on top of a connected MT5Connector (prices, symbols, order_check)."""
+
+    dry_run = True
+
+    def __init__(self, connector: Any, audit: AuditLogger, *,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        self.connector = connector
+        self.audit = audit
+        self._now = now
+        self._positions: dict[int, VirtualPosition] = {}
+        self._deals: list[Any] = []
+        self._balance: float | None = None
+        self._next_ticket = PAPER_TICKET_BASE + 1
+        self._checked_until: dict[int, int] = {}
+        self._restore()
+
+    # ------------------------------------------------------------ delegated market data
+
+    def __getattr__(self, name: str) -> Any:
+        # symbol_info, symbol_spec, tick, rates, filling_mode, confirm_filling, terminal, ...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.connector, name)
+
+    # ------------------------------------------------------------ account and positions
+
+    def account(self) -> Any:
+        """The terminal's account with balance, equity, profit and margin of the paper book."""
+        real = self.connector.account()
+        if self._balance is None:
+            self._start_balance(float(real.balance))
+        profit = sum(self._floating(p) for p in self._positions.values())
+        margin = sum(self._margin(p, real) for p in self._positions.values())
+        equity = self._balance + profit
+        return real._replace(balance=round(self._balance, 2), equity=round(equity, 2),
+                             profit=round(profit, 2), margin=round(margin, 2),
+                             margin_free=round(equity - margin, 2),
+                             margin_level=round(100 * equity / margin, 2) if margin else 0.0)
+
+    def positions(self, symbol: str | None = None) -> tuple[Any, ...]:
+        return tuple(self._as_record(p) for p in self._positions.values()
+                     if symbol is None or p.symbol == symbol)
+
+    def deals_since(self, since: datetime) -> tuple[Any, ...]:
+        cutoff = since.timestamp()
+        return tuple(d for d in self._deals if d.time >= cutoff)
+
+    def deals_for_position(self, position_ticket: int) -> tuple[Any, ...]:
+        return tuple(d for d in self._deals if d.position_id == position_ticket)
+
+    # ------------------------------------------------------------ orders
+
+    def check_order(self, request: Mapping[str, Any]) -> Any:
+        """order_check on the terminal; a close of a virtual position is checked without it."""
+        checked = {k: v for k, v in request.items() if k != "position"}
+        return self.connector.check_order(checked)
+
+    def send_order(self, request: Mapping[str, Any]) -> Any:
+        """Validate with order_check, then fill at the current bid/ask. Never reaches a broker."""
+        self.check_order(request)
+        tick = self.connector.tick(request["symbol"])
+        buying = request["type"] == ORDER_TYPE_BUY
+        price = float(tick.ask if buying else tick.bid)
+        ticket = request.get("position")
+        if ticket:
+            if int(ticket) not in self._positions:
+                raise OrderRejected(f"paper position {ticket} does not exist (already closed)",
+                                    code=10036)
+            deal = self._close(int(ticket), price, reason=_EXPERT_REASON,
+                               comment=request.get("comment", ""))
+        else:
+            deal = self._open(request, price, int(tick.time))
+        return self._send_result(request, deal, tick)
+
+    def update_stops(self, timeframe: str, bar_seconds: int) -> list[int]:
+        """Close virtual positions whose SL or TP a closed bar since entry reached.
+
+        Bars are checked once each, from the bar containing the entry; a bar opening beyond
+        a level fills at its open; the stop wins when both levels lie inside one bar.
+        """
+        closed = []
+        for position in list(self._positions.values()):
+            if not (position.sl or position.tp):
+                continue
+            hit = self._stop_hit(position, timeframe, bar_seconds)
+            if hit is not None:
+                price, reason = hit
+                label = "sl" if reason == DEAL_REASON_SL else "tp"
+                self._close(position.ticket, price, reason=reason,
+                            comment=f"[{label} {price}]")
+                closed.append(position.ticket)
+        return closed
+
+    # ------------------------------------------------------------ internals
+
+    def _stop_hit(self, position: VirtualPosition, timeframe: str,
+                  bar_seconds: int) -> tuple[float, int] | None:
+        bars = self.connector.rates(position.symbol, timeframe, 5)
+        spec = self.connector.symbol_spec(position.symbol)
+        long = position.type == POSITION_TYPE_BUY
+        checked = self._checked_until.get(position.ticket, position.time - bar_seconds)
+        for bar in bars.itertuples(index=False):
+            start = int(bar.time.timestamp())
+            if start + bar_seconds <= position.time or start <= checked:
+                continue
+            self._checked_until[position.ticket] = start
+            # bars are bid prices; a short closes at the ask, a spread above
+            shift = 0.0 if long else float(bar.spread) * spec.point
+            hit = _level_hit(long, position.sl, position.tp, bar.open + shift,
+                             bar.high + shift, bar.low + shift)
+            if hit is not None:
+                return hit
+        return None
+
+    def _open(self, request: Mapping[str, Any], price: float, when: int) -> Any:
+        ticket = self._next_ticket
+        position = VirtualPosition(
+            ticket=ticket, symbol=request["symbol"],
+            type=POSITION_TYPE_BUY if request["type"] == ORDER_TYPE_BUY else POSITION_TYPE_SELL,
+            volume=float(request["volume"]), price_open=price, sl=float(request.get("sl") or 0),
+            tp=float(request.get("tp") or 0), time=when, magic=int(request.get("magic", 0)),
+            comment=request.get("comment", ""),
+        )
+        deal = self._deal(position, DEAL_ENTRY_IN, price, 0.0, _EXPERT_REASON, position.comment)
+        self._persist("open", position=position, deal=deal)
+        self._apply_open(position, deal)
+        return deal
+
+    def _close(self, ticket: int, price: float, *, reason: int, comment: str) -> Any:
+        position = self._positions[ticket]
+        profit = round(self._profit(position, price), 2)
+        deal = self._deal(position, DEAL_ENTRY_OUT, price, profit, reason, comment)
+        self._persist("close", position=position, deal=deal)
+        self._apply_close(ticket, deal)
+        return deal
+
+    def _deal(self, position: VirtualPosition, entry: int, price: float, profit: float,
+              reason: int, comment: str) -> Any:
+        opening = entry == DEAL_ENTRY_IN
+        buy = (position.type == POSITION_TYPE_BUY) == opening
+        now = int(self._now().timestamp())
+        fields = dict.fromkeys(STRUCT_FIELDS["TradeDeal"], 0)
+        fields.update(
+            ticket=self._next_ticket if opening else self._next_ticket + 1, order=0, time=now,
+            time_msc=now * 1000, type=DEAL_TYPE_BUY if buy else DEAL_TYPE_SELL, entry=entry,
+            magic=position.magic, position_id=position.ticket, reason=reason,
+            volume=position.volume, price=price, commission=0.0, swap=0.0, profit=profit,
+            fee=0.0, symbol=position.symbol, comment=comment, external_id="",
+        )
+        return RECORD_TYPES["TradeDeal"](**fields)
+
+    def _apply_open(self, position: VirtualPosition, deal: Any) -> None:
+        self._positions[position.ticket] = position
+        self._deals.append(deal)
+        self._next_ticket = max(self._next_ticket, position.ticket + 1, deal.ticket + 1)
+
+    def _apply_close(self, ticket: int, deal: Any) -> None:
+        self._positions.pop(ticket, None)
+        self._deals.append(deal)
+        self._balance = (self._balance or 0.0) + float(deal.profit)
+        self._next_ticket = max(self._next_ticket, deal.ticket + 1)
+
+    def _persist(self, action: str, *, position: VirtualPosition, deal: Any) -> None:
+        self.audit.record_event(
+            "paper_fill", f"paper {action} {position.symbol} #{position.ticket} at {deal.price}",
+            symbol=position.symbol,
+            data={"action": action, "position": position.__dict__, "deal": deal._asdict()},
+        )
+
+    def _restore(self) -> None:
+        start = self.audit.reader.last_event("paper_account")
+        if start is not None:
+            self._balance = float(json.loads(start["data"])["balance"])
+        for row in self.audit.reader.events_of_kind("paper_fill"):
+            data = json.loads(row["data"])
+            position = VirtualPosition(**data["position"])
+            deal = RECORD_TYPES["TradeDeal"](**data["deal"])
+            if data["action"] == "open":
+                self._apply_open(position, deal)
+            else:
+                self._apply_close(position.ticket, deal)
+        if self._positions or self._deals:
+            logger.info("paper book restored: %d open virtual positions, balance %s",
+                        len(self._positions), self._balance)
+
+    def _start_balance(self, balance: float) -> None:
+        self.audit.record_event("paper_account", f"paper account starts at {balance:,.2f}",
+                                data={"balance": balance})
+        self._balance = balance
+
+    def _floating(self, position: VirtualPosition) -> float:
+        tick = self.connector.tick(position.symbol)
+        price = tick.bid if position.type == POSITION_TYPE_BUY else tick.ask
+        return self._profit(position, float(price))
+
+    def _profit(self, position: VirtualPosition, price: float) -> float:
+        spec = self.connector.symbol_spec(position.symbol)
+        sign = 1 if position.type == POSITION_TYPE_BUY else -1
+        move = sign * (price - position.price_open) * position.volume * spec.contract_size
+        return spec.profit_to_account(move, price, self._account_currency())
+
+    def _margin(self, position: VirtualPosition, account: Any) -> float:
+        spec = self.connector.symbol_spec(position.symbol)
+        leverage = max(int(account.leverage or 1), 1)
+        if spec.currency_base == account.currency:
+            return position.volume * spec.contract_size / leverage
+        notional = position.volume * spec.contract_size * position.price_open
+        return spec.profit_to_account(notional, position.price_open, account.currency) / leverage
+
+    def _account_currency(self) -> str:
+        return str(self.connector.account().currency)
+
+    def _as_record(self, position: VirtualPosition) -> Any:
+        fields = dict.fromkeys(STRUCT_FIELDS["TradePosition"], 0)
+        tick = self.connector.tick(position.symbol)
+        current = tick.bid if position.type == POSITION_TYPE_BUY else tick.ask
+        fields.update(
+            ticket=position.ticket, time=position.time, time_msc=position.time * 1000,
+            time_update=position.time, time_update_msc=position.time * 1000,
+            type=position.type, magic=position.magic, identifier=position.ticket,
+            reason=_EXPERT_REASON, volume=position.volume, price_open=position.price_open,
+            sl=position.sl, tp=position.tp, price_current=float(current), swap=0.0,
+            profit=round(self._profit(position, float(current)), 2), symbol=position.symbol,
+            comment=position.comment, external_id="",
+        )
+        return RECORD_TYPES["TradePosition"](**fields)
+
+    def _send_result(self, request: Mapping[str, Any], deal: Any, tick: Any) -> Any:
+        request_fields = dict.fromkeys(STRUCT_FIELDS["TradeRequest"], 0)
+        request_fields.update({k: v for k, v in request.items() if k in request_fields})
+        for text_field in ("symbol", "comment"):
+            request_fields[text_field] = request.get(text_field, "")
+        return RECORD_TYPES["OrderSendResult"](
+            retcode=RETCODE_DONE, deal=deal.ticket, order=deal.position_id
+            if deal.entry == DEAL_ENTRY_IN else deal.ticket, volume=deal.volume,
+            price=deal.price, bid=float(tick.bid), ask=float(tick.ask),
+            comment="Request executed (dry run)", request_id=0, retcode_external=0,
+            request=RECORD_TYPES["TradeRequest"](**request_fields),
+        )
+
+
+def _level_hit(long: bool, sl: float, tp: float, open_: float, high: float,
+               low: float) -> tuple[float, int] | None:
+    """Which level a bar reached, and the fill: the open when it gapped beyond, else the level."""
+    if sl and (open_ <= sl if long else open_ >= sl):
+        return open_, DEAL_REASON_SL
+    if tp and (open_ >= tp if long else open_ <= tp):
+        return open_, DEAL_REASON_TP
+    if sl and (low <= sl if long else high >= sl):  # both inside: the stop is assumed first
+        return sl, DEAL_REASON_SL
+    if tp and (high >= tp if long else low <= tp):
+        return tp, DEAL_REASON_TP
+    return None

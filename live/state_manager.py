@@ -1,0 +1,230 @@
+"""Trader state: positions (synced from the broker), daily and portfolio limits, the kill switch,
+one action per symbol per closed bar, and whether trading is enabled.
+
+The broker is the truth for positions; the audit DB is the memory that survives a restart
+(the day's starting equity, the kill-switch state, the last bar processed per symbol).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from live.audit_logger import AuditLogger, utc_now
+from live.config import KILL_SWITCH_ACTIONS, LiveConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KillSwitch:
+    """The kill-switch level in force (None = trading normally) and where it came from."""
+
+    level: str | None
+    source: str = ""
+
+    @property
+    def blocks_entries(self) -> bool:
+        return self.level is not None
+
+
+@dataclass(frozen=True)
+class PositionChange:
+    """A position that was open at the previous sync and is gone now."""
+
+    ticket: int
+    symbol: str
+    position: Any
+
+
+class StateManager:
+    """Holds what the loop must know between iterations and across restarts."""
+
+    def __init__(self, config: LiveConfig, audit: AuditLogger, *,
+                 now: Callable[[], datetime] = utc_now) -> None:
+        self.config = config
+        self.audit = audit
+        self._now = now
+        self._zone = ZoneInfo(config.trading_day_timezone)
+        self.positions: dict[int, Any] = {}
+        self._last_bar: dict[str, datetime] = {}
+        self._day_start: tuple[str, float] | None = None
+        self.kill_switch = KillSwitch(None)
+        self._disabled: dict[str, str] = {}
+        self._restore()
+
+    def _restore(self) -> None:
+        reader = self.audit.reader
+        for symbol in self.config.symbols:
+            row = reader.last_signal(symbol)
+            if row is not None:
+                self._last_bar[symbol] = datetime.fromisoformat(row["bar_time"])
+        last = reader.last_event(("kill_switch_on", "kill_switch_off"))
+        if last is not None and last["kind"] == "kill_switch_on":
+            data = json.loads(last["data"] or "{}")
+            self.kill_switch = KillSwitch(data.get("level", "halt"), "restored from audit log")
+
+    # ------------------------------------------------------------ positions
+
+    def sync_positions(self, positions: Iterable[Any]) -> list[PositionChange]:
+        """Replace the known positions with the broker's; return those that disappeared."""
+        current = {int(p.ticket): p for p in positions}
+        gone = [PositionChange(ticket, p.symbol, p) for ticket, p in self.positions.items()
+                if ticket not in current]
+        self.positions = current
+        return gone
+
+    def positions_for(self, symbol: str) -> list[Any]:
+        return [p for p in self.positions.values() if p.symbol == symbol]
+
+    @property
+    def total_lots(self) -> float:
+        return sum(float(p.volume) for p in self.positions.values())
+
+    # ------------------------------------------------------------ bars
+
+    def is_new_bar(self, symbol: str, bar_time: datetime) -> bool:
+        """True once per closed bar and symbol: the guard against acting twice on one bar."""
+        last = self._last_bar.get(symbol)
+        return last is None or bar_time > last
+
+    def mark_processed(self, symbol: str, bar_time: datetime) -> None:
+        self._last_bar[symbol] = bar_time
+
+    # ------------------------------------------------------------ daily limits
+
+    def trading_day(self, moment: datetime) -> tuple[str, datetime]:
+        """The trading day containing `moment` (its label) and its start in UTC."""
+        local = moment.astimezone(self._zone)
+        start = local.replace(hour=self.config.trading_day_start_hour, minute=0, second=0,
+                              microsecond=0)
+        if local < start:
+            start -= timedelta(days=1)
+        return start.date().isoformat(), start.astimezone(timezone.utc)
+
+    def day_start_equity(self, equity: float) -> float:
+        """The equity at the start of the current trading day, recorded once per day.
+
+        A restart finds the recorded value, so restarting cannot reset the daily loss limit.
+        """
+        label, _ = self.trading_day(self._now())
+        if self._day_start is not None and self._day_start[0] == label:
+            return self._day_start[1]
+        for row in self.audit.reader.recent_events(limit=20, kind="day_start"):
+            data = json.loads(row["data"] or "{}")
+            if data.get("day") == label:
+                self._day_start = (label, float(data["equity"]))
+                return self._day_start[1]
+        self.audit.record_event("day_start", f"trading day {label} starts at equity "
+                                f"{equity:,.2f}", data={"day": label, "equity": equity})
+        self._day_start = (label, equity)
+        return equity
+
+    def daily_limit_reason(self, equity: float) -> str | None:
+        """Why new entries are stopped for the rest of the trading day, or None."""
+        start_equity = self.day_start_equity(equity)
+        cfg = self.config
+        if cfg.max_daily_loss_pct > 0 and start_equity > 0:
+            loss_pct = 100.0 * (start_equity - equity) / start_equity
+            if loss_pct >= cfg.max_daily_loss_pct:
+                return (f"daily loss {loss_pct:.2f}% reached MAX_DAILY_LOSS_PCT "
+                        f"{cfg.max_daily_loss_pct:g}% (start equity {start_equity:,.2f})")
+        if cfg.max_trades_per_day > 0:
+            _, day_start = self.trading_day(self._now())
+            entries = self.audit.reader.entries_filled_since(day_start,
+                                                             dry_run=self.config.dry_run)
+            if entries >= cfg.max_trades_per_day:
+                return f"{entries} entries today reached MAX_TRADES_PER_DAY " \
+                       f"{cfg.max_trades_per_day}"
+        return None
+
+    # ------------------------------------------------------------ portfolio limits
+
+    def entry_refusal(self, symbol: str, volume: float, margin: float,
+                      account: Any) -> str | None:
+        """Why a new entry of `volume` lots needing `margin` would break a portfolio limit."""
+        cfg = self.config
+        if cfg.max_open_positions and len(self.positions) >= cfg.max_open_positions:
+            return f"MAX_OPEN_POSITIONS {cfg.max_open_positions} reached"
+        if len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
+            return f"MAX_POSITIONS_PER_SYMBOL {cfg.max_positions_per_symbol} reached for {symbol}"
+        if cfg.max_total_lots and self.total_lots + volume > cfg.max_total_lots + 1e-9:
+            return (f"MAX_TOTAL_LOTS {cfg.max_total_lots:g} would be exceeded "
+                    f"({self.total_lots:g} open + {volume:g})")
+        equity = float(account.equity)
+        if cfg.max_margin_pct and equity > 0:
+            used = float(account.margin) + margin
+            if 100.0 * used / equity > cfg.max_margin_pct:
+                return (f"MAX_MARGIN_PCT {cfg.max_margin_pct:g}% would be exceeded "
+                        f"({100.0 * used / equity:.1f}% of equity)")
+        return None
+
+    # ------------------------------------------------------------ kill switch
+
+    def read_kill_switch(self, path: Path | None = None) -> KillSwitch:
+        """The level the kill-switch file asks for (its first word, else KILL_SWITCH_ACTION)."""
+        path = path or self.config.kill_switch_file
+        if not path.exists():
+            return KillSwitch(None)
+        try:
+            words = path.read_text(encoding="utf-8", errors="replace").split()
+        except OSError:
+            words = []
+        level = words[0].lower() if words else self.config.kill_switch_action
+        if level not in KILL_SWITCH_ACTIONS:
+            logger.warning("kill-switch file says %r; using %s", level,
+                           self.config.kill_switch_action)
+            level = self.config.kill_switch_action
+        return KillSwitch(level, str(path))
+
+    def update_kill_switch(self) -> KillSwitch | None:
+        """Re-read the file; record and return the new state when it changed."""
+        wanted = self.read_kill_switch()
+        if wanted.level == self.kill_switch.level:
+            return None
+        if wanted.level == "close_all" and self.kill_switch.source == "after close_all":
+            return None  # already flattened for this file; stay halted
+        if wanted.level is None:
+            self.audit.record_event("kill_switch_off", "kill-switch file removed: trading "
+                                    "resumes", level="warning")
+        else:
+            self.audit.record_event("kill_switch_on", f"kill switch: {wanted.level} "
+                                    f"({wanted.source})", level="critical",
+                                    data={"level": wanted.level, "source": wanted.source})
+        self.kill_switch = wanted
+        return wanted
+
+    def settle_close_all(self) -> None:
+        """close_all has flattened the book: stay halted from now on."""
+        if self.kill_switch.level == "close_all":
+            self.audit.record_event("kill_switch_on", "close_all done: halted",
+                                    level="critical", data={"level": "halt",
+                                                            "source": "after close_all"})
+            self.kill_switch = KillSwitch("halt", "after close_all")
+
+    # ------------------------------------------------------------ enable / disable
+
+    def disable(self, key: str, reason: str) -> bool:
+        """Stop new entries for `key` (e.g. 'audit', 'real_account'); True if newly disabled."""
+        if key in self._disabled:
+            return False
+        self._disabled[key] = reason
+        logger.error("new entries disabled: %s", reason)
+        return True
+
+    def enable(self, key: str) -> bool:
+        return self._disabled.pop(key, None) is not None
+
+    @property
+    def entries_enabled(self) -> bool:
+        return not self._disabled
+
+    @property
+    def disabled_reasons(self) -> list[str]:
+        return list(self._disabled.values())
