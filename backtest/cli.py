@@ -336,7 +336,7 @@ def _parse_utc(text: str) -> pd.Timestamp:
 def _fmt_float(value: float) -> str:
     if not math.isfinite(value):
         return str(value)
-    return f"{value:,.4f}" if abs(value) < 10 else f"{value:,.2f}"
+    return f"{value:,.4f}" if 0 < abs(value) < 1 else f"{value:,.2f}"
 
 
 def _one_line(exc: BaseException) -> str:

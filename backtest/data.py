@@ -1,0 +1,404 @@
+"""Bar data: loading CSV files (generic or MetaTrader 5 export), validation, resampling, and the
+conversion to and from MT5 rates arrays.
+
+Every loader returns the canonical bars frame: a RangeIndex and the columns BAR_COLUMNS, with
+`time` the bar's open time as datetime64[ns, UTC], prices float64, and tick_volume, spread
+(points) and real_volume int64 (0 when the source has none).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+BAR_COLUMNS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+PRICE_COLUMNS = ("open", "high", "low", "close")
+INT_COLUMNS = ("tick_volume", "spread", "real_volume")
+
+TIMEFRAMES: dict[str, int] = {
+    **{f"M{m}": 60 * m for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)},
+    **{f"H{h}": 3600 * h for h in (1, 2, 3, 4, 6, 8, 12)},
+    "D1": 86_400, "W1": 7 * 86_400,
+}
+_MONDAY_OFFSET = 4 * 86_400  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
+
+RATES_DTYPE = np.dtype([
+    ("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
+    ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8"),
+])
+
+_MT5_COLUMNS = {"<DATE>": "date", "<TIME>": "clock", "<OPEN>": "open", "<HIGH>": "high",
+                "<LOW>": "low", "<CLOSE>": "close", "<TICKVOL>": "tick_volume",
+                "<VOL>": "real_volume", "<SPREAD>": "spread"}
+_GENERIC_ALIASES = {"datetime": "time", "date": "time", "timestamp": "time",
+                    "volume": "tick_volume", "tickvol": "tick_volume", "vol": "tick_volume"}
+
+
+class DataError(ValueError):
+    """Bad bar data; the message names the file and line (header = line 1) where it can."""
+
+
+def timeframe_seconds(name: str) -> int:
+    """Seconds in one bar of `name` (M1..W1)."""
+    seconds = TIMEFRAMES.get(str(name).upper())
+    if seconds is None:
+        close = difflib.get_close_matches(str(name).upper(), TIMEFRAMES, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise DataError(f"unknown timeframe {name!r}{hint} (known: {', '.join(TIMEFRAMES)})")
+    return seconds
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.DataFrame:
+    """Load bars from a generic CSV or an MT5 terminal export (detected from the header).
+
+    Naive times are read in timezone `tz` (MT5 exports use the broker's server time) and
+    converted to UTC. Raises DataError naming the file and line on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file not found: {path}")
+    raw = path.read_bytes()
+    text_encoding = _encoding(raw)
+    header = _first_line(raw, text_encoding)
+    if not header.strip():
+        raise DataError(f"{path}: the file is empty")
+    if "<DATE>" in header.upper():
+        frame = _read_mt5(path, raw, text_encoding, header, tz)
+    else:
+        frame = _read_generic(path, raw, text_encoding, header, tz)
+    if frame.empty:
+        raise DataError(f"{path}: no bars after the header")
+    if validate:
+        validate_bars(frame, str(path))
+    return frame
+
+
+def _encoding(raw: bytes) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8-sig"
+    return "utf-8"
+
+
+def _first_line(raw: bytes, encoding: str) -> str:
+    text = raw[:4096].decode(encoding, errors="replace") if encoding != "utf-16" else \
+        raw.decode(encoding, errors="replace")[:4096]
+    return text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
+
+
+def _source(raw: bytes, encoding: str) -> io.BytesIO:
+    """The file as UTF-8 bytes (the fast parsers read bytes)."""
+    if encoding == "utf-8":
+        return io.BytesIO(raw)
+    return io.BytesIO(raw.decode(encoding).lstrip("\ufeff").encode("utf-8"))
+
+
+def _read_generic(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:
+    bare = [c.strip().strip('"').strip().lower() for c in header.split(",")]
+    names = [_GENERIC_ALIASES.get(c, c) for c in bare]
+    missing = [c for c in ("time", *PRICE_COLUMNS) if c not in names]
+    if missing:
+        raise DataError(
+            f"{path}: unknown header {header.strip()!r}; expected a generic CSV with columns "
+            "time,open,high,low,close[,tick_volume,spread,real_volume] or an MT5 export "
+            "with <DATE>\\t<TIME>\\t<OPEN>..."
+        )
+    wanted = [c for c in BAR_COLUMNS if c in names]
+    fast = _read_generic_fast(raw, encoding, names, wanted, tz)
+    if fast is not None:
+        return fast
+    try:
+        table = pd.read_csv(_source(raw, encoding), header=0, names=names, usecols=wanted,
+                            dtype={"time": str}, engine="c",
+                            skip_blank_lines=True)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot parse as CSV: {exc}") from None
+    times = _parse_generic_times(path, table["time"], tz)
+    return _assemble(path, table, times)
+
+
+def _read_generic_fast(raw: bytes, encoding: str, names: list[str], wanted: list[str],
+                       tz: str) -> pd.DataFrame | None:
+    """pyarrow's multithreaded reader for well-formed files; None sends the file down the
+    slower path, whose messages name the bad line."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    try:
+        table = pacsv.read_csv(
+            _source(raw, encoding),
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            convert_options=pacsv.ConvertOptions(include_columns=wanted),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if not pa.types.is_timestamp(table.schema.field("time").type) or table.num_rows == 0:
+        return None
+    if any(table.column(c).null_count for c in wanted):
+        return None
+    numeric = all(pa.types.is_floating(table.schema.field(c).type)
+                  or pa.types.is_integer(table.schema.field(c).type) for c in wanted[1:])
+    if not numeric:
+        return None
+    def array(name: str) -> np.ndarray:
+        return table.column(name).combine_chunks().to_numpy(zero_copy_only=False)
+
+    times = pd.DatetimeIndex(array("time")).as_unit("ns")
+    if times.tz is None:
+        times = times.tz_localize("UTC") if tz == "UTC" else times.tz_localize(
+            tz, ambiguous="infer", nonexistent="shift_forward")
+    data: dict[str, object] = {"time": times.tz_convert("UTC")}
+    for column in PRICE_COLUMNS:
+        data[column] = array(column).astype(np.float64, copy=False)
+    for column in INT_COLUMNS:
+        data[column] = array(column).astype(np.int64, copy=False) if column in wanted \
+            else np.zeros(table.num_rows, dtype=np.int64)
+    return pd.DataFrame(data)
+
+
+def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:
+    sep = "\t" if "\t" in header else ","
+    columns = [c.strip().upper() for c in header.split(sep)]
+    unknown = [c for c in columns if c not in _MT5_COLUMNS]
+    if unknown or "<DATE>" not in columns:
+        raise DataError(f"{path}: unexpected MT5 export columns {unknown or columns}; expected "
+                        f"{' '.join(_MT5_COLUMNS)}")
+    names = [_MT5_COLUMNS[c] for c in columns]
+    try:
+        table = pd.read_csv(_source(raw, encoding), sep=sep, header=0, names=names,
+                            dtype={"date": str, "clock": str}, engine="c")
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot parse as an MT5 export: {exc}") from None
+    stamp = table["date"].str.strip()
+    if "clock" in table:
+        clock = table["clock"].str.strip()
+        clock = clock.where(clock.str.len() != 5, clock + ":00")  # 13:00 -> 13:00:00
+        stamp = stamp + " " + clock
+        fmt = "%Y.%m.%d %H:%M:%S"
+    else:
+        fmt = "%Y.%m.%d"
+    parsed = pd.to_datetime(stamp, format=fmt, errors="coerce")
+    _fail_on_unparsed(path, stamp, parsed, "time")
+    return _assemble(path, table, _to_utc(path, parsed, tz))
+
+
+def _parse_generic_times(path: Path, column: pd.Series, tz: str) -> pd.Series:
+    text = column.astype(str).str.strip()
+    if text.str.fullmatch(r"\d{9,11}").all():  # epoch seconds
+        return pd.to_datetime(text.astype("int64"), unit="s", utc=True)
+    try:
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
+    except ValueError:  # mixed offsets: let UTC sort them out
+        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    _fail_on_unparsed(path, text, parsed, "time")
+    return _to_utc(path, parsed, tz)
+
+
+def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
+    if times.dt.tz is not None:
+        return times.dt.tz_convert("UTC")
+    try:
+        localized = times.dt.tz_localize(tz, ambiguous="infer", nonexistent="shift_forward")
+    except Exception as exc:  # pytz/zoneinfo raise several types for bad zones and DST
+        raise DataError(f"{path}: cannot read times in timezone {tz!r}: {exc}") from None
+    return localized.dt.tz_convert("UTC")
+
+
+def _fail_on_unparsed(path: Path, text: pd.Series, parsed: pd.Series, column: str) -> None:
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(f"{path} line {row + 2}: cannot read {column} {text.iloc[row]!r}"
+                        + _others(int(bad.sum())))
+
+
+def _assemble(path: Path, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+    frame = pd.DataFrame({"time": times.dt.as_unit("ns").reset_index(drop=True)})
+    for column in PRICE_COLUMNS:
+        frame[column] = _numbers(path, table[column], column, float)
+    for column in INT_COLUMNS:
+        if column in table:
+            frame[column] = _numbers(path, table[column], column, int)
+        else:
+            frame[column] = np.zeros(len(frame), dtype=np.int64)
+    return frame
+
+
+def _numbers(path: Path, column: pd.Series, name: str, kind: type) -> np.ndarray:
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna().to_numpy()
+    if bad.any():
+        row = int(np.argmax(bad))
+        shown = column.iloc[row]
+        what = "missing value" if pd.isna(shown) or str(shown).strip() == "" else \
+            f"cannot read {shown!r}"
+        raise DataError(f"{path} line {row + 2}: {what} in column {name}"
+                        + _others(int(bad.sum())))
+    if kind is int:
+        return values.to_numpy().astype(np.int64)
+    return values.to_numpy(dtype=np.float64)
+
+
+def _others(count: int) -> str:
+    return f" ({count - 1} more such rows)" if count > 1 else ""
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2) -> None:
+    """Raise DataError at the first bad bar: missing values, non-positive prices, high/low
+    outside open/close, unsorted or duplicate times. Vectorised."""
+    where = f"{source} line"
+    for column in ("time", *PRICE_COLUMNS):
+        missing = df[column].isna().to_numpy()
+        if missing.any():
+            row = int(np.argmax(missing))
+            raise DataError(f"{where} {row + first_line}: missing value in column {column}"
+                            + _others(int(missing.sum())))
+    o, h, lo, c = (df[col].to_numpy(dtype=float) for col in PRICE_COLUMNS)
+    checks = (
+        ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+         lambda r: f"non-positive price (open {o[r]}, high {h[r]}, low {lo[r]}, close {c[r]})"),
+        (h < np.maximum(o, c),
+         lambda r: f"high {h[r]} < max(open, close) {max(o[r], c[r])}"),
+        (lo > np.minimum(o, c),
+         lambda r: f"low {lo[r]} > min(open, close) {min(o[r], c[r])}"),
+    )
+    for bad, describe in checks:
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(f"{where} {row + first_line}: {describe(row)}"
+                            + _others(int(bad.sum())))
+    seconds = _epoch_seconds(df["time"])
+    step = np.diff(seconds)
+    for bad, what in ((step < 0, "earlier than the bar before (unsorted)"),
+                      (step == 0, "duplicate of the bar before")):
+        if bad.any():
+            row = int(np.argmax(bad)) + 1
+            raise DataError(f"{where} {row + first_line}: time {df['time'].iloc[row]} is "
+                            f"{what}" + _others(int(bad.sum())))
+
+
+def _epoch_seconds(times: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(times).as_unit("s").asi8
+
+
+# ---------------------------------------------------------------- saving
+
+
+def save_csv(df: pd.DataFrame, path: str | Path) -> None:
+    """Write bars as a generic CSV (UTC times `YYYY-MM-DD HH:MM:SS`), atomically."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # naive UTC seconds print as "YYYY-MM-DD HH:MM:SS"; floats print in shortest round-trip form
+    times = pd.DatetimeIndex(df["time"]).tz_convert("UTC").tz_localize(None).as_unit("s")
+    arrays = [pa.array(times.to_numpy(), type=pa.timestamp("s"))]
+    for column in BAR_COLUMNS[1:]:
+        values = df[column].to_numpy() if column in df else np.zeros(len(df), dtype=np.int64)
+        arrays.append(pa.array(values))
+    table = pa.Table.from_arrays(arrays, names=list(BAR_COLUMNS))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write((",".join(BAR_COLUMNS) + "\n").encode())
+            pacsv.write_csv(table, handle, write_options=pacsv.WriteOptions(
+                include_header=False, quoting_style="none"))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---------------------------------------------------------------- timeframes
+
+
+def infer_timeframe(df: pd.DataFrame) -> str | None:
+    """The TIMEFRAMES name of the most common spacing between bars, or None."""
+    if len(df) < 2:
+        return None
+    steps = np.diff(_epoch_seconds(df["time"]))
+    values, counts = np.unique(steps[steps > 0], return_counts=True)
+    if not len(values):
+        return None
+    common = int(values[np.argmax(counts)])
+    return next((name for name, seconds in TIMEFRAMES.items() if seconds == common), None)
+
+
+def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """Aggregate bars into a coarser timeframe, bins aligned to UTC (weeks from Monday).
+
+    open first, high max, low min, close last, volumes summed; spread is the minimum in the
+    bin, as an MT5 bar's spread is the lowest spread seen during the bar. Empty bins vanish.
+    """
+    width = timeframe_seconds(timeframe)
+    current = infer_timeframe(df)
+    if current is not None and TIMEFRAMES[current] > width:
+        raise DataError(f"cannot resample {current} bars to the finer timeframe {timeframe}")
+    seconds = _epoch_seconds(df["time"])
+    offset = _MONDAY_OFFSET if timeframe.upper() == "W1" else 0
+    bins = (seconds - offset) // width
+    starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
+    ends = np.append(starts[1:], len(df)) - 1
+
+    def column(name: str) -> np.ndarray:
+        return df[name].to_numpy()
+
+    frame = pd.DataFrame({
+        "time": pd.to_datetime(bins[starts] * width + offset, unit="s", utc=True).as_unit("ns"),
+        "open": column("open")[starts],
+        "high": np.maximum.reduceat(column("high"), starts),
+        "low": np.minimum.reduceat(column("low"), starts),
+        "close": column("close")[ends],
+        "tick_volume": np.add.reduceat(column("tick_volume").astype(np.int64), starts),
+        "spread": np.minimum.reduceat(column("spread").astype(np.int64), starts),
+        "real_volume": np.add.reduceat(column("real_volume").astype(np.int64), starts),
+    })
+    return frame
+
+
+# ---------------------------------------------------------------- MT5 rates arrays
+
+
+def rates_to_frame(rates: np.ndarray) -> pd.DataFrame:
+    """An MT5 rates structured array (time in epoch seconds, UTC) as the canonical frame."""
+    rates = np.asarray(rates)
+    if rates.dtype.names is None or "time" not in rates.dtype.names:
+        raise DataError(f"not an MT5 rates array (dtype {rates.dtype})")
+    frame = pd.DataFrame({"time": pd.to_datetime(rates["time"].astype(np.int64), unit="s",
+                                                 utc=True).as_unit("ns")})
+    for name in PRICE_COLUMNS:
+        frame[name] = rates[name].astype(np.float64)
+    for name in INT_COLUMNS:
+        frame[name] = rates[name].astype(np.int64) if name in rates.dtype.names else 0
+    return frame
+
+
+def frame_to_rates(df: pd.DataFrame) -> np.ndarray:
+    """The canonical frame as an MT5 rates structured array (packed, itemsize 60)."""
+    rates = np.empty(len(df), dtype=RATES_DTYPE)
+    rates["time"] = _epoch_seconds(df["time"])
+    for name in PRICE_COLUMNS:
+        rates[name] = df[name].to_numpy(dtype=np.float64)
+    for name in INT_COLUMNS:
+        rates[name] = df[name].to_numpy() if name in df else 0
+    return rates
