@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.show_trades:
         print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
     if args.json:
-        write_atomic(args.json, json.dumps(result_json(result, strategy, config), indent=1))
+        write_atomic(args.json, result_json_text(result, strategy, config))
         print(f"wrote {args.json}")
     if args.report:
         from backtest.report import write_report  # imported late: only report users pay for it
@@ -255,19 +255,22 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
     )
 
 
-def result_json(result: BacktestResult, strategy: Strategy,
-                config: BacktestConfig) -> dict[str, object]:
-    """The `--json` document: stats, trades (ISO-8601 times, size in units) and the setup."""
+def result_json_text(result: BacktestResult, strategy: Strategy,
+                     config: BacktestConfig) -> str:
+    """The `--json` document: setup and stats, then the trades (ISO-8601 times, size in units).
+
+    The trades array is encoded column-wise by pandas, which keeps a million-bar run fast.
+    """
     setup = asdict(config)
     setup["sizing"] = config.sizing.describe()
-    return {
+    head = json.dumps({
         "symbol": result.symbol,
         "strategy": result.strategy,
         "params": strategy.params,
         "config": setup,
         "stats": result.stats,
-        "trades": result.trades_records(),
-    }
+    }, indent=1)
+    return head[:-2] + ',\n "trades": ' + result.trades_json() + "\n}\n"
 
 
 def format_stats(result: BacktestResult) -> str:

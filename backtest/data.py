@@ -69,15 +69,17 @@ def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
-    raw = path.read_bytes()
-    text_encoding = _encoding(raw)
-    header = _first_line(raw, text_encoding)
+    with path.open("rb") as handle:
+        start = handle.read(65_536)
+    text_encoding = _encoding(start)
+    header = _first_line(path.read_bytes() if text_encoding == "utf-16" else start,
+                         text_encoding)
     if not header.strip():
         raise DataError(f"{path}: the file is empty")
     if "<DATE>" in header.upper():
-        frame = _read_mt5(path, raw, text_encoding, header, tz)
+        frame = _read_mt5(path, path.read_bytes(), text_encoding, header, tz)
     else:
-        frame = _read_generic(path, raw, text_encoding, header, tz)
+        frame = _read_generic(path, text_encoding, header, tz)
     if frame.empty:
         raise DataError(f"{path}: no bars after the header")
     if validate:
@@ -106,7 +108,7 @@ def _source(raw: bytes, encoding: str) -> io.BytesIO:
     return io.BytesIO(raw.decode(encoding).lstrip("\ufeff").encode("utf-8"))
 
 
-def _read_generic(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:
+def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFrame:
     bare = [c.strip().strip('"').strip().lower() for c in header.split(",")]
     names = [_GENERIC_ALIASES.get(c, c) for c in bare]
     missing = [c for c in ("time", *PRICE_COLUMNS) if c not in names]
@@ -117,9 +119,10 @@ def _read_generic(path: Path, raw: bytes, encoding: str, header: str, tz: str) -
             "with <DATE>\\t<TIME>\\t<OPEN>..."
         )
     wanted = [c for c in BAR_COLUMNS if c in names]
-    fast = _read_generic_fast(raw, encoding, names, wanted, tz)
+    fast = _read_generic_fast(path, encoding, names, wanted, tz)
     if fast is not None:
         return fast
+    raw = path.read_bytes()
     try:
         table = pd.read_csv(_source(raw, encoding), header=0, names=names, usecols=wanted,
                             dtype={"time": str}, engine="c",
@@ -130,7 +133,7 @@ def _read_generic(path: Path, raw: bytes, encoding: str, header: str, tz: str) -
     return _assemble(path, table, times)
 
 
-def _read_generic_fast(raw: bytes, encoding: str, names: list[str], wanted: list[str],
+def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list[str],
                        tz: str) -> pd.DataFrame | None:
     """pyarrow's multithreaded reader for well-formed files; None sends the file down the
     slower path, whose messages name the bad line."""
@@ -140,8 +143,9 @@ def _read_generic_fast(raw: bytes, encoding: str, names: list[str], wanted: list
     except ImportError:
         return None
     try:
+        source = path if encoding == "utf-8" else _source(path.read_bytes(), encoding)
         table = pacsv.read_csv(
-            _source(raw, encoding),
+            source,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
             convert_options=pacsv.ConvertOptions(include_columns=wanted),
         )
@@ -153,22 +157,26 @@ def _read_generic_fast(raw: bytes, encoding: str, names: list[str], wanted: list
         return None
     numeric = all(pa.types.is_floating(table.schema.field(c).type)
                   or pa.types.is_integer(table.schema.field(c).type) for c in wanted[1:])
-    if not numeric:
-        return None
-    def array(name: str) -> np.ndarray:
-        return table.column(name).combine_chunks().to_numpy(zero_copy_only=False)
+    return _arrow_to_frame(table, tz) if numeric else None
 
-    times = pd.DatetimeIndex(array("time")).as_unit("ns")
-    if times.tz is None:
-        times = times.tz_localize("UTC") if tz == "UTC" else times.tz_localize(
+
+def _arrow_to_frame(table: object, tz: str) -> pd.DataFrame:
+    # One block per column (no consolidation copy); pyarrow frees the table as it converts.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    times = frame["time"]
+    if times.dt.tz is None:
+        times = times.dt.tz_localize("UTC") if tz == "UTC" else times.dt.tz_localize(
             tz, ambiguous="infer", nonexistent="shift_forward")
-    data: dict[str, object] = {"time": times.tz_convert("UTC")}
+    frame["time"] = times.dt.tz_convert("UTC").dt.as_unit("ns")
     for column in PRICE_COLUMNS:
-        data[column] = array(column).astype(np.float64, copy=False)
+        if frame[column].dtype != np.float64:
+            frame[column] = frame[column].astype(np.float64)
     for column in INT_COLUMNS:
-        data[column] = array(column).astype(np.int64, copy=False) if column in wanted \
-            else np.zeros(table.num_rows, dtype=np.int64)
-    return pd.DataFrame(data)
+        if column not in frame:
+            frame[column] = np.zeros(len(frame), dtype=np.int64)
+        elif frame[column].dtype != np.int64:
+            frame[column] = frame[column].astype(np.int64)
+    return frame.loc[:, list(BAR_COLUMNS)]
 
 
 def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:

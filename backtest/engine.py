@@ -16,6 +16,7 @@ Fill model (see docs/backtest.md):
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ TRADE_COLUMNS = (
     "pnl", "commission", "exit_reason", "sl", "tp", "entry_bar", "exit_bar", "signal_bar",
 )
 SPREAD_MODES = ("half", "bid")
+EXIT_REASONS = ("signal", "sl", "tp", "end")
+SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS
 
 
 @dataclass(frozen=True)
@@ -72,15 +75,17 @@ class BacktestResult:
 
     def trades_records(self) -> list[dict[str, object]]:
         """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""
-        columns = ("entry_time", "exit_time", "entry_price", "exit_price", "direction",
-                   "size", "volume", "pnl", "exit_reason")
-        records = []
-        for row in self.trades.loc[:, list(columns)].itertuples(index=False):
-            record = dict(zip(columns, row, strict=True))
-            record["entry_time"] = record["entry_time"].isoformat()
-            record["exit_time"] = record["exit_time"].isoformat()
-            records.append({k: _plain(v) for k, v in record.items()})
-        return records
+        return json.loads(self.trades_json())
+
+    def trades_json(self) -> str:
+        """The trades as a JSON array (fast: encoded column-wise by pandas)."""
+        columns = ["entry_time", "exit_time", "entry_price", "exit_price", "direction",
+                   "size", "volume", "pnl", "exit_reason"]
+        frame = self.trades.loc[:, columns].copy()
+        for column in ("entry_time", "exit_time"):
+            seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
+            frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
+        return frame.to_json(orient="records", double_precision=15)
 
 
 @dataclass(frozen=True)
@@ -94,12 +99,17 @@ class _Prices:
     ask_offset: np.ndarray
     bid_offset: np.ndarray
     decimals: int  # fills are rounded here: digits, one more when half-spreads split a point
+    has_spread: bool
 
-    def exit_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray:
+    def exit_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray | float:
         """Closing a long sells at the bid; closing a short buys at the ask."""
+        if not self.has_spread:
+            return 0.0
         return np.where(direction > 0, self.bid_offset[bars], self.ask_offset[bars])
 
-    def entry_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray:
+    def entry_offset(self, direction: np.ndarray, bars: np.ndarray) -> np.ndarray | float:
+        if not self.has_spread:
+            return 0.0
         return np.where(direction > 0, self.ask_offset[bars], self.bid_offset[bars])
 
 
@@ -116,7 +126,7 @@ class _Plan:
     tp: np.ndarray = field(default_factory=lambda: np.empty(0))
     exit_bar: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     exit_price: np.ndarray = field(default_factory=lambda: np.empty(0))
-    exit_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
+    exit_reason: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int8))
     closed: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
 
     def __len__(self) -> int:
@@ -143,7 +153,7 @@ def run_backtest(
     _set_entries_and_stops(plan, signals, prices, spec)
     _resolve_exits(plan, prices, config.close_at_end, n)
     volume, pnl, commission = _size_and_settle(plan, spec, config)
-    times = bars["time"]
+    times = _utc_index(bars["time"])
     equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
     trades = _trade_frame(plan, times, spec, volume, pnl, commission)
     stats = compute_stats(
@@ -153,7 +163,7 @@ def run_backtest(
     )
     return BacktestResult(
         trades=trades,
-        equity=pd.Series(equity, index=pd.DatetimeIndex(times), name="equity"),
+        equity=pd.Series(equity, index=times, name="equity"),
         stats=stats,
         symbol=spec.name,
         strategy=strategy.label(),
@@ -163,19 +173,20 @@ def run_backtest(
 def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Prices:
     n = len(bars)
     if config.spread_points is not None:
-        spread = np.full(n, config.spread_points * spec.point)
+        spread = np.full(n if config.spread_points else 0, config.spread_points * spec.point)
     elif "spread" in bars:
         spread = bars["spread"].to_numpy(dtype=float) * spec.point
     else:
-        spread = np.zeros(n)
+        spread = np.zeros(0)  # no spread: the offsets are never read
     if config.spread_mode == "half":
         ask_offset, bid_offset = spread / 2.0, -spread / 2.0
     else:
-        ask_offset, bid_offset = spread, np.zeros(n)
+        ask_offset, bid_offset = spread, np.zeros(len(spread))
     return _Prices(
         bars["open"].to_numpy(dtype=float), bars["high"].to_numpy(dtype=float),
         bars["low"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float),
         ask_offset, bid_offset, spec.digits + (config.spread_mode == "half"),
+        bool(spread.any()),
     )
 
 
@@ -219,7 +230,7 @@ def _resolve_exits(plan: _Plan, prices: _Prices, close_at_end: bool, n: int) -> 
     plan.exit_bar = exit_bar.astype(np.int64)
     exit_price = np.where(at_end, prices.close[exit_bar], prices.open[exit_bar]) + exit_side
     plan.exit_price = np.round(exit_price, prices.decimals)
-    plan.exit_reason = np.where(at_end, "end", "signal").astype(object)
+    plan.exit_reason = np.where(at_end, END, SIGNAL).astype(np.int8)
     plan.closed = ~at_end | close_at_end
     if len(plan) and (np.isfinite(plan.sl).any() or np.isfinite(plan.tp).any()):
         _apply_stops(plan, prices, n)
@@ -247,8 +258,9 @@ def _apply_stops(plan: _Plan, prices: _Prices, n: int) -> None:
     first = np.minimum.reduceat(np.where(hit, np.arange(total), total), starts)
     trades = np.flatnonzero(first < starts + lengths)
     at = first[trades]
-    reason = np.where(sl_gap[at] | (~tp_gap[at] & sl_in[at]), "sl", "tp")
-    price = np.where(sl_gap[at] | tp_gap[at], o[at], np.where(reason == "sl", sl[at], tp[at]))
+    reason = np.where(sl_gap[at] | (~tp_gap[at] & sl_in[at]), STOP_LOSS, TAKE_PROFIT)
+    price = np.where(sl_gap[at] | tp_gap[at], o[at],
+                     np.where(reason == STOP_LOSS, sl[at], tp[at]))
     plan.exit_bar[trades] = bar[at]
     plan.exit_price[trades] = np.round(price, prices.decimals)
     plan.exit_reason[trades] = reason
@@ -300,25 +312,36 @@ def _to_account(amount: np.ndarray, price: np.ndarray, spec: SymbolSpec,
 
 def _equity_curve(plan: _Plan, prices: _Prices, spec: SymbolSpec, config: BacktestConfig,
                   volume: np.ndarray, pnl: np.ndarray, n: int) -> np.ndarray:
-    realized = np.zeros(n)
+    """Balance after closed trades plus the open trade marked at each bar's close.
+
+    Trades never overlap and come in time order, so every per-bar quantity is constant on the
+    segments between entries, ends and exits: np.repeat fills them in one pass each.
+    """
     closed = plan.closed
-    np.add.at(realized, plan.exit_bar[closed], pnl[closed])
-    equity = config.cash + np.cumsum(realized)
-    held_until = np.where(closed, plan.exit_bar, n)  # marked to market on bars [entry, held_until)
-    lengths = held_until - plan.entry_bar
-    if lengths.sum() == 0:
+    exits = plan.exit_bar[closed]
+    balance = config.cash + np.concatenate(([0.0], np.cumsum(pnl[closed])))
+    equity = np.repeat(balance, np.diff(np.concatenate(([0], exits, [n]))))
+    if not len(plan):
         return equity
-    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    bar = np.repeat(plan.entry_bar - starts, lengths) + np.arange(int(lengths.sum()))
-    direction = np.repeat(plan.direction, lengths)
-    mark = prices.close[bar] + prices.exit_offset(direction, bar)
-    move = direction * (mark - np.repeat(plan.entry_price, lengths))
-    move *= np.repeat(volume, lengths) * spec.contract_size
-    equity[bar] += _to_account(move, mark, spec, config.account_currency)
+    held_until = np.where(closed, plan.exit_bar, n)  # marked on bars [entry, held_until)
+    edges = np.empty(2 * len(plan) + 2, dtype=np.int64)
+    edges[0], edges[-1] = 0, n
+    edges[1:-1:2], edges[2:-1:2] = plan.entry_bar, held_until
+    lengths = np.diff(edges)
+    segment_units = np.zeros(2 * len(plan) + 1)
+    segment_units[1::2] = plan.direction * volume * spec.contract_size
+    segment_entry = np.zeros(2 * len(plan) + 1)
+    segment_entry[1::2] = plan.entry_price
+    units = np.repeat(segment_units, lengths)
+    mark = prices.close
+    if prices.has_spread:
+        mark = mark + np.where(units > 0, prices.bid_offset, prices.ask_offset)
+    floating = units * (mark - np.repeat(segment_entry, lengths))
+    equity += _to_account(floating, mark, spec, config.account_currency)
     open_fee = ~closed  # an open trade has paid its entry commission already
-    if open_fee.any():
-        fee = np.zeros(n)
-        np.add.at(fee, plan.entry_bar[open_fee], volume[open_fee] * config.commission_per_lot)
+    if open_fee.any() and config.commission_per_lot:
+        fee = np.bincount(plan.entry_bar[open_fee], weights=volume[open_fee] *
+                          config.commission_per_lot, minlength=n)
         equity -= np.cumsum(fee)
     return equity
 
@@ -327,28 +350,31 @@ def _exposure_bars(plan: _Plan, n: int) -> int:
     """Bars during which a position was open at some point."""
     if not len(plan):
         return 0
-    inside_exit_bar = np.isin(plan.exit_reason, ("sl", "tp", "end")) & plan.closed
+    inside_exit_bar = (plan.exit_reason != SIGNAL) & plan.closed
     held = np.where(plan.closed, plan.exit_bar, n) - plan.entry_bar + inside_exit_bar
     return int(held.sum())
 
 
-def _trade_frame(plan: _Plan, times: pd.Series, spec: SymbolSpec, volume: np.ndarray,
+def _utc_index(times: pd.Series) -> pd.DatetimeIndex:
+    index = pd.DatetimeIndex(times)
+    return index.tz_localize("UTC") if index.tz is None else index
+
+
+def _trade_frame(plan: _Plan, index: pd.DatetimeIndex, spec: SymbolSpec, volume: np.ndarray,
                  pnl: np.ndarray, commission: np.ndarray) -> pd.DataFrame:
     keep = plan.closed
-    index = pd.DatetimeIndex(times)
-    if index.tz is None:
-        index = index.tz_localize("UTC")
     frame = pd.DataFrame({
         "entry_time": index[plan.entry_bar[keep]],
         "exit_time": index[plan.exit_bar[keep]],
         "entry_price": plan.entry_price[keep],
         "exit_price": plan.exit_price[keep],
-        "direction": np.where(plan.direction[keep] > 0, "long", "short"),
+        "direction": pd.Categorical.from_codes((plan.direction[keep] > 0).astype(np.int8),
+                                               ["short", "long"]),
         "volume": volume[keep],
         "size": volume[keep] * spec.contract_size,
         "pnl": np.round(pnl[keep], 2),
         "commission": np.round(commission[keep], 2),
-        "exit_reason": plan.exit_reason[keep].astype(str),
+        "exit_reason": pd.Categorical.from_codes(plan.exit_reason[keep], EXIT_REASONS),
         "sl": plan.sl[keep],
         "tp": plan.tp[keep],
         "entry_bar": plan.entry_bar[keep],
@@ -356,9 +382,3 @@ def _trade_frame(plan: _Plan, times: pd.Series, spec: SymbolSpec, volume: np.nda
         "signal_bar": plan.signal_bar[keep],
     })
     return frame
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -22,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | pd.Series
 
+try:  # the kernel behind Series.rolling(n).mean(), without pandas' per-call set-up (~2x faster)
+    from pandas._libs.window.aggregations import roll_mean as _roll_mean
+except ImportError:  # pragma: no cover - a pandas without it falls back to the public API
+    _roll_mean = None
+
 # Steps of Wilder smoothing after the seed so that the seed's weight, (1 - 1/n)**(k*n), is
 # below e**-k. See `wilder_warmup`.
 _SETTLE_PERIODS = 10
@@ -38,7 +43,15 @@ def sma(values: ArrayLike, n: int) -> np.ndarray:
     bit-identical to `pd.Series(values).rolling(n).mean()` (backtesting.py's SMA).
     """
     _check_period(n, "sma")
-    return pd.Series(_as_float(values, "sma")).rolling(n).mean().to_numpy()
+    x = _as_float(values, "sma")
+    if _roll_mean is not None:
+        end = np.arange(1, len(x) + 1, dtype=np.int64)
+        try:
+            return np.asarray(_roll_mean(np.ascontiguousarray(x), np.maximum(end - n, 0),
+                                         end, n))
+        except (TypeError, ValueError):  # another pandas build: use the public route
+            pass
+    return pd.Series(x).rolling(n).mean().to_numpy()
 
 
 def ema(values: ArrayLike, n: int) -> np.ndarray:
@@ -174,13 +187,24 @@ def hold_signals(
     out_short = _as_bool(exit_short, "exit_short", n)
 
     entry = go_long | go_short
-    side = np.where(go_long & ~go_short, 1.0, np.where(go_short & ~go_long, -1.0, 0.0))
-    events = np.where(entry, side, np.nan)
+    # +1 long, -1 short; both at once cancel to 0 (flat), as rule 1 says
+    side = go_long.view(np.int8) - go_short.view(np.int8)
+    if not (out_long.any() or out_short.any()):
+        return _forward_fill(side, entry)
     # Side of the latest entry at or before t: an exit matters only if it matches that side.
-    last_side = pd.Series(events).ffill().fillna(0.0).to_numpy()
+    last_side = _forward_fill(side, entry)
     applied_exit = ~entry & (((last_side > 0) & out_long) | ((last_side < 0) & out_short))
-    events[applied_exit] = 0.0
-    return pd.Series(events).ffill().fillna(0.0).to_numpy().astype(np.int8)
+    side[applied_exit] = 0
+    return _forward_fill(side, entry | applied_exit)
+
+
+def _forward_fill(values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """int8 values where `present`, else the last present value before (0 before the first)."""
+    index = np.arange(len(values), dtype=np.int64)
+    index[~present] = -1
+    np.maximum.accumulate(index, out=index)
+    filled = np.append(values, np.int8(0))[index]  # index -1 picks the appended 0
+    return filled.astype(np.int8, copy=False)
 
 
 def wilder_warmup(n: int) -> int:
@@ -214,7 +238,9 @@ def _check_period(n: object, who: str) -> None:
 
 def _as_float(values: ArrayLike, who: str) -> np.ndarray:
     if isinstance(values, pd.Series):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        # a float64 Series converts without a copy; nullable dtypes need their NA as NaN
+        arr = values.to_numpy() if values.dtype == np.float64 else values.to_numpy(
+            dtype=np.float64, na_value=np.nan)
     else:
         arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:

@@ -74,23 +74,22 @@ def compute_stats(
 
 
 def drawdown_stats(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
-    """Deepest drawdown in % (negative) and longest time under water in days."""
+    """Deepest drawdown in % (negative) and longest time under water in days.
+
+    Time under water runs from a peak to the first bar back at that level (or the last bar).
+    """
     if len(equity) == 0:
         return {"max_drawdown_pct": 0.0, "max_drawdown_days": 0.0}
     peak = np.maximum.accumulate(equity)
-    drawdown = equity / peak - 1.0
-    under = drawdown < 0
+    deepest = float((equity / peak).min()) - 1.0
+    at_peak = np.flatnonzero(equity >= peak)  # never empty: bar 0 is its own peak
+    gaps = np.diff(np.append(at_peak, len(equity) - 1))
     longest = 0.0
-    if under.any():
-        # Each run of bars under water starts after a peak bar; measure peak -> recovery (or end).
-        edges = np.diff(np.concatenate(([0], under.astype(np.int8), [0])))
-        run_starts = np.flatnonzero(edges == 1)
-        run_ends = np.flatnonzero(edges == -1)  # first bar back at a peak, or len(equity)
-        start_times = seconds[np.maximum(run_starts - 1, 0)]
-        end_times = seconds[np.minimum(run_ends, len(seconds) - 1)]
-        longest = float((end_times - start_times).max()) / SECONDS_PER_DAY
+    if gaps.max(initial=0) > 1 or at_peak[-1] != len(equity) - 1:
+        ends = np.append(at_peak[1:], len(equity) - 1)
+        longest = float((seconds[ends] - seconds[at_peak]).max()) / SECONDS_PER_DAY
     return {
-        "max_drawdown_pct": 100.0 * float(drawdown.min()),
+        "max_drawdown_pct": 100.0 * deepest,
         "max_drawdown_days": round(longest, 2),
     }
 
@@ -145,10 +144,15 @@ def _risk_ratios(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float | N
 
 
 def _daily_last(equity: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-    """Equity at the last bar of each UTC day that has bars."""
-    days = seconds // SECONDS_PER_DAY
-    last_of_day = np.flatnonzero(np.diff(days)) if len(days) else np.empty(0, dtype=int)
-    return equity[np.append(last_of_day, len(days) - 1)] if len(days) else equity
+    """Equity at the last bar of each UTC day that has bars (bars are in time order)."""
+    if not len(seconds):
+        return equity
+    first, last = seconds[0] // SECONDS_PER_DAY, seconds[-1] // SECONDS_PER_DAY
+    next_midnights = np.arange(first + 1, last + 2) * SECONDS_PER_DAY
+    last_of_day = np.searchsorted(seconds, next_midnights) - 1  # sorted; repeats on empty days
+    keep = np.empty(len(last_of_day), dtype=bool)
+    keep[0], keep[1:] = True, last_of_day[1:] != last_of_day[:-1]
+    return equity[last_of_day[keep]]
 
 
 def _cagr_pct(equity: np.ndarray, cash: float, duration_days: float) -> float | None:
@@ -161,6 +165,8 @@ def _epoch_seconds(times: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     index = pd.DatetimeIndex(times)
     if index.tz is None:
         index = index.tz_localize("UTC")
+    if index.unit == "ns":  # integer division is far cheaper than a checked unit conversion
+        return index.asi8 // 1_000_000_000
     return index.as_unit("s").asi8
 
 

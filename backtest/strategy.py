@@ -189,24 +189,43 @@ def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signal
     position = columns["position"]
     if len(position) != n_bars:
         raise StrategyError(f"{who}.signals returned {len(position)} rows for {n_bars} bars")
-    position = np.nan_to_num(position.astype(float), nan=0.0)
-    bad = ~np.isin(position, (-1.0, 0.0, 1.0))
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise StrategyError(
-            f"{who}.signals: position must be -1, 0 or 1; row {row} is {position[row]!r}"
-        )
+    position = _position_array(position, who)
     nan = np.full(n_bars, np.nan)
+    nan.flags.writeable = False  # shared by every missing level column
     entry = columns.get("entry")
     entry = np.zeros(n_bars, dtype=bool) if entry is None else _bool_array(entry)
     return Signals(
-        position.astype(np.int8),
+        position,
         *(np.asarray(columns.get(c, nan), dtype=float) for c in _LEVEL_COLUMNS),
         entry,
     )
 
 
+def _position_array(position: np.ndarray, who: str) -> np.ndarray:
+    """int8 positions; NaN (no opinion yet) is flat; anything but -1, 0, 1 is an error."""
+    if np.issubdtype(position.dtype, np.integer) or position.dtype == np.bool_:
+        values = position.astype(np.int8, copy=False)
+        bad = (position < -1) | (position > 1) if len(position) and (
+            position.min() < -1 or position.max() > 1) else None
+    else:
+        as_float = np.nan_to_num(position.astype(float), nan=0.0)
+        values = as_float.astype(np.int8)
+        bad = values != as_float
+        bad = bad if bad.any() else None
+        if bad is None:
+            bad = (values < -1) | (values > 1)
+            bad = bad if bad.any() else None
+    if bad is not None:
+        row = int(np.argmax(bad))
+        raise StrategyError(
+            f"{who}.signals: position must be -1, 0 or 1; row {row} is {position[row]!r}"
+        )
+    return values
+
+
 def _bool_array(values: np.ndarray) -> np.ndarray:
+    if values.dtype == np.bool_:
+        return values
     as_float = np.asarray(values, dtype=float)
     return np.nan_to_num(as_float, nan=0.0) != 0
 
