@@ -28,9 +28,12 @@ _WEEK = 7 * 86_400
 
 
 def generate_bars(symbol: str = "EURUSD", timeframe: str = "H1", n_bars: int = 5000, *,
-                  start: str = "2020-01-06", seed: int = 0,
-                  spec: SymbolSpec | None = None) -> pd.DataFrame:
-    """`n_bars` bars of `symbol` on `timeframe` from `start` (UTC), as the canonical frame."""
+                  start: str = "2020-01-06", seed: int = 0, spec: SymbolSpec | None = None,
+                  start_price: float | None = None) -> pd.DataFrame:
+    """`n_bars` bars of `symbol` on `timeframe` from `start` (UTC), as the canonical frame.
+
+    The first open is `start_price` (default: a typical level for known symbols, else 1.0).
+    """
     if n_bars < 1:
         raise ValueError(f"n_bars must be >= 1, got {n_bars}")
     spec = spec or get_symbol_spec(symbol)
@@ -45,7 +48,8 @@ def generate_bars(symbol: str = "EURUSD", timeframe: str = "H1", n_bars: int = 5
     drift = _drift(rng, n_bars) * sigma
     returns = drift + sigma * rng.standard_t(5, n_bars) / np.sqrt(5 / 3)
     gaps = _gap_returns(rng, seconds, width, sigma)
-    close = START_PRICES.get(key, 1.0) * np.exp(np.cumsum(returns + gaps))
+    first = start_price if start_price is not None else START_PRICES.get(key, 1.0)
+    close = first * np.exp(np.cumsum(returns + gaps))
     open_ = np.concatenate(([close[0] * np.exp(-returns[0])], close[:-1])) * np.exp(gaps)
     wick = np.abs(rng.normal(0.0, 0.6, (2, n_bars))) * sigma * close
     frame = pd.DataFrame({

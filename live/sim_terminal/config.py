@@ -1,0 +1,108 @@
+"""Settings of the simulated terminal: market data, account, terminal switches and fault knobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+from backtest.data import TIMEFRAMES
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """Failures to inject, each with its own rate; the same seed gives the same failures.
+
+    requote_rate       order_send answers 10004 (requote) with fresh bid/ask; nothing executed
+    reject_rate        order_send answers 10006 (rejected); nothing executed
+    timeout_rate       order_send returns None with (-10005, 'IPC timeout'); nothing executed
+    reply_lost_rate    the deal IS executed, but the caller sees None with (-10005, 'IPC timeout')
+    partial_fill_rate  IOC/RETURN market orders fill partial_fill_ratio of the volume (10010)
+    latency_s          seconds every API call takes (through the injected sleep)
+    drop_every_calls   after every N API calls the terminal disconnects...
+    drop_for_calls     ...for the next M calls; afterwards initialize() must be called again
+    """
+
+    seed: int = 0
+    requote_rate: float = 0.0
+    reject_rate: float = 0.0
+    timeout_rate: float = 0.0
+    reply_lost_rate: float = 0.0
+    partial_fill_rate: float = 0.0
+    partial_fill_ratio: float = 0.5
+    latency_s: float = 0.0
+    drop_every_calls: int = 0
+    drop_for_calls: int = 0
+
+    def __post_init__(self) -> None:
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.name.endswith("_rate") and not 0.0 <= value <= 1.0:
+                raise ValueError(f"fault {spec.name} must be in [0, 1], got {value!r}")
+            if spec.name != "seed" and value < 0:
+                raise ValueError(f"fault {spec.name} must be >= 0, got {value!r}")
+        if not 0.0 < self.partial_fill_ratio < 1.0:
+            raise ValueError(f"partial_fill_ratio must be in (0, 1), got "
+                             f"{self.partial_fill_ratio!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> FaultConfig:
+        """From `requote_rate=0.1,reply_lost_rate=0.05` (the server's --faults option)."""
+        names = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            key, _, raw = part.partition("=")
+            if key not in names:
+                raise ValueError(f"unknown fault {key!r}; known: {', '.join(names)}")
+            try:
+                values[key] = int(raw) if names[key] == "int" else float(raw)
+            except ValueError:
+                raise ValueError(f"fault {key} needs a number, got {raw!r}") from None
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What the simulated terminal replays and how.
+
+    data: a bars CSV replayed for `data_symbol` (default the first symbol); the other symbols
+    get seeded synthetic bars on the same calendar. speed: simulated seconds per wall second;
+    None means the clock moves only when driven (sim_step_bar, sim_advance).
+    """
+
+    symbols: tuple[str, ...] = ("EURUSD",)
+    timeframe: str = "H1"
+    data: str | None = None
+    data_symbol: str | None = None
+    data_tz: str = "UTC"
+    n_bars: int = 20_000
+    history_bars: int = 500
+    seed: int = 7
+    start: float | None = None
+    speed: float | None = None
+    balance: float = 10_000.0
+    leverage: int = 100
+    netting: bool = False
+    real_account: bool = False
+    login: int = 10_000_001
+    password: str | None = None
+    server: str = "Sim-Demo"
+    trade_allowed: bool = True
+    tradeapi_disabled: bool = False
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def __post_init__(self) -> None:
+        if self.timeframe not in TIMEFRAMES:
+            raise ValueError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, got "
+                             f"{self.timeframe!r}")
+        if not self.symbols:
+            raise ValueError("symbols: give at least one symbol")
+        if self.n_bars < 10 or self.history_bars < 1 or self.history_bars >= self.n_bars:
+            raise ValueError(f"need 1 <= history_bars ({self.history_bars}) < n_bars "
+                             f"({self.n_bars}) and n_bars >= 10")
+        if self.speed is not None and not self.speed > 0:
+            raise ValueError(f"speed must be > 0 or None (stepped), got {self.speed!r}")
+        if self.balance <= 0 or self.leverage < 1:
+            raise ValueError("balance must be > 0 and leverage >= 1")

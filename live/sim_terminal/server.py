@@ -1,0 +1,106 @@
+"""Serving the simulated terminal over RPyC's classic protocol, as mt5linux expects a terminal.
+
+On Linux, mt5linux connects to an RPyC classic server running next to a Windows terminal and
+evaluates `import MetaTrader5 as mt5` and `mt5.<function>(...)` there. Here the simulator
+answers that import. A classic server executes whatever a client sends, so it listens on
+loopback only unless explicitly allowed otherwise. The terminal's state is written to a JSON
+file after every change and read back at start, so it survives client crashes and restarts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from live.sim_terminal.terminal import SimTerminal
+
+logger = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` resolves to a loopback address."""
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False
+
+
+class StateFile:
+    """The terminal's state on disk, written atomically (a temp file, then a rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def load_into(self, terminal: SimTerminal) -> bool:
+        if not self.path.is_file():
+            return False
+        terminal.sim_load_state(json.loads(self.path.read_text(encoding="utf-8")))
+        return True
+
+    def save(self, terminal: SimTerminal) -> None:
+        state = terminal.sim_state()
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(state, handle)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+
+def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = None,
+          allow_remote: bool = False, ready: Any = None) -> None:
+    """Serve `terminal` until SIGINT/SIGTERM. Raises ValueError for a refused host."""
+    from rpyc.core import SlaveService
+    from rpyc.utils.server import ThreadedServer
+
+    if not is_loopback(host) and not allow_remote:
+        raise ValueError(f"refusing to serve on {host}: a classic RPyC server runs any code a "
+                         "client sends; use 127.0.0.1, or --allow-remote on a trusted network")
+    if not is_loopback(host):
+        logger.warning("!" * 72)
+        logger.warning("SERVING ON %s: ANY CLIENT THAT REACHES THIS PORT CAN RUN CODE HERE", host)
+        logger.warning("!" * 72)
+    sys.modules["MetaTrader5"] = terminal  # what `import MetaTrader5` gives RPyC clients
+    store = StateFile(state) if state is not None else None
+    if store is not None:
+        if store.load_into(terminal):
+            logger.info("state restored from %s", state)
+        terminal.on_change = lambda: store.save(terminal)
+        store.save(terminal)
+    server = ThreadedServer(SlaveService, hostname=host, port=port, reuse_addr=True,
+                            protocol_config={"allow_public_attrs": True,
+                                             "sync_request_timeout": 300})
+
+    def stop(signum: int, _frame: object) -> None:
+        logger.info("signal %s: saving state and stopping", signum)
+        if store is not None:
+            store.save(terminal)
+        server.close()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    message = f"sim terminal serving on {host}:{server.port}"
+    print(message, flush=True)
+    if ready is not None:
+        ready(server.port)
+    try:
+        server.start()
+    finally:
+        if store is not None:
+            store.save(terminal)
