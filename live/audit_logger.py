@@ -103,8 +103,20 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
             BEGIN SELECT RAISE(ABORT, 'audit table {table} is append-only'); END;"""
         for table in CHAINED_TABLES)),
+    ("002_alert_outbox", """
+        CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY, ts TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL,
+            severity TEXT NOT NULL, text TEXT NOT NULL);
+        CREATE INDEX alerts_channel ON alerts (channel, id);
+        CREATE TABLE alert_deliveries (
+            id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts (id),
+            ts TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, detail TEXT);
+        CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id);
+    """),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Alert delivery outcomes after which an alert is no longer waiting to be sent.
+ALERT_FINAL_STATUSES = ("delivered", "dropped")
 
 
 def utc_now() -> datetime:
@@ -310,6 +322,26 @@ class AuditLogger:
                                       "message": message,
                                       "data": json.dumps(data, default=str) if data else None})
 
+    def record_alert(self, *, channel: str, kind: str, severity: str, text: str) -> int:
+        """Queue an alert for one channel (kept until a delivery row says it is done)."""
+        return self._plain_insert(
+            "INSERT INTO alerts (ts, channel, kind, severity, text) VALUES (?, ?, ?, ?, ?)",
+            (iso(self._now()), channel, kind, severity, text))
+
+    def record_alert_delivery(self, alert_id: int, *, status: str, attempts: int,
+                              detail: str = "") -> int:
+        """An attempt's outcome: delivered, failed (will retry) or dropped (given up)."""
+        return self._plain_insert(
+            "INSERT INTO alert_deliveries (alert_id, ts, status, attempts, detail) "
+            "VALUES (?, ?, ?, ?, ?)", (alert_id, iso(self._now()), status, attempts, detail))
+
+    def _plain_insert(self, sql: str, params: tuple[object, ...]) -> int:
+        try:
+            with self._write() as conn:
+                return int(conn.execute(sql, params).lastrowid)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditWriteError(f"audit write failed: {exc}") from exc
+
     def record_snapshot(self, *, balance: float, equity: float, margin: float,
                         margin_free: float, margin_level: float, profit: float,
                         open_positions: int, dry_run: bool) -> int:
@@ -470,6 +502,13 @@ class AuditReader:
         }
 
     # ------------------------------------------------------------ snapshots
+
+    def undelivered_alerts(self, channel: str) -> list[dict[str, object]]:
+        """Alerts of `channel` with no delivered/dropped outcome yet, oldest first."""
+        return self.query(
+            "SELECT a.* FROM alerts a WHERE a.channel = ? AND NOT EXISTS (SELECT 1 FROM "
+            "alert_deliveries d WHERE d.alert_id = a.id AND d.status IN (?, ?)) ORDER BY a.id",
+            (channel, *ALERT_FINAL_STATUSES))
 
     def latest_snapshot(self) -> dict[str, object] | None:
         return self._one("SELECT * FROM account_snapshots ORDER BY id DESC LIMIT 1")

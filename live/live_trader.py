@@ -141,6 +141,10 @@ class LiveTrader:
         self._last_heartbeat = 0.0
         self._link_down = False
         self._bar_times: set[datetime] = set()
+        self._loop_seconds = 0.0
+        self._latencies_ms: list[float] = []
+        self._reconnects = 0
+        self.last_status: dict[str, Any] = {}
 
     @property
     def mode(self) -> str:
@@ -247,6 +251,8 @@ class LiveTrader:
 
     def shutdown(self) -> None:
         self.summary.stop_reason = self.summary.stop_reason or "stopped"
+        self._last_heartbeat = 0.0  # the final state, whatever the interval
+        self._heartbeat(self.connector.ensure_connected() is not ConnectionState.DOWN)
         lines = self.summary.lines(self.executor.stats.as_dict(), self.mode)
         for line in lines:
             logger.info(line)
@@ -263,11 +269,16 @@ class LiveTrader:
 
     def iterate(self) -> int:
         """One pass of the loop; returns the number of (symbol, closed bar) decisions made."""
+        started = time.monotonic()
         self.summary.iterations += 1
-        self._heartbeat()
         self._check_kill_switch()
-        if not self._connected():
-            return 0
+        connected = self._connected()
+        made = self._trade_once() if connected else 0
+        self._loop_seconds = time.monotonic() - started
+        self._heartbeat(connected)
+        return made
+
+    def _trade_once(self) -> int:
         try:
             self._sync_positions()
             self._close_all_if_asked()
@@ -283,20 +294,106 @@ class LiveTrader:
         self._snapshot()
         return made
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, connected: bool) -> None:
+        """Record what the dashboard and the Telegram commands show (at most every 15 s)."""
         wall = self._wall()
-        if wall - self._last_heartbeat < HEARTBEAT_WALL_SECONDS:
+        if wall - self._last_heartbeat < HEARTBEAT_WALL_SECONDS and self.last_status:
             return
         self._last_heartbeat = wall
+        self.last_status = self._status(connected, wall)
         try:
-            self.audit.record_event("heartbeat", self.mode, data={
-                "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
-                "mode": self.mode, "backend": self.connector.backend,
-                "kill_switch": self.state.kill_switch.level,
-                "entries_enabled": self.state.entries_enabled,
-            })
+            self.audit.record_event("heartbeat", self.mode, data=self.last_status)
         except AuditWriteError as exc:
             self._audit_failed(exc)
+
+    def _status(self, connected: bool, wall: float) -> dict[str, Any]:
+        latencies = sorted(self._latencies_ms[-1000:])
+        status: dict[str, Any] = {
+            "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
+            "market_ts": self.now().isoformat(), "mode": self.mode,
+            "backend": self.connector.backend, "connected": connected,
+            "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
+            "timeframe": self.config.timeframe, "kill_switch": self.state.kill_switch.level,
+            "kill_switch_file": str(self.config.kill_switch_file),
+            "entries_enabled": self.state.entries_enabled,
+            "disabled_reasons": self.state.disabled_reasons,
+            "metrics": {
+                "loop_seconds": round(self._loop_seconds, 6),
+                "decision_latency_ms_p50": _percentile(latencies, 50),
+                "decision_latency_ms_p99": _percentile(latencies, 99),
+                "reconnects": self._reconnects, "iterations": self.summary.iterations,
+                "bars": self.summary.bars, "alert_queue_depth": _queue_depth(self.alerts),
+            },
+            "execution": self.executor.stats.as_dict(),
+        }
+        if connected:
+            status.update(self._book_status())
+        return status
+
+    def _book_status(self) -> dict[str, Any]:
+        try:
+            account = self.broker.account()
+        except (BrokerError, OSError):
+            return {}
+        equity = float(account.equity)
+        start_equity = self.state.day_start_equity(equity)
+        _, day_start = self.state.trading_day(self.now())
+        return {
+            "account": {"login": account.login, "server": account.server,
+                        "currency": account.currency, "trade_mode": int(account.trade_mode),
+                        "balance": float(account.balance), "equity": equity,
+                        "margin": float(account.margin),
+                        "margin_free": float(account.margin_free),
+                        "margin_level": float(account.margin_level),
+                        "profit": float(account.profit)},
+            "positions": [_position_dict(p) for p in self.state.positions.values()],
+            "limits": {
+                "entries_today": self.audit.reader.entries_filled_since(
+                    day_start, dry_run=self.config.dry_run),
+                "max_trades_per_day": self.config.max_trades_per_day,
+                "daily_loss_pct": round(100.0 * (start_equity - equity) / start_equity, 3)
+                if start_equity else 0.0,
+                "max_daily_loss_pct": self.config.max_daily_loss_pct,
+                "day_start_equity": start_equity,
+                "open_positions": len(self.state.positions),
+                "max_open_positions": self.config.max_open_positions,
+            },
+        }
+
+    # ------------------------------------------------------------ texts for chat commands
+
+    def status_text(self) -> str:
+        """One screen of status (used by the Telegram /status command; thread-safe)."""
+        s = self.last_status
+        if not s:
+            return "starting up"
+        account = s.get("account", {})
+        lines = [f"{s['mode']} {s['strategy']} on {','.join(s['symbols'])} via {s['backend']}"
+                 f" ({'connected' if s['connected'] else 'DISCONNECTED'})"]
+        if account:
+            lines.append(f"balance {account['balance']:,.2f} equity {account['equity']:,.2f} "
+                         f"{account['currency']}")
+        lines.append(f"kill switch: {s['kill_switch'] or 'off'}; entries "
+                     f"{'allowed' if s['entries_enabled'] else 'stopped: '}"
+                     + "; ".join(s["disabled_reasons"]))
+        lines.append(f"open positions: {len(s.get('positions', []))}")
+        return "\n".join(lines)
+
+    def positions_text(self) -> str:
+        positions = self.last_status.get("positions", [])
+        if not positions:
+            return "no open positions"
+        return "\n".join(f"#{p['ticket']} {p['symbol']} {p['side']} {p['volume']} @ "
+                         f"{p['price_open']} P/L {p['profit']:,.2f}" for p in positions)
+
+    def daily_text(self) -> str:
+        limits = self.last_status.get("limits")
+        if not limits:
+            return "no data yet"
+        return (f"entries today {limits['entries_today']}/"
+                f"{limits['max_trades_per_day'] or 'no limit'}; daily loss "
+                f"{limits['daily_loss_pct']:.2f}% (limit {limits['max_daily_loss_pct']:g}%); "
+                f"day started at equity {limits['day_start_equity']:,.2f}")
 
     def _check_kill_switch(self) -> None:
         try:
@@ -326,6 +423,7 @@ class LiveTrader:
             return False
         if state is ConnectionState.RECONNECTED or self._link_down:
             self._link_down = False
+            self._reconnects += 1
             self._event("reconnect", "MT5 terminal reachable again", "warning")
             self.alerts.notify("reconnect", "MT5 terminal reachable again", severity="warning")
             try:
@@ -439,6 +537,8 @@ class LiveTrader:
         reducing = self.state.kill_switch.level == "reduce"
         if not new_bar and not reducing:
             return 0  # nothing closed since the last decision: skip the strategy
+        seen_at = time.monotonic()
+        sends_before = self.executor.stats.last_send_at
         decision = decide(self.strategy, symbol, bars)
         if reducing:
             self._reduce_towards(decision)
@@ -453,6 +553,9 @@ class LiveTrader:
         )
         self.state.mark_processed(symbol, decision.bar_time)
         self._count_bar(decision)
+        if self.executor.stats.last_send_at != sends_before:
+            self._latencies_ms.append(1000.0 * (self.executor.stats.last_send_at - seen_at))
+            del self._latencies_ms[:-1000]
         return 1
 
     def _count_bar(self, decision: Decision) -> None:
@@ -605,6 +708,26 @@ class LiveTrader:
             logger.warning("account snapshot skipped: %s", exc)
         except AuditWriteError as exc:
             self._audit_failed(exc)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(len(values) * q / 100))], 3)
+
+
+def _queue_depth(alerts: Any) -> int:
+    depth = getattr(alerts, "queue_depth", None)
+    return int(depth()) if callable(depth) else 0
+
+
+def _position_dict(position: Any) -> dict[str, Any]:
+    return {"ticket": int(position.ticket), "symbol": position.symbol,
+            "side": "buy" if position.type == POSITION_TYPE_BUY else "sell",
+            "volume": float(position.volume), "price_open": float(position.price_open),
+            "price_current": float(position.price_current), "sl": float(position.sl),
+            "tp": float(position.tp), "profit": float(position.profit),
+            "time": _utc(position.time).isoformat(), "comment": position.comment}
 
 
 def _direction(position: Any) -> int:

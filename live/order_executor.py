@@ -109,9 +109,10 @@ class ExecutionStats:
     reconciled_absent: int = 0
     by_retcode: Counter = field(default_factory=Counter)
     slippage_points: list[float] = field(default_factory=list)
+    last_send_at: float = 0.0  # monotonic time of the latest order_send call
 
     def as_dict(self) -> dict[str, object]:
-        slips = self.slippage_points
+        slips = self.slippage_points[-1000:]
         return {
             "orders": self.orders, "sends": self.sends, "filled": self.filled,
             "rejected": self.rejected, "failed": self.failed, "unknown": self.unknown,
@@ -204,6 +205,7 @@ class OrderExecutor:
         while True:
             state.count += 1
             self.stats.sends += 1
+            self.stats.last_send_at = time.monotonic()
             try:
                 result = self.broker.send_order(state.request)
             except (RetryableOrderError, BrokerUnavailable, OutcomeUnknown,
@@ -262,6 +264,7 @@ class OrderExecutor:
         self.stats.filled += 1
         self.stats.by_retcode[int(result.retcode)] += 1
         self._note_slippage(intent, request, float(result.price))
+        del self.stats.slippage_points[:-1000]  # keep memory flat in long sessions
         return ExecutionResult(intent.client_order_id, status, intent.symbol, intent.kind,
                                intent.side, float(result.volume), float(result.price), ticket,
                                int(result.retcode), attempts)

@@ -189,34 +189,49 @@ class TradeServer:
                  trade_allowed: bool = True) -> None:
         """Raise TradeRefused with the code a real server would give."""
         action = request.get("action", 0)
-        if action not in (K.TRADE_ACTION_DEAL, K.TRADE_ACTION_PENDING, K.TRADE_ACTION_SLTP,
-                          K.TRADE_ACTION_MODIFY, K.TRADE_ACTION_REMOVE,
-                          K.TRADE_ACTION_CLOSE_BY):
+        checks = {
+            K.TRADE_ACTION_DEAL: self._check_deal_request,
+            K.TRADE_ACTION_PENDING: self._check_pending_request,
+            K.TRADE_ACTION_SLTP: self._check_sltp,
+            K.TRADE_ACTION_MODIFY: self._check_modify,
+            K.TRADE_ACTION_REMOVE: lambda r, m: self._order_for(r),
+            K.TRADE_ACTION_CLOSE_BY: lambda r, m: self._close_by_pair(r),
+        }
+        check = checks.get(action)
+        if check is None:
             raise TradeRefused(K.TRADE_RETCODE_INVALID, "Invalid request")
         if not trade_allowed:
             raise TradeRefused(K.TRADE_RETCODE_CLIENT_DISABLES_AT, "AutoTrading disabled by client")
-        if action in (K.TRADE_ACTION_REMOVE, K.TRADE_ACTION_MODIFY):
-            self._order_for(request)
-            if action == K.TRADE_ACTION_REMOVE:
-                return
+        check(request, moment)
+
+    def _open_market(self, request: dict[str, Any], moment: float) -> SimSymbol:
         spec = self._spec_for(request)
-        feed = self.feeds[spec.name]
-        if not feed.is_open(moment):
+        if not self.feeds[spec.name].is_open(moment):
             raise TradeRefused(K.TRADE_RETCODE_MARKET_CLOSED, "Market closed")
-        if action == K.TRADE_ACTION_SLTP:
-            position = self._position_for(request)
-            self._check_stops(spec, position.type, request, moment)
-            return
-        if action == K.TRADE_ACTION_CLOSE_BY:
-            self._close_by_pair(request)
-            return
+        return spec
+
+    def _check_deal_request(self, request: dict[str, Any], moment: float) -> None:
+        spec = self._open_market(request, moment)
         self._check_trade_mode(spec, request)
-        if action == K.TRADE_ACTION_DEAL or action == K.TRADE_ACTION_PENDING:
-            self._check_volume(spec, float(request.get("volume", 0.0)))
-        if action == K.TRADE_ACTION_DEAL:
-            self._check_deal(spec, request, moment)
-        else:
-            self._check_pending(spec, request, moment)
+        self._check_volume(spec, float(request.get("volume", 0.0)))
+        self._check_deal(spec, request, moment)
+
+    def _check_pending_request(self, request: dict[str, Any], moment: float) -> None:
+        spec = self._open_market(request, moment)
+        self._check_trade_mode(spec, request)
+        self._check_volume(spec, float(request.get("volume", 0.0)))
+        self._check_pending(spec, request, moment)
+
+    def _check_sltp(self, request: dict[str, Any], moment: float) -> None:
+        spec = self._open_market(request, moment)
+        position = self._position_for(request)
+        self._check_stops(spec, position.type, request, moment)
+
+    def _check_modify(self, request: dict[str, Any], moment: float) -> None:
+        order = self._order_for(request)  # the order names its symbol
+        spec = self._open_market({**request, "symbol": order.symbol}, moment)
+        price = float(request.get("price") or order.price_open)
+        self._check_stops(spec, order.type, request, moment, reference=price)
 
     def _spec_for(self, request: dict[str, Any]) -> SimSymbol:
         name = request.get("symbol", "")

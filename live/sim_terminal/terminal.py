@@ -413,6 +413,7 @@ class SimTerminal:
         trade_request = structs.TradeRequest(**request)
         before = self.server.totals(moment)
         try:
+            self._check_selected(request)
             self.server.validate(request, moment, trade_allowed=self.trade_allowed)
         except TradeRefused as refused:
             return structs.OrderCheckResult(refused.retcode, *_check_numbers(before, 0.0),
@@ -455,6 +456,7 @@ class SimTerminal:
         if not self.server_connected:
             return K.TRADE_RETCODE_CONNECTION, "No connection", None
         try:
+            self._check_selected(request)
             self.server.validate(request, moment, trade_allowed=self.trade_allowed)
         except TradeRefused as refused:
             return refused.retcode, refused.comment, None
@@ -472,6 +474,12 @@ class SimTerminal:
         done = {K.TRADE_RETCODE_PLACED: "Request placed",
                 K.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially"}
         return fill.retcode, done.get(fill.retcode, "Request executed"), fill
+
+    def _check_selected(self, request: dict[str, Any]) -> None:
+        """A known symbol outside Market Watch has no quotes in the terminal: 10021."""
+        symbol = request.get("symbol")
+        if symbol in self.server.feeds and symbol not in self._selected:
+            raise TradeRefused(K.TRADE_RETCODE_PRICE_OFF, "No prices")
 
     def _quote_or_zero(self, symbol: object, moment: float) -> tuple[int, float, float]:
         feed = self.server.feeds.get(symbol) if isinstance(symbol, str) else None
@@ -491,6 +499,25 @@ class SimTerminal:
     def Sell(self, symbol: str, volume: float, price: float | None = None, *,
              comment: str | None = None, ticket: int | None = None) -> Any:
         return self._helper_deal(symbol, volume, K.ORDER_TYPE_SELL, price, comment, ticket)
+
+    def Close(self, symbol: str, *, comment: str | None = None,
+              ticket: int | None = None) -> bool | str | None:
+        """The package's helper: close the symbol's positions (or one ticket) at bid/ask.
+
+        True when all closed, "Partially" when some did, False when none, None on failure.
+        """
+        positions = self.positions_get(ticket=ticket) if ticket is not None else \
+            self.positions_get(symbol=symbol)
+        if not positions:
+            return None if positions is None else False
+        done = 0
+        for position in positions:
+            side = K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY \
+                else K.ORDER_TYPE_BUY
+            result = self._helper_deal(position.symbol, position.volume, side, None, comment,
+                                       position.ticket)
+            done += result is not None and result.retcode == K.TRADE_RETCODE_DONE
+        return True if done == len(positions) else ("Partially" if done else False)
 
     def _helper_deal(self, symbol: str, volume: float, side: int, price: float | None,
                      comment: str | None, ticket: int | None) -> Any:

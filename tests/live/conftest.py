@@ -1,0 +1,107 @@
+"""Shared fixtures for the live package: simulated terminals (in-process and served), configs."""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from live.config import LiveConfig
+from live.sim_terminal import SimConfig, SimTerminal
+
+ROOT = Path(__file__).resolve().parents[2]
+SMA_CROSS = ROOT / "backtest" / "strategies" / "sma_cross.py"
+
+
+@pytest.fixture
+def make_sim() -> Callable[..., SimTerminal]:
+    """Factory: an initialized in-process simulator with a stepped clock (speed None)."""
+
+    def factory(**overrides: object) -> SimTerminal:
+        options = {"symbols": ("EURUSD",), "n_bars": 3000, "history_bars": 200, **overrides}
+        terminal = SimTerminal(SimConfig(**options))
+        assert terminal.initialize(), terminal.last_error()
+        return terminal
+
+    return factory
+
+
+@pytest.fixture
+def sim(make_sim: Callable[..., SimTerminal]) -> SimTerminal:
+    return make_sim()
+
+
+@pytest.fixture
+def live_config(tmp_path: Path) -> Callable[..., LiveConfig]:
+    """Factory: a LiveConfig on the simulator whose files all live in tmp_path."""
+
+    def factory(**overrides: object) -> LiveConfig:
+        base: dict[str, object] = {
+            "backend": "sim", "audit_db": tmp_path / "audit.db", "log_dir": tmp_path / "logs",
+            "kill_switch_file": tmp_path / "KILL_SWITCH", "sim_speed": "max",
+            "strategy_path": str(SMA_CROSS), "order_retry_base_seconds": 0.0,
+            "order_retry_max_seconds": 0.0,
+        }
+        base.update(overrides)
+        return LiveConfig.load(env_file=_empty_env(tmp_path), environ={}, overrides=base)
+
+    return factory
+
+
+def _empty_env(folder: Path) -> Path:
+    """An explicit empty settings file, so a developer's own .env never leaks into tests."""
+    path = folder / "empty.env"
+    path.touch()
+    return path
+
+
+@dataclass
+class ServedSim:
+    """A `python -m live.sim_terminal serve` subprocess on a free loopback port."""
+
+    process: subprocess.Popen
+    port: int
+    state: Path
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=20)
+
+
+def start_served_sim(state: Path, *extra: str) -> ServedSim:
+    command = [sys.executable, "-m", "live.sim_terminal", "serve", "--host", "127.0.0.1",
+               "--port", "0", "--state", str(state), "--speed", "max", "--bars", "3000",
+               "--history-bars", "200", *extra]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 1.0)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        line = process.stdout.readline()
+        if not line:
+            break
+        if "serving on" in line:
+            return ServedSim(process, int(line.rsplit(":", 1)[1]), state)
+    process.kill()
+    raise RuntimeError(f"served simulator did not start: exit {process.poll()}")
+
+
+@pytest.fixture
+def served_sim(tmp_path: Path) -> Iterator[ServedSim]:
+    served = start_served_sim(tmp_path / "sim_state.json")
+    yield served
+    served.stop()

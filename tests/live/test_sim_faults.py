@@ -1,0 +1,109 @@
+"""Fault injection: each knob, seeded and deterministic."""
+
+from __future__ import annotations
+
+import pytest
+
+from live.sim_terminal import FaultConfig
+
+
+def buy(sim, **fields):
+    tick = sim.symbol_info_tick("EURUSD")
+    return {"action": sim.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
+            "type": sim.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 20, "magic": 9,
+            "comment": "fault", "type_filling": sim.ORDER_FILLING_IOC, **fields}
+
+
+def outcomes(sim, n=40):
+    results = []
+    for _ in range(n):
+        result = sim.order_send(buy(sim))
+        results.append(result.retcode if result is not None else sim.last_error()[0])
+    return results
+
+
+@pytest.mark.parametrize(("knob", "code"), [
+    ("requote_rate", 10004), ("reject_rate", 10006), ("timeout_rate", -10005),
+])
+def test_refusing_knobs_execute_nothing_and_are_seeded(make_sim, knob, code):
+    first = make_sim(faults=FaultConfig(seed=3, **{knob: 0.5}))
+    second = make_sim(faults=FaultConfig(seed=3, **{knob: 0.5}))
+    a, b = outcomes(first), outcomes(second)
+    assert a == b  # same seed, same failures
+    assert 5 < a.count(code) < 35 and a.count(10009) == 40 - a.count(code)
+    assert first.positions_total() == a.count(10009)
+
+
+def test_requote_carries_fresh_prices(make_sim):
+    sim = make_sim(faults=FaultConfig(requote_rate=1.0))
+    tick = sim.symbol_info_tick("EURUSD")
+    result = sim.order_send(buy(sim))
+    assert (result.retcode, result.bid, result.ask, result.deal) == (10004, tick.bid, tick.ask, 0)
+
+
+def test_reply_lost_means_the_deal_exists_but_the_caller_sees_none(make_sim):
+    sim = make_sim(faults=FaultConfig(reply_lost_rate=1.0))
+    assert sim.order_send(buy(sim, comment="LTLOST")) is None
+    assert sim.last_error() == (-10005, "IPC timeout")
+    positions = sim.positions_get()
+    assert len(positions) == 1 and positions[0].comment == "LTLOST"
+    now = sim.sim_time()
+    deals = sim.history_deals_get(now - 10, now + 10)
+    assert [d.comment for d in deals] == ["LTLOST"]
+
+
+def test_partial_fills_only_for_ioc_and_return(make_sim):
+    sim = make_sim(faults=FaultConfig(partial_fill_rate=1.0, partial_fill_ratio=0.5))
+    partial = sim.order_send(buy(sim, volume=0.4))
+    assert (partial.retcode, partial.volume) == (10010, 0.2)
+    full = sim.order_send(buy(sim, volume=0.4, type_filling=sim.ORDER_FILLING_FOK))
+    assert (full.retcode, full.volume) == (10009, 0.4)
+
+
+def test_latency_goes_through_the_injected_sleep(make_sim):
+    slept = []
+    sim = make_sim(faults=FaultConfig(latency_s=0.25), sleep=slept.append)
+    slept.clear()
+    sim.symbol_info_tick("EURUSD")
+    sim.positions_get()
+    assert slept == [0.25, 0.25]
+
+
+def test_periodic_drops_fail_like_a_disconnected_terminal(make_sim):
+    sim = make_sim(faults=FaultConfig(drop_every_calls=10, drop_for_calls=3))
+    results = [sim.symbol_info_tick("EURUSD") for _ in range(8)]
+    assert all(r is not None for r in results)
+    assert sim.account_info() is None and sim.last_error() == (-10004, "No IPC connection")
+    assert sim.positions_get() is None
+    assert sim.initialize() is False  # still down: the pipe does not answer
+    assert sim.last_error() == (-10005, "IPC timeout")
+    assert sim.symbol_info_tick("EURUSD") is None  # down is over, but not re-initialized
+    assert sim.initialize() is True
+    assert sim.symbol_info_tick("EURUSD") is not None
+
+
+def test_drop_for_wall_seconds(make_sim):
+    wall = [100.0]
+    sim = make_sim(wall=lambda: wall[0])
+    sim.sim_drop_connection(seconds=5)
+    assert sim.version() is None and sim.initialize() is False
+    wall[0] += 6
+    assert sim.initialize() is True and sim.version() is not None
+
+
+def test_faults_can_be_changed_while_running(sim):
+    assert sim.order_send(buy(sim)).retcode == 10009
+    sim.sim_set_faults(reject_rate=1.0)
+    assert sim.order_send(buy(sim)).retcode == 10006
+    sim.sim_set_faults(reject_rate=0.0)
+    assert sim.order_send(buy(sim)).retcode == 10009
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("requote_rate=2", "must be in [0, 1]"),
+    ("bogus=1", "unknown fault 'bogus'"),
+    ("latency_s=abc", "needs a number"),
+])
+def test_bad_fault_settings_are_named(text, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        FaultConfig.parse(text)

@@ -1,0 +1,93 @@
+"""The simulator served over RPyC, driven by the real mt5linux client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from mt5linux import MetaTrader5
+
+from tests.live.conftest import ROOT, start_served_sim
+
+pytestmark = pytest.mark.served
+
+
+def buy_request(mt5, comment: str) -> dict:
+    tick = mt5.symbol_info_tick("EURUSD")
+    return {"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
+            "type": mt5.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 20, "magic": 4242,
+            "comment": comment, "type_filling": mt5.ORDER_FILLING_FOK}
+
+
+def test_mt5linux_client_trades_and_reads_back(served_sim):
+    mt5 = MetaTrader5(host="127.0.0.1", port=served_sim.port)
+    assert mt5.initialize() is True
+    assert mt5.version()[0] == 500
+    rates = mt5.copy_rates_from("EURUSD", mt5.TIMEFRAME_H1, datetime.now(timezone.utc), 10)
+    assert len(rates) == 10 and rates.dtype.itemsize == 60
+    result = mt5.order_send(buy_request(mt5, "LTSERVED"))
+    assert result.retcode == mt5.TRADE_RETCODE_DONE
+    positions = mt5.positions_get(symbol="EURUSD")
+    assert [(p.ticket, p.comment, p.magic) for p in positions] == [
+        (result.order, "LTSERVED", 4242)]
+    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    deals = mt5.history_deals_get(start, datetime.now(timezone.utc) + timedelta(days=1))
+    assert [d.comment for d in deals] == ["LTSERVED"]
+
+
+CLIENT = textwrap.dedent("""
+    import sys, time
+    from mt5linux import MetaTrader5
+    mt5 = MetaTrader5(host="127.0.0.1", port=int(sys.argv[1]))
+    mt5.initialize()
+    tick = mt5.symbol_info_tick("EURUSD")
+    result = mt5.order_send({"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD",
+        "volume": 0.2, "type": mt5.ORDER_TYPE_SELL, "price": tick.bid, "deviation": 20,
+        "magic": 1, "comment": "LTKILLED", "type_filling": mt5.ORDER_FILLING_FOK})
+    print(result.retcode, flush=True)
+    time.sleep(600)
+""")
+
+
+def test_state_survives_a_killed_client_and_a_server_restart(tmp_path):
+    served = start_served_sim(tmp_path / "state.json")
+    try:
+        client = subprocess.Popen([sys.executable, "-c", CLIENT, str(served.port)], cwd=ROOT,
+                                  stdout=subprocess.PIPE, text=True)
+        assert client.stdout.readline().strip() == "10009"
+        client.send_signal(signal.SIGKILL)  # the client dies mid-session
+        client.wait(timeout=10)
+        mt5 = MetaTrader5(host="127.0.0.1", port=served.port)
+        mt5.initialize()
+        assert [p.comment for p in mt5.positions_get()] == ["LTKILLED"]
+        balance = mt5.account_info().balance
+        ticket = mt5.positions_get()[0].ticket
+        assert served.stop(signal.SIGKILL) != 0  # even a hard kill keeps the saved state
+    finally:
+        served.stop()
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert [p["comment"] for p in saved["positions"]] == ["LTKILLED"]
+    again = start_served_sim(tmp_path / "state.json")
+    try:
+        mt5 = MetaTrader5(host="127.0.0.1", port=again.port)
+        mt5.initialize()
+        positions = mt5.positions_get()
+        assert [(p.ticket, p.comment, p.volume) for p in positions] == [(ticket, "LTKILLED",
+                                                                          0.2)]
+        assert mt5.account_info().balance == balance
+        assert [d.comment for d in mt5.history_deals_get(0, 2**31 - 1)] == ["LTKILLED"]
+    finally:
+        again.stop()
+
+
+def test_non_loopback_host_is_refused_without_allow_remote():
+    result = subprocess.run([sys.executable, "-m", "live.sim_terminal", "serve", "--host",
+                             "0.0.0.0", "--port", "0", "--bars", "100", "--history-bars", "10"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "refusing to serve on 0.0.0.0" in result.stderr
