@@ -247,6 +247,18 @@ class MT5Connector:
         rates = self._call("copy_rates_from_pos", symbol, code, start_pos, count)
         return rates_to_frame(np.asarray(rates))
 
+    def rates_range(self, symbol: str, timeframe: str, date_from: datetime,
+                    date_to: datetime) -> pd.DataFrame:
+        """Bars with open time in [date_from, date_to] (UTC), forming bar included."""
+        from backtest.data import rates_to_frame
+
+        code = TIMEFRAME_CODES.get(timeframe)
+        if code is None:
+            raise ConfigError(f"unknown timeframe {timeframe!r}")
+        self.symbol_info(symbol)  # selects it into Market Watch if needed
+        rates = self._call("copy_rates_range", symbol, code, _utc(date_from), _utc(date_to))
+        return rates_to_frame(np.asarray(rates))
+
     def positions(self, symbol: str | None = None) -> tuple[Any, ...]:
         """Open positions carrying this trader's magic number."""
         found = self._call("positions_get", symbol=symbol) if symbol else self._call(
@@ -317,30 +329,25 @@ class MT5Connector:
         """order_send. Returns the result when done; raises by what the caller must do."""
         with self._lock:
             try:
-                return self._send(request)
-            except BrokerUnavailable:
+                result = self._call("order_send", dict(request))
+            except (RetryableOrderError, OrderRejected, OutcomeUnknown):
                 raise
             except BrokerError as exc:
-                if exc.code in UNKNOWN_OUTCOME_ERROR_CODES:
-                    raise OutcomeUnknown(f"order_send: no reply ({exc.code} {exc.text}); the "
-                                         "order may exist", code=exc.code, text=exc.text) from exc
-                raise OrderRejected(str(exc), code=exc.code, text=exc.text) from exc
+                if exc.code is None:  # the link broke during the call: it may have gone out
+                    raise OutcomeUnknown(f"order_send: {exc}; the order may exist") from exc
+                error = error_for_last_error(exc.code, sending=True)
+                suffix = "; the order may exist" if error is OutcomeUnknown else ""
+                raise error(f"order_send failed: {exc.code} {exc.text}{suffix}",
+                            code=exc.code, text=exc.text) from exc
+            return self._result_of_send(request, result)
 
-    def _send(self, request: Mapping[str, Any]) -> Any:
-        try:
-            result = self._call("order_send", dict(request))
-        except BrokerUnavailable as exc:
-            if exc.code in UNKNOWN_OUTCOME_ERROR_CODES or exc.code is None:
-                raise OutcomeUnknown(f"order_send: {exc}; the order may exist",
-                                     code=exc.code, text=exc.text) from exc
-            raise
+    def _result_of_send(self, request: Mapping[str, Any], result: Any) -> Any:
         code = int(result.retcode)
-        if code in SUCCESS_RETCODES:
+        error = error_for_retcode(code)
+        if error is None:
             return result
         message = f"order_send {request.get('symbol')}: {retcode_text(code, result.comment)}"
-        if code in RETRYABLE_RETCODES:
-            raise RetryableOrderError(message, code=code, text=result.comment, result=result)
-        raise OrderRejected(message, code=code, text=result.comment, result=result)
+        raise error(message, code=code, text=result.comment, result=result)
 
     # ------------------------------------------------------------ simulator clock
 
@@ -356,6 +363,23 @@ class MT5Connector:
             if conn is None:
                 raise BrokerError(f"{name}: the {self.backend} backend is not a simulator")
             return conn.eval(f"mt5.{name}({', '.join(repr(a) for a in args)})")
+
+
+def error_for_retcode(code: int) -> type[BrokerError] | None:
+    """What a trade return code means for the caller: None (done), retry, or rejected."""
+    if code in SUCCESS_RETCODES:
+        return None
+    return RetryableOrderError if code in RETRYABLE_RETCODES else OrderRejected
+
+
+def error_for_last_error(code: int, *, sending: bool) -> type[BrokerError]:
+    """What a failed call's last_error() code means: terminal away, outcome unknown (only for
+    order_send, after which the order may exist), or a refused call."""
+    if sending and code in UNKNOWN_OUTCOME_ERROR_CODES:
+        return OutcomeUnknown
+    if code in IPC_ERROR_CODES:
+        return BrokerUnavailable
+    return OrderRejected if sending else BrokerError
 
 
 FILLING_ORDER = (ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN)
