@@ -140,8 +140,13 @@ def run_backtest(
     spec: SymbolSpec,
     config: BacktestConfig | None = None,
     signals: Signals | None = None,
+    trade_from: int = 0,
 ) -> BacktestResult:
-    """Backtest `strategy` on one symbol's bars (canonical frame, see backtest.data)."""
+    """Backtest `strategy` on one symbol's bars (canonical frame, see backtest.data).
+
+    Decisions on bars before `trade_from` are not acted on (those bars only warm the
+    strategy up), as for a trader that starts at that bar.
+    """
     config = config or BacktestConfig()
     n = len(bars)
     if n < 2:
@@ -149,7 +154,7 @@ def run_backtest(
     if signals is None:
         signals = compute_signals(strategy, bars)
     prices = _prices(bars, spec, config)
-    plan = _plan_trades(signals, n)
+    plan = _plan_trades(signals, n, trade_from)
     _set_entries_and_stops(plan, signals, prices, spec)
     _resolve_exits(plan, prices, config.close_at_end, n)
     volume, pnl, commission = _size_and_settle(plan, spec, config)
@@ -190,10 +195,11 @@ def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Pr
     )
 
 
-def _plan_trades(signals: Signals, n: int) -> _Plan:
+def _plan_trades(signals: Signals, n: int, trade_from: int = 0) -> _Plan:
     position = signals.position
     change_bars = np.flatnonzero(signals.actions())
-    change_bars = change_bars[change_bars < n - 1]  # the last bar's decision has no next open
+    # the last bar's decision has no next open; warm-up bars before trade_from never trade
+    change_bars = change_bars[(change_bars < n - 1) & (change_bars >= trade_from)]
     fills = change_bars + 1
     next_fill = np.append(fills[1:], n)
     opens = position[change_bars] != 0

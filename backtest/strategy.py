@@ -111,6 +111,9 @@ class Strategy:
     """
 
     name: ClassVar[str] = ""
+    # "path/to/file.py:ClassName" when loaded by get_strategy_from_file, so worker processes
+    # (optimisation, clusters) can load the same class again
+    source: ClassVar[str] = ""
 
     def __init__(self, **params: object) -> None:
         declared = self.parameters()
@@ -253,14 +256,17 @@ def get_strategy_from_file(path: str | Path) -> type[Strategy]:
             raise StrategyError(
                 f"{file} has no strategy class {class_name!r}; found: {', '.join(candidates)}"
             )
-        return candidates[class_name]
-    if len(candidates) != 1:
+        chosen = candidates[class_name]
+    elif len(candidates) != 1:
         found = ", ".join(candidates) or "none"
         raise StrategyError(
             f"{file} must define exactly one Strategy subclass (found: {found}); "
             f"pick one with {file}:ClassName"
         )
-    return next(iter(candidates.values()))
+    else:
+        chosen = next(iter(candidates.values()))
+    chosen.source = f"{file.resolve()}:{chosen.__name__}"
+    return chosen
 
 
 def parse_param_overrides(cls: type[Strategy], pairs: list[str]) -> dict[str, object]:

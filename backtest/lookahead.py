@@ -1,0 +1,84 @@
+"""The no-look-ahead check of any strategy: its decision on bar t must be the same whether the
+data ends at bar t or goes on. A strategy that peeks at later bars (a negative shift, a centred
+window, a normalisation by the whole series) gives different answers and is caught."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backtest.strategy import SIGNAL_COLUMNS, Strategy, compute_signals
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    bar: int
+    time: pd.Timestamp
+    column: str
+    full: float
+    truncated: float
+
+
+@dataclass(frozen=True)
+class LookaheadReport:
+    strategy: str
+    checked: list[int] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def summary(self) -> str:
+        if self.ok:
+            return (f"OK: {self.strategy} uses no future data ({len(self.checked)} truncation "
+                    f"points compared, every signal column equal)")
+        lines = [f"LOOK-AHEAD: {self.strategy} changes its past decisions when more data "
+                 f"arrives ({len(self.mismatches)} differences in {len(self.checked)} "
+                 "truncation points):"]
+        for m in self.mismatches[:10]:
+            lines.append(f"  bar {m.bar} ({m.time}) {m.column}: full data {m.full!r}, data "
+                         f"ending at that bar {m.truncated!r}")
+        return "\n".join(lines)
+
+
+def checkpoints(n_bars: int, warmup: int, count: int) -> list[int]:
+    """Bars to truncate at: spread after the warm-up, always including the last few."""
+    first = min(max(warmup, 1), n_bars - 1)
+    spread = np.linspace(first, n_bars - 1, num=max(count - 3, 1)).astype(int)
+    last = range(max(first, n_bars - 3), n_bars)
+    return sorted(set(spread.tolist()) | set(last))
+
+
+def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
+                    checkpoints_count: int | None = None, checkpoints: int = 50
+                    ) -> LookaheadReport:
+    """Compare the full-data signals with signals on bars[:t+1] at many t."""
+    count = checkpoints_count or checkpoints
+    full = compute_signals(strategy, bars)
+    points = _points(len(bars), strategy.warmup, count)
+    mismatches = []
+    for t in points:
+        prefix = compute_signals(strategy, bars.iloc[: t + 1])
+        for column in SIGNAL_COLUMNS:
+            a, b = getattr(full, column)[t], getattr(prefix, column)[t]
+            if not (a == b or (_is_nan(a) and _is_nan(b))):
+                mismatches.append(Mismatch(t, bars["time"].iloc[t], column, _plain(a),
+                                           _plain(b)))
+    return LookaheadReport(strategy.label(), points, mismatches)
+
+
+_points = checkpoints
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, (float, np.floating)) and bool(np.isnan(value))
+
+
+def _plain(value: object) -> float:
+    return value.item() if isinstance(value, np.generic) else value

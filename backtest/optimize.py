@@ -1,0 +1,207 @@
+"""Parameter grids: parsing `name=start:stop:step` specs and running every combination on all
+cores (or on a Dask distributed cluster), ranked by one statistic."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import logging
+import multiprocessing
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.metrics import STAT_LABELS
+from backtest.strategy import Parameter, Strategy, StrategyError, get_strategy_from_file
+from backtest.symbols import SymbolSpec
+
+logger = logging.getLogger(__name__)
+
+MAX_COMBINATIONS = 100_000
+TABLE_STATS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
+               "win_rate_pct", "profit_factor", "n_trades", "expectancy")
+
+
+class GridError(StrategyError):
+    """A grid spec that cannot be used; the message names the spec and why."""
+
+
+def parse_grid(strategy_cls: type[Strategy], specs: list[str]) -> dict[str, list[Any]]:
+    """`["fast=5:30:5", "slow=20,40,60"]` -> {"fast": [5, 10, ...], "slow": [20, 40, 60]}."""
+    if not specs:
+        raise GridError("give at least one --grid NAME=START:STOP:STEP (or NAME=a,b,c)")
+    declared = strategy_cls.parameters()
+    grid: dict[str, list[Any]] = {}
+    for spec in specs:
+        name, sep, body = spec.partition("=")
+        name = name.strip()
+        if not sep or not body.strip():
+            raise GridError(f"grid {spec!r} must look like name=start:stop:step or name=a,b,c")
+        if name not in declared:
+            close = difflib.get_close_matches(name, declared, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise GridError(f"grid {spec!r}: {strategy_cls.__name__} has no parameter "
+                            f"{name!r}{hint} (parameters: {', '.join(declared)})")
+        if name in grid:
+            raise GridError(f"grid {spec!r}: parameter {name!r} is given twice")
+        grid[name] = _values(declared[name], body.strip(), spec)
+    total = int(np.prod([len(v) for v in grid.values()]))
+    if total > MAX_COMBINATIONS:
+        raise GridError(f"the grid has {total:,} combinations; the limit is "
+                        f"{MAX_COMBINATIONS:,} (narrow a range or coarsen a step)")
+    return grid
+
+
+def _values(param: Parameter, body: str, spec: str) -> list[Any]:
+    if ":" not in body:
+        try:
+            return [param.parse(item.strip()) for item in body.split(",") if item.strip()]
+        except StrategyError as exc:
+            raise GridError(f"grid {spec!r}: {exc}") from None
+    parts = body.split(":")
+    if len(parts) != 3 or param.type not in (int, float):
+        raise GridError(f"grid {spec!r}: a range needs start:stop:step on a numeric parameter")
+    try:
+        start, stop, step = (Decimal(p.strip()) for p in parts)
+    except InvalidOperation:
+        raise GridError(f"grid {spec!r}: start, stop and step must be numbers") from None
+    if step <= 0:
+        raise GridError(f"grid {spec!r}: step must be > 0")
+    if start > stop:
+        raise GridError(f"grid {spec!r}: start {start} is above stop {stop}")
+    count = int((stop - start) / step) + 1
+    values = [start + i * step for i in range(count)]  # exact decimal steps, no float drift
+    if param.type is int:
+        if any(v != v.to_integral_value() for v in values):
+            raise GridError(f"grid {spec!r}: {param.name} is an integer parameter")
+        return [int(v) for v in values]
+    return [float(v) for v in values]
+
+
+def combinations(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
+    names = list(grid)
+    for values in itertools.product(*(grid[n] for n in names)):
+        yield dict(zip(names, values, strict=True))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a worker needs besides the bars: how to find the class and run it."""
+
+    strategy_ref: str | type[Strategy]
+    spec: SymbolSpec
+    config: BacktestConfig
+    fixed: dict[str, Any]
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(job: _Job, bars: pd.DataFrame | None) -> None:
+    if bars is not None:  # spawned workers get the bars once, here
+        _WORKER["bars"] = bars
+    _WORKER["cls"] = _strategy_class(job.strategy_ref)
+    _WORKER["job"] = job
+
+
+def _strategy_class(ref: str | type[Strategy]) -> type[Strategy]:
+    return get_strategy_from_file(ref) if isinstance(ref, str) else ref
+
+
+def _evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run one combination; (params, stats) or (params, None) when the strategy rejects it."""
+    job: _Job = _WORKER["job"]
+    return params, evaluate_params(_WORKER["bars"], _WORKER["cls"], params, job)
+
+
+def evaluate_params(bars: pd.DataFrame, cls: type[Strategy], params: dict[str, Any],
+                    job: _Job) -> dict[str, Any] | None:
+    try:
+        strategy = cls(**job.fixed, **params)
+    except StrategyError:
+        return None  # e.g. fast >= slow: not a valid combination, just skipped
+    try:
+        result = run_backtest(bars, strategy, spec=job.spec, config=job.config)
+    except StrategyError as exc:
+        raise StrategyError(f"{strategy.label()}: {exc}") from None
+    return result.stats
+
+
+def run_grid(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict[str, list[Any]], *,
+             spec: SymbolSpec, config: BacktestConfig, metric: str,
+             fixed_params: dict[str, Any] | None = None, workers: int | None = None,
+             cluster: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Backtest every combination; one row each, best `metric` first (undefined ones last)."""
+    if metric not in STAT_LABELS:
+        raise GridError(f"unknown metric {metric!r}; use one of: {', '.join(STAT_LABELS)}")
+    if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
+        raise GridError("the grid needs at least 2 bars")
+    job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}))
+    combos = list(combinations(grid))
+    if cluster:
+        from backtest.cluster import run_on_cluster
+
+        rows = run_on_cluster(cluster, bars, job, combos, progress=progress)
+    else:
+        rows = _run_local(bars, job, combos, workers, progress)
+    return _table(rows, list(grid), metric, len(combos))
+
+
+def _reference(strategy_cls: type[Strategy]) -> str | type[Strategy]:
+    """Classes loaded from files are re-loaded by path in workers; others travel by pickle."""
+    return strategy_cls.source or strategy_cls
+
+
+def _run_local(bars: pd.DataFrame, job: _Job, combos: list[dict[str, Any]],
+               workers: int | None, progress: bool) -> list[tuple]:
+    workers = max(1, min(workers or os.cpu_count() or 1, len(combos)))
+    if workers == 1:
+        _init_worker(job, bars)
+        return list(_progress(map(_evaluate, combos), len(combos), progress))
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    context = multiprocessing.get_context(method)
+    if method == "fork":
+        _WORKER["bars"] = bars  # inherited by the forked workers without copying
+    init_bars = None if method == "fork" else bars
+    chunk = max(1, len(combos) // (workers * 8))
+    with context.Pool(workers, initializer=_init_worker, initargs=(job, init_bars)) as pool:
+        results = pool.imap_unordered(_evaluate, combos, chunksize=chunk)
+        return list(_progress(results, len(combos), progress))
+
+
+def _progress(items: Iterable[Any], total: int, show: bool) -> Iterable[Any]:
+    if not show:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc="backtests", unit="run", file=sys.stderr,
+                mininterval=0.5)
+
+
+def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.DataFrame:
+    records = []
+    for params, stats in rows:
+        if stats is None:
+            continue
+        record = dict(params)
+        for key in (metric, *[s for s in TABLE_STATS if s != metric]):
+            record[key] = stats.get(key)
+        records.append(record)
+    skipped = total - len(records)
+    if skipped:
+        logger.info("%d of %d combinations skipped (rejected by the strategy)", skipped, total)
+    if not records:
+        raise GridError(f"none of the {total} combinations is valid for this strategy")
+    table = pd.DataFrame(records)
+    table[metric] = pd.to_numeric(table[metric], errors="coerce")
+    ordered = table.sort_values([metric, *names], ascending=[False] + [True] * len(names),
+                                na_position="last", kind="stable")
+    ordered.attrs["skipped"] = skipped
+    return ordered.reset_index(drop=True)

@@ -1,0 +1,76 @@
+"""The look-ahead check passes honest strategies and catches leaky ones at the right bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtest.indicators import sma
+from backtest.lookahead import check_lookahead, checkpoints
+from backtest.strategy import Strategy, get_strategy_from_file
+from backtest.synthetic import generate_bars
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = sorted((ROOT / "backtest" / "strategies").glob("[!_]*.py"))
+
+
+@pytest.fixture(scope="module")
+def bars():
+    return generate_bars("EURUSD", "H1", 1500, seed=5)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_strategies_pass(path, bars):
+    report = check_lookahead(get_strategy_from_file(path)(), bars, checkpoints=30)
+    assert report.ok, report.summary()
+    assert len(report.checked) >= 27
+
+
+class PeeksNextClose(Strategy):
+    def signals(self, bars):
+        future = bars["close"].shift(-1)
+        return pd.Series((future > bars["close"]).astype(int), index=bars.index)
+
+
+class CentredAverage(Strategy):
+    def signals(self, bars):
+        centred = bars["close"].rolling(21, center=True, min_periods=1).mean()
+        return pd.Series((bars["close"] > centred).astype(int), index=bars.index)
+
+
+class NormalisedByWholeSeries(Strategy):
+    def signals(self, bars):
+        scaled = bars["close"] / bars["close"].max()
+        position = (scaled > 0.97).astype(int)
+        return pd.DataFrame({"position": position, "sl_distance": scaled * 0.01})
+
+
+class HonestSma(Strategy):
+    @property
+    def warmup(self) -> int:
+        return 21
+
+    def signals(self, bars):
+        return pd.Series((bars["close"] > sma(bars["close"], 20)).astype(int), index=bars.index)
+
+
+@pytest.mark.parametrize("leaky", [PeeksNextClose, CentredAverage, NormalisedByWholeSeries])
+def test_leaky_strategies_are_caught(leaky, bars):
+    report = check_lookahead(leaky(), bars, checkpoints=40)
+    assert not report.ok
+    first = report.mismatches[0]
+    assert first.bar in report.checked
+    assert first.time == bars["time"].iloc[first.bar]
+    assert "LOOK-AHEAD" in report.summary() and f"bar {first.bar}" in report.summary()
+
+
+def test_honest_inline_strategy_passes(bars):
+    assert check_lookahead(HonestSma(), bars).ok
+
+
+def test_checkpoints_cover_the_end_and_skip_the_warmup():
+    points = checkpoints(1000, 100, 20)
+    assert points[0] == 100 and points[-3:] == [997, 998, 999]
+    assert len(points) >= 17
