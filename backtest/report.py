@@ -1,0 +1,221 @@
+"""The HTML report of a backtest: one self-contained file (chart library, data and styles inline)
+that opens offline, with the price and trade markers, equity, drawdown, statistics and trades.
+
+Large backtests stay light: candles are resampled to a coarser timeframe beyond MAX_CANDLES,
+the equity and drawdown keep each bucket's low and high, and markers and trades are capped.
+Everything that came from the user (strategy label, symbol, parameters) is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtest.data import TIMEFRAMES, infer_timeframe, resample_bars
+from backtest.engine import BacktestConfig, BacktestResult
+from backtest.metrics import STAT_LABELS, drawdown_series
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "static"
+LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.js"
+TEMPLATE = STATIC / "report.html"
+MAX_CANDLES = 20_000
+MAX_EQUITY_POINTS = 20_000
+MAX_MARKERS = 5_000
+MAX_TRADES = 1_000
+MAX_LABELLED_TRADES = 300
+TRADE_COLUMNS = ("entry_time", "exit_time", "direction", "volume", "entry_price",
+                 "exit_price", "pnl", "exit_reason")
+
+
+def write_report(result: BacktestResult, bars: pd.DataFrame, path: str | Path, *,
+                 config: BacktestConfig | None = None, title: str | None = None) -> None:
+    """Write the report for `result` (run on `bars`) to `path`, atomically."""
+    from backtest.cli import write_atomic  # the project's one atomic writer
+
+    write_atomic(Path(path), render_report(result, bars, config=config, title=title))
+
+
+def render_report(result: BacktestResult, bars: pd.DataFrame, *,
+                  config: BacktestConfig | None = None, title: str | None = None) -> str:
+    """The report as one HTML string."""
+    display, timeframe = _display_bars(bars)
+    candle_times = _epoch(display["time"])
+    digits = _digits(bars)
+    data = {
+        "stats": [[label, _stat(result.stats.get(key))] for key, label in STAT_LABELS.items()],
+        "candles": _candles(display, candle_times),
+        "markers": _markers(result.trades, candle_times),
+        **_equity_and_drawdown(result.equity),
+        "trade_columns": list(TRADE_COLUMNS),
+        "trades": _trade_rows(result.trades),
+        "digits": digits,
+        "min_move": 10.0 ** -digits,
+        "price_note": _price_note(len(bars), len(display), timeframe, len(result.trades)),
+        "trades_note": _trades_note(len(result.trades)),
+    }
+    heading = title or f"{result.strategy} on {result.symbol}"
+    page = TEMPLATE.read_text(encoding="utf-8")
+    page = page.replace("{{TITLE}}", html.escape(heading))
+    page = page.replace("{{SUBTITLE}}", html.escape(_subtitle(result, bars, config)))
+    page = page.replace("{{DATA}}", embed_json(data))
+    return page.replace("{{LIBRARY}}", LIBRARY.read_text(encoding="utf-8"))
+
+
+def embed_json(value: Any) -> str:
+    """JSON safe inside a <script> element: no '</script>', no HTML-significant characters."""
+    text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_plain)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(char, escaped)
+    return text
+
+
+def _stat(value: Any) -> Any:
+    """Dates as 'YYYY-MM-DD HH:MM UTC'; everything else as it is."""
+    if isinstance(value, str) and len(value) >= 16 and value[10] == "T":
+        return f"{value[:10]} {value[11:16]} UTC"
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    raise TypeError(f"cannot put {type(value).__name__} in the report")
+
+
+def _display_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """The bars, or a coarser resampling of them when there are too many to draw."""
+    timeframe = infer_timeframe(bars)
+    if len(bars) <= MAX_CANDLES or timeframe is None:
+        return bars, timeframe
+    base = TIMEFRAMES[timeframe]
+    for name, seconds in TIMEFRAMES.items():
+        if seconds > base and len(bars) * base / seconds <= MAX_CANDLES:
+            return resample_bars(bars, name), name
+    return resample_bars(bars, "W1"), "W1"
+
+
+def _epoch(times: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(times).as_unit("s").asi8
+
+
+def _candles(bars: pd.DataFrame, times: np.ndarray) -> list[dict[str, float]]:
+    columns = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
+    return [{"time": int(t), "open": o, "high": h, "low": lo, "close": c}
+            for t, o, h, lo, c in zip(times, *columns, strict=True)]
+
+
+def _markers(trades: pd.DataFrame, candle_times: np.ndarray) -> list[dict[str, Any]]:
+    """Entry arrows and exit dots on the display candle holding each fill (latest MAX_MARKERS)."""
+    if trades.empty:
+        return []
+    shown = trades.tail(MAX_MARKERS // 2)
+    labelled = len(shown) <= MAX_LABELLED_TRADES  # past that, labels only clutter the chart
+    markers = []
+    for trade in shown.itertuples(index=False):
+        long = trade.direction == "long"
+        markers.append({"time": _candle_at(trade.entry_time, candle_times),
+                        "position": "belowBar" if long else "aboveBar",
+                        "color": "#2962ff" if long else "#ff6d00",
+                        "shape": "arrowUp" if long else "arrowDown",
+                        "text": ("L" if long else "S") if labelled else ""})
+        markers.append({"time": _candle_at(trade.exit_time, candle_times),
+                        "position": "aboveBar" if long else "belowBar",
+                        "color": "#1a9e5c" if trade.pnl > 0 else "#d2453d",
+                        "shape": "circle",
+                        "text": f"{trade.pnl:+.2f}" if labelled else ""})
+    return sorted(markers, key=lambda m: m["time"])
+
+
+def _candle_at(moment: pd.Timestamp, candle_times: np.ndarray) -> int:
+    index = int(np.searchsorted(candle_times, int(moment.timestamp()), side="right")) - 1
+    return int(candle_times[max(index, 0)])
+
+
+def _equity_and_drawdown(equity: pd.Series) -> dict[str, Any]:
+    """Both series, thinned to about MAX_EQUITY_POINTS keeping each bucket's low and high."""
+    times = _epoch(equity.index.to_series())
+    values = equity.to_numpy(dtype=float)
+    drawdown = drawdown_series(values)
+    keep = _extremes(values, drawdown, MAX_EQUITY_POINTS)
+    note = "" if len(keep) == len(values) else (
+        f"Equity and drawdown thinned from {len(values):,} to {len(keep):,} points "
+        "(the lowest and highest value of each stretch are kept, so no drawdown is hidden).")
+    return {
+        "equity": [{"time": int(times[i]), "value": round(float(values[i]), 2)} for i in keep],
+        "drawdown": [{"time": int(times[i]), "value": round(float(drawdown[i]), 3)}
+                     for i in keep],
+        "equity_note": note,
+    }
+
+
+def _extremes(values: np.ndarray, drawdown: np.ndarray, limit: int) -> np.ndarray:
+    n = len(values)
+    if n <= limit:
+        return np.arange(n)
+    size = math.ceil(n / (limit / 3))
+    starts = np.arange(0, n, size)
+    picks = [starts, np.minimum(starts + size - 1, n - 1)]
+    for series in (values, drawdown):
+        padded = np.pad(series, (0, (-n) % size), mode="edge").reshape(-1, size)
+        picks.append(starts + padded.argmin(axis=1))
+        picks.append(starts + padded.argmax(axis=1))
+    return np.unique(np.clip(np.concatenate(picks), 0, n - 1))
+
+
+def _trade_rows(trades: pd.DataFrame) -> list[list[Any]]:
+    rows = []
+    for trade in trades.tail(MAX_TRADES).iloc[::-1].itertuples(index=False):
+        rows.append([trade.entry_time.strftime("%Y-%m-%d %H:%M"),
+                     trade.exit_time.strftime("%Y-%m-%d %H:%M"), str(trade.direction),
+                     round(float(trade.volume), 2), float(trade.entry_price),
+                     float(trade.exit_price), round(float(trade.pnl), 2),
+                     str(trade.exit_reason)])
+    return rows
+
+
+def _digits(bars: pd.DataFrame) -> int:
+    sample = bars["close"].to_numpy()[-200:]
+    for digits in range(0, 7):
+        if np.allclose(sample, np.round(sample, digits), rtol=0, atol=1e-9):
+            return digits
+    return 6
+
+
+def _subtitle(result: BacktestResult, bars: pd.DataFrame,
+              config: BacktestConfig | None) -> str:
+    first, last = bars["time"].iloc[0], bars["time"].iloc[-1]
+    parts = [f"{first:%Y-%m-%d} to {last:%Y-%m-%d}", f"{len(bars):,} bars"]
+    if config is not None:
+        spread = "data spread" if config.spread_points is None else \
+            f"spread {config.spread_points:g} pts"
+        parts += [f"cash {config.cash:,.0f}", config.sizing.describe(), spread,
+                  f"commission {config.commission_per_lot:g}/lot/side"]
+    return " · ".join(parts)
+
+
+def _price_note(n_bars: int, n_candles: int, timeframe: str | None, n_trades: int) -> str:
+    notes = []
+    if n_candles < n_bars:
+        notes.append(f"{n_bars:,} bars shown as {n_candles:,} {timeframe} candles; markers sit "
+                     "on the candle holding each fill.")
+    if n_trades > MAX_MARKERS // 2:
+        notes.append(f"Markers for the latest {MAX_MARKERS // 2:,} of {n_trades:,} trades.")
+    return " ".join(notes)
+
+
+def _trades_note(n_trades: int) -> str:
+    if n_trades > MAX_TRADES:
+        return f"The latest {MAX_TRADES:,} of {n_trades:,} trades, newest first."
+    return f"{n_trades:,} trades, newest first."

@@ -1,0 +1,102 @@
+"""The HTML report, rendered in a real headless Chromium from file://, offline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.report import MAX_CANDLES, embed_json, write_report
+from backtest.strategy import Strategy, get_strategy_from_file
+from backtest.symbols import get_symbol_spec
+from backtest.synthetic import generate_bars
+
+ROOT = Path(__file__).resolve().parents[2]
+RsiReversion = get_strategy_from_file(ROOT / "backtest" / "strategies" / "rsi_reversion.py")
+XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
+
+pytestmark = pytest.mark.browser
+
+
+class Xss(Strategy):
+    """A strategy whose name and parameter carry markup; both must stay text."""
+
+    name = XSS
+    note: str = XSS
+
+    def signals(self, bars):
+        return pd.Series((bars["close"] > bars["close"].rolling(20).mean()).astype(int))
+
+
+def report_for(strategy, bars, path, spec_name="EURUSD"):
+    spec = get_symbol_spec("EURUSD").with_overrides(name=spec_name)
+    config = BacktestConfig()
+    result = run_backtest(bars, strategy, spec=spec, config=config)
+    write_report(result, bars, path, config=config)
+    return result
+
+
+def open_report(page_probe, path):
+    probe = page_probe()
+    probe.page.goto(path.as_uri())
+    probe.page.wait_for_function("window.__reportReady === true", timeout=15_000)
+    return probe
+
+
+def test_report_renders_offline_with_the_right_numbers(page_probe, tmp_path):
+    bars = generate_bars("EURUSD", "H1", 3000, seed=4)
+    path = tmp_path / "report.html"
+    result = report_for(RsiReversion(), bars, path)
+    probe = open_report(page_probe, path)
+    page = probe.page
+    assert probe.errors == [] and probe.blocked == []
+    sizes = page.eval_on_selector_all(
+        "canvas", "els => els.map(e => e.getBoundingClientRect().width * "
+        "e.getBoundingClientRect().height)")
+    assert len(sizes) >= 3 and min(sizes) > 0
+    stats = dict(page.eval_on_selector_all(
+        "#stats tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+    assert stats["Trades"] == f"{result.stats['n_trades']:,}"
+    assert stats["Return [%]"] == f"{result.stats['total_return_pct']:,.2f}"
+    assert stats["Max. drawdown [%]"] == f"{result.stats['max_drawdown_pct']:,.2f}"
+    rows = page.eval_on_selector_all("#trades tbody tr", "rows => rows.length")
+    assert rows == len(result.trades)
+    first = page.eval_on_selector("#trades tbody tr", "r => r.cells[4].textContent")
+    assert first == f"{result.trades['entry_price'].iloc[-1]:,.5f}"
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert (tmp_path / "report.png").stat().st_size > 20_000
+
+
+def test_markup_from_the_user_stays_text(page_probe, tmp_path):
+    bars = generate_bars("EURUSD", "H1", 400, seed=2)
+    path = tmp_path / "xss.html"
+    report_for(Xss(), bars, path, spec_name="<b>EURUSD</b>")
+    probe = open_report(page_probe, path)
+    assert probe.page.evaluate("window.__xss") is None
+    assert probe.dialogs == [] and probe.errors == []
+    title = probe.page.text_content("#title")
+    assert "<script>window.__xss=1</script>" in title and "<b>EURUSD</b>" in title
+
+
+def test_embedded_json_cannot_close_the_script():
+    text = embed_json({"a": "</script><script>alert(1)</script>", "b": "\u2028&"})
+    assert "</" not in text and "<" not in text and "&" not in text and "\u2028" not in text
+
+
+@pytest.mark.slow
+def test_a_large_backtest_is_thinned_and_stays_small(page_probe, tmp_path):
+    bars = generate_bars("EURUSD", "M15", 200_000, seed=6)
+    path = tmp_path / "large.html"
+    report_for(get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")(),
+               bars, path)
+    assert path.stat().st_size < 6_000_000
+    probe = open_report(page_probe, path)
+    note = probe.page.text_content("#price-note")
+    assert "200,000 bars shown as" in note and "candles" in note
+    candles = probe.page.evaluate(
+        "JSON.parse(document.getElementById('report-data').textContent).candles.length")
+    assert candles <= MAX_CANDLES
+    assert "thinned" in probe.page.text_content("#equity-note")
+    assert probe.errors == []

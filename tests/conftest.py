@@ -1,0 +1,73 @@
+"""Fixtures shared by every test package: a real headless Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's Chromium (never a downloaded one). Missing browser = failure, with the fix."""
+    executable = CHROMIUM if CHROMIUM.exists() else (shutil.which("chromium") or "")
+    if not executable:
+        pytest.fail("Chromium is not installed: run `apt-get install -y chromium` (the browser "
+                    "tests drive Debian's Chromium; .ci/run installs it)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(executable),
+                                              args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+class PageProbe:
+    """A page that records console errors, page errors, dialogs and off-limits requests."""
+
+    def __init__(self, page: object, allowed_prefixes: tuple[str, ...]) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.blocked: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("dialog", self._dialog)
+        page.route("**/*", self._route(allowed_prefixes))
+
+    def _dialog(self, dialog: object) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def _route(self, allowed: tuple[str, ...]):
+        def handle(route: object) -> None:
+            url = route.request.url
+            if url.startswith(allowed):
+                route.continue_()
+            else:
+                self.blocked.append(url)
+                route.abort()
+        return handle
+
+
+@pytest.fixture
+def page_probe(browser):
+    """Factory: probe(allowed_prefixes) -> PageProbe on a fresh page (closed after the test)."""
+    contexts = []
+
+    def factory(allowed_prefixes: tuple[str, ...] = ("file://", "data:"),
+                width: int = 1400, height: int = 1200) -> PageProbe:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        return PageProbe(context.new_page(), allowed_prefixes)
+
+    yield factory
+    for context in contexts:
+        context.close()
