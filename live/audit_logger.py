@@ -240,6 +240,11 @@ class AuditLogger:
             self._local.conn = conn
         return conn
 
+    def use_clock(self, now: Callable[[], datetime]) -> None:
+        """Stamp rows with this clock from now on (the trader's market clock, so a replay's
+        rows carry the replayed time and daily limits count in it)."""
+        self._now = now
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

@@ -209,6 +209,8 @@ class LiveConfig:
         for spec in fields(self):
             if spec.metadata["kind"] == "path":
                 object.__setattr__(self, spec.name, resolve_path(getattr(self, spec.name)))
+        object.__setattr__(self, "strategy_path", _resolve_strategy(self.strategy_path))
+        object.__setattr__(self, "sim_data", _resolve_existing(self.sim_data))
         if self.order_retry_max_seconds < self.order_retry_base_seconds:
             raise ConfigError(
                 f"ORDER_RETRY_MAX_SECONDS={self.order_retry_max_seconds} must be >= "
@@ -273,6 +275,22 @@ def resolve_path(value: str | Path) -> Path:
     """Relative paths are relative to the project root."""
     path = Path(value).expanduser()
     return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _resolve_existing(value: str) -> str:
+    """A file named relative to the working directory if it is there, else to the project
+    root, so `python live_trader.py` behaves the same from the root and from live/."""
+    if not value or Path(value).expanduser().is_absolute() or Path(value).exists():
+        return str(Path(value).expanduser().resolve()) if value else value
+    return str(resolve_path(value))
+
+
+def _resolve_strategy(value: str) -> str:
+    """As _resolve_existing, keeping an optional ':ClassName' suffix."""
+    head, colon, tail = value.rpartition(":")
+    if colon and tail.isidentifier():  # not a Windows drive letter's colon
+        return _resolve_existing(head) + colon + tail
+    return _resolve_existing(value)
 
 
 # ---------------------------------------------------------------- parsing and validation

@@ -125,6 +125,7 @@ class LiveTrader:
         self.strategy = strategy
         self.audit = audit
         self.alerts = alerts or NullAlerts()
+        audit.use_clock(self.now)
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._wall = wall_clock
@@ -300,8 +301,8 @@ class LiveTrader:
         if wall - self._last_heartbeat < HEARTBEAT_WALL_SECONDS and self.last_status:
             return
         self._last_heartbeat = wall
-        self.last_status = self._status(connected, wall)
         try:
+            self.last_status = self._status(connected, wall)
             self.audit.record_event("heartbeat", self.mode, data=self.last_status)
         except AuditWriteError as exc:
             self._audit_failed(exc)
@@ -433,9 +434,11 @@ class LiveTrader:
                 return False
         return True
 
-    def _event(self, kind: str, message: str, level: str = "info", **data: Any) -> None:
+    def _event(self, kind: str, message: str, level: str = "info", *, symbol: str | None = None,
+               **data: Any) -> None:
         try:
-            self.audit.record_event(kind, message, level=level, data=data or None)
+            self.audit.record_event(kind, message, level=level, symbol=symbol,
+                                    data=data or None)
         except AuditWriteError as exc:
             self._audit_failed(exc)
 

@@ -68,7 +68,9 @@ class StateManager:
         last = reader.last_event(("kill_switch_on", "kill_switch_off"))
         if last is not None and last["kind"] == "kill_switch_on":
             data = json.loads(last["data"] or "{}")
-            self.kill_switch = KillSwitch(data.get("level", "halt"), "restored from audit log")
+            # the source tells update_kill_switch that a close_all already ran
+            self.kill_switch = KillSwitch(data.get("level", "halt"),
+                                          data.get("source") or "restored from audit log")
 
     # ------------------------------------------------------------ positions
 

@@ -99,6 +99,7 @@ class SimConfig:
                              f"{self.timeframe!r}")
         if not self.symbols:
             raise ValueError("symbols: give at least one symbol")
+        self._check_symbols_known()
         if self.n_bars < 10 or self.history_bars < 1 or self.history_bars >= self.n_bars:
             raise ValueError(f"need 1 <= history_bars ({self.history_bars}) < n_bars "
                              f"({self.n_bars}) and n_bars >= 10")
@@ -106,3 +107,14 @@ class SimConfig:
             raise ValueError(f"speed must be > 0 or None (stepped), got {self.speed!r}")
         if self.balance <= 0 or self.leverage < 1:
             raise ValueError("balance must be > 0 and leverage >= 1")
+
+    def _check_symbols_known(self) -> None:
+        """A symbol the simulator has no spec for is only allowed as the replayed CSV's."""
+        from live.sim_terminal.market import CATALOG  # market imports this module
+
+        replayed = (self.data_symbol or self.symbols[0]) if self.data else None
+        unknown = [s for s in self.symbols if s not in CATALOG and s != replayed]
+        if unknown:
+            raise ValueError(
+                f"unknown symbol {', '.join(unknown)} for the simulator; it knows "
+                f"{', '.join(CATALOG)} (replay your own bars for another symbol with a CSV)")

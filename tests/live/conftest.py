@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from backtest.strategy import Strategy
+from live.audit_logger import AuditLogger
+from live.backtesting_bridge import get_strategy_from_file
 from live.config import LiveConfig
+from live.live_trader import LiveTrader
+from live.mt5_connector import MT5Connector
 from live.sim_terminal import SimConfig, SimTerminal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,3 +110,31 @@ def served_sim(tmp_path: Path) -> Iterator[ServedSim]:
     served = start_served_sim(tmp_path / "sim_state.json")
     yield served
     served.stop()
+
+
+@pytest.fixture
+def make_trader() -> Iterator[Callable[..., LiveTrader]]:
+    """Factory: a LiveTrader on an injected (test-driven) simulator; closed at teardown."""
+    made: list[LiveTrader] = []
+
+    def factory(config: LiveConfig, terminal: SimTerminal, *, strategy: Strategy | None = None,
+                alerts: object = None, busy_timeout_s: float = 5.0) -> LiveTrader:
+        strategy = strategy or get_strategy_from_file(config.strategy_path,
+                                                      config.strategy_param_pairs())
+        trader = LiveTrader(config, connector=MT5Connector(config, api=terminal),
+                            strategy=strategy,
+                            audit=AuditLogger(config.audit_db, busy_timeout_s=busy_timeout_s),
+                            alerts=alerts)
+        made.append(trader)
+        return trader
+
+    yield factory
+    for trader in made:
+        trader.audit.close()
+
+
+def run_bars(trader: LiveTrader, terminal: SimTerminal, bars: int) -> None:
+    """Let the trader decide on `bars` closed bars, stepping the simulator in lockstep."""
+    for _ in range(bars):
+        trader.iterate()
+        terminal.sim_step_bar()

@@ -92,7 +92,7 @@ def test_requotes_are_retried_with_backoff_and_fill_once(rig):
 
 
 def test_non_retryable_codes_fail_at_once(rig):
-    executor, connector, terminal, audit = rig()
+    executor, connector, _terminal, audit = rig()
     intent = open_intent(connector, volume=0.015)
     intent.request["volume"] = 0.015  # an invalid step on purpose
     result = executor.execute_order(intent)
@@ -133,7 +133,7 @@ def test_giving_up_after_max_retries(rig):
 
 
 def test_the_same_decision_is_never_sent_twice(rig):
-    executor, connector, terminal, audit = rig()
+    executor, connector, terminal, _audit = rig()
     intent = open_intent(connector)
     assert executor.execute_order(intent).status == "filled"
     again = executor.execute_order(intent)
@@ -143,7 +143,7 @@ def test_the_same_decision_is_never_sent_twice(rig):
 
 
 def test_restart_reconciles_unfinished_orders(rig, live_config, make_sim):
-    executor, connector, terminal, audit = rig()
+    _executor, connector, terminal, audit = rig()
     # crash between persisting and sending: an intent with nothing at the broker
     lost = open_intent(connector, action="open_buy")
     audit.record_order(client_order_id=lost.client_order_id, status="intent",
@@ -166,7 +166,7 @@ def test_restart_reconciles_unfinished_orders(rig, live_config, make_sim):
 
 
 def test_unsupported_filling_falls_back_once(rig):
-    executor, connector, terminal, audit = rig()
+    executor, connector, terminal, _audit = rig()
     intent = open_intent(connector, symbol="GBPUSD", filling=0)  # FOK; the symbol wants IOC
     result = executor.execute_order(intent)
     assert result.status == "filled" and result.attempts == 2
@@ -205,7 +205,7 @@ def test_no_audit_no_order(rig, tmp_path):
 
 
 def test_execution_statistics(rig):
-    executor, connector, terminal, audit = rig(FaultConfig(seed=4, requote_rate=0.5),
+    executor, connector, _terminal, _audit = rig(FaultConfig(seed=4, requote_rate=0.5),
                                                order_max_retries=10)
     for action in ("open_buy", "open_sell"):
         side = "buy" if action == "open_buy" else "sell"

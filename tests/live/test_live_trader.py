@@ -1,0 +1,235 @@
+"""The orchestrator loop on the simulator: dry run, live parity with the backtest, kill switch,
+limits, restarts, failure isolation, audit failure."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtest.data import save_csv
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.symbols import get_symbol_spec
+from backtest.synthetic import generate_bars
+from live.backtesting_bridge import get_strategy_from_file
+from live.errors import ConfigError
+from tests.live.conftest import SMA_CROSS, run_bars
+
+FAST = ["fast=5", "slow=12"]
+
+
+def rows(db: Path, sql: str, *params: object) -> list[sqlite3.Row]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute(sql, params).fetchall()
+
+
+def open_until_position(trader, terminal, limit: int = 400) -> None:
+    for _ in range(limit):
+        run_bars(trader, terminal, 1)
+        if trader.state.positions:
+            return
+    raise AssertionError(f"no position opened in {limit} bars")
+
+
+def test_dry_run_paper_trades_without_sending_anything(live_config, make_sim, make_trader):
+    config = live_config(dry_run=True, max_bars=300, strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    summary = make_trader(config, terminal).run()
+
+    assert summary.bars == 300 and summary.entries > 3
+    assert terminal.initialize()  # the trader shut its connection down
+    assert terminal.positions_total() == 0
+    assert terminal.history_deals_get(0, 2**40) == ()  # the terminal never saw an order
+    orders = rows(config.audit_db, "SELECT * FROM orders WHERE status = 'filled'")
+    assert orders and all(o["dry_run"] == 1 for o in orders)
+    trades = rows(config.audit_db, "SELECT * FROM trades")
+    assert len(trades) == summary.trades_closed > 0
+    assert round(sum(t["pnl"] for t in trades), 2) == round(summary.realized_pnl, 2)
+    assert len(rows(config.audit_db, "SELECT * FROM signals")) == 300
+
+
+def test_live_trades_on_the_simulator_match_the_backtest(tmp_path, live_config, make_sim,
+                                                         make_trader):
+    bars = generate_bars("EURUSD", "H1", 900, seed=11).assign(spread=0)
+    csv = tmp_path / "eurusd.csv"
+    save_csv(bars, csv)
+    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
+    terminal = make_sim(data=str(csv), history_bars=100)
+    make_trader(config, terminal).run()
+
+    strategy = get_strategy_from_file(str(SMA_CROSS), FAST)
+    first_decision = 99  # the clock starts at bar 100's open: bar 99 is the first closed one
+    expected = run_backtest(bars, strategy, spec=get_symbol_spec("EURUSD"),
+                            config=BacktestConfig(close_at_end=False),
+                            trade_from=first_decision).trades
+    live = pd.DataFrame([dict(r) for r in rows(
+        config.audit_db, "SELECT * FROM trades ORDER BY entry_time")])
+    assert len(expected) > 20 and len(live) == len(expected)
+    assert list(pd.to_datetime(live["entry_time"])) == list(expected["entry_time"])
+    assert list(pd.to_datetime(live["exit_time"])) == list(expected["exit_time"])
+    assert list(live["entry_price"]) == pytest.approx(list(expected["entry_price"]), abs=1e-9)
+    assert list(live["exit_price"]) == pytest.approx(list(expected["exit_price"]), abs=1e-9)
+    assert list(live["direction"]) == [str(d) for d in expected["direction"]]
+
+
+def test_halt_kill_switch_blocks_entries_but_lets_exits_run(live_config, make_sim,
+                                                            make_trader):
+    config = live_config(strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    config.kill_switch_file.write_text("halt\n")
+    run_bars(trader, terminal, 200)
+
+    assert not trader.state.positions  # the strategy's exit still closed it
+    refused = rows(config.audit_db, "SELECT * FROM signals WHERE outcome LIKE 'refused: kill%'")
+    assert refused and all(r["outcome"] == "refused: kill_switch_halt" for r in refused)
+    assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'kill_switch_on'")
+
+    config.kill_switch_file.unlink()
+    open_until_position(trader, terminal)
+    assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'kill_switch_off'")
+
+
+def test_close_all_flattens_once_and_stays_halted_across_a_restart(live_config, make_sim,
+                                                                   make_trader):
+    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    config.kill_switch_file.write_text("close_all")
+    run_bars(trader, terminal, 1)
+    assert terminal.positions_total() == 0
+    assert trader.state.kill_switch.level == "halt"
+    trader.shutdown()
+
+    closes = len(rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close'"))
+    again = make_trader(config, terminal)
+    again.start()
+    run_bars(again, terminal, 150)
+    assert again.state.kill_switch.level == "halt"
+    assert terminal.positions_total() == 0
+    assert len(rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close'")) == closes
+
+
+def test_reduce_closes_what_the_strategy_leaves_and_opens_nothing(live_config, make_sim,
+                                                                  make_trader):
+    config = live_config(strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    entries = trader.summary.entries
+    config.kill_switch_file.write_text("reduce")
+    run_bars(trader, terminal, 200)
+    assert not trader.state.positions and trader.summary.entries == entries
+
+
+def test_real_account_is_refused_unless_allowed(live_config, make_sim, make_trader):
+    terminal = make_sim(real_account=True)
+    with pytest.raises(ConfigError, match="REAL account"):
+        make_trader(live_config(dry_run=False), terminal).start()
+    make_trader(live_config(dry_run=True), terminal).start()  # dry run may watch it
+    make_trader(live_config(dry_run=False, allow_real_account=True), terminal).start()
+
+
+def test_max_trades_per_day_refuses_further_entries(live_config, make_sim, make_trader):
+    config = live_config(strategy_params="fast=2,slow=4", max_trades_per_day=1)
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 48)
+    opened = rows(config.audit_db, "SELECT substr(bar_time, 1, 10) AS day, count(*) AS n FROM "
+                  "signals WHERE outcome = 'executed' AND action LIKE 'open%' GROUP BY day")
+    assert opened and max(r["n"] for r in opened) == 1
+    refused = rows(config.audit_db, "SELECT * FROM signals WHERE outcome LIKE "
+                   "'refused: disabled: %trades%'")
+    assert refused
+
+
+def test_daily_loss_limit_stops_entries_until_the_next_day(live_config, make_sim, make_trader):
+    config = live_config(strategy_params="fast=2,slow=4", max_daily_loss_pct=0.001,
+                         lot_size=1.0, max_trades_per_day=0)
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 72)
+    limits = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit'")
+    assert limits and "loss" in limits[0]["message"]
+    assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit_reset'")
+
+
+def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_sim,
+                                                   make_trader):
+    picky = tmp_path / "picky.py"
+    picky.write_text(
+        "from backtest.strategies.sma_cross import SmaCross\n\n\n"
+        "class Picky(SmaCross):\n"
+        "    def signals(self, bars):\n"
+        "        if bars['close'].iloc[-1] > 50:\n"
+        "            raise RuntimeError('cannot trade yen crosses')\n"
+        "        return super().signals(bars)\n")
+    config = live_config(strategy_path=str(picky), symbols=("USDJPY", "EURUSD"),
+                         strategy_params="fast=5,slow=12")
+    terminal = make_sim(symbols=("USDJPY", "EURUSD"))
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 100)
+    errors = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'strategy_error'")
+    assert len(errors) == 100 and all(e["symbol"] == "USDJPY" for e in errors)
+    assert "cannot trade yen crosses" in errors[0]["message"]
+    assert len(rows(config.audit_db, "SELECT * FROM signals WHERE symbol = 'EURUSD'")) == 100
+    assert trader.summary.entries > 0
+
+
+def test_restart_adopts_open_positions_and_never_repeats_an_order(live_config, make_sim,
+                                                                  make_trader):
+    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    ticket = next(iter(trader.state.positions))
+    trader.shutdown()
+
+    again = make_trader(config, terminal)
+    again.start()
+    assert set(again.state.positions) == {ticket}
+    again.iterate()  # the same closed bar: already decided, nothing sent
+    assert terminal.positions_total() == 1
+    sent = rows(config.audit_db, "SELECT client_order_id FROM orders WHERE status = 'sent'")
+    assert len(sent) == len({r["client_order_id"] for r in sent})
+
+
+def test_symbol_allowing_only_ioc_fills_with_ioc(live_config, make_sim, make_trader):
+    config = live_config(dry_run=False, symbols=("GBPUSD",), strategy_params="fast=5,slow=12")
+    terminal = make_sim(symbols=("GBPUSD",))
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    assert terminal.positions_total() == 1
+    failed = rows(config.audit_db, "SELECT * FROM orders WHERE retcode = 10030")
+    assert not failed  # the filling mode was right the first time
+
+
+def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_sim,
+                                                              make_trader):
+    config = live_config(strategy_params="fast=2,slow=4")
+    terminal = make_sim()
+    trader = make_trader(config, terminal, busy_timeout_s=0.05)
+    trader.start()
+    blocker = sqlite3.connect(config.audit_db, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+    entries = trader.summary.entries
+    run_bars(trader, terminal, 20)
+    assert not trader.state.entries_enabled
+    assert trader.summary.entries == entries
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    run_bars(trader, terminal, 40)
+    assert trader.state.entries_enabled and trader.summary.entries > entries

@@ -1,0 +1,92 @@
+"""The trader's command line as a user runs it: exit codes, messages, signals, working folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.live.conftest import ROOT, SMA_CROSS
+
+TRADER = ROOT / "live" / "live_trader.py"
+
+
+def settings(tmp_path: Path, **extra: str) -> Path:
+    """A settings file keeping every file the trader writes inside tmp_path."""
+    values = {"AUDIT_DB": tmp_path / "audit.db", "LOG_DIR": tmp_path / "logs",
+              "KILL_SWITCH_FILE": tmp_path / "KILL_SWITCH", "MT5_BACKEND": "sim", **extra}
+    path = tmp_path / "test.env"
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    return path
+
+
+def run_trader(tmp_path: Path, *args: str, cwd: Path = ROOT,
+               timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(TRADER), "--config", str(settings(tmp_path)),
+                           *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--strategy", "nowhere/missing.py"], "nowhere/missing.py"),
+    (["--strategy", str(SMA_CROSS), "--timeframe", "H7"], "H7"),
+    (["--strategy", str(SMA_CROSS), "--param", "fast=ten"], "fast"),
+    (["--strategy", str(SMA_CROSS), "--param", "fast=40"], "fast=40"),
+    (["--strategy", str(SMA_CROSS), "--symbols", "NOSUCH"], "NOSUCH"),
+    (["--strategy", str(SMA_CROSS), "--sim-speed", "fast"], "fast"),
+    (["--strategy", str(SMA_CROSS), "--backend", "mt5"], "MetaTrader5"),
+    ([], "--strategy"),
+])
+def test_bad_input_exits_2_naming_the_value(tmp_path, args, message):
+    done = run_trader(tmp_path, *args, "--max-bars", "3")
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_runs_the_same_from_the_live_folder(tmp_path):
+    done = run_trader(tmp_path, "--strategy", "backtest/strategies/sma_cross.py",
+                      "--max-bars", "40", cwd=ROOT / "live")
+    assert done.returncode == 0, done.stderr
+    assert "closed bars 40" in done.stderr + done.stdout
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        assert conn.execute("SELECT count(*) FROM signals").fetchone()[0] == 40
+
+
+def wait_for_event(db: Path, kind: str, process: subprocess.Popen, deadline_s: float = 60) -> None:
+    """Poll the audit DB until `kind` is recorded (the trader writes it; no fixed sleep)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read()
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    found = conn.execute("SELECT 1 FROM events WHERE kind = ?", (kind,)).fetchone()
+            except sqlite3.OperationalError:
+                found = None  # the tables are being created
+            if found:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no {kind} event within {deadline_s} s")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_gracefully_with_a_summary(tmp_path, sig):
+    process = subprocess.Popen(
+        [sys.executable, str(TRADER), "--config", str(settings(tmp_path)), "--strategy",
+         str(SMA_CROSS), "--sim-speed", "60", "--interval", "0.05"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_event(tmp_path / "audit.db", "startup", process)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    assert f"stopped: signal {sig.name}" in err
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        (message,) = conn.execute("SELECT message FROM events WHERE kind = 'shutdown'").fetchone()
+    assert message == f"signal {sig.name}"
