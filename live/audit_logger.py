@@ -136,6 +136,21 @@ def row_hash(prev_hash: str, values: Iterable[object]) -> str:
     return hashlib.sha256((prev_hash + payload).encode("utf-8")).hexdigest()
 
 
+def _stored(value: object, declared_type: str) -> object:
+    """The value exactly as SQLite stores and returns it under the column's declared type, so
+    the hash computed on insert is the hash recomputed on read (1 in a REAL column reads
+    1.0, -0.0 reads 0.0, 2.0 in an INTEGER column reads 2)."""
+    value = _normalise(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if declared_type == "REAL":
+            return float(value) + 0.0
+        if declared_type == "INTEGER" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if declared_type == "TEXT":
+            return repr(value)
+    return value
+
+
 def _normalise(value: object) -> object:
     """Values as SQLite will give them back, so hashes recomputed on read match."""
     if value is None or isinstance(value, str):
@@ -227,6 +242,7 @@ class AuditLogger:
         self._now = now
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
+        self._types: dict[str, dict[str, str]] = {}
         try:
             self.schema_version = migrate(self._conn())
         except sqlite3.Error as exc:
@@ -272,8 +288,9 @@ class AuditLogger:
             with self._write() as conn:
                 prev = _last_hash(conn, table)
                 ids = []
+                types = self._declared_types(conn, table)
                 for row in rows:
-                    values = [_normalise(row.get(c)) for c in columns]
+                    values = [_stored(row.get(c), types[c]) for c in columns]
                     if values[0] is None:
                         values[0] = iso(self._now())
                     digest = row_hash(prev, values)
@@ -282,6 +299,14 @@ class AuditLogger:
             return ids
         except (sqlite3.Error, OSError) as exc:
             raise AuditWriteError(f"audit write to {table} failed: {exc}") from exc
+
+    def _declared_types(self, conn: sqlite3.Connection, table: str) -> dict[str, str]:
+        types = self._types.get(table)
+        if types is None:
+            types = {row[1]: row[2].upper() for row in conn.execute(
+                f"PRAGMA table_info({table})")}
+            self._types[table] = types
+        return types
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from live.broker_types import (
     DEAL_ENTRY_IN,
     DEAL_REASON_SL,
     DEAL_REASON_TP,
+    DEAL_TYPE_BUY,
     POSITION_TYPE_BUY,
 )
 from live.config import LiveConfig, setup_logging
@@ -171,8 +172,8 @@ class LiveTrader:
         for symbol in self.config.symbols:
             self.connector.symbol_info(symbol)  # unknown symbol -> BrokerError at start
         results = self.executor.reconcile_pending()
-        adopted = self.state.sync_positions(self.broker.positions())  # nothing "gone" yet
-        del adopted
+        self.state.sync_positions(self.broker.positions())  # adopt; nothing is "gone" yet
+        self._backfill_trades()
         kill = self.state.update_kill_switch()
         self.audit.record_event("startup", self._startup_text(account), data={
             "mode": self.mode, "backend": self.connector.backend,
@@ -456,41 +457,63 @@ class LiveTrader:
             self.broker.update_stops(self.config.timeframe, self._bar_seconds)
         gone = self.state.sync_positions(self.broker.positions())
         for change in gone:
-            self._record_closed_trade(change.position)
+            self._record_closed_trade(change.ticket)
         if self.state.enable("audit") and not self.state.disabled_reasons:
             logger.warning("audit log writable again: entries re-enabled")
 
-    def _record_closed_trade(self, position: Any) -> None:
-        deals = self.broker.deals_for_position(int(position.ticket))
+    def _record_closed_trade(self, ticket: int) -> None:
+        """Write the trade row of a closed position from its deals (the broker's record)."""
+        deals = self.broker.deals_for_position(ticket)
+        entries = [d for d in deals if d.entry == DEAL_ENTRY_IN]
         exits = [d for d in deals if d.entry != DEAL_ENTRY_IN]
-        if not exits:
-            logger.warning("position %s is gone but no closing deal was found yet",
-                           position.ticket)
+        if not exits or not entries:
+            logger.warning("position %s is gone but its deals are not all there yet", ticket)
             return
-        volume = sum(float(d.volume) for d in exits) or float(position.volume)
-        exit_price = sum(float(d.price) * float(d.volume) for d in exits) / volume
+        first, last = entries[0], exits[-1]
+        volume = sum(float(d.volume) for d in entries)
+        direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
         pnl = sum(float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee)
                   for d in deals)
-        last = exits[-1]
         reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(int(last.reason), "signal")
         trade_id = self.audit.record_trade(
-            symbol=position.symbol, position_ticket=int(position.ticket),
-            dry_run=self.broker.dry_run,
-            direction="long" if position.type == POSITION_TYPE_BUY else "short",
-            volume=float(position.volume), entry_time=_utc(position.time),
-            entry_price=float(position.price_open), exit_time=_utc(last.time),
-            exit_price=round(exit_price, 10), pnl=round(pnl, 2),
+            symbol=first.symbol, position_ticket=int(ticket), dry_run=self.broker.dry_run,
+            direction=direction, volume=volume, entry_time=_utc(first.time),
+            entry_price=round(_average_price(entries), 10), exit_time=_utc(last.time),
+            exit_price=round(_average_price(exits), 10), pnl=round(pnl, 2),
             commission=sum(float(d.commission) for d in deals),
             swap=sum(float(d.swap) for d in deals), exit_reason=reason,
-            entry_client_order_id=position.comment, exit_client_order_id=last.comment,
+            entry_client_order_id=first.comment, exit_client_order_id=last.comment,
         )
         if trade_id is not None:
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
-            self.alerts.notify("trade_closed", f"closed {position.symbol} "
-                               f"{'long' if position.type == POSITION_TYPE_BUY else 'short'} "
-                               f"{position.volume} lots: P/L {pnl:,.2f} ({reason})",
-                               symbol=position.symbol, pnl=pnl)
+            self.alerts.notify("trade_closed", f"closed {first.symbol} {direction} {volume} "
+                               f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
+
+    def _backfill_trades(self) -> None:
+        """Positions that closed while the trader was down (or just before it crashed) get
+        their trade row, so no round trip is missing from the record."""
+        since = self._backfill_since()
+        if since is None:
+            return
+        still_open = {int(p.ticket) for p in self.broker.positions()}
+        closed = {int(d.position_id) for d in self.broker.deals_since(since)
+                  if d.entry != DEAL_ENTRY_IN} - still_open
+        for ticket in sorted(closed):
+            if self.audit.reader.trade_for_position(ticket, self.broker.dry_run) is None:
+                logger.info("recording trade of position %s closed while away", ticket)
+                self._record_closed_trade(ticket)
+
+    def _backfill_since(self) -> datetime | None:
+        """From a day before the last recorded trade's exit (or the first order) onwards."""
+        last = self.audit.reader.query(
+            "SELECT max(exit_time) AS t FROM trades WHERE dry_run = ?",
+            (int(self.broker.dry_run),))[0]["t"]
+        first = self.audit.reader.query(
+            "SELECT min(ts) AS t FROM orders WHERE dry_run = ?",
+            (int(self.broker.dry_run),))[0]["t"]
+        anchor = last or first
+        return datetime.fromisoformat(anchor) - timedelta(days=1) if anchor else None
 
     def _close_all_if_asked(self) -> None:
         if self.state.kill_switch.level != "close_all":
@@ -681,7 +704,7 @@ class LiveTrader:
                                symbol=position.symbol)
         gone = self.state.sync_positions(broker.positions())
         for change in gone:
-            self._record_closed_trade(change.position)
+            self._record_closed_trade(change.ticket)
         return result
 
     def _reduce_towards(self, decision: Decision) -> None:
@@ -731,6 +754,11 @@ def _position_dict(position: Any) -> dict[str, Any]:
             "price_current": float(position.price_current), "sl": float(position.sl),
             "tp": float(position.tp), "profit": float(position.profit),
             "time": _utc(position.time).isoformat(), "comment": position.comment}
+
+
+def _average_price(deals: list[Any]) -> float:
+    volume = sum(float(d.volume) for d in deals)
+    return sum(float(d.price) * float(d.volume) for d in deals) / volume
 
 
 def _direction(position: Any) -> int:

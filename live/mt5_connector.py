@@ -83,12 +83,13 @@ class MT5Connector:
         self._attempts = 0
         self._specs: dict[str, SymbolSpec] = {}
         self._filling: dict[str, int] = {}
+        self._served_sim = False
 
     # ------------------------------------------------------------ connection
 
     @property
     def is_simulator(self) -> bool:
-        return hasattr(self._api, "sim_step_bar") or self.backend in ("sim", "sim-served")
+        return hasattr(self._api, "sim_step_bar") or self.backend == "sim" or self._served_sim
 
     def connect(self) -> None:
         """Create the API if needed, initialize and log in. Raises ConfigError/BrokerError."""
@@ -155,6 +156,15 @@ class MT5Connector:
             raise BrokerUnavailable(f"initialize failed: {code} {text}", code=code, text=text)
         self._connected = True
         self._specs.clear()
+        self._served_sim = self.backend == "mt5linux" and self._serves_simulator()
+
+    def _serves_simulator(self) -> bool:
+        """Whether the mt5linux server is this project's simulator (its clock can be stepped)."""
+        conn = getattr(self._api, "_MetaTrader5__conn", None)
+        try:
+            return bool(conn is not None and conn.eval("hasattr(mt5, 'sim_step_bar')"))
+        except (*_TRANSPORT_ERRORS, NameError, AttributeError):
+            return False
 
     def _probe(self) -> bool:
         try:

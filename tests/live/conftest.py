@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import select
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +14,7 @@ from live.config import LiveConfig
 from live.live_trader import LiveTrader
 from live.mt5_connector import MT5Connector
 from live.sim_terminal import SimConfig, SimTerminal
+from live.sim_terminal.launch import ServedSim, start_served_sim
 
 ROOT = Path(__file__).resolve().parents[2]
 SMA_CROSS = ROOT / "backtest" / "strategies" / "sma_cross.py"
@@ -66,43 +60,6 @@ def _empty_env(folder: Path) -> Path:
     path = folder / "empty.env"
     path.touch()
     return path
-
-
-@dataclass
-class ServedSim:
-    """A `python -m live.sim_terminal serve` subprocess on a free loopback port."""
-
-    process: subprocess.Popen
-    port: int
-    state: Path
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=20)
-
-
-def start_served_sim(state: Path, *extra: str) -> ServedSim:
-    command = [sys.executable, "-m", "live.sim_terminal", "serve", "--host", "127.0.0.1",
-               "--port", "0", "--state", str(state), "--speed", "max", "--bars", "3000",
-               "--history-bars", "200", *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 1.0)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        line = process.stdout.readline()
-        if not line:
-            break
-        if "serving on" in line:
-            return ServedSim(process, int(line.rsplit(":", 1)[1]), state)
-    process.kill()
-    raise RuntimeError(f"served simulator did not start: exit {process.poll()}")
 
 
 @pytest.fixture

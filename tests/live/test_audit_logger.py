@@ -161,3 +161,18 @@ def test_reader_is_read_only(audit):
     with pytest.raises(sqlite3.OperationalError):
         reader.query("INSERT INTO events (ts, level, kind, prev_hash, row_hash) "
                      "VALUES ('x','info','k','0','0')")
+
+
+@pytest.mark.parametrize(("table", "row"), [
+    ("account_snapshots", {"balance": 10_000, "profit": -0.0, "open_positions": 2.0,
+                           "dry_run": True}),
+    ("orders", {"client_order_id": "LT1", "status": "sent", "symbol": "EURUSD", "side": "buy",
+                "kind": "open", "volume": 1, "price": -0.0,
+                "comment": 12.5, "retcode": 10009.0, "dry_run": 0}),
+])
+def test_values_sqlite_converts_still_verify(audit, table, row):
+    """Ints in REAL columns, -0.0, integral floats and numbers in TEXT columns read back
+    differently from how they were passed; the chain must still hold."""
+    audit.insert(table, row)
+    audit.insert(table, row)
+    assert all(report.ok for report in audit.reader.verify())

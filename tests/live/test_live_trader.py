@@ -233,3 +233,26 @@ def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_
     blocker.close()
     run_bars(trader, terminal, 40)
     assert trader.state.entries_enabled and trader.summary.entries > entries
+
+
+def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(live_config, make_sim,
+                                                                        make_trader):
+    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    position = terminal.positions_get()[0]  # the trader dies here, without a shutdown
+    tick = terminal.symbol_info_tick("EURUSD")
+    closing = terminal.order_send({
+        "action": 1, "symbol": "EURUSD", "volume": position.volume, "position": position.ticket,
+        "type": 1 if position.type == 0 else 0, "deviation": 20, "magic": config.magic_number,
+        "price": tick.bid if position.type == 0 else tick.ask, "type_filling": 1,
+        "comment": "closed by hand"})
+    assert closing.retcode == 10009
+
+    make_trader(config, terminal).start()
+    (trade,) = rows(config.audit_db, "SELECT * FROM trades WHERE position_ticket = ?",
+                    position.ticket)
+    assert trade["exit_client_order_id"] == "closed by hand"
+    assert trade["entry_price"] == position.price_open

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from mt5linux import MetaTrader5
 
-from tests.live.conftest import ROOT, start_served_sim
+from live.sim_terminal.launch import start_served_sim
+from tests.live.conftest import ROOT
 
 pytestmark = pytest.mark.served
 

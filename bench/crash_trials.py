@@ -1,0 +1,163 @@
+"""Crash trials: kill the trader with SIGKILL at random moments while it trades a served
+simulator over mt5linux, restart it, and check that nothing was sent twice or lost.
+
+    python bench/crash_trials.py --trials 200
+
+Each trial starts `live/live_trader.py --live` against one long-lived simulator (its state
+outlives every trader), waits until the trader has written a random number of new order rows,
+adds a random few milliseconds and kills it. The simulator also loses replies, times out and
+requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
+  - no client_order_id was executed twice at the broker (one deal per order comment);
+  - every deal of the trader's magic has its order row in the audit DB (persisted before sent);
+  - no order is left unresolved; at most one open position per symbol;
+  - every closed position has exactly one trade row; the audit hash chains verify.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.invariants import check_orders, check_positions_and_trades  # noqa: E402
+from live.audit_logger import AuditReader  # noqa: E402
+from live.sim_terminal.launch import start_served_sim  # noqa: E402
+
+MAGIC = 240_601
+SYMBOLS = "EURUSD,GBPUSD"
+# Lost replies and timeouts are what make naive traders send twice; requotes force retries.
+DEFAULT_FAULTS = "requote_rate=0.05,reply_lost_rate=0.05,timeout_rate=0.03"
+
+
+@dataclass
+class TrialReport:
+    """What the trials did and every invariant that did not hold (empty = all held)."""
+
+    trials: int = 0
+    killed_mid_run: int = 0
+    orders_rows: int = 0
+    broker_deals: int = 0
+    closed_positions: int = 0
+    violations: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def run_trials(trials: int, workdir: Path, *, seed: int = 1, max_orders_before_kill: int = 6,
+               faults: str = DEFAULT_FAULTS) -> TrialReport:
+    """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`."""
+    rng = random.Random(seed)
+    started = time.monotonic()
+    served = start_served_sim(workdir / "sim_state.json", "--symbols", SYMBOLS,
+                              "--faults", f"seed={seed},{faults}" if faults else "",
+                              bars=20_000, history_bars=200)
+    settings = _settings(workdir, served.port)
+    report = TrialReport()
+    try:
+        for _ in range(trials):
+            report.killed_mid_run += _one_trial(settings, workdir / "audit.db", rng,
+                                                max_orders_before_kill)
+            report.trials += 1
+        final = _trader(settings, "--max-bars", "3")
+        if final.wait(timeout=120) != 0:
+            report.violations.append(f"final clean run exited {final.returncode}")
+        _check(workdir / "audit.db", served.port, report)
+    finally:
+        served.stop()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _settings(workdir: Path, port: int) -> Path:
+    path = workdir / "trials.env"
+    path.write_text(f"AUDIT_DB={workdir / 'audit.db'}\nLOG_DIR={workdir / 'logs'}\n"
+                    f"KILL_SWITCH_FILE={workdir / 'KILL'}\nMT5_BACKEND=mt5linux\n"
+                    f"MT5LINUX_PORT={port}\nMAGIC_NUMBER={MAGIC}\nSYMBOLS={SYMBOLS}\n"
+                    "MAX_TRADES_PER_DAY=0\nMAX_DAILY_LOSS_PCT=0\nORDER_RETRY_BASE_SECONDS=0\n"
+                    "ORDER_RETRY_MAX_SECONDS=0\nLOG_LEVEL=WARNING\n")
+    return path
+
+
+def _trader(settings: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(settings),
+               "--strategy", str(ROOT / "backtest" / "strategies" / "sma_cross.py"),
+               "--param", "fast=2", "--param", "slow=4", "--live", "--sim-speed", "max", *extra]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def _one_trial(settings: Path, db: Path, rng: random.Random, max_orders: int) -> int:
+    """One run killed after a random number of new order rows; 1 if it died mid-run."""
+    before = _count(db, "orders")
+    target = before + rng.randint(1, max_orders)
+    process = _trader(settings)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and _count(db, "orders") < target:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.002)
+    time.sleep(rng.uniform(0.0, 0.03))  # lands anywhere in the next order's life
+    alive = process.poll() is None
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    return int(alive)
+
+
+def _count(db: Path, table: str) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def _check(db: Path, port: int, report: TrialReport) -> None:
+    from mt5linux import MetaTrader5
+
+    terminal = MetaTrader5(host="127.0.0.1", port=port)
+    terminal.initialize()
+    deals = [d for d in terminal.history_deals_get(datetime(2000, 1, 1, tzinfo=timezone.utc),
+                                                   datetime(2100, 1, 1, tzinfo=timezone.utc))
+             if d.magic == MAGIC]
+    positions = [p for p in (terminal.positions_get() or ()) if p.magic == MAGIC]
+    reader = AuditReader(db)
+    report.orders_rows = reader.count("orders")
+    report.broker_deals = len(deals)
+    report.violations += check_orders(reader, deals)
+    violations, report.closed_positions = check_positions_and_trades(reader, deals, positions,
+                                                                     dry_run=False)
+    report.violations += violations
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--faults", default=DEFAULT_FAULTS, help="simulator fault knobs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
+        report = run_trials(args.trials, Path(folder), seed=args.seed, faults=args.faults)
+    print(f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
+          f"{report.seconds:.0f} s; order rows {report.orders_rows}, broker deals "
+          f"{report.broker_deals}, closed positions {report.closed_positions}")
+    for violation in report.violations:
+        print("VIOLATION:", violation)
+    print("all invariants held" if not report.violations else
+          f"{len(report.violations)} violation(s)")
+    return 1 if report.violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
