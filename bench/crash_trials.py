@@ -4,8 +4,9 @@ simulator over mt5linux, restart it, and check that nothing was sent twice or lo
     python bench/crash_trials.py --trials 200
 
 Each trial starts `live/live_trader.py --live` against one long-lived simulator (its state
-outlives every trader), waits until the trader has written a random number of new order rows,
-adds a random few milliseconds and kills it. The simulator also loses replies, times out and
+outlives every trader) and kills it either the moment a new order intent is persisted (the
+send about to go or in flight) or after a random number of new order rows plus a random few
+milliseconds. The simulator also loses replies, times out and
 requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
   - no client_order_id was executed twice at the broker (one deal per order comment);
   - every deal of the trader's magic has its order row in the audit DB (persisted before sent);
@@ -97,16 +98,20 @@ def _trader(settings: Path, *extra: str) -> subprocess.Popen:
 
 
 def _one_trial(settings: Path, db: Path, rng: random.Random, max_orders: int) -> int:
-    """One run killed after a random number of new order rows; 1 if it died mid-run."""
-    before = _count(db, "orders")
-    target = before + rng.randint(1, max_orders)
+    """One run, killed at once when a new order intent is persisted (its send is about to
+    go or in flight) or after a random number of new order rows plus a few milliseconds.
+    Returns 1 if it died mid-run."""
+    on_intent = rng.random() < 0.5
+    query = "orders WHERE status = 'intent'" if on_intent else "orders"
+    target = _count(db, query) + (1 if on_intent else rng.randint(1, max_orders))
     process = _trader(settings)
     deadline = time.monotonic() + 120
-    while process.poll() is None and _count(db, "orders") < target:
+    while process.poll() is None and _count(db, query) < target:
         if time.monotonic() > deadline:
             break
-        time.sleep(0.002)
-    time.sleep(rng.uniform(0.0, 0.03))  # lands anywhere in the next order's life
+        time.sleep(0.001)
+    if not on_intent:
+        time.sleep(rng.uniform(0.0, 0.03))  # lands anywhere in the next order's life
     alive = process.poll() is None
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)

@@ -95,6 +95,7 @@ def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = N
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    server.listener.listen(server.backlog)  # listening before the port is announced
     message = f"sim terminal serving on {host}:{server.port}"
     print(message, flush=True)
     if ready is not None:
