@@ -142,6 +142,7 @@ class LiveTrader:
         self._last_snapshot: datetime | None = None
         self._last_heartbeat = 0.0
         self._link_down = False
+        self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
         self._bar_times: set[datetime] = set()
         self._loop_seconds = 0.0
         self._latencies_ms: list[float] = []
@@ -455,20 +456,33 @@ class LiveTrader:
     def _sync_positions(self) -> None:
         if isinstance(self.broker, PaperBroker):
             self.broker.update_stops(self.config.timeframe, self._bar_seconds)
-        gone = self.state.sync_positions(self.broker.positions())
-        for change in gone:
-            self._record_closed_trade(change.ticket)
+        self._unrecorded.update(c.ticket for c in self.state.sync_positions(
+            self.broker.positions()))
+        self._record_pending_trades()
         if self.state.enable("audit") and not self.state.disabled_reasons:
             logger.warning("audit log writable again: entries re-enabled")
 
-    def _record_closed_trade(self, ticket: int) -> None:
-        """Write the trade row of a closed position from its deals (the broker's record)."""
+    def _record_pending_trades(self) -> None:
+        """Trade rows of closed positions; one that cannot be written yet (terminal away,
+        deals not in the history yet) is retried next iteration, never forgotten."""
+        for ticket in sorted(self._unrecorded):
+            try:
+                done = self._record_closed_trade(ticket)
+            except (BrokerError, OSError) as exc:
+                logger.warning("trade of position %s not recorded yet: %s", ticket, exc)
+                return
+            if done:
+                self._unrecorded.discard(ticket)
+
+    def _record_closed_trade(self, ticket: int) -> bool:
+        """Write the trade row of a closed position from its deals (the broker's record).
+        False when its deals are not all in the history yet."""
         deals = self.broker.deals_for_position(ticket)
         entries = [d for d in deals if d.entry == DEAL_ENTRY_IN]
         exits = [d for d in deals if d.entry != DEAL_ENTRY_IN]
         if not exits or not entries:
             logger.warning("position %s is gone but its deals are not all there yet", ticket)
-            return
+            return False
         first, last = entries[0], exits[-1]
         volume = sum(float(d.volume) for d in entries)
         direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
@@ -489,6 +503,7 @@ class LiveTrader:
             self.summary.realized_pnl += pnl
             self.alerts.notify("trade_closed", f"closed {first.symbol} {direction} {volume} "
                                f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
+        return True
 
     def _backfill_trades(self) -> None:
         """Positions that closed while the trader was down (or just before it crashed) get
@@ -702,9 +717,8 @@ class LiveTrader:
             self.alerts.notify("order_failed", f"closing {position.symbol} #{position.ticket} "
                                f"{result.status}: {result.message}", severity="error",
                                symbol=position.symbol)
-        gone = self.state.sync_positions(broker.positions())
-        for change in gone:
-            self._record_closed_trade(change.ticket)
+        self._unrecorded.update(c.ticket for c in self.state.sync_positions(broker.positions()))
+        self._record_pending_trades()
         return result
 
     def _reduce_towards(self, decision: Decision) -> None:
