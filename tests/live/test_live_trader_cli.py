@@ -90,3 +90,45 @@ def test_signal_stops_gracefully_with_a_summary(tmp_path, sig):
     with sqlite3.connect(tmp_path / "audit.db") as conn:
         (message,) = conn.execute("SELECT message FROM events WHERE kind = 'shutdown'").fetchone()
     assert message == f"signal {sig.name}"
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
+def test_start_script_passes_its_arguments_to_the_trader(tmp_path):
+    done = subprocess.run([str(ROOT / "start_trader.sh"), "--config", str(settings(tmp_path)),
+                           "--strategy", str(SMA_CROSS), "--max-bars", "7"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "closed bars 7" in done.stderr
+
+
+def test_strategy_raising_on_import_exits_2(tmp_path):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('half-written strategy')\n")
+    done = run_trader(tmp_path, "--strategy", str(broken), "--max-bars", "3")
+    assert done.returncode == 2
+    assert "broken.py" in done.stderr and "half-written strategy" in done.stderr
+
+
+def test_malformed_settings_file_exits_2_naming_the_key(tmp_path):
+    env = settings(tmp_path)
+    env.write_text(env.read_text() + "MAX_DAILY_LOSS_PCT=lots\n")
+    done = subprocess.run([sys.executable, str(TRADER), "--config", str(env), "--strategy",
+                           str(SMA_CROSS)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "MAX_DAILY_LOSS_PCT" in done.stderr and "lots" in done.stderr
+
+
+def test_locked_audit_database_exits_2_and_writes_nothing(tmp_path):
+    db = tmp_path / "audit.db"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("CREATE TABLE other (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        done = run_trader(tmp_path, "--strategy", str(SMA_CROSS), "--max-bars", "3")
+    finally:
+        holder.execute("ROLLBACK")
+    assert done.returncode == 2
+    assert "locked" in done.stderr and str(db) in done.stderr
+    assert [r[0] for r in holder.execute("SELECT name FROM sqlite_master")] == ["other"]
+    holder.close()
