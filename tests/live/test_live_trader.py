@@ -256,3 +256,35 @@ def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(live_con
                     position.ticket)
     assert trade["exit_client_order_id"] == "closed by hand"
     assert trade["entry_price"] == position.price_open
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_stops_fire_inside_bars_and_are_recorded(live_config, make_sim, make_trader,
+                                                 dry_run):
+    rsi = str(SMA_CROSS.with_name("rsi_reversion.py"))
+    config = live_config(dry_run=dry_run, strategy_path=rsi,
+                         strategy_params="period=5,atr_period=5,sl_atr=0.5,tp_atr=0.5,"
+                                         "oversold=35,overbought=65")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 400)
+    reasons = {r["exit_reason"] for r in rows(config.audit_db, "SELECT * FROM trades")}
+    assert {"sl", "tp"} <= reasons
+
+
+def test_paper_positions_survive_a_restart(live_config, make_sim, make_trader):
+    config = live_config(dry_run=True, strategy_params="fast=5,slow=12")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    open_until_position(trader, terminal)
+    (ticket,) = trader.state.positions
+    orders = len(rows(config.audit_db, "SELECT * FROM orders"))
+    trader.shutdown()
+
+    again = make_trader(config, terminal)
+    again.start()
+    again.iterate()
+    assert set(again.state.positions) == {ticket}
+    assert len(rows(config.audit_db, "SELECT * FROM orders")) == orders
