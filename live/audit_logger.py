@@ -113,6 +113,13 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             ts TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, detail TEXT);
         CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id);
     """),
+    ("003_paging_indexes", """
+        CREATE INDEX events_kind_id ON events (kind, id);
+        CREATE INDEX events_level_id ON events (level, id);
+        CREATE INDEX orders_symbol_id ON orders (symbol, id);
+        CREATE INDEX signals_symbol_id ON signals (symbol, id);
+        CREATE INDEX trades_dry_run_id ON trades (dry_run, id);
+    """),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Alert delivery outcomes after which an alert is no longer waiting to be sent.
@@ -401,12 +408,47 @@ class ChainReport:
         return self.broken_id is None
 
 
+@dataclass
+class _TradeTally:
+    """Running totals of trade P/L, extended row by row."""
+
+    last_id: int = 0
+    count: int = 0
+    wins: int = 0
+    losses: int = 0
+    gross_win: float = 0.0
+    gross_loss: float = 0.0
+    running: float = 0.0
+    peak: float = 0.0
+    drawdown: float = 0.0
+
+    def add(self, trade_id: int, pnl: float) -> None:
+        self.last_id, self.count = trade_id, self.count + 1
+        if pnl > 0:
+            self.wins, self.gross_win = self.wins + 1, self.gross_win + pnl
+        elif pnl < 0:
+            self.losses, self.gross_loss = self.losses + 1, self.gross_loss - pnl
+        self.running += pnl
+        self.peak = max(self.peak, self.running)
+        self.drawdown = min(self.drawdown, self.running - self.peak)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "count": self.count, "wins": self.wins, "losses": self.losses,
+            "win_rate_pct": 100.0 * self.wins / self.count if self.count else None,
+            "profit_factor": self.gross_win / self.gross_loss if self.gross_loss else None,
+            "net_pnl": round(self.running, 2), "max_drawdown": round(self.drawdown, 2),
+        }
+
+
 class AuditReader:
     """Queries over the audit database. Opened read-only unless given the writer's connection."""
 
     def __init__(self, path: str | Path,
                  connection_factory: Callable[[], sqlite3.Connection] | None = None) -> None:
         self.path = Path(path)
+        self._summaries: dict[bool | None, _TradeTally] = {}
+        self._summary_lock = threading.Lock()
         if connection_factory is None:
             if not self.path.is_file():
                 raise FileNotFoundError(f"audit database not found: {self.path}")
@@ -455,6 +497,24 @@ class AuditReader:
             f"AND status IN ({filled}) AND ts >= ? AND dry_run = ?",
             (*sorted(FILLED_ORDER_STATUSES), iso(since), int(dry_run)))
         return int(row["n"]) if row else 0
+
+    def page(self, table: str, *, limit: int = 50, offset: int = 0,
+             exclude: Mapping[str, object] | None = None,
+             **equals: object) -> list[dict[str, object]]:
+        """Newest rows first, filtered on equality (`equals`) and inequality (`exclude`) of
+        known columns."""
+        columns = COLUMNS.get(table)
+        if columns is None:
+            raise ValueError(f"unknown audit table {table!r}")
+        exclude = exclude or {}
+        unknown = (set(equals) | set(exclude)) - set(columns)
+        if unknown:
+            raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
+        clauses = [f"{column} = ?" for column in equals]
+        clauses += [f"{column} != ?" for column in exclude]
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self.query(f"SELECT * FROM {table} {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+                          (*equals.values(), *exclude.values(), limit, offset))
 
     def recent_orders(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
         return self.query("SELECT * FROM orders ORDER BY id DESC LIMIT ? OFFSET ?",
@@ -512,24 +572,19 @@ class AuditReader:
         return self.query(f"SELECT * FROM trades {where} ORDER BY exit_time, id", params)
 
     def trades_summary(self, *, dry_run: bool | None = None) -> dict[str, object]:
-        """Count, win rate %, profit factor, net P/L and max drawdown of closed trades' P/L."""
-        pnl = [float(t["pnl"] or 0.0) for t in self.trades(dry_run=dry_run)]
-        wins = [p for p in pnl if p > 0]
-        losses = [p for p in pnl if p < 0]
-        peak = running = drawdown = 0.0
-        for value in pnl:
-            running += value
-            peak = max(peak, running)
-            drawdown = min(drawdown, running - peak)
-        return {
-            "count": len(pnl),
-            "wins": len(wins),
-            "losses": len(losses),
-            "win_rate_pct": 100.0 * len(wins) / len(pnl) if pnl else None,
-            "profit_factor": sum(wins) / -sum(losses) if losses else None,
-            "net_pnl": round(sum(pnl), 2),
-            "max_drawdown": round(drawdown, 2),
-        }
+        """Count, win rate %, profit factor, net P/L and max drawdown of the closed trades' P/L
+        in recording order. Incremental: rows are append-only, so each call reads only the
+        trades recorded since the previous one."""
+        with self._summary_lock:
+            tally = self._summaries.setdefault(dry_run, _TradeTally())
+            where, params = ("AND dry_run = ?", [int(dry_run)]) if dry_run is not None \
+                else ("", [])
+            rows = self._conn().execute(
+                f"SELECT id, pnl FROM trades WHERE id > ? {where} ORDER BY id",
+                [tally.last_id, *params]).fetchall()
+            for trade_id, pnl in rows:
+                tally.add(int(trade_id), float(pnl or 0.0))
+            return tally.summary()
 
     # ------------------------------------------------------------ snapshots
 

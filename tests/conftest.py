@@ -63,8 +63,9 @@ def page_probe(browser):
     contexts = []
 
     def factory(allowed_prefixes: tuple[str, ...] = ("file://", "data:"),
-                width: int = 1400, height: int = 1200) -> PageProbe:
-        context = browser.new_context(viewport={"width": width, "height": height})
+                width: int = 1400, height: int = 1200, **context_options: object) -> PageProbe:
+        context = browser.new_context(viewport={"width": width, "height": height},
+                                      **context_options)
         contexts.append(context)
         return PageProbe(context.new_page(), allowed_prefixes)
 
