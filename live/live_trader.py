@@ -179,6 +179,8 @@ class LiveTrader:
         self.audit.record_event("startup", self._startup_text(account), data={
             "mode": self.mode, "backend": self.connector.backend,
             "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
+            "strategy_source": type(self.strategy).source,
+            "strategy_params": self.strategy.params,
             "timeframe": self.config.timeframe, "reconciled": len(results),
             "adopted_positions": len(self.state.positions),
             "kill_switch_file": str(self.config.kill_switch_file),
