@@ -524,6 +524,9 @@ def setup_logging(config: LiveConfig, *, console: bool = True) -> Path:
         handler._live_trader = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(config.log_level)
+    for chatty in ("httpx", "httpcore", "telegram", "urllib3", "rpyc"):
+        # libraries that log every request (and Telegram's URLs carry the bot token)
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
     return log_file
 
 

@@ -841,6 +841,8 @@ def main(argv: list[str] | None = None) -> int:
         trader = LiveTrader(config, connector=MT5Connector(config), strategy=strategy,
                             audit=audit, alerts=_alerts(config, audit))
         _install_signal_handlers(trader)
+        if hasattr(trader.alerts, "start_commands"):
+            trader.alerts.start_commands(trader)
         trader.run()
     except (ConfigError, StrategyError, AuditWriteError) as exc:
         logging.getLogger("live.live_trader").error("cannot start: %s", exc)
@@ -856,10 +858,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _alerts(config: LiveConfig, audit: AuditLogger) -> Any:
-    try:
-        from live.alerts import AlertSystem
-    except ImportError:
-        return NullAlerts()
+    from live.alerts import AlertSystem
+
     return AlertSystem.from_config(config, audit=audit)
 
 
