@@ -83,7 +83,16 @@ def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = N
             logger.info("state restored from %s", state)
         terminal.on_change = lambda: store.save(terminal)
         store.save(terminal)
-    server = ThreadedServer(SlaveService, hostname=host, port=port, reuse_addr=True,
+    class LowLatencyServer(ThreadedServer):
+        """Replies leave at once: without TCP_NODELAY, Nagle's algorithm against the
+        client's delayed ACKs adds tens of milliseconds to calls whose answer is sent in
+        several small writes (order_send)."""
+
+        def _accept_method(self, sock: socket.socket) -> None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            super()._accept_method(sock)
+
+    server = LowLatencyServer(SlaveService, hostname=host, port=port, reuse_addr=True,
                             protocol_config={"allow_public_attrs": True,
                                              "sync_request_timeout": 300})
 
