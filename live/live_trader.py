@@ -809,10 +809,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default .env in the project root)")
     parser.add_argument("--interval", type=float, help="seconds between loop iterations")
     parser.add_argument("--db", help="audit database file (AUDIT_DB)")
+    parser.add_argument("--check", action="store_true",
+                        help="check settings, connection, account and symbols, then exit "
+                             "(0 ready, 1 problems); sends no order")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> LiveConfig:
+def config_from_args(args: argparse.Namespace, *, need_strategy: bool = True) -> LiveConfig:
     overrides: dict[str, object] = {
         "strategy_path": args.strategy,
         "symbols": tuple(s.strip() for s in args.symbols.split(",") if s.strip())
@@ -825,7 +828,7 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
     if args.param:
         overrides["strategy_params"] = ",".join(args.param)
     config = LiveConfig.load(args.config, overrides=overrides)
-    if not config.strategy_path:
+    if need_strategy and not config.strategy_path:
         raise ConfigError("no strategy: pass --strategy PATH or set STRATEGY_PATH")
     return config
 
@@ -833,6 +836,8 @@ def config_from_args(args: argparse.Namespace) -> LiveConfig:
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for configuration and usage errors)."""
     args = build_parser().parse_args(argv)
+    if args.check:
+        return _check(args)
     try:
         config = config_from_args(args)
         setup_logging(config)
@@ -855,6 +860,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from live.doctor import run_check
+
+    try:
+        config = config_from_args(args, need_strategy=False)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    return run_check(config)
 
 
 def _alerts(config: LiveConfig, audit: AuditLogger) -> Any:

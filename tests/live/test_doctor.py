@@ -1,0 +1,72 @@
+"""`live_trader.py --check`: what it reports, and its exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from live.doctor import run_check
+from live.mt5_connector import MT5Connector
+from tests.live.conftest import ROOT, SMA_CROSS
+
+
+def check(config, terminal) -> tuple[int, str]:
+    lines: list[str] = []
+    code = run_check(config, MT5Connector(config, api=terminal), out=lines.append)
+    return code, "\n".join(lines)
+
+
+def test_a_ready_setup_passes_and_names_the_filling_modes(live_config, make_sim):
+    config = live_config(symbols=("EURUSD", "GBPUSD"))
+    code, text = check(config, make_sim(symbols=("EURUSD", "GBPUSD")))
+    assert code == 0 and "result: ready" in text
+    assert "EURUSD: digits 5" in text and "filling FOK" in text
+    assert "GBPUSD:" in text and "filling IOC" in text
+    assert "account 10000001 on Sim-Demo: demo" in text
+
+
+@pytest.mark.parametrize(("sim_options", "config_options", "problem", "fix"), [
+    ({"real_account": True}, {"dry_run": False}, "REAL account and DRY_RUN=false",
+     "ALLOW_REAL_ACCOUNT=true"),
+    ({"trade_allowed": False}, {"dry_run": False}, "Algo Trading is off",
+     "press Algo Trading"),
+    ({"symbols": ("EURUSD", "USDTRY")}, {"symbols": ("EURUSD", "USDTRY")},
+     "USDTRY: order_check refused USDTRY: 10017", ""),
+    ({}, {"symbols": ("EURUSD.m",)}, "EURUSD.m", "exact symbol name"),
+    ({"password": "right"}, {"mt5_login": 10_000_001, "mt5_password": "wrong"},
+     "authorization failed", "MT5_LOGIN, MT5_PASSWORD"),
+])
+def test_problems_are_named_with_their_fix(live_config, make_sim, sim_options,
+                                           config_options, problem, fix):
+    terminal = make_sim(**{"symbols": ("EURUSD",), **sim_options})
+    terminal.shutdown()  # the doctor connects by itself
+    code, text = check(live_config(**config_options), terminal)
+    assert code == 1, text
+    assert problem in text and fix in text
+    assert "wrong" not in text  # the password is never echoed
+
+
+def test_algo_trading_off_blocks_dry_runs_too(live_config, make_sim):
+    """order_check answers 10027 as well, so a dry run could not validate its orders."""
+    code, text = check(live_config(dry_run=True), make_sim(trade_allowed=False))
+    assert code == 1 and "FAIL  Algo Trading is off" in text and "10027" in text
+
+
+def test_command_line_exit_codes(tmp_path):
+    env = tmp_path / "test.env"
+    env.write_text(f"AUDIT_DB={tmp_path / 'audit.db'}\nKILL_SWITCH_FILE={tmp_path / 'K'}\n")
+    base = [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(env),
+            "--check"]
+    ready = subprocess.run([*base, "--backend", "sim", "--strategy", str(SMA_CROSS)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ready.returncode == 0 and "result: ready" in ready.stdout
+    assert not (tmp_path / "audit.db").exists()  # a check writes nothing
+    unreachable = subprocess.run([*base, "--backend", "mt5linux"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=120,
+                                 env={"MT5LINUX_PORT": "9", "PATH": ""})
+    assert unreachable.returncode == 1 and "fix: start the RPyC server" in unreachable.stdout
+    usage = subprocess.run([*base, "--timeframe", "H7"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert usage.returncode == 2 and "H7" in usage.stderr
