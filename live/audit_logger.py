@@ -636,15 +636,22 @@ class AuditReader:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m live.audit_logger verify DB`: exit 0 when every chain is intact, 1 if not."""
+    """`python -m live.audit_logger verify DB` (exit 1 when a chain is broken) and
+    `python -m live.audit_logger query DB SQL` (read-only; exit 2 on a bad query)."""
     parser = argparse.ArgumentParser(prog="python -m live.audit_logger",
                                      description="Audit database tools.")
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="check the hash chains of every audit table")
     verify.add_argument("db", type=Path)
+    query = commands.add_parser("query", help="run a read-only SQL query, print the rows")
+    query.add_argument("db", type=Path)
+    query.add_argument("sql")
     args = parser.parse_args(argv)
     try:
         reader = AuditReader(args.db)
+        if args.command == "query":
+            _print_rows(reader.query(args.sql))
+            return 0
         reports = reader.verify()
     except (FileNotFoundError, sqlite3.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -656,6 +663,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
                   f"good rows: {report.reason}")
     return 0 if all(r.ok for r in reports) else 1
+
+
+def _print_rows(rows: list[dict[str, object]]) -> None:
+    if not rows:
+        print("(no rows)")
+        return
+    columns = list(rows[0])
+    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 if __name__ == "__main__":

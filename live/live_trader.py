@@ -172,6 +172,7 @@ class LiveTrader:
         self._guard_real_account(account)
         for symbol in self.config.symbols:
             self.connector.symbol_info(symbol)  # unknown symbol -> BrokerError at start
+        self._resume_simulated_market()
         results = self.executor.reconcile_pending()
         self.state.sync_positions(self.broker.positions())  # adopt; nothing is "gone" yet
         self._backfill_trades()
@@ -191,6 +192,19 @@ class LiveTrader:
         self.alerts.notify("startup", self._startup_text(account))
         if kill is not None or self.state.kill_switch.blocks_entries:
             logger.warning("kill switch active at start: %s", self.state.kill_switch.level)
+
+    def _resume_simulated_market(self) -> None:
+        """The in-process simulator's market restarts with every process; move its clock to
+        where the audit log's last decision left it, so a second run goes on from there
+        instead of waiting, silent, through bars it already decided on."""
+        last = self.state.last_decided_bar()
+        if self.connector.backend != "sim" or last is None:
+            return
+        resume_at = last + timedelta(seconds=self._bar_seconds)
+        if resume_at > self.now():
+            self.connector.sim_call("sim_set_time", resume_at.timestamp())
+            logger.info("simulated market resumed at %s, after the last bar decided in %s",
+                        resume_at.isoformat(), self.config.audit_db)
 
     def _startup_text(self, account: Any) -> str:
         return (f"{self.mode} trading {self.strategy.label()} on "
@@ -503,6 +517,8 @@ class LiveTrader:
         if trade_id is not None:
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
+            logger.info("%s closed %s %s lots: P/L %.2f (%s)", first.symbol, direction, volume,
+                        pnl, reason, extra={"symbol": first.symbol})
             self.alerts.notify("trade_closed", f"closed {first.symbol} {direction} {volume} "
                                f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
         return True
@@ -647,6 +663,8 @@ class LiveTrader:
         blocker = self._entry_blocker()
         if blocker:
             self.summary.refused += 1
+            logger.info("%s entry refused: %s", decision.symbol, blocker,
+                        extra={"symbol": decision.symbol})
             return f"refused: {blocker}"
         symbol, side = decision.symbol, decision.side
         try:
@@ -691,6 +709,10 @@ class LiveTrader:
         if result.filled:
             if not result.duplicate:
                 self.summary.entries += 1
+                logger.info("%s opened %s %s lots at %s (%s)", result.symbol, result.side,
+                            result.volume, result.price, result.client_order_id,
+                            extra={"symbol": result.symbol,
+                                   "client_order_id": result.client_order_id})
                 self.alerts.notify("trade_opened", f"opened {result.symbol} {result.side} "
                                    f"{result.volume} lots at {result.price}",
                                    symbol=result.symbol)

@@ -96,6 +96,10 @@ class StateManager:
         last = self._last_bar.get(symbol)
         return last is None or bar_time > last
 
+    def last_decided_bar(self) -> datetime | None:
+        """The latest closed bar decided on, over all symbols (None before the first)."""
+        return max(self._last_bar.values(), default=None)
+
     def mark_processed(self, symbol: str, bar_time: datetime) -> None:
         self._last_bar[symbol] = bar_time
 

@@ -132,3 +132,13 @@ def test_locked_audit_database_exits_2_and_writes_nothing(tmp_path):
     assert "locked" in done.stderr and str(db) in done.stderr
     assert [r[0] for r in holder.execute("SELECT name FROM sqlite_master")] == ["other"]
     holder.close()
+
+
+def test_a_second_run_on_the_simulator_carries_on_where_the_first_stopped(tmp_path):
+    for _ in range(2):
+        done = run_trader(tmp_path, "--strategy", str(SMA_CROSS), "--max-bars", "30")
+        assert done.returncode == 0, done.stderr
+    with sqlite3.connect(tmp_path / "audit.db") as conn:
+        bars = [r[0] for r in conn.execute("SELECT bar_time FROM signals ORDER BY id")]
+    assert len(bars) == 60 and bars == sorted(set(bars))  # no bar decided twice, no gap back
+    assert "simulated market resumed" in done.stderr
