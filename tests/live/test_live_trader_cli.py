@@ -41,6 +41,7 @@ def run_trader(tmp_path: Path, *args: str, cwd: Path = ROOT,
     (["--strategy", str(SMA_CROSS), "--sim-speed", "fast"], "fast"),
     (["--strategy", str(SMA_CROSS), "--backend", "mt5"], "MetaTrader5"),
     ([], "--strategy"),
+    (["--strategy", str(SMA_CROSS), "--config", "nowhere/missing.env"], "missing.env"),
 ])
 def test_bad_input_exits_2_naming_the_value(tmp_path, args, message):
     done = run_trader(tmp_path, *args, "--max-bars", "3")
