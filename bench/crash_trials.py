@@ -31,7 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.invariants import check_orders, check_positions_and_trades  # noqa: E402
+from bench.invariants import (  # noqa: E402
+    check_orders,
+    check_positions_and_trades,
+    print_verdict,
+)
 from live.audit_logger import AuditReader  # noqa: E402
 from live.sim_terminal.launch import start_served_sim  # noqa: E402
 
@@ -157,11 +161,7 @@ def main() -> int:
     print(f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
           f"{report.seconds:.0f} s; order rows {report.orders_rows}, broker deals "
           f"{report.broker_deals}, closed positions {report.closed_positions}")
-    for violation in report.violations:
-        print("VIOLATION:", violation)
-    print("all invariants held" if not report.violations else
-          f"{len(report.violations)} violation(s)")
-    return 1 if report.violations else 0
+    return print_verdict(report.violations)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.invariants import check_orders, check_positions_and_trades  # noqa: E402
+from bench.invariants import (  # noqa: E402
+    check_orders,
+    check_positions_and_trades,
+    print_verdict,
+)
 from live.audit_logger import AuditLogger  # noqa: E402
 from live.backtesting_bridge import get_strategy_from_file  # noqa: E402
 from live.config import LiveConfig  # noqa: E402
@@ -106,11 +110,7 @@ def main() -> int:
           f"({report.signals / report.seconds:.0f} signals/s); reconnects {report.reconnects}")
     print("execution:", ", ".join(f"{k} {v}" for k, v in report.execution.items()
                                   if not isinstance(v, dict)))
-    for violation in report.violations:
-        print("VIOLATION:", violation)
-    print("all invariants held" if not report.violations else
-          f"{len(report.violations)} violation(s)")
-    return 1 if report.violations else 0
+    return print_verdict(report.violations)
 
 
 if __name__ == "__main__":

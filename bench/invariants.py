@@ -38,3 +38,11 @@ def check_positions_and_trades(reader: AuditReader, deals: list[Any], positions:
     violations += [f"closed position {t} has {trades[t]} trade rows" for t in sorted(closed)
                    if trades[t] != 1]
     return violations, len(closed)
+
+
+def print_verdict(violations: list[str]) -> int:
+    """Print each violation and the verdict; the exit code (1 when any)."""
+    for violation in violations:
+        print("VIOLATION:", violation)
+    print("all invariants held" if not violations else f"{len(violations)} violation(s)")
+    return 1 if violations else 0

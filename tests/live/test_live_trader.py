@@ -34,6 +34,20 @@ def open_until_position(trader, terminal, limit: int = 400) -> None:
     raise AssertionError(f"no position opened in {limit} bars")
 
 
+@pytest.fixture
+def start_trader(live_config, make_sim, make_trader):
+    """Factory: a started trader (SMA 5/12 unless told) on a stepped simulator:
+    (config, terminal, trader)."""
+    def factory(*, sim: dict | None = None, **settings: object):
+        config = live_config(**{"strategy_params": "fast=5,slow=12", **settings})
+        terminal = make_sim(**(sim or {}))
+        trader = make_trader(config, terminal)
+        trader.start()
+        return config, terminal, trader
+
+    return factory
+
+
 def test_dry_run_paper_trades_without_sending_anything(live_config, make_sim, make_trader):
     config = live_config(dry_run=True, max_bars=300, strategy_params="fast=5,slow=12")
     terminal = make_sim()
@@ -75,12 +89,8 @@ def test_live_trades_on_the_simulator_match_the_backtest(tmp_path, live_config, 
     assert list(live["direction"]) == [str(d) for d in expected["direction"]]
 
 
-def test_halt_kill_switch_blocks_entries_but_lets_exits_run(live_config, make_sim,
-                                                            make_trader):
-    config = live_config(strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_halt_kill_switch_blocks_entries_but_lets_exits_run(start_trader):
+    config, terminal, trader = start_trader()
     open_until_position(trader, terminal)
     config.kill_switch_file.write_text("halt\n")
     run_bars(trader, terminal, 200)
@@ -95,12 +105,8 @@ def test_halt_kill_switch_blocks_entries_but_lets_exits_run(live_config, make_si
     assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'kill_switch_off'")
 
 
-def test_close_all_flattens_once_and_stays_halted_across_a_restart(live_config, make_sim,
-                                                                   make_trader):
-    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_close_all_flattens_once_and_stays_halted_across_a_restart(make_trader, start_trader):
+    config, terminal, trader = start_trader(dry_run=False)
     open_until_position(trader, terminal)
     config.kill_switch_file.write_text("close_all")
     run_bars(trader, terminal, 1)
@@ -117,12 +123,8 @@ def test_close_all_flattens_once_and_stays_halted_across_a_restart(live_config, 
     assert len(rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close'")) == closes
 
 
-def test_reduce_closes_what_the_strategy_leaves_and_opens_nothing(live_config, make_sim,
-                                                                  make_trader):
-    config = live_config(strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_reduce_closes_what_the_strategy_leaves_and_opens_nothing(start_trader):
+    config, terminal, trader = start_trader()
     open_until_position(trader, terminal)
     entries = trader.summary.entries
     config.kill_switch_file.write_text("reduce")
@@ -138,11 +140,8 @@ def test_real_account_is_refused_unless_allowed(live_config, make_sim, make_trad
     make_trader(live_config(dry_run=False, allow_real_account=True), terminal).start()
 
 
-def test_max_trades_per_day_refuses_further_entries(live_config, make_sim, make_trader):
-    config = live_config(strategy_params="fast=2,slow=4", max_trades_per_day=1)
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_max_trades_per_day_refuses_further_entries(start_trader):
+    config, terminal, trader = start_trader(strategy_params="fast=2,slow=4", max_trades_per_day=1)
     run_bars(trader, terminal, 48)
     opened = rows(config.audit_db, "SELECT substr(bar_time, 1, 10) AS day, count(*) AS n FROM "
                   "signals WHERE outcome = 'executed' AND action LIKE 'open%' GROUP BY day")
@@ -152,12 +151,9 @@ def test_max_trades_per_day_refuses_further_entries(live_config, make_sim, make_
     assert refused
 
 
-def test_daily_loss_limit_stops_entries_until_the_next_day(live_config, make_sim, make_trader):
-    config = live_config(strategy_params="fast=2,slow=4", max_daily_loss_pct=0.001,
-                         lot_size=1.0, max_trades_per_day=0)
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_daily_loss_limit_stops_entries_until_the_next_day(start_trader):
+    config, terminal, trader = start_trader(strategy_params="fast=2,slow=4", lot_size=1.0,
+                                            max_daily_loss_pct=0.001, max_trades_per_day=0)
     run_bars(trader, terminal, 72)
     limits = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit'")
     assert limits and "loss" in limits[0]["message"]
@@ -187,12 +183,8 @@ def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_s
     assert trader.summary.entries > 0
 
 
-def test_restart_adopts_open_positions_and_never_repeats_an_order(live_config, make_sim,
-                                                                  make_trader):
-    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_restart_adopts_open_positions_and_never_repeats_an_order(make_trader, start_trader):
+    config, terminal, trader = start_trader(dry_run=False)
     open_until_position(trader, terminal)
     ticket = next(iter(trader.state.positions))
     trader.shutdown()
@@ -235,12 +227,8 @@ def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_
     assert trader.state.entries_enabled and trader.summary.entries > entries
 
 
-def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(live_config, make_sim,
-                                                                        make_trader):
-    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(make_trader, start_trader):
+    config, terminal, trader = start_trader(dry_run=False)
     open_until_position(trader, terminal)
     position = terminal.positions_get()[0]  # the trader dies here, without a shutdown
     tick = terminal.symbol_info_tick("EURUSD")
@@ -259,25 +247,18 @@ def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(live_con
 
 
 @pytest.mark.parametrize("dry_run", [True, False])
-def test_stops_fire_inside_bars_and_are_recorded(live_config, make_sim, make_trader,
-                                                 dry_run):
+def test_stops_fire_inside_bars_and_are_recorded(dry_run, start_trader):
     rsi = str(SMA_CROSS.with_name("rsi_reversion.py"))
-    config = live_config(dry_run=dry_run, strategy_path=rsi,
-                         strategy_params="period=5,atr_period=5,sl_atr=0.5,tp_atr=0.5,"
-                                         "oversold=35,overbought=65")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+    config, terminal, trader = start_trader(
+        dry_run=dry_run, strategy_path=rsi,
+        strategy_params="period=5,atr_period=5,sl_atr=0.5,tp_atr=0.5,oversold=35,overbought=65")
     run_bars(trader, terminal, 400)
     reasons = {r["exit_reason"] for r in rows(config.audit_db, "SELECT * FROM trades")}
     assert {"sl", "tp"} <= reasons
 
 
-def test_paper_positions_survive_a_restart(live_config, make_sim, make_trader):
-    config = live_config(dry_run=True, strategy_params="fast=5,slow=12")
-    terminal = make_sim()
-    trader = make_trader(config, terminal)
-    trader.start()
+def test_paper_positions_survive_a_restart(make_trader, start_trader):
+    config, terminal, trader = start_trader(dry_run=True)
     open_until_position(trader, terminal)
     (ticket,) = trader.state.positions
     orders = len(rows(config.audit_db, "SELECT * FROM orders"))
