@@ -279,24 +279,31 @@ class ChannelWorker:
             self._stopping = True
             self._cond.notify_all()
         self._thread.join(timeout=max(0.1, deadline - self._monotonic()) + 1.0)
-        self.channel.close()
 
     def _run(self) -> None:
-        while True:
+        try:
+            while self._next():
+                pass
+        finally:
+            self.channel.close()  # here: the channel's event loop belongs to this thread
+
+    def _next(self) -> bool:
+        """Deliver the next alert; False once stopping."""
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait(1.0)
+                self._flush_repeats()
+            if self._stopping:
+                return False
+            alert = self._pending.popleft()
+            self._busy = True
+        try:
+            self._deliver(alert)
+        finally:
             with self._cond:
-                while not self._pending and not self._stopping:
-                    self._cond.wait(1.0)
-                    self._flush_repeats()
-                if self._stopping:
-                    return
-                alert = self._pending.popleft()
-                self._busy = True
-            try:
-                self._deliver(alert)
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
+                self._busy = False
+                self._cond.notify_all()
+        return True
 
     def _flush_repeats(self) -> None:
         """Caller holds the lock. A window closed with repeats: one follow-up message."""
@@ -463,9 +470,14 @@ class CommandListener:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=self.poll_timeout_s + 5)
-        self.channel.close()
 
     def _run(self) -> None:
+        try:
+            self._poll()
+        finally:
+            self.channel.close()  # in this thread, which owns the channel's event loop
+
+    def _poll(self) -> None:
         delay = 1.0
         while not self._stop.is_set():
             try:
