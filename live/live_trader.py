@@ -193,6 +193,12 @@ class LiveTrader:
         if kill is not None or self.state.kill_switch.blocks_entries:
             logger.warning("kill switch active at start: %s", self.state.kill_switch.level)
 
+    def _market_stamp(self) -> str:
+        """'[2020-03-09 09:00 market] ' on a simulator, whose clock is not the wall clock."""
+        if not self.connector.is_simulator:
+            return ""
+        return f"[{self.now():%Y-%m-%d %H:%M} market] "
+
     def _resume_simulated_market(self) -> None:
         """The in-process simulator's market restarts with every process; move its clock to
         where the audit log's last decision left it, so a second run goes on from there
@@ -283,6 +289,10 @@ class LiveTrader:
         self.alerts.notify("shutdown", "\n".join(lines))
         self.alerts.close()
         self.connector.shutdown()
+        db = self.config.audit_db
+        logger.info("the record of this session is in %s: browse it with `python "
+                    "live/dashboard.py --db %s`, check it with `python -m live.audit_logger "
+                    "verify %s`", db, db, db)
 
     # ------------------------------------------------------------ one iteration
 
@@ -517,8 +527,9 @@ class LiveTrader:
         if trade_id is not None:
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
-            logger.info("%s closed %s %s lots: P/L %.2f (%s)", first.symbol, direction, volume,
-                        pnl, reason, extra={"symbol": first.symbol})
+            logger.info("%s%s closed %s %s lots: P/L %.2f (%s)", self._market_stamp(),
+                        first.symbol, direction, volume, pnl, reason,
+                        extra={"symbol": first.symbol})
             self.alerts.notify("trade_closed", f"closed {first.symbol} {direction} {volume} "
                                f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
         return True
@@ -663,8 +674,8 @@ class LiveTrader:
         blocker = self._entry_blocker()
         if blocker:
             self.summary.refused += 1
-            logger.info("%s entry refused: %s", decision.symbol, blocker,
-                        extra={"symbol": decision.symbol})
+            logger.info("%s%s entry refused: %s", self._market_stamp(), decision.symbol,
+                        blocker, extra={"symbol": decision.symbol})
             return f"refused: {blocker}"
         symbol, side = decision.symbol, decision.side
         try:
@@ -709,8 +720,9 @@ class LiveTrader:
         if result.filled:
             if not result.duplicate:
                 self.summary.entries += 1
-                logger.info("%s opened %s %s lots at %s (%s)", result.symbol, result.side,
-                            result.volume, result.price, result.client_order_id,
+                logger.info("%s%s opened %s %s lots at %s (%s)", self._market_stamp(),
+                            result.symbol, result.side, result.volume, result.price,
+                            result.client_order_id,
                             extra={"symbol": result.symbol,
                                    "client_order_id": result.client_order_id})
                 self.alerts.notify("trade_opened", f"opened {result.symbol} {result.side} "
