@@ -525,6 +525,7 @@ class LiveTrader:
             entry_client_order_id=first.comment, exit_client_order_id=last.comment,
         )
         if trade_id is not None:
+            self._last_heartbeat = 0.0  # the book changed: show it now, not in 15 s
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
             logger.info("%s%s closed %s %s lots: P/L %.2f (%s)", self._market_stamp(),
@@ -729,6 +730,7 @@ class LiveTrader:
                                    f"{result.volume} lots at {result.price}",
                                    symbol=result.symbol)
             self.state.sync_positions(self.broker.positions())
+            self._last_heartbeat = 0.0  # the book changed: show it now, not in 15 s
             return "executed" if not result.duplicate else "already_executed"
         self.summary.refused += 1
         self.alerts.notify("order_failed", f"{result.symbol} {result.side} order "

@@ -3,6 +3,7 @@ limits, restarts, failure isolation, audit failure."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -269,3 +270,13 @@ def test_paper_positions_survive_a_restart(make_trader, start_trader):
     again.iterate()
     assert set(again.state.positions) == {ticket}
     assert len(rows(config.audit_db, "SELECT * FROM orders")) == orders
+
+
+def test_the_heartbeat_shows_a_new_position_at_once(start_trader):
+    config, terminal, trader = start_trader()
+    run_bars(trader, terminal, 1)  # the first heartbeat; the next is due in 15 wall seconds
+    open_until_position(trader, terminal)
+    (ticket,) = trader.state.positions
+    beat = rows(config.audit_db, "SELECT data FROM events WHERE kind = 'heartbeat' "
+                "ORDER BY id DESC LIMIT 1")[0]["data"]
+    assert [p["ticket"] for p in json.loads(beat)["positions"]] == [ticket]
