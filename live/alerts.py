@@ -468,8 +468,10 @@ class CommandListener:
         self._thread.start()
 
     def stop(self) -> None:
+        """Ask the thread to end; a long poll in flight is not waited for (daemon thread),
+        so Ctrl+C never hangs on Telegram."""
         self._stop.set()
-        self._thread.join(timeout=self.poll_timeout_s + 5)
+        self._thread.join(timeout=1.0)
 
     def _run(self) -> None:
         try:
