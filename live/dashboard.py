@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 CHART_LIBRARY = PROJECT_ROOT / "backtest" / "static" / "vendor"
-STALE_AFTER_S = 60.0  # heartbeats come every 15 s; four missed ones mean the trader is gone
+STALE_AFTER_S = 180.0  # heartbeats come every minute; three missed: the trader is gone
 MAX_LIMIT, MAX_OFFSET = 500, 10_000_000
 TOKEN_COOKIE = "dashboard_token"
 _NAME = re.compile(r"^[A-Za-z0-9._#:+-]{1,40}$")

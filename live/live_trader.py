@@ -70,7 +70,7 @@ from live.state_manager import StateManager
 logger = logging.getLogger("live.live_trader")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-HEARTBEAT_WALL_SECONDS = 15.0
+HEARTBEAT_WALL_SECONDS = 60.0  # and at once whenever the book, the switch or the link changes
 
 
 class NullAlerts:
@@ -324,7 +324,8 @@ class LiveTrader:
         return made
 
     def _heartbeat(self, connected: bool) -> None:
-        """Record what the dashboard and the Telegram commands show (at most every 15 s)."""
+        """Record what the dashboard and the Telegram commands show: every minute, and at
+        once after a change (`_last_heartbeat = 0`)."""
         wall = self._wall()
         if wall - self._last_heartbeat < HEARTBEAT_WALL_SECONDS and self.last_status:
             return
@@ -398,7 +399,8 @@ class LiveTrader:
             return "starting up"
         account = s.get("account", {})
         lines = [f"{s['mode']} {s['strategy']} on {','.join(s['symbols'])} via {s['backend']}"
-                 f" ({'connected' if s['connected'] else 'DISCONNECTED'})"]
+                 f" ({'connected' if s['connected'] else 'DISCONNECTED'}), as of "
+                 f"{s['wall_ts'][11:19]} UTC"]
         if account:
             lines.append(f"balance {account['balance']:,.2f} equity {account['equity']:,.2f} "
                          f"{account['currency']}")
@@ -432,6 +434,7 @@ class LiveTrader:
             return
         if change is None:
             return
+        self._last_heartbeat = 0.0
         if change.level is None:
             logger.warning("kill switch cleared: trading resumes")
             self.alerts.notify("kill_switch", "kill switch cleared: trading resumes",
@@ -446,12 +449,14 @@ class LiveTrader:
         if state is ConnectionState.DOWN:
             if not self._link_down:
                 self._link_down = True
+                self._last_heartbeat = 0.0
                 self._event("disconnect", "MT5 terminal unreachable; retrying", "error")
                 self.alerts.notify("disconnect", "MT5 terminal unreachable; retrying",
                                    severity="error")
             return False
         if state is ConnectionState.RECONNECTED or self._link_down:
             self._link_down = False
+            self._last_heartbeat = 0.0
             self._reconnects += 1
             self._event("reconnect", "MT5 terminal reachable again", "warning")
             self.alerts.notify("reconnect", "MT5 terminal reachable again", severity="warning")
@@ -525,7 +530,7 @@ class LiveTrader:
             entry_client_order_id=first.comment, exit_client_order_id=last.comment,
         )
         if trade_id is not None:
-            self._last_heartbeat = 0.0  # the book changed: show it now, not in 15 s
+            self._last_heartbeat = 0.0  # the book changed: show it now
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
             logger.info("%s%s closed %s %s lots: P/L %.2f (%s)", self._market_stamp(),
@@ -574,6 +579,7 @@ class LiveTrader:
     def _check_daily_limits(self, equity: float) -> None:
         reason = self.state.daily_limit_reason(equity)
         if reason and self.state.disable("daily_limit", reason):
+            self._last_heartbeat = 0.0
             self._event("daily_limit", reason, "warning")
             self.alerts.notify("daily_limit", f"daily limit reached: {reason}; no new entries "
                                "until the next trading day", severity="warning")
@@ -730,7 +736,7 @@ class LiveTrader:
                                    f"{result.volume} lots at {result.price}",
                                    symbol=result.symbol)
             self.state.sync_positions(self.broker.positions())
-            self._last_heartbeat = 0.0  # the book changed: show it now, not in 15 s
+            self._last_heartbeat = 0.0  # the book changed: show it now
             return "executed" if not result.duplicate else "already_executed"
         self.summary.refused += 1
         self.alerts.notify("order_failed", f"{result.symbol} {result.side} order "
