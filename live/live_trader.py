@@ -142,6 +142,8 @@ class LiveTrader:
         self._last_snapshot: datetime | None = None
         self._last_heartbeat = 0.0
         self._link_down = False
+        self._in_iteration = False
+        self._iteration_clock: datetime | None = None
         self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
         self._bar_times: set[datetime] = set()
         self._loop_seconds = 0.0
@@ -154,13 +156,24 @@ class LiveTrader:
         return "dry-run" if self.config.dry_run else "live"
 
     def now(self) -> datetime:
-        """Market time: the simulator's clock when simulated, else UTC wall time."""
+        """Market time: the simulator's clock when simulated, else UTC wall time.
+
+        In lockstep the simulated clock cannot move during an iteration (only the loop steps
+        it, between iterations), so it is read once per iteration, not once per audit row:
+        over mt5linux every read is a network round trip.
+        """
+        if self._iteration_clock is not None:
+            return self._iteration_clock
         if self.connector.is_simulator:
             try:
-                return datetime.fromtimestamp(float(self.connector.sim_call("sim_time")),
-                                              tz=timezone.utc)
+                moment = datetime.fromtimestamp(float(self.connector.sim_call("sim_time")),
+                                                tz=timezone.utc)
             except (BrokerError, OSError, EOFError):
                 pass
+            else:
+                if self._in_iteration and self.config.sim_lockstep:
+                    self._iteration_clock = moment
+                return moment
         return datetime.fromtimestamp(self._wall(), tz=timezone.utc)
 
     # ------------------------------------------------------------ lifecycle
@@ -300,11 +313,15 @@ class LiveTrader:
         """One pass of the loop; returns the number of (symbol, closed bar) decisions made."""
         started = time.monotonic()
         self.summary.iterations += 1
-        self._check_kill_switch()
-        connected = self._connected()
-        made = self._trade_once() if connected else 0
-        self._loop_seconds = time.monotonic() - started
-        self._heartbeat(connected)
+        self._in_iteration, self._iteration_clock = True, None
+        try:
+            self._check_kill_switch()
+            connected = self._connected()
+            made = self._trade_once() if connected else 0
+            self._loop_seconds = time.monotonic() - started
+            self._heartbeat(connected)
+        finally:
+            self._in_iteration, self._iteration_clock = False, None
         return made
 
     def _trade_once(self) -> int:
