@@ -4,9 +4,9 @@ simulator over mt5linux, restart it, and check that nothing was sent twice or lo
     python bench/crash_trials.py --trials 200
 
 Each trial starts `live/live_trader.py --live` against one long-lived simulator (its state
-outlives every trader) and kills it either the moment a new order intent is persisted (the
-send about to go or in flight) or after a random number of new order rows plus a random few
-milliseconds. The simulator also loses replies, times out and
+outlives every trader) and kills it either the moment a send is announced (an `intent` or
+`resend` row persisted: the send about to go or in flight) or after a random number of new
+order rows plus a random few milliseconds. The simulator also loses replies, times out and
 requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
   - no client_order_id was executed twice at the broker (one deal per order comment);
   - every deal of the trader's magic has its order row in the audit DB (persisted before sent);
@@ -102,11 +102,11 @@ def _trader(settings: Path, *extra: str) -> subprocess.Popen:
 
 
 def _one_trial(settings: Path, db: Path, rng: random.Random, max_orders: int) -> int:
-    """One run, killed at once when a new order intent is persisted (its send is about to
-    go or in flight) or after a random number of new order rows plus a few milliseconds.
+    """One run, killed at once when a send is announced (intent or resend row: the send is
+    about to go or in flight) or after a random number of new order rows plus a few milliseconds.
     Returns 1 if it died mid-run."""
     on_intent = rng.random() < 0.5
-    query = "orders WHERE status = 'intent'" if on_intent else "orders"
+    query = "orders WHERE status IN ('intent', 'resend')" if on_intent else "orders"
     target = _count(db, query) + (1 if on_intent else rng.randint(1, max_orders))
     process = _trader(settings)
     deadline = time.monotonic() + 120

@@ -5,7 +5,8 @@ Protocol (see docs/live.md):
    the same decision always gets the same id, even after a restart. It travels in the order
    comment, where the broker keeps it on the order, its deals and the position.
 2. Before the first send an `intent` row is written to the audit DB. If that write fails the
-   order is not sent.
+   order is not sent. Every later send, too, follows a row that is not final (`retry`,
+   `resend`), so a crash at any moment leaves the order for start-up reconciliation.
 3. Retryable refusals (requote, prices changed, off quotes, timeout, no connection) are resent
    with exponential backoff and jitter; other refusals fail at once.
 4. Before every resend, when a reply was lost, and for every unfinished order at start-up,
@@ -194,9 +195,10 @@ class OrderExecutor:
             logger.info("order %s already %s; not sent again", intent.client_order_id, status,
                         extra={"client_order_id": intent.client_order_id})
             return _result_from_row(intent, earlier, duplicate=True)
-        if status == "reconciled_absent":
-            return None
+        # asked even after a final "absent": the broker is the truth, and asking is cheap
         found = self._find_at_broker(intent, since=_parse_ts(earlier["ts"]))
+        if found is None and status == "reconciled_absent":
+            return None
         result = self._record_reconciliation(intent, found, attempts=0)
         return result if found is not None or result.status == "not_needed" else None
 
@@ -247,10 +249,14 @@ class OrderExecutor:
         if found is not None:
             return self._record_reconciliation(intent, found, state.count)
         self._record(intent, "reconciled_absent", attempt=state.count,
-                     detail="not at the broker after a lost reply; resending")
+                     detail="not at the broker after a lost reply")
         self.stats.reconciled_absent += 1
         if state.count > self.config.order_max_retries:
             return self._give_up(intent, exc, state.count)
+        # reconciled_absent is final; a crash during the resend must leave a row that is not,
+        # or the restarted trader would take the order for absent without asking the broker
+        self._record(intent, "resend", attempt=state.count + 1,
+                     detail="resending: not at the broker after a lost reply")
         return None
 
     def _filled(self, intent: OrderIntent, request: dict, result: Any,

@@ -122,6 +122,39 @@ def test_timeout_before_execution_is_resent_once_known_absent(rig):
     assert rows[rows.index("unknown") + 1] == "reconciled_absent"
 
 
+class Killed(BaseException):
+    """The process dying (SIGKILL) at a chosen instant: nothing after it runs."""
+
+
+def test_crash_during_the_resend_after_a_timeout_is_reconciled_not_sent_again(rig):
+    executor, connector, terminal, audit = rig(FaultConfig(seed=1, timeout_rate=0.5))
+    intent = open_intent(connector)
+
+    def die_once_executed():
+        terminal.on_change = None
+        raise Killed
+
+    terminal.on_change = die_once_executed  # the resend is executed, its reply never read
+    with pytest.raises(Killed):
+        executor.execute_order(intent)
+    assert statuses(audit, intent.client_order_id) == [
+        "intent", "unknown", "reconciled_absent", "resend"]
+    restarted = OrderExecutor(connector, AuditLogger(audit.path), connector.config)
+    assert [r.status for r in restarted.reconcile_pending()] == ["filled"]
+    assert restarted.execute_order(intent).duplicate
+    assert len(deals_with(terminal, intent.client_order_id)) == 1
+
+
+def test_an_order_found_absent_is_asked_for_again_before_it_is_sent(rig):
+    executor, connector, terminal, audit = rig()
+    intent = open_intent(connector)
+    audit.record_order(client_order_id=intent.client_order_id, status="reconciled_absent",
+                       symbol="EURUSD", dry_run=False, side="buy", kind="open", volume=0.1)
+    terminal.order_send(intent.request)  # it reached the broker after all
+    assert executor.execute_order(intent).message == "reconciled"
+    assert len(deals_with(terminal, intent.client_order_id)) == 1
+
+
 def test_giving_up_after_max_retries(rig):
     executor, connector, terminal, audit = rig(FaultConfig(requote_rate=1.0),
                                                order_max_retries=2)
