@@ -591,13 +591,15 @@ class TradeServer:
 
     # ------------------------------------------------------------ persistence
 
-    def to_state(self) -> dict[str, Any]:
+    def to_state(self, *, history_orders_from: int = 0, deals_from: int = 0) -> dict[str, Any]:
+        """Everything, or with `*_from` only the history entries after those counts (history
+        never changes once a call has returned, so a journal can hold it)."""
         return {
             "account": asdict(self.account),
             "positions": [asdict(p) for p in self.positions.values()],
             "orders": [asdict(o) for o in self.orders.values()],
-            "history_orders": [asdict(o) for o in self.history_orders],
-            "deals": [asdict(d) for d in self.deals],
+            "history_orders": [asdict(o) for o in self.history_orders[history_orders_from:]],
+            "deals": [asdict(d) for d in self.deals[deals_from:]],
             "next_ticket": self.next_ticket,
             "processed_until": self.processed_until,
         }

@@ -3,24 +3,21 @@
 On Linux, mt5linux connects to an RPyC classic server running next to a Windows terminal and
 evaluates `import MetaTrader5 as mt5` and `mt5.<function>(...)` there. Here the simulator
 answers that import. A classic server executes whatever a client sends, so it listens on
-loopback only unless explicitly allowed otherwise. The terminal's state is written to a JSON
-file after every change and read back at start, so it survives client crashes and restarts.
+loopback only unless explicitly allowed otherwise. The terminal's state is saved after every
+change and read back at start (state_file.py), so it survives client crashes and restarts.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import os
 import signal
 import socket
 import sys
-import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
+from live.sim_terminal.state_file import StateFile
 from live.sim_terminal.terminal import SimTerminal
 
 logger = logging.getLogger(__name__)
@@ -32,35 +29,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
     except (OSError, ValueError):
         return False
-
-
-class StateFile:
-    """The terminal's state on disk, written atomically (a temp file, then a rename)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def load_into(self, terminal: SimTerminal) -> bool:
-        if not self.path.is_file():
-            return False
-        terminal.sim_load_state(json.loads(self.path.read_text(encoding="utf-8")))
-        return True
-
-    def save(self, terminal: SimTerminal) -> None:
-        state = terminal.sim_state()
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                    json.dump(state, handle)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
 
 
 def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = None,

@@ -603,10 +603,17 @@ class SimTerminal:
             if connected is not None:
                 self.server_connected = connected
 
-    def sim_state(self) -> dict[str, Any]:
-        """Everything that must survive a restart: account, positions, orders, deals, clock."""
+    @property
+    def state_lock(self) -> threading.RLock:
+        """Held by every call; a state file holds it too, so it saves one moment, in order."""
+        return self._lock
+
+    def sim_state(self, history_orders_from: int = 0, deals_from: int = 0) -> dict[str, Any]:
+        """Everything that must survive a restart: account, positions, orders, deals, clock
+        (with `*_from`, only the history orders and deals after those counts)."""
         with self._lock:
-            state = self.server.to_state()
+            state = self.server.to_state(history_orders_from=history_orders_from,
+                                         deals_from=deals_from)
             state["clock"] = self.clock.now()
             state["selected"] = sorted(self._selected)
             return state
