@@ -3,6 +3,8 @@
 Every call is serialised (the API keeps one pipe and one global error slot), every failure
 becomes a typed error from live.errors carrying the `last_error()` code or the trade return
 code, and results come back as plain records (live.broker_types), never as a bare None.
+Exceptions the API raises (a dying link, or any exception a remote terminal sends back over
+RPyC) become typed errors too: nothing from the API escapes untyped.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ logger = logging.getLogger(__name__)
 
 # Exceptions a remote (RPyC) or dying terminal raises instead of returning None.
 _TRANSPORT_ERRORS = (EOFError, ConnectionError, TimeoutError, OSError)
+# Anything else an API call raises: over RPyC, a remote exception is re-raised here under
+# its own type (TypeError, NameError, ...); it still means the call failed.
+_API_ERRORS = (Exception,)
 _FAR_FUTURE = timedelta(days=3)
 
 
@@ -88,6 +93,11 @@ class MT5Connector:
     # ------------------------------------------------------------ connection
 
     @property
+    def connected(self) -> bool:
+        """True after a successful connect, until shutdown or a lost link is noticed."""
+        return self._connected
+
+    @property
     def is_simulator(self) -> bool:
         return hasattr(self._api, "sim_step_bar") or self.backend == "sim" or self._served_sim
 
@@ -101,7 +111,7 @@ class MT5Connector:
     def shutdown(self) -> None:
         with self._lock:
             if self._api is not None:
-                with contextlib.suppress(_TRANSPORT_ERRORS):
+                with contextlib.suppress(*_API_ERRORS):
                     self._api.shutdown()
             self._connected = False
 
@@ -144,8 +154,9 @@ class MT5Connector:
             kwargs.update(login=cfg.mt5_login, password=cfg.mt5_password, server=cfg.mt5_server)
         try:
             ok = self._api.initialize(*args, **kwargs)
-        except _TRANSPORT_ERRORS as exc:
-            raise BrokerUnavailable(f"initialize: terminal unreachable: {exc}") from exc
+        except _API_ERRORS as exc:
+            raise BrokerUnavailable(f"initialize: terminal unreachable: {_described(exc)}"
+                                    ) from exc
         if not ok:
             code, text = self._last_error()
             if code == -6:
@@ -163,24 +174,26 @@ class MT5Connector:
         conn = getattr(self._api, "_MetaTrader5__conn", None)
         try:
             return bool(conn is not None and conn.eval("hasattr(mt5, 'sim_step_bar')"))
-        except (*_TRANSPORT_ERRORS, NameError, AttributeError):
+        except _API_ERRORS:
             return False
 
     def _probe(self) -> bool:
         try:
             info = self._api.terminal_info()
-        except _TRANSPORT_ERRORS:
+            return info is not None and bool(info.connected)
+        except _API_ERRORS:  # a terminal that raises is as good as gone: reconnect
             return False
-        return info is not None and bool(info.connected)
 
     # ------------------------------------------------------------ calls
 
     def _last_error(self) -> tuple[int, str]:
         try:
             code, text = self._api.last_error()
+            return int(code), str(text)
         except _TRANSPORT_ERRORS as exc:
             return -10004, f"No IPC connection ({exc})"
-        return int(code), str(text)
+        except _API_ERRORS as exc:
+            return -1, f"last_error raised {_described(exc)}"
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the API under the lock; None/False becomes a BrokerError with last_error()."""
@@ -189,17 +202,20 @@ class MT5Connector:
                 raise BrokerUnavailable(f"{name}: not connected (call connect() first)")
             try:
                 result = getattr(self._api, name)(*args, **kwargs)
+                if result is not None and result is not False:
+                    return to_local(result)  # inside: copying a remote result is a call too
             except _TRANSPORT_ERRORS as exc:
                 self._connected = False
                 raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
-            if result is None or result is False:
-                code, text = self._last_error()
-                if code in IPC_ERROR_CODES:
-                    self._connected = False
-                    raise BrokerUnavailable(f"{name} failed: {code} {text}", code=code,
-                                            text=text)
-                raise BrokerError(f"{name} failed: {code} {text}", code=code, text=text)
-            return to_local(result)
+            except _API_ERRORS as exc:
+                # code None: for order_send the request may have gone out (OutcomeUnknown)
+                raise BrokerError(f"{name} raised {_described(exc)}",
+                                  text=_described(exc)) from exc
+            code, text = self._last_error()
+            if code in IPC_ERROR_CODES:
+                self._connected = False
+                raise BrokerUnavailable(f"{name} failed: {code} {text}", code=code, text=text)
+            raise BrokerError(f"{name} failed: {code} {text}", code=code, text=text)
 
     # ------------------------------------------------------------ information
 
@@ -244,7 +260,33 @@ class MT5Connector:
         return spec
 
     def tick(self, symbol: str) -> Any:
-        return self._call("symbol_info_tick", symbol)
+        return self._selecting(symbol, "symbol_info_tick", symbol)
+
+    def _selecting(self, symbol: str, name: str, *args: Any) -> Any:
+        """Call `name`; when it fails because `symbol` is not in Market Watch (a terminal
+        gives no prices then), select the symbol and try once more."""
+        try:
+            return self._call(name, *args)
+        except BrokerUnavailable:
+            raise
+        except BrokerError:
+            if not self._select_hidden(symbol):
+                raise
+        return self._call(name, *args)
+
+    def _select_hidden(self, symbol: str) -> bool:
+        """Put `symbol` into Market Watch if it exists and is hidden; whether it was."""
+        try:
+            info = self._call("symbol_info", symbol)
+        except BrokerUnavailable:
+            raise
+        except BrokerError:
+            return False  # unknown symbol: the first error stands
+        if info.visible:
+            return False
+        self._call("symbol_select", symbol, True)
+        logger.info("selected %s into Market Watch", symbol)
+        return True
 
     def rates(self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1
               ) -> pd.DataFrame:
@@ -254,7 +296,7 @@ class MT5Connector:
         code = TIMEFRAME_CODES.get(timeframe)
         if code is None:
             raise ConfigError(f"unknown timeframe {timeframe!r}")
-        rates = self._call("copy_rates_from_pos", symbol, code, start_pos, count)
+        rates = self._selecting(symbol, "copy_rates_from_pos", symbol, code, start_pos, count)
         return rates_to_frame(np.asarray(rates))
 
     def rates_range(self, symbol: str, timeframe: str, date_from: datetime,
@@ -367,12 +409,17 @@ class MT5Connector:
             raise ValueError(f"not a simulator extra: {name}")
         with self._lock:
             function = getattr(self._api, name, None)
-            if function is not None:
-                return function(*args)
             conn = getattr(self._api, "_MetaTrader5__conn", None)  # the mt5linux client's link
-            if conn is None:
+            if function is None and conn is None:
                 raise BrokerError(f"{name}: the {self.backend} backend is not a simulator")
-            return conn.eval(f"mt5.{name}({', '.join(repr(a) for a in args)})")
+            try:
+                if function is not None:
+                    return function(*args)
+                return conn.eval(f"mt5.{name}({', '.join(repr(a) for a in args)})")
+            except _TRANSPORT_ERRORS as exc:
+                raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
+            except _API_ERRORS as exc:
+                raise BrokerError(f"{name} raised {_described(exc)}") from exc
 
 
 def error_for_retcode(code: int) -> type[BrokerError] | None:
@@ -479,9 +526,10 @@ def create_simulator(config: LiveConfig) -> Any:
             speed=None if config.sim_lockstep else float(config.sim_speed),
             history_bars=config.sim_history_bars,
         )
+        # building reads the CSV: a bad file or one of another timeframe is a setting error
+        return SimTerminal(sim_config)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"simulator settings: {exc}") from exc
-    return SimTerminal(sim_config)
 
 
 # ---------------------------------------------------------------- result conversion
@@ -535,6 +583,10 @@ def _netref_to_local(value: Any) -> Any:
     if name == "tuple":
         return tuple(_netref_to_local(item) if _is_netref(item) else item for item in value)
     return obtain(value)
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
 def _utc(moment: datetime) -> datetime:

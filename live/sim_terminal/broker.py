@@ -1,5 +1,6 @@
 """The simulated trade server: account, positions, pending orders, deals, request validation with
-the real return codes, and stop-loss / take-profit / pending-order triggers along the price path.
+the real return codes, stop-loss / take-profit / pending-order triggers along the price path,
+and pending-order expiries.
 
 Hedging accounts keep independent positions (a close names its position); netting accounts keep
 one position per symbol that opposite deals reduce, close or reverse. The ticket of the order
@@ -142,26 +143,50 @@ class TradeServer:
     def symbol(self, name: str) -> SimSymbol:
         return self.feeds[name].symbol
 
-    def to_account(self, amount: float, spec: SimSymbol, price: float) -> float:
-        """An amount in the symbol's profit currency, in the account currency."""
-        if spec.currency_profit == self.account.currency:
-            return amount
-        if spec.currency_base == self.account.currency and price > 0:
-            return amount / price
-        return amount
+    def to_account(self, amount: float, spec: SimSymbol, price: float, moment: float) -> float:
+        """An amount in the symbol's profit currency, in the account currency.
 
-    def margin_for(self, spec: SimSymbol, volume: float, price: float) -> float:
+        `price` is the symbol's own price (it converts USDJPY's yen); a cross (EURGBP) goes
+        through the account currency's pair of its profit currency at `moment` (GBPUSD).
+        """
+        currency = self.account.currency
+        if spec.currency_profit == currency:
+            return amount
+        if spec.currency_base == currency and price > 0:
+            return amount / price
+        rate = self._rate_to_account(spec.currency_profit, moment)
+        return amount * rate if rate else amount
+
+    def _rate_to_account(self, currency: str, moment: float) -> float | None:
+        """Account currency per unit of `currency` at `moment`, from a feed of the pair."""
+        home = self.account.currency
+        for name, inverse in ((f"{currency}{home}", False), (f"{home}{currency}", True)):
+            feed = self.feeds.get(name)
+            quote = feed.quote(moment) if feed is not None else None
+            if quote and quote[1] > 0:
+                return 1.0 / quote[1] if inverse else float(quote[1])
+        return None
+
+    def margin_for(self, spec: SimSymbol, volume: float, price: float, moment: float) -> float:
         """Margin of `volume` lots at `price`, in the account currency."""
         units = volume * spec.contract_size / max(self.account.leverage, 1)
         if spec.currency_base == self.account.currency:
             return units
-        return self.to_account(units * price, spec, price)
+        return self.to_account(units * price, spec, price, moment)
 
     def profit_of(self, spec: SimSymbol, order_type: int, volume: float, price_open: float,
-                  price_close: float) -> float:
+                  price_close: float, moment: float) -> float:
         sign = 1.0 if order_type in _BUY_SIDE else -1.0
         move = sign * (price_close - price_open) * volume * spec.contract_size
-        return self.to_account(move, spec, price_close)
+        return self.to_account(move, spec, price_close, moment)
+
+    def tick_value(self, spec: SimSymbol, moment: float) -> float:
+        """What one tick's move of one lot is worth in the account currency (SymbolInfo's
+        trade_tick_value), by the same conversion as profit_of."""
+        feed = self.feeds[spec.name]
+        quote = feed.quote(moment)
+        price = quote[1] if quote else float(feed.close[0])
+        return self.to_account(spec.contract_size * spec.point, spec, price, moment)
 
     def closing_price(self, position: Position, moment: float) -> float:
         _, bid, ask = self.feeds[position.symbol].quote(moment)
@@ -170,12 +195,12 @@ class TradeServer:
     def floating(self, position: Position, moment: float) -> float:
         return round(float(self.profit_of(self.symbol(position.symbol), position.type,
                                           position.volume, position.price_open,
-                                          self.closing_price(position, moment))), 2)
+                                          self.closing_price(position, moment), moment)), 2)
 
     def totals(self, moment: float) -> dict[str, float]:
         """balance, profit, equity, margin, margin_free, margin_level at `moment`."""
         profit = sum(self.floating(p, moment) for p in self.positions.values())
-        margin = sum(self.margin_for(self.symbol(p.symbol), p.volume, p.price_open)
+        margin = sum(self.margin_for(self.symbol(p.symbol), p.volume, p.price_open, moment)
                      for p in self.positions.values())
         equity = self.account.balance + profit
         return {"balance": round(float(self.account.balance), 2),
@@ -194,7 +219,7 @@ class TradeServer:
             K.TRADE_ACTION_PENDING: self._check_pending_request,
             K.TRADE_ACTION_SLTP: self._check_sltp,
             K.TRADE_ACTION_MODIFY: self._check_modify,
-            K.TRADE_ACTION_REMOVE: lambda r, m: self._order_for(r),
+            K.TRADE_ACTION_REMOVE: self._check_remove,
             K.TRADE_ACTION_CLOSE_BY: lambda r, m: self._close_by_pair(r),
         }
         check = checks.get(action)
@@ -225,13 +250,63 @@ class TradeServer:
     def _check_sltp(self, request: dict[str, Any], moment: float) -> None:
         spec = self._open_market(request, moment)
         position = self._position_for(request)
+        self._check_position_frozen(spec, position, moment)
+        sl, tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
+        if _same(sl, position.sl, spec) and _same(tp, position.tp, spec):
+            raise TradeRefused(K.TRADE_RETCODE_NO_CHANGES, "No changes")
         self._check_stops(spec, position.type, request, moment)
 
     def _check_modify(self, request: dict[str, Any], moment: float) -> None:
         order = self._order_for(request)  # the order names its symbol
         spec = self._open_market({**request, "symbol": order.symbol}, moment)
+        self._check_order_frozen(spec, order, moment)
         price = float(request.get("price") or order.price_open)
+        if self._unchanged(spec, order, request, price):
+            raise TradeRefused(K.TRADE_RETCODE_NO_CHANGES, "No changes")
         self._check_stops(spec, order.type, request, moment, reference=price)
+        self._check_expiration(request, moment)
+
+    def _check_remove(self, request: dict[str, Any], moment: float) -> None:
+        order = self._order_for(request)
+        spec = self._open_market({"symbol": order.symbol}, moment)
+        self._check_order_frozen(spec, order, moment)
+
+    @staticmethod
+    def _unchanged(spec: SimSymbol, order: Order, request: dict[str, Any],
+                   price: float) -> bool:
+        """A modification that would leave the order exactly as it is (10025)."""
+        sl, tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
+        return (_same(price, order.price_open, spec) and _same(sl, order.sl, spec)
+                and _same(tp, order.tp, spec)
+                and int(request.get("type_time", 0)) == order.type_time
+                and int(request.get("expiration", 0)) == order.time_expiration)
+
+    # The freeze level (MQL5 "Requirements and Limitations in Making Trades"): within
+    # trade_freeze_level points of the market, a pending order's price and a position's
+    # SL/TP are frozen; modifying or deleting them answers 10029.
+
+    def _check_order_frozen(self, spec: SimSymbol, order: Order, moment: float) -> None:
+        _, bid, ask = self.feeds[spec.name].quote(moment)
+        distance = {K.ORDER_TYPE_BUY_LIMIT: ask - order.price_open,
+                    K.ORDER_TYPE_SELL_LIMIT: order.price_open - bid,
+                    K.ORDER_TYPE_BUY_STOP: order.price_open - ask,
+                    K.ORDER_TYPE_SELL_STOP: bid - order.price_open}.get(order.type)
+        if distance is not None:
+            self._refuse_if_frozen(spec, distance)
+
+    def _check_position_frozen(self, spec: SimSymbol, position: Position,
+                               moment: float) -> None:
+        _, bid, ask = self.feeds[spec.name].quote(moment)
+        long = position.type == K.POSITION_TYPE_BUY
+        if position.sl:
+            self._refuse_if_frozen(spec, bid - position.sl if long else position.sl - ask)
+        if position.tp:
+            self._refuse_if_frozen(spec, position.tp - bid if long else ask - position.tp)
+
+    @staticmethod
+    def _refuse_if_frozen(spec: SimSymbol, distance: float) -> None:
+        if spec.freeze_level and distance < spec.freeze_level * spec.point - 1e-9:
+            raise TradeRefused(K.TRADE_RETCODE_FROZEN, "Frozen")
 
     def _spec_for(self, request: dict[str, Any]) -> SimSymbol:
         name = request.get("symbol", "")
@@ -240,11 +315,39 @@ class TradeServer:
         return self.feeds[name].symbol
 
     def _check_trade_mode(self, spec: SimSymbol, request: dict[str, Any]) -> None:
-        closing = bool(request.get("position"))
-        if spec.trade_mode == K.SYMBOL_TRADE_MODE_DISABLED:
+        """Disabled, close-only, long-only and short-only symbols; a close is a deal that
+        names its position, or on netting an opposite deal no larger than the position."""
+        mode = spec.trade_mode
+        if mode == K.SYMBOL_TRADE_MODE_DISABLED:
             raise TradeRefused(K.TRADE_RETCODE_TRADE_DISABLED, "Trade disabled")
-        if spec.trade_mode == K.SYMBOL_TRADE_MODE_CLOSEONLY and not closing:
+        if self._closes_only(request):
+            return
+        if mode == K.SYMBOL_TRADE_MODE_CLOSEONLY:
             raise TradeRefused(K.TRADE_RETCODE_CLOSE_ONLY, "Close only")
+        buying = request.get("type") in _BUY_SIDE
+        if mode == K.SYMBOL_TRADE_MODE_LONGONLY and not buying:
+            raise TradeRefused(K.TRADE_RETCODE_LONG_ONLY, "Long only")
+        if mode == K.SYMBOL_TRADE_MODE_SHORTONLY and buying:
+            raise TradeRefused(K.TRADE_RETCODE_SHORT_ONLY, "Short only")
+
+    def _closes_only(self, request: dict[str, Any]) -> bool:
+        if request.get("action") != K.TRADE_ACTION_DEAL:
+            return False
+        if request.get("position"):
+            return True
+        opposite = self._netting_opposite(request)
+        return opposite is not None and float(request["volume"]) <= opposite.volume + 1e-9
+
+    def _netting_opposite(self, request: dict[str, Any]) -> Position | None:
+        """On a netting account, the symbol's position that this deal reduces, if any."""
+        if self.account.hedging or request.get("position"):
+            return None
+        existing = next((p for p in self.positions.values()
+                         if p.symbol == request.get("symbol")), None)
+        if existing is None:
+            return None
+        long = existing.type == K.POSITION_TYPE_BUY
+        return existing if long != (request.get("type") == K.ORDER_TYPE_BUY) else None
 
     @staticmethod
     def _check_volume(spec: SimSymbol, volume: float) -> None:
@@ -271,7 +374,14 @@ class TradeServer:
             return
         self._check_stops(spec, order_type, request, moment)
         price = ask if order_type == K.ORDER_TYPE_BUY else bid
-        self._check_money(spec, float(request["volume"]), price, moment)
+        volume, released = float(request["volume"]), 0.0
+        opposite = self._netting_opposite(request)
+        if opposite is not None:  # only a reversal's excess opens anything
+            if volume <= opposite.volume + 1e-9:
+                return
+            volume = round(volume - opposite.volume, 8)
+            released = self.margin_for(spec, opposite.volume, opposite.price_open, moment)
+        self._check_money(spec, volume, price, moment, released)
 
     @staticmethod
     def _check_filling(spec: SimSymbol, filling: int) -> None:
@@ -313,9 +423,23 @@ class TradeServer:
             if distance <= 0 or distance < minimum - 1e-9:
                 raise TradeRefused(K.TRADE_RETCODE_INVALID_STOPS, "Invalid stops")
 
-    def _check_money(self, spec: SimSymbol, volume: float, price: float, moment: float) -> None:
-        free = self.totals(moment)["margin_free"]
-        if self.margin_for(spec, volume, price) > free:
+    def margin_change(self, request: dict[str, Any], price: float, moment: float) -> float:
+        """How much the account's margin grows when this opening request fills (negative
+        when a netting deal reduces the position)."""
+        spec = self.symbol(request["symbol"])
+        volume = float(request["volume"])
+        opposite = self._netting_opposite(request)
+        if opposite is None or request.get("action") != K.TRADE_ACTION_DEAL:
+            return self.margin_for(spec, volume, price, moment)
+        reduced = min(volume, opposite.volume)
+        freed = self.margin_for(spec, reduced, opposite.price_open, moment)
+        return self.margin_for(spec, max(volume - reduced, 0.0), price, moment) - freed
+
+    def _check_money(self, spec: SimSymbol, volume: float, price: float, moment: float,
+                     released: float = 0.0) -> None:
+        """Free margin (plus the margin a netting reversal releases) must cover `volume`."""
+        free = self.totals(moment)["margin_free"] + released
+        if self.margin_for(spec, volume, price, moment) > free:
             raise TradeRefused(K.TRADE_RETCODE_NO_MONEY, "No money")
 
     def _check_pending(self, spec: SimSymbol, request: dict[str, Any], moment: float) -> None:
@@ -332,7 +456,18 @@ class TradeServer:
         if price <= 0 or not valid:
             raise TradeRefused(K.TRADE_RETCODE_INVALID_PRICE, "Invalid price")
         self._check_stops(spec, order_type, request, moment, reference=price)
+        self._check_expiration(request, moment)
         self._check_money(spec, float(request["volume"]), price, moment)
+
+    @staticmethod
+    def _check_expiration(request: dict[str, Any], moment: float) -> None:
+        """type_time must be known; a specified expiration must lie in the future."""
+        kind, expiration = int(request.get("type_time", 0)), int(request.get("expiration", 0))
+        specified = kind in (K.ORDER_TIME_SPECIFIED, K.ORDER_TIME_SPECIFIED_DAY)
+        if kind not in (K.ORDER_TIME_GTC, K.ORDER_TIME_DAY) and not specified:
+            raise TradeRefused(K.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
+        if specified and (not expiration or _expires_at(kind, expiration, moment) <= moment):
+            raise TradeRefused(K.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
 
     def _position_for(self, request: dict[str, Any]) -> Position:
         position = self.positions.get(int(request.get("position", 0)))
@@ -455,7 +590,8 @@ class TradeServer:
             return self._reduce(position, order, volume, price, moment, EXPERT, order.comment)
         spec = self.symbol(position.symbol)
         closed = position.volume
-        profit = round(self.profit_of(spec, position.type, closed, position.price_open, price), 2)
+        profit = round(self.profit_of(spec, position.type, closed, position.price_open, price,
+                                      moment), 2)
         self.account.balance += profit
         side = int(request["type"])
         position.type = K.POSITION_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.POSITION_TYPE_SELL
@@ -470,7 +606,8 @@ class TradeServer:
     def _reduce(self, position: Position, order: Order | None, volume: float, price: float,
                 moment: float, reason: int, comment: str) -> int:
         spec = self.symbol(position.symbol)
-        profit = round(self.profit_of(spec, position.type, volume, position.price_open, price), 2)
+        profit = round(self.profit_of(spec, position.type, volume, position.price_open, price,
+                                      moment), 2)
         self.account.balance += profit
         position.volume = round(position.volume - volume, 8)
         position.time_update_msc = _msc(moment)
@@ -537,22 +674,41 @@ class TradeServer:
             return Fill(K.TRADE_RETCODE_DONE, 0, order.ticket, 0.0, 0.0)
         order.price_open = float(request.get("price") or order.price_open)
         order.sl, order.tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
+        order.type_time = int(request.get("type_time", 0))
+        order.time_expiration = int(request.get("expiration", 0))
         return Fill(K.TRADE_RETCODE_DONE, 0, order.ticket, order.volume_current,
                     order.price_open)
 
     # ------------------------------------------------------------ prices moving
 
-    def process(self, moment: float) -> None:
-        """Fire stop-losses, take-profits and pending orders the path reached up to `moment`."""
+    def process(self, moment: float) -> bool:
+        """Fire stop-losses, take-profits and pending orders the path reached up to `moment`,
+        and expire pending orders; True when that changed anything (a state file must know)."""
         start = self.processed_until
         if moment <= start:
-            return
+            return False
+        before = (len(self.deals), len(self.history_orders))
         busy = {p.symbol for p in self.positions.values()} | {o.symbol for o in
                                                               self.orders.values()}
         for symbol in sorted(busy):
             for piece in self.feeds[symbol].segments(start, moment):
                 self._fire_on(symbol, piece)
+        for order in [o for o in self.orders.values() if self._expiry(o) <= moment]:
+            self._expire(order)
         self.processed_until = moment
+        # every event leaves a deal or a history order behind
+        return (len(self.deals), len(self.history_orders)) != before
+
+    @staticmethod
+    def _expiry(order: Order) -> float:
+        """When a pending order expires (inf for good-till-cancelled)."""
+        return _expires_at(order.type_time, order.time_expiration, order.time_setup_msc / 1000)
+
+    def _expire(self, order: Order) -> None:
+        del self.orders[order.ticket]
+        order.state = K.ORDER_STATE_EXPIRED
+        order.time_done_msc = _msc(self._expiry(order))
+        self.history_orders.append(order)
 
     def _fire_on(self, symbol: str, piece: tuple[float, float, float, float, int, bool]) -> None:
         t_a, a, t_b, b, spread, gap = piece
@@ -580,6 +736,9 @@ class TradeServer:
                          f"[{kind} {level:.{digits}f}]")
             return
         if item.ticket not in self.orders:
+            return
+        if self._expiry(item) <= moment:  # it expired before the price reached it
+            self._expire(item)
             return
         del self.orders[item.ticket]
         item.state, item.time_done_msc = K.ORDER_STATE_FILLED, _msc(moment)
@@ -616,6 +775,29 @@ class TradeServer:
 
 def _msc(moment: float) -> int:
     return round(moment * 1000)
+
+
+def _same(a: float, b: float, spec: SimSymbol) -> bool:
+    """Equal prices to the symbol's precision (a request's float against a stored level)."""
+    return abs(a - b) < spec.point / 2
+
+
+_DAY = 86_400
+
+
+def _expires_at(type_time: int, expiration: int, placed: float) -> float:
+    """The moment an order of `type_time` expires (the server's day is the UTC day).
+
+    DAY: the end of the day it was placed; SPECIFIED: `expiration`; SPECIFIED_DAY: the end
+    of the day of `expiration`; GTC (or no expiration given): never.
+    """
+    if type_time == K.ORDER_TIME_DAY:
+        return (math.floor(placed) // _DAY + 1) * _DAY
+    if type_time == K.ORDER_TIME_SPECIFIED and expiration:
+        return float(expiration)
+    if type_time == K.ORDER_TIME_SPECIFIED_DAY and expiration:
+        return float((expiration // _DAY + 1) * _DAY)
+    return math.inf
 
 
 def _crossing(a: float, b: float, level: float, falling: bool) -> float | None:

@@ -21,6 +21,8 @@ class FaultConfig:
     latency_s          seconds every API call takes (through the injected sleep)
     drop_every_calls   after every N API calls the terminal disconnects...
     drop_for_calls     ...for the next M calls; afterwards initialize() must be called again
+    drop_rate          with this probability per call the connection drops...
+    drop_seconds       ...for this many seconds of (injected) wall time; then initialize()
     """
 
     seed: int = 0
@@ -33,6 +35,8 @@ class FaultConfig:
     latency_s: float = 0.0
     drop_every_calls: int = 0
     drop_for_calls: int = 0
+    drop_rate: float = 0.0
+    drop_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -41,6 +45,8 @@ class FaultConfig:
                 raise ValueError(f"fault {spec.name} must be in [0, 1], got {value!r}")
             if spec.name != "seed" and value < 0:
                 raise ValueError(f"fault {spec.name} must be >= 0, got {value!r}")
+        if self.drop_rate and not self.drop_seconds:
+            raise ValueError("drop_rate needs drop_seconds > 0 (how long a drop lasts)")
         if not 0.0 < self.partial_fill_ratio < 1.0:
             raise ValueError(f"partial_fill_ratio must be in (0, 1), got "
                              f"{self.partial_fill_ratio!r}")

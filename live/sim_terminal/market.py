@@ -28,6 +28,13 @@ TICKS_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last"
                         ("volume_real", "<f8")])
 TICK_FLAGS_BID_ASK = 2 | 4
 _MONDAY = 4 * 86_400  # 1970-01-01 was a Thursday: weekly bins start on Mondays
+MONTHLY = "MN1"  # calendar months: no fixed width, so not in backtest.data.TIMEFRAMES
+TIMEFRAME_NAMES = (*TIMEFRAMES, MONTHLY)
+
+
+def finer_than(timeframe: str, base: str) -> bool:
+    """Whether bars of `timeframe` are shorter than the `base` bars they would come from."""
+    return timeframe != MONTHLY and TIMEFRAMES[timeframe] < TIMEFRAMES[base]
 
 
 @dataclass(frozen=True)
@@ -137,7 +144,7 @@ class SymbolFeed:
         self.open, self.high = rates["open"], rates["high"]
         self.low, self.close = rates["low"], rates["close"]
         self.spread = rates["spread"].astype(np.int64)
-        self._bins: dict[int, _Bins] = {}
+        self._bins: dict[str, _Bins] = {}
 
     # ------------------------------------------------------------ where the clock is
 
@@ -188,10 +195,10 @@ class SymbolFeed:
         k = self.index_at(moment)
         if k < 0:
             return np.empty(0, dtype=RATES_DTYPE)
-        width = TIMEFRAMES[timeframe]
-        if width < self.width:
+        if timeframe != MONTHLY and TIMEFRAMES[timeframe] < self.width:
             raise ValueError(f"{timeframe} is finer than the replayed data")
-        bins = self._bins.get(width) or self._bins.setdefault(width, _Bins(self, width))
+        bins = self._bins.get(timeframe) or self._bins.setdefault(timeframe,
+                                                                  _Bins(self, timeframe))
         return bins.until(k, moment, tail)
 
     def segments(self, start: float, stop: float) -> list[tuple[float, float, float, float,
@@ -260,17 +267,14 @@ class SymbolFeed:
 class _Bins:
     """Bars of one timeframe built from a feed's base bars; closed bins computed once."""
 
-    def __init__(self, feed: SymbolFeed, width: int) -> None:
+    def __init__(self, feed: SymbolFeed, timeframe: str) -> None:
         self.feed = feed
-        self.width = width
-        offset = _MONDAY if width == TIMEFRAMES["W1"] else 0
-        self.offset = offset
-        self.bin_of = (feed.times - offset) // width
+        self.bin_of, opens = _bin_keys(feed.times, timeframe)
         starts = np.flatnonzero(np.concatenate(([True], self.bin_of[1:] != self.bin_of[:-1])))
         self.starts = starts
         ends = np.append(starts[1:], len(feed.times)) - 1
         rates = np.zeros(len(starts), dtype=RATES_DTYPE)
-        rates["time"] = self.bin_of[starts] * width + offset
+        rates["time"] = opens[starts]
         rates["open"] = feed.open[starts]
         rates["high"] = np.maximum.reduceat(feed.high, starts)
         rates["low"] = np.minimum.reduceat(feed.low, starts)
@@ -287,14 +291,32 @@ class _Bins:
         out = self.rates[low: b + 1].copy()
         if not len(out):
             return out
-        first = self.starts[b]
-        parts = [self.feed.partial_bar(i, moment) for i in range(first, k + 1)]
+        first = int(self.starts[b])
+        # base bars before k are closed (the clock is past their ends); only k may be forming,
+        # so a month of H1 bars costs one partial bar, not hundreds
+        closed = self.feed.rates[first:k]
+        current = self.feed.partial_bar(k, moment)
         last = out[-1]
-        last["open"] = parts[0]["open"]
-        last["high"] = max(p["high"] for p in parts)
-        last["low"] = min(p["low"] for p in parts)
-        last["close"] = parts[-1]["close"]
-        last["tick_volume"] = sum(int(p["tick_volume"]) for p in parts)
-        last["spread"] = min(int(p["spread"]) for p in parts)
+        last["open"] = closed["open"][0] if len(closed) else current["open"]
+        last["high"] = max(float(closed["high"].max(initial=-np.inf)), float(current["high"]))
+        last["low"] = min(float(closed["low"].min(initial=np.inf)), float(current["low"]))
+        last["close"] = current["close"]
+        last["tick_volume"] = int(closed["tick_volume"].sum()) + int(current["tick_volume"])
+        last["spread"] = min(int(closed["spread"].min(initial=2**31 - 1)),
+                             int(current["spread"]))
         out[-1] = last
         return out
+
+
+def _bin_keys(times: np.ndarray, timeframe: str) -> tuple[np.ndarray, np.ndarray]:
+    """For each base bar: the key of the `timeframe` bar holding it, and that bar's open time.
+
+    Fixed widths are aligned to UTC (weeks from Monday 00:00); MN1 bars are calendar months.
+    """
+    if timeframe == MONTHLY:
+        months = times.astype("datetime64[s]").astype("datetime64[M]")
+        return months.astype(np.int64), months.astype("datetime64[s]").astype(np.int64)
+    width = TIMEFRAMES[timeframe]
+    offset = _MONDAY if timeframe == "W1" else 0
+    keys = (times - offset) // width
+    return keys, keys * width + offset

@@ -23,12 +23,32 @@ from live.sim_terminal.terminal import SimTerminal
 logger = logging.getLogger(__name__)
 
 
+def _addresses(host: str) -> list[tuple[int, str]]:
+    """(family, address) of every address `host` resolves to, IPv4 and IPv6 alike."""
+    found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    return [(family, str(sockaddr[0]).split("%")[0]) for family, _, _, _, sockaddr in found]
+
+
 def is_loopback(host: str) -> bool:
-    """True when `host` resolves to a loopback address."""
+    """True when every address `host` resolves to is a loopback one (127.0.0.0/8, ::1).
+
+    Every, not any: a name with a public address among its answers could be bound there.
+    """
     try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        addresses = _addresses(host)
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback
+                                       for _, a in addresses)
     except (OSError, ValueError):
         return False
+
+
+def is_ipv6_only(host: str) -> bool:
+    """Whether `host` has IPv6 addresses only (::1): the listener must be an IPv6 socket."""
+    try:
+        families = {family for family, _ in _addresses(host)}
+    except OSError:
+        return False
+    return families == {socket.AF_INET6}
 
 
 def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = None,
@@ -61,8 +81,9 @@ def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = N
             super()._accept_method(sock)
 
     server = LowLatencyServer(SlaveService, hostname=host, port=port, reuse_addr=True,
-                            protocol_config={"allow_public_attrs": True,
-                                             "sync_request_timeout": 300})
+                              ipv6=is_ipv6_only(host),
+                              protocol_config={"allow_public_attrs": True,
+                                               "sync_request_timeout": 300})
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("signal %s: saving state and stopping", signum)

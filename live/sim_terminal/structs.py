@@ -1,7 +1,9 @@
 """Result structures shaped like the MetaTrader5 package's PyStructSequence types.
 
 Each is a tuple subclass with attribute access and a shallow `_asdict()` (a nested TradeRequest
-stays a TradeRequest), and without namedtuple's `_fields`/`_replace`, as the real types. They
+stays a TradeRequest), and without namedtuple's `_fields`/`_replace`, as the real types. Like a
+PyStructSequence type, each class carries n_fields, n_sequence_fields, n_unnamed_fields (0) and
+__match_args__ (class attributes: instances, equality and pickling are plain tuples'). They
 are module-level classes, so they pickle (state files, RPyC `obtain`).
 """
 
@@ -114,7 +116,9 @@ class _Struct(tuple):
 
 
 def _make(name: str, fields: tuple[str, ...]) -> type:
-    namespace: dict[str, Any] = {"__slots__": (), "_FIELDS": fields, "__module__": __name__}
+    namespace: dict[str, Any] = {"__slots__": (), "_FIELDS": fields, "__module__": __name__,
+                                 "n_fields": len(fields), "n_sequence_fields": len(fields),
+                                 "n_unnamed_fields": 0, "__match_args__": fields}
     for position, field in enumerate(fields):
         namespace[field] = property(lambda self, i=position: self[i])
     return type(name, (_Struct,), namespace)

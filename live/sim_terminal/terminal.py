@@ -3,7 +3,8 @@
 Faithful to the package's behaviour (see shared reference MT5_NOTES.md): every call resets the
 error slot to (1, 'Success'); failures return None (or False) and leave (code, text) for
 last_error(); before initialize() everything fails with (-10004, 'No IPC connection');
-positional/keyword conventions and request field types are checked as the compiled module does.
+positional/keyword conventions and request field types are checked as the compiled module does
+(the rules live in arguments.py).
 Non-MT5 controls are methods named sim_* (clock, faults, state), usable over RPyC too.
 """
 
@@ -14,55 +15,56 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from backtest.data import TIMEFRAMES, load_csv
 from backtest.synthetic import START_PRICES, generate_bars
-from live.sim_terminal import structs
+from live.sim_terminal import arguments, structs
+from live.sim_terminal.arguments import INVALID, WRONG_COUNT
+from live.sim_terminal.arguments import CallFailed as _Fail
 from live.sim_terminal.broker import Account, TradeRefused, TradeServer
 from live.sim_terminal.config import FaultConfig, SimConfig
 from live.sim_terminal.constants import CONSTANTS, K
-from live.sim_terminal.market import CATALOG, TICKS_DTYPE, SimClock, SimSymbol, SymbolFeed
+from live.sim_terminal.market import (
+    CATALOG,
+    SimClock,
+    SimSymbol,
+    SymbolFeed,
+    finer_than,
+)
+from live.sim_terminal.market import TIMEFRAME_NAMES as _TIMEFRAMES
 
 logger = logging.getLogger(__name__)
 
 VERSION = (500, 4410, "15 Nov 2024")
-TIMEFRAME_NAMES = {CONSTANTS[f"TIMEFRAME_{name}"]: name for name in TIMEFRAMES}
+TIMEFRAME_NAMES = {CONSTANTS[f"TIMEFRAME_{name}"]: name for name in _TIMEFRAMES}
 NO_IPC = (-10004, "No IPC connection")
 IPC_TIMEOUT = (-10005, "IPC timeout")
-FLOAT_FIELDS = ("volume", "price", "stoplimit", "sl", "tp")
-INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", "type_time",
-              "expiration", "position", "position_by")
-TEXT_FIELDS = ("symbol", "comment")
+COPY_TICKS = (K.COPY_TICKS_ALL, K.COPY_TICKS_INFO, K.COPY_TICKS_TRADE)
+CLOCK_SAVE_EVERY_S = 1.0  # a running clock reaches on_change at most once a wall second
 _BOOL_FUNCTIONS = {"initialize", "login", "symbol_select", "market_book_add",
                    "market_book_release"}
-
-
-class _Fail(Exception):
-    """Internal: end the call with this last_error() code and text."""
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__(text)
-        self.code, self.text = code, text
+# malformed arguments give None here, not False (MT5_NOTES §2)
+_NONE_WHEN_MALFORMED = {"market_book_add", "market_book_release"}
 
 
 def _api(function: Callable[..., Any]) -> Callable[..., Any]:
     """Serialise the call, reset the error slot, apply faults, turn _Fail into None/False."""
-    failed = False if function.__name__ in _BOOL_FUNCTIONS else None
+    name = function.__name__
+    failed = False if name in _BOOL_FUNCTIONS else None
 
     @functools.wraps(function)
     def call(self: SimTerminal, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
             self._error = (1, "Success")
             try:
-                self._before_call(function.__name__)
-                return function(self, *args, **kwargs)
+                self._before_call(name)
+                return arguments.invoke(function, self, args, kwargs)
             except _Fail as fail:
                 self._error = (fail.code, fail.text)
-                return failed
+                return None if fail.code == -2 and name in _NONE_WHEN_MALFORMED else failed
 
     return call
 
@@ -81,6 +83,7 @@ class SimTerminal:
         self._calls = 0
         self._drop_calls_left = 0
         self._drop_until_wall = 0.0
+        self._saved_at_wall = self.config.wall()
         self._request_id = 0
         self.trade_allowed = self.config.trade_allowed
         self.tradeapi_disabled = self.config.tradeapi_disabled
@@ -113,7 +116,16 @@ class SimTerminal:
             raise _Fail(*IPC_TIMEOUT) if name == "initialize" else _Fail(*NO_IPC)
         if not self._initialized and name != "initialize":
             raise _Fail(*NO_IPC)
-        self.server.process(self.clock.now())
+        # the price moves on its own (SL/TP, pending fills, expiries) and a running clock
+        # moves by itself: both are state a state file must see, not only order_send's
+        if self.server.process(self.clock.now()) or self._clock_unsaved():
+            self._changed()
+
+    def _clock_unsaved(self) -> bool:
+        """A running clock not saved for CLOCK_SAVE_EVERY_S wall seconds (a save per call
+        would cost two fsyncs each; a stepped clock is saved by sim_set_time)."""
+        return self.clock.speed is not None and \
+            self.config.wall() - self._saved_at_wall >= CLOCK_SAVE_EVERY_S
 
     def _connection_dropped(self) -> bool:
         f = self.faults
@@ -122,9 +134,13 @@ class SimTerminal:
         if self._drop_calls_left > 0:
             self._drop_calls_left -= 1
             return True
-        return self.config.wall() < self._drop_until_wall
+        wall = self.config.wall()
+        if wall >= self._drop_until_wall and self._roll(f.drop_rate):
+            self._drop_until_wall = wall + f.drop_seconds
+        return wall < self._drop_until_wall
 
     def _changed(self) -> None:
+        self._saved_at_wall = self.config.wall()
         if self.on_change is not None:
             self.on_change()
 
@@ -144,8 +160,11 @@ class SimTerminal:
     def initialize(self, *args: Any, path: str | None = None, login: int | None = None,
                    password: str | None = None, server: str | None = None,
                    timeout: int | None = None, portable: bool = False) -> bool:
-        if len(args) > 1 or (args and not isinstance(args[0], str)):
-            raise _Fail(-2, "Invalid arguments")
+        if len(args) > 1 or (args and path is not None):
+            raise _Fail(-2, WRONG_COUNT)
+        path = args[0] if args else path
+        _check_types((path, str), (login, int), (password, str), (server, str),
+                     (timeout, int), (portable, int))
         if login is not None:
             self._authorize(login, password, server)
         self._initialized = True
@@ -153,19 +172,23 @@ class SimTerminal:
 
     @_api
     def login(self, *args: Any, **kwargs: Any) -> bool:
-        names = ("login", "password", "server")
-        if len(args) > 3:
-            raise _Fail(-2, "Invalid number of arguments")
-        values = dict(zip(names, args, strict=False))
-        values.update({k: v for k, v in kwargs.items() if k in names})
+        """login positional or keyword; up to 3 positional (login, password, server)."""
+        values = dict(zip(("login", "password", "server"), args, strict=False))
+        if len(args) > 3 or set(values) & set(kwargs):
+            raise _Fail(-2, WRONG_COUNT)
+        if set(kwargs) - {"login", "password", "server", "timeout"}:
+            raise _Fail(-2, INVALID)
+        values.update(kwargs)
         if "login" not in values:
-            raise _Fail(-2, "Invalid arguments")
+            raise _Fail(-2, WRONG_COUNT)
+        _check_types((values["login"], int), (values.get("password"), str),
+                     (values.get("server"), str), (values.get("timeout"), int))
         self._authorize(values["login"], values.get("password"), values.get("server"))
         return True
 
     def _authorize(self, login: object, password: object, server: object) -> None:
         account = self.server.account
-        if not isinstance(login, int) or login != account.login or (
+        if login != account.login or (
                 self.config.password is not None and password != self.config.password) or (
                 server not in (None, "", account.server)):
             raise _Fail(-6, "Terminal: Authorization failed")
@@ -179,8 +202,11 @@ class SimTerminal:
     def version(self) -> tuple[int, int, str]:
         return VERSION
 
-    def last_error(self) -> tuple[int, str]:
+    def last_error(self, *args: Any, **kwargs: Any) -> tuple[int, str] | None:
         with self._lock:
+            if args or kwargs:  # like any call, a malformed one overwrites the slot
+                self._error = (-2, WRONG_COUNT)
+                return None
             return self._error
 
     @_api
@@ -222,13 +248,16 @@ class SimTerminal:
     def symbols_get(self, *args: Any, group: str | None = None) -> tuple[Any, ...]:
         if args:
             if len(args) > 1 or group is not None:
-                raise _Fail(-2, "Invalid arguments")
+                raise _Fail(-2, WRONG_COUNT)
             group = args[0]
-        names = [n for n in self.server.feeds if group is None or _group_match(n, group)]
+        if group is not None:
+            group = arguments.group_mask(group)
+        names = [n for n in self.server.feeds
+                 if group is None or arguments.group_match(n, group)]
         return tuple(self._symbol_info(n) for n in names)
 
     @_api
-    def symbol_info(self, symbol: str) -> Any:
+    def symbol_info(self, symbol: str, /) -> Any:
         self._feed(symbol, selected=False)
         return self._symbol_info(symbol)
 
@@ -238,10 +267,14 @@ class SimTerminal:
         moment = self.clock.now()
         quote = feed.quote(moment) if name in self._selected else None
         when, bid, ask = quote if quote else (0, 0.0, 0.0)
-        return structs.SymbolInfo(**_symbol_fields(spec, name in self._selected, when, bid, ask))
+        values = _symbol_fields(spec, name in self._selected, when, bid, ask)
+        tick_value = self.server.tick_value(spec, moment)
+        values.update(trade_tick_value=tick_value, trade_tick_value_profit=tick_value,
+                      trade_tick_value_loss=tick_value)
+        return structs.SymbolInfo(**values)
 
     @_api
-    def symbol_info_tick(self, symbol: str) -> Any:
+    def symbol_info_tick(self, symbol: str, /) -> Any:
         quote = self._feed(symbol).quote(self.clock.now())
         if quote is None:
             raise _Fail(-1, "Terminal: Call failed")
@@ -249,74 +282,88 @@ class SimTerminal:
         return structs.Tick(when, bid, ask, 0.0, 0, when * 1000, 6, 0.0)
 
     @_api
-    def symbol_select(self, symbol: str, enable: bool = True) -> bool:
+    def symbol_select(self, symbol: str, enable: bool = True, /) -> bool:
         self._feed(symbol, selected=False)
+        _check_types((enable, int))
+        before = set(self._selected)
         if enable:
             self._selected.add(symbol)
         elif any(p.symbol == symbol for p in self.server.positions.values()):
             raise _Fail(-1, "Terminal: Call failed")  # open positions keep it in Market Watch
         else:
             self._selected.discard(symbol)
+        if self._selected != before:  # Market Watch is part of the saved state
+            self._changed()
         return True
 
     @_api
-    def market_book_add(self, symbol: str) -> bool:
+    def market_book_add(self, symbol: str, /) -> bool:
+        self._feed(symbol, selected=False)
         raise _Fail(-7, "Terminal: Unsupported function")
 
     @_api
-    def market_book_release(self, symbol: str) -> bool:
+    def market_book_release(self, symbol: str, /) -> bool:
+        self._feed(symbol, selected=False)
         raise _Fail(-7, "Terminal: Unsupported function")
 
     @_api
-    def market_book_get(self, symbol: str) -> Any:
+    def market_book_get(self, symbol: str, /) -> Any:
+        self._feed(symbol, selected=False)
         raise _Fail(-7, "Terminal: Unsupported function")
 
     # ------------------------------------------------------------ prices
 
     def _timeframe(self, code: object) -> str:
-        name = TIMEFRAME_NAMES.get(code) if isinstance(code, int) else None
-        if name is None or TIMEFRAMES[name] < TIMEFRAMES[self.config.timeframe]:
-            raise _Fail(-2, "Invalid arguments")
+        """The timeframe's name; finer than the base bars is refused (they cannot be made)."""
+        name = TIMEFRAME_NAMES.get(code) if arguments.is_int(code) else None
+        if name is None or finer_than(name, self.config.timeframe):
+            raise _Fail(-2, INVALID)
         return name
 
     @_api
-    def copy_rates_from(self, symbol: str, timeframe: int, date_from: Any,
-                        count: int) -> np.ndarray:
+    def copy_rates_from(self, symbol: str, timeframe: int, date_from: Any, count: int,
+                        /) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
-        until = min(_seconds(date_from), self.clock.now())
+        until = min(arguments.seconds(date_from), self.clock.now())
+        wanted = arguments.count(count)
         rates = feed.rates_until(self.clock.now(), name)
-        return rates[rates["time"] <= until][-_count(count):]
+        return rates[rates["time"] <= until][-wanted:]
 
     @_api
-    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int,
-                            count: int) -> np.ndarray:
+    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int,
+                            /) -> np.ndarray:
+        """`count` bars back from `start_pos` (0 = the forming bar); fewer where history
+        ends; a start beyond history fails like the terminal's copy (-1, no data)."""
         feed, name = self._feed(symbol), self._timeframe(timeframe)
-        if not isinstance(start_pos, int) or start_pos < 0:
-            raise _Fail(-2, "Invalid arguments")
-        rates = feed.rates_until(self.clock.now(), name, tail=start_pos + _count(count))
-        return rates[: len(rates) - start_pos] if start_pos else rates
+        if not arguments.is_int(start_pos) or start_pos < 0:
+            raise _Fail(-2, INVALID)
+        rates = feed.rates_until(self.clock.now(), name,
+                                 tail=start_pos + arguments.count(count))
+        if start_pos >= len(rates):
+            raise _Fail(-1, "Terminal: Call failed")
+        return rates[: len(rates) - start_pos]
 
     @_api
-    def copy_rates_range(self, symbol: str, timeframe: int, date_from: Any,
-                         date_to: Any) -> np.ndarray:
+    def copy_rates_range(self, symbol: str, timeframe: int, date_from: Any, date_to: Any,
+                         /) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
-        first, last = _seconds(date_from), _seconds(date_to)
+        first, last = arguments.seconds(date_from), arguments.seconds(date_to)
         rates = feed.rates_until(self.clock.now(), name)
         return rates[(rates["time"] >= first) & (rates["time"] <= last)]
 
     @_api
-    def copy_ticks_from(self, symbol: str, date_from: Any, count: int,
-                        flags: int) -> np.ndarray:
-        feed = self._feed(symbol)
-        return feed.ticks_between(_seconds(date_from), self.clock.now())[: _count(count)]
+    def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int,
+                        /) -> np.ndarray:
+        feed, first = self._feed(symbol), arguments.seconds(date_from)
+        wanted = arguments.count(count)
+        return _ticks_of_kind(feed.ticks_between(first, self.clock.now()), flags)[:wanted]
 
     @_api
-    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any,
-                         flags: int) -> np.ndarray:
+    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any, flags: int,
+                         /) -> np.ndarray:
         feed = self._feed(symbol)
-        last = min(_seconds(date_to), self.clock.now())
-        ticks = feed.ticks_between(_seconds(date_from), last)
-        return ticks if len(ticks) else np.empty(0, dtype=TICKS_DTYPE)
+        first, last = arguments.seconds(date_from), arguments.seconds(date_to)
+        return _ticks_of_kind(feed.ticks_between(first, min(last, self.clock.now())), flags)
 
     # ------------------------------------------------------------ positions and orders
 
@@ -326,7 +373,7 @@ class SimTerminal:
 
     @_api
     def positions_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        chosen = _filtered(self.server.positions.values(), args, kwargs)
+        chosen = arguments.filtered(self.server.positions.values(), args, kwargs)
         moment = self.clock.now()
         return tuple(self._position_struct(p, moment) for p in chosen)
 
@@ -336,40 +383,28 @@ class SimTerminal:
 
     @_api
     def orders_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        chosen = _filtered(self.server.orders.values(), args, kwargs)
+        chosen = arguments.filtered(self.server.orders.values(), args, kwargs)
         return tuple(self._order_struct(o) for o in chosen)
 
     @_api
-    def history_orders_total(self, date_from: Any, date_to: Any) -> int:
-        return len(self._history(self.server.history_orders, (date_from, date_to), {},
-                                 "time_setup_msc"))
+    def history_orders_total(self, date_from: Any, date_to: Any, /) -> int:
+        return len(_history(self.server.history_orders, (date_from, date_to), {},
+                            "time_setup_msc", "ticket"))
 
     @_api
     def history_orders_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        found = self._history(self.server.history_orders, args, kwargs, "time_setup_msc")
+        found = _history(self.server.history_orders, args, kwargs, "time_setup_msc", "ticket")
         return tuple(self._order_struct(o) for o in found)
 
     @_api
-    def history_deals_total(self, date_from: Any, date_to: Any) -> int:
-        return len(self._history(self.server.deals, (date_from, date_to), {}, "time_msc"))
+    def history_deals_total(self, date_from: Any, date_to: Any, /) -> int:
+        return len(_history(self.server.deals, (date_from, date_to), {}, "time_msc", "order"))
 
     @_api
     def history_deals_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        found = self._history(self.server.deals, args, kwargs, "time_msc")
+        """ticket= is the ORDER's ticket (DEAL_ORDER): the deals that order made (docs)."""
+        found = _history(self.server.deals, args, kwargs, "time_msc", "order")
         return tuple(_deal_struct(d) for d in found)
-
-    def _history(self, items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-                 time_field: str) -> list[Any]:
-        if "ticket" in kwargs:
-            return [i for i in items if i.ticket == kwargs["ticket"]]
-        if "position" in kwargs:
-            return [i for i in items if i.position_id == kwargs["position"]]
-        if len(args) != 2:
-            raise _Fail(-2, "Invalid arguments")
-        first, last = _seconds(args[0]) * 1000, _seconds(args[1]) * 1000
-        group = kwargs.get("group")
-        return [i for i in items if first <= getattr(i, time_field) <= last
-                and (group is None or _group_match(i.symbol, group))]
 
     def _position_struct(self, p: Any, moment: float) -> Any:
         return structs.TradePosition(
@@ -389,26 +424,30 @@ class SimTerminal:
     # ------------------------------------------------------------ calculations
 
     @_api
-    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float) -> float:
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float,
+                          /) -> float:
         spec = self._feed(symbol, selected=False).symbol
+        volume, price = arguments.number(volume), arguments.number(price)
         if action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL) or volume <= 0:
-            raise _Fail(-2, "Invalid arguments")
-        return round(self.server.margin_for(spec, float(volume), float(price)), 2)
+            raise _Fail(-2, INVALID)
+        return round(self.server.margin_for(spec, volume, price, self.clock.now()), 2)
 
     @_api
     def order_calc_profit(self, action: int, symbol: str, volume: float, price_open: float,
-                          price_close: float) -> float:
+                          price_close: float, /) -> float:
         spec = self._feed(symbol, selected=False).symbol
+        volume = arguments.number(volume)
+        opened, closed = arguments.number(price_open), arguments.number(price_close)
         if action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
-            raise _Fail(-2, "Invalid arguments")
-        return round(self.server.profit_of(spec, action, float(volume), float(price_open),
-                                           float(price_close)), 2)
+            raise _Fail(-2, INVALID)
+        return round(self.server.profit_of(spec, action, volume, opened, closed,
+                                           self.clock.now()), 2)
 
     # ------------------------------------------------------------ trading
 
     @_api
     def order_check(self, *args: Any, **kwargs: Any) -> Any:
-        request = _request(args, kwargs)
+        request = arguments.request(args, kwargs)
         moment = self.clock.now()
         trade_request = structs.TradeRequest(**request)
         before = self.server.totals(moment)
@@ -429,11 +468,11 @@ class SimTerminal:
         feed = self.server.feeds[request["symbol"]]
         _, bid, ask = feed.quote(moment)
         price = request["price"] or (ask if request["type"] == K.ORDER_TYPE_BUY else bid)
-        return self.server.margin_for(feed.symbol, request["volume"], price)
+        return self.server.margin_change(request, price, moment)
 
     @_api
     def order_send(self, *args: Any, **kwargs: Any) -> Any:
-        request = _request(args, kwargs)
+        request = arguments.request(args, kwargs)
         if self.tradeapi_disabled:
             raise _Fail(-8, "Auto-Trading using Python API disabled in Terminal")
         self._request_id += 1
@@ -622,7 +661,8 @@ class SimTerminal:
         with self._lock:
             self.server.load_state(state)
             self.clock.set(float(state["clock"]))
-            self._selected |= set(state.get("selected", ()))
+            if "selected" in state:  # Market Watch as saved (deselections too)
+                self._selected = set(state["selected"])
 
 
 for _name, _value in CONSTANTS.items():
@@ -634,79 +674,47 @@ for _name, _type in structs.STRUCT_TYPES.items():
 # ---------------------------------------------------------------- argument handling
 
 
-def _count(count: object) -> int:
-    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
-        raise _Fail(-2, "Invalid arguments")
-    return count
+def _check_types(*pairs: tuple[object, type]) -> None:
+    """Optional arguments: each None or of its type (bool counts as int, as the module's)."""
+    for value, kind in pairs:
+        if value is not None and not isinstance(value, kind):
+            raise _Fail(-2, INVALID)
 
 
-def _seconds(moment: object) -> int:
-    """A datetime (naive = local time, as the package reads it) or epoch seconds."""
-    if isinstance(moment, datetime):
-        return int(moment.timestamp())
-    if isinstance(moment, (int, float)) and not isinstance(moment, bool):
-        return int(moment)
-    raise _Fail(-2, "Invalid arguments")
+def _history(items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             time_field: str, ticket_field: str) -> list[Any]:
+    """history_*_get's three forms: ticket= (an order's ticket), position=, or the dates
+    with an optional group=; the first present wins, as the binary does."""
+    for key, field in (("ticket", ticket_field), ("position", "position_id")):
+        if key in kwargs:
+            wanted = kwargs[key]
+            if not arguments.is_int(wanted):
+                raise _Fail(-2, INVALID)
+            return [i for i in items if getattr(i, field) == wanted]
+    if len(args) != 2:
+        raise _Fail(-2, INVALID)
+    first, last = arguments.seconds(args[0]) * 1000, arguments.seconds(args[1]) * 1000
+    group = kwargs.get("group")
+    if group is not None:
+        group = arguments.group_mask(group)
+    return [i for i in items if first <= getattr(i, time_field) <= last
+            and (group is None or arguments.group_match(i.symbol, group))]
 
 
-def _request(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The request dict with defaults and the compiled module's type rules."""
-    if args:
-        if len(args) != 1 or kwargs or not isinstance(args[0], dict):
-            raise _Fail(-2, "Invalid arguments")
-        given = args[0]
+def _ticks_of_kind(ticks: np.ndarray, flags: object) -> np.ndarray:
+    """COPY_TICKS_ALL / INFO (bid or ask changed) / TRADE (last or volume changed).
+
+    The simulated ticks are all bid/ask ticks, so TRADE finds none, as for forex quotes.
+    """
+    if not arguments.is_int(flags) or flags not in COPY_TICKS:
+        raise _Fail(-2, INVALID)
+    if flags == K.COPY_TICKS_TRADE:
+        wanted = K.TICK_FLAG_LAST | K.TICK_FLAG_VOLUME
+    elif flags == K.COPY_TICKS_INFO:
+        wanted = K.TICK_FLAG_BID | K.TICK_FLAG_ASK
     else:
-        given = kwargs
-    request: dict[str, Any] = {}
-    for name in structs.STRUCT_FIELDS["TradeRequest"]:
-        value = given.get(name)
-        if name in FLOAT_FIELDS:
-            value = 0.0 if value is None else value
-            if not isinstance(value, float):
-                raise _Fail(-2, f'Invalid "{name}" argument')
-        elif name in INT_FIELDS:
-            value = 0 if value is None else value
-            if not isinstance(value, int):
-                raise _Fail(-2, f'Invalid "{name}" argument')
-        else:
-            value = "" if value is None else value
-            if not isinstance(value, str) or len(value.encode("utf-16-le")) // 2 > 29:
-                raise _Fail(-2, f'Invalid "{name}" argument')
-        request[name] = value
-    return request
-
-
-def _filtered(items: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-    """ticket, then symbol, then group: the first key present wins, as the binary does."""
-    if args:
-        raise _Fail(-2, "Unnamed arguments not allowed")
-    items = list(items)
-    if "ticket" in kwargs:
-        return [i for i in items if i.ticket == kwargs["ticket"]]
-    if "symbol" in kwargs:
-        symbol = kwargs["symbol"]
-        if not isinstance(symbol, str) or len(symbol) > 29:
-            raise _Fail(-2, "Invalid arguments")
-        return [i for i in items if i.symbol == symbol]
-    if "group" in kwargs:
-        return [i for i in items if _group_match(i.symbol, kwargs["group"])]
-    return items
-
-
-def _group_match(name: str, group: str) -> bool:
-    """MT5 group masks: comma-separated patterns with *, a leading ! excludes; in order."""
-    import fnmatch
-
-    matched = False
-    for pattern in (p.strip() for p in group.split(",")):
-        if not pattern:
-            continue
-        if pattern.startswith("!"):
-            if fnmatch.fnmatchcase(name, pattern[1:]):
-                matched = False
-        elif fnmatch.fnmatchcase(name, pattern):
-            matched = True
-    return matched
+        return ticks
+    return ticks[(ticks["flags"] & wanted) != 0]
 
 
 def _check_numbers(before: dict[str, float], extra_margin: float) -> tuple[float, ...]:
@@ -739,8 +747,6 @@ def _symbol_fields(spec: SimSymbol, selected: bool, when: int, bid: float,
         trade_exemode=spec.exemode, filling_mode=spec.filling_flags,
         expiration_mode=15, order_mode=127, order_gtc_mode=0, bid=bid, bidhigh=bid,
         bidlow=bid, ask=ask, askhigh=ask, asklow=ask, point=point, trade_tick_size=point,
-        trade_tick_value=spec.contract_size * point, trade_tick_value_profit=spec.contract_size
-        * point, trade_tick_value_loss=spec.contract_size * point,
         trade_contract_size=spec.contract_size, volume_min=spec.volume_min,
         volume_max=spec.volume_max, volume_step=spec.volume_step, volume_limit=0.0,
         currency_base=spec.currency_base, currency_profit=spec.currency_profit,
@@ -764,6 +770,7 @@ def _build_feeds(config: SimConfig) -> dict[str, SymbolFeed]:
     start, n_bars = "2020-01-06", config.n_bars
     if config.data:
         bars = load_csv(config.data, tz=config.data_tz)
+        _check_spacing(config.data, bars, config.timeframe)
         feeds[replayed] = SymbolFeed(_spec(replayed), bars, width)
         start, n_bars = str(bars["time"].iloc[0]), len(bars)
     for name in names:
@@ -782,3 +789,21 @@ def _spec(name: str) -> SimSymbol:
     base, quote = (name[:3], name[3:6]) if len(name) >= 6 else (name, "USD")
     return SimSymbol(name, f"{base} vs {quote}", 5, 100_000, base, quote or "USD",
                      start_price=START_PRICES.get(name[:6], 1.0))
+
+
+def _check_spacing(path: str, bars: Any, timeframe: str) -> None:
+    """Refuse a CSV whose bars are not `timeframe` apart: replayed as another timeframe, a
+    D1 file would be H1 bars with 23 closed hours in between."""
+    times = bars["time"].astype("int64").to_numpy() // 10**9
+    steps = np.diff(times)
+    steps = steps[steps > 0]
+    if not len(steps):
+        return
+    values, counts = np.unique(steps, return_counts=True)
+    common = int(values[np.argmax(counts)])
+    if common != TIMEFRAMES[timeframe]:
+        found = next((n for n, width in TIMEFRAMES.items() if width == common), None)
+        spacing = f"{found} ({common} s)" if found else f"{common} s"
+        hint = f"; use timeframe {found} (--timeframe {found})" if found else ""
+        raise ValueError(f"{path}: its bars are {spacing} apart, but the timeframe is "
+                         f"{timeframe}{hint}")

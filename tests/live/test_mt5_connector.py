@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backtest.data import load_from_terminal
+from backtest.data import load_csv, load_from_terminal, save_csv
 from live.broker_types import RETRYABLE_RETCODES, SUCCESS_RETCODES
 from live.errors import (
     BrokerError,
@@ -261,3 +261,56 @@ def test_history_loader_caches_closed_bars(connect, tmp_path):
                                cache_dir=tmp_path, now=now)
     assert len(source.calls) == 2 and len(wider) > len(first)
     assert (tmp_path / "EURUSD_H1.csv").is_file()
+
+
+def test_tick_and_rates_of_a_hidden_symbol_select_it_and_retry(connect):
+    connector, sim = connect()
+    assert sim.symbol_info("USDCHF").visible is False
+    assert connector.tick("USDCHF").bid > 0  # first call: no symbol_info before it
+    connector, sim = connect()
+    assert len(connector.rates("USDCHF", "H1", 5)) == 5
+    assert sim.symbol_info("USDCHF").visible is True
+    with pytest.raises(BrokerError) as info:
+        connector.tick("NOPE")  # unknown: nothing to select, the first error stands
+    assert info.value.code == -4
+
+
+class TerminalCrashed(Exception):
+    """Raised by the terminal side in the middle of a call."""
+
+
+def test_an_exception_raised_by_the_api_becomes_a_typed_error(connect):
+    connector, sim = connect()
+
+    def crash() -> None:
+        raise TerminalCrashed("state disk full")
+
+    sim.on_change = crash  # raised after the deal is executed
+    with pytest.raises(OutcomeUnknown, match="TerminalCrashed"):
+        connector.send_order(market_request(connector, sim))
+    assert sim.positions_total() == 1  # it did go out: OutcomeUnknown is the right answer
+
+
+@pytest.mark.served
+def test_a_remote_exception_over_rpyc_becomes_a_typed_error(live_config, served_sim):
+    connector = MT5Connector(live_config(backend="mt5linux", mt5linux_port=served_sim.port))
+    connector.connect()
+    conn = connector._api._MetaTrader5__conn
+    conn.execute("mt5.symbol_info_tick = lambda *args: 1 / 0")  # the terminal side breaks
+    with pytest.raises(BrokerError, match="ZeroDivisionError") as info:
+        connector.tick("EURUSD")
+    assert type(info.value) is BrokerError
+    conn.execute("mt5.on_change = lambda: {}['missing']")
+    with pytest.raises(OutcomeUnknown, match="KeyError"):
+        connector.send_order({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0,
+                              "price": 1.0, "deviation": 20, "magic": 1,
+                              "type_filling": 0})
+
+
+def test_a_simulator_csv_of_another_timeframe_is_a_config_error(live_config, tmp_path):
+    path = tmp_path / "daily.csv"
+    save_csv(load_csv(Path(__file__).resolve().parents[1] / "data" / "eurusd_d1_mt5.csv"),
+             path)
+    connector = MT5Connector(live_config(backend="sim", sim_data=str(path), timeframe="H1"))
+    with pytest.raises(ConfigError, match=r"daily\.csv: its bars are D1"):
+        connector.connect()

@@ -155,3 +155,83 @@ def test_symbols_and_group_masks(sim):
     names = [s.name for s in sim.symbols_get(group="*USD*,!XAU*")]
     assert "EURUSD" in names and "XAUUSD" not in names
     assert [s.name for s in sim.symbols_get("GBP*")] == ["GBPUSD"]
+
+
+INVALID, COUNT = (-2, "Invalid arguments"), (-2, "Invalid number of arguments")
+
+
+@pytest.mark.parametrize(("call", "answer", "error"), [
+    (lambda t: t.order_calc_margin(0, "EURUSD", "x", 1.1), None, INVALID),
+    (lambda t: t.order_calc_margin(0, "EURUSD", 1.0, "x"), None, INVALID),
+    (lambda t: t.order_calc_profit(0, "EURUSD", 1.0, "a", 1.1), None, INVALID),
+    (lambda t: t.order_calc_margin(), None, COUNT),
+    (lambda t: t.copy_rates_from("EURUSD", 16385), None, COUNT),
+    (lambda t: t.symbol_info(), None, COUNT),
+    (lambda t: t.version(1), None, COUNT),
+    (lambda t: t.account_info(1), None, COUNT),
+    (lambda t: t.positions_total(x=1), None, INVALID),
+    (lambda t: t.symbols_get(group=5), None, INVALID),
+    (lambda t: t.positions_get(group=5), None, INVALID),
+    (lambda t: t.orders_get(ticket="1"), None, INVALID),
+    (lambda t: t.history_deals_get(ticket="x"), None, INVALID),
+    (lambda t: t.history_orders_get(position=1.5), None, INVALID),
+    (lambda t: t.login("abc"), False, INVALID),
+    (lambda t: t.login(10_000_001, bogus=1), False, INVALID),
+    (lambda t: t.login(), False, COUNT),
+    (lambda t: t.initialize(login="abc"), False, INVALID),
+    (lambda t: t.symbol_select("EURUSD", "yes"), False, INVALID),
+    (lambda t: t.market_book_add(5), None, INVALID),  # None, not False, when malformed
+])
+def test_malformed_arguments_fail_softly_as_the_module_does(sim, call, answer, error):
+    assert call(sim) is answer
+    assert sim.last_error() == error
+
+
+@pytest.mark.parametrize("call", [
+    # positional only (MT5_NOTES §3: P)
+    lambda t: t.symbol_info(symbol="EURUSD"),
+    lambda t: t.symbol_info_tick(symbol="EURUSD"),
+    lambda t: t.market_book_get(symbol="EURUSD"),
+    lambda t: t.copy_rates_from_pos(symbol="EURUSD", timeframe=16385, start_pos=0, count=2),
+    lambda t: t.copy_rates_from("EURUSD", 16385, date_from=0, count=2),
+    lambda t: t.copy_rates_range("EURUSD", 16385, 0, date_to=2**31),
+    lambda t: t.copy_ticks_from("EURUSD", 0, 10, flags=-1),
+    lambda t: t.copy_ticks_range("EURUSD", date_from=0, date_to=2**31, flags=-1),
+    lambda t: t.order_calc_margin(action=0, symbol="EURUSD", volume=1.0, price=1.1),
+    lambda t: t.order_calc_profit(0, "EURUSD", 1.0, 1.1, price_close=1.2),
+    lambda t: t.history_deals_total(date_from=0, date_to=2**31),
+    lambda t: t.history_orders_total(0, date_to=2**31),
+    lambda t: t.history_deals_get(date_from=0, date_to=2**31),
+    # keywords only (K)
+    lambda t: t.history_deals_get(0, 2**31, "EUR*"),
+])
+def test_calling_conventions_are_enforced_for_every_function(sim, call):
+    assert call(sim) is None
+    assert sim.last_error()[0] == -2
+
+
+def test_positional_bool_argument_of_symbol_select_only(sim):
+    assert sim.symbol_select("USDCHF", enable=True) is False
+    assert sim.last_error() == INVALID
+    assert sim.symbol_select("USDCHF", True) is True
+    assert sim.symbols_get("EUR*") == sim.symbols_get(group="EUR*")  # P or K, both fine
+    assert sim.login(10_000_001) is True and sim.login(login=10_000_001) is True
+
+
+def test_last_error_takes_no_arguments(sim):
+    assert sim.last_error(1) is None
+    assert sim.last_error() == COUNT
+
+
+@pytest.mark.parametrize("name", list(REFERENCE["structures"]))
+def test_structures_carry_the_struct_sequence_counts(name):
+    struct_type = getattr(SimTerminal, name)
+    fields = REFERENCE["structures"][name]
+    assert struct_type.n_fields == struct_type.n_sequence_fields == len(fields)
+    assert struct_type.n_unnamed_fields == 0
+    assert struct_type.__match_args__ == tuple(fields)
+    record = struct_type(*range(len(fields)))
+    assert record == tuple(range(len(fields))) and "n_fields" not in record._asdict()
+    match record:
+        case struct_type(first, second):  # __match_args__ lets the fields be matched
+            assert (first, second) == (0, 1)

@@ -107,3 +107,33 @@ def test_faults_can_be_changed_while_running(sim):
 def test_bad_fault_settings_are_named(text, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         FaultConfig.parse(text)
+
+
+def test_random_drops_last_drop_seconds_of_wall_time_and_are_seeded(make_sim):
+    def run():
+        wall = [100.0]
+        sim = make_sim(wall=lambda: wall[0])
+        sim.sim_set_faults(seed=11, drop_rate=0.1, drop_seconds=30.0)
+        answers = [sim.symbol_info_tick("EURUSD") is not None for _ in range(60)]
+        return sim, wall, answers
+
+    sim, wall, answers = run()
+    assert answers == run()[2]  # the same seed drops at the same calls
+    first_drop = answers.index(False)
+    assert all(answers[:first_drop]) and not any(answers[first_drop:])  # down for 30 s
+    assert sim.last_error() == (-10004, "No IPC connection")
+    assert sim.initialize() is False and sim.last_error() == (-10005, "IPC timeout")
+    wall[0] += 31.0
+    sim.sim_set_faults(drop_rate=0.0)
+    assert sim.symbol_info_tick("EURUSD") is None  # up again, but not re-initialized
+    assert sim.initialize() is True and sim.symbol_info_tick("EURUSD") is not None
+
+
+def test_drop_knobs_parse_and_need_a_duration():
+    from live.sim_terminal.__main__ import build_parser, config_from
+
+    args = build_parser().parse_args(["serve", "--faults", "drop_rate=0.2,drop_seconds=5"])
+    faults = config_from(args).faults
+    assert (faults.drop_rate, faults.drop_seconds) == (0.2, 5.0)
+    with pytest.raises(ValueError, match="drop_seconds"):
+        FaultConfig.parse("drop_rate=0.2")

@@ -165,3 +165,54 @@ def test_ticks_follow_the_path(sim):
     assert len(ticks) == 4  # open, two extremes, close of one bar
     assert (np.diff(ticks["time"]) > 0).all()
     assert (ticks["time_msc"] == ticks["time"] * 1000).all()
+
+
+def test_copy_rates_from_pos_never_returns_more_than_count_nor_bars_past_history(sim):
+    everything = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 0, 10**6)
+    total = len(everything)
+    assert len(sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 5, 7)) == 7
+    tail = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, total - 3, 10)
+    np.testing.assert_array_equal(tail, everything[:3])  # history ends: fewer bars
+    for start_pos in (total, total + 5, total + 1000):
+        assert sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, start_pos, 10) is None
+        assert sim.last_error() == (-1, "Terminal: Call failed")
+
+
+def test_monthly_bars_are_calendar_months(make_sim):
+    sim = make_sim(history_bars=2000)
+    months = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_MN1, 0, 100)
+    frame = pd.DataFrame(sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 0, 10**6))
+    stamps = pd.to_datetime(frame["time"], unit="s", utc=True)
+    frame["month"] = stamps.dt.tz_localize(None).dt.to_period("M")
+    grouped = frame.groupby("month")
+    opens = [int(p.start_time.tz_localize("UTC").timestamp()) for p in grouped.groups]
+    np.testing.assert_array_equal(months["time"], opens)
+    assert all(pd.Timestamp(t, unit="s").day == 1 for t in months["time"])
+    np.testing.assert_array_equal(months["open"], grouped["open"].first().to_numpy())
+    np.testing.assert_array_equal(months["high"], grouped["high"].max().to_numpy())
+    np.testing.assert_array_equal(months["close"], grouped["close"].last().to_numpy())
+    assert months["close"][-1] == sim.symbol_info_tick("EURUSD").bid  # the forming month
+
+
+def test_a_csv_of_another_timeframe_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "daily.csv"
+    save_csv(load_csv(DATA / "eurusd_d1_mt5.csv"), path)
+    with pytest.raises(ValueError, match=r"daily\.csv: its bars are D1 .* timeframe is H1"):
+        SimTerminal(SimConfig(data=str(path), n_bars=50, history_bars=10))
+    daily = SimTerminal(SimConfig(data=str(path), timeframe="D1", n_bars=50, history_bars=10))
+    assert daily.initialize()
+    assert len(daily.copy_rates_from_pos("EURUSD", daily.TIMEFRAME_D1, 1, 5)) == 5
+
+
+def test_copy_ticks_honours_flags(sim):
+    start = int(sim.sim_time())
+    sim.sim_advance(3 * H1)
+    every = sim.copy_ticks_range("EURUSD", start, start + 3 * H1, sim.COPY_TICKS_ALL)
+    info = sim.copy_ticks_range("EURUSD", start, start + 3 * H1, sim.COPY_TICKS_INFO)
+    np.testing.assert_array_equal(info, every)  # every simulated tick is a bid/ask tick
+    trade = sim.copy_ticks_from("EURUSD", start, 100, sim.COPY_TICKS_TRADE)
+    assert len(trade) == 0 and trade.dtype == every.dtype  # no trades on forex quotes
+    for flags in (12345, 0, "all", None):
+        assert sim.copy_ticks_range("EURUSD", start, start + H1, flags) is None
+        assert sim.last_error() == (-2, "Invalid arguments")
+        assert sim.copy_ticks_from("EURUSD", start, 10, flags) is None

@@ -10,9 +10,12 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import rpyc
 from mt5linux import MetaTrader5
 
+from backtest.data import load_csv, save_csv
 from live.sim_terminal.launch import start_served_sim
+from live.sim_terminal.server import is_loopback
 from tests.live.conftest import ROOT
 
 pytestmark = pytest.mark.served
@@ -92,3 +95,27 @@ def test_non_loopback_host_is_refused_without_allow_remote():
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0" in result.stderr
+
+
+def test_ipv6_loopback_is_served(tmp_path):
+    assert is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("::")
+    served = start_served_sim(tmp_path / "state.json", "--host", "::1")  # the last --host wins
+    try:
+        conn = rpyc.classic.connect("::1", served.port, ipv6=True)
+        conn.execute("import MetaTrader5 as mt5")
+        assert conn.eval("mt5.initialize()") is True
+        assert conn.eval("mt5.version()[0]") == 500
+        conn.close()
+    finally:
+        served.stop()
+
+
+def test_serve_refuses_a_csv_of_another_timeframe(tmp_path):
+    path = tmp_path / "daily.csv"
+    save_csv(load_csv(ROOT / "tests" / "data" / "eurusd_d1_mt5.csv"), path)
+    result = subprocess.run([sys.executable, "-m", "live.sim_terminal", "serve", "--port", "0",
+                             "--data", str(path), "--timeframe", "H1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "daily.csv: its bars are D1" in result.stderr and "--timeframe D1" in result.stderr

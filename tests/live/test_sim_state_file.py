@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from live.sim_terminal import SimConfig, SimTerminal
 from live.sim_terminal.state_file import StateFile, StateFileError
 
 
@@ -102,3 +103,68 @@ def test_a_missing_journal_is_an_error_naming_it(busy, make_sim, tmp_path):
 
 def test_no_state_yet_loads_nothing(make_sim, tmp_path):
     assert StateFile(tmp_path / "absent.json").load_into(make_sim()) is False
+
+
+def saved(store):
+    snapshot = json.loads(store.path.read_text())
+    lines = store.journal.read_text().splitlines() if store.journal.exists() else []
+    deals = [json.loads(line)["deal"] for line in lines if '"deal"' in line]
+    return snapshot, deals
+
+
+def test_a_stop_loss_fired_by_a_running_clock_reaches_the_state_file(tmp_path):
+    wall = [1000.0]
+    # 36,000 simulated seconds per wall second, stepped 0.001 s: 36 s of market per call,
+    # far below the clock's own once-a-second save, so only the SL itself can save it
+    terminal = SimTerminal(SimConfig(symbols=("EURUSD",), n_bars=3000, history_bars=200,
+                                     speed=36_000.0, wall=lambda: wall[0]))
+    assert terminal.initialize()
+    store = StateFile(tmp_path / "state.json")
+    terminal.on_change = lambda: store.save(terminal)
+    tick = terminal.symbol_info_tick("EURUSD")
+    sl = round(tick.bid - 0.0015, 5)
+    opened = terminal.order_send({
+        "action": terminal.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1, "type": 0,
+        "price": tick.ask, "sl": sl, "magic": 7, "type_filling": terminal.ORDER_FILLING_FOK})
+    assert opened.retcode == terminal.TRADE_RETCODE_DONE
+    assert [p["ticket"] for p in saved(store)[0]["positions"]] == [opened.order]
+    for _ in range(20_000):
+        wall[0] += 0.001
+        if terminal.positions_total() == 0:  # this very call fired the SL
+            break
+    assert terminal.positions_total() == 0
+    snapshot, deals = saved(store)
+    assert snapshot["positions"] == []
+    assert snapshot["account"]["balance"] == terminal.account_info().balance
+    assert (deals[-1]["reason"], deals[-1]["comment"]) == (terminal.DEAL_REASON_SL,
+                                                           f"[sl {sl:.5f}]")
+    again = SimTerminal(SimConfig(symbols=("EURUSD",), n_bars=3000, history_bars=200))
+    assert StateFile(store.path).load_into(again)
+    assert again.server.positions == {} and len(again.server.deals) == 2
+
+
+def test_a_running_clock_is_saved_about_once_a_wall_second(tmp_path):
+    wall = [1000.0]
+    terminal = SimTerminal(SimConfig(n_bars=3000, history_bars=200, speed=60.0,
+                                     wall=lambda: wall[0]))
+    assert terminal.initialize()
+    store = StateFile(tmp_path / "state.json")
+    terminal.on_change = lambda: store.save(terminal)
+    store.save(terminal)
+    started = saved(store)[0]["clock"]
+    wall[0] += 0.5
+    terminal.version()
+    assert saved(store)[0]["clock"] == started  # not every call: each save costs fsyncs
+    wall[0] += 0.6
+    terminal.version()
+    assert saved(store)[0]["clock"] == pytest.approx(started + 66.0, abs=1e-3)
+
+
+def test_symbol_select_reaches_the_state_file(make_sim, tmp_path):
+    terminal = make_sim()
+    store = StateFile(tmp_path / "state.json")
+    terminal.on_change = lambda: store.save(terminal)
+    assert terminal.symbol_select("USDCHF", True)
+    assert "USDCHF" in saved(store)[0]["selected"]
+    assert terminal.symbol_select("USDCHF", False)
+    assert "USDCHF" not in saved(store)[0]["selected"]

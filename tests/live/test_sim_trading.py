@@ -3,11 +3,17 @@ history, and each refusal with the real return code."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
-from live.sim_terminal import SimTerminal
+from backtest.data import load_csv, save_csv
+from live.sim_terminal import SimConfig, SimTerminal
 
 H1 = 3600
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def deal(sim: SimTerminal, side: str = "buy", symbol: str = "EURUSD", **fields) -> dict:
@@ -31,8 +37,11 @@ def test_market_buy_fills_at_the_ask_and_keeps_magic_and_comment(sim):
     assert (position.magic, position.comment, position.price_open) == (77, "LTABC", tick.ask)
     order = sim.history_orders_get(ticket=result.order)[0]
     assert order.state == sim.ORDER_STATE_FILLED and order.comment == "LTABC"
-    entry = sim.history_deals_get(ticket=result.deal)[0]
+    # ticket= names the ORDER (DEAL_ORDER), as the official docs say, not the deal
+    (entry,) = sim.history_deals_get(ticket=result.order)
+    assert (entry.ticket, entry.order) == (result.deal, result.order)
     assert (entry.entry, entry.position_id, entry.magic) == (sim.DEAL_ENTRY_IN, result.order, 77)
+    assert sim.history_deals_get(ticket=result.deal) == ()
 
 
 def test_closing_a_hedged_position_by_ticket_realises_the_profit(sim):
@@ -69,7 +78,7 @@ def test_netting_reduces_closes_and_reverses_one_position(make_sim):
     position = sim.positions_get()[0]
     assert (position.type, position.volume) == (sim.POSITION_TYPE_SELL, pytest.approx(0.3))
     assert position.identifier == first.order
-    assert sim.history_deals_get(ticket=reversed_.deal)[0].entry == sim.DEAL_ENTRY_INOUT
+    assert sim.history_deals_get(ticket=reversed_.order)[0].entry == sim.DEAL_ENTRY_INOUT
 
 
 def test_stop_loss_fires_on_the_path_with_the_server_comment(sim):
@@ -262,3 +271,200 @@ def test_package_helpers_buy_and_close(sim):
     assert sim.Close("EURUSD") is True
     assert sim.positions_total() == 0
     assert sim.Close("EURUSD") is False
+
+
+# ---------------------------------------------------------------- netting reductions
+
+
+def test_netting_reduction_without_position_needs_no_margin(make_sim):
+    sim = make_sim(netting=True, balance=1200.0)
+    assert sim.order_send(deal(sim, volume=1.0)).retcode == 10009  # margin ~1,100 of 1,200
+    reduce = deal(sim, "sell", volume=0.5)
+    check = sim.order_check(reduce)
+    assert check.retcode == 0 and check.margin < sim.account_info().margin  # it frees margin
+    assert sim.order_send(reduce).retcode == 10009
+    assert sim.positions_get()[0].volume == pytest.approx(0.5)
+    # a reversal needs margin for its excess only: 2.0 lots is more than 1,200 covers
+    assert sim.order_send(deal(sim, "sell", volume=2.5)).retcode == 10019
+    reversed_ = sim.order_send(deal(sim, "sell", volume=1.0))
+    assert reversed_.retcode == 10009
+    position = sim.positions_get()[0]
+    assert (position.type, position.volume) == (sim.POSITION_TYPE_SELL, pytest.approx(0.5))
+
+
+def close_only(sim, symbol="EURUSD"):
+    """The broker switches the symbol to close-only, as brokers do before delistings."""
+    feed = sim.server.feeds[symbol]
+    feed.symbol = dataclasses.replace(feed.symbol, trade_mode=sim.SYMBOL_TRADE_MODE_CLOSEONLY)
+
+
+def test_close_only_allows_netting_reductions_and_refuses_anything_opening(make_sim):
+    sim = make_sim(netting=True)
+    sim.order_send(deal(sim, volume=0.5))
+    close_only(sim)
+    assert sim.symbol_info("EURUSD").trade_mode == sim.SYMBOL_TRADE_MODE_CLOSEONLY
+    assert sim.order_send(deal(sim, volume=0.1)).retcode == sim.TRADE_RETCODE_CLOSE_ONLY
+    assert sim.order_send(deal(sim, "sell", volume=1.0)).retcode == \
+        sim.TRADE_RETCODE_CLOSE_ONLY  # would reverse: opens 0.5 short
+    assert sim.order_send(deal(sim, "sell", volume=0.2)).retcode == 10009
+    assert sim.order_send(deal(sim, "sell", volume=0.3)).retcode == 10009
+    assert sim.positions_total() == 0
+
+
+def test_close_only_allows_closing_a_hedged_position_by_ticket(sim):
+    opened = sim.order_send(deal(sim))
+    close_only(sim)
+    assert sim.order_send(deal(sim)).retcode == sim.TRADE_RETCODE_CLOSE_ONLY
+    assert sim.order_send(deal(sim, "sell", position=opened.order)).retcode == 10009
+
+
+# ---------------------------------------------------------------- tick value
+
+
+def test_tick_value_is_in_the_account_currency_and_matches_calc_profit(sim):
+    for symbol in ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "USDCHF"):
+        sim.symbol_select(symbol, True)
+        info = sim.symbol_info(symbol)
+        moved = sim.order_calc_profit(sim.ORDER_TYPE_BUY, symbol, 1.0, info.bid,
+                                      info.bid + info.trade_tick_size)
+        assert info.trade_tick_value == pytest.approx(moved, abs=0.01), symbol
+        assert info.trade_tick_value_profit == info.trade_tick_value_loss == \
+            info.trade_tick_value
+    usdjpy = sim.symbol_info("USDJPY")
+    assert usdjpy.trade_tick_value == pytest.approx(100_000 * 0.001 / usdjpy.bid)
+    assert sim.symbol_info("EURUSD").trade_tick_value == pytest.approx(1.0)
+    assert sim.symbol_info("XAUUSD").trade_tick_value == pytest.approx(1.0)
+
+
+def test_tick_value_of_a_cross_goes_through_the_usd_rate(tmp_path):
+    bars = load_csv(DATA / "eurusd_h1_generic.csv")
+    save_csv(bars, tmp_path / "eurgbp.csv")
+    sim = SimTerminal(SimConfig(symbols=("EURGBP",), data=str(tmp_path / "eurgbp.csv"),
+                                n_bars=50, history_bars=10))
+    assert sim.initialize()
+    info, gbpusd = sim.symbol_info("EURGBP"), sim.symbol_info_tick("GBPUSD")
+    assert (info.currency_profit, info.point) == ("GBP", 1e-05)
+    assert info.trade_tick_value == pytest.approx(100_000 * 1e-05 * gbpusd.bid)
+    profit = sim.order_calc_profit(sim.ORDER_TYPE_SELL, "EURGBP", 1.0, 0.8600, 0.8500)
+    assert profit == pytest.approx(1_000 * gbpusd.bid, abs=0.01)  # 1,000 GBP in USD
+
+
+# ---------------------------------------------------------------- freeze level, no changes
+
+
+def falling_moment(sim):
+    """(t0, t1): a bar's open and 10 minutes later, the bid falling at least 15 points
+    in between on the bar's path (its first extreme is the low, 40+ points down)."""
+    feed = sim.server.feeds["EURUSD"]
+    first = feed.index_at(sim.sim_time()) + 1
+    for i in range(first, len(feed.times)):
+        o, h, lo = feed.open[i], feed.high[i], feed.low[i]
+        if (o - lo) <= (h - o) and o - lo >= 0.0004:
+            return float(feed.times[i]), float(feed.times[i]) + 600.0
+    raise AssertionError("no bar falling enough")
+
+
+def test_orders_and_stops_within_the_freeze_level_are_frozen(sim):
+    t0, t1 = falling_moment(sim)
+    sim.sim_set_time(t0)
+    _, bid1, ask1 = sim.server.feeds["EURUSD"].quote(t1)  # where the price will be at t1
+    point, freeze = 1e-05, sim.symbol_info("EURUSD").trade_freeze_level
+    assert freeze == 5
+    limit = {"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
+             "type": sim.ORDER_TYPE_BUY_LIMIT, "magic": 5}
+    near = sim.order_send({**limit, "price": round(ask1 - 3 * point, 5)})
+    far = sim.order_send({**limit, "price": round(ask1 - 0.0100, 5)})
+    opened = sim.order_send(deal(sim, sl=round(bid1 - 3 * point, 5)))
+    assert (near.retcode, far.retcode, opened.retcode) == (10008, 10008, 10009)
+    sim.sim_set_time(t1)  # the ask is now 3 points above the limit, the bid 3 above the SL
+    assert sim.orders_total() == 2 and sim.positions_total() == 1
+    modify = {"action": sim.TRADE_ACTION_MODIFY, "order": near.order,
+              "price": round(ask1 - 0.0020, 5), "sl": 0.0, "tp": 0.0}
+    assert sim.order_check(modify).retcode == sim.TRADE_RETCODE_FROZEN
+    assert sim.order_send(modify).retcode == sim.TRADE_RETCODE_FROZEN
+    remove = {"action": sim.TRADE_ACTION_REMOVE, "order": near.order}
+    assert sim.order_send(remove).retcode == sim.TRADE_RETCODE_FROZEN
+    sltp = {"action": sim.TRADE_ACTION_SLTP, "symbol": "EURUSD", "position": opened.order,
+            "sl": round(bid1 - 0.0030, 5), "tp": 0.0}
+    assert sim.order_send(sltp).retcode == sim.TRADE_RETCODE_FROZEN
+    assert sim.order_send({**modify, "order": far.order}).retcode == 10009  # far: not frozen
+    assert sim.orders_get(ticket=near.order)[0].price_open == round(ask1 - 3 * point, 5)
+
+
+def test_unchanged_stops_and_orders_answer_no_changes(sim):
+    opened = sim.order_send(deal(sim))
+    bid = sim.symbol_info_tick("EURUSD").bid
+    sltp = {"action": sim.TRADE_ACTION_SLTP, "symbol": "EURUSD", "position": opened.order,
+            "sl": round(bid - 0.002, 5), "tp": 0.0}
+    assert sim.order_send(sltp).retcode == 10009
+    assert sim.order_check(sltp).retcode == sim.TRADE_RETCODE_NO_CHANGES
+    assert sim.order_send(sltp).retcode == sim.TRADE_RETCODE_NO_CHANGES
+    price = round(sim.symbol_info_tick("EURUSD").ask - 0.01, 5)
+    placed = sim.order_send({"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD",
+                             "volume": 0.1, "type": sim.ORDER_TYPE_BUY_LIMIT, "price": price})
+    modify = {"action": sim.TRADE_ACTION_MODIFY, "order": placed.order, "price": price,
+              "sl": 0.0, "tp": 0.0}
+    assert sim.order_send(modify).retcode == sim.TRADE_RETCODE_NO_CHANGES
+    assert sim.order_send({**modify, "tp": round(price + 0.003, 5)}).retcode == 10009
+
+
+# ---------------------------------------------------------------- market closed, expiry
+
+
+def weekend(sim):
+    """Move the clock to Friday 23:00 UTC, after the week's last bar."""
+    feed = sim.server.feeds["EURUSD"]
+    friday = next(t for t in feed.times if pd.Timestamp(t, unit="s").day_of_week == 4
+                  and pd.Timestamp(t, unit="s").hour == 21 and t > sim.sim_time())
+    sim.sim_set_time(friday + 2 * H1)
+
+
+def test_removing_a_pending_order_while_the_market_is_closed_fails_with_10018(sim):
+    price = round(sim.symbol_info_tick("EURUSD").ask - 0.02, 5)
+    placed = sim.order_send({"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD",
+                             "volume": 0.1, "type": sim.ORDER_TYPE_BUY_LIMIT, "price": price})
+    weekend(sim)
+    remove = {"action": sim.TRADE_ACTION_REMOVE, "order": placed.order}
+    assert sim.order_check(remove).retcode == sim.TRADE_RETCODE_MARKET_CLOSED
+    assert sim.order_send(remove).retcode == sim.TRADE_RETCODE_MARKET_CLOSED
+    assert sim.orders_total() == 1
+
+
+def pending(sim, **fields):
+    ask = sim.symbol_info_tick("EURUSD").ask
+    return {"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
+            "type": sim.ORDER_TYPE_BUY_LIMIT, "price": round(ask - 0.05, 5), **fields}
+
+
+def test_pending_orders_expire_at_their_time(sim):
+    now = int(sim.sim_time())
+    specified = sim.order_send(pending(sim, type_time=sim.ORDER_TIME_SPECIFIED,
+                                       expiration=now + 2 * H1))
+    day = sim.order_send(pending(sim, type_time=sim.ORDER_TIME_DAY))
+    kept = sim.order_send(pending(sim))
+    assert (specified.retcode, day.retcode, kept.retcode) == (10008, 10008, 10008)
+    midnight = (now // 86_400 + 1) * 86_400  # the end of a DAY order (server time = UTC)
+    sim.sim_advance(3 * H1)
+    still = [o.ticket for o in sim.orders_get()]
+    assert specified.order not in still and kept.order in still
+    assert (day.order in still) == (now + 3 * H1 < midnight)
+    gone = sim.history_orders_get(ticket=specified.order)[0]
+    assert (gone.state, gone.time_done) == (sim.ORDER_STATE_EXPIRED, now + 2 * H1)
+    sim.sim_advance(86_400)
+    assert [o.ticket for o in sim.orders_get()] == [kept.order]
+    expired_day = sim.history_orders_get(ticket=day.order)[0]
+    assert expired_day.state == sim.ORDER_STATE_EXPIRED
+    assert expired_day.time_done == midnight
+
+
+def test_invalid_expirations_and_stop_limit_orders_are_refused(sim):
+    now = int(sim.sim_time())
+    past = pending(sim, type_time=sim.ORDER_TIME_SPECIFIED, expiration=now - 60)
+    assert sim.order_send(past).retcode == sim.TRADE_RETCODE_INVALID_EXPIRATION
+    missing = pending(sim, type_time=sim.ORDER_TIME_SPECIFIED)
+    assert sim.order_send(missing).retcode == sim.TRADE_RETCODE_INVALID_EXPIRATION
+    assert sim.order_send(pending(sim, type_time=7)).retcode == \
+        sim.TRADE_RETCODE_INVALID_EXPIRATION
+    stop_limit = pending(sim, type=sim.ORDER_TYPE_BUY_STOP_LIMIT, stoplimit=1.0)
+    assert sim.order_send(stop_limit).retcode == sim.TRADE_RETCODE_INVALID_ORDER
+    assert sim.orders_total() == 0
