@@ -252,7 +252,7 @@ class AuditLogger:
         self._types: dict[str, dict[str, str]] = {}
         try:
             self.schema_version = migrate(self._conn())
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise AuditWriteError(f"cannot open audit database {self.path}: {exc}") from exc
         self.reader = AuditReader(self.path, connection_factory=self._conn)
 
@@ -305,7 +305,8 @@ class AuditLogger:
                     prev = digest
             return ids
         except (sqlite3.Error, OSError) as exc:
-            raise AuditWriteError(f"audit write to {table} failed: {exc}") from exc
+            raise AuditWriteError(f"audit write to {table} in {self.path} failed: {exc}") \
+                from exc
 
     def _declared_types(self, conn: sqlite3.Connection, table: str) -> dict[str, str]:
         types = self._types.get(table)
@@ -547,6 +548,31 @@ class AuditReader:
     def events_of_kind(self, kind: str, since_id: int = 0) -> list[dict[str, object]]:
         return self.query("SELECT * FROM events WHERE kind = ? AND id > ? ORDER BY id",
                           (kind, since_id))
+
+    def last_trade_exit(self, *, dry_run: bool) -> datetime | None:
+        """The exit time of the latest recorded trade."""
+        row = self._one("SELECT max(exit_time) AS t FROM trades WHERE dry_run = ?",
+                        (int(dry_run),))
+        return datetime.fromisoformat(row["t"]) if row and row["t"] else None
+
+    def first_order_time(self, *, dry_run: bool) -> datetime | None:
+        row = self._one("SELECT min(ts) AS t FROM orders WHERE dry_run = ?", (int(dry_run),))
+        return datetime.fromisoformat(row["t"]) if row and row["t"] else None
+
+    def positions_with_failed_exit(self, *, dry_run: bool) -> list[int]:
+        """Positions whose latest close order ended failed or rejected (none filled since)."""
+        rows = self.query(
+            "SELECT o.position_ticket AS t, o.status FROM orders o JOIN (SELECT "
+            "position_ticket, MAX(id) AS id FROM orders WHERE kind = 'close' AND dry_run = ? "
+            "AND position_ticket IS NOT NULL GROUP BY position_ticket) last ON o.id = last.id",
+            (int(dry_run),))
+        return [int(r["t"]) for r in rows if r["status"] in ("failed", "rejected")]
+
+    def order_reason(self, client_order_id: str) -> str | None:
+        """Why the order was made: the detail of its first intent row."""
+        row = self._one("SELECT detail FROM orders WHERE client_order_id = ? AND status = "
+                        "'intent' ORDER BY id LIMIT 1", (client_order_id,))
+        return row["detail"] if row else None
 
     def trade_for_position(self, position_ticket: int, dry_run: bool) -> dict[str, object] | None:
         return self._one("SELECT * FROM trades WHERE position_ticket = ? AND dry_run = ?",

@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "Decision", "PrecheckFailed", "bars_needed", "build_close_request", "build_order_request",
-    "decide", "fetch_bars", "generate_signals", "get_strategy_from_file", "position_size",
-    "simulate_precheck",
+    "decide", "estimated_margin", "fetch_bars", "generate_signals", "get_strategy_from_file",
+    "position_size", "simulate_precheck",
 ]
 
 
@@ -81,11 +81,24 @@ class Decision:
 
 def get_strategy_from_file(path: str | Path, params: Mapping[str, object] | list[str] | None
                            = None) -> Strategy:
-    """Load a strategy file and instantiate it with `params` (a dict or ["name=value", ...])."""
+    """Load a strategy file and instantiate it with `params` (a dict or ["name=value", ...]).
+
+    Raises StrategyError naming the file for anything the file's own code does wrong.
+    """
     cls = load_strategy_class(path)
     if isinstance(params, list):
         params = parse_param_overrides(cls, params)
-    return cls(**dict(params or {}))
+    try:
+        return cls(**dict(params or {}))
+    except StrategyError:
+        raise
+    except Exception as exc:  # user code: any error is the strategy's, reported as such
+        raise StrategyError(f"{path}: {cls.__name__}({_params_text(params)}) failed: "
+                            f"{type(exc).__name__}: {exc}") from None
+
+
+def _params_text(params: Mapping[str, object] | None) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in dict(params or {}).items())
 
 
 def bars_needed(strategy: Strategy, lookback: int = 0) -> int:
@@ -267,12 +280,17 @@ def _check_stops(request: Mapping[str, Any], spec: SymbolSpec, tick: Any) -> Non
                 f"{'lower' if (sign < 0) == buying else 'upper'} side", code=10016)
 
 
-def _check_margin(request: Mapping[str, Any], spec: SymbolSpec, account: Any) -> None:
+def estimated_margin(volume: float, price: float, spec: SymbolSpec, account: Any) -> float:
+    """Margin of a new position in the account currency, FX style (notional / leverage)."""
     leverage = max(int(account.leverage or 1), 1)
-    notional = request["volume"] * spec.contract_size * request["price"]
-    margin = spec.profit_to_account(notional, request["price"], account.currency) / leverage
-    if spec.currency_base == account.currency:
-        margin = request["volume"] * spec.contract_size / leverage
+    if spec.currency_base == account.currency:  # USDJPY on a USD account: no price factor
+        return volume * spec.contract_size / leverage
+    notional = volume * spec.contract_size * price
+    return spec.profit_to_account(notional, price, account.currency) / leverage
+
+
+def _check_margin(request: Mapping[str, Any], spec: SymbolSpec, account: Any) -> None:
+    margin = estimated_margin(request["volume"], request["price"], spec, account)
     if margin > float(account.margin_free):
         raise PrecheckFailed(
             f"{request['symbol']}: needs about {margin:,.2f} {account.currency} margin, free "

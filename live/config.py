@@ -205,6 +205,10 @@ class LiveConfig:
 
     def __post_init__(self) -> None:
         for spec in fields(self):
+            canonical = _CANONICAL_CASE.get(spec.metadata["kind"])
+            value = getattr(self, spec.name)
+            if canonical is not None and isinstance(value, str):  # h1, debug, SIM are fine
+                object.__setattr__(self, spec.name, canonical(value.strip()))
             _check_value(spec, getattr(self, spec.name))
         for spec in fields(self):
             if spec.metadata["kind"] == "path":
@@ -414,6 +418,12 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
 }
 
 
+_CANONICAL_CASE: dict[str, Callable[[str], str]] = {
+    "timeframe": str.upper, "log_level": str.upper, "backend": str.lower,
+    "kill_action": str.lower, "sizing": str.lower, "alert_level": str.lower,
+}
+
+
 def _shown(spec: dataclasses.Field, value: object) -> str:
     return REDACTED if spec.metadata["secret"] else repr(value)
 
@@ -426,7 +436,7 @@ def _read_env_file(env_file: str | Path | None) -> dict[str, str]:
         if not default.is_file():
             return {}
         env_file = default
-    path = resolve_path(env_file)
+    path = Path(_resolve_existing(str(env_file)))  # the working folder first, as --strategy
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:

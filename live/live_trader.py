@@ -24,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `live` and `backtest` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from backtest.data import timeframe_seconds
+from backtest.data import DataError, timeframe_seconds
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
 from live.audit_logger import AuditLogger
@@ -35,6 +35,7 @@ from live.backtesting_bridge import (
     build_order_request,
     decide,
     entry_volume,
+    estimated_margin,
     fetch_bars,
     get_strategy_from_file,
     simulate_precheck,
@@ -68,6 +69,7 @@ from live.paper_broker import PaperBroker
 from live.state_manager import StateManager
 
 logger = logging.getLogger("live.live_trader")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 HEARTBEAT_WALL_SECONDS = 60.0  # and at once whenever the book, the switch or the link changes
@@ -145,6 +147,8 @@ class LiveTrader:
         self._in_iteration = False
         self._iteration_clock: datetime | None = None
         self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
+        self._login = 0  # the account the trader started on
+        self._failures: dict[str, tuple] = {}  # symbol -> its last (kind, message, bar)
         self._bar_times: set[datetime] = set()
         self._loop_seconds = 0.0
         self._latencies_ms: list[float] = []
@@ -180,9 +184,11 @@ class LiveTrader:
 
     def start(self) -> None:
         """Connect, guard, reconcile and adopt positions, before the first new signal."""
-        self.connector.connect()
+        if not self.connector.connected:
+            self.connector.connect()
         account = self.connector.account()
         self._guard_real_account(account)
+        self._login = int(account.login)
         for symbol in self.config.symbols:
             self.connector.symbol_info(symbol)  # unknown symbol -> BrokerError at start
         self._resume_simulated_market()
@@ -203,8 +209,10 @@ class LiveTrader:
         logger.info("kill switch: touch %s to halt (write reduce or close_all in it for "
                     "those levels)", self.config.kill_switch_file)
         self.alerts.notify("startup", self._startup_text(account))
-        if kill is not None or self.state.kill_switch.blocks_entries:
+        if self.state.kill_switch.blocks_entries:
             logger.warning("kill switch active at start: %s", self.state.kill_switch.level)
+        elif kill is not None:
+            logger.warning("kill switch removed while the trader was down: trading resumes")
 
     def _market_stamp(self) -> str:
         """'[2020-03-09 09:00 market] ' on a simulator, whose clock is not the wall clock."""
@@ -302,10 +310,10 @@ class LiveTrader:
         self.alerts.notify("shutdown", "\n".join(lines))
         self.alerts.close()
         self.connector.shutdown()
-        db = self.config.audit_db
-        logger.info("the record of this session is in %s: browse it with `python "
-                    "live/dashboard.py --db %s`, check it with `python -m live.audit_logger "
-                    "verify %s`", db, db, db)
+        db, python, root = self.config.audit_db, _python_command(), PROJECT_ROOT
+        logger.info("the record of this session is in %s: browse it with `%s %s --db %s`, "
+                    "check it with `cd %s && %s -m live.audit_logger verify %s`", db, python,
+                    root / "live" / "dashboard.py", db, root, python, db)
 
     # ------------------------------------------------------------ one iteration
 
@@ -329,6 +337,8 @@ class LiveTrader:
             self._sync_positions()
             self._close_all_if_asked()
             account = self.broker.account()
+            if not self._account_still_allowed(account):
+                return 0
             self._check_daily_limits(float(account.equity))
         except (BrokerError, OSError) as exc:
             logger.warning("skipping this iteration: %s", exc)
@@ -339,6 +349,27 @@ class LiveTrader:
         made = sum(self._process_symbol_safely(symbol) for symbol in self.config.symbols)
         self._snapshot()
         return made
+
+    def _account_still_allowed(self, account: Any) -> bool:
+        """The terminal can be switched to another account at any time (by hand, or by a
+        reconnect with MT5_LOGIN=0): a live trader stops rather than trade an account it was
+        not started on, or a real one it is not allowed to."""
+        if self.config.dry_run:
+            return True
+        problem = None
+        if int(account.login) != self._login:
+            problem = (f"the terminal switched from account {self._login} to "
+                       f"{account.login}")
+        elif int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL and \
+                not self.config.allow_real_account:
+            problem = f"account {account.login} is now a REAL account"
+        if problem is None:
+            return True
+        self._event("account_changed", f"{problem}; stopping", "critical")
+        logger.critical("%s: no more orders; stopping", problem)
+        self.alerts.notify("error", f"{problem}: trader stopped", severity="critical")
+        self.request_stop(problem)
+        return False
 
     def _heartbeat(self, connected: bool) -> None:
         """Record what the dashboard and the Telegram commands show: every minute, and at
@@ -362,8 +393,8 @@ class LiveTrader:
             "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
             "timeframe": self.config.timeframe, "kill_switch": self.state.kill_switch.level,
             "kill_switch_file": str(self.config.kill_switch_file),
-            "entries_enabled": self.state.entries_enabled,
-            "disabled_reasons": self.state.disabled_reasons,
+            "entries_enabled": self.state.entries_enabled and self._entry_blocker() is None,
+            "disabled_reasons": self._blocking_reasons(),
             "metrics": {
                 "loop_seconds": round(self._loop_seconds, 6),
                 "decision_latency_ms_p50": _percentile(latencies, 50),
@@ -536,7 +567,8 @@ class LiveTrader:
         direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
         pnl = sum(float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee)
                   for d in deals)
-        reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(int(last.reason), "signal")
+        reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(int(last.reason)) or \
+            self._exit_reason(last.comment)
         trade_id = self.audit.record_trade(
             symbol=first.symbol, position_ticket=int(ticket), dry_run=self.broker.dry_run,
             direction=direction, volume=volume, entry_time=_utc(first.time),
@@ -557,6 +589,18 @@ class LiveTrader:
                                f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
         return True
 
+    def _exit_reason(self, exit_client_order_id: str) -> str:
+        """Why a position was closed, from the exit order's intent row; "external" when the
+        exit is not one of this trader's orders (closed by hand, by another program)."""
+        why = self.audit.reader.order_reason(exit_client_order_id)
+        if why is None:
+            return "external"
+        if why.startswith("kill switch"):
+            return "kill_switch"
+        if why.startswith("exit retry"):
+            return "exit_retry"
+        return "signal"
+
     def _backfill_trades(self) -> None:
         """Positions that closed while the trader was down (or just before it crashed) get
         their trade row, so no round trip is missing from the record."""
@@ -573,14 +617,10 @@ class LiveTrader:
 
     def _backfill_since(self) -> datetime | None:
         """From a day before the last recorded trade's exit (or the first order) onwards."""
-        last = self.audit.reader.query(
-            "SELECT max(exit_time) AS t FROM trades WHERE dry_run = ?",
-            (int(self.broker.dry_run),))[0]["t"]
-        first = self.audit.reader.query(
-            "SELECT min(ts) AS t FROM orders WHERE dry_run = ?",
-            (int(self.broker.dry_run),))[0]["t"]
-        anchor = last or first
-        return datetime.fromisoformat(anchor) - timedelta(days=1) if anchor else None
+        reader, dry_run = self.audit.reader, self.broker.dry_run
+        anchor = reader.last_trade_exit(dry_run=dry_run) or reader.first_order_time(
+            dry_run=dry_run)
+        return anchor - timedelta(days=1) if anchor else None
 
     def _close_all_if_asked(self) -> None:
         if self.state.kill_switch.level != "close_all":
@@ -597,49 +637,83 @@ class LiveTrader:
         reason = self.state.daily_limit_reason(equity)
         if reason and self.state.disable("daily_limit", reason):
             self._last_heartbeat = 0.0
-            self._event("daily_limit", reason, "warning")
-            self.alerts.notify("daily_limit", f"daily limit reached: {reason}; no new entries "
-                               "until the next trading day", severity="warning")
+            try:
+                newly = self.state.record_daily_limit(reason)
+            except AuditWriteError as exc:
+                self._audit_failed(exc)
+                newly = True
+            if newly:
+                self.alerts.notify("daily_limit", f"daily limit reached: {reason}; no new "
+                                   "entries until the next trading day", severity="warning")
         elif not reason and self.state.enable("daily_limit"):
             self._event("daily_limit_reset", "new trading day: entries allowed again")
 
     # ------------------------------------------------------------ per symbol
 
     def _process_symbol_safely(self, symbol: str) -> int:
+        """One symbol's turn; whatever goes wrong is recorded and the other symbols go on."""
         try:
             return self._process_symbol(symbol)
-        except StrategyError as exc:
-            self.summary.errors += 1
-            self._event("strategy_error", str(exc), "error", symbol=symbol)
-            logger.error("%s: %s; skipped for this bar", symbol, exc, extra={"symbol": symbol})
         except AuditWriteError as exc:
             self._audit_failed(exc)
+            return 0
         except OutcomeUnknown as exc:
-            self.summary.errors += 1
-            self._event("outcome_unknown", str(exc), "critical", symbol=symbol)
-            logger.critical("%s: %s", symbol, exc, extra={"symbol": symbol})
-        except (BrokerError, OSError, ValueError) as exc:
-            self.summary.errors += 1
-            self._event("symbol_error", f"{type(exc).__name__}: {exc}", "error", symbol=symbol)
-            logger.error("%s: %s", symbol, exc, extra={"symbol": symbol})
-        return 0
+            self._symbol_failed(symbol, "outcome_unknown", str(exc), "critical")
+            return 0
+        except StrategyError as exc:
+            self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar")
+            return 0
+        except Exception as exc:  # any other fault stays in this symbol: the loop goes on
+            logger.debug("%s failed", symbol, exc_info=True)
+            self._symbol_failed(symbol, "symbol_error", f"{type(exc).__name__}: {exc}")
+            return 0
+
+    def _symbol_failed(self, symbol: str, kind: str, message: str, severity: str = "error",
+                       *, bar: datetime | None = None) -> None:
+        """Record a symbol's failure once per bar (`bar`) or once while it repeats loop after
+        loop (a symbol gone, too few bars); log and alert it once while it repeats."""
+        self.summary.errors += 1
+        key = (kind, message, bar)
+        if self._failures.get(symbol) == key:
+            logger.debug("%s: %s (again)", symbol, message, extra={"symbol": symbol})
+            return
+        repeated = self._failures.get(symbol, ())[:2] == (kind, message)
+        self._failures[symbol] = key
+        self._event(kind, message, severity, symbol=symbol)
+        if repeated:
+            return
+        logger.log(logging.CRITICAL if severity == "critical" else logging.ERROR, "%s: %s",
+                   symbol, message, extra={"symbol": symbol})
+        self.alerts.notify("error", f"{symbol}: {message}", severity=severity, symbol=symbol)
 
     def _process_symbol(self, symbol: str) -> int:
         bars = fetch_bars(self.broker, self.strategy, symbol, self.config.timeframe,
                           self.config.bars_lookback)
-        new_bar = self.state.is_new_bar(symbol, bars["time"].iloc[-1].to_pydatetime())
+        bar_time = bars["time"].iloc[-1].to_pydatetime()
+        new_bar = self.state.is_new_bar(symbol, bar_time)
         reducing = self.state.kill_switch.level == "reduce"
         if not new_bar and not reducing:
             return 0  # nothing closed since the last decision: skip the strategy
         seen_at = time.monotonic()
         sends_before = self.executor.stats.last_send_at
-        decision = decide(self.strategy, symbol, bars)
+        try:
+            decision = decide(self.strategy, symbol, bars)
+        except StrategyError as exc:
+            if not new_bar:
+                raise
+            self.state.mark_processed(symbol, bar_time)  # skip this bar, not every loop
+            self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar",
+                                bar=bar_time)
+            return 0
+        self._failures.pop(symbol, None)  # this symbol works again
         if reducing:
-            self._reduce_towards(decision)
+            self._close_unwanted(decision, "reduce", "kill switch reduce")
         if not new_bar:
             return 0
-        action, outcome, cid = self._act(decision) if decision.act else ("none", "no_action",
-                                                                          None)
+        if decision.act:
+            action, outcome, cid = self._act(decision)
+        else:
+            action, outcome, cid = self._hold(decision)
         self.audit.record_signal(
             symbol=symbol, bar_time=decision.bar_time, action=action, outcome=outcome,
             timeframe=self.config.timeframe, strategy=self.strategy.label(),
@@ -694,6 +768,11 @@ class LiveTrader:
             return "disabled: " + "; ".join(self.state.disabled_reasons)
         return None
 
+    def _blocking_reasons(self) -> list[str]:
+        kill = self.state.kill_switch
+        return ([f"kill switch {kill.level}"] if kill.blocks_entries else []) + \
+            self.state.disabled_reasons
+
     def _open(self, decision: Decision, cid: str) -> str:
         blocker = self._entry_blocker()
         if blocker:
@@ -726,7 +805,7 @@ class LiveTrader:
             symbol=symbol, side=decision.side, volume=volume, price=price, spec=spec,
             magic=self.config.magic_number, comment=cid, deviation=self.config.deviation_points,
             filling=broker.filling_mode(symbol), sl=sl, tp=tp)
-        margin = volume * spec.contract_size * price / max(int(account.leverage or 1), 1)
+        margin = estimated_margin(volume, price, spec, account)
         refusal = self.state.entry_refusal(symbol, volume, margin, account)
         if refusal:
             raise PrecheckFailed(refusal)
@@ -755,6 +834,10 @@ class LiveTrader:
             self.state.sync_positions(self.broker.positions())
             self._last_heartbeat = 0.0  # the book changed: show it now
             return "executed" if not result.duplicate else "already_executed"
+        if result.status == "placed":  # accepted, fills later: adopted with the positions
+            logger.info("%s order %s is pending at the broker", result.symbol,
+                        result.client_order_id, extra={"symbol": result.symbol})
+            return "placed"
         self.summary.refused += 1
         self.alerts.notify("order_failed", f"{result.symbol} {result.side} order "
                            f"{result.status}: {result.message}", severity="error",
@@ -772,9 +855,11 @@ class LiveTrader:
             client_order_id=cid, symbol=position.symbol, side="buy" if request["type"] == 0
             else "sell", volume=float(position.volume), kind="close", request=request,
             position_ticket=int(position.ticket), reason=reason))
-        if result.filled and not result.duplicate:
-            self.summary.exits += 1
-        elif not result.filled and result.status != "not_needed":
+        if result.filled or result.status == "not_needed":
+            self.state.exit_done(int(position.ticket))
+            self.summary.exits += 0 if result.duplicate else int(result.filled)
+        else:
+            self.state.exit_failed(int(position.ticket))
             self.alerts.notify("order_failed", f"closing {position.symbol} #{position.ticket} "
                                f"{result.status}: {result.message}", severity="error",
                                symbol=position.symbol)
@@ -782,13 +867,34 @@ class LiveTrader:
         self._record_pending_trades()
         return result
 
-    def _reduce_towards(self, decision: Decision) -> None:
-        """Kill-switch level reduce: close what the strategy no longer wants, open nothing."""
+    def _hold(self, decision: Decision) -> tuple[str, str, str | None]:
+        """No new decision. An exit that failed on an earlier bar (requotes to the end, market
+        closed) is tried again on each new bar while the strategy still does not want that
+        position; a missed entry is not chased at a later price."""
+        retry = {t for t in self.state.failed_exits
+                 if (p := self.state.positions.get(t)) is not None and p.symbol == decision.symbol}
+        closed = self._close_unwanted(decision, "exit_retry", "exit retry: an earlier exit "
+                                      "failed", only=retry) if retry else []
+        if not closed:
+            return "none", "no_action", None
+        done = sum(r.filled or r.status == "not_needed" for r in closed)
+        return "close", f"exit_retried: {done}/{len(closed)} closed", None
+
+    def _close_unwanted(self, decision: Decision, purpose: str, reason: str, *,
+                        only: set[int] | None = None) -> list[ExecutionResult]:
+        """Close this symbol's positions (of `only`, if given) whose direction is not the
+        strategy's target."""
+        results = []
         for position in self.state.positions_for(decision.symbol):
-            if _direction(position) != decision.position:
-                cid = make_client_order_id("reduce", decision.symbol, decision.bar_time,
-                                           f"close_{position.ticket}")
-                self._close_position(position, cid, "kill switch reduce")
+            if only is not None and int(position.ticket) not in only:
+                continue
+            if _direction(position) == decision.position:
+                self.state.exit_done(int(position.ticket))  # wanted again: nothing to retry
+                continue
+            cid = make_client_order_id(purpose, decision.symbol, decision.bar_time,
+                                       f"close_{position.ticket}")
+            results.append(self._close_position(position, cid, reason))
+        return results
 
     # ------------------------------------------------------------ snapshots
 
@@ -809,6 +915,15 @@ class LiveTrader:
             logger.warning("account snapshot skipped: %s", exc)
         except AuditWriteError as exc:
             self._audit_failed(exc)
+
+
+def _python_command() -> str:
+    """The interpreter running us, as the user can type it (the project's venv, usually)."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(Path.cwd()))
+    except ValueError:
+        return str(executable)
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -897,28 +1012,57 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.check:
         return _check(args)
+    logged = False
     try:
         config = config_from_args(args)
-        setup_logging(config)
-        strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
-        audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
-        trader = LiveTrader(config, connector=MT5Connector(config), strategy=strategy,
-                            audit=audit, alerts=_alerts(config, audit))
+        try:
+            setup_logging(config)
+        except OSError as exc:
+            raise ConfigError(f"LOG_DIR={config.log_dir}: cannot write the log there "
+                              f"({exc.strerror or exc})") from None
+        logged = True
+        trader = _build_trader(config)
+    except (ConfigError, StrategyError, AuditWriteError, DataError) as exc:
+        return _cannot_start(str(exc), EXIT_USAGE, logged)
+    except BrokerUnavailable as exc:
+        return _cannot_start(f"MT5 terminal unreachable: {exc}", EXIT_FAILURE, logged)
+    except BrokerError as exc:
+        return _cannot_start(str(exc), EXIT_USAGE, logged)
+    try:
         _install_signal_handlers(trader)
         if hasattr(trader.alerts, "start_commands"):
             trader.alerts.start_commands(trader)
         trader.run()
-    except (ConfigError, StrategyError, AuditWriteError) as exc:
-        logging.getLogger("live.live_trader").error("cannot start: %s", exc)
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, AuditWriteError) as exc:  # refused in start(): real account, ...
+        return _cannot_start(str(exc), EXIT_USAGE, logged)
     except BrokerUnavailable as exc:
-        print(f"error: MT5 terminal unreachable: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _cannot_start(f"MT5 terminal unreachable: {exc}", EXIT_FAILURE, logged)
     except BrokerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _cannot_start(str(exc), EXIT_USAGE, logged)
     return EXIT_OK
+
+
+def _build_trader(config: LiveConfig) -> LiveTrader:
+    """Load the strategy and reach the terminal before the audit DB is created, so a run
+    that cannot start leaves no empty database behind."""
+    strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
+    connector = MT5Connector(config)
+    connector.connect()
+    for symbol in config.symbols:
+        connector.symbol_info(symbol)  # an unknown symbol stops us here
+    audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
+    return LiveTrader(config, connector=connector, strategy=strategy, audit=audit,
+                      alerts=_alerts(config, audit))
+
+
+def _cannot_start(message: str, code: int, logged: bool) -> int:
+    """One line on stderr: through the log's console handler when logging is set up (the
+    log file keeps it too), else printed."""
+    if logged:
+        logger.error("cannot start: %s", message)
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 def _check(args: argparse.Namespace) -> int:

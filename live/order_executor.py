@@ -48,6 +48,7 @@ from live.errors import (
 logger = logging.getLogger(__name__)
 
 CLIENT_ID_PREFIX = "LT"
+PENDING_AT_BROKER = "pending order at the broker"
 RECONCILE_WINDOW = timedelta(days=7)
 
 
@@ -143,6 +144,7 @@ class _Found:
     position_ticket: int | None
     deal: int | None = None
     detail: str = ""
+    order: int | None = None
 
 
 class OrderExecutor:
@@ -362,13 +364,18 @@ class OrderExecutor:
 
     def _find_at_broker(self, intent: OrderIntent, since: datetime | None = None
                         ) -> _Found | None:
-        """Does the broker already have this order? Positions first, then deals by comment."""
+        """Does the broker already have this order? Positions, pending orders, then deals,
+        by comment."""
         cid = intent.client_order_id
         if intent.kind == "open":
             for position in self.broker.positions(intent.symbol):
                 if position.comment == cid:
                     return _Found(float(position.price_open), float(position.volume),
                                   int(position.ticket), detail="open position")
+        for order in self.broker.orders(intent.symbol):
+            if order.comment == cid:  # accepted, not filled yet: it must not go again
+                return _Found(float(order.price_open), float(order.volume_current), None,
+                              detail=PENDING_AT_BROKER, order=int(order.ticket))
         start = (since or self._now()) - RECONCILE_WINDOW
         for deal in self.broker.deals_since(start):
             if deal.comment == cid and (intent.kind == "close" or deal.entry == DEAL_ENTRY_IN):
@@ -392,6 +399,13 @@ class OrderExecutor:
             self.stats.reconciled_absent += 1
             return ExecutionResult(cid, "unknown", intent.symbol, intent.kind, intent.side,
                                    attempts=attempts, message="not at the broker")
+        if found.detail == PENDING_AT_BROKER:
+            self._record(intent, "placed", attempt=attempts, broker_order=found.order,
+                         detail="found pending at the broker; not sent again")
+            self.stats.reconciled_found += 1
+            return ExecutionResult(cid, "placed", intent.symbol, intent.kind, intent.side,
+                                   found.volume, found.price, attempts=attempts,
+                                   message="pending at the broker")
         if found.detail == "position already gone":
             self._record(intent, "not_needed", attempt=attempts,
                          position_ticket=found.position_ticket,

@@ -97,6 +97,10 @@ class PaperBroker:
         return tuple(self._as_record(p) for p in self._positions.values()
                      if symbol is None or p.symbol == symbol)
 
+    def orders(self, symbol: str | None = None) -> tuple[Any, ...]:
+        """Paper fills are immediate: no order is ever pending."""
+        return ()
+
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
         cutoff = since.timestamp()
         return tuple(d for d in self._deals if d.time >= cutoff)

@@ -55,8 +55,11 @@ class StateManager:
         self.positions: dict[int, Any] = {}
         self._last_bar: dict[str, datetime] = {}
         self._day_start: tuple[str, float] | None = None
+        self._limit_hit: tuple[str, str] | None = None  # (trading day, why) once reached
+        self._limit_recorded: tuple[str, str] | None = None
         self.kill_switch = KillSwitch(None)
         self._disabled: dict[str, str] = {}
+        self._failed_exits: set[int] = set()
         self._restore()
 
     def _restore(self) -> None:
@@ -65,6 +68,12 @@ class StateManager:
             row = reader.last_signal(symbol)
             if row is not None:
                 self._last_bar[symbol] = datetime.fromisoformat(row["bar_time"])
+        self._failed_exits = set(reader.positions_with_failed_exit(dry_run=self.config.dry_run))
+        hit = reader.last_event("daily_limit")
+        if hit is not None:
+            day = json.loads(hit["data"] or "{}").get("day")
+            if day:
+                self._limit_hit = self._limit_recorded = (day, hit["message"])
         last = reader.last_event(("kill_switch_on", "kill_switch_off"))
         if last is not None and last["kind"] == "kill_switch_on":
             data = json.loads(last["data"] or "{}")
@@ -84,6 +93,17 @@ class StateManager:
 
     def positions_for(self, symbol: str) -> list[Any]:
         return [p for p in self.positions.values() if p.symbol == symbol]
+
+    @property
+    def failed_exits(self) -> set[int]:
+        """Open positions whose last exit order failed: to be closed again."""
+        return {t for t in self._failed_exits if t in self.positions}
+
+    def exit_failed(self, ticket: int) -> None:
+        self._failed_exits.add(ticket)
+
+    def exit_done(self, ticket: int) -> None:
+        self._failed_exits.discard(ticket)
 
     @property
     def total_lots(self) -> float:
@@ -133,7 +153,29 @@ class StateManager:
         return equity
 
     def daily_limit_reason(self, equity: float) -> str | None:
-        """Why new entries are stopped for the rest of the trading day, or None."""
+        """Why new entries are stopped for the rest of the trading day, or None.
+
+        Once a limit is reached it holds until the next trading day, even if the equity
+        recovers meanwhile; `record_daily_limit` makes that survive a restart.
+        """
+        label, _ = self.trading_day(self._now())
+        if self._limit_hit is not None and self._limit_hit[0] == label:
+            return self._limit_hit[1]
+        reason = self._limit_breached(equity)
+        if reason is not None:
+            self._limit_hit = (label, reason)
+        return reason
+
+    def record_daily_limit(self, reason: str) -> bool:
+        """Persist that today's limit was reached; False if it already was (a restart)."""
+        label, _ = self.trading_day(self._now())
+        if self._limit_recorded == (label, reason):
+            return False
+        self.audit.record_event("daily_limit", reason, level="warning", data={"day": label})
+        self._limit_recorded = (label, reason)
+        return True
+
+    def _limit_breached(self, equity: float) -> str | None:
         start_equity = self.day_start_equity(equity)
         cfg = self.config
         if cfg.max_daily_loss_pct > 0 and start_equity > 0:

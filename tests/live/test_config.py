@@ -106,3 +106,17 @@ def test_json_logs_carry_context_and_never_the_password(tmp_path):
     assert (first["symbol"], first["retcode"], first["level"]) == ("EURUSD", 10016, "WARNING")
     assert "pa55-word-x" not in log_file.read_text()
     assert any("exception" in x for x in lines)
+
+
+def test_choices_are_case_insensitive(tmp_path):
+    env = write_env(tmp_path, "TIMEFRAME=h4\nLOG_LEVEL=debug\nMT5_BACKEND=SIM\n"
+                              "KILL_SWITCH_ACTION=Close_All\nSIZING_MODE=Fixed\n")
+    config = LiveConfig.load(env, environ={})
+    assert (config.timeframe, config.log_level, config.backend) == ("H4", "DEBUG", "sim")
+    assert (config.kill_switch_action, config.sizing_mode) == ("close_all", "fixed")
+
+
+def test_a_relative_settings_file_is_found_in_the_working_folder(tmp_path, monkeypatch):
+    write_env(tmp_path, "LOT_SIZE=0.03\n")
+    monkeypatch.chdir(tmp_path)
+    assert LiveConfig.load("trader.env", environ={}).lot_size == 0.03

@@ -66,19 +66,24 @@ def test_dry_run_paper_trades_without_sending_anything(live_config, make_sim, ma
     assert len(rows(config.audit_db, "SELECT * FROM signals")) == 300
 
 
+@pytest.mark.parametrize(("seed", "with_spread"), [(11, False), (23, True)])
 def test_live_trades_on_the_simulator_match_the_backtest(tmp_path, live_config, make_sim,
-                                                         make_trader):
-    bars = generate_bars("EURUSD", "H1", 900, seed=11).assign(spread=0)
+                                                         make_trader, seed, with_spread):
+    """Equal costs: no spread, or the bars' own spread with MT5's bid bars on both sides."""
+    bars = generate_bars("EURUSD", "H1", 900, seed=seed)
+    if not with_spread:
+        bars = bars.assign(spread=0)
     csv = tmp_path / "eurusd.csv"
     save_csv(bars, csv)
-    config = live_config(dry_run=False, strategy_params="fast=5,slow=12")
+    config = live_config(dry_run=False, strategy_params="fast=5,slow=12", lot_size=0.1,
+                         max_daily_loss_pct=0, max_trades_per_day=0)
     terminal = make_sim(data=str(csv), history_bars=100)
     make_trader(config, terminal).run()
 
     strategy = get_strategy_from_file(str(SMA_CROSS), FAST)
     first_decision = 99  # the clock starts at bar 100's open: bar 99 is the first closed one
     expected = run_backtest(bars, strategy, spec=get_symbol_spec("EURUSD"),
-                            config=BacktestConfig(close_at_end=False),
+                            config=BacktestConfig(close_at_end=False, spread_mode="bid"),
                             trade_from=first_decision).trades
     live = pd.DataFrame([dict(r) for r in rows(
         config.audit_db, "SELECT * FROM trades ORDER BY entry_time")])
@@ -88,6 +93,8 @@ def test_live_trades_on_the_simulator_match_the_backtest(tmp_path, live_config, 
     assert list(live["entry_price"]) == pytest.approx(list(expected["entry_price"]), abs=1e-9)
     assert list(live["exit_price"]) == pytest.approx(list(expected["exit_price"]), abs=1e-9)
     assert list(live["direction"]) == [str(d) for d in expected["direction"]]
+    assert list(live["volume"]) == pytest.approx(list(expected["volume"]))
+    assert list(live["pnl"]) == pytest.approx(list(expected["pnl"]), abs=0.011)
 
 
 def test_halt_kill_switch_blocks_entries_but_lets_exits_run(start_trader):
@@ -113,6 +120,8 @@ def test_close_all_flattens_once_and_stays_halted_across_a_restart(make_trader, 
     run_bars(trader, terminal, 1)
     assert terminal.positions_total() == 0
     assert trader.state.kill_switch.level == "halt"
+    last_trade = rows(config.audit_db, "SELECT * FROM trades ORDER BY id DESC LIMIT 1")[0]
+    assert last_trade["exit_reason"] == "kill_switch"
     trader.shutdown()
 
     closes = len(rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close'"))
@@ -174,14 +183,64 @@ def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_s
     config = live_config(strategy_path=str(picky), symbols=("USDJPY", "EURUSD"),
                          strategy_params="fast=5,slow=12")
     terminal = make_sim(symbols=("USDJPY", "EURUSD"))
-    trader = make_trader(config, terminal)
+    alerts = RecordedAlerts()
+    trader = make_trader(config, terminal, alerts=alerts)
     trader.start()
-    run_bars(trader, terminal, 100)
+    for _ in range(100):
+        trader.iterate()
+        trader.iterate()  # the same bar again: skipped, not failed twice
+        terminal.sim_step_bar()
     errors = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'strategy_error'")
     assert len(errors) == 100 and all(e["symbol"] == "USDJPY" for e in errors)
     assert "cannot trade yen crosses" in errors[0]["message"]
     assert len(rows(config.audit_db, "SELECT * FROM signals WHERE symbol = 'EURUSD'")) == 100
     assert trader.summary.entries > 0
+    paged = [a for a in alerts.sent if a[0] == "error"]
+    assert len(paged) == 1 and "USDJPY" in paged[0][1]  # alerted once, not every bar
+
+
+class RecordedAlerts:
+    """The alert interface, keeping what was sent (the channels are tested in test_alerts)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def notify(self, kind: str, text: str, *, severity: str = "info", **data: object) -> None:
+        self.sent.append((kind, text, severity))
+
+    def close(self) -> None:
+        return None
+
+
+def test_a_failed_exit_is_retried_on_the_next_bar(start_trader):
+    config, terminal, trader = start_trader(dry_run=False, order_max_retries=1)
+    open_until_position(trader, terminal)
+    (ticket,) = trader.state.positions
+    terminal.sim_set_faults(requote_rate=1.0)
+    for _ in range(200):  # until the strategy's exit is tried and fails
+        run_bars(trader, terminal, 1)
+        if rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close' AND status = "
+                "'failed' AND position_ticket = ?", ticket):
+            break
+    else:
+        raise AssertionError("no exit was tried")
+    assert ticket in trader.state.positions and trader.state.failed_exits == {ticket}
+    terminal.sim_set_faults(requote_rate=0.0)
+    run_bars(trader, terminal, 1)
+    assert ticket not in {p.ticket for p in terminal.positions_get()}
+    (trade,) = rows(config.audit_db, "SELECT * FROM trades WHERE position_ticket = ?", ticket)
+    assert trade["exit_reason"] == "exit_retry"
+    assert rows(config.audit_db, "SELECT * FROM signals WHERE outcome = "
+                "'exit_retried: 1/1 closed'")
+
+
+def test_margin_limit_counts_in_the_account_currency(start_trader):
+    """USDJPY 0.5 lots at 1:100 needs 500 USD, 5 % of equity (not 500 x the yen price)."""
+    _config, terminal, trader = start_trader(dry_run=False, symbols=("USDJPY",),
+                                             sim={"symbols": ("USDJPY",)}, lot_size=0.5,
+                                             max_margin_pct=10.0)
+    open_until_position(trader, terminal)
+    assert terminal.positions_get()[0].volume == 0.5
 
 
 def test_restart_adopts_open_positions_and_never_repeats_an_order(make_trader, start_trader):
@@ -195,8 +254,11 @@ def test_restart_adopts_open_positions_and_never_repeats_an_order(make_trader, s
     assert set(again.state.positions) == {ticket}
     again.iterate()  # the same closed bar: already decided, nothing sent
     assert terminal.positions_total() == 1
-    sent = rows(config.audit_db, "SELECT client_order_id FROM orders WHERE status = 'sent'")
-    assert len(sent) == len({r["client_order_id"] for r in sent})
+    orders = len(rows(config.audit_db, "SELECT * FROM orders"))
+    run_bars(again, terminal, 30)  # trades on: every order new, none sent twice
+    assert len(rows(config.audit_db, "SELECT * FROM orders")) > orders
+    comments = [d.comment for d in terminal.history_deals_get(0, 2**40)]
+    assert len(comments) == len(set(comments))
 
 
 def test_symbol_allowing_only_ioc_fills_with_ioc(live_config, make_sim, make_trader):
@@ -280,3 +342,31 @@ def test_the_heartbeat_shows_a_new_position_at_once(start_trader):
     beat = rows(config.audit_db, "SELECT data FROM events WHERE kind = 'heartbeat' "
                 "ORDER BY id DESC LIMIT 1")[0]["data"]
     assert [p["ticket"] for p in json.loads(beat)["positions"]] == [ticket]
+
+
+@pytest.mark.parametrize("change", ["real", "login"])
+def test_a_live_trader_stops_when_the_terminal_changes_account(start_trader, change):
+    config, terminal, trader = start_trader(dry_run=False)
+    run_bars(trader, terminal, 2)
+    account = terminal.server.account  # switched in the terminal's window, say
+    if change == "real":
+        account.trade_mode = terminal.ACCOUNT_TRADE_MODE_REAL
+    else:
+        account.login += 1
+    orders = len(rows(config.audit_db, "SELECT * FROM orders"))
+    trader.iterate()
+    assert trader.stopping
+    (event,) = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'account_changed'")
+    assert ("REAL" if change == "real" else "switched") in event["message"]
+    assert len(rows(config.audit_db, "SELECT * FROM orders")) == orders
+
+
+def test_status_says_entries_are_stopped_while_the_kill_switch_is_on(start_trader):
+    config, terminal, trader = start_trader()
+    run_bars(trader, terminal, 1)
+    assert trader.last_status["entries_enabled"] is True
+    config.kill_switch_file.write_text("halt")
+    run_bars(trader, terminal, 1)
+    assert trader.last_status["entries_enabled"] is False
+    assert trader.last_status["disabled_reasons"] == ["kill switch halt"]
+    assert "entries stopped: kill switch halt" in trader.status_text()

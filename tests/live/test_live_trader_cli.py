@@ -50,6 +50,45 @@ def test_bad_input_exits_2_naming_the_value(tmp_path, args, message):
     assert "Traceback" not in done.stderr
 
 
+STRATEGY_FAULTS = {
+    "raises_in_init": ("from backtest.strategies.sma_cross import SmaCross\n\n\n"
+                       "class Broken(SmaCross):\n    def __init__(self, **params):\n"
+                       "        raise ValueError('no licence key')\n", "no licence key"),
+    "exits_on_import": ("import sys\nsys.exit(5)\n", "SystemExit"),
+    "raises_on_import": ("raise RuntimeError('half-written file')\n", "half-written file"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(STRATEGY_FAULTS))
+def test_a_strategy_that_fails_to_load_exits_2_and_writes_no_database(tmp_path, fault):
+    source, message = STRATEGY_FAULTS[fault]
+    strategy = tmp_path / f"{fault}.py"
+    strategy.write_text(source)
+    done = run_trader(tmp_path, "--strategy", str(strategy), "--max-bars", "3")
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and str(strategy) in done.stderr
+    assert "Traceback" not in done.stderr and done.stderr.count(message) == 1
+    assert not (tmp_path / "audit.db").exists()
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"SIM_DATA": "{tmp}/nowhere.csv"}, "nowhere.csv"),
+    ({"AUDIT_DB": "{tmp}/a_file/audit.db"}, "a_file"),
+    ({"LOG_DIR": "{tmp}/a_file/logs"}, "LOG_DIR"),
+    ({"SYMBOLS": "EURUSD,NOSUCH"}, "NOSUCH"),
+])
+def test_settings_that_cannot_work_exit_2_and_write_no_database(tmp_path, setting, message):
+    (tmp_path / "a_file").write_text("not a folder")
+    extra = {k: v.format(tmp=tmp_path) for k, v in setting.items()}
+    config = settings(tmp_path, **extra)
+    done = subprocess.run([sys.executable, str(TRADER), "--config", str(config), "--strategy",
+                           str(SMA_CROSS), "--max-bars", "3"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "audit.db").exists()
+
+
 def test_runs_the_same_from_the_live_folder(tmp_path):
     done = run_trader(tmp_path, "--strategy", "backtest/strategies/sma_cross.py",
                       "--max-bars", "40", cwd=ROOT / "live")

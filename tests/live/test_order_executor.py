@@ -155,6 +155,24 @@ def test_an_order_found_absent_is_asked_for_again_before_it_is_sent(rig):
     assert len(deals_with(terminal, intent.client_order_id)) == 1
 
 
+def test_an_order_pending_at_the_broker_is_found_and_not_sent_again(rig):
+    executor, connector, terminal, audit = rig()
+    intent = open_intent(connector)
+    audit.record_order(client_order_id=intent.client_order_id, status="intent",
+                       symbol="EURUSD", dry_run=False, side="buy", kind="open", volume=0.1)
+    bid = connector.tick("EURUSD").bid  # accepted before the crash, not filled yet
+    placed = terminal.order_send({
+        "action": terminal.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
+        "type": terminal.ORDER_TYPE_BUY_LIMIT, "price": round(bid - 0.005, 5),
+        "magic": connector.config.magic_number, "comment": intent.client_order_id,
+        "type_filling": terminal.ORDER_FILLING_RETURN})
+    assert placed.retcode == terminal.TRADE_RETCODE_PLACED
+    assert [r.status for r in executor.reconcile_pending()] == ["placed"]
+    assert audit.reader.latest_order(intent.client_order_id)["broker_order"] == placed.order
+    assert executor.execute_order(intent).duplicate
+    assert deals_with(terminal, intent.client_order_id) == [] and terminal.orders_total() == 1
+
+
 def test_giving_up_after_max_retries(rig):
     executor, connector, terminal, audit = rig(FaultConfig(requote_rate=1.0),
                                                order_max_retries=2)

@@ -59,6 +59,20 @@ def test_day_start_equity_survives_a_restart(make_state):
     assert restarted.daily_limit_reason(9_000.0) is None
 
 
+def test_a_daily_limit_holds_for_the_rest_of_the_day_even_if_equity_recovers(make_state):
+    state = make_state(max_daily_loss_pct=3.0)
+    assert state.daily_limit_reason(10_000.0) is None
+    reason = state.daily_limit_reason(9_650.0)
+    assert "daily loss 3.50%" in reason
+    assert state.record_daily_limit(reason)
+    assert state.daily_limit_reason(10_200.0) == reason  # recovered, still stopped today
+    restarted = make_state(max_daily_loss_pct=3.0)
+    assert restarted.daily_limit_reason(10_200.0) == reason  # and after a restart
+    assert not restarted.record_daily_limit(reason)  # recorded once, not at every start
+    make_state.clock["now"] = utc("2024-03-05 00:00")
+    assert restarted.daily_limit_reason(10_200.0) is None  # the next trading day
+
+
 @pytest.mark.parametrize(("limits", "volume", "margin", "refusal"), [
     ({"max_open_positions": 2}, 0.1, 10.0, "MAX_OPEN_POSITIONS 2"),
     ({"max_positions_per_symbol": 1}, 0.1, 10.0, "MAX_POSITIONS_PER_SYMBOL 1 reached for EURUSD"),
