@@ -1,9 +1,9 @@
 """The documents generated from LiveConfig: `.env.template` and the configuration reference
-table in README.md, so neither can drift from the code.
+table in README.md and docs/live.md, so none can drift from the code.
 
     python -m live.config_docs template > .env.template
     python -m live.config_docs reference          # the Markdown table
-    python -m live.config_docs --write            # rewrite both files in place
+    python -m live.config_docs --write            # rewrite all three in place
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from live.config import PROJECT_ROOT, LiveConfig
 
 TEMPLATE_FILE = PROJECT_ROOT / ".env.template"
 README_FILE = PROJECT_ROOT / "README.md"
+LIVE_DOC_FILE = PROJECT_ROOT / "docs" / "live.md"
+REFERENCE_FILES = (README_FILE, LIVE_DOC_FILE)
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
@@ -57,17 +59,19 @@ def reference_markdown() -> str:
 
 
 def readme_with_reference(readme: str) -> str:
-    """README text with the table between the markers replaced (ValueError without them)."""
+    """A document's text with the table between the markers replaced (ValueError without)."""
     start, end = readme.find(BEGIN), readme.find(END)
     if start < 0 or end < start:
-        raise ValueError(f"README.md lacks the markers {BEGIN} ... {END}")
+        raise ValueError(f"the document lacks the markers {BEGIN} ... {END}")
     return readme[: start + len(BEGIN)] + "\n" + reference_markdown() + readme[end:]
 
 
-def write(template: Path = TEMPLATE_FILE, readme: Path = README_FILE) -> None:
+def write(template: Path = TEMPLATE_FILE,
+          documents: tuple[Path, ...] = REFERENCE_FILES) -> None:
     template.write_text(env_template(), encoding="utf-8")
-    readme.write_text(readme_with_reference(readme.read_text(encoding="utf-8")),
-                      encoding="utf-8")
+    for document in documents:
+        document.write_text(readme_with_reference(document.read_text(encoding="utf-8")),
+                            encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Documents generated from LiveConfig.")
     parser.add_argument("what", nargs="?", choices=("template", "reference"))
     parser.add_argument("--write", action="store_true",
-                        help="rewrite .env.template and README.md's reference in place")
+                        help="rewrite .env.template and the reference in README.md and "
+                             "docs/live.md in place")
     args = parser.parse_args(argv)
     if args.write:
         write()

@@ -217,7 +217,8 @@ class PaperBroker:
     def _apply_close(self, ticket: int, deal: Any) -> None:
         self._positions.pop(ticket, None)
         self._deals.append(deal)
-        self._balance = (self._balance or 0.0) + float(deal.profit)
+        # money in cents, as an account holds it: no 9998.760000000004 after many fills
+        self._balance = round((self._balance or 0.0) + float(deal.profit), 2)
         self._next_ticket = max(self._next_ticket, deal.ticket + 1)
 
     def _persist(self, action: str, *, position: VirtualPosition, deal: Any) -> None:
@@ -240,7 +241,7 @@ class PaperBroker:
             else:
                 self._apply_close(position.ticket, deal)
         if self._positions or self._deals:
-            logger.info("paper book restored: %d open virtual positions, balance %s",
+            logger.info("paper book restored: %d open virtual positions, balance %.2f",
                         len(self._positions), self._balance)
 
     def _start_balance(self, balance: float) -> None:

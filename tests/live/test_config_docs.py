@@ -1,4 +1,5 @@
-"""The generated documents match LiveConfig: .env.template and README's reference table."""
+"""The generated documents match LiveConfig: .env.template and the reference tables of
+README.md and docs/live.md."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from live.config import LiveConfig
 from live.config_docs import (
-    README_FILE,
+    REFERENCE_FILES,
     TEMPLATE_FILE,
     env_template,
     readme_with_reference,
@@ -21,9 +22,10 @@ def test_committed_template_is_the_generated_one():
         "run: python -m live.config_docs --write"
 
 
-def test_readme_reference_is_the_generated_one():
-    readme = README_FILE.read_text(encoding="utf-8")
-    assert readme_with_reference(readme) == readme, "run: python -m live.config_docs --write"
+@pytest.mark.parametrize("document", REFERENCE_FILES, ids=lambda p: p.name)
+def test_reference_tables_are_the_generated_one(document):
+    text = document.read_text(encoding="utf-8")
+    assert readme_with_reference(text) == text, "run: python -m live.config_docs --write"
 
 
 def test_every_key_is_documented_once():
