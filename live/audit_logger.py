@@ -636,6 +636,30 @@ class AuditReader:
 
     # ------------------------------------------------------------ verification
 
+    def heads(self) -> dict[str, tuple[int, str]]:
+        """Each chained table's last row: (id, row_hash). Kept outside the database (the
+        log, an alert), they reveal rows later removed from the end, which no chain can."""
+        heads = {}
+        for table in CHAINED_TABLES:
+            row = self._one(f"SELECT id, row_hash FROM {table} ORDER BY id DESC LIMIT 1")
+            if row is not None:
+                heads[table] = (int(row["id"]), str(row["row_hash"]))
+        return heads
+
+    def missing_heads(self, recorded: Mapping[str, tuple[int, str]]) -> list[str]:
+        """What is wrong with heads recorded earlier: a row gone or different."""
+        problems = []
+        for table, (row_id, digest) in recorded.items():
+            if table not in CHAINED_TABLES:
+                continue
+            row = self._one(f"SELECT row_hash FROM {table} WHERE id = ?", (row_id,))
+            if row is None:
+                problems.append(f"{table}: row {row_id}, recorded as the head, is gone "
+                                "(rows were removed from the end)")
+            elif not str(row["row_hash"]).startswith(digest):
+                problems.append(f"{table}: row {row_id} is not the row recorded as the head")
+        return problems
+
     def verify(self, batch: int = 5000) -> list[ChainReport]:
         """Recompute every table's hash chain; each report names the first broken row, if any."""
         return [self._verify_table(table, batch) for table in CHAINED_TABLES]
@@ -669,6 +693,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="check the hash chains of every audit table")
     verify.add_argument("db", type=Path)
+    verify.add_argument("--anchor", type=Path, action="append", default=[], metavar="LOG",
+                        help="the trader's log (logs/live_trader.log, repeatable for rotated "
+                             "ones): every chain head it recorded must still be in the DB")
+    verify.add_argument("--expect", action="append", default=[], metavar="TABLE:ID:HASH",
+                        help="a chain head as the shutdown alert gives it (repeatable)")
     query = commands.add_parser("query", help="run a read-only SQL query, print the rows")
     query.add_argument("db", type=Path)
     query.add_argument("sql")
@@ -679,16 +708,61 @@ def main(argv: list[str] | None = None) -> int:
             _print_rows(reader.query(args.sql))
             return 0
         reports = reader.verify()
-    except (FileNotFoundError, sqlite3.Error) as exc:
+        recorded = _recorded_heads(args.anchor, args.expect)
+        problems = reader.missing_heads(recorded)
+        heads = reader.heads()
+    except (FileNotFoundError, sqlite3.Error, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for report in reports:
         if report.ok:
-            print(f"{report.table:<18} ok      {report.rows} rows")
+            row_id, digest = heads.get(report.table, (0, ""))
+            head = f", head {head_text(report.table, row_id, digest)}" if row_id else ""
+            print(f"{report.table:<18} ok      {report.rows} rows{head}")
         else:
             print(f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
                   f"good rows: {report.reason}")
-    return 0 if all(r.ok for r in reports) else 1
+    for problem in problems:
+        print(f"TRUNCATED  {problem}")
+    if recorded and not problems:
+        print(f"recorded heads: all {len(recorded)} still in place")
+    return 0 if all(r.ok for r in reports) and not problems else 1
+
+
+HEADS_LOG_PREFIX = "audit chain heads "
+
+
+def head_text(table: str, row_id: int, digest: str) -> str:
+    """A head as `--expect` takes it: table:id:first 16 hex digits of the hash."""
+    return f"{table}:{row_id}:{digest[:16]}"
+
+
+def _recorded_heads(logs: list[Path], expected: list[str]) -> dict[str, tuple[int, str]]:
+    """The latest head per table from the trader's logs, then the --expect ones."""
+    heads: dict[str, tuple[int, str]] = {}
+    for log in logs:
+        for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+            message = _log_message(line)
+            if message.startswith(HEADS_LOG_PREFIX):
+                for table, (row_id, digest) in json.loads(message[len(HEADS_LOG_PREFIX):]
+                                                          ).items():
+                    if row_id >= heads.get(table, (0, ""))[0]:
+                        heads[table] = (int(row_id), str(digest))
+    for text in expected:
+        table, _, rest = text.partition(":")
+        row_id, _, digest = rest.partition(":")
+        if not (table and row_id.isdigit() and digest):
+            raise ValueError(f"--expect {text!r}: give TABLE:ID:HASH, e.g. orders:42:3fa9c0...")
+        heads[table] = (int(row_id), digest)
+    return heads
+
+
+def _log_message(line: str) -> str:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return ""
+    return str(entry.get("message", "")) if isinstance(entry, dict) else ""
 
 
 def _print_rows(rows: list[dict[str, object]]) -> None:

@@ -10,8 +10,10 @@ from `live/`.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -27,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: make `live` and `backtest` imp
 from backtest.data import DataError, timeframe_seconds
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
-from live.audit_logger import AuditLogger
+from live.audit_logger import HEADS_LOG_PREFIX, AuditLogger, head_text
 from live.backtesting_bridge import (
     Decision,
     PrecheckFailed,
@@ -307,6 +309,7 @@ class LiveTrader:
                                     data={"summary": lines})
         except AuditWriteError:
             logger.error("could not record the shutdown event")
+        lines += self._anchor_audit_heads()
         self.alerts.notify("shutdown", "\n".join(lines))
         self.alerts.close()
         self.connector.shutdown()
@@ -314,6 +317,19 @@ class LiveTrader:
         logger.info("the record of this session is in %s: browse it with `%s %s --db %s`, "
                     "check it with `cd %s && %s -m live.audit_logger verify %s`", db, python,
                     root / "live" / "dashboard.py", db, root, python, db)
+
+    def _anchor_audit_heads(self) -> list[str]:
+        """Log the audit chains' last rows (the log lives apart from the database) and give
+        them for the shutdown alert: `verify --anchor`/`--expect` then reveal rows removed
+        from the end of a table, which a hash chain alone cannot."""
+        try:
+            heads = self.audit.reader.heads()
+        except sqlite3.Error as exc:
+            logger.error("could not read the audit chain heads: %s", exc)
+            return []
+        logger.info(HEADS_LOG_PREFIX + json.dumps(heads))
+        return ["  audit heads: " + ", ".join(head_text(table, *heads[table])
+                                              for table in ("orders", "trades") if table in heads)]
 
     # ------------------------------------------------------------ one iteration
 

@@ -182,3 +182,26 @@ def test_a_second_run_on_the_simulator_carries_on_where_the_first_stopped(tmp_pa
         bars = [r[0] for r in conn.execute("SELECT bar_time FROM signals ORDER BY id")]
     assert len(bars) == 60 and bars == sorted(set(bars))  # no bar decided twice, no gap back
     assert "simulated market resumed" in done.stderr
+
+
+def test_rows_removed_from_the_end_are_caught_by_the_heads_in_the_log(tmp_path):
+    from tests.live.test_audit_logger import tamper
+
+    done = run_trader(tmp_path, "--strategy", str(SMA_CROSS), "--param", "fast=2",
+                      "--param", "slow=4", "--max-bars", "30")
+    assert done.returncode == 0, done.stderr
+    db, log = tmp_path / "audit.db", tmp_path / "logs" / "live_trader.log"
+
+    def verify(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "live.audit_logger", "verify", str(db),
+                               *extra], cwd=ROOT, capture_output=True, text=True)
+
+    intact = verify("--anchor", str(log))
+    assert intact.returncode == 0 and "recorded heads: all 5 still in place" in intact.stdout
+    head = next(line.split("head ")[1] for line in intact.stdout.splitlines()
+                if line.startswith("trades"))
+    tamper(db, "DELETE FROM trades WHERE id = (SELECT max(id) FROM trades)")
+    assert verify().returncode == 0  # the chain alone cannot see a shortened end
+    for anchor in (["--anchor", str(log)], ["--expect", head]):
+        cut = verify(*anchor)
+        assert cut.returncode == 1 and "TRUNCATED  trades: row" in cut.stdout, cut.stdout
