@@ -42,9 +42,9 @@ from live.errors import OrderRejected
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "Decision", "PrecheckFailed", "bars_needed", "build_close_request", "build_order_request",
-    "decide", "estimated_margin", "fetch_bars", "generate_signals", "get_strategy_from_file",
-    "position_size", "simulate_precheck",
+    "BacktestingBridge", "Decision", "PrecheckFailed", "bars_needed", "build_close_request",
+    "build_order_request", "decide", "estimated_margin", "fetch_bars", "generate_signals",
+    "get_strategy_from_file", "position_size", "simulate_precheck",
 ]
 
 
@@ -152,6 +152,39 @@ def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
         tp_distance=float(signals.tp_distance[last]),
         bars=len(bars),
     )
+
+
+class BacktestingBridge:
+    """One strategy bound to the broker it reads bars from: what the trader asks each bar.
+
+    A thin object over the functions of this module (which stay usable on their own): the
+    closed bars a decision needs, the decision, and the entry size with the trader's sizing.
+    """
+
+    def __init__(self, strategy: Strategy, broker: Broker, *, timeframe: str,
+                 lookback: int = 0, sizing: Sizing | None = None) -> None:
+        self.strategy = strategy
+        self.broker = broker
+        self.timeframe = timeframe
+        self.lookback = lookback
+        self.sizing = sizing or Sizing()
+
+    def latest_bars(self, symbol: str) -> pd.DataFrame:
+        """The last closed bars the strategy needs (StrategyError if too few or bad)."""
+        return fetch_bars(self.broker, self.strategy, symbol, self.timeframe, self.lookback)
+
+    def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
+        return decide(self.strategy, symbol, bars)
+
+    def generate_signals(self, symbol: str) -> Decision:
+        """The decision on the last closed bar of `symbol`."""
+        return self.decide(symbol, self.latest_bars(symbol))
+
+    def position_size(self, *, spec: SymbolSpec, equity: float, entry_price: float,
+                      sl: float | None, account_currency: str) -> float:
+        """Lots for an entry, by the backtest's position_size (PrecheckFailed if it can't)."""
+        return entry_volume(sizing=self.sizing, spec=spec, equity=equity,
+                            entry_price=entry_price, sl=sl, account_currency=account_currency)
 
 
 def _check_bars(symbol: str, bars: pd.DataFrame) -> None:

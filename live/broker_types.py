@@ -89,6 +89,39 @@ IPC_ERROR_CODES = frozenset({-10000, -10001, -10002, -10003, -10004, -10005})
 UNKNOWN_OUTCOME_ERROR_CODES = frozenset({-10000, -10002, -10005})
 
 
+class MT5Constants:
+    """The constants above as one namespace, with every trade return code by its MT5 name
+    (`MT5Constants.TRADE_RETCODE_INVALID_STOPS == 10016`) and the retry rule."""
+
+    RETCODE_NAMES = RETCODE_NAMES
+    RETRYABLE_RETCODES = RETRYABLE_RETCODES
+
+    @staticmethod
+    def is_retryable(code: int) -> bool:
+        return code in RETRYABLE_RETCODES
+
+
+for _name, _value in list(globals().items()):
+    if _name.isupper() and isinstance(_value, int) and not isinstance(_value, bool):
+        setattr(MT5Constants, _name, _value)
+# The package's own names of the trade return codes (mt5_api.json), by code.
+_RETCODE_CONSTANTS = {
+    10004: "REQUOTE", 10006: "REJECT", 10007: "CANCEL", 10008: "PLACED", 10009: "DONE",
+    10010: "DONE_PARTIAL", 10011: "ERROR", 10012: "TIMEOUT", 10013: "INVALID",
+    10014: "INVALID_VOLUME", 10015: "INVALID_PRICE", 10016: "INVALID_STOPS",
+    10017: "TRADE_DISABLED", 10018: "MARKET_CLOSED", 10019: "NO_MONEY", 10020: "PRICE_CHANGED",
+    10021: "PRICE_OFF", 10022: "INVALID_EXPIRATION", 10023: "ORDER_CHANGED",
+    10024: "TOO_MANY_REQUESTS", 10025: "NO_CHANGES", 10026: "SERVER_DISABLES_AT",
+    10027: "CLIENT_DISABLES_AT", 10028: "LOCKED", 10029: "FROZEN", 10030: "INVALID_FILL",
+    10031: "CONNECTION", 10032: "ONLY_REAL", 10033: "LIMIT_ORDERS", 10034: "LIMIT_VOLUME",
+    10035: "INVALID_ORDER", 10036: "POSITION_CLOSED", 10038: "INVALID_CLOSE_VOLUME",
+    10039: "CLOSE_ORDER_EXIST", 10040: "LIMIT_POSITIONS", 10041: "REJECT_CANCEL",
+    10042: "LONG_ONLY", 10043: "SHORT_ONLY", 10044: "CLOSE_ONLY", 10045: "FIFO_CLOSE",
+}
+for _code, _name in _RETCODE_CONSTANTS.items():
+    setattr(MT5Constants, "TRADE_RETCODE_" + _name, _code)
+
+
 def retcode_text(code: int | None, comment: str = "") -> str:
     """`10016 invalid stops (Invalid stops)`, plus a hint when one is known."""
     if code is None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from live.broker_types import MT5Constants  # noqa: F401  (re-exported: the design's home)
 from live.errors import ConfigError
 
 logger = logging.getLogger(__name__)

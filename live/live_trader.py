@@ -31,14 +31,12 @@ from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
 from live.audit_logger import HEADS_LOG_PREFIX, AuditLogger, head_text
 from live.backtesting_bridge import (
+    BacktestingBridge,
     Decision,
     PrecheckFailed,
     build_close_request,
     build_order_request,
-    decide,
-    entry_volume,
     estimated_margin,
-    fetch_bars,
     get_strategy_from_file,
     simulate_precheck,
     stop_levels,
@@ -142,6 +140,8 @@ class LiveTrader:
         self.summary = SessionSummary()
         self.sizing = Sizing(mode=config.sizing_mode, lots=config.lot_size,
                              risk_percent=config.risk_percent)
+        self.bridge = BacktestingBridge(strategy, self.broker, timeframe=config.timeframe,
+                                        lookback=config.bars_lookback, sizing=self.sizing)
         self._bar_seconds = timeframe_seconds(config.timeframe)
         self._last_snapshot: datetime | None = None
         self._last_heartbeat = 0.0
@@ -703,8 +703,7 @@ class LiveTrader:
         self.alerts.notify("error", f"{symbol}: {message}", severity=severity, symbol=symbol)
 
     def _process_symbol(self, symbol: str) -> int:
-        bars = fetch_bars(self.broker, self.strategy, symbol, self.config.timeframe,
-                          self.config.bars_lookback)
+        bars = self.bridge.latest_bars(symbol)
         bar_time = bars["time"].iloc[-1].to_pydatetime()
         new_bar = self.state.is_new_bar(symbol, bar_time)
         reducing = self.state.kill_switch.level == "reduce"
@@ -713,7 +712,7 @@ class LiveTrader:
         seen_at = time.monotonic()
         sends_before = self.executor.stats.last_send_at
         try:
-            decision = decide(self.strategy, symbol, bars)
+            decision = self.bridge.decide(symbol, bars)
         except StrategyError as exc:
             if not new_bar:
                 raise
@@ -815,8 +814,9 @@ class LiveTrader:
         tick, spec, account = broker.tick(symbol), broker.symbol_spec(symbol), broker.account()
         price = float(tick.ask if buying else tick.bid)
         sl, tp = stop_levels(decision, spec, price)
-        volume = entry_volume(sizing=self.sizing, spec=spec, equity=float(account.equity),
-                              entry_price=price, sl=sl, account_currency=account.currency)
+        volume = self.bridge.position_size(spec=spec, equity=float(account.equity),
+                                           entry_price=price, sl=sl,
+                                           account_currency=account.currency)
         request = build_order_request(
             symbol=symbol, side=decision.side, volume=volume, price=price, spec=spec,
             magic=self.config.magic_number, comment=cid, deviation=self.config.deviation_points,

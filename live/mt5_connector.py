@@ -108,6 +108,28 @@ class MT5Connector:
                 self._api, self.backend = load_api(self.config)
             self._initialize()
 
+    def initialize(self) -> None:
+        """The MT5 name of connect(): initialize the terminal (and log in when MT5_LOGIN is
+        set)."""
+        self.connect()
+
+    def login(self) -> None:
+        """Log in to MT5_LOGIN on MT5_SERVER explicitly (initialize() already does when
+        MT5_LOGIN is set). Raises ConfigError without MT5_LOGIN, ConfigError on refused
+        credentials, BrokerError otherwise."""
+        cfg = self.config
+        if not cfg.mt5_login:
+            raise ConfigError("login: MT5_LOGIN is not set (0 = the terminal's own account)")
+        try:
+            self._call("login", cfg.mt5_login, password=cfg.mt5_password,
+                       server=cfg.mt5_server, timeout=cfg.mt5_timeout_ms)
+        except BrokerError as exc:
+            if exc.code == -6:
+                raise ConfigError(f"MT5 authorization failed ({exc}): check MT5_LOGIN, "
+                                  "MT5_PASSWORD and MT5_SERVER") from None
+            raise
+        self._specs.clear()
+
     def shutdown(self) -> None:
         with self._lock:
             if self._api is not None:
@@ -323,6 +345,22 @@ class MT5Connector:
     def orders(self, symbol: str | None = None) -> tuple[Any, ...]:
         found = self._call("orders_get", symbol=symbol) if symbol else self._call("orders_get")
         return tuple(o for o in found if o.magic == self.config.magic_number)
+
+    # The names of the original design, for scripts written against them.
+    def get_account_info(self) -> Any:
+        return self.account()
+
+    def get_symbol_info(self, symbol: str) -> Any:
+        return self.symbol_info(symbol)
+
+    def get_positions(self, symbol: str | None = None) -> tuple[Any, ...]:
+        return self.positions(symbol)
+
+    def get_orders(self, symbol: str | None = None) -> tuple[Any, ...]:
+        return self.orders(symbol)
+
+    def reconnect(self) -> ConnectionState:
+        return self.ensure_connected()
 
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
         """Deals since `since` (UTC) carrying this trader's magic number."""

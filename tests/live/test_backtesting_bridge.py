@@ -9,6 +9,7 @@ import pytest
 
 from backtest.strategy import compute_signals
 from live.backtesting_bridge import (
+    BacktestingBridge,
     Decision,
     PrecheckFailed,
     bars_needed,
@@ -133,3 +134,18 @@ def test_bars_needed_covers_the_warmup_and_honours_a_lookback():
     assert bars_needed(strategy) == 2 * strategy.warmup
     assert bars_needed(strategy, lookback=500) == 500
     assert bars_needed(strategy, lookback=5) == strategy.warmup + 1
+
+
+def test_the_bridge_object_decides_like_the_functions(broker):
+    strategy = get_strategy_from_file(SMA_CROSS, {"fast": 5, "slow": 12})
+    bridge = BacktestingBridge(strategy, broker, timeframe="H1")
+    decision = bridge.generate_signals("EURUSD")
+    same = generate_signals(broker, strategy, "EURUSD", "H1")
+    key = ("bar_time", "position", "act", "entry", "close", "bars")
+    assert [getattr(decision, k) for k in key] == [getattr(same, k) for k in key]
+    bars = bridge.latest_bars("EURUSD")
+    assert len(bars) == bars_needed(strategy)
+    assert bridge.decide("EURUSD", bars).bar_time == decision.bar_time
+    spec = broker.symbol_spec("EURUSD")
+    assert bridge.position_size(spec=spec, equity=10_000.0, entry_price=1.1, sl=None,
+                                account_currency="USD") == 0.1  # Sizing's default lots

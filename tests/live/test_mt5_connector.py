@@ -314,3 +314,35 @@ def test_a_simulator_csv_of_another_timeframe_is_a_config_error(live_config, tmp
     connector = MT5Connector(live_config(backend="sim", sim_data=str(path), timeframe="H1"))
     with pytest.raises(ConfigError, match=r"daily\.csv: its bars are D1"):
         connector.connect()
+
+
+def test_mt5_constants_namespace_matches_the_reference():
+    from live.config import MT5Constants
+
+    known = REFERENCE["constants"]
+    ours = {k: v for k, v in vars(MT5Constants).items() if k.isupper() and isinstance(v, int)}
+    shared = set(ours) & set(known)
+    assert len(shared) > 60
+    assert {k: ours[k] for k in shared} == {k: known[k] for k in shared}
+    retcodes = {k for k in known if k.startswith("TRADE_RETCODE_")}
+    assert retcodes <= set(ours)
+
+
+def test_login_and_the_design_names(connect, live_config, make_sim):
+    connector, terminal = connect()
+    assert connector.get_account_info().login == connector.account().login
+    assert connector.get_symbol_info("EURUSD").name == "EURUSD"
+    assert connector.get_positions() == connector.positions() == ()
+    assert connector.get_orders() == ()
+    with pytest.raises(ConfigError, match="MT5_LOGIN is not set"):
+        connector.login()
+    terminal = make_sim(password="s3cret")
+    login = terminal.account_info().login
+    good = MT5Connector(live_config(mt5_login=login, mt5_password="s3cret",
+                                    mt5_server=terminal.account_info().server), api=terminal)
+    good.initialize()
+    good.login()
+    wrong = MT5Connector(live_config(mt5_login=login, mt5_password="not it",
+                                     mt5_server=terminal.account_info().server), api=terminal)
+    with pytest.raises(ConfigError, match="authorization failed"):
+        wrong.initialize()
