@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtest.engine import BacktestConfig, BacktestResult, run_backtest
-from backtest.metrics import STAT_LABELS
+from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
+from backtest.metrics import STAT_LABELS, stats_for_output
 from backtest.sizing import Sizing, SizingError
 from backtest.strategy import (
     Strategy,
     StrategyError,
+    create_strategy,
     get_strategy_from_file,
     parse_param_overrides,
 )
@@ -81,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     walk.add_argument("--test", type=int, required=True, help="bars per test window")
     walk.add_argument("--mode", choices=("anchored", "rolling"), default="rolling",
                       help="anchored: training grows from the start; rolling: fixed length")
-    walk.add_argument("--json", type=Path, help="write windows and stats as JSON")
+    walk.add_argument("--json", type=Path,
+                      help="write windows, stats and the out-of-sample equity as JSON")
+    walk.add_argument("--report", type=Path, help="write a self-contained HTML report")
     walk.set_defaults(handler=cmd_walkforward)
 
     look = commands.add_parser("lookahead", help="check a strategy for look-ahead bias")
@@ -133,7 +136,8 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="NAME=START:STOP:STEP",
                         help="parameter range (inclusive) or list NAME=a,b,c (repeatable)")
     parser.add_argument("--metric", default="sharpe",
-                        help="statistic to maximise (default sharpe); e.g. total_return_pct")
+                        help="statistic to optimise (default sharpe), e.g. total_return_pct; "
+                        "the highest wins, except for max_drawdown_days (the lowest)")
     parser.add_argument("--workers", type=int, default=0,
                         help="processes (default: all cores)")
     parser.add_argument("--cluster", metavar="tcp://HOST:PORT",
@@ -147,14 +151,14 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
-    strategy = _instantiate(strategy_cls, params)
+    strategy = create_strategy(strategy_cls, params)
     config = config_from_args(args)
     result = run_backtest(bars, strategy, spec=spec, config=config)
     print(format_stats(result))
     if args.show_trades:
         print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
     if args.json:
-        write_atomic(args.json, result_json_text(result, strategy, config))
+        write_atomic(args.json, result_json_text(result, strategy, config, spec))
         print(f"wrote {args.json}")
     if args.report:
         from backtest.report import write_report  # imported late: only report users pay for it
@@ -165,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from backtest.optimize import parse_grid, run_grid
+    from backtest.optimize import metric_direction, parse_grid, run_grid
 
     bars, spec = load_bars_from_args(args)
     strategy_cls, fixed = load_strategy_from_args(args)
@@ -175,7 +179,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         fixed_params=fixed, workers=args.workers or None, cluster=args.cluster,
         progress=not args.no_progress,
     )
-    print(f"{len(table)} combinations on {len(bars)} bars, best by {args.metric}:")
+    print(f"{len(table)} combinations on {len(bars)} bars, best by {args.metric} "
+          f"({metric_direction(args.metric)} first):")
     print(table.head(args.top).to_string(index=False, float_format=_fmt_float))
     if args.csv:
         write_atomic(args.csv, table.to_csv(index=False))
@@ -197,17 +202,35 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     )
     print(result.summary())
     if args.json:
-        write_atomic(args.json, json.dumps(result.to_json_dict(), indent=1))
+        write_atomic(args.json, result.json_text())
         print(f"wrote {args.json}")
+    if args.report:
+        from backtest.report import write_walkforward_report
+
+        title = f"Walk-forward: {strategy_cls.__name__} on {spec.name}"
+        write_walkforward_report(result, args.report, title=title,
+                                 subtitle=_walkforward_subtitle(args, bars, grid))
+        print(f"wrote {args.report}")
     return EXIT_OK
+
+
+def _walkforward_subtitle(args: argparse.Namespace, bars: pd.DataFrame,
+                          grid: dict[str, list]) -> str:
+    searched = ", ".join(f"{name} {values[0]}..{values[-1]} ({len(values)})"
+                         for name, values in grid.items())
+    return (f"{bars['time'].iloc[0]:%Y-%m-%d} to {bars['time'].iloc[-1]:%Y-%m-%d} · "
+            f"{len(bars):,} bars · {args.mode} windows: train {args.train:,}, test "
+            f"{args.test:,} bars · best {args.metric} of {searched} · cash {args.cash:,.0f}")
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:
     from backtest.lookahead import check_lookahead
 
+    if args.checkpoints < 1:
+        raise UsageError(f"--checkpoints must be at least 1, got {args.checkpoints}")
     bars, _ = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
-    report = check_lookahead(_instantiate(strategy_cls, params), bars,
+    report = check_lookahead(create_strategy(strategy_cls, params), bars,
                              checkpoints=args.checkpoints)
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE
@@ -255,11 +278,13 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
     )
 
 
-def result_json_text(result: BacktestResult, strategy: Strategy,
-                     config: BacktestConfig) -> str:
+def result_json_text(result: BacktestResult, strategy: Strategy, config: BacktestConfig,
+                     spec: SymbolSpec) -> str:
     """The `--json` document: setup and stats, then the trades (ISO-8601 times, size in units).
 
-    The trades array is encoded column-wise by pandas, which keeps a million-bar run fast.
+    Prices are rounded to the fill precision (the symbol's digits, one more when half-spreads
+    split a point), money to cents. The trades array is encoded column-wise by pandas, which
+    keeps a million-bar run fast.
     """
     setup = asdict(config)
     setup["sizing"] = config.sizing.describe()
@@ -268,9 +293,10 @@ def result_json_text(result: BacktestResult, strategy: Strategy,
         "strategy": result.strategy,
         "params": strategy.params,
         "config": setup,
-        "stats": result.stats,
+        "stats": stats_for_output(result.stats),
     }, indent=1)
-    return head[:-2] + ',\n "trades": ' + result.trades_json() + "\n}\n"
+    trades = result.trades_json(fill_decimals(spec, config))
+    return head[:-2] + ',\n "trades": ' + trades + "\n}\n"
 
 
 def format_stats(result: BacktestResult) -> str:
@@ -286,25 +312,39 @@ def format_stats(result: BacktestResult) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file in the same folder, so readers never see half."""
+    """Write text to path via a temporary file in the same folder, so readers never see half.
+
+    The file gets the permissions a plain open() would give (0666 minus the umask), not the
+    temporary file's private 0600. Failures name `path`, not the temporary file.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def current_umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 _TRADE_PREVIEW = ["entry_time", "exit_time", "direction", "volume", "entry_price",
                   "exit_price", "pnl", "exit_reason"]
-
-
-def _instantiate(strategy_cls: type[Strategy], params: dict[str, object]) -> Strategy:
-    return strategy_cls(**params)
 
 
 def _symbol_from_path(path: Path | None) -> str | None:

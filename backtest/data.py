@@ -13,7 +13,9 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,31 @@ _GENERIC_ALIASES = {"datetime": "time", "date": "time", "timestamp": "time",
 
 class DataError(ValueError):
     """Bad bar data; the message names the file and line (header = line 1) where it can."""
+
+
+class _Lines:
+    """Maps a data row (0-based, as parsed) to its physical line in the file.
+
+    The parsers skip blank lines, so row + 2 is the line only until the first blank one; the
+    file is scanned (once, and only when an error is reported) to count them.
+    """
+
+    def __init__(self, path: Path, encoding: str) -> None:
+        self.path = path
+        self.encoding = encoding
+        self._data_lines: list[int] | None = None
+
+    def line(self, row: int) -> int:
+        if self._data_lines is None:
+            text = self.path.read_bytes().decode(self.encoding, errors="replace")
+            self._data_lines = [number for number, line in enumerate(text.split("\n"), 1)
+                                if number > 1 and line.strip()]
+        lines = self._data_lines
+        return lines[row] if 0 <= row < len(lines) else row + 2
+
+    def at(self, row: int) -> str:
+        """'path line N' for messages."""
+        return f"{self.path} line {self.line(row)}"
 
 
 def timeframe_seconds(name: str) -> int:
@@ -84,7 +111,7 @@ def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.
     if frame.empty:
         raise DataError(f"{path}: no bars after the header")
     if validate:
-        validate_bars(frame, str(path))
+        validate_bars(frame, str(path), line_of=_Lines(path, text_encoding).line)
     return frame
 
 
@@ -124,14 +151,24 @@ def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFra
     if fast is not None:
         return fast
     raw = path.read_bytes()
+    lines = _Lines(path, encoding)
     try:
-        table = pd.read_csv(_source(raw, encoding), header=0, names=names, usecols=wanted,
-                            dtype={"time": str}, engine="c",
-                            skip_blank_lines=True)
+        # no usecols: with it pandas silently ignores fields beyond the header's
+        table = pd.read_csv(_source(raw, encoding), header=0, names=names,
+                            dtype={"time": str}, engine="c", skip_blank_lines=True)
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot parse as CSV: {exc}") from None
-    times = _parse_generic_times(path, table["time"], tz)
-    return _assemble(path, table, times)
+        raise _parse_error(path, exc, len(names), "CSV") from None
+    times = _parse_generic_times(lines, table["time"], tz)
+    return _assemble(lines, table, times)
+
+
+def _parse_error(path: Path, exc: Exception, n_columns: int, kind: str) -> DataError:
+    """The parser's complaint in our words; a row with too many fields names its line."""
+    found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(exc))
+    if found:  # the C parser counts physical lines, header included
+        return DataError(f"{path} line {found.group(1)}: {found.group(2)} fields, but the "
+                         f"header has {n_columns} columns")
+    return DataError(f"{path}: cannot parse as {kind}: {exc}")
 
 
 def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list[str],
@@ -180,6 +217,9 @@ def _arrow_to_frame(table: object, tz: str) -> pd.DataFrame:
     return frame.loc[:, list(BAR_COLUMNS)]
 
 
+_MT5_REQUIRED = ("<DATE>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")
+
+
 def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:
     sep = "\t" if "\t" in header else ","
     columns = [c.strip().upper() for c in header.split(sep)]
@@ -187,12 +227,17 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
     if unknown or "<DATE>" not in columns:
         raise DataError(f"{path}: unexpected MT5 export columns {unknown or columns}; expected "
                         f"{' '.join(_MT5_COLUMNS)}")
+    missing = [c for c in _MT5_REQUIRED if c not in columns]
+    if missing:
+        raise DataError(f"{path}: the MT5 export has no {', '.join(missing)} column"
+                        f"{'s' if len(missing) > 1 else ''} (header: {' '.join(columns)})")
     names = [_MT5_COLUMNS[c] for c in columns]
+    lines = _Lines(path, encoding)
     try:
         table = pd.read_csv(_source(raw, encoding), sep=sep, header=0, names=names,
                             dtype={"date": str, "clock": str}, engine="c")
     except (ValueError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot parse as an MT5 export: {exc}") from None
+        raise _parse_error(path, exc, len(names), "an MT5 export") from None
     stamp = table["date"].str.strip()
     if "clock" in table:
         clock = table["clock"].str.strip()
@@ -202,11 +247,11 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
     else:
         fmt = "%Y.%m.%d"
     parsed = pd.to_datetime(stamp, format=fmt, errors="coerce")
-    _fail_on_unparsed(path, stamp, parsed, "time")
-    return _assemble(path, table, _to_utc(path, parsed, tz))
+    _fail_on_unparsed(lines, stamp, parsed, "time")
+    return _assemble(lines, table, _to_utc(path, parsed, tz))
 
 
-def _parse_generic_times(path: Path, column: pd.Series, tz: str) -> pd.Series:
+def _parse_generic_times(lines: _Lines, column: pd.Series, tz: str) -> pd.Series:
     text = column.astype(str).str.strip()
     if text.str.fullmatch(r"\d{9,11}").all():  # epoch seconds
         return pd.to_datetime(text.astype("int64"), unit="s", utc=True)
@@ -214,8 +259,8 @@ def _parse_generic_times(path: Path, column: pd.Series, tz: str) -> pd.Series:
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
     except ValueError:  # mixed offsets: let UTC sort them out
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    _fail_on_unparsed(path, text, parsed, "time")
-    return _to_utc(path, parsed, tz)
+    _fail_on_unparsed(lines, text, parsed, "time")
+    return _to_utc(lines.path, parsed, tz)
 
 
 def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
@@ -228,27 +273,27 @@ def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
     return localized.dt.tz_convert("UTC")
 
 
-def _fail_on_unparsed(path: Path, text: pd.Series, parsed: pd.Series, column: str) -> None:
+def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column: str) -> None:
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{path} line {row + 2}: cannot read {column} {text.iloc[row]!r}"
+        raise DataError(f"{lines.at(row)}: cannot read {column} {text.iloc[row]!r}"
                         + _others(int(bad.sum())))
 
 
-def _assemble(path: Path, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+def _assemble(lines: _Lines, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
     frame = pd.DataFrame({"time": times.dt.as_unit("ns").reset_index(drop=True)})
     for column in PRICE_COLUMNS:
-        frame[column] = _numbers(path, table[column], column, float)
+        frame[column] = _numbers(lines, table[column], column, float)
     for column in INT_COLUMNS:
         if column in table:
-            frame[column] = _numbers(path, table[column], column, int)
+            frame[column] = _numbers(lines, table[column], column, int)
         else:
             frame[column] = np.zeros(len(frame), dtype=np.int64)
     return frame
 
 
-def _numbers(path: Path, column: pd.Series, name: str, kind: type) -> np.ndarray:
+def _numbers(lines: _Lines, column: pd.Series, name: str, kind: type) -> np.ndarray:
     values = pd.to_numeric(column, errors="coerce")
     bad = values.isna().to_numpy()
     if bad.any():
@@ -256,7 +301,7 @@ def _numbers(path: Path, column: pd.Series, name: str, kind: type) -> np.ndarray
         shown = column.iloc[row]
         what = "missing value" if pd.isna(shown) or str(shown).strip() == "" else \
             f"cannot read {shown!r}"
-        raise DataError(f"{path} line {row + 2}: {what} in column {name}"
+        raise DataError(f"{lines.at(row)}: {what} in column {name}"
                         + _others(int(bad.sum())))
     if kind is int:
         return values.to_numpy().astype(np.int64)
@@ -270,17 +315,27 @@ def _others(count: int) -> str:
 # ---------------------------------------------------------------- validation
 
 
-def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2) -> None:
-    """Raise DataError at the first bad bar: missing values, non-positive prices, high/low
-    outside open/close, unsorted or duplicate times. Vectorised."""
-    where = f"{source} line"
+def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2,
+                  line_of: Callable[[int], int] | None = None) -> None:
+    """Raise DataError at the first bad bar: missing values, non-finite or non-positive
+    prices, high/low outside open/close, unsorted or duplicate times. Vectorised.
+
+    Rows are reported as lines `row + first_line`, or `line_of(row)` when given (a file's
+    physical lines, blank ones included).
+    """
+    line = line_of or (lambda row: row + first_line)
+
+    def fail(row: int, what: str, count: int) -> DataError:
+        return DataError(f"{source} line {line(row)}: {what}" + _others(count))
+
     for column in ("time", *PRICE_COLUMNS):
         missing = df[column].isna().to_numpy()
         if missing.any():
             row = int(np.argmax(missing))
-            raise DataError(f"{where} {row + first_line}: missing value in column {column}"
-                            + _others(int(missing.sum())))
-    o, h, lo, c = (df[col].to_numpy(dtype=float) for col in PRICE_COLUMNS)
+            raise fail(row, f"missing value in column {column}", int(missing.sum()))
+    prices = [df[col].to_numpy(dtype=float) for col in PRICE_COLUMNS]
+    _check_finite(prices, fail)
+    o, h, lo, c = prices
     checks = (
         ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
          lambda r: f"non-positive price (open {o[r]}, high {h[r]}, low {lo[r]}, close {c[r]})"),
@@ -292,16 +347,24 @@ def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2
     for bad, describe in checks:
         if bad.any():
             row = int(np.argmax(bad))
-            raise DataError(f"{where} {row + first_line}: {describe(row)}"
-                            + _others(int(bad.sum())))
+            raise fail(row, describe(row), int(bad.sum()))
     seconds = _epoch_seconds(df["time"])
     step = np.diff(seconds)
     for bad, what in ((step < 0, "earlier than the bar before (unsorted)"),
                       (step == 0, "duplicate of the bar before")):
         if bad.any():
             row = int(np.argmax(bad)) + 1
-            raise DataError(f"{where} {row + first_line}: time {df['time'].iloc[row]} is "
-                            f"{what}" + _others(int(bad.sum())))
+            raise fail(row, f"time {df['time'].iloc[row]} is {what}", int(bad.sum()))
+
+
+def _check_finite(prices: list[np.ndarray], fail: Callable[[int, str, int], DataError]) -> None:
+    """inf (or -inf) parses as a number but is no price."""
+    bad = ~np.isfinite(prices[0] + prices[1] + prices[2] + prices[3])
+    if bad.any():
+        row = int(np.argmax(bad))
+        shown = ", ".join(f"{name} {values[row]}"
+                          for name, values in zip(PRICE_COLUMNS, prices, strict=True))
+        raise fail(row, f"non-finite price ({shown})", int(bad.sum()))
 
 
 def _epoch_seconds(times: pd.Series) -> np.ndarray:
@@ -332,10 +395,17 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> None:
             handle.write((",".join(BAR_COLUMNS) + "\n").encode())
             pacsv.write_csv(table, handle, write_options=pacsv.WriteOptions(
                 include_header=False, quoting_style="none"))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary name only
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------- timeframes
@@ -343,14 +413,31 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> None:
 
 def infer_timeframe(df: pd.DataFrame) -> str | None:
     """The TIMEFRAMES name of the most common spacing between bars, or None."""
+    common = _common_step(df)
+    return next((name for name, seconds in TIMEFRAMES.items() if seconds == common), None)
+
+
+def _check_resample(df: pd.DataFrame, timeframe: str, width: int) -> None:
+    """Refuse a target that is finer than the bars or not a whole number of them (H4 to H6
+    would put one 4-hour bar into some 6-hour bins and two into others)."""
+    step = _common_step(df)
+    if step is None:
+        return
+    current = infer_timeframe(df) or f"{step}-second"
+    if step > width:
+        raise DataError(f"cannot resample {current} bars to the finer timeframe {timeframe}")
+    if width % step:
+        raise DataError(f"cannot resample {current} bars to {timeframe}: {timeframe} is not a "
+                        f"whole number of {current} bars, so its bins would mix bars")
+
+
+def _common_step(df: pd.DataFrame) -> int | None:
+    """The most common spacing between bars in seconds (None for fewer than 2 bars)."""
     if len(df) < 2:
         return None
     steps = np.diff(_epoch_seconds(df["time"]))
     values, counts = np.unique(steps[steps > 0], return_counts=True)
-    if not len(values):
-        return None
-    common = int(values[np.argmax(counts)])
-    return next((name for name, seconds in TIMEFRAMES.items() if seconds == common), None)
+    return int(values[np.argmax(counts)]) if len(values) else None
 
 
 def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
@@ -360,9 +447,7 @@ def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     bin, as an MT5 bar's spread is the lowest spread seen during the bar. Empty bins vanish.
     """
     width = timeframe_seconds(timeframe)
-    current = infer_timeframe(df)
-    if current is not None and TIMEFRAMES[current] > width:
-        raise DataError(f"cannot resample {current} bars to the finer timeframe {timeframe}")
+    _check_resample(df, timeframe, width)
     seconds = _epoch_seconds(df["time"])
     offset = _MONDAY_OFFSET if timeframe.upper() == "W1" else 0
     bins = (seconds - offset) // width

@@ -26,7 +26,7 @@ import pandas as pd
 
 from backtest.metrics import compute_stats
 from backtest.sizing import Sizing, SizingError, position_size
-from backtest.strategy import Signals, Strategy, compute_signals
+from backtest.strategy import Signals, Strategy, compute_signals, strategy_label
 from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
@@ -77,15 +77,25 @@ class BacktestResult:
         """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""
         return json.loads(self.trades_json())
 
-    def trades_json(self) -> str:
-        """The trades as a JSON array (fast: encoded column-wise by pandas)."""
+    def trades_json(self, price_decimals: int = 6) -> str:
+        """The trades as a JSON array (fast: encoded column-wise by pandas).
+
+        Prices carry `price_decimals` places (the fill precision), money and units two, so
+        binary float noise (-32.299999999999997) never reaches the file.
+        """
         columns = ["entry_time", "exit_time", "entry_price", "exit_price", "direction",
                    "size", "volume", "pnl", "exit_reason"]
         frame = self.trades.loc[:, columns].copy()
         for column in ("entry_time", "exit_time"):
             seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
             frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
-        return frame.to_json(orient="records", double_precision=15)
+        # the encoder prints the shortest text that reads back as the rounded double
+        decimals = {"entry_price": price_decimals, "exit_price": price_decimals, "size": 2,
+                    "volume": 4, "pnl": 2}
+        for column, places in decimals.items():
+            frame[column] = frame[column].to_numpy(dtype=float).round(places)
+        # double_precision counts decimal places: more than the rounding would print noise
+        return frame.to_json(orient="records", double_precision=max(price_decimals, 4))
 
 
 @dataclass(frozen=True)
@@ -171,7 +181,7 @@ def run_backtest(
         equity=pd.Series(equity, index=times, name="equity"),
         stats=stats,
         symbol=spec.name,
-        strategy=strategy.label(),
+        strategy=strategy_label(strategy),
     )
 
 
@@ -190,9 +200,13 @@ def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Pr
     return _Prices(
         bars["open"].to_numpy(dtype=float), bars["high"].to_numpy(dtype=float),
         bars["low"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float),
-        ask_offset, bid_offset, spec.digits + (config.spread_mode == "half"),
-        bool(spread.any()),
+        ask_offset, bid_offset, fill_decimals(spec, config), bool(spread.any()),
     )
+
+
+def fill_decimals(spec: SymbolSpec, config: BacktestConfig) -> int:
+    """Decimals of fill prices: the symbol's digits, one more when half-spreads split a point."""
+    return spec.digits + (config.spread_mode == "half")
 
 
 def _plan_trades(signals: Signals, n: int, trade_from: int = 0) -> _Plan:
@@ -356,8 +370,19 @@ def _exposure_bars(plan: _Plan, n: int) -> int:
     """Bars during which a position was open at some point."""
     if not len(plan):
         return 0
+    # a stop, target or end-of-data exit happens inside its bar, so that bar was held; a
+    # signal exit fills at the bar's open, so it was not
     inside_exit_bar = (plan.exit_reason != SIGNAL) & plan.closed
     held = np.where(plan.closed, plan.exit_bar, n) - plan.entry_bar + inside_exit_bar
+    return int(held.sum())
+
+
+def trade_exposure_bars(trades: pd.DataFrame) -> int:
+    """The same count as _exposure_bars, from a trades frame (closed trades only)."""
+    if trades.empty:
+        return 0
+    inside_exit_bar = (trades["exit_reason"] != EXIT_REASONS[SIGNAL]).to_numpy()
+    held = trades["exit_bar"].to_numpy() - trades["entry_bar"].to_numpy() + inside_exit_bar
     return int(held.sum())
 
 

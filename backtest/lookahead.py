@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from backtest.strategy import SIGNAL_COLUMNS, Strategy, compute_signals
+from backtest.strategy import (
+    SIGNAL_COLUMNS,
+    Strategy,
+    StrategyError,
+    compute_signals,
+    describe,
+    strategy_label,
+    strategy_warmup,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,16 @@ class LookaheadReport:
         return "\n".join(lines)
 
 
+class LookaheadError(StrategyError):
+    """The check cannot be made: too few bars for the strategy, or no checkpoints asked for."""
+
+
+def bars_needed(warmup: int) -> int:
+    """Bars the check needs: the warm-up, one bar to decide on, and at least one later bar
+    whose absence could change that decision (truncating at the last bar proves nothing)."""
+    return max(warmup, 1) + 2
+
+
 def checkpoints(n_bars: int, warmup: int, count: int) -> list[int]:
     """Bars to truncate at: spread after the warm-up, always including the last few."""
     first = min(max(warmup, 1), n_bars - 1)
@@ -58,10 +76,22 @@ def checkpoints(n_bars: int, warmup: int, count: int) -> list[int]:
 def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
                     checkpoints_count: int | None = None, checkpoints: int = 50
                     ) -> LookaheadReport:
-    """Compare the full-data signals with signals on bars[:t+1] at many t."""
-    count = checkpoints_count or checkpoints
+    """Compare the full-data signals with signals on bars[:t+1] at many t.
+
+    Raises LookaheadError when there is nothing to compare: fewer bars than bars_needed, or
+    fewer than one checkpoint.
+    """
+    count = checkpoints if checkpoints_count is None else checkpoints_count
+    if count < 1:
+        raise LookaheadError(f"--checkpoints must be at least 1, got {count}")
+    warmup = strategy_warmup(strategy)
+    if len(bars) < bars_needed(warmup):
+        raise LookaheadError(
+            f"{describe(type(strategy))} has a warm-up of {warmup} bars, so the look-ahead "
+            f"check needs at least {bars_needed(warmup)} bars (a few hundred more make it "
+            f"stronger); the data has {len(bars)}")
     full = compute_signals(strategy, bars)
-    points = _points(len(bars), strategy.warmup, count)
+    points = _points(len(bars), warmup, count)
     mismatches = []
     for t in points:
         prefix = compute_signals(strategy, bars.iloc[: t + 1])
@@ -70,7 +100,7 @@ def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
             if not (a == b or (_is_nan(a) and _is_nan(b))):
                 mismatches.append(Mismatch(t, bars["time"].iloc[t], column, _plain(a),
                                            _plain(b)))
-    return LookaheadReport(strategy.label(), points, mismatches)
+    return LookaheadReport(strategy_label(strategy), points, mismatches)
 
 
 _points = checkpoints

@@ -42,6 +42,22 @@ STAT_LABELS: dict[str, str] = {
     "avg_trade_hours": "Avg. trade duration [h]",
     "net_profit": "Net P/L",
 }
+# Statistics an optimiser can rank by. All are "higher is better" (drawdowns are negative, so
+# the shallowest is the highest) except these, where less is better.
+NUMERIC_STATS = tuple(key for key in STAT_LABELS if key not in ("start", "end"))
+LOWER_IS_BETTER = frozenset({"max_drawdown_days"})
+MONEY_STATS = frozenset({"equity_final", "equity_peak", "expectancy", "avg_trade", "avg_win",
+                         "avg_loss", "best_trade", "worst_trade", "net_profit"})
+
+
+def stats_for_output(stats: dict[str, object]) -> dict[str, object]:
+    """Stats for a file: money to cents, other numbers to 6 decimals (no float noise)."""
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, float):
+            value = round(value, 2 if key in MONEY_STATS else 6)
+        out[key] = value
+    return out
 
 
 def compute_stats(

@@ -18,15 +18,23 @@ import numpy as np
 import pandas as pd
 
 from backtest.engine import BacktestConfig, run_backtest
-from backtest.metrics import STAT_LABELS
-from backtest.strategy import Parameter, Strategy, StrategyError, get_strategy_from_file
+from backtest.metrics import LOWER_IS_BETTER, NUMERIC_STATS, STAT_LABELS
+from backtest.strategy import (
+    InvalidParameters,
+    Parameter,
+    Strategy,
+    StrategyError,
+    create_strategy,
+    load_strategy_code,
+)
 from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
 
 MAX_COMBINATIONS = 100_000
 TABLE_STATS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
-               "win_rate_pct", "profit_factor", "n_trades", "expectancy")
+               "max_drawdown_days", "exposure_pct", "win_rate_pct", "profit_factor",
+               "n_trades", "expectancy")
 
 
 class GridError(StrategyError):
@@ -91,11 +99,35 @@ def combinations(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values, strict=True))
 
 
+def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None,
+                  metric: str) -> None:
+    """Refuse a metric that cannot rank, and a parameter both fixed and searched."""
+    if metric not in NUMERIC_STATS:
+        what = "is not a number to rank by" if metric in STAT_LABELS else "is unknown"
+        raise GridError(f"metric {metric!r} {what}; use one of: {', '.join(NUMERIC_STATS)}")
+    both = [name for name in grid if name in (fixed or {})]
+    if both:
+        name = both[0]
+        raise GridError(f"parameter {name!r} is given both as --param {name}="
+                        f"{fixed[name]} and as --grid {name}=...; keep one of them")
+
+
+def metric_direction(metric: str) -> str:
+    """'lowest' for statistics where less is better (drawdown duration), else 'highest'."""
+    return "lowest" if metric in LOWER_IS_BETTER else "highest"
+
+
+# How a worker finds the strategy class: (file text, file name, class name) for classes
+# loaded from a file, so workers need neither the file nor the client's paths; the class
+# itself (pickled by reference) for classes defined in importable modules.
+StrategyRef = tuple[str, str, str] | type[Strategy]
+
+
 @dataclass(frozen=True)
 class _Job:
     """What a worker needs besides the bars: how to find the class and run it."""
 
-    strategy_ref: str | type[Strategy]
+    strategy_ref: StrategyRef
     spec: SymbolSpec
     config: BacktestConfig
     fixed: dict[str, Any]
@@ -107,40 +139,46 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(job: _Job, bars: pd.DataFrame | None) -> None:
     if bars is not None:  # spawned workers get the bars once, here
         _WORKER["bars"] = bars
-    _WORKER["cls"] = _strategy_class(job.strategy_ref)
+    _WORKER["cls"] = strategy_class(job.strategy_ref)
     _WORKER["job"] = job
 
 
-def _strategy_class(ref: str | type[Strategy]) -> type[Strategy]:
-    return get_strategy_from_file(ref) if isinstance(ref, str) else ref
+def strategy_class(ref: StrategyRef) -> type[Strategy]:
+    return load_strategy_code(*ref) if isinstance(ref, tuple) else ref
 
 
-def _evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run one combination; (params, stats) or (params, None) when the strategy rejects it."""
+def _evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | str]:
     job: _Job = _WORKER["job"]
     return params, evaluate_params(_WORKER["bars"], _WORKER["cls"], params, job)
 
 
 def evaluate_params(bars: pd.DataFrame, cls: type[Strategy], params: dict[str, Any],
-                    job: _Job) -> dict[str, Any] | None:
+                    job: _Job) -> dict[str, Any] | str:
+    """The stats of one combination, or the strategy's reason for refusing it (a str).
+
+    Any other failure of the strategy's code stops the grid with a StrategyError that
+    names the combination.
+    """
+    values = {**job.fixed, **params}
     try:
-        strategy = cls(**job.fixed, **params)
-    except StrategyError:
-        return None  # e.g. fast >= slow: not a valid combination, just skipped
-    try:
-        result = run_backtest(bars, strategy, spec=job.spec, config=job.config)
+        strategy = create_strategy(cls, values)
+        return run_backtest(bars, strategy, spec=job.spec, config=job.config).stats
+    except InvalidParameters as exc:
+        return str(exc)  # e.g. fast >= slow: not a valid combination, just skipped
     except StrategyError as exc:
-        raise StrategyError(f"{strategy.label()}: {exc}") from None
-    return result.stats
+        shown = ", ".join(f"{k}={v}" for k, v in values.items())
+        raise StrategyError(f"{exc} (parameters {shown})") from None
 
 
 def run_grid(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict[str, list[Any]], *,
              spec: SymbolSpec, config: BacktestConfig, metric: str,
              fixed_params: dict[str, Any] | None = None, workers: int | None = None,
              cluster: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Backtest every combination; one row each, best `metric` first (undefined ones last)."""
-    if metric not in STAT_LABELS:
-        raise GridError(f"unknown metric {metric!r}; use one of: {', '.join(STAT_LABELS)}")
+    """Backtest every combination; one row each, best `metric` first (undefined ones last).
+
+    Best is the highest value, or the lowest for LOWER_IS_BETTER statistics.
+    """
+    check_request(grid, fixed_params, metric)
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
     job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}))
@@ -154,9 +192,10 @@ def run_grid(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict[str, l
     return _table(rows, list(grid), metric, len(combos))
 
 
-def _reference(strategy_cls: type[Strategy]) -> str | type[Strategy]:
-    """Classes loaded from files are re-loaded by path in workers; others travel by pickle."""
-    return strategy_cls.source or strategy_cls
+def _reference(strategy_cls: type[Strategy]) -> StrategyRef:
+    if strategy_cls.source_code:
+        return strategy_cls.source_code, strategy_cls.source_file, strategy_cls.__name__
+    return strategy_cls
 
 
 def _run_local(bars: pd.DataFrame, job: _Job, combos: list[dict[str, Any]],
@@ -186,9 +225,10 @@ def _progress(items: Iterable[Any], total: int, show: bool) -> Iterable[Any]:
 
 
 def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.DataFrame:
-    records = []
+    records, refusals = [], []
     for params, stats in rows:
-        if stats is None:
+        if isinstance(stats, str):
+            refusals.append(stats)
             continue
         record = dict(params)
         for key in (metric, *[s for s in TABLE_STATS if s != metric]):
@@ -198,10 +238,12 @@ def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.D
     if skipped:
         logger.info("%d of %d combinations skipped (rejected by the strategy)", skipped, total)
     if not records:
-        raise GridError(f"none of the {total} combinations is valid for this strategy")
+        raise GridError(f"none of the {total} combinations is valid for this strategy; "
+                        f"for example: {refusals[0] if refusals else 'no reason given'}")
     table = pd.DataFrame(records)
     table[metric] = pd.to_numeric(table[metric], errors="coerce")
-    ordered = table.sort_values([metric, *names], ascending=[False] + [True] * len(names),
+    best_first = metric_direction(metric) == "highest"
+    ordered = table.sort_values([metric, *names], ascending=[not best_first] + [True] * len(names),
                                 na_position="last", kind="stable")
     ordered.attrs["skipped"] = skipped
     return ordered.reset_index(drop=True)

@@ -12,6 +12,7 @@ import html
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,10 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.js"
 TEMPLATE = STATIC / "report.html"
+WALKFORWARD_TEMPLATE = STATIC / "walkforward.html"
+STYLE = STATIC / "report.css"
+CHARTS_JS = STATIC / "charts.js"
+MAX_LABELLED_WINDOWS = 40
 MAX_CANDLES = 20_000
 MAX_EQUITY_POINTS = 20_000
 MAX_MARKERS = 5_000
@@ -63,11 +68,77 @@ def render_report(result: BacktestResult, bars: pd.DataFrame, *,
         "trades_note": _trades_note(len(result.trades)),
     }
     heading = title or f"{result.strategy} on {result.symbol}"
-    page = TEMPLATE.read_text(encoding="utf-8")
-    page = page.replace("{{TITLE}}", html.escape(heading))
-    page = page.replace("{{SUBTITLE}}", html.escape(_subtitle(result, bars, config)))
-    page = page.replace("{{DATA}}", embed_json(data))
-    return page.replace("{{LIBRARY}}", LIBRARY.read_text(encoding="utf-8"))
+    return fill_template(TEMPLATE, heading, _subtitle(result, bars, config), data)
+
+
+def fill_template(template: Path, title: str, subtitle: str, data: dict[str, Any]) -> str:
+    """The page: template placeholders replaced in one pass, so text from the user (a title
+    holding "{{DATA}}", say) is never expanded again."""
+    values = {
+        "TITLE": html.escape(title), "SUBTITLE": html.escape(subtitle),
+        "DATA": embed_json(data), "STYLE": STYLE.read_text(encoding="utf-8"),
+        "CHARTS_JS": CHARTS_JS.read_text(encoding="utf-8"),
+        "LIBRARY": LIBRARY.read_text(encoding="utf-8"),
+    }
+    page = template.read_text(encoding="utf-8")
+    return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], page)
+
+
+def write_walkforward_report(result: Any, path: str | Path, *, title: str,
+                             subtitle: str = "") -> None:
+    """Write the walk-forward report (a WalkForwardResult) to `path`, atomically."""
+    from backtest.cli import write_atomic
+
+    write_atomic(Path(path), render_walkforward_report(result, title=title, subtitle=subtitle))
+
+
+def render_walkforward_report(result: Any, *, title: str, subtitle: str = "") -> str:
+    """Stitched out-of-sample equity and drawdown, in-sample vs out-of-sample stats, windows."""
+    from backtest.walkforward import SUMMARY_STATS
+
+    curves = _equity_and_drawdown(result.oos_equity)
+    data = {
+        "stats": [[STAT_LABELS[key], _stat(result.is_stats.get(key)),
+                   _stat(result.oos_stats.get(key))] for key in SUMMARY_STATS],
+        "stats_note": "In-sample: the average over the windows of each winner's training "
+                      "result. Out-of-sample: the stitched test windows traded as one account.",
+        **curves,
+        "markers": _window_markers(result.windows, curves["equity"]),
+        **_window_table(result.windows),
+    }
+    return fill_template(WALKFORWARD_TEMPLATE, title, subtitle, data)
+
+
+def _window_markers(windows: pd.DataFrame, equity: list[dict[str, Any]]) -> list[dict]:
+    """A square on the equity line where each test window starts (labelled while few)."""
+    if not equity:
+        return []
+    times = np.array([point["time"] for point in equity])
+    labelled = len(windows) <= MAX_LABELLED_WINDOWS
+    markers = []
+    for number, start in enumerate(_epoch(windows["test_start"]), start=1):
+        index = min(int(np.searchsorted(times, start)), len(times) - 1)
+        markers.append({"time": int(times[index]), "position": "aboveBar", "color": "#6b7785",
+                        "shape": "square", "size": 0.6,
+                        "text": f"W{number}" if labelled else ""})
+    return markers
+
+
+def _window_table(windows: pd.DataFrame) -> dict[str, Any]:
+    shown = windows.copy()
+    for column in ("train_start", "train_end", "test_start", "test_end"):
+        shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
+    rows = [[_plain_or_none(v) for v in row] for row in shown.itertuples(index=False)]
+    return {"window_columns": [str(c) for c in shown.columns], "windows": rows}
+
+
+def _plain_or_none(value: Any) -> Any:
+    """JSON-ready: numpy scalars as Python values, NaN/inf as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def embed_json(value: Any) -> str:
@@ -101,7 +172,8 @@ def _display_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
         return bars, timeframe
     base = TIMEFRAMES[timeframe]
     for name, seconds in TIMEFRAMES.items():
-        if seconds > base and len(bars) * base / seconds <= MAX_CANDLES:
+        # only whole multiples: a bin must hold whole bars (resample_bars refuses others)
+        if seconds > base and seconds % base == 0 and len(bars) * base / seconds <= MAX_CANDLES:
             return resample_bars(bars, name), name
     return resample_bars(bars, "W1"), "W1"
 

@@ -17,12 +17,17 @@ up to and including t only.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
+import hashlib
 import importlib.util
 import inspect
 import logging
 import sys
+import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -39,6 +44,13 @@ PARAM_TYPES = (int, float, bool, str)
 
 class StrategyError(Exception):
     """A strategy could not be loaded, configured or run. The message says which and why."""
+
+
+class InvalidParameters(StrategyError):
+    """The strategy refused these parameter values (validate() raised ValueError).
+
+    A grid skips such combinations; any other StrategyError stops the run.
+    """
 
 
 @dataclass(frozen=True)
@@ -111,9 +123,12 @@ class Strategy:
     """
 
     name: ClassVar[str] = ""
-    # "path/to/file.py:ClassName" when loaded by get_strategy_from_file, so worker processes
-    # (optimisation, clusters) can load the same class again
+    # "/abs/path/file.py:ClassName" when loaded by get_strategy_from_file (the live audit log
+    # records it); source_file is the path as given, for messages; source_code is the file's
+    # text, so workers without the file (processes, cluster nodes) can rebuild the class
     source: ClassVar[str] = ""
+    source_file: ClassVar[str] = ""
+    source_code: ClassVar[str] = ""
 
     def __init__(self, **params: object) -> None:
         declared = self.parameters()
@@ -124,7 +139,11 @@ class Strategy:
         try:
             self.validate()
         except ValueError as exc:
-            raise StrategyError(f"{type(self).__name__}: {exc}") from None
+            raise InvalidParameters(f"{describe(type(self))}: {exc}") from None
+        except (Exception, SystemExit) as exc:  # a bug in validate(), not a refusal
+            if isinstance(exc, StrategyError):
+                raise
+            raise StrategyError(_fault(type(self), "validate()", exc)) from exc
 
     @classmethod
     def parameters(cls) -> dict[str, Parameter]:
@@ -164,15 +183,67 @@ class Strategy:
         return f"{self.name or type(self).__name__}({args})"
 
 
+def describe(cls: type) -> str:
+    """'SmaCross (path/to/sma_cross.py)': the class and where it came from, for messages."""
+    where = getattr(cls, "source_file", "") or f"module {cls.__module__}"
+    return f"{cls.__name__} ({where})"
+
+
+def _fault(cls: type, doing: str, exc: BaseException) -> str:
+    return f"{describe(cls)}: {doing} raised {type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def user_code(cls: type, doing: str) -> Iterator[None]:
+    """Turn anything raised by a strategy's own code into a StrategyError naming the class,
+    its file and what it was doing. SystemExit too: a strategy must not end the program."""
+    try:
+        yield
+    except StrategyError:
+        raise
+    except (Exception, SystemExit) as exc:
+        raise StrategyError(_fault(cls, doing, exc)) from exc
+
+
+def create_strategy(cls: type[Strategy], params: dict[str, object] | None = None) -> Strategy:
+    """`cls(**params)`; a custom __init__ or validate() that fails raises StrategyError
+    (InvalidParameters when validate() refuses the values with ValueError)."""
+    params = dict(params or {})
+    args = ",".join(f"{k}={v}" for k, v in params.items())
+    with user_code(cls, f"creating {cls.__name__}({args})"):
+        return cls(**params)
+
+
+def strategy_warmup(strategy: Strategy) -> int:
+    """The strategy's declared warm-up, checked to be a whole number >= 0."""
+    with user_code(type(strategy), "warmup"):
+        value = strategy.warmup
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise StrategyError(f"{describe(type(strategy))}: warmup must be an integer >= 0, "
+                            f"got {value!r}")
+    return int(value)
+
+
+def strategy_label(strategy: Strategy) -> str:
+    """The strategy's label(), checked to be a string."""
+    with user_code(type(strategy), "label()"):
+        value = strategy.label()
+    if not isinstance(value, str):
+        raise StrategyError(f"{describe(type(strategy))}: label() must return a str, "
+                            f"got {type(value).__name__}")
+    return value
+
+
 def compute_signals(strategy: Strategy, bars: pd.DataFrame) -> Signals:
     """Run the strategy on bars and validate its output. Raises StrategyError on any fault."""
-    try:
+    cls = type(strategy)
+    with user_code(cls, "signals()"):
         raw = strategy.signals(bars)
-    except Exception as exc:  # a user strategy may raise anything; report it, don't crash
-        raise StrategyError(
-            f"{type(strategy).__name__}.signals raised {type(exc).__name__}: {exc}"
-        ) from exc
-    return normalize_signals(raw, len(bars), type(strategy).__name__)
+    try:
+        return normalize_signals(raw, len(bars), describe(cls))
+    except (TypeError, ValueError) as exc:  # e.g. a position column of strings
+        raise StrategyError(f"{describe(cls)}: signals() returned unusable values: "
+                            f"{type(exc).__name__}: {exc}") from None
 
 
 def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signals:
@@ -245,7 +316,27 @@ def get_strategy_from_file(path: str | Path) -> type[Strategy]:
     file = Path(text)
     if not file.is_file():
         raise StrategyError(f"strategy file not found: {file}")
-    module = _import_file(file)
+    try:
+        code = importlib.util.decode_source(file.read_bytes())
+    except (OSError, UnicodeDecodeError, SyntaxError) as exc:
+        raise StrategyError(f"cannot read strategy file {file}: {exc}") from None
+    module = _import_source(code, str(file), str(file.resolve()))
+    return _pick_class(module, file, class_name, code)
+
+
+def load_strategy_code(code: str, file: str, class_name: str) -> type[Strategy]:
+    """Rebuild a class from the text of its file (what worker processes and cluster nodes
+    get instead of a path they may not have). Cached per text: a worker runs many tasks."""
+    return _load_code_cached(code, file, class_name)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_code_cached(code: str, file: str, class_name: str) -> type[Strategy]:
+    return _pick_class(_import_source(code, file, file), Path(file), class_name, code)
+
+
+def _pick_class(module: types.ModuleType, file: Path, class_name: str | None,
+                code: str) -> type[Strategy]:
     candidates = {
         name: obj for name, obj in vars(module).items()
         if inspect.isclass(obj) and issubclass(obj, Strategy) and obj is not Strategy
@@ -266,6 +357,10 @@ def get_strategy_from_file(path: str | Path) -> type[Strategy]:
     else:
         chosen = next(iter(candidates.values()))
     chosen.source = f"{file.resolve()}:{chosen.__name__}"
+    chosen.source_file = str(file)
+    chosen.source_code = code
+    with user_code(chosen, "reading its parameter annotations"):
+        chosen.parameters()
     return chosen
 
 
@@ -284,17 +379,16 @@ def parse_param_overrides(cls: type[Strategy], pairs: list[str]) -> dict[str, ob
     return values
 
 
-def _import_file(file: Path):
-    module_name = f"user_strategy_{abs(hash(str(file.resolve())))}"
-    spec = importlib.util.spec_from_file_location(module_name, file)
-    if spec is None or spec.loader is None:
-        raise StrategyError(f"cannot import {file}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
+def _import_source(code: str, file: str, identity: str) -> types.ModuleType:
+    """Execute a strategy file's text as a fresh module named after its path and text."""
+    digest = hashlib.sha1(f"{identity}\0{code}".encode()).hexdigest()[:16]
+    module = types.ModuleType(f"user_strategy_{digest}")
+    module.__file__ = file
+    sys.modules[module.__name__] = module  # dataclasses and pickling look the module up
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
+        exec(compile(code, file, "exec"), module.__dict__)
+    except (Exception, SystemExit) as exc:  # the file's own code: report, don't crash
+        sys.modules.pop(module.__name__, None)
         raise StrategyError(
             f"importing {file} failed: {type(exc).__name__}: {exc}"
         ) from exc

@@ -9,6 +9,7 @@ equity the previous one ended with, so the stitched curve compounds as real trad
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, replace
 from typing import Any
@@ -16,16 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtest.engine import BacktestConfig, run_backtest
-from backtest.metrics import STAT_LABELS, compute_stats
-from backtest.optimize import GridError, run_grid
-from backtest.strategy import Strategy
+from backtest.engine import BacktestConfig, BacktestResult, run_backtest, trade_exposure_bars
+from backtest.metrics import STAT_LABELS, compute_stats, stats_for_output
+from backtest.optimize import GridError, check_request, run_grid
+from backtest.strategy import Strategy, create_strategy, strategy_warmup
 from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_STATS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
-                 "win_rate_pct", "profit_factor", "n_trades")
+                 "max_drawdown_days", "exposure_pct", "win_rate_pct", "profit_factor",
+                 "n_trades")
 
 
 @dataclass(frozen=True)
@@ -82,11 +84,33 @@ class WalkForwardResult:
         return "\n".join(lines)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Windows, both sets of stats and the stitched out-of-sample equity per bar."""
+        return {**self._json_head(), "oos_equity": json.loads(self.equity_json())}
+
+    def json_text(self) -> str:
+        """The `--json` document; the equity list is encoded column-wise, one point a line."""
+        head = json.dumps(self._json_head(), indent=1, default=_plain)
+        points = self.equity_json().replace("},{", "},\n  {")
+        return head[:-2] + ',\n "oos_equity": ' + points + "\n}\n"
+
+    def equity_json(self) -> str:
+        """[{"time": ISO-8601 UTC, "equity": cents}, ...] of the stitched out-of-sample run."""
+        seconds = pd.DatetimeIndex(self.oos_equity.index).tz_convert(None).to_numpy(
+            "datetime64[s]")
+        frame = pd.DataFrame({
+            "time": np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00"),
+            "equity": self.oos_equity.to_numpy(dtype=float).round(2),
+        })
+        return frame.to_json(orient="records", double_precision=2)
+
+    def _json_head(self) -> dict[str, Any]:
         frame = self.windows.copy()
         for column in ("train_start", "train_end", "test_start", "test_end"):
             frame[column] = pd.to_datetime(frame[column]).map(lambda t: t.isoformat())
+        frame = frame.astype(object).where(frame.notna(), None)  # NaN is not JSON
         return {"metric": self.metric, "windows": frame.to_dict(orient="records"),
-                "in_sample": self.is_stats, "out_of_sample": self.oos_stats,
+                "in_sample": stats_for_output(self.is_stats),
+                "out_of_sample": stats_for_output(self.oos_stats),
                 "oos_trades": len(self.oos_trades)}
 
 
@@ -95,8 +119,12 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
                     test: int, mode: str = "rolling", fixed_params: dict[str, Any] | None = None,
                     workers: int | None = None, cluster: str | None = None,
                     progress: bool = True) -> WalkForwardResult:
+    """Optimise `grid` on each training window, trade the following test window with the
+    winners; see the module docstring."""
     fixed = dict(fixed_params or {})
+    check_request(grid, fixed, metric)
     rows, equities, trades, in_sample = [], [], [], []
+    exposure = 0
     equity = config.cash
     for number, window in enumerate(windows(len(bars), train, test, mode), start=1):
         if progress:
@@ -108,8 +136,9 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
         best = table.iloc[0]
         declared = strategy_cls.parameters()
         params = {name: declared[name].type(_plain(best[name])) for name in grid}
-        strategy = strategy_cls(**fixed, **params)
+        strategy = create_strategy(strategy_cls, {**fixed, **params})
         result = _trade_window(bars, strategy, window, spec, replace(config, cash=equity))
+        exposure += trade_exposure_bars(result.trades)
         equity = float(result.equity.iloc[-1])
         equities.append(result.equity)
         trades.append(result.trades)
@@ -119,14 +148,16 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
     oos_trades = pd.concat(trades, ignore_index=True)
     oos_stats = compute_stats(equity=oos_equity.to_numpy(), times=oos_equity.index,
                               trade_pnl=oos_trades["pnl"].to_numpy(), cash=config.cash,
+                              exposure_bars=exposure,
                               trade_durations=oos_trades["exit_time"] - oos_trades["entry_time"])
     return WalkForwardResult(pd.DataFrame(rows), oos_equity, oos_trades, oos_stats,
                              _average(in_sample), metric)
 
 
 def _trade_window(bars: pd.DataFrame, strategy: Strategy, window: Window, spec: SymbolSpec,
-                  config: BacktestConfig) -> Any:
-    first = max(0, window.test_start - strategy.warmup)
+                  config: BacktestConfig) -> BacktestResult:
+    """The test window traded alone; trades' bar numbers index the whole `bars`."""
+    first = max(0, window.test_start - strategy_warmup(strategy))
     piece = bars.iloc[first:window.test_end].reset_index(drop=True)
     result = run_backtest(piece, strategy, spec=spec, config=config,
                           trade_from=window.test_start - first)
@@ -138,11 +169,12 @@ def _trade_window(bars: pd.DataFrame, strategy: Strategy, window: Window, spec: 
 
 
 def _window_row(bars: pd.DataFrame, window: Window, params: dict[str, Any], best: pd.Series,
-                result: Any, metric: str) -> dict[str, Any]:
+                result: BacktestResult, metric: str) -> dict[str, Any]:
     times = bars["time"]
     oos = compute_stats(equity=result.equity.to_numpy(), times=result.equity.index,
                         trade_pnl=result.trades["pnl"].to_numpy(),
-                        cash=float(result.equity.iloc[0]))  # the test window alone
+                        cash=float(result.equity.iloc[0]),  # the test window alone
+                        exposure_bars=trade_exposure_bars(result.trades))
     return {
         "train_start": times.iloc[window.train_start], "train_end": times.iloc[
             window.train_end - 1], "test_start": times.iloc[window.test_start],

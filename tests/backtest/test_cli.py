@@ -101,7 +101,7 @@ class Broken(Strategy):
     ("bad param value", "parameter 'fast' expects int, got 'ten'"),
     ("bad grid", "grid 'fast=5:1:1': start 5 is above stop 1"),
     ("import error", "importing .*raises.py failed: RuntimeError: broken on purpose"),
-    ("signals error", "Broken.signals raised ZeroDivisionError: bad maths"),
+    ("signals error", r"Broken \(.*broken.py\): signals\(\) raised ZeroDivisionError: bad maths"),
     ("bad csv row", "line 3: high 1.0 < max\\(open, close\\) 1.2"),
     ("bad sizing", "risk sizing needs a positive stop-loss distance"),
 ])

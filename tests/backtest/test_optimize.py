@@ -81,7 +81,7 @@ def test_two_workers_give_the_same_table_as_one(bars):
 
 
 def test_unknown_metric_lists_the_valid_ones(bars):
-    with pytest.raises(GridError, match=r"unknown metric 'sharp'.*sharpe"):
+    with pytest.raises(GridError, match=r"metric 'sharp' is unknown; use one of: .*sharpe"):
         run_grid(bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric="sharp",
                  progress=False)
 
