@@ -10,7 +10,9 @@ follow-up. Channels are independent: a slow or failing one never delays another.
 Telegram goes through python-telegram-bot (its base URL is configurable, which is how the
 tests point it at a local stand-in), webhooks are JSON POSTs signed with HMAC-SHA256 in the
 X-Signature-SHA256 header when WEBHOOK_SECRET is set. `start_commands(trader)` answers
-/status, /positions, /daily, /stop, /resume and /help from the configured chat only.
+/status, /positions, /daily, /stop, /resume and /help from the configured chat only; commands
+sent while no trader was listening are dropped, not replayed at the next start, and a command
+that fails is answered with the error while the listener keeps going.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from live.config import ALERT_LEVELS, LiveConfig
+from live.config import ALERT_LEVELS, KILL_SWITCH_ACTIONS, LiveConfig
 from live.errors import AuditWriteError
 
 logger = logging.getLogger(__name__)
@@ -369,11 +371,12 @@ class AlertSystem:
 
     def __init__(self, workers: list[ChannelWorker], *, min_level: str = "info",
                  telegram: TelegramChannel | None = None, kill_switch_file: Path | None = None,
-                 secrets: list[str] | None = None) -> None:
+                 kill_switch_action: str = "halt", secrets: list[str] | None = None) -> None:
         self.workers = workers
         self._min = ALERT_LEVELS.index(min_level)
         self._telegram = telegram
         self._kill_switch_file = kill_switch_file
+        self._kill_switch_action = kill_switch_action
         self._secrets = secrets or []
         self._commands: CommandListener | None = None
 
@@ -392,7 +395,8 @@ class AlertSystem:
             channels.append(WebhookChannel(config.webhook_url, config.webhook_secret))
         workers = [ChannelWorker(c, audit, secrets=secrets, **worker_options) for c in channels]
         system = cls(workers, min_level=config.alert_min_level, telegram=telegram,
-                     kill_switch_file=config.kill_switch_file, secrets=secrets)
+                     kill_switch_file=config.kill_switch_file,
+                     kill_switch_action=config.kill_switch_action, secrets=secrets)
         for worker in workers:
             system._requeue(worker)
             worker.start()
@@ -431,9 +435,15 @@ class AlertSystem:
         self._commands = CommandListener(
             TelegramChannel(self._telegram._token, self._telegram.chat_id,
                             self._telegram._api_url),
-            trader, kill_switch_file=self._kill_switch_file, poll_timeout_s=poll_timeout_s,
+            trader, kill_switch_file=self._kill_switch_file,
+            kill_switch_action=self._kill_switch_action, poll_timeout_s=poll_timeout_s,
             secrets=self._secrets)
         self._commands.start()
+
+    @property
+    def commands_listening(self) -> bool:
+        """Whether the Telegram command listener's thread is alive."""
+        return self._commands is not None and self._commands.alive
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Flush what can be flushed within `timeout_s` (per channel, in parallel), stop."""
@@ -453,19 +463,27 @@ class CommandListener:
     """Long-polls getUpdates and answers commands from the configured chat only."""
 
     def __init__(self, channel: TelegramChannel, trader: Any, *, kill_switch_file: Path | None,
-                 poll_timeout_s: float, secrets: list[str]) -> None:
+                 poll_timeout_s: float, secrets: list[str],
+                 kill_switch_action: str = "halt") -> None:
         self.channel = channel
         self.trader = trader
         self.kill_switch_file = kill_switch_file
+        self.kill_switch_action = kill_switch_action
         self.poll_timeout_s = poll_timeout_s
         self._secrets = secrets
         self._stop = threading.Event()
-        self._offset: int | None = None
+        self._offset: int | None = None  # None until the backlog before the start is skipped
+        self._started_at = time.time()
         self._thread = threading.Thread(target=self._run, name="telegram-commands",
                                         daemon=True)
 
     def start(self) -> None:
+        self._started_at = time.time()
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         """Ask the thread to end; a long poll in flight is not waited for (daemon thread),
@@ -483,9 +501,10 @@ class CommandListener:
         delay = 1.0
         while not self._stop.is_set():
             try:
-                updates = self.channel.run(self.channel.bot().get_updates(
-                    offset=self._offset, timeout=self.poll_timeout_s,
-                    read_timeout=self.poll_timeout_s + 10, allowed_updates=["message"]))
+                if self._offset is None:
+                    self._skip_backlog()
+                    continue
+                updates = self._updates(self._offset, self.poll_timeout_s)
                 delay = 1.0
             except Exception as exc:  # keep listening whatever happens
                 logger.warning("telegram commands: %s; retrying in %.0f s",
@@ -495,7 +514,34 @@ class CommandListener:
                 continue
             for update in updates:
                 self._offset = update.update_id + 1
-                self._handle(update)
+                self._handle_safely(update)
+
+    def _updates(self, offset: int, timeout_s: float) -> Any:
+        return self.channel.run(self.channel.bot().get_updates(
+            offset=offset, timeout=timeout_s, read_timeout=timeout_s + 10,
+            allowed_updates=["message"]))
+
+    def _skip_backlog(self) -> None:
+        """Telegram keeps unanswered messages for a day: a /resume sent while the trader was
+        down must not act when it starts. offset=-1 returns only the newest update and makes
+        Telegram forget the older ones; the newest is answered only if sent after the start."""
+        newest = list(self._updates(-1, 0))
+        self._offset = newest[-1].update_id + 1 if newest else 0
+        if not newest:
+            return
+        message = newest[-1].message
+        sent = message.date.timestamp() if message is not None and message.date else 0.0
+        if sent >= int(self._started_at):
+            self._handle_safely(newest[-1])
+        else:
+            logger.warning("telegram: commands sent before the trader started were dropped "
+                           "(the newest: %r)", (message.text or "")[:40] if message else "")
+
+    def _handle_safely(self, update: Any) -> None:
+        try:
+            self._handle(update)
+        except Exception:  # one bad update must not end the listener
+            logger.exception("telegram: an update could not be handled; still listening")
 
     def _handle(self, update: Any) -> None:
         message = update.message
@@ -505,13 +551,22 @@ class CommandListener:
             logger.warning("telegram: ignored a message from chat %s (not the configured "
                            "chat)", message.chat.id)
             return
-        reply = self.answer(message.text)
+        reply = self._answer_or_error(message.text)
         try:
             self.channel.run(self.channel.bot().send_message(chat_id=self.channel.chat_id,
                                                              text=reply[:4096]))
         except Exception as exc:
             logger.warning("telegram reply failed: %s",
                            scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+
+    def _answer_or_error(self, text: str) -> str:
+        try:
+            return self.answer(text)
+        except Exception as exc:  # the trader goes on; say what failed instead of silence
+            command = text.strip().split()[0][:40] if text.strip() else text
+            logger.exception("telegram command %s failed", command)
+            return scrub(f"{command} failed: {type(exc).__name__}: {exc}. The trader keeps "
+                         "running; details are in its log.", self._secrets)
 
     def answer(self, text: str) -> str:
         """The reply to one command text (e.g. '/status' or '/status@my_bot')."""
@@ -529,9 +584,24 @@ class CommandListener:
             return self._resume_trading()
         return HELP_TEXT
 
+    def kill_switch_level(self) -> str | None:
+        """The level the file asks for, read as the trader reads it (first word, else
+        KILL_SWITCH_ACTION); None without a file."""
+        if self.kill_switch_file is None or not self.kill_switch_file.exists():
+            return None
+        words = self.kill_switch_file.read_text(encoding="utf-8", errors="replace").split()
+        level = words[0].lower() if words else self.kill_switch_action
+        return level if level in KILL_SWITCH_ACTIONS else self.kill_switch_action
+
     def _stop_trading(self) -> str:
         if self.kill_switch_file is None:
             return "no kill-switch file configured"
+        level = self.kill_switch_level()
+        if level == "halt":
+            return f"kill switch already on (halt, {self.kill_switch_file}): no new entries"
+        if level is not None:  # reduce or close_all: /stop must never weaken them
+            return (f"kill switch already on at {level} ({self.kill_switch_file}), stronger "
+                    "than halt: left as it is")
         self.kill_switch_file.parent.mkdir(parents=True, exist_ok=True)
         self.kill_switch_file.write_text("halt\n", encoding="utf-8")
         return f"kill switch created ({self.kill_switch_file}): no new entries from the next loop"

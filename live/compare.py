@@ -2,13 +2,17 @@
 the same bars and parameters, matched one to one, with slippage per fill, missed and extra
 trades and the P/L difference; printed as a table and written as a self-contained HTML page.
 
-    python -m live.compare --db data/audit.db --data FILE.csv [--symbol EURUSD]
-        [--from 2024-01-01] [--to 2024-02-01] [--html compare.html]
+    python -m live.compare [--db data/audit.db] (--data FILE.csv | --sim) [--symbol EURUSD]
+        [--from 2024-01-01] [--to 2024-02-01] [--html compare.html] [--config .env]
 
-The strategy and its parameters are read from the trader's startup event unless --strategy
-and --param say otherwise. The backtest acts on the bars the trader decided on (its first to
-its last signal), and leaves a position still open at the end open, as the trader does. MT5
-bars are bid prices, so backtest buys fill at the bar price plus its spread.
+--db defaults to AUDIT_DB of the settings (.env), as the trader reads them; the database is
+only read. --sim regenerates the bars of a run on the built-in simulator (from the simulator
+settings in the trader's start-up record, else the SIM_* settings). The strategy and its
+parameters are read from the trader's startup event unless --strategy and --param say
+otherwise. The backtest acts on the bars the trader decided on (its first to its last signal),
+and leaves a position still open at the end open, as the trader does. MT5 bars are bid prices,
+so backtest buys fill at the bar price plus its spread. Matched backtest trades are scaled to
+their live partner's volume, missed ones to the volume the trader would have used.
 """
 
 from __future__ import annotations
@@ -18,16 +22,25 @@ import html
 import json
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
-from backtest.data import DataError, infer_timeframe, load_csv, timeframe_seconds
+from backtest.data import (
+    DataError,
+    infer_timeframe,
+    load_csv,
+    rates_to_frame,
+    timeframe_seconds,
+)
 from backtest.engine import BacktestConfig, run_backtest
 from backtest.strategy import Strategy, StrategyError
 from backtest.symbols import SymbolSpec, get_symbol_spec
 from live.audit_logger import AuditReader
 from live.backtesting_bridge import get_strategy_from_file
+from live.config import LiveConfig
+from live.errors import ConfigError
 
 EXIT_USAGE = 2
 
@@ -42,7 +55,10 @@ class Comparison:
     missed: list[dict[str, object]] = field(default_factory=list)  # backtest only
     extra: list[dict[str, object]] = field(default_factory=list)  # live only
     live_pnl: float = 0.0
-    backtest_pnl: float = 0.0  # scaled to the live volumes of matched trades
+    backtest_pnl: float = 0.0  # matched trades at their live volume, missed at missed_volume
+    missed_volume: float | None = None  # what missed trades were scaled to (None: unscaled)
+    volume_note: str = "the backtest's own volume"  # where missed_volume came from
+    bars_note: str = ""  # where the bars came from
 
     @property
     def pnl_difference(self) -> float:
@@ -50,12 +66,16 @@ class Comparison:
 
 
 def compare(live: pd.DataFrame, backtest: pd.DataFrame, *, spec: SymbolSpec, bar_seconds: int,
-            symbol: str, strategy: str) -> Comparison:
+            symbol: str, strategy: str, volume: float | None = None,
+            volume_note: str = "") -> Comparison:
     """Match trades one to one: same direction, entries at most one bar apart, in time order.
 
-    Slippage is in points, positive when the live fill was worse than the backtest's.
+    Slippage is in points, positive when the live fill was worse than the backtest's. Missed
+    trades (backtest only) count at `volume`, the volume the trader would have used (None:
+    at the backtest's volume), so their P/L compares with live P/L at the same size.
     """
-    result = Comparison(symbol=symbol, strategy=strategy)
+    result = Comparison(symbol=symbol, strategy=strategy, missed_volume=volume,
+                        volume_note=volume_note or Comparison.volume_note)
     pending = backtest.to_dict("records")
     tolerance = pd.Timedelta(seconds=bar_seconds)
     for trade in live.to_dict("records"):
@@ -66,11 +86,20 @@ def compare(live: pd.DataFrame, backtest: pd.DataFrame, *, spec: SymbolSpec, bar
             continue
         pending.remove(partner)
         result.matched.append(_pair(trade, partner, spec))
-    result.missed = pending
+    result.missed = [_missed(trade, volume) for trade in pending]
     result.live_pnl = round(float(live["pnl"].sum()) if len(live) else 0.0, 2)
     result.backtest_pnl = round(sum(p["backtest_pnl"] for p in result.matched)
-                                + sum(float(b["pnl"]) for b in pending), 2)
+                                + sum(float(m["pnl"]) for m in result.missed), 2)
     return result
+
+
+def _missed(trade: dict, volume: float | None) -> dict[str, object]:
+    """A backtest-only trade at the trader's volume; its own volume and P/L kept beside."""
+    own = float(trade["volume"])
+    scale = volume / own if volume and own else 1.0
+    return {**trade, "volume": volume if volume and own else own,
+            "pnl": round(float(trade["pnl"]) * scale, 2), "backtest_volume": own,
+            "backtest_pnl": round(float(trade["pnl"]), 2)}
 
 
 def _pair(trade: dict, partner: dict, spec: SymbolSpec) -> dict[str, object]:
@@ -98,8 +127,8 @@ def _points(price_difference: float, spec: SymbolSpec) -> float:
 # ---------------------------------------------------------------- inputs
 
 
-def live_trades(reader: AuditReader, symbol: str, since: str | None,
-                until: str | None) -> pd.DataFrame:
+def live_trades(reader: AuditReader, symbol: str, since: pd.Timestamp | None,
+                until: pd.Timestamp | None) -> pd.DataFrame:
     rows = [r for r in reader.trades() if r["symbol"] == symbol]
     frame = pd.DataFrame(rows, columns=["entry_time", "exit_time", "entry_price", "exit_price",
                                         "direction", "volume", "pnl", "exit_reason"])
@@ -108,25 +137,104 @@ def live_trades(reader: AuditReader, symbol: str, since: str | None,
     return _window(frame.sort_values("entry_time", ignore_index=True), since, until)
 
 
-def _window(frame: pd.DataFrame, since: str | None, until: str | None) -> pd.DataFrame:
-    if since:
-        frame = frame[frame["entry_time"] >= pd.Timestamp(since, tz="UTC")]
-    if until:
-        frame = frame[frame["entry_time"] <= pd.Timestamp(until, tz="UTC")]
+def _window(frame: pd.DataFrame, since: pd.Timestamp | None,
+            until: pd.Timestamp | None) -> pd.DataFrame:
+    if since is not None:
+        frame = frame[frame["entry_time"] >= since]
+    if until is not None:
+        frame = frame[frame["entry_time"] <= until]
     return frame.reset_index(drop=True)
+
+
+def utc_time(text: str) -> pd.Timestamp:
+    """A --from/--to value: a date or date and time, UTC unless it names its offset."""
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise argparse.ArgumentTypeError(f"not a date or time: {text!r} (e.g. 2024-01-31 or "
+                                         "2024-01-31T12:00)")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def trader_volume(reader: AuditReader, symbol: str,
+                  live: pd.DataFrame) -> tuple[float | None, str]:
+    """The volume the trader would have given a trade it missed: its fixed size when all its
+    entry orders had one, else the median of its trades (or orders), with what it was."""
+    rows = reader.query("SELECT DISTINCT volume FROM orders WHERE symbol = ? AND kind = 'open' "
+                        "AND volume IS NOT NULL", (symbol,))
+    volumes = sorted(float(r["volume"]) for r in rows)
+    if len(volumes) == 1:
+        return volumes[0], f"the trader's fixed volume, {volumes[0]:g} lots (from its orders)"
+    if len(live):
+        median = float(live["volume"].median())
+        return median, f"the median live volume, {median:g} lots"
+    if volumes:
+        median = float(pd.Series(volumes).median())
+        return median, f"the median volume of the trader's orders, {median:g} lots"
+    return None, "the backtest's own volume (the trader recorded no volume to scale to)"
+
+
+def startup_record(reader: AuditReader) -> dict[str, object]:
+    startup = reader.last_event("startup")
+    return json.loads(startup["data"] or "{}") if startup else {}
 
 
 def strategy_from_db(reader: AuditReader, path: str | None,
                      params: list[str]) -> Strategy:
     """The strategy the trader ran (its startup event), or the one named on the command line."""
-    startup = reader.last_event("startup")
-    recorded = json.loads(startup["data"] or "{}") if startup else {}
+    recorded = startup_record(reader)
     source = path or recorded.get("strategy_source")
     if not source:
         raise StrategyError("the audit log does not say which strategy ran: pass --strategy")
     if path is None and not params:
         return get_strategy_from_file(source, recorded.get("strategy_params") or {})
     return get_strategy_from_file(source, params)
+
+
+def simulator_bars(reader: AuditReader, symbol: str, config: LiveConfig,
+                   seed: int | None = None) -> tuple[pd.DataFrame, str]:
+    """The bars the built-in simulator served the trader, made again the way it made them
+    (same symbols, timeframe, seed, bar count and replayed CSV), and where the settings came
+    from: the trader's start-up record when it has them, else the SIM_* settings."""
+    from live.sim_terminal import SimConfig, SimTerminal
+
+    recorded = startup_record(reader)
+    if recorded.get("backend") not in (None, "sim"):
+        raise ValueError(f"the trader ran via {recorded['backend']}, not the built-in "
+                         "simulator: pass the bars it traded with --data")
+    settings, origin = _sim_settings(recorded, config)
+    if seed is not None:
+        settings["seed"], origin = seed, "--sim-seed and " + origin
+    terminal = SimTerminal(SimConfig(speed=None, **settings))
+    if not terminal.initialize():
+        raise ValueError(f"the simulator did not start: {terminal.last_error()}")
+    terminal.sim_set_time(4_102_444_800.0)  # 2100: every bar has closed
+    rates = terminal.copy_rates_range(
+        symbol, getattr(terminal, f"TIMEFRAME_{settings['timeframe']}"),
+        datetime(1970, 1, 2, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc))
+    if rates is None or not len(rates):
+        raise ValueError(f"the simulator has no {symbol} bars: {terminal.last_error()}")
+    what = f"replay of {settings['data']}" if settings.get("data") else \
+        f"generated bars, seed {settings['seed']}"
+    return rates_to_frame(rates), f"the built-in simulator's {what} ({origin})"
+
+
+def _sim_settings(recorded: dict, config: LiveConfig) -> tuple[dict[str, object], str]:
+    sim = recorded.get("sim")
+    if isinstance(sim, dict):
+        keys = ("symbols", "timeframe", "seed", "n_bars", "data", "data_symbol", "data_tz")
+        settings = {k: sim[k] for k in keys if sim.get(k) is not None}
+        settings["symbols"] = tuple(settings.get("symbols") or recorded.get("symbols") or
+                                    config.symbols)
+        settings.setdefault("timeframe", recorded.get("timeframe") or config.timeframe)
+        return settings, "settings recorded by the trader at start-up"
+    settings = {"symbols": tuple(recorded.get("symbols") or config.symbols),
+                "timeframe": recorded.get("timeframe") or config.timeframe,
+                "seed": config.sim_seed, "data": config.sim_data or None}
+    return settings, ("SIM_SEED and SIM_DATA of the settings: the start-up record has no "
+                      "simulator settings, so they must be the ones the trader ran with")
 
 
 def decision_span(reader: AuditReader, bars: pd.DataFrame, symbol: str) -> tuple[int, int]:
@@ -148,21 +256,40 @@ COLUMNS = ["direction", "volume", "live_entry_time", "live_entry", "backtest_ent
            "exit_slippage_points", "live_pnl", "backtest_pnl"]
 
 
+MISSED_COLUMNS = ["direction", "volume", "entry_time", "entry_price", "exit_time",
+                  "exit_price", "pnl", "backtest_volume", "backtest_pnl"]
+EXTRA_COLUMNS = ["direction", "volume", "entry_time", "entry_price", "exit_time",
+                 "exit_price", "pnl"]
+
+
 def summary_lines(result: Comparison) -> list[str]:
     slips = [p["entry_slippage_points"] for p in result.matched] + \
             [p["exit_slippage_points"] for p in result.matched]
     mean = sum(slips) / len(slips) if slips else 0.0
-    return [f"{result.symbol} {result.strategy}",
+    lines = [f"{result.symbol} {result.strategy}"]
+    if result.bars_note:
+        lines.append(f"bars: {result.bars_note}")
+    return [*lines,
             f"matched {len(result.matched)}, missed (backtest only) {len(result.missed)}, "
             f"extra (live only) {len(result.extra)}",
             f"mean slippage per fill {mean:+.1f} points (positive = worse than the backtest)",
-            f"P/L live {result.live_pnl:,.2f}, backtest {result.backtest_pnl:,.2f} (scaled to "
-            f"the live volume), difference {result.pnl_difference:+,.2f}"]
+            f"P/L live {result.live_pnl:,.2f}, backtest {result.backtest_pnl:,.2f} (matched "
+            f"trades at their live volume, missed ones at {result.volume_note}), difference "
+            f"{result.pnl_difference:+,.2f}"]
 
 
 def table_text(result: Comparison) -> str:
-    frame = pd.DataFrame(result.matched, columns=COLUMNS)
-    return frame.to_string(index=False) if len(frame) else "(no matched trades)"
+    parts = [_text(result.matched, COLUMNS, "(no matched trades)")]
+    if result.missed:
+        parts += ["missed (backtest only):", _text(result.missed, MISSED_COLUMNS, "")]
+    if result.extra:
+        parts += ["extra (live only):", _text(result.extra, EXTRA_COLUMNS, "")]
+    return "\n".join(parts)
+
+
+def _text(rows: list[dict], columns: list[str], empty: str) -> str:
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.to_string(index=False) if len(frame) else empty
 
 
 def html_report(result: Comparison) -> str:
@@ -173,7 +300,6 @@ def html_report(result: Comparison) -> str:
                                         for c in columns) + "</tr>" for r in rows)
         return f"<table><tr>{head}</tr>{body}</table>" if rows else "<p>none</p>"
 
-    other = ["direction", "entry_time", "entry_price", "exit_time", "exit_price", "pnl"]
     summary = "".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(result))
     return (f"<!doctype html><html lang=en><meta charset=utf-8><title>Live vs backtest "
             f"{html.escape(result.symbol)}</title><style>body{{font:14px system-ui,sans-serif;"
@@ -181,8 +307,8 @@ def html_report(result: Comparison) -> str:
             f"border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}}</style>"
             f"<h1>Live vs backtest</h1>{summary}<h2>Matched</h2>"
             f"{table(result.matched, COLUMNS)}<h2>Missed (backtest only)</h2>"
-            f"{table(result.missed, other)}<h2>Extra (live only)</h2>"
-            f"{table(result.extra, other)}</html>")
+            f"{table(result.missed, MISSED_COLUMNS)}<h2>Extra (live only)</h2>"
+            f"{table(result.extra, EXTRA_COLUMNS)}</html>")
 
 
 # ---------------------------------------------------------------- command line
@@ -191,11 +317,19 @@ def html_report(result: Comparison) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m live.compare", description=__doc__
                                      .splitlines()[0])
-    parser.add_argument("--db", default="data/audit.db", help="audit database")
-    parser.add_argument("--data", required=True, help="bars CSV the trader traded")
+    parser.add_argument("--db", help="audit database (default: AUDIT_DB of the settings)")
+    parser.add_argument("--config", help="settings file (default .env, as the trader)")
+    bars = parser.add_mutually_exclusive_group()
+    bars.add_argument("--data", help="bars CSV the trader traded")
+    bars.add_argument("--sim", action="store_true", help="the run was on the built-in "
+                      "simulator: make its bars again")
+    parser.add_argument("--sim-seed", type=int, help="with --sim: the simulator's seed, when "
+                        "neither the start-up record nor SIM_SEED has it")
     parser.add_argument("--symbol", help="symbol (default: the only one traded)")
-    parser.add_argument("--from", dest="since", help="first entry time (UTC)")
-    parser.add_argument("--to", dest="until", help="last entry time (UTC)")
+    parser.add_argument("--from", dest="since", type=utc_time, metavar="TIME",
+                        help="first entry time (UTC), e.g. 2024-01-31")
+    parser.add_argument("--to", dest="until", type=utc_time, metavar="TIME",
+                        help="last entry time (UTC)")
     parser.add_argument("--strategy", help="strategy file (default: the one the trader ran)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--spread", type=float, help="backtest spread in points (default: "
@@ -205,10 +339,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.data and not args.sim:
+        parser.error("give the bars the trader traded: --data FILE.csv, or --sim for a run "
+                     "on the built-in simulator")
     try:
         result = run(args)
-    except (DataError, StrategyError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, DataError, StrategyError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print("\n".join(summary_lines(result)))
@@ -220,14 +358,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> Comparison:
-    reader = AuditReader(args.db)
-    symbols = sorted({r["symbol"] for r in reader.query("SELECT DISTINCT symbol FROM trades")})
-    symbol = args.symbol or (symbols[0] if len(symbols) == 1 else None)
-    if symbol is None:
-        raise ValueError(f"the audit log has trades in {', '.join(symbols) or 'no symbol'}; "
-                         "choose one with --symbol")
+    config = LiveConfig.load(args.config)  # read for AUDIT_DB and SIM_*, as the trader would
+    reader = AuditReader(args.db or config.audit_db)
+    symbol = traded_symbol(reader, args.symbol)
     strategy = strategy_from_db(reader, args.strategy, args.param)
-    bars = load_csv(args.data)
+    if args.sim:
+        bars, bars_note = simulator_bars(reader, symbol, config, args.sim_seed)
+    else:
+        bars, bars_note = load_csv(args.data), str(args.data)
     first, last = decision_span(reader, bars, symbol)
     bars = bars.iloc[: last + 2].reset_index(drop=True)  # + the bar whose open fills the last
     spec = get_symbol_spec(symbol)
@@ -236,9 +374,22 @@ def run(args: argparse.Namespace) -> Comparison:
         close_at_end=False, spread_points=args.spread, spread_mode="bid"),
         trade_from=first).trades
     seconds = timeframe_seconds(infer_timeframe(bars))
-    return compare(live_trades(reader, symbol, args.since, args.until),
-                   _window(backtest, args.since, args.until), spec=spec, bar_seconds=seconds,
-                   symbol=symbol, strategy=strategy.label())
+    live = live_trades(reader, symbol, args.since, args.until)
+    volume, volume_note = trader_volume(reader, symbol, live)
+    result = compare(live, _window(backtest, args.since, args.until), spec=spec,
+                     bar_seconds=seconds, symbol=symbol, strategy=strategy.label(),
+                     volume=volume, volume_note=volume_note)
+    result.bars_note = bars_note
+    return result
+
+
+def traded_symbol(reader: AuditReader, chosen: str | None) -> str:
+    symbols = sorted({r["symbol"] for r in reader.query("SELECT DISTINCT symbol FROM trades")})
+    symbol = chosen or (symbols[0] if len(symbols) == 1 else None)
+    if symbol is None:
+        raise ValueError(f"the audit log has trades in {', '.join(symbols) or 'no symbol'}; "
+                         "choose one with --symbol")
+    return symbol
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ Prometheus metrics and a self-refreshing page), served by waitress.
     python live/dashboard.py [--db data/audit.db] [--host 127.0.0.1] [--port 5000]
 
 It never writes: the database is opened with SQLite's read-only mode and `query_only`, so it
-can run beside the trader and cannot change trading data. Binding beyond loopback requires
+can run beside the trader and cannot change trading data; a file deleted or replaced under it
+is noticed and reopened. Every error, 404 to 500, is a JSON body. Binding beyond loopback requires
 DASHBOARD_TOKEN; when a token is set every request must carry it (`Authorization: Bearer`,
 `?token=` once, after which an HttpOnly cookie carries it).
 """
@@ -16,8 +17,12 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 import re
+import sqlite3
+import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -28,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: make `live` and `backtest` imp
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flask import Flask, Response, jsonify, request, send_from_directory
+from werkzeug.exceptions import HTTPException
 
 from live.audit_logger import AuditReader
 from live.config import PROJECT_ROOT, LiveConfig
@@ -38,7 +44,8 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 CHART_LIBRARY = PROJECT_ROOT / "backtest" / "static" / "vendor"
 STALE_AFTER_S = 180.0  # heartbeats come every minute; three missed: the trader is gone
-MAX_LIMIT, MAX_OFFSET = 500, 10_000_000
+MAX_LIMIT, MAX_OFFSET, MAX_EQUITY_POINTS = 500, 10_000_000, 10_000
+ALWAYS_ALLOWED = ("token",)  # the dashboard token may ride on any request
 TOKEN_COOKIE = "dashboard_token"
 _NAME = re.compile(r"^[A-Za-z0-9._#:+-]{1,40}$")
 SECURITY_HEADERS = {
@@ -56,16 +63,99 @@ class BadParameter(ValueError):
 
 
 class Database:
-    """Opens the audit DB read-only on first use, so the dashboard may start before it exists."""
+    """The audit DB, opened read-only on first use (the dashboard may start before it exists)
+    and checked on every request, so a deleted or replaced file is never served from a
+    connection or a cache that still holds the old one."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = threading.Lock()
         self._reader: AuditReader | None = None
+        self._stamp: tuple[int, ...] | None = None  # dev, inode, mtime, size when last seen
+        self._mark: tuple[object, object] | None = None  # first event hash, last event id
+        self.peaks = PeakCache()
 
     def reader(self) -> AuditReader | None:
-        if self._reader is None and self.path.is_file():
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            info = None
+        with self._lock:
+            if info is None or not stat.S_ISREG(info.st_mode):
+                self._reader = self._stamp = self._mark = None
+                return None
+            stamp = (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+            if self._reader is None or self._stamp is None or stamp[:2] != self._stamp[:2]:
+                self._open(stamp)  # a new file at this path (deleted and made again, moved)
+            elif stamp != self._stamp:
+                self._recheck(stamp)
+            return self._reader
+
+    def _open(self, stamp: tuple[int, ...]) -> None:
+        try:
             self._reader = AuditReader(self.path)
-        return self._reader
+        except FileNotFoundError:  # gone between the stat and the open
+            self._reader = self._stamp = self._mark = None
+            return
+        self._stamp, self._mark = stamp, _mark(self._reader)
+        self.peaks = PeakCache()
+
+    def _recheck(self, stamp: tuple[int, ...]) -> None:
+        """Same file, new content: usually the trader's writes reaching the main file (keep
+        the caches, which only ever add rows), but it may be another database copied over
+        it: then its first event differs or it has fewer events, and everything restarts."""
+        fresh = AuditReader(self.path)
+        mark = _mark(fresh)
+        if not _continues(self._mark, mark):
+            self._reader = fresh
+            self.peaks = PeakCache()
+        self._stamp, self._mark = stamp, mark
+
+
+def _mark(reader: AuditReader) -> tuple[object, object] | None:
+    try:
+        (row,) = reader.query("SELECT (SELECT row_hash FROM events ORDER BY id LIMIT 1) AS "
+                              "first, (SELECT max(id) FROM events) AS last")
+    except sqlite3.Error:  # not an audit database (yet): requests will say so
+        return None
+    return row["first"], row["last"]
+
+
+def _continues(old: tuple[object, object] | None, new: tuple[object, object] | None) -> bool:
+    """Whether `new` is `old` with rows added (audit tables are append-only)."""
+    if old is None or new is None or old[0] != new[0]:
+        return False
+    return int(new[1] or 0) >= int(old[1] or 0)
+
+
+class PeakCache:
+    """The highest equity recorded before a snapshot id, so drawdown is measured from the
+    all-time peak, not the window's. Rows are append-only: a later window start only adds
+    the rows between the two starts, which keeps the query small as snapshots arrive."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: int | None = None
+        self._peak: float | None = None
+
+    def before(self, reader: AuditReader, first_id: int) -> float | None:
+        with self._lock:
+            if self._at is not None and first_id >= self._at:
+                peak = _higher(self._peak, _max_equity(reader, self._at, first_id))
+            else:
+                peak = _max_equity(reader, 0, first_id)
+            self._at, self._peak = first_id, peak
+            return peak
+
+
+def _max_equity(reader: AuditReader, low: int, high: int) -> float | None:
+    (row,) = reader.query("SELECT max(equity) AS peak FROM account_snapshots WHERE id >= ? "
+                          "AND id < ?", (low, high))
+    return None if row["peak"] is None else float(row["peak"])
+
+
+def _higher(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
 
 
 def create_app(db_path: str | Path, *, token: str = "",
@@ -75,6 +165,7 @@ def create_app(db_path: str | Path, *, token: str = "",
     app.config["JSON_SORT_KEYS"] = False
     database = Database(Path(db_path))
     _install_guards(app, token)
+    _install_errors(app, database.path)
     _install_tables(app, database)
     _install_state(app, database, wall_clock)
     _install_pages(app)
@@ -103,13 +194,38 @@ def _install_guards(app: Flask, token: str) -> None:
             response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
 
+
+
+def _install_errors(app: Flask, db_path: Path) -> None:
+    """Every error as JSON: a script reading the API never has to parse an HTML page, and
+    no traceback leaves the process (it goes to the dashboard's log)."""
+
     @app.errorhandler(BadParameter)
     def bad_parameter(exc: BadParameter) -> Response:
         return _error(400, str(exc))
 
-    @app.errorhandler(404)
-    def not_found(_exc: Exception) -> Response:
-        return _error(404, f"no such page: {request.path}")
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        response = _error(exc.code or 500, _http_message(exc))
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def failure(exc: Exception) -> Response:
+        logger.exception("dashboard: %s %s failed", request.method, request.path)
+        if isinstance(exc, sqlite3.Error):
+            return _error(500, f"cannot read the audit database {db_path}: {exc}")
+        return _error(500, f"internal error ({type(exc).__name__}); see the dashboard's log")
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"no such page: {request.path}"
+    if exc.code == 405:
+        return (f"{request.method} is not allowed on {request.path}: the dashboard is "
+                "read-only, use GET")
+    return exc.description or exc.name
 
 
 def _offered_token() -> str:
@@ -139,6 +255,16 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise BadParameter(f"{name} must be between {low} and {high}, got {value}")
     return value
+
+
+def _only(*names: str) -> None:
+    """Refuse a parameter the endpoint does not know: a typo (?symbl=) must not silently
+    return unfiltered rows."""
+    for name in request.args:
+        if name not in names and name not in ALWAYS_ALLOWED:
+            known = ", ".join(names) or "none"
+            raise BadParameter(f"unknown parameter {name[:40]!r} for {request.path} "
+                               f"(known: {known})")
 
 
 def _paging() -> tuple[int, int]:
@@ -173,6 +299,7 @@ def _dry_run_arg() -> bool | None:
 
 def _install_tables(app: Flask, database: Database) -> None:
     def rows(table: str, *filters: str, exclude: str | None = None) -> Response:
+        _only("limit", "offset", *filters, *([f"exclude_{exclude}"] if exclude else []))
         limit, offset = _paging()
         equals = _filters(*filters)
         excluded: dict[str, str] = {}
@@ -205,69 +332,134 @@ def _install_tables(app: Flask, database: Database) -> None:
 
 
 def _install_state(app: Flask, database: Database, wall_clock: Callable[[], float]) -> None:
+    def status_now() -> dict[str, Any]:
+        return trader_status(database.reader(), wall_clock(), db_path=database.path)
+
     @app.get("/api/status")
     def status() -> Response:
-        return jsonify(trader_status(database.reader(), wall_clock()))
+        _only()
+        return jsonify(status_now())
 
     @app.get("/api/positions")
     def positions() -> Response:
-        state = trader_status(database.reader(), wall_clock())
+        _only()
+        state = status_now()
         return jsonify({"rows": state.get("positions", []), "as_of": state.get("heartbeat_ts")})
 
     @app.get("/api/summary")
     def summary() -> Response:
+        _only("dry_run")
         reader = database.reader()
         dry_run = _dry_run_arg()
         return jsonify(reader.trades_summary(dry_run=dry_run) if reader else {"count": 0})
 
     @app.get("/api/equity")
     def equity() -> Response:
-        limit = _int_arg("limit", 1000, 1, 10_000)
-        reader = database.reader()
-        return jsonify({"points": equity_points(reader.equity_series(limit) if reader else [])})
+        _only("limit", "offset")
+        limit = _int_arg("limit", 1000, 1, MAX_EQUITY_POINTS)
+        offset = _int_arg("offset", 0, 0, MAX_OFFSET)
+        return jsonify({"points": equity_window(database, limit, offset), "limit": limit,
+                        "offset": offset})
 
     @app.get("/metrics")
     def metrics() -> Response:
         from live.metrics import render_metrics
 
-        body, content_type = render_metrics(trader_status(database.reader(), wall_clock()))
+        _only()
+        body, content_type = render_metrics(status_now())
         return Response(body, content_type=content_type)
 
 
-def trader_status(reader: AuditReader | None, now: float) -> dict[str, Any]:
-    """What the last heartbeat said, and whether the trader is running, stale or stopped."""
+def equity_window(database: Database, limit: int, offset: int) -> list[dict[str, Any]]:
+    """The `limit` snapshots before the newest `offset` ones, oldest first, with drawdown
+    from the all-time peak; on the newest page, the last heartbeat's account as a final point
+    when it is newer (heartbeats come every minute, snapshots every SNAPSHOT_SECONDS), so the
+    chart ends where the balance and equity cards are."""
+    reader = database.reader()
     if reader is None:
-        return {"state": "no data", "message": "no audit database yet: start the trader"}
+        return []
+    rows = reader.query("SELECT id, ts, balance, equity FROM account_snapshots ORDER BY id "
+                        "DESC LIMIT ? OFFSET ?", (limit, offset))[::-1]
+    peak = database.peaks.before(reader, int(rows[0]["id"])) if rows else None
+    if offset == 0:
+        rows += _newer_heartbeat(reader, rows[-1]["ts"] if rows else "")
+    return equity_points(rows, peak=peak)
+
+
+def _newer_heartbeat(reader: AuditReader, after_ts: object) -> list[dict[str, Any]]:
+    beat = reader.last_event("heartbeat")
+    if beat is None or str(beat["ts"]) <= str(after_ts):
+        return []
+    account = json.loads(beat["data"] or "{}").get("account") or {}
+    if account.get("equity") is None:
+        return []
+    return [{"ts": beat["ts"], "balance": account.get("balance"), "equity": account["equity"],
+             "source": "heartbeat"}]
+
+
+def trader_status(reader: AuditReader | None, now: float, *,
+                  db_path: str | Path = "") -> dict[str, Any]:
+    """What the last heartbeat said, and whether the trader is running, stale or stopped."""
+    where = str(db_path) if db_path else "the audit database"
+    if reader is None:
+        return {"state": "no data", "db": str(db_path),
+                "message": f"no audit database at {where} yet: start the trader, or point "
+                           "the dashboard at its database with --db"}
     beat = reader.last_event("heartbeat")
     if beat is None:
-        return {"state": "no data", "message": "no heartbeat recorded yet"}
+        return {"state": "no data", "db": str(db_path),
+                "message": f"no heartbeat in {where} yet: is the trader running?"}
     data = json.loads(beat["data"] or "{}")
     wall = datetime.fromisoformat(data["wall_ts"]).timestamp() if data.get("wall_ts") else None
     age = None if wall is None else max(0.0, now - wall)
+    snapshot = reader.latest_snapshot()
+    status = {"state": _state(reader, beat, age), "db": str(db_path),
+              "heartbeat_age_s": None if age is None else round(age, 1),
+              "heartbeat_ts": beat["ts"], **data,
+              "snapshot": {k: snapshot[k] for k in ("ts", "balance", "equity", "margin",
+                                                    "margin_free", "open_positions")}
+              if snapshot else None}
+    status["latest_account"] = latest_account(status)
+    if status.get("kill_switch"):  # whatever the heartbeat says, the switch blocks entries
+        status["entries_enabled"] = False
+    return status
+
+
+def _state(reader: AuditReader, beat: dict[str, Any], age: float | None) -> str:
     last = reader.last_event(("startup", "shutdown"))
     if last is not None and last["kind"] == "shutdown" and last["id"] > beat["id"]:
-        state = "stopped"
-    else:
-        state = "running" if age is not None and age <= STALE_AFTER_S else "stale"
-    snapshot = reader.latest_snapshot()
-    return {"state": state, "heartbeat_age_s": None if age is None else round(age, 1),
-            "heartbeat_ts": beat["ts"], **data,
-            "snapshot": {k: snapshot[k] for k in ("ts", "balance", "equity", "margin",
-                                                  "margin_free", "open_positions")}
-            if snapshot else None}
+        return "stopped"
+    return "running" if age is not None and age <= STALE_AFTER_S else "stale"
 
 
-def equity_points(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Snapshots with the drawdown from the running equity peak (amount and %)."""
-    peak = float("-inf")
+def latest_account(status: dict[str, Any]) -> dict[str, Any] | None:
+    """Balance, equity and margin from whichever is newer, the heartbeat or the last
+    snapshot (the cards and the chart's last point then agree), and which one it was."""
+    account, snapshot = status.get("account") or {}, status.get("snapshot") or {}
+    keys = ("balance", "equity", "margin", "margin_free")
+    if account.get("equity") is not None and str(status.get("heartbeat_ts")) >= \
+            str(snapshot.get("ts") or ""):
+        return {"ts": status.get("heartbeat_ts"), "source": "heartbeat",
+                **{k: account.get(k) for k in keys}}
+    if snapshot:
+        return {"ts": snapshot["ts"], "source": "snapshot", **{k: snapshot.get(k) for k in keys}}
+    return None
+
+
+def equity_points(series: list[dict[str, Any]], *,
+                  peak: float | None = None) -> list[dict[str, Any]]:
+    """Points with the drawdown from the running equity peak (amount and %); `peak` is the
+    highest equity before the first point, when the series is a window of a longer one."""
+    high = float("-inf") if peak is None else float(peak)
     points = []
     for row in series:
         equity = float(row["equity"] or 0.0)
-        peak = max(peak, equity)
-        drawdown = equity - peak
+        high = max(high, equity)
+        drawdown = equity - high
         points.append({"ts": row["ts"], "equity": equity, "balance": row["balance"],
                        "drawdown": round(drawdown, 2),
-                       "drawdown_pct": round(100.0 * drawdown / peak, 3) if peak > 0 else 0.0})
+                       "drawdown_pct": round(100.0 * drawdown / high, 3) if high > 0 else 0.0,
+                       "source": row.get("source", "snapshot")})
     return points
 
 
@@ -296,6 +488,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def url_of(host: str, port: int) -> str:
+    """http://127.0.0.1:5000, or http://[::1]:5000 for an IPv6 address."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dashboard.py", description="Serve the dashboard.")
     parser.add_argument("--db", help="audit database (AUDIT_DB, default data/audit.db)")
@@ -312,14 +509,31 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from waitress import serve
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    return serve(config)
+
+
+def serve(config: LiveConfig) -> int:
+    """Bind, then say where (only once the port is ours), then serve until Ctrl+C."""
+    from waitress import create_server
+
+    host, port = config.dashboard_host, config.dashboard_port
     app = create_app(config.audit_db, token=config.dashboard_token)
-    print(f"dashboard on http://{config.dashboard_host}:{config.dashboard_port} reading "
-          f"{config.audit_db}", flush=True)
-    serve(app, host=config.dashboard_host, port=config.dashboard_port, threads=8,
-          ident="dashboard")
+    try:
+        server = create_server(app, host=host, port=port, threads=8, ident="dashboard")
+    except OSError as exc:  # port taken, address not on this machine, name unknown
+        print(f"error: cannot listen on {url_of(host, port)[len('http://'):]}: "
+              f"{exc.strerror or exc}; another program (a dashboard already running?) may "
+              "hold the port: choose another with --port or DASHBOARD_PORT", file=sys.stderr)
+        return 2
+    print(f"dashboard on {url_of(host, server.effective_port)} reading {config.audit_db}",
+          flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:  # Ctrl+C is the normal way to stop it
+        pass
+    finally:
+        server.close()
     return 0
 
 

@@ -8,7 +8,11 @@
 
   function getJson(path) {
     return fetch(path, { headers: headers, cache: "no-store" }).then(function (response) {
-      if (!response.ok) throw new Error(path + ": HTTP " + response.status);
+      if (!response.ok) {
+        return response.json().catch(function () { return {}; }).then(function (body) {
+          throw new Error(path + ": HTTP " + response.status + (body.error ? " " + body.error : ""));
+        });
+      }
       return response.json();
     });
   }
@@ -34,39 +38,70 @@
     var table = document.getElementById(id);
     table.replaceChildren();
     var head = el("tr");
-    columns.forEach(function (c) { head.appendChild(el("th", c[0])); });
+    columns.forEach(function (c) {
+      head.appendChild(el("th", c[0], c[2] === "num" || c[2] === "money" ? "num" : ""));
+    });
     table.appendChild(head);
     if (!rows.length) {
       var row = el("tr"), cell = el("td", empty, "note");
       cell.colSpan = columns.length;
       row.appendChild(cell);
       table.appendChild(row);
-      return;
     }
-    rows.forEach(function (r) {
-      var tr = el("tr");
-      columns.forEach(function (c) {
-        var value = r[c[1]], kind = c[2], td;
-        if (kind === "money") {
-          td = el("td", money(value), "num " + (value > 0 ? "pos" : value < 0 ? "neg" : ""));
-        } else if (kind === "num") {
-          td = el("td", value === null || value === undefined ? "" : value, "num");
-        } else if (kind === "time") {
-          td = el("td", shortTime(value));
-        } else {
-          td = el("td", value === null || value === undefined ? "" : value);
-        }
-        tr.appendChild(td);
-      });
-      table.appendChild(tr);
-    });
+    rows.forEach(function (r) { table.appendChild(tableRow(columns, r)); });
+    showScrollHint(table);
   }
 
-  function card(label, value) {
-    var box = el("div", null, "card");
+  function tableRow(columns, r) {
+    var tr = el("tr");
+    columns.forEach(function (c) {
+      var value = r[c[1]], kind = c[2], blank = value === null || value === undefined;
+      if (kind === "money") {
+        tr.appendChild(el("td", money(value), "num " + (value > 0 ? "pos" : value < 0 ? "neg" : "")));
+      } else if (kind === "num") {
+        tr.appendChild(el("td", blank ? "" : value, "num"));
+      } else if (kind === "time") {
+        tr.appendChild(el("td", shortTime(value)));
+      } else {
+        tr.appendChild(el("td", blank ? "" : value));
+      }
+    });
+    return tr;
+  }
+
+  // On a narrow screen the right-hand columns are off-screen: say so above the table.
+  function showScrollHint(table) {
+    var box = table.parentNode, hint = box.previousElementSibling;
+    if (!hint || !hint.classList.contains("more-hint")) {
+      hint = el("p", "", "more-hint");
+      box.parentNode.insertBefore(hint, box);
+    }
+    var hidden = box.scrollWidth - box.clientWidth > 2;
+    hint.textContent = hidden ? "Swipe or scroll the table sideways for more columns →" : "";
+    hint.classList.toggle("shown", hidden);
+  }
+
+  function card(label, value, sub, cls) {
+    var box = el("div", null, "card" + (cls ? " " + cls : ""));
     box.appendChild(el("div", label, "label"));
     box.appendChild(el("div", value, "value"));
+    if (sub) box.appendChild(el("div", sub, "sub"));
     return box;
+  }
+
+  function headline(s) {
+    if (!s.strategy) return s.message || "";
+    var parts = [s.mode, s.strategy, (s.symbols || []).join(","), s.timeframe, "via " + s.backend];
+    // the connection is only known while the trader runs; a stopped one is connected to nothing
+    if (s.state === "running") parts.push(s.connected ? "connected" : "DISCONNECTED");
+    return parts.join(" · ");
+  }
+
+  function entriesCard(s) {
+    if (s.state === "no data") return card("New entries", "–");
+    var blocked = s.kill_switch ? "kill switch " + s.kill_switch
+      : (s.entries_enabled === false ? (s.disabled_reasons || [])[0] || "stopped" : "");
+    return blocked ? card("New entries", "blocked", blocked, "blocked") : card("New entries", "allowed");
   }
 
   function showStatus(s, summary) {
@@ -74,22 +109,21 @@
     pill.dataset.state = s.state;
     pill.textContent = s.state + (s.heartbeat_age_s !== undefined && s.heartbeat_age_s !== null
       ? " (" + Math.round(s.heartbeat_age_s) + " s ago)" : "");
-    document.getElementById("headline").textContent = s.strategy
-      ? [s.mode, s.strategy, (s.symbols || []).join(","), s.timeframe, "via " + s.backend,
-         s.connected ? "connected" : "DISCONNECTED"].join(" · ")
-      : (s.message || "");
-    var account = s.account || {}, limits = s.limits || {};
-    var cards = document.getElementById("cards");
-    cards.replaceChildren(
-      card("Balance", money(account.balance)),
-      card("Equity", money(account.equity)),
+    document.getElementById("headline").textContent = headline(s);
+    if (s.db) document.getElementById("db-path").textContent = s.db;
+    var account = s.latest_account || {}, limits = s.limits || {};
+    var asOf = account.ts ? "as of " + shortTime(account.ts) : "";
+    document.getElementById("cards").replaceChildren(
+      card("Balance", money(account.balance), asOf),
+      card("Equity", money(account.equity), asOf),
       card("Margin / free", money(account.margin) + " / " + money(account.margin_free)),
+      entriesCard(s),
       card("Trades · win rate", (summary.count || 0) + " · " +
         (summary.win_rate_pct === null || summary.win_rate_pct === undefined ? "–"
           : summary.win_rate_pct.toFixed(1) + "%")),
       card("Net P/L", money(summary.net_pnl)),
       card("Profit factor", summary.profit_factor ? summary.profit_factor.toFixed(2) : "–"),
-      card("Max drawdown", money(summary.max_drawdown)),
+      card("Max drawdown", money(summary.max_drawdown), "of closed trades' P/L"),
       card("Entries today", limits.entries_today === undefined ? "–"
         : limits.entries_today + " / " + (limits.max_trades_per_day || "∞")),
       card("Daily loss", limits.daily_loss_pct === undefined ? "–"
@@ -113,37 +147,91 @@
     }
   }
 
-  var charts = null;
-  function showEquity(points) {
-    var LC = window.LightweightCharts;
-    document.getElementById("equity-note").textContent = points.length
-      ? points.length + " account snapshots" : "no account snapshots yet";
-    if (!LC || !points.length) return;
-    if (!charts) {
-      var base = { autoSize: true, layout: { attributionLogo: true },
-        timeScale: { timeVisible: true, secondsVisible: false } };
-      var top = LC.createChart(document.getElementById("equity-chart"), base);
-      var bottom = LC.createChart(document.getElementById("drawdown-chart"), base);
-      charts = {
-        equity: top.addSeries(LC.LineSeries, { color: "#2962ff", lineWidth: 2 }),
-        balance: top.addSeries(LC.LineSeries, { color: "#9aa5b1", lineWidth: 1 }),
-        drawdown: bottom.addSeries(LC.AreaSeries, { lineColor: "#d2453d",
-          topColor: "rgba(210,69,61,0.05)", bottomColor: "rgba(210,69,61,0.35)",
-          invertFilledArea: true, lineWidth: 1 })
-      };
-    }
-    var seen = {}, equity = [], balance = [], drawdown = [];
+  // One chart, two panes (equity and balance above, drawdown below): the panes share one time
+  // axis and one price-scale width, so the two are always aligned. The chart shows every point
+  // until the user zooms or scrolls; from then on their view is kept until "Show all".
+  var chart = null, series = null, pointCount = 0, userMoved = false;
+
+  function makeChart(LC) {
+    var box = document.getElementById("equity-chart");
+    // the TradingView logo would sit on the line; the footer carries the attribution instead
+    chart = LC.createChart(box, { autoSize: true,
+      layout: { attributionLogo: false, textColor: "#1d2733",
+        panes: { separatorColor: "#e3e8ee", enableResize: false } },
+      grid: { vertLines: { color: "#f0f2f5" }, horzLines: { color: "#f0f2f5" } },
+      // a price label cut in half by a pane edge reads as a different number: hide those
+      rightPriceScale: { entireTextOnly: true },
+      timeScale: { timeVisible: true, secondsVisible: false } });
+    series = {
+      equity: chart.addSeries(LC.LineSeries, { color: "#2962ff", lineWidth: 2, title: "" }, 0),
+      balance: chart.addSeries(LC.LineSeries, { color: "#9aa5b1", lineWidth: 1,
+        lastValueVisible: false, priceLineVisible: false }, 0),
+      drawdown: chart.addSeries(LC.AreaSeries, { lineColor: "#d2453d",
+        topColor: "rgba(210,69,61,0.05)", bottomColor: "rgba(210,69,61,0.35)",
+        invertFilledArea: true, lineWidth: 1 }, 1)
+    };
+    // room above and below the drawdown line, so its lowest label is never cut off
+    series.drawdown.priceScale().applyOptions({ scaleMargins: { top: 0.2, bottom: 0.3 },
+      entireTextOnly: true });
+    chart.panes()[0].setStretchFactor(2.2);
+    chart.panes()[1].setStretchFactor(1);
+    chart.timeScale().subscribeVisibleLogicalRangeChange(function (range) {
+      if (!range || !pointCount) return;
+      userMoved = !(range.from <= 0.5 && range.to >= pointCount - 1.5);
+      box.dataset.fitted = String(!userMoved);
+    });
+    document.getElementById("chart-fit").addEventListener("click", function () {
+      userMoved = false;
+      chart.timeScale().fitContent();
+    });
+  }
+
+  function chartData(points) {
+    var seen = {}, data = { equity: [], balance: [], drawdown: [] };
     points.forEach(function (p) {
       var t = Math.floor(Date.parse(p.ts) / 1000);
       if (seen[t]) return;  // the chart needs strictly increasing times
       seen[t] = true;
-      equity.push({ time: t, value: p.equity });
-      balance.push({ time: t, value: p.balance });
-      drawdown.push({ time: t, value: p.drawdown });
+      data.equity.push({ time: t, value: p.equity });
+      if (p.balance !== null && p.balance !== undefined) data.balance.push({ time: t, value: p.balance });
+      data.drawdown.push({ time: t, value: p.drawdown });
     });
-    charts.equity.setData(equity);
-    charts.balance.setData(balance);
-    charts.drawdown.setData(drawdown);
+    return data;
+  }
+
+  function showEquity(points) {
+    var LC = window.LightweightCharts, box = document.getElementById("equity-chart");
+    var last = points.length ? points[points.length - 1] : null;
+    document.getElementById("equity-note").textContent = !points.length ? "no account snapshots yet"
+      : points.length + " points: account snapshots" +
+        (last.source === "heartbeat" ? ", the last from the latest heartbeat" : "");
+    if (!LC || !points.length) return;
+    if (!chart) makeChart(LC);
+    var follow = !userMoved, data = chartData(points);
+    pointCount = data.equity.length;
+    series.equity.setData(data.equity);
+    series.balance.setData(data.balance);
+    series.drawdown.setData(data.drawdown);
+    box.dataset.points = String(pointCount);
+    if (follow) chart.timeScale().fitContent();
+  }
+
+  function showTables(status, r) {
+    document.getElementById("positions-note").textContent =
+      status.heartbeat_ts ? "as of " + shortTime(status.heartbeat_ts) : "";
+    fillTable("positions", [["Ticket", "ticket", "num"], ["Symbol", "symbol"], ["Side", "side"],
+      ["Lots", "volume", "num"], ["Open", "price_open", "num"], ["Now", "price_current", "num"],
+      ["SL", "sl", "num"], ["TP", "tp", "num"], ["P/L", "profit", "money"],
+      ["Comment", "comment"]], status.positions || [], "no open positions");
+    fillTable("orders", [["Time", "ts", "time"], ["Symbol", "symbol"], ["Kind", "kind"],
+      ["Side", "side"], ["Lots", "volume", "num"], ["Status", "status"],
+      ["Retcode", "retcode", "num"], ["Fill", "fill_price", "num"], ["Id", "client_order_id"],
+      ["Detail", "detail"]], r[3].rows, "no orders yet");
+    fillTable("signals", [["Time", "ts", "time"], ["Bar", "bar_time", "time"],
+      ["Symbol", "symbol"], ["Target", "position", "num"], ["Action", "action"],
+      ["Outcome", "outcome"]], r[4].rows, "no signals yet");
+    fillTable("events", [["Time", "ts", "time"], ["Level", "level"], ["Kind", "kind"],
+      ["Symbol", "symbol"], ["Message", "message"]], r[5].rows, "no events yet");
   }
 
   function refresh() {
@@ -152,24 +240,9 @@
       getJson("/api/orders?limit=25"), getJson("/api/signals?limit=25"),
       getJson("/api/events?limit=25&exclude_kind=heartbeat")
     ]).then(function (r) {
-      var status = r[0];
-      showStatus(status, r[1]);
+      showStatus(r[0], r[1]);
       showEquity(r[2].points);
-      document.getElementById("positions-note").textContent =
-        status.heartbeat_ts ? "as of " + shortTime(status.heartbeat_ts) : "";
-      fillTable("positions", [["Ticket", "ticket", "num"], ["Symbol", "symbol"], ["Side", "side"],
-        ["Lots", "volume", "num"], ["Open", "price_open", "num"], ["Now", "price_current", "num"],
-        ["SL", "sl", "num"], ["TP", "tp", "num"], ["P/L", "profit", "money"],
-        ["Comment", "comment"]], status.positions || [], "no open positions");
-      fillTable("orders", [["Time", "ts", "time"], ["Symbol", "symbol"], ["Kind", "kind"],
-        ["Side", "side"], ["Lots", "volume", "num"], ["Status", "status"],
-        ["Retcode", "retcode", "num"], ["Fill", "fill_price", "num"], ["Id", "client_order_id"],
-        ["Detail", "detail"]], r[3].rows, "no orders yet");
-      fillTable("signals", [["Time", "ts", "time"], ["Bar", "bar_time", "time"],
-        ["Symbol", "symbol"], ["Target", "position", "num"], ["Action", "action"],
-        ["Outcome", "outcome"]], r[4].rows, "no signals yet");
-      fillTable("events", [["Time", "ts", "time"], ["Level", "level"], ["Kind", "kind"],
-        ["Symbol", "symbol"], ["Message", "message"]], r[5].rows, "no events yet");
+      showTables(r[0], r);
       document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString();
     }).catch(function (error) {
       document.getElementById("updated").textContent = "Update failed: " + error.message;

@@ -121,14 +121,19 @@ class FakeTelegram(FakeServer):
     def scripted_for(self, record: Received) -> bool:
         return record.name == "sendMessage"  # scripted failures hit sends, not polling
 
+    def get_updates_calls(self) -> list[dict]:
+        return [r.params for r in self.received if r.name == "getUpdates"]
+
     def texts(self) -> list[str]:
         return [r.params["text"] for r in self.received if r.name == "sendMessage"]
 
-    def queue_message(self, chat_id: int, text: str) -> None:
-        """A message a user sends to the bot, returned by the next getUpdates."""
+    def queue_message(self, chat_id: int, text: str, *, date: float | None = None) -> None:
+        """A message a user sends to the bot (at `date`, default now), returned by the next
+        getUpdates."""
         with self.lock:
             self.updates.append({"update_id": self.next_update, "message": {
-                "message_id": self.next_update, "date": int(time.time()), "text": text,
+                "message_id": self.next_update, "date": int(time.time() if date is None
+                                                              else date), "text": text,
                 "chat": {"id": chat_id, "type": "private"},
                 "from": {"id": chat_id, "is_bot": False, "first_name": "Trader"}}})
             self.next_update += 1
@@ -150,11 +155,19 @@ class FakeTelegram(FakeServer):
         return {"ok": False, "error_code": 404, "description": "Not Found"}
 
     def _updates(self, params: dict) -> list[dict]:
+        """As the Bot API: a positive offset confirms (forgets) the updates before it; a
+        negative one returns the last -offset updates and forgets the ones before those."""
         offset = int(params.get("offset") or 0)
         deadline = time.monotonic() + min(float(params.get("timeout") or 0), 0.5)
         while True:
             with self.lock:
-                ready = [u for u in self.updates if u["update_id"] >= offset]
+                if offset < 0:
+                    kept = list(self.updates)[offset:]
+                    self.updates = deque(kept)
+                    return kept
+                while self.updates and self.updates[0]["update_id"] < offset:
+                    self.updates.popleft()
+                ready = list(self.updates)
             if ready or time.monotonic() >= deadline:
                 return ready
             time.sleep(0.02)

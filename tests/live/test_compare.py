@@ -1,6 +1,14 @@
-"""Live versus backtest comparison: one-to-one matching, slippage signs, a real replay."""
+"""Live versus backtest comparison: one-to-one matching, slippage signs, volumes of missed
+trades, a real replay, and the quick start's run compared with --sim."""
 
 from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,8 +16,9 @@ import pytest
 from backtest.data import save_csv
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
-from live.compare import compare, main
-from tests.live.conftest import run_bars
+from live.audit_logger import AuditLogger, AuditReader
+from live.compare import compare, html_report, main, summary_lines, table_text, trader_volume
+from tests.live.conftest import ROOT, SMA_CROSS, run_bars
 
 EURUSD = get_symbol_spec("EURUSD")
 
@@ -74,3 +83,106 @@ def test_ambiguous_symbol_is_a_usage_error(tmp_path, live_config, make_sim, make
     save_csv(generate_bars("EURUSD", "H1", 50), csv)
     assert main(["--db", str(config.audit_db), "--data", str(csv)]) == 2
     assert "--symbol" in capsys.readouterr().err
+
+
+def test_missed_trades_count_at_the_traders_volume():
+    """A backtest-only trade of 1 lot making 50.0 counts 5.0 when the trader trades 0.1."""
+    live = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.1001, 1.1011, "long", 0.1, 10.0))
+    backtest = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.1001, 1.1011, "long", 1.0,
+                       100.0),
+                      ("2024-01-03 10:00", "2024-01-03 11:00", 1.1050, 1.1000, "short", 1.0,
+                       50.0))
+    result = compare(live, backtest, spec=EURUSD, bar_seconds=3600, symbol="EURUSD",
+                     strategy="S", volume=0.1, volume_note="the trader's fixed volume")
+    (missed,) = result.missed
+    assert (missed["volume"], missed["pnl"]) == (0.1, 5.0)
+    assert (missed["backtest_volume"], missed["backtest_pnl"]) == (1.0, 50.0)
+    assert result.backtest_pnl == 15.0 and result.pnl_difference == -5.0
+    assert "missed ones at the trader's fixed volume" in summary_lines(result)[-1]
+    page = html_report(result)
+    missed_table = page[page.index("<h2>Missed"):page.index("<h2>Extra")]
+    assert "<th>volume</th>" in missed_table and "<td>0.1</td>" in missed_table
+    assert "missed (backtest only):" in table_text(result)
+
+
+def test_the_volume_the_trader_would_have_used(tmp_path):
+    audit = AuditLogger(tmp_path / "audit.db")
+    for number, volume in enumerate((0.02, 0.02, 0.02)):
+        audit.record_order(client_order_id=f"LTFIXED{number}", status="filled",
+                           symbol="EURUSD", side="buy", kind="open", volume=volume,
+                           dry_run=True)
+    for number, volume in enumerate((0.1, 0.3, 0.2)):
+        audit.record_order(client_order_id=f"LTRISK{number}", status="filled",
+                           symbol="GBPUSD", side="buy", kind="open", volume=volume,
+                           dry_run=True)
+    reader = AuditReader(audit.path)
+    volume, note = trader_volume(reader, "EURUSD", trades())
+    assert volume == 0.02 and "fixed volume, 0.02 lots" in note
+    risk = trades(("2024-01-01", "2024-01-02", 1.1, 1.1, "long", 0.1, 0.0),
+                  ("2024-01-03", "2024-01-04", 1.1, 1.1, "long", 0.4, 0.0))
+    assert trader_volume(reader, "GBPUSD", risk) == (0.25, "the median live volume, 0.25 lots")
+    assert trader_volume(reader, "USDJPY", trades())[0] is None
+
+
+def test_a_bad_time_is_refused_naming_the_option(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", "x.csv", "--from", "garbage"])
+    assert stop.value.code == 2
+    assert "argument --from: not a date or time: 'garbage'" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def quick_start(tmp_path_factory) -> Path:
+    """The README's quick start (a dry run on the built-in simulator's generated bars), with
+    its files in a folder of its own through a settings file."""
+    folder = tmp_path_factory.mktemp("quick_start")
+    env = folder / "quick.env"
+    env.write_text(f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
+                   f"KILL_SWITCH_FILE={folder / 'KILL_SWITCH'}\n")
+    done = subprocess.run([sys.executable, str(ROOT / "live" / "live_trader.py"), "--config",
+                           str(env), "--strategy", str(SMA_CROSS), "--dry-run",
+                           "--max-bars", "400"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_start,
+                                                                         capsys):
+    assert main(["--config", str(quick_start), "--sim"]) == 0  # no --db: AUDIT_DB
+    out = capsys.readouterr().out
+    assert "bars: the built-in simulator's generated bars, seed 7 (SIM_SEED" in out
+    assert re.search(r"matched [1-9][0-9]*, missed \(backtest only\) 0, extra \(live only\) 0",
+                     out), out
+    assert "difference +0.00" in out
+
+
+def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, capsys):
+    """When the start-up record carries the simulator's settings, they win over .env."""
+    db = tmp_path / "audit.db"
+    source = AuditReader(quick_start.parent / "audit.db")
+    with sqlite3.connect(source.path) as a, sqlite3.connect(db) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    recorded = json.loads(source.last_event("startup")["data"])
+    AuditLogger(db).record_event("startup", "restarted", data={
+        **recorded, "sim": {"seed": 7, "n_bars": 20_000, "symbols": ["EURUSD"],
+                            "timeframe": "H1", "data": None}})
+    env = tmp_path / "other.env"
+    env.write_text(f"AUDIT_DB={db}\nSIM_SEED=99\n")
+    assert main(["--config", str(env), "--sim"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 7 (settings recorded by the trader at start-up)" in out
+    assert "difference +0.00" in out
+
+
+def test_sim_is_refused_for_a_run_on_a_terminal(tmp_path, capsys):
+    audit = AuditLogger(tmp_path / "audit.db")
+    audit.record_event("startup", "live", data={"backend": "mt5linux", "symbols": ["EURUSD"],
+                                                "strategy_source": str(SMA_CROSS)})
+    audit.record_trade(symbol="EURUSD", position_ticket=1, dry_run=True, direction="long",
+                       volume=0.01, entry_time="2024-01-01T00:00:00+00:00", entry_price=1.1,
+                       exit_time="2024-01-01T01:00:00+00:00", exit_price=1.1, pnl=0.0)
+    assert main(["--db", str(audit.path), "--sim"]) == 2
+    assert "ran via mt5linux" in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""The dashboard page in headless Chromium: the chart shows every point and follows new ones
+until the user zooms, labels and layout that say what they mean, on a desktop and a phone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+import requests
+
+from live.audit_logger import AuditLogger
+from tests.live.test_dashboard_edges import clocked, heartbeat, served, snapshot, trader_db
+
+__all__ = ["trader_db"]  # the fixture, shared with the API tests
+
+POINTS = "Number(document.querySelector('#equity-chart').dataset.points)"
+FITTED = "document.querySelector('#equity-chart').dataset.fitted"
+
+
+def api_points(base: str) -> int:
+    """The points the page should draw (one per distinct time, as /api/equity gives them)."""
+    points = requests.get(base + "/api/equity?limit=2000", timeout=10).json()["points"]
+    return len({p["ts"] for p in points})
+
+
+def add_snapshots(db, count: int) -> None:
+    """Snapshots after the last one recorded, as a running trader adds them."""
+    last = AuditLogger(db).reader.latest_snapshot()
+    audit, moment = clocked(db, datetime.fromisoformat(str(last["ts"])))
+    for number in range(count):
+        moment[0] += timedelta(hours=1)
+        snapshot(audit, float(last["equity"]) + number)
+    audit.close()
+
+
+@pytest.mark.browser
+def test_the_chart_shows_every_point_and_keeps_a_users_zoom(trader_db, page_probe, tmp_path):
+    with served(trader_db) as base:
+        probe = page_probe((base,), width=1280, height=900)
+        page = probe.page
+        page.goto(base + "/")
+        page.wait_for_function(f"() => {POINTS} == {api_points(base)} && {FITTED} === 'true'")
+        assert page.locator("#equity-chart a").count() == 0  # no logo over the line
+        assert "TradingView" in page.locator("footer").inner_text()  # the attribution
+
+        add_snapshots(trader_db, 5)  # new points: still all of them visible
+        page.wait_for_function(f"() => {POINTS} == {api_points(base)} && {FITTED} === 'true'",
+                               timeout=15_000)
+        page.screenshot(path=str(tmp_path / "fitted.png"))
+
+        box = page.locator("#equity-chart").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 3)
+        page.mouse.wheel(0, -600)  # the user zooms in
+        page.wait_for_function(f"() => {FITTED} === 'false'")
+        add_snapshots(trader_db, 3)
+        page.wait_for_function(f"() => {POINTS} == {api_points(base)}", timeout=15_000)
+        assert page.evaluate(FITTED) == "false"  # their zoom is kept
+
+        page.get_by_role("button", name="Show all").click()
+        page.wait_for_function(f"() => {FITTED} === 'true'")
+        assert probe.errors == [] and probe.blocked == []
+
+
+@pytest.mark.browser
+def test_a_stopped_trader_and_the_columns(trader_db, page_probe):
+    with served(trader_db) as base:
+        probe = page_probe((base,), width=1280, height=900)
+        page = probe.page
+        page.goto(base + "/")
+        page.locator("#orders tr").nth(2).wait_for()
+        assert page.locator("#state").inner_text().startswith("stopped")
+        headline = page.locator("#headline").inner_text()
+        assert "SmaCross" in headline and "connected" not in headline.lower()
+        aligned = page.evaluate("""() => [...document.querySelectorAll('#orders th')]
+            .map(th => [th.textContent, getComputedStyle(th).textAlign])""")
+        assert ["Lots", "right"] in aligned and ["Retcode", "right"] in aligned
+        assert ["Symbol", "left"] in aligned
+        assert page.locator(".more-hint.shown").count() == 0  # everything fits on a desktop
+        assert str(trader_db) in page.locator("#db-path").inner_text()
+        assert probe.errors == []
+
+
+@pytest.mark.browser
+def test_on_a_phone_hidden_columns_are_announced(trader_db, page_probe, tmp_path):
+    with served(trader_db) as base:
+        probe = page_probe((base,), width=390, height=844, is_mobile=True, has_touch=True)
+        page = probe.page
+        page.goto(base + "/")
+        page.locator("#orders tr").nth(2).wait_for()
+        hint = page.locator("#orders").locator("xpath=../preceding-sibling::p[1]")
+        assert hint.is_visible() and "sideways" in hint.inner_text()
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no page scroll
+        page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
+        assert probe.errors == []
+
+
+@pytest.mark.browser
+def test_kill_switch_blocks_entries_on_the_page(tmp_path, page_probe):
+    audit, _ = clocked(tmp_path / "audit.db")
+    snapshot(audit, 10_000.0)
+    heartbeat(audit, kill_switch="close_all", entries_enabled=True, strategy="S",
+              symbols=["EURUSD"], timeframe="H1")
+    with served(audit.path) as base:
+        probe = page_probe((base,))
+        probe.page.goto(base + "/")
+        entries = probe.page.locator(".card", has_text="New entries")
+        entries.locator(".sub").wait_for()
+        assert "blocked" in entries.inner_text() and "close_all" in entries.inner_text()
+        assert "KILL SWITCH: close_all" in probe.page.locator(".banner.critical").inner_text()
+
+
+@pytest.mark.browser
+def test_the_no_data_page_names_the_database(tmp_path, page_probe):
+    missing = tmp_path / "not-yet" / "audit.db"
+    with served(missing) as base:
+        probe = page_probe((base,))
+        probe.page.goto(base + "/")
+        probe.page.wait_for_function("() => document.querySelector('#state').dataset.state === "
+                                     "'no data'")
+        probe.page.locator("#headline", has_text=str(missing)).wait_for()
+        assert str(missing) in probe.page.locator("#db-path").inner_text()
+        assert probe.errors == []
