@@ -25,8 +25,9 @@ CONNECT_HINTS = (
                "log in by hand once, then retry (or raise MT5_TIMEOUT_MS)"),
     ("-6", "authorization failed: check MT5_LOGIN, MT5_PASSWORD and MT5_SERVER (the exact "
            "server name shown in the terminal's login dialog)"),
-    ("mt5linux server", "start the RPyC server next to the terminal under Wine (python -m "
-                        "mt5linux in the Windows Python), or check MT5LINUX_HOST/PORT"),
+    ("mt5linux server", "under Wine, in the Windows Python that has `pip install MetaTrader5 "
+                        "rpyc==5.2.3`, run `rpyc_classic.py --host 127.0.0.1 -p 18812` next "
+                        "to the logged-in terminal, or correct MT5LINUX_HOST/MT5LINUX_PORT"),
 )
 
 
@@ -62,9 +63,28 @@ def run_check(config: LiveConfig, connector: MT5Connector | None = None, *,
         for symbol in config.symbols:
             _check_symbol(connector, config, symbol, report)
         connector.shutdown()
-    out("result: " + ("ready" if not report.failures else
-                      f"{report.failures} problem(s) to fix before trading"))
+    out("result: " + verdict(config, connector, report.failures))
     return 0 if not report.failures else 1
+
+
+def verdict(config: LiveConfig, connector: MT5Connector, failures: int) -> str:
+    """The last line: what the trader can do as configured."""
+    if failures:
+        return f"{failures} problem(s) to fix before trading"
+    if connector.backend == "sim" and config.backend == "auto":
+        # auto fell back: the check says nothing about a broker, so "ready" would mislead
+        return ("ready for a dry run on the built-in simulator only: no MT5 terminal was "
+                "found, so no broker connection was checked")
+    if connector.backend == "sim":
+        return "ready (built-in simulator: prices are simulated, nothing reaches a broker)"
+    return "ready"
+
+
+def print_config_error(error: ConfigError, out: Callable[[str], None] = print) -> None:
+    """A settings error in the check's own format (the settings cannot be read)."""
+    out("settings: cannot be read")
+    out(f"  FAIL  {error}\n        fix: correct that setting in .env or on the command line")
+    out("result: 1 problem(s) to fix before trading")
 
 
 def _check_strategy(config: LiveConfig, report: Report) -> None:
@@ -81,6 +101,7 @@ def _check_strategy(config: LiveConfig, report: Report) -> None:
 
 def _check_storage(config: LiveConfig, report: Report) -> None:
     folder = config.audit_db.parent
+    _check_kill_switch(config, report)
     if not config.audit_db.exists():
         report.ok(f"audit database will be created at {config.audit_db}")
         if folder.exists() and not _writable(folder):
@@ -93,6 +114,9 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
                     "start a new AUDIT_DB; see docs/observability.md")
     else:
         report.ok(f"audit database {config.audit_db}: hash chains intact")
+
+
+def _check_kill_switch(config: LiveConfig, report: Report) -> None:
     if config.kill_switch_file.exists():
         report.warn(f"kill-switch file {config.kill_switch_file} exists: no new entries until "
                     "it is removed")

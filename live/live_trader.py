@@ -1082,12 +1082,12 @@ def _cannot_start(message: str, code: int, logged: bool) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from live.doctor import run_check
+    from live.doctor import print_config_error, run_check
 
     try:
         config = config_from_args(args, need_strategy=False)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_config_error(exc)
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     return run_check(config)

@@ -1,6 +1,6 @@
 """Every Linux command in SETUP_AND_TESTING.md works: each ```sh block runs, in order, in a
-fresh copy of the project (the committed files plus this checkout's .venv), as a new user
-would run it."""
+fresh copy of the project (the committed files and a venv that borrows this checkout's
+packages), as a new user would run it."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ def sh_blocks(text: str) -> list[str]:
 
 
 def fresh_copy(target: Path) -> Path:
-    """The files git tracks (or, without git, the tree minus local state) and a .venv link."""
+    """The files git tracks (or, without git, the tree minus local state) and a venv."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
     if listed.returncode == 0 and listed.stdout:
         names = [n for n in listed.stdout.decode().split("\0") if n]
@@ -35,8 +37,22 @@ def fresh_copy(target: Path) -> Path:
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
-    (target / ".venv").symlink_to(ROOT / ".venv")
+    borrowing_venv(target / ".venv")
     return target
+
+
+def borrowing_venv(venv: Path) -> None:
+    """A venv of the copy's own that sees this checkout's installed packages (a .pth line),
+    so the guide's `python3 -m venv .venv && pip install` finds everything installed and
+    changes only the copy, never the checkout's .venv, and needs no network."""
+    # its own pip first: with the checkout's on the path, ensurepip would find that one and
+    # put no pip in the copy's bin/
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    mine = sysconfig.get_paths()["purelib"]
+    theirs = subprocess.run([str(venv / "bin" / "python"), "-c",
+                             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    Path(theirs, "checkout_packages.pth").write_text(mine + "\n")
 
 
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -66,7 +66,33 @@ def test_command_line_exit_codes(tmp_path):
     unreachable = subprocess.run([*base, "--backend", "mt5linux"], cwd=ROOT,
                                  capture_output=True, text=True, timeout=120,
                                  env={"MT5LINUX_PORT": "9", "PATH": ""})
-    assert unreachable.returncode == 1 and "fix: start the RPyC server" in unreachable.stdout
+    assert unreachable.returncode == 1, unreachable.stdout
+    assert "rpyc_classic.py --host 127.0.0.1 -p 18812" in unreachable.stdout
     usage = subprocess.run([*base, "--timeframe", "H7"], cwd=ROOT, capture_output=True,
                            text=True, timeout=120)
-    assert usage.returncode == 2 and "H7" in usage.stderr
+    assert usage.returncode == 2
+    assert "FAIL" in usage.stdout and "H7" in usage.stdout and "result: 1 problem" in usage.stdout
+
+
+def test_auto_falling_back_to_the_simulator_is_not_called_ready(tmp_path):
+    """With no MT5 terminal, auto checks the simulator: the verdict must say so, since
+    nothing about a broker was checked."""
+    env = tmp_path / "test.env"
+    env.write_text(f"AUDIT_DB={tmp_path / 'audit.db'}\nKILL_SWITCH_FILE={tmp_path / 'K'}\n")
+    done = subprocess.run([sys.executable, str(ROOT / "live" / "live_trader.py"), "--config",
+                           str(env), "--check", "--backend", "auto", "--dry-run"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("result: ready for a dry run on the built-in simulator only")
+    assert "no broker connection was checked" in last
+
+
+def test_a_kill_switch_file_is_reported_before_any_database_exists(live_config, make_sim,
+                                                                   tmp_path):
+    config = live_config()
+    config.kill_switch_file.write_text("halt\n")
+    assert not config.audit_db.exists()
+    code, text = check(config, make_sim())
+    assert code == 0
+    assert f"WARN  kill-switch file {config.kill_switch_file} exists" in text
