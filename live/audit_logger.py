@@ -629,6 +629,44 @@ class AuditReader:
                           "ORDER BY id DESC LIMIT ?", (limit,))
         return rows[::-1]
 
+    def equity_page(self, limit: int, offset: int = 0) -> list[dict[str, object]]:
+        """`limit` snapshots (id, ts, balance, equity) before the newest `offset`, oldest
+        first."""
+        rows = self.query("SELECT id, ts, balance, equity FROM account_snapshots ORDER BY id "
+                          "DESC LIMIT ? OFFSET ?", (limit, offset))
+        return rows[::-1]
+
+    def peak_equity(self, from_id: int, before_id: int) -> float | None:
+        """The highest equity of the snapshots with from_id <= id < before_id."""
+        row = self._one("SELECT max(equity) AS peak FROM account_snapshots WHERE id >= ? "
+                        "AND id < ?", (from_id, before_id))
+        return None if row is None or row["peak"] is None else float(row["peak"])
+
+    def identity(self) -> tuple[object, object]:
+        """(hash of the first event, id of the last event): which database this is and how
+        far it has grown; a different first hash or fewer events means another file."""
+        row = self._one("SELECT (SELECT row_hash FROM events ORDER BY id LIMIT 1) AS first, "
+                        "(SELECT max(id) FROM events) AS last")
+        return (row["first"], row["last"]) if row else (None, None)
+
+    def traded_symbols(self) -> list[str]:
+        """Symbols with recorded trades, sorted."""
+        return sorted(str(r["symbol"]) for r in
+                      self.query("SELECT DISTINCT symbol FROM trades"))
+
+    def entry_volumes(self, symbol: str) -> list[float]:
+        """The distinct volumes of the entry orders of `symbol`, sorted."""
+        rows = self.query("SELECT DISTINCT volume FROM orders WHERE symbol = ? AND kind = "
+                          "'open' AND volume IS NOT NULL", (symbol,))
+        return sorted(float(r["volume"]) for r in rows)
+
+    def signal_span(self, symbol: str) -> tuple[str, str] | None:
+        """Bar times of the first and last signal of `symbol`, None without signals."""
+        row = self._one("SELECT min(bar_time) AS first, max(bar_time) AS last FROM signals "
+                        "WHERE symbol = ?", (symbol,))
+        return None if row is None or not row["first"] else (str(row["first"]),
+                                                              str(row["last"]))
+
     def count(self, table: str) -> int:
         if table not in COLUMNS:
             raise ValueError(f"unknown audit table {table!r}")

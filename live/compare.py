@@ -162,9 +162,7 @@ def trader_volume(reader: AuditReader, symbol: str,
                   live: pd.DataFrame) -> tuple[float | None, str]:
     """The volume the trader would have given a trade it missed: its fixed size when all its
     entry orders had one, else the median of its trades (or orders), with what it was."""
-    rows = reader.query("SELECT DISTINCT volume FROM orders WHERE symbol = ? AND kind = 'open' "
-                        "AND volume IS NOT NULL", (symbol,))
-    volumes = sorted(float(r["volume"]) for r in rows)
+    volumes = reader.entry_volumes(symbol)
     if len(volumes) == 1:
         return volumes[0], f"the trader's fixed volume, {volumes[0]:g} lots (from its orders)"
     if len(live):
@@ -239,13 +237,12 @@ def _sim_settings(recorded: dict, config: LiveConfig) -> tuple[dict[str, object]
 
 def decision_span(reader: AuditReader, bars: pd.DataFrame, symbol: str) -> tuple[int, int]:
     """Indexes of the first and last bars the trader decided on for `symbol` (all if none)."""
-    rows = reader.query("SELECT min(bar_time) AS first, max(bar_time) AS last FROM signals "
-                        "WHERE symbol = ?", (symbol,))
-    if not rows or not rows[0]["first"]:
+    span = reader.signal_span(symbol)
+    if span is None:
         return 0, len(bars) - 1
     times = bars["time"]
-    return (int(times.searchsorted(pd.Timestamp(rows[0]["first"]))),
-            int(times.searchsorted(pd.Timestamp(rows[0]["last"]))))
+    return (int(times.searchsorted(pd.Timestamp(span[0]))),
+            int(times.searchsorted(pd.Timestamp(span[1]))))
 
 
 # ---------------------------------------------------------------- output
@@ -384,7 +381,7 @@ def run(args: argparse.Namespace) -> Comparison:
 
 
 def traded_symbol(reader: AuditReader, chosen: str | None) -> str:
-    symbols = sorted({r["symbol"] for r in reader.query("SELECT DISTINCT symbol FROM trades")})
+    symbols = reader.traded_symbols()
     symbol = chosen or (symbols[0] if len(symbols) == 1 else None)
     if symbol is None:
         raise ValueError(f"the audit log has trades in {', '.join(symbols) or 'no symbol'}; "

@@ -114,11 +114,9 @@ class Database:
 
 def _mark(reader: AuditReader) -> tuple[object, object] | None:
     try:
-        (row,) = reader.query("SELECT (SELECT row_hash FROM events ORDER BY id LIMIT 1) AS "
-                              "first, (SELECT max(id) FROM events) AS last")
+        return reader.identity()
     except sqlite3.Error:  # not an audit database (yet): requests will say so
         return None
-    return row["first"], row["last"]
 
 
 def _continues(old: tuple[object, object] | None, new: tuple[object, object] | None) -> bool:
@@ -141,17 +139,11 @@ class PeakCache:
     def before(self, reader: AuditReader, first_id: int) -> float | None:
         with self._lock:
             if self._at is not None and first_id >= self._at:
-                peak = _higher(self._peak, _max_equity(reader, self._at, first_id))
+                peak = _higher(self._peak, reader.peak_equity(self._at, first_id))
             else:
-                peak = _max_equity(reader, 0, first_id)
+                peak = reader.peak_equity(0, first_id)
             self._at, self._peak = first_id, peak
             return peak
-
-
-def _max_equity(reader: AuditReader, low: int, high: int) -> float | None:
-    (row,) = reader.query("SELECT max(equity) AS peak FROM account_snapshots WHERE id >= ? "
-                          "AND id < ?", (low, high))
-    return None if row["peak"] is None else float(row["peak"])
 
 
 def _higher(a: float | None, b: float | None) -> float | None:
@@ -378,8 +370,7 @@ def equity_window(database: Database, limit: int, offset: int) -> list[dict[str,
     reader = database.reader()
     if reader is None:
         return []
-    rows = reader.query("SELECT id, ts, balance, equity FROM account_snapshots ORDER BY id "
-                        "DESC LIMIT ? OFFSET ?", (limit, offset))[::-1]
+    rows = reader.equity_page(limit, offset)
     peak = database.peaks.before(reader, int(rows[0]["id"])) if rows else None
     if offset == 0:
         rows += _newer_heartbeat(reader, rows[-1]["ts"] if rows else "")

@@ -206,6 +206,7 @@ class LiveTrader:
             "timeframe": self.config.timeframe, "reconciled": len(results),
             "adopted_positions": len(self.state.positions),
             "kill_switch_file": str(self.config.kill_switch_file),
+            **self._simulator_record(),
         })
         logger.info(self._startup_text(account))
         logger.info("kill switch: touch %s to halt (write reduce or close_all in it for "
@@ -489,6 +490,14 @@ class LiveTrader:
                 f"{limits['max_trades_per_day'] or 'no limit'}; daily loss "
                 f"{limits['daily_loss_pct']:.2f}% (limit {limits['max_daily_loss_pct']:g}%); "
                 f"day started at equity {limits['day_start_equity']:,.2f}")
+
+    def _simulator_record(self) -> dict[str, object]:
+        """On the built-in simulator, what made its prices, so `live.compare --sim` can make
+        the same bars again."""
+        if self.connector.backend != "sim":
+            return {}
+        return {"sim": {"symbols": list(self.config.symbols), "timeframe": self.config.timeframe,
+                        "seed": self.config.sim_seed, "data": self.config.sim_data or None}}
 
     def _check_kill_switch(self) -> None:
         try:

@@ -151,7 +151,8 @@ def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_s
                                                                          capsys):
     assert main(["--config", str(quick_start), "--sim"]) == 0  # no --db: AUDIT_DB
     out = capsys.readouterr().out
-    assert "bars: the built-in simulator's generated bars, seed 7 (SIM_SEED" in out
+    assert ("bars: the built-in simulator's generated bars, seed 7 (settings recorded by the "
+            "trader at start-up)") in out
     assert re.search(r"matched [1-9][0-9]*, missed \(backtest only\) 0, extra \(live only\) 0",
                      out), out
     assert "difference +0.00" in out
@@ -174,6 +175,28 @@ def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, cap
     assert main(["--config", str(env), "--sim"]) == 0
     out = capsys.readouterr().out
     assert "seed 7 (settings recorded by the trader at start-up)" in out
+    assert "difference +0.00" in out
+
+
+def test_sim_falls_back_to_the_settings_for_an_older_start_up_record(quick_start, tmp_path,
+                                                                    capsys):
+    """A start-up record without simulator settings: SIM_SEED of the settings is used, and
+    the output says where the seed came from."""
+    db = tmp_path / "audit.db"
+    source = AuditReader(quick_start.parent / "audit.db")
+    with sqlite3.connect(source.path) as a, sqlite3.connect(db) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    recorded = json.loads(source.last_event("startup")["data"])
+    assert recorded["sim"]["seed"] == 7
+    del recorded["sim"]
+    AuditLogger(db).record_event("startup", "restarted", data=recorded)
+    env = tmp_path / "older.env"
+    env.write_text(f"AUDIT_DB={db}\nSIM_SEED=7\n")
+    assert main(["--config", str(env), "--sim"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 7 (SIM_SEED and SIM_DATA of the settings" in out
     assert "difference +0.00" in out
 
 
