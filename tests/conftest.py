@@ -1,8 +1,12 @@
-"""Fixtures shared by every test package: a real headless Chromium driven by Playwright."""
+"""Fixtures shared by every test package: a real headless Chromium driven by Playwright, and
+venvs for copies of the project that borrow this checkout's installed packages."""
 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,3 +76,17 @@ def page_probe(browser):
     yield factory
     for context in contexts:
         context.close()
+
+
+def borrowing_venv(venv: Path) -> None:
+    """A venv of the copy's own that sees this checkout's installed packages (a .pth line),
+    so the guide's `python3 -m venv .venv && pip install` finds everything installed and
+    changes only the copy, never the checkout's .venv, and needs no network."""
+    # its own pip first: with the checkout's on the path, ensurepip would find that one and
+    # put no pip in the copy's bin/
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    mine = sysconfig.get_paths()["purelib"]
+    theirs = subprocess.run([str(venv / "bin" / "python"), "-c",
+                             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            check=True, capture_output=True, text=True).stdout.strip()
+    Path(theirs, "checkout_packages.pth").write_text(mine + "\n")

@@ -10,11 +10,11 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import borrowing_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "SETUP_AND_TESTING.md"
@@ -39,20 +39,6 @@ def fresh_copy(target: Path) -> Path:
             shutil.copy2(ROOT / name, target / name)
     borrowing_venv(target / ".venv")
     return target
-
-
-def borrowing_venv(venv: Path) -> None:
-    """A venv of the copy's own that sees this checkout's installed packages (a .pth line),
-    so the guide's `python3 -m venv .venv && pip install` finds everything installed and
-    changes only the copy, never the checkout's .venv, and needs no network."""
-    # its own pip first: with the checkout's on the path, ensurepip would find that one and
-    # put no pip in the copy's bin/
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    mine = sysconfig.get_paths()["purelib"]
-    theirs = subprocess.run([str(venv / "bin" / "python"), "-c",
-                             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            check=True, capture_output=True, text=True).stdout.strip()
-    Path(theirs, "checkout_packages.pth").write_text(mine + "\n")
 
 
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import borrowing_venv
 from tests.live.conftest import ROOT, SMA_CROSS
 
 TRADER = ROOT / "live" / "live_trader.py"
@@ -132,13 +134,56 @@ def test_signal_stops_gracefully_with_a_summary(tmp_path, sig):
     assert message == f"signal {sig.name}"
 
 
+def script_copy(tmp_path: Path) -> Path:
+    """The start script beside the code it starts (linked), without a .venv yet."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("start_trader.sh", "requirements.txt"):
+        shutil.copy2(ROOT / name, project / name)
+    for name in ("live", "backtest"):
+        (project / name).symlink_to(ROOT / name)
+    return project
+
+
+def start_script(project: Path, tmp_path: Path, *args: str,
+                 **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(project / "start_trader.sh"), "--config", str(settings(tmp_path)),
+                           "--strategy", str(SMA_CROSS), *args], capture_output=True, text=True,
+                          timeout=300, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
+                                            **env})
+
+
 @pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
-def test_start_script_passes_its_arguments_to_the_trader(tmp_path):
-    done = subprocess.run([str(ROOT / "start_trader.sh"), "--config", str(settings(tmp_path)),
-                           "--strategy", str(SMA_CROSS), "--max-bars", "7"],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "closed bars 7" in done.stderr
+def test_start_script_sets_up_once_then_passes_its_arguments_to_the_trader(tmp_path):
+    project = script_copy(tmp_path)
+    borrowing_venv(project / ".venv")  # as an install cut short: no marker yet
+    first = start_script(project, tmp_path, "--max-bars", "7")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Setting up the virtual environment" in first.stdout
+    assert "closed bars 7" in first.stderr
+    assert (project / ".venv" / ".installed-requirements").read_bytes() == \
+        (project / "requirements.txt").read_bytes()
+    again = start_script(project, tmp_path, "--max-bars", "3")
+    assert again.returncode == 0, again.stderr
+    assert "Setting up" not in again.stdout and "closed bars 3" in again.stderr
+    with (project / "requirements.txt").open("a") as requirements:
+        requirements.write("# changed\n")
+    changed = start_script(project, tmp_path, "--max-bars", "3")
+    assert changed.returncode == 0, changed.stderr
+    assert "Setting up the virtual environment" in changed.stdout
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
+def test_start_script_refuses_a_python_older_than_3_10(tmp_path):
+    project = script_copy(tmp_path)
+    old_python = tmp_path / "python3.9"  # answers the version probe as a 3.9 would
+    old_python.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.9.18' && exit 0\n"
+                          "exit 1\n")
+    old_python.chmod(0o755)
+    done = start_script(project, tmp_path, PYTHON=str(old_python))
+    assert done.returncode == 2
+    assert "Python 3.9.18 is too old" in done.stderr and "3.10 or newer" in done.stderr
+    assert not (project / ".venv").exists()
 
 
 def test_strategy_raising_on_import_exits_2(tmp_path):
