@@ -29,17 +29,23 @@
       Number(value).toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
   }
 
+  var PHONE = window.matchMedia("(max-width: 600px)");
+
+  // "2024-03-20 02:00:00" (UTC, as recorded); on a phone "03-20 02:00", so a row fits
   function shortTime(iso) {
-    return iso ? String(iso).replace("T", " ").slice(0, 19) : "";
+    if (!iso) return "";
+    var text = String(iso).replace("T", " ").slice(0, 19);
+    return PHONE.matches ? text.slice(5, 16) : text;
   }
 
-  // columns: [header, key, kind] with kind num | money | time | text
+  // columns: [header, key, kind, wide] with kind num | money | price | time | text; a wide
+  // column is left out on a phone, so the ones that matter fit beside each other
   function fillTable(id, columns, rows, empty) {
     var table = document.getElementById(id);
     table.replaceChildren();
     var head = el("tr");
     columns.forEach(function (c) {
-      head.appendChild(el("th", c[0], c[2] === "num" || c[2] === "money" ? "num" : ""));
+      head.appendChild(el("th", c[0], cellClass(c)));
     });
     table.appendChild(head);
     if (!rows.length) {
@@ -52,18 +58,26 @@
     showScrollHint(table);
   }
 
+  function cellClass(c) {
+    var numeric = c[2] === "num" || c[2] === "money" || c[2] === "price";
+    return (numeric ? "num" : "") + (c[3] === "wide" ? " wide" : "");
+  }
+
   function tableRow(columns, r) {
     var tr = el("tr");
     columns.forEach(function (c) {
       var value = r[c[1]], kind = c[2], blank = value === null || value === undefined;
+      var cls = cellClass(c);
       if (kind === "money") {
-        tr.appendChild(el("td", money(value), "num " + (value > 0 ? "pos" : value < 0 ? "neg" : "")));
+        tr.appendChild(el("td", money(value), cls + (value > 0 ? " pos" : value < 0 ? " neg" : "")));
+      } else if (kind === "price") {  // MT5 writes 0 for a stop-loss or take-profit not set
+        tr.appendChild(el("td", blank || value === 0 ? "–" : value, cls));
       } else if (kind === "num") {
-        tr.appendChild(el("td", blank ? "" : value, "num"));
+        tr.appendChild(el("td", blank ? "" : value, cls));
       } else if (kind === "time") {
-        tr.appendChild(el("td", shortTime(value)));
+        tr.appendChild(el("td", shortTime(value), cls));
       } else {
-        tr.appendChild(el("td", blank ? "" : value));
+        tr.appendChild(el("td", blank ? "" : value, cls));
       }
     });
     return tr;
@@ -101,7 +115,10 @@
     if (s.state === "no data") return card("New entries", "–");
     var blocked = s.kill_switch ? "kill switch " + s.kill_switch
       : (s.entries_enabled === false ? (s.disabled_reasons || [])[0] || "stopped" : "");
-    return blocked ? card("New entries", "blocked", blocked, "blocked") : card("New entries", "allowed");
+    if (blocked) return card("New entries", "blocked", blocked, "blocked");
+    // a trader that is not running opens nothing, whatever its last heartbeat allowed
+    if (s.state !== "running") return card("New entries", "none", "the trader is " + s.state, "blocked");
+    return card("New entries", "allowed");
   }
 
   function showStatus(s, summary) {
@@ -219,19 +236,22 @@
   function showTables(status, r) {
     document.getElementById("positions-note").textContent =
       status.heartbeat_ts ? "as of " + shortTime(status.heartbeat_ts) : "";
-    fillTable("positions", [["Ticket", "ticket", "num"], ["Symbol", "symbol"], ["Side", "side"],
-      ["Lots", "volume", "num"], ["Open", "price_open", "num"], ["Now", "price_current", "num"],
-      ["SL", "sl", "num"], ["TP", "tp", "num"], ["P/L", "profit", "money"],
-      ["Comment", "comment"]], status.positions || [], "no open positions");
+    fillTable("positions", [["Ticket", "ticket", "num", "wide"], ["Symbol", "symbol"],
+      ["Side", "side"], ["Lots", "volume", "num"], ["P/L", "profit", "money"],
+      ["Open", "price_open", "num"], ["Now", "price_current", "num"], ["SL", "sl", "price"],
+      ["TP", "tp", "price"], ["Comment", "comment", "text", "wide"]],
+      status.positions || [], "no open positions");
     fillTable("orders", [["Time", "ts", "time"], ["Symbol", "symbol"], ["Kind", "kind"],
       ["Side", "side"], ["Lots", "volume", "num"], ["Status", "status"],
-      ["Retcode", "retcode", "num"], ["Fill", "fill_price", "num"], ["Id", "client_order_id"],
-      ["Detail", "detail"]], r[3].rows, "no orders yet");
-    fillTable("signals", [["Time", "ts", "time"], ["Bar", "bar_time", "time"],
-      ["Symbol", "symbol"], ["Target", "position", "num"], ["Action", "action"],
-      ["Outcome", "outcome"]], r[4].rows, "no signals yet");
-    fillTable("events", [["Time", "ts", "time"], ["Level", "level"], ["Kind", "kind"],
-      ["Symbol", "symbol"], ["Message", "message"]], r[5].rows, "no events yet");
+      ["Retcode", "retcode", "num", "wide"], ["Fill", "fill_price", "num"],
+      ["Id", "client_order_id", "text", "wide"], ["Detail", "detail", "text", "wide"]],
+      r[3].rows, "no orders yet");
+    fillTable("signals", [["Bar", "bar_time", "time"], ["Symbol", "symbol"],
+      ["Target", "position", "num"], ["Action", "action"], ["Outcome", "outcome"],
+      ["Decided", "ts", "time", "wide"]], r[4].rows, "no signals yet");
+    fillTable("events", [["Time", "ts", "time"], ["Level", "level", "text", "wide"],
+      ["Kind", "kind"], ["Symbol", "symbol"], ["Message", "message"]], r[5].rows,
+      "no events yet");
   }
 
   function refresh() {

@@ -77,6 +77,10 @@ def test_a_stopped_trader_and_the_columns(trader_db, page_probe):
         assert ["Symbol", "left"] in aligned
         assert page.locator(".more-hint.shown").count() == 0  # everything fits on a desktop
         assert str(trader_db) in page.locator("#db-path").inner_text()
+        # a stopped trader opens nothing, whatever its last heartbeat allowed
+        entries = page.locator(".card", has_text="New entries").inner_text()
+        assert "none" in entries and "the trader is stopped" in entries
+        assert "allowed" not in entries
         assert probe.errors == []
 
 
@@ -90,6 +94,12 @@ def test_on_a_phone_hidden_columns_are_announced(trader_db, page_probe, tmp_path
         hint = page.locator("#orders").locator("xpath=../preceding-sibling::p[1]")
         assert hint.is_visible() and "sideways" in hint.inner_text()
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no page scroll
+        # the columns that say what happened fit on the screen; the secondary ones are left out
+        shown = page.evaluate("""() => [...document.querySelectorAll('#signals th')]
+            .filter(th => th.offsetParent !== null)
+            .map(th => [th.textContent, Math.round(th.getBoundingClientRect().right)])""")
+        assert [name for name, _ in shown] == ["Bar", "Symbol", "Target", "Action", "Outcome"]
+        assert max(right for _, right in shown) <= 390
         page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
         assert probe.errors == []
 
