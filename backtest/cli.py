@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from backtest.optimize import metric_direction, parse_grid, run_grid
+    from backtest.optimize import parse_grid, run_grid, table_heading
 
     bars, spec = load_bars_from_args(args)
     strategy_cls, fixed = load_strategy_from_args(args)
@@ -179,8 +179,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         fixed_params=fixed, workers=args.workers or None, cluster=args.cluster,
         progress=not args.no_progress,
     )
-    print(f"{len(table)} combinations on {len(bars)} bars, best by {args.metric} "
-          f"({metric_direction(args.metric)} first):")
+    print(table_heading(table, len(bars), args.metric))
     print(table.head(args.top).to_string(index=False, float_format=_fmt_float))
     if args.csv:
         write_atomic(args.csv, table.to_csv(index=False))

@@ -158,6 +158,7 @@ def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFra
                             dtype={"time": str}, engine="c", skip_blank_lines=True)
     except (ValueError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc, len(names), "CSV") from None
+    _refuse_implicit_index(lines, table, len(names))
     times = _parse_generic_times(lines, table["time"], tz)
     return _assemble(lines, table, times)
 
@@ -169,6 +170,14 @@ def _parse_error(path: Path, exc: Exception, n_columns: int, kind: str) -> DataE
         return DataError(f"{path} line {found.group(1)}: {found.group(2)} fields, but the "
                          f"header has {n_columns} columns")
     return DataError(f"{path}: cannot parse as {kind}: {exc}")
+
+
+def _refuse_implicit_index(lines: _Lines, table: pd.DataFrame, n_columns: int) -> None:
+    """pandas reads a first data row with one field more than the header as "the first
+    column is the index" and shifts every value by one column; that is an extra field."""
+    if not isinstance(table.index, pd.RangeIndex):
+        raise DataError(f"{lines.at(0)}: {n_columns + 1} fields, but the header has "
+                        f"{n_columns} columns")
 
 
 def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list[str],
@@ -238,6 +247,7 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
                             dtype={"date": str, "clock": str}, engine="c")
     except (ValueError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc, len(names), "an MT5 export") from None
+    _refuse_implicit_index(lines, table, len(names))
     stamp = table["date"].str.strip()
     if "clock" in table:
         clock = table["clock"].str.strip()
@@ -455,6 +465,8 @@ def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     ends = np.append(starts[1:], len(df)) - 1
 
     def column(name: str) -> np.ndarray:
+        if name not in df and name in INT_COLUMNS:  # optional in a hand-made frame
+            return np.zeros(len(df), dtype=np.int64)
         return df[name].to_numpy()
 
     frame = pd.DataFrame({

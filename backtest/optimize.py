@@ -112,6 +112,16 @@ def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None,
                         f"{fixed[name]} and as --grid {name}=...; keep one of them")
 
 
+def table_heading(table: pd.DataFrame, n_bars: int, metric: str) -> str:
+    """'20 combinations on 400 bars (2 rejected by the strategy, 18 ranked), best by sharpe
+    (highest first):' -- the count matches the progress bar's total."""
+    total = table.attrs.get("combinations", len(table))
+    skipped = table.attrs.get("skipped", 0)
+    ranked = f" ({skipped} rejected by the strategy, {len(table)} ranked)" if skipped else ""
+    return (f"{total} combinations on {n_bars} bars{ranked}, best by {metric} "
+            f"({metric_direction(metric)} first):")
+
+
 def metric_direction(metric: str) -> str:
     """'lowest' for statistics where less is better (drawdown duration), else 'highest'."""
     return "lowest" if metric in LOWER_IS_BETTER else "highest"
@@ -246,4 +256,5 @@ def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.D
     ordered = table.sort_values([metric, *names], ascending=[not best_first] + [True] * len(names),
                                 na_position="last", kind="stable")
     ordered.attrs["skipped"] = skipped
+    ordered.attrs["combinations"] = total
     return ordered.reset_index(drop=True)

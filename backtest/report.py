@@ -31,12 +31,10 @@ TEMPLATE = STATIC / "report.html"
 WALKFORWARD_TEMPLATE = STATIC / "walkforward.html"
 STYLE = STATIC / "report.css"
 CHARTS_JS = STATIC / "charts.js"
-MAX_LABELLED_WINDOWS = 40
 MAX_CANDLES = 20_000
 MAX_EQUITY_POINTS = 20_000
 MAX_MARKERS = 5_000
 MAX_TRADES = 1_000
-MAX_LABELLED_TRADES = 300
 TRADE_COLUMNS = ("entry_time", "exit_time", "direction", "volume", "entry_price",
                  "exit_price", "pnl", "exit_reason")
 
@@ -110,17 +108,16 @@ def render_walkforward_report(result: Any, *, title: str, subtitle: str = "") ->
 
 
 def _window_markers(windows: pd.DataFrame, equity: list[dict[str, Any]]) -> list[dict]:
-    """A square on the equity line where each test window starts (labelled while few)."""
+    """A square on the equity line where each test window starts, labelled W1, W2, ..."""
     if not equity:
         return []
     times = np.array([point["time"] for point in equity])
-    labelled = len(windows) <= MAX_LABELLED_WINDOWS
     markers = []
     for number, start in enumerate(_epoch(windows["test_start"]), start=1):
         index = min(int(np.searchsorted(times, start)), len(times) - 1)
         markers.append({"time": int(times[index]), "position": "aboveBar", "color": "#6b7785",
                         "shape": "square", "size": 0.6,
-                        "text": f"W{number}" if labelled else ""})
+                        "text": f"W{number}"})
     return markers
 
 
@@ -193,20 +190,19 @@ def _markers(trades: pd.DataFrame, candle_times: np.ndarray) -> list[dict[str, A
     if trades.empty:
         return []
     shown = trades.tail(MAX_MARKERS // 2)
-    labelled = len(shown) <= MAX_LABELLED_TRADES  # past that, labels only clutter the chart
-    markers = []
+    markers = []  # every marker carries its label; the page shows labels only when zoomed in
     for trade in shown.itertuples(index=False):
         long = trade.direction == "long"
         markers.append({"time": _candle_at(trade.entry_time, candle_times),
                         "position": "belowBar" if long else "aboveBar",
                         "color": "#2962ff" if long else "#ff6d00",
                         "shape": "arrowUp" if long else "arrowDown",
-                        "text": ("L" if long else "S") if labelled else ""})
+                        "text": "L" if long else "S"})
         markers.append({"time": _candle_at(trade.exit_time, candle_times),
                         "position": "aboveBar" if long else "belowBar",
                         "color": "#1a9e5c" if trade.pnl > 0 else "#d2453d",
                         "shape": "circle",
-                        "text": f"{trade.pnl:+.2f}" if labelled else ""})
+                        "text": f"{trade.pnl:+.2f}"})
     return sorted(markers, key=lambda m: m["time"])
 
 

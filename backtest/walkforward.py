@@ -108,7 +108,9 @@ class WalkForwardResult:
         for column in ("train_start", "train_end", "test_start", "test_end"):
             frame[column] = pd.to_datetime(frame[column]).map(lambda t: t.isoformat())
         frame = frame.astype(object).where(frame.notna(), None)  # NaN is not JSON
-        return {"metric": self.metric, "windows": frame.to_dict(orient="records"),
+        # each window's metrics rounded as the stats are (6 places), so no float noise
+        rows = [stats_for_output(row) for row in frame.to_dict(orient="records")]
+        return {"metric": self.metric, "windows": rows,
                 "in_sample": stats_for_output(self.is_stats),
                 "out_of_sample": stats_for_output(self.oos_stats),
                 "oos_trades": len(self.oos_trades)}

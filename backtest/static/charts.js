@@ -36,17 +36,66 @@ var BT = (function () {
     });
     thead.appendChild(row);
   }
+  var MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  var DAY = 86400;
+  /* Axis labels in UTC at the granularity of what is in view: "2021" and "Mar" over months,
+     "3 Mar" over days, "14:00" within a day or two. The library's own choice of mark can be
+     an hour mark standing for a month boundary ("12:00" under June) or a bare day ("3"). */
+  function tickMark(time, type, spanSeconds) {
+    var d = new Date(time * 1000), month = MONTHS[d.getUTCMonth()];
+    var year = String(d.getUTCFullYear()), day = d.getUTCDate() + " " + month;
+    if (spanSeconds > 60 * DAY) return type === 0 || d.getUTCMonth() === 0 && d.getUTCDate() < 8 ? year : month;
+    if (type === 0) return year;
+    if (type === 1) return month;
+    if (type === 2 || spanSeconds > 3 * DAY) return day;
+    return ("0" + d.getUTCHours()).slice(-2) + ":" + ("0" + d.getUTCMinutes()).slice(-2);
+  }
   /* minBarSpacing far below the default 0.5 px: otherwise the first view of a long run shows
-     only its last ~2,000 points and the equity and drawdown axes describe that tail alone */
+     only its last ~2,000 points and the equity and drawdown axes describe that tail alone.
+     One price-scale width for every chart, so their time axes line up under each other; the
+     logo would sit on the data, so the page footer carries the attribution instead. */
   var base = {
-    layout: { background: { color: "#ffffff" }, textColor: "#1d2733", attributionLogo: true },
+    layout: { background: { color: "#ffffff" }, textColor: "#1d2733", attributionLogo: false },
     grid: { vertLines: { color: "#eef1f4" }, horzLines: { color: "#eef1f4" } },
     timeScale: { timeVisible: true, secondsVisible: false, borderColor: "#e3e8ee",
                  minBarSpacing: 0.001 },
-    rightPriceScale: { borderColor: "#e3e8ee" },
+    rightPriceScale: { borderColor: "#e3e8ee", minimumWidth: 88, entireTextOnly: true },
     autoSize: true
   };
-  function chart(id) { return LC.createChart(document.getElementById(id), base); }
+  function chart(id) {
+    var made = null, options = Object.assign({}, base);
+    options.timeScale = Object.assign({}, base.timeScale, {
+      tickMarkFormatter: function (time, type) {
+        var range = made && made.timeScale().getVisibleRange();
+        return tickMark(time, type, range ? range.to - range.from : 0);
+      }
+    });
+    made = LC.createChart(document.getElementById(id), options);
+    return made;
+  }
+  /* Markers whose labels (L/S, the trade's P/L, W3) show only while at most `maxLabelled` of
+     them are in view: over a whole run they would cover the prices. */
+  function markers(target, series, all, maxLabelled) {
+    var plugin = LC.createSeriesMarkers(series, []), bare = all.map(function (m) {
+      var copy = Object.assign({}, m);
+      copy.text = "";
+      return copy;
+    }), labelled = null;
+    function update() {
+      var range = target.timeScale().getVisibleRange(), inView = all.length;
+      if (range) {
+        inView = all.filter(function (m) { return m.time >= range.from && m.time <= range.to; }).length;
+      }
+      var wanted = inView <= maxLabelled;
+      if (wanted === labelled) return;
+      labelled = wanted;
+      plugin.setMarkers(wanted ? all : bare);
+      target.chartElement().parentNode.dataset.labels = String(wanted);
+    }
+    target.timeScale().subscribeVisibleTimeRangeChange(update);
+    update();
+    return plugin;
+  }
   function equityLine(target, points) {
     var series = target.addSeries(LC.LineSeries, { color: "#2962ff", lineWidth: 2 });
     series.setData(points);
@@ -55,7 +104,13 @@ var BT = (function () {
   function drawdownArea(target, points) {
     var series = target.addSeries(LC.AreaSeries, {
       lineColor: "#d2453d", topColor: "rgba(210,69,61,0.05)", bottomColor: "rgba(210,69,61,0.35)",
-      invertFilledArea: true, lineWidth: 1
+      invertFilledArea: true, lineWidth: 1,
+      // a drawdown is never above its peak: no positive values on the axis
+      autoscaleInfoProvider: function (original) {
+        var info = original();
+        if (info && info.priceRange) info.priceRange.maxValue = 0;
+        return info;
+      }
     });
     series.setData(points);
     return series;
@@ -79,5 +134,6 @@ var BT = (function () {
     syncing = false;
   }
   return { LC: LC, cell: cell, fmt: fmt, fillTable: fillTable, headRow: headRow, chart: chart,
-           equityLine: equityLine, drawdownArea: drawdownArea, linkAndFit: linkAndFit };
+           markers: markers, equityLine: equityLine, drawdownArea: drawdownArea,
+           linkAndFit: linkAndFit };
 })();

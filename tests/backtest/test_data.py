@@ -196,3 +196,104 @@ def test_rates_round_trip_and_dtype():
     pd.testing.assert_frame_equal(rates_to_frame(rates), bars)
     with pytest.raises(DataError, match="not an MT5 rates array"):
         rates_to_frame(np.zeros(3))
+
+
+MT5_HEADER = "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+MT5_ROW = "2024.01.02\t{h:02d}:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\n"
+
+
+def mt5_rows(n: int) -> list[str]:
+    return [MT5_ROW.format(h=h) for h in range(n)]
+
+
+@pytest.mark.parametrize("missing", ["<CLOSE>", "<HIGH>", "<OPEN>"])
+def test_mt5_export_without_a_price_column_names_it(missing, tmp_path):
+    header = MT5_HEADER.replace(missing + "\t", "")
+    path = tmp_path / "export.csv"
+    path.write_text(header + "2024.01.02\t00:00:00\t1.1\t1.2\t1.0\t5\t0\t3\n")
+    with pytest.raises(DataError, match=rf"^{path}: the MT5 export has no {missing} column"):
+        load_csv(path)
+
+
+# (bad row, message); the bad row is preceded by two good rows and a blank line, so it is
+# physical line 5 of the file (header = line 1), not "row 3"
+MT5_BAD_ROWS = {
+    "not a number": ("2024.01.02\t05:00:00\t1.1\tabc\t1.0\t1.1\t5\t0\t3\n",
+                     "cannot read 'abc' in column high"),
+    "inf price": ("2024.01.02\t05:00:00\t1.1\tinf\t1.0\t1.1\t5\t0\t3\n",
+                  "non-finite price (open 1.1, high inf, low 1.0, close 1.1)"),
+    "-inf price": ("2024.01.02\t05:00:00\t1.1\t1.2\t-inf\t1.1\t5\t0\t3\n", "non-finite price"),
+    "nan price": ("2024.01.02\t05:00:00\t1.1\tnan\t1.0\t1.1\t5\t0\t3\n",
+                  "missing value in column high"),
+    "bad volume": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\tmany\t0\t3\n",
+                   "cannot read 'many' in column tick_volume"),
+    "extra field": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\t9\n",
+                    "10 fields, but the header has 9 columns"),
+    "bad time": ("2024.01.02\t25:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\n",
+                 "cannot read time '2024.01.02 25:00:00'"),
+}
+
+
+@pytest.mark.parametrize("case", list(MT5_BAD_ROWS))
+def test_mt5_bad_values_name_file_and_physical_line(case, tmp_path):
+    row, message = MT5_BAD_ROWS[case]
+    path = tmp_path / "export.csv"
+    path.write_text(MT5_HEADER + "".join(mt5_rows(2)) + "\n" + row + MT5_ROW.format(h=6))
+    with pytest.raises(DataError) as info:
+        load_csv(path)
+    assert str(info.value).startswith(f"{path} line 5: "), str(info.value)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_an_extra_field_on_the_first_row_is_named_not_shifted(encoding, tmp_path):
+    # pandas would read a first row with one field too many as "first column = index"
+    # and shift every value one column left
+    path = tmp_path / "export.csv"
+    first = MT5_ROW.format(h=0).replace("\t3\n", "\t3\t9\n")
+    path.write_text(MT5_HEADER + first + "".join(mt5_rows(3)[1:]), encoding=encoding)
+    with pytest.raises(DataError, match=rf"^{path} line 2: 10 fields, but the header has 9 "):
+        load_csv(path)
+
+
+@pytest.mark.parametrize("row", ["2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,7\n",
+                                 "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,\n"])
+def test_generic_first_row_with_an_extra_field_is_refused(row, tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text(GENERIC_HEADER + row + "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,1,1,0\n")
+    with pytest.raises(DataError, match=rf"^{path} line 2: 9 fields, but the header has 8 "):
+        load_csv(path)
+
+
+def test_generic_inf_price_names_the_line(tmp_path):
+    path = tmp_path / "bars.csv"
+    path.write_text(GENERIC_HEADER + "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n\n"
+                    "2024-01-01 01:00:00,inf,1.2,1.0,1.1,1,1,0\n")
+    with pytest.raises(DataError, match=rf"^{path} line 4: non-finite price \(open inf"):
+        load_csv(path)
+
+
+@pytest.mark.parametrize(("source", "target", "message"), [
+    ("M15", "M20", "cannot resample M15 bars to M20: M20 is not a whole number of M15 bars"),
+    ("H1", "M30", "cannot resample H1 bars to the finer timeframe M30"),
+    ("H4", "H6", "cannot resample H4 bars to H6"),
+    ("M3", "M10", "cannot resample M3 bars to M10"),
+    ("H1", "M45", "unknown timeframe 'M45'"),
+])
+def test_resampling_to_a_timeframe_that_is_not_a_whole_multiple_is_refused(
+        source, target, message, random_bars):
+    bars = random_bars(200, freq=f"{timeframe_seconds(source)}s")
+    assert infer_timeframe(bars) == source
+    with pytest.raises(DataError, match=message):
+        resample_bars(bars, target)
+
+
+@pytest.mark.parametrize(("source", "target"), [("M15", "H1"), ("M20", "H1"), ("H4", "D1"),
+                                                ("M3", "M12")])
+def test_resampling_to_a_whole_multiple_keeps_every_bar(source, target, random_bars):
+    bars = random_bars(240, freq=f"{timeframe_seconds(source)}s")
+    coarse = resample_bars(bars, target)
+    assert coarse["tick_volume"].sum() == bars["tick_volume"].sum()
+    assert coarse["high"].max() == bars["high"].max()
+    steps = np.diff(coarse["time"].astype("int64") // 10**9)
+    assert set(steps) == {timeframe_seconds(target)}

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtest.engine import BacktestConfig, run_backtest
+from backtest.engine import BacktestConfig, run_backtest, trade_exposure_bars
 from backtest.sizing import Sizing, SizingError
 from backtest.strategy import Strategy, normalize_signals
 from backtest.symbols import get_symbol_spec
@@ -251,3 +251,36 @@ def test_entry_event_reopens_after_a_stop_out():
 def test_entry_event_while_flat_does_nothing():
     result = backtest(make_bars(flat_bars(5)), [0, 0, 0, 0, 0], entry=[True] * 5)
     assert result.trades.empty
+
+
+# bar 1 opens a long with its stop at 1.098, hit inside bar 2; bar 5 opens a short
+EXPOSURE_ROWS = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1),
+                 (1.1, 1.1005, 1.097, 1.098)] + [(1.098, 1.099, 1.097, 1.098)] * 5
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(("position", "reasons", "held"), [
+    # the stop fills inside bar 2: bars 1-2 held; the signal exit fills at bar 7's open,
+    # so bar 7 is not held: bars 5-6
+    ([1, 1, 1, 0, -1, -1, 0, 0], ["sl", "signal"], 2 + 2),
+    # the short still open on the last bar closes at its close: bars 5-7 held
+    ([1, 1, 1, 0, -1, -1, -1, -1], ["sl", "end"], 2 + 3),
+    # a reversal at bar 5's open: the long 4-5 ends at that open, the short holds 5-7
+    ([0, 0, 0, 1, -1, -1, -1, -1], ["signal", "end"], 1 + 3),
+])
+def test_exposure_counts_a_bar_held_until_a_stop_inside_it(position, reasons, held):
+    bars = make_bars(EXPOSURE_ROWS)
+    sl_distance = [0.002, NAN, NAN, NAN, NAN, NAN, NAN, NAN]
+    result = backtest(bars, position, sl_distance=sl_distance)
+    assert list(result.trades["exit_reason"]) == reasons
+    assert result.stats["exposure_pct"] == pytest.approx(100 * held / len(bars))
+    assert trade_exposure_bars(result.trades) == held
+
+
+def test_a_stop_on_the_entry_bar_is_one_bar_held():
+    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.1005, 1.090, 1.095), (1.095, 1.096, 1.094, 1.095),
+            (1.095, 1.096, 1.094, 1.095)]
+    result = backtest(make_bars(rows), [1, 1, 1, 1], sl_distance=[0.002] * 4)
+    assert list(result.trades["exit_reason"]) == ["sl"]
+    assert trade_exposure_bars(result.trades) == 1
+    assert result.stats["exposure_pct"] == pytest.approx(25.0)

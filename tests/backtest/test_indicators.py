@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pandas as pd
@@ -216,31 +215,6 @@ def test_wilder_warmup_window_matches_full_history(name, n):
         recent = compute(slice(t + 1 - window, t + 1))[-1]
         # relative error bounded by the seed's remaining weight e**-10 ≈ 4.5e-5 (with margin)
         assert recent == pytest.approx(full[t], rel=2e-4), f"{name} at t={t}"
-
-
-@pytest.mark.slow
-def test_indicators_take_milliseconds_on_a_million_values():
-    high, low, close = _ohlc(1_000_000)
-    calls = {
-        "sma": lambda: ind.sma(close, 50),
-        "ema": lambda: ind.ema(close, 50),
-        "rsi": lambda: ind.rsi(close, 14),
-        "atr": lambda: ind.atr(high, low, close, 14),
-        "bollinger": lambda: ind.bollinger(close, 20),
-        "donchian": lambda: ind.donchian(high, low, 20),
-        "crossover": lambda: ind.crossover(close, 100.0),
-        "hold_signals": lambda: ind.hold_signals(close > 101, close < 99),
-    }
-    for name, call in calls.items():
-        best = min(_timed(call) for _ in range(3))
-        # a Python loop over 1M bars takes seconds; the vectorised versions take ~10-60 ms
-        assert best < 0.4, f"{name} took {best:.3f} s on 1M values"
-
-
-def _timed(call) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 # ---------------------------------------------------------------- crossover

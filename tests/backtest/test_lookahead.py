@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from backtest.indicators import sma
-from backtest.lookahead import check_lookahead, checkpoints
+from backtest.lookahead import LookaheadError, bars_needed, check_lookahead, checkpoints
 from backtest.strategy import Strategy, get_strategy_from_file
 from backtest.synthetic import generate_bars
 
@@ -74,3 +74,31 @@ def test_checkpoints_cover_the_end_and_skip_the_warmup():
     points = checkpoints(1000, 100, 20)
     assert points[0] == 100 and points[-3:] == [997, 998, 999]
     assert len(points) >= 17
+
+
+@pytest.mark.parametrize(("n_bars", "ok"), [(21, False), (22, False), (23, True)])
+def test_data_shorter_than_the_check_needs_is_refused_with_the_counts(n_bars, ok, bars):
+    # warm-up 21: 21 bars, one to decide on, and one later bar whose absence could matter
+    assert bars_needed(21) == 23
+    short = bars.iloc[:n_bars].reset_index(drop=True)
+    if ok:
+        assert check_lookahead(HonestSma(), short, checkpoints=5).ok
+        return
+    with pytest.raises(LookaheadError) as info:
+        check_lookahead(HonestSma(), short)
+    assert str(info.value) == (
+        f"HonestSma (module {__name__}) has a warm-up of 21 bars, so the look-ahead check "
+        f"needs at least 23 bars (a few hundred more make it stronger); the data has {n_bars}")
+
+
+@pytest.mark.parametrize("count", [0, -1])
+def test_no_checkpoints_is_refused(count, bars):
+    with pytest.raises(LookaheadError, match=f"--checkpoints must be at least 1, got {count}"):
+        check_lookahead(HonestSma(), bars, checkpoints=count)
+
+
+def test_one_checkpoint_still_checks_the_last_bars(bars):
+    report = check_lookahead(HonestSma(), bars.iloc[:100].reset_index(drop=True),
+                             checkpoints=1)
+    assert report.ok and report.checked[-3:] == [97, 98, 99]
+    assert report.checked[0] >= 21  # not inside the warm-up

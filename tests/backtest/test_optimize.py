@@ -9,8 +9,8 @@ import pytest
 
 from backtest.cluster import ClusterError
 from backtest.engine import BacktestConfig, run_backtest
-from backtest.optimize import GridError, parse_grid, run_grid
-from backtest.strategy import get_strategy_from_file
+from backtest.optimize import GridError, metric_direction, parse_grid, run_grid, table_heading
+from backtest.strategy import StrategyError, get_strategy_from_file
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
 
@@ -112,3 +112,104 @@ def test_unreachable_cluster_is_a_clear_error(bars):
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
         run_grid(bars, SmaCross, {"fast": [5], "slow": [20]}, spec=SPEC, config=CONFIG,
                  metric="sharpe", cluster="tcp://127.0.0.1:1", progress=False)
+
+
+def test_max_drawdown_days_ranks_lowest_first_and_others_highest(bars):
+    grid = {"fast": [3, 5, 8, 13], "slow": [21, 34, 55]}
+    for metric, lowest_first in (("max_drawdown_days", True), ("max_drawdown_pct", False),
+                                 ("profit_factor", False)):
+        assert metric_direction(metric) == ("lowest" if lowest_first else "highest")
+        table = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric=metric,
+                         workers=1, progress=False)
+        values = table[metric].dropna().tolist()
+        assert len(set(values)) > 3, metric  # the order is not trivial
+        assert values == sorted(values, reverse=not lowest_first), metric
+        assert table.columns[2] == metric
+
+
+@pytest.mark.parametrize(("metric", "what"), [("start", "is not a number to rank by"),
+                                              ("end", "is not a number to rank by"),
+                                              ("drawdown", "is unknown")])
+def test_a_metric_that_cannot_rank_is_refused_naming_the_valid_ones(metric, what, bars):
+    with pytest.raises(GridError) as info:
+        run_grid(bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric=metric,
+                 progress=False)
+    message = str(info.value)
+    assert message.startswith(f"metric {metric!r} {what}; use one of: ")
+    valid = message.split("use one of: ")[1].split(", ")
+    assert "sharpe" in valid and "max_drawdown_days" in valid
+    assert "start" not in valid and "end" not in valid
+
+
+def test_a_parameter_both_fixed_and_searched_is_refused(bars):
+    with pytest.raises(GridError, match="'slow' is given both as --param slow=30 and as --grid"):
+        run_grid(bars, SmaCross, {"slow": [20, 40]}, spec=SPEC, config=CONFIG, metric="sharpe",
+                 fixed_params={"slow": 30}, progress=False)
+
+
+FAULTY_GRID = """
+from backtest.indicators import sma
+from backtest.strategy import Strategy
+
+class Picky(Strategy):
+    fast: int = 5
+    slow: int = 20
+
+    def validate(self):
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+        if self.fast == 7:
+            raise TypeError("a bug for fast=7")
+
+    def signals(self, bars):
+        return (sma(bars["close"], self.fast) > sma(bars["close"], self.slow)).astype(int)
+"""
+
+
+@pytest.fixture
+def picky(tmp_path):
+    path = tmp_path / "picky.py"
+    path.write_text(FAULTY_GRID)
+    return get_strategy_from_file(path), path
+
+
+def test_invalid_combinations_are_skipped_and_counted(picky, bars):
+    cls, _ = picky
+    table = run_grid(bars, cls, {"fast": [5, 10, 30], "slow": [20, 40]}, spec=SPEC,
+                     config=CONFIG, metric="sharpe", workers=1, progress=False)
+    assert sorted(zip(table["fast"], table["slow"], strict=True)) == [
+        (5, 20), (5, 40), (10, 20), (10, 40), (30, 40)]
+    assert (table.attrs["skipped"], table.attrs["combinations"]) == (1, 6)
+    assert table_heading(table, len(bars), "sharpe") == (
+        "6 combinations on 3000 bars (1 rejected by the strategy, 5 ranked), best by sharpe "
+        "(highest first):")
+
+
+def test_heading_without_refusals():
+    table = pd.DataFrame({"fast": [5, 10], "max_drawdown_days": [1.0, 2.0]})
+    table.attrs.update(skipped=0, combinations=2)
+    assert table_heading(table, 500, "max_drawdown_days") == (
+        "2 combinations on 500 bars, best by max_drawdown_days (lowest first):")
+
+
+def test_any_other_strategy_fault_stops_the_grid_naming_the_combination(picky, bars):
+    cls, path = picky
+    with pytest.raises(StrategyError) as info:
+        run_grid(bars, cls, {"fast": [5, 7], "slow": [20]}, spec=SPEC, config=CONFIG,
+                 metric="sharpe", workers=1, progress=False)
+    assert not isinstance(info.value, GridError)
+    assert str(info.value) == (f"Picky ({path}): validate() raised TypeError: a bug for fast=7 "
+                               "(parameters fast=7, slow=20)")
+
+
+def test_worker_processes_rebuild_the_class_without_its_file(tmp_path, bars):
+    copy = tmp_path / "sma_copy.py"
+    copy.write_text((ROOT / "backtest" / "strategies" / "sma_cross.py").read_text())
+    cls = get_strategy_from_file(copy)
+    copy.unlink()  # workers get the file's text, not its path
+    grid = {"fast": [3, 5, 8], "slow": [21, 34]}
+    two = run_grid(bars, cls, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=2,
+                   progress=False)
+    one = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1,
+                   progress=False)
+    pd.testing.assert_frame_equal(one, two)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from backtest.engine import BacktestConfig, run_backtest
-from backtest.report import MAX_CANDLES, embed_json, write_report
+from backtest.report import MAX_CANDLES, embed_json, write_report, write_walkforward_report
 from backtest.strategy import Strategy, get_strategy_from_file
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
@@ -100,3 +100,39 @@ def test_a_large_backtest_is_thinned_and_stays_small(page_probe, tmp_path):
     assert candles <= MAX_CANDLES
     assert "thinned" in probe.page.text_content("#equity-note")
     assert probe.errors == []
+
+
+def test_walkforward_report_renders_offline(page_probe, tmp_path):
+    from backtest.walkforward import SUMMARY_STATS, run_walkforward
+
+    bars = generate_bars("EURUSD", "H1", 3000, seed=9)
+    SmaCross = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")
+    result = run_walkforward(bars, SmaCross, {"fast": [5, 10], "slow": [30, 60]},
+                             spec=get_symbol_spec("EURUSD"), config=BacktestConfig(),
+                             metric="sharpe", train=1000, test=500, workers=1, progress=False)
+    path = tmp_path / "walkforward.html"
+    write_walkforward_report(result, path, title="Walk-forward: SmaCross on EURUSD",
+                             subtitle="3,000 bars")
+    probe = open_report(page_probe, path)
+    page = probe.page
+    assert probe.errors == [] and probe.blocked == [] and probe.dialogs == []
+    assert page.text_content("#title") == "Walk-forward: SmaCross on EURUSD"
+    for chart in ("#equity", "#drawdown"):
+        sizes = page.eval_on_selector_all(
+            f"{chart} canvas", "els => els.map(e => e.getBoundingClientRect().width * "
+            "e.getBoundingClientRect().height)")
+        assert sizes and max(sizes) > 10_000, chart
+    stats = page.eval_on_selector_all(
+        "#stats tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert len(stats) == len(SUMMARY_STATS)
+    trades = dict((row[0], row[2]) for row in stats)["Trades"]
+    assert trades == f"{result.oos_stats['n_trades']:,}"
+    assert page.eval_on_selector_all("#windows tbody tr", "rows => rows.length") == 4
+    points = page.evaluate("window.__report.series.equity.data()"
+                           ".map(p => [p.time, p.value])")
+    assert len(points) == len(result.oos_equity)
+    assert points[0][1] == 10_000 and points[-1][1] == round(result.oos_equity.iloc[-1], 2)
+    markers = page.evaluate(
+        "JSON.parse(document.getElementById('report-data').textContent).markers"
+        ".map(m => m.text)")
+    assert markers == ["W1", "W2", "W3", "W4"]
