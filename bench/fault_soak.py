@@ -70,6 +70,11 @@ def run_soak(signals: int, workdir: Path, *, seed: int = 1) -> SoakReport:
         trader.iterate()
         if trader.connector.ensure_connected().value != "down" and not terminal.sim_step_bar():
             break
+    # the faults stop before the final reconciliation: it must reach the broker to settle
+    # every order, as the trader's own reconciliation does once the link is back
+    terminal.sim_set_faults(**{k: 0 for k in FAULTS})
+    terminal.initialize()
+    trader.connector.ensure_connected()
     trader.executor.reconcile_pending()
     report = SoakReport(signals=trader.summary.signals, bars=trader.summary.bars,
                         seconds=time.monotonic() - started,
@@ -81,8 +86,6 @@ def run_soak(signals: int, workdir: Path, *, seed: int = 1) -> SoakReport:
 
 
 def _check(trader: LiveTrader, terminal: SimTerminal, report: SoakReport) -> None:
-    terminal.sim_set_faults(**{k: 0 for k in FAULTS})
-    terminal.initialize()
     magic = trader.config.magic_number
     deals = [d for d in terminal.history_deals_get(0, 2**40) if d.magic == magic]
     positions = [p for p in terminal.positions_get() if p.magic == magic]
