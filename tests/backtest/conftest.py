@@ -46,3 +46,22 @@ def make_random_bars(
 def random_bars() -> BarsFactory:
     """Factory: `random_bars(n, seed=0, **options)` -> bars DataFrame (see make_random_bars)."""
     return make_random_bars
+
+
+# A strategy whose validate() refuses fast >= slow (InvalidParameters), for the tests of
+# refused parameter values.
+PERIODS_STRATEGY = """
+from backtest.indicators import sma
+from backtest.strategy import Strategy
+
+class Periods(Strategy):
+    fast: int = 5
+    slow: int = 20
+
+    def validate(self):
+        if self.fast >= self.slow:
+            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
+
+    def signals(self, bars):
+        return (sma(bars["close"], self.fast) > sma(bars["close"], self.slow)).astype(int)
+"""

@@ -18,6 +18,7 @@ from backtest.data import load_csv, save_csv
 from backtest.metrics import MONEY_STATS
 from backtest.report import CHARTS_JS, LIBRARY, STYLE
 from backtest.synthetic import generate_bars
+from tests.backtest.conftest import PERIODS_STRATEGY
 
 ROOT = Path(__file__).resolve().parents[2]
 SMA = str(ROOT / "backtest" / "strategies" / "sma_cross.py")
@@ -194,26 +195,9 @@ def test_sys_exit_at_import_is_an_error_line_not_the_exit_code(data_file, tmp_pa
     assert result.stderr.strip() == f"error: importing {path} failed: SystemExit: 7"
 
 
-PERIODS = """
-from backtest.indicators import sma
-from backtest.strategy import Strategy
-
-class Periods(Strategy):
-    fast: int = 5
-    slow: int = 20
-
-    def validate(self):
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
-
-    def signals(self, bars):
-        return (sma(bars["close"], self.fast) > sma(bars["close"], self.slow)).astype(int)
-"""
-
-
 def test_invalid_parameters_stop_a_run_but_a_grid_skips_them(data_file, tmp_path, capsys):
     path = tmp_path / "periods.py"
-    path.write_text(PERIODS)
+    path.write_text(PERIODS_STRATEGY)
     result = run_cli("run", "--strategy", str(path), "--data", str(data_file),
                      "--param", "fast=30")
     assert result.returncode == 2

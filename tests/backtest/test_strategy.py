@@ -21,6 +21,7 @@ from backtest.strategy import (
 )
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
+from tests.backtest.conftest import PERIODS_STRATEGY
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "import sys\nimport pandas as pd\nfrom backtest.strategy import Strategy\n\n"
@@ -107,20 +108,9 @@ def test_an_unresolvable_annotation_names_the_class_and_file(tmp_path):
         get_strategy_from_file(path)
 
 
-VALIDATED = """
-class Periods(Strategy):
-    fast: int = 5
-    slow: int = 20
-
-    def validate(self):
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be below slow ({self.slow})")
-"""
-
-
 def test_validate_value_error_is_invalid_parameters(tmp_path):
     path = tmp_path / "periods.py"
-    path.write_text(HEAD + VALIDATED + SIGNALS)
+    path.write_text(PERIODS_STRATEGY)
     cls = get_strategy_from_file(path)
     assert create_strategy(cls, {"fast": 3}).params == {"fast": 3, "slow": 20}
     with pytest.raises(InvalidParameters,
@@ -150,7 +140,7 @@ def test_a_class_rebuilt_from_its_code_gives_the_same_backtest(tmp_path):
 
 def test_a_class_name_missing_from_the_code_is_named(tmp_path):
     path = tmp_path / "periods.py"
-    path.write_text(HEAD + VALIDATED + SIGNALS)
+    path.write_text(PERIODS_STRATEGY)
     loaded = get_strategy_from_file(path)
     with pytest.raises(StrategyError, match="has no strategy class 'Other'; found: Periods"):
         load_strategy_code(loaded.source_code, str(path), "Other")

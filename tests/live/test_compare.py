@@ -158,15 +158,20 @@ def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_s
     assert "difference +0.00" in out
 
 
-def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, capsys):
-    """When the start-up record carries the simulator's settings, they win over .env."""
+def copy_of_quick_start(quick_start: Path, tmp_path: Path) -> tuple[Path, dict]:
+    """A copy of the quick start's database, and the start-up record the trader wrote."""
     db = tmp_path / "audit.db"
     source = AuditReader(quick_start.parent / "audit.db")
     with sqlite3.connect(source.path) as a, sqlite3.connect(db) as b:
         a.backup(b)
     a.close()
     b.close()
-    recorded = json.loads(source.last_event("startup")["data"])
+    return db, json.loads(source.last_event("startup")["data"])
+
+
+def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, capsys):
+    """When the start-up record carries the simulator's settings, they win over .env."""
+    db, recorded = copy_of_quick_start(quick_start, tmp_path)
     AuditLogger(db).record_event("startup", "restarted", data={
         **recorded, "sim": {"seed": 7, "n_bars": 20_000, "symbols": ["EURUSD"],
                             "timeframe": "H1", "data": None}})
@@ -182,13 +187,7 @@ def test_sim_falls_back_to_the_settings_for_an_older_start_up_record(quick_start
                                                                     capsys):
     """A start-up record without simulator settings: SIM_SEED of the settings is used, and
     the output says where the seed came from."""
-    db = tmp_path / "audit.db"
-    source = AuditReader(quick_start.parent / "audit.db")
-    with sqlite3.connect(source.path) as a, sqlite3.connect(db) as b:
-        a.backup(b)
-    a.close()
-    b.close()
-    recorded = json.loads(source.last_event("startup")["data"])
+    db, recorded = copy_of_quick_start(quick_start, tmp_path)
     assert recorded["sim"]["seed"] == 7
     del recorded["sim"]
     AuditLogger(db).record_event("startup", "restarted", data=recorded)
