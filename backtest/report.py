@@ -126,7 +126,12 @@ def _window_table(windows: pd.DataFrame) -> dict[str, Any]:
     for column in ("train_start", "train_end", "test_start", "test_end"):
         shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
     rows = [[_plain_or_none(v) for v in row] for row in shown.itertuples(index=False)]
-    return {"window_columns": [str(c) for c in shown.columns], "windows": rows}
+    return {"window_columns": [WINDOW_HEADINGS.get(str(c), str(c)) for c in shown.columns],
+            "windows": rows}
+
+
+WINDOW_HEADINGS = {"train_start": "train from", "train_end": "train to",
+                   "test_start": "test from", "test_end": "test to"}
 
 
 def _plain_or_none(value: Any) -> Any:
