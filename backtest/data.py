@@ -216,7 +216,19 @@ def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list
         return None
     numeric = all(pa.types.is_floating(table.schema.field(c).type)
                   or pa.types.is_integer(table.schema.field(c).type) for c in wanted[1:])
-    return _arrow_to_frame(table, tz) if numeric else None
+    if not numeric or any(_fractional(table.column(c)) for c in wanted if c in INT_COLUMNS):
+        return None  # the slow path names the line
+    return _arrow_to_frame(table, tz)
+
+
+def _fractional(column: object) -> bool:
+    """Whether a column of counts holds a value that is not a whole number."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pa.types.is_floating(column.type):
+        return False
+    return bool(pc.any(pc.not_equal(column, pc.floor(column))).as_py())
 
 
 def _arrow_to_frame(table: object, tz: str) -> pd.DataFrame:
@@ -326,7 +338,13 @@ def _numbers(lines: _Lines, column: pd.Series, name: str, kind: type) -> np.ndar
         raise DataError(f"{lines.at(row)}: {what} in column {name}"
                         + _others(int(bad.sum())))
     if kind is int:
-        return values.to_numpy().astype(np.int64)
+        numbers = values.to_numpy(dtype=np.float64)
+        fractional = numbers != np.round(numbers)  # a count of 5.5 is a broken file, not 5
+        if fractional.any():
+            row = int(np.argmax(fractional))
+            raise DataError(f"{lines.at(row)}: {numbers[row]:g} in column {name} is not "
+                            "a whole number" + _others(int(fractional.sum())))
+        return numbers.astype(np.int64)
     return values.to_numpy(dtype=np.float64)
 
 

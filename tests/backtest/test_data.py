@@ -93,6 +93,8 @@ BAD_ROWS = {
                      "low 1.15 > min(open, close) 1.1"),
     "unsorted": ("2023-12-31 23:00:00,1.1,1.2,1.0,1.1,1,1,0\n", "unsorted"),
     "duplicate": ("2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n", "duplicate"),
+    "fractional count": ("2024-01-01 01:00:00,1.1,1.2,1.0,1.1,5.5,1,0\n",
+                         "5.5 in column tick_volume is not a whole number"),
 }
 
 
@@ -227,6 +229,8 @@ MT5_BAD_ROWS = {
                   "missing value in column high"),
     "bad volume": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\tmany\t0\t3\n",
                    "cannot read 'many' in column tick_volume"),
+    "fractional spread": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t2.5\n",
+                          "2.5 in column spread is not a whole number"),
     "extra field": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\t9\n",
                     "10 fields, but the header has 9 columns"),
     "bad time": ("2024.01.02\t25:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\n",
