@@ -32,7 +32,9 @@ TIMEFRAMES: dict[str, int] = {
     **{f"H{h}": 3600 * h for h in (1, 2, 3, 4, 6, 8, 12)},
     "D1": 86_400, "W1": 7 * 86_400,
 }
-_MONDAY_OFFSET = 4 * 86_400  # 1970-01-01 was a Thursday; weeks start on Monday 00:00 UTC
+# 1970-01-01 was a Thursday; weeks start on Sunday 00:00 UTC, as MT5's W1 bars do, so the
+# FX week that opens on Sunday evening is one bar, not the tail of the week before
+_SUNDAY_OFFSET = 3 * 86_400
 
 RATES_DTYPE = np.dtype([
     ("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
@@ -481,7 +483,7 @@ def _common_step(df: pd.DataFrame) -> int | None:
 
 
 def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """Aggregate bars into a coarser timeframe, bins aligned to UTC (weeks from Monday).
+    """Aggregate bars into a coarser timeframe, bins aligned to UTC (weeks from Sunday).
 
     open first, high max, low min, close last, volumes summed; spread is the minimum in the
     bin, as an MT5 bar's spread is the lowest spread seen during the bar. Empty bins vanish.
@@ -489,7 +491,7 @@ def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     width = timeframe_seconds(timeframe)
     _check_resample(df, timeframe, width)
     seconds = _epoch_seconds(df["time"])
-    offset = _MONDAY_OFFSET if timeframe.upper() == "W1" else 0
+    offset = _SUNDAY_OFFSET if timeframe.upper() == "W1" else 0
     bins = (seconds - offset) // width
     starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
     ends = np.append(starts[1:], len(df)) - 1

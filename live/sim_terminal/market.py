@@ -27,7 +27,8 @@ TICKS_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last"
                         ("volume", "<u8"), ("time_msc", "<i8"), ("flags", "<u4"),
                         ("volume_real", "<f8")])
 TICK_FLAGS_BID_ASK = 2 | 4
-_MONDAY = 4 * 86_400  # 1970-01-01 was a Thursday: weekly bins start on Mondays
+# 1970-01-01 was a Thursday: weekly bins start on Sundays 00:00 UTC, as MT5's W1 bars do
+_SUNDAY = 3 * 86_400
 MONTHLY = "MN1"  # calendar months: no fixed width, so not in backtest.data.TIMEFRAMES
 TIMEFRAME_NAMES = (*TIMEFRAMES, MONTHLY)
 
@@ -311,12 +312,12 @@ class _Bins:
 def _bin_keys(times: np.ndarray, timeframe: str) -> tuple[np.ndarray, np.ndarray]:
     """For each base bar: the key of the `timeframe` bar holding it, and that bar's open time.
 
-    Fixed widths are aligned to UTC (weeks from Monday 00:00); MN1 bars are calendar months.
+    Fixed widths are aligned to UTC (weeks from Sunday 00:00); MN1 bars are calendar months.
     """
     if timeframe == MONTHLY:
         months = times.astype("datetime64[s]").astype("datetime64[M]")
         return months.astype(np.int64), months.astype("datetime64[s]").astype(np.int64)
     width = TIMEFRAMES[timeframe]
-    offset = _MONDAY if timeframe == "W1" else 0
+    offset = _SUNDAY if timeframe == "W1" else 0
     keys = (times - offset) // width
     return keys, keys * width + offset

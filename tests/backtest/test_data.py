@@ -173,7 +173,15 @@ def test_resample_daily_and_weekly_alignment_across_a_weekend():
     assert set(daily["time"].dt.day_name()) <= {"Monday", "Tuesday", "Wednesday", "Thursday",
                                                  "Friday", "Sunday"}
     weekly = resample_bars(bars, "W1")
-    assert (weekly["time"].dt.day_name() == "Monday").all()
+    assert (weekly["time"].dt.day_name() == "Sunday").all()
+    assert (weekly["time"].dt.hour == 0).all()
+    # the week that opens on Sunday evening is one bar: its Sunday bars are not the tail of
+    # the week before
+    sunday_evening = bars[bars["time"].dt.day_name() == "Sunday"]
+    assert len(sunday_evening)
+    for moment in sunday_evening["time"]:
+        week = weekly[weekly["time"] <= moment].iloc[-1]
+        assert moment - week["time"] < pd.Timedelta(days=1)
     assert weekly["high"].max() == bars["high"].max()
     assert weekly["tick_volume"].sum() == bars["tick_volume"].sum()
 

@@ -194,6 +194,22 @@ def test_monthly_bars_are_calendar_months(make_sim):
     assert months["close"][-1] == sim.symbol_info_tick("EURUSD").bid  # the forming month
 
 
+def test_weekly_bars_open_on_sunday_and_hold_the_sunday_evening_open(make_sim):
+    """As MT5's W1 bars: dated Sunday 00:00, so the FX week that opens on Sunday evening is
+    one bar, and its Sunday bars are not the tail of the week before."""
+    sim = make_sim(history_bars=2000)
+    weeks = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_W1, 0, 100)
+    hours = pd.DataFrame(sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 0, 10**6))
+    starts = pd.to_datetime(weeks["time"], unit="s", utc=True)
+    assert len(weeks) >= 10
+    assert (starts.day_name() == "Sunday").all() and (starts.hour == 0).all()
+    stamps = pd.to_datetime(hours["time"], unit="s", utc=True)
+    first_bars = hours.groupby(np.searchsorted(weeks["time"], hours["time"], side="right"))
+    opens = hours["open"].to_numpy()[first_bars.head(1).index]
+    np.testing.assert_array_equal(weeks["open"], opens)
+    assert (stamps[first_bars.head(1).index][1:].dt.day_name() == "Sunday").all()
+
+
 def test_a_csv_of_another_timeframe_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "daily.csv"
     save_csv(load_csv(DATA / "eurusd_d1_mt5.csv"), path)
