@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.metrics import STAT_LABELS, stats_for_output
 from backtest.sizing import Sizing, SizingError
@@ -325,7 +326,7 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -333,13 +334,6 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def current_umask() -> int:
-    """The process umask (reading it means setting it; it is put back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 _TRADE_PREVIEW = ["entry_time", "exit_time", "direction", "volume", "entry_price",

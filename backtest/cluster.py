@@ -85,13 +85,15 @@ def ship_package(client: Any, address: str) -> None:
     Skipped for workers running inside this very process (an in-process LocalCluster): they
     already import it, and re-importing it from a zip would swap this process's modules.
     """
+    files = _package_files()
+    digest = _package_digest(files)
+    if (address, digest) in _UPLOADED:  # walk-forward: one grid per window, one upload
+        return
     pids = client.run(os.getpid)
     if pids and all(pid == os.getpid() for pid in pids.values()):
         return
     with tempfile.TemporaryDirectory(prefix="backtest-upload-") as folder:
-        archive, digest = package_zip(Path(folder))
-        if (address, digest) in _UPLOADED:
-            return
+        archive = _write_zip(Path(folder), files, digest)
         try:
             client.upload_file(str(archive))
         except Exception as exc:  # the worker's import error arrives re-raised here
@@ -106,13 +108,25 @@ def package_zip(folder: Path) -> tuple[Path, str]:
     A new name for new content matters: a worker keeps a zip on its import path open, and
     overwriting it in place would break its imports.
     """
-    files = sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+    files = _package_files()
+    digest = _package_digest(files)
+    return _write_zip(folder, files, digest), digest
+
+
+def _package_files() -> list[Path]:
+    return sorted(p for p in PACKAGE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _package_digest(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(PACKAGE_DIR)).encode() + b"\0" + path.read_bytes())
-    name = digest.hexdigest()[:16]
-    archive = folder / f"backtest-{name}.zip"
+    return digest.hexdigest()[:16]
+
+
+def _write_zip(folder: Path, files: list[Path], digest: str) -> Path:
+    archive = folder / f"backtest-{digest}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in files:
             bundle.write(path, Path("backtest") / path.relative_to(PACKAGE_DIR))
-    return archive, name
+    return archive

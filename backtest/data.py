@@ -437,17 +437,19 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> None:
             handle.write((",".join(BAR_COLUMNS) + "\n").encode())
             pacsv.write_csv(table, handle, write_options=pacsv.WriteOptions(
                 include_header=False, quoting_style="none"))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary name only
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _umask() -> int:
+def default_file_mode() -> int:
+    """0666 minus the umask: the mode open() gives a new file (mkstemp's 0600 is meant for
+    the temporary name only)."""
     mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 # ---------------------------------------------------------------- timeframes
@@ -455,17 +457,21 @@ def _umask() -> int:
 
 def infer_timeframe(df: pd.DataFrame) -> str | None:
     """The TIMEFRAMES name of the most common spacing between bars, or None."""
-    common = _common_step(df)
-    return next((name for name, seconds in TIMEFRAMES.items() if seconds == common), None)
+    return timeframe_of(common_step(df))
+
+
+def timeframe_of(step: int | None) -> str | None:
+    """The TIMEFRAMES name of a bar spacing in seconds, or None."""
+    return next((name for name, seconds in TIMEFRAMES.items() if seconds == step), None)
 
 
 def _check_resample(df: pd.DataFrame, timeframe: str, width: int) -> None:
     """Refuse a target that is finer than the bars or not a whole number of them (H4 to H6
     would put one 4-hour bar into some 6-hour bins and two into others)."""
-    step = _common_step(df)
+    step = common_step(df)
     if step is None:
         return
-    current = infer_timeframe(df) or f"{step}-second"
+    current = timeframe_of(step) or f"{step}-second"
     if step > width:
         raise DataError(f"cannot resample {current} bars to the finer timeframe {timeframe}")
     if width % step:
@@ -473,7 +479,7 @@ def _check_resample(df: pd.DataFrame, timeframe: str, width: int) -> None:
                         f"whole number of {current} bars, so its bins would mix bars")
 
 
-def _common_step(df: pd.DataFrame) -> int | None:
+def common_step(df: pd.DataFrame) -> int | None:
     """The most common spacing between bars in seconds (None for fewer than 2 bars)."""
     if len(df) < 2:
         return None

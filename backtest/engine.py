@@ -370,20 +370,22 @@ def _exposure_bars(plan: _Plan, n: int) -> int:
     """Bars during which a position was open at some point."""
     if not len(plan):
         return 0
-    # a stop, target or end-of-data exit happens inside its bar, so that bar was held; a
-    # signal exit fills at the bar's open, so it was not
-    inside_exit_bar = (plan.exit_reason != SIGNAL) & plan.closed
-    held = np.where(plan.closed, plan.exit_bar, n) - plan.entry_bar + inside_exit_bar
-    return int(held.sum())
+    return _held_bars(plan.entry_bar, np.where(plan.closed, plan.exit_bar, n),
+                      (plan.exit_reason != SIGNAL) & plan.closed)
 
 
 def trade_exposure_bars(trades: pd.DataFrame) -> int:
     """The same count as _exposure_bars, from a trades frame (closed trades only)."""
     if trades.empty:
         return 0
-    inside_exit_bar = (trades["exit_reason"] != EXIT_REASONS[SIGNAL]).to_numpy()
-    held = trades["exit_bar"].to_numpy() - trades["entry_bar"].to_numpy() + inside_exit_bar
-    return int(held.sum())
+    return _held_bars(trades["entry_bar"].to_numpy(), trades["exit_bar"].to_numpy(),
+                      (trades["exit_reason"] != EXIT_REASONS[SIGNAL]).to_numpy())
+
+
+def _held_bars(entry_bar: np.ndarray, exit_bar: np.ndarray, inside_exit_bar: np.ndarray) -> int:
+    # a stop, target or end-of-data exit happens inside its bar, so that bar was held; a
+    # signal exit fills at the bar's open, so it was not
+    return int((exit_bar - entry_bar + inside_exit_bar).sum())
 
 
 def _utc_index(times: pd.Series) -> pd.DatetimeIndex:

@@ -140,12 +140,13 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
         params = {name: declared[name].type(_plain(best[name])) for name in grid}
         strategy = create_strategy(strategy_cls, {**fixed, **params})
         result = _trade_window(bars, strategy, window, spec, replace(config, cash=equity))
-        exposure += trade_exposure_bars(result.trades)
+        held = trade_exposure_bars(result.trades)
+        exposure += held
         equity = float(result.equity.iloc[-1])
         equities.append(result.equity)
         trades.append(result.trades)
         in_sample.append(best)
-        rows.append(_window_row(bars, window, params, best, result, metric))
+        rows.append(_window_row(bars, window, params, best, result, metric, held))
     oos_equity = pd.concat(equities)
     oos_trades = pd.concat(trades, ignore_index=True)
     oos_stats = compute_stats(equity=oos_equity.to_numpy(), times=oos_equity.index,
@@ -171,12 +172,12 @@ def _trade_window(bars: pd.DataFrame, strategy: Strategy, window: Window, spec: 
 
 
 def _window_row(bars: pd.DataFrame, window: Window, params: dict[str, Any], best: pd.Series,
-                result: BacktestResult, metric: str) -> dict[str, Any]:
+                result: BacktestResult, metric: str, held_bars: int) -> dict[str, Any]:
     times = bars["time"]
     oos = compute_stats(equity=result.equity.to_numpy(), times=result.equity.index,
                         trade_pnl=result.trades["pnl"].to_numpy(),
                         cash=float(result.equity.iloc[0]),  # the test window alone
-                        exposure_bars=trade_exposure_bars(result.trades))
+                        exposure_bars=held_bars)
     return {
         "train_start": times.iloc[window.train_start], "train_end": times.iloc[
             window.train_end - 1], "test_start": times.iloc[window.test_start],

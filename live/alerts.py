@@ -32,8 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from live.config import ALERT_LEVELS, KILL_SWITCH_ACTIONS, LiveConfig
+from live.config import ALERT_LEVELS, LiveConfig
 from live.errors import AuditWriteError
+from live.state_manager import kill_switch_file_level
 
 logger = logging.getLogger(__name__)
 
@@ -587,11 +588,9 @@ class CommandListener:
     def kill_switch_level(self) -> str | None:
         """The level the file asks for, read as the trader reads it (first word, else
         KILL_SWITCH_ACTION); None without a file."""
-        if self.kill_switch_file is None or not self.kill_switch_file.exists():
+        if self.kill_switch_file is None:
             return None
-        words = self.kill_switch_file.read_text(encoding="utf-8", errors="replace").split()
-        level = words[0].lower() if words else self.kill_switch_action
-        return level if level in KILL_SWITCH_ACTIONS else self.kill_switch_action
+        return kill_switch_file_level(self.kill_switch_file, self.kill_switch_action)
 
     def _stop_trading(self) -> str:
         if self.kill_switch_file is None:

@@ -23,6 +23,7 @@ from backtest.strategy import (
     Strategy,
     StrategyError,
     compute_signals,
+    create_strategy,
     parse_param_overrides,
 )
 from backtest.strategy import get_strategy_from_file as load_strategy_class
@@ -88,17 +89,7 @@ def get_strategy_from_file(path: str | Path, params: Mapping[str, object] | list
     cls = load_strategy_class(path)
     if isinstance(params, list):
         params = parse_param_overrides(cls, params)
-    try:
-        return cls(**dict(params or {}))
-    except StrategyError:
-        raise
-    except Exception as exc:  # user code: any error is the strategy's, reported as such
-        raise StrategyError(f"{path}: {cls.__name__}({_params_text(params)}) failed: "
-                            f"{type(exc).__name__}: {exc}") from None
-
-
-def _params_text(params: Mapping[str, object] | None) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in dict(params or {}).items())
+    return create_strategy(cls, dict(params or {}))
 
 
 def bars_needed(strategy: Strategy, lookback: int = 0) -> int:

@@ -49,7 +49,7 @@ from live.broker_types import (
     DEAL_TYPE_BUY,
     POSITION_TYPE_BUY,
 )
-from live.config import LiveConfig, setup_logging
+from live.config import PROJECT_ROOT, LiveConfig, setup_logging
 from live.errors import (
     AuditWriteError,
     BrokerError,
@@ -69,7 +69,6 @@ from live.paper_broker import PaperBroker
 from live.state_manager import StateManager
 
 logger = logging.getLogger("live.live_trader")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 HEARTBEAT_WALL_SECONDS = 60.0  # and at once whenever the book, the switch or the link changes
@@ -1047,18 +1046,11 @@ def main(argv: list[str] | None = None) -> int:
                               f"({exc.strerror or exc})") from None
         logged = True
         trader = _build_trader(config)
-    except (ConfigError, StrategyError, AuditWriteError, DataError) as exc:
-        return _cannot_start(str(exc), EXIT_USAGE, logged)
-    except BrokerUnavailable as exc:
-        return _cannot_start(f"MT5 terminal unreachable: {exc}", EXIT_FAILURE, logged)
-    except BrokerError as exc:
-        return _cannot_start(str(exc), EXIT_USAGE, logged)
-    try:
         _install_signal_handlers(trader)
         if hasattr(trader.alerts, "start_commands"):
             trader.alerts.start_commands(trader)
-        trader.run()
-    except (ConfigError, AuditWriteError) as exc:  # refused in start(): real account, ...
+        trader.run()  # start() may refuse too: a real account, a locked database, ...
+    except (ConfigError, StrategyError, AuditWriteError, DataError) as exc:
         return _cannot_start(str(exc), EXIT_USAGE, logged)
     except BrokerUnavailable as exc:
         return _cannot_start(f"MT5 terminal unreachable: {exc}", EXIT_FAILURE, logged)

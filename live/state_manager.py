@@ -43,6 +43,22 @@ class PositionChange:
     position: Any
 
 
+def kill_switch_file_level(path: Path, default: str) -> str | None:
+    """The level a kill-switch file asks for: its first word, else `default` (also for a
+    word that is no level); None when there is no file."""
+    if not path.exists():
+        return None
+    try:
+        words = path.read_text(encoding="utf-8", errors="replace").split()
+    except OSError:
+        words = []
+    level = words[0].lower() if words else default
+    if level not in KILL_SWITCH_ACTIONS:
+        logger.warning("kill-switch file says %r; using %s", level, default)
+        level = default
+    return level
+
+
 class StateManager:
     """Holds what the loop must know between iterations and across restarts."""
 
@@ -218,18 +234,8 @@ class StateManager:
     def read_kill_switch(self, path: Path | None = None) -> KillSwitch:
         """The level the kill-switch file asks for (its first word, else KILL_SWITCH_ACTION)."""
         path = path or self.config.kill_switch_file
-        if not path.exists():
-            return KillSwitch(None)
-        try:
-            words = path.read_text(encoding="utf-8", errors="replace").split()
-        except OSError:
-            words = []
-        level = words[0].lower() if words else self.config.kill_switch_action
-        if level not in KILL_SWITCH_ACTIONS:
-            logger.warning("kill-switch file says %r; using %s", level,
-                           self.config.kill_switch_action)
-            level = self.config.kill_switch_action
-        return KillSwitch(level, str(path))
+        level = kill_switch_file_level(path, self.config.kill_switch_action)
+        return KillSwitch(None) if level is None else KillSwitch(level, str(path))
 
     def update_kill_switch(self) -> KillSwitch | None:
         """Re-read the file; record and return the new state when it changed."""

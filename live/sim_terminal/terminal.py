@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from backtest.data import TIMEFRAMES, load_csv
+from backtest.data import TIMEFRAMES, common_step, load_csv, timeframe_of
 from backtest.synthetic import START_PRICES, generate_bars
 from live.sim_terminal import arguments, structs
 from live.sim_terminal.arguments import INVALID, WRONG_COUNT
@@ -794,15 +794,9 @@ def _spec(name: str) -> SimSymbol:
 def _check_spacing(path: str, bars: Any, timeframe: str) -> None:
     """Refuse a CSV whose bars are not `timeframe` apart: replayed as another timeframe, a
     D1 file would be H1 bars with 23 closed hours in between."""
-    times = bars["time"].astype("int64").to_numpy() // 10**9
-    steps = np.diff(times)
-    steps = steps[steps > 0]
-    if not len(steps):
-        return
-    values, counts = np.unique(steps, return_counts=True)
-    common = int(values[np.argmax(counts)])
-    if common != TIMEFRAMES[timeframe]:
-        found = next((n for n, width in TIMEFRAMES.items() if width == common), None)
+    common = common_step(bars)
+    if common is not None and common != TIMEFRAMES[timeframe]:
+        found = timeframe_of(common)
         spacing = f"{found} ({common} s)" if found else f"{common} s"
         hint = f"; use timeframe {found} (--timeframe {found})" if found else ""
         raise ValueError(f"{path}: its bars are {spacing} apart, but the timeframe is "
