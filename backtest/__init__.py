@@ -9,6 +9,15 @@ from backtest.strategy import Signals, Strategy, StrategyError, get_strategy_fro
 from backtest.symbols import SymbolSpec, get_symbol_spec
 
 __all__ = [
-    "BacktestConfig", "BacktestResult", "Signals", "Sizing", "Strategy", "StrategyError",
-    "SymbolSpec", "get_strategy_from_file", "get_symbol_spec", "position_size", "run_backtest",
+    "BacktestConfig",
+    "BacktestResult",
+    "Signals",
+    "Sizing",
+    "Strategy",
+    "StrategyError",
+    "SymbolSpec",
+    "get_strategy_from_file",
+    "get_symbol_spec",
+    "position_size",
+    "run_backtest",
 ]

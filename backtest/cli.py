@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.add_argument("--json", type=Path, help="write stats and trades as JSON to this file")
     run.add_argument("--report", type=Path, help="write a self-contained HTML report")
-    run.add_argument("--show-trades", type=int, default=0, metavar="N",
-                     help="print the last N trades")
+    run.add_argument(
+        "--show-trades", type=int, default=0, metavar="N", help="print the last N trades"
+    )
     run.set_defaults(handler=cmd_run)
 
     optimize = commands.add_parser("optimize", help="run a parameter grid on all cores")
@@ -81,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(walk)
     walk.add_argument("--train", type=int, required=True, help="bars per training window")
     walk.add_argument("--test", type=int, required=True, help="bars per test window")
-    walk.add_argument("--mode", choices=("anchored", "rolling"), default="rolling",
-                      help="anchored: training grows from the start; rolling: fixed length")
-    walk.add_argument("--json", type=Path,
-                      help="write windows, stats and the out-of-sample equity as JSON")
+    walk.add_argument(
+        "--mode",
+        choices=("anchored", "rolling"),
+        default="rolling",
+        help="anchored: training grows from the start; rolling: fixed length",
+    )
+    walk.add_argument(
+        "--json", type=Path, help="write windows, stats and the out-of-sample equity as JSON"
+    )
     walk.add_argument("--report", type=Path, help="write a self-contained HTML report")
     walk.set_defaults(handler=cmd_walkforward)
 
@@ -92,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(look)
     look.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
     look.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    look.add_argument("--checkpoints", type=int, default=50,
-                      help="number of truncation points to compare (default 50)")
+    look.add_argument(
+        "--checkpoints",
+        type=int,
+        default=50,
+        help="number of truncation points to compare (default 50)",
+    )
     look.set_defaults(handler=cmd_lookahead)
     return parser
 
@@ -101,14 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="bars CSV (generic or MT5 export)")
-    source.add_argument("--synthetic", type=int, metavar="N_BARS",
-                        help="generate N bars offline instead of reading a file")
+    source.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="N_BARS",
+        help="generate N bars offline instead of reading a file",
+    )
     parser.add_argument("--symbol", help="symbol name (default: from the file name, else EURUSD)")
-    parser.add_argument("--timeframe", help="resample to this timeframe (e.g. H4); with "
-                        "--synthetic, the generated timeframe (default H1)")
+    parser.add_argument(
+        "--timeframe",
+        help="resample to this timeframe (e.g. H4); with "
+        "--synthetic, the generated timeframe (default H1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for --synthetic (default 0)")
-    parser.add_argument("--tz", default="UTC",
-                        help="timezone of naive times in the file (default UTC)")
+    parser.add_argument(
+        "--tz", default="UTC", help="timezone of naive times in the file (default UTC)"
+    )
     parser.add_argument("--from", dest="date_from", help="first bar time to use (UTC)")
     parser.add_argument("--to", dest="date_to", help="last bar time to use (UTC)")
 
@@ -116,33 +134,64 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
     _add_data_options(parser)
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a strategy parameter (repeatable)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a strategy parameter (repeatable)",
+    )
     parser.add_argument("--cash", type=float, default=10_000.0, help="initial balance")
-    parser.add_argument("--commission", type=float, default=0.0,
-                        help="commission per lot per side, account currency (default 0)")
-    parser.add_argument("--spread", type=float, default=None, metavar="POINTS",
-                        help="constant spread in points (default: the data's spread column, "
-                        "0 if it has none)")
-    parser.add_argument("--spread-mode", choices=("half", "bid"), default="half",
-                        help="half: bars are mid prices, each side pays half the spread; "
-                        "bid: bars are bid prices as in MT5, buys pay the whole spread")
+    parser.add_argument(
+        "--commission",
+        type=float,
+        default=0.0,
+        help="commission per lot per side, account currency (default 0)",
+    )
+    parser.add_argument(
+        "--spread",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="constant spread in points (default: the data's spread column, 0 if it has none)",
+    )
+    parser.add_argument(
+        "--spread-mode",
+        choices=("half", "bid"),
+        default="half",
+        help="half: bars are mid prices, each side pays half the spread; "
+        "bid: bars are bid prices as in MT5, buys pay the whole spread",
+    )
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--lots", type=float, help="fixed volume per trade (default 0.1)")
-    size.add_argument("--risk", type=float, metavar="PERCENT",
-                      help="risk this %% of equity per trade (needs a stop-loss)")
+    size.add_argument(
+        "--risk",
+        type=float,
+        metavar="PERCENT",
+        help="risk this %% of equity per trade (needs a stop-loss)",
+    )
 
 
 def _add_grid_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grid", action="append", default=[], metavar="NAME=START:STOP:STEP",
-                        help="parameter range (inclusive) or list NAME=a,b,c (repeatable)")
-    parser.add_argument("--metric", default="sharpe",
-                        help="statistic to optimise (default sharpe), e.g. total_return_pct; "
-                        "the highest wins, except for max_drawdown_days (the lowest)")
-    parser.add_argument("--workers", type=int, default=0,
-                        help="processes (default: all cores)")
-    parser.add_argument("--cluster", metavar="tcp://HOST:PORT",
-                        help="run the grid on an existing Dask distributed scheduler")
+    parser.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=START:STOP:STEP",
+        help="parameter range (inclusive) or list NAME=a,b,c (repeatable)",
+    )
+    parser.add_argument(
+        "--metric",
+        default="sharpe",
+        help="statistic to optimise (default sharpe), e.g. total_return_pct; "
+        "the highest wins, except for max_drawdown_days (the lowest)",
+    )
+    parser.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
+    parser.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="run the grid on an existing Dask distributed scheduler",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -176,8 +225,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     strategy_cls, fixed = load_strategy_from_args(args)
     grid = parse_grid(strategy_cls, args.grid)
     table = run_grid(
-        bars, strategy_cls, grid, spec=spec, config=config_from_args(args), metric=args.metric,
-        fixed_params=fixed, workers=args.workers or None, cluster=args.cluster,
+        bars,
+        strategy_cls,
+        grid,
+        spec=spec,
+        config=config_from_args(args),
+        metric=args.metric,
+        fixed_params=fixed,
+        workers=args.workers or None,
+        cluster=args.cluster,
         progress=not args.no_progress,
     )
     print(table_heading(table, len(bars), args.metric))
@@ -196,9 +252,19 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     strategy_cls, fixed = load_strategy_from_args(args)
     grid = parse_grid(strategy_cls, args.grid)
     result = run_walkforward(
-        bars, strategy_cls, grid, spec=spec, config=config_from_args(args), metric=args.metric,
-        train=args.train, test=args.test, mode=args.mode, fixed_params=fixed,
-        workers=args.workers or None, cluster=args.cluster, progress=not args.no_progress,
+        bars,
+        strategy_cls,
+        grid,
+        spec=spec,
+        config=config_from_args(args),
+        metric=args.metric,
+        train=args.train,
+        test=args.test,
+        mode=args.mode,
+        fixed_params=fixed,
+        workers=args.workers or None,
+        cluster=args.cluster,
+        progress=not args.no_progress,
     )
     print(result.summary())
     if args.json:
@@ -208,19 +274,24 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         from backtest.report import write_walkforward_report
 
         title = f"Walk-forward: {strategy_cls.__name__} on {spec.name}"
-        write_walkforward_report(result, args.report, title=title,
-                                 subtitle=_walkforward_subtitle(args, bars, grid))
+        write_walkforward_report(
+            result, args.report, title=title, subtitle=_walkforward_subtitle(args, bars, grid)
+        )
         print(f"wrote {args.report}")
     return EXIT_OK
 
 
-def _walkforward_subtitle(args: argparse.Namespace, bars: pd.DataFrame,
-                          grid: dict[str, list]) -> str:
-    searched = ", ".join(f"{name} {values[0]}..{values[-1]} ({len(values)})"
-                         for name, values in grid.items())
-    return (f"{bars['time'].iloc[0]:%Y-%m-%d} to {bars['time'].iloc[-1]:%Y-%m-%d} · "
-            f"{len(bars):,} bars · {args.mode} windows: train {args.train:,}, test "
-            f"{args.test:,} bars · best {args.metric} of {searched} · cash {args.cash:,.0f}")
+def _walkforward_subtitle(
+    args: argparse.Namespace, bars: pd.DataFrame, grid: dict[str, list]
+) -> str:
+    searched = ", ".join(
+        f"{name} {values[0]}..{values[-1]} ({len(values)})" for name, values in grid.items()
+    )
+    return (
+        f"{bars['time'].iloc[0]:%Y-%m-%d} to {bars['time'].iloc[-1]:%Y-%m-%d} · "
+        f"{len(bars):,} bars · {args.mode} windows: train {args.train:,}, test "
+        f"{args.test:,} bars · best {args.metric} of {searched} · cash {args.cash:,.0f}"
+    )
 
 
 def cmd_lookahead(args: argparse.Namespace) -> int:
@@ -230,8 +301,9 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoints must be at least 1, got {args.checkpoints}")
     bars, _ = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
-    report = check_lookahead(create_strategy(strategy_cls, params), bars,
-                             checkpoints=args.checkpoints)
+    report = check_lookahead(
+        create_strategy(strategy_cls, params), bars, checkpoints=args.checkpoints
+    )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE
 
@@ -255,8 +327,9 @@ def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolS
 
             if args.synthetic < 2:
                 raise UsageError(f"--synthetic needs at least 2 bars, got {args.synthetic}")
-            bars = generate_bars(symbol, args.timeframe or "H1", args.synthetic,
-                                 seed=args.seed, spec=spec)
+            bars = generate_bars(
+                symbol, args.timeframe or "H1", args.synthetic, seed=args.seed, spec=spec
+            )
     except DataError as exc:
         raise UsageError(str(exc)) from None
     return _slice_dates(bars, args.date_from, args.date_to), spec
@@ -273,13 +346,17 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
     else:
         sizing = Sizing.fixed(args.lots if args.lots is not None else 0.1)
     return BacktestConfig(
-        cash=args.cash, commission_per_lot=args.commission, spread_points=args.spread,
-        spread_mode=args.spread_mode, sizing=sizing,
+        cash=args.cash,
+        commission_per_lot=args.commission,
+        spread_points=args.spread,
+        spread_mode=args.spread_mode,
+        sizing=sizing,
     )
 
 
-def result_json_text(result: BacktestResult, strategy: Strategy, config: BacktestConfig,
-                     spec: SymbolSpec) -> str:
+def result_json_text(
+    result: BacktestResult, strategy: Strategy, config: BacktestConfig, spec: SymbolSpec
+) -> str:
     """The `--json` document: setup and stats, then the trades (ISO-8601 times, size in units).
 
     Prices are rounded to the fill precision (the symbol's digits, one more when half-spreads
@@ -288,13 +365,16 @@ def result_json_text(result: BacktestResult, strategy: Strategy, config: Backtes
     """
     setup = asdict(config)
     setup["sizing"] = config.sizing.describe()
-    head = json.dumps({
-        "symbol": result.symbol,
-        "strategy": result.strategy,
-        "params": strategy.params,
-        "config": setup,
-        "stats": stats_for_output(result.stats),
-    }, indent=1)
+    head = json.dumps(
+        {
+            "symbol": result.symbol,
+            "strategy": result.strategy,
+            "params": strategy.params,
+            "config": setup,
+            "stats": stats_for_output(result.stats),
+        },
+        indent=1,
+    )
     trades = result.trades_json(fill_decimals(spec, config))
     return head[:-2] + ',\n "trades": ' + trades + "\n}\n"
 
@@ -305,8 +385,11 @@ def format_stats(result: BacktestResult) -> str:
     lines = [f"{result.strategy} on {result.symbol}"]
     for key, label in STAT_LABELS.items():
         value = result.stats.get(key)
-        shown = "-" if value is None else (_fmt_float(value) if isinstance(value, float)
-                                           else str(value))
+        shown = (
+            "-"
+            if value is None
+            else (_fmt_float(value) if isinstance(value, float) else str(value))
+        )
         lines.append(f"  {label:<{width}}  {shown}")
     return "\n".join(lines)
 
@@ -336,8 +419,16 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-_TRADE_PREVIEW = ["entry_time", "exit_time", "direction", "volume", "entry_price",
-                  "exit_price", "pnl", "exit_reason"]
+_TRADE_PREVIEW = [
+    "entry_time",
+    "exit_time",
+    "direction",
+    "volume",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "exit_reason",
+]
 
 
 def _symbol_from_path(path: Path | None) -> str | None:
@@ -349,8 +440,10 @@ def _symbol_from_path(path: Path | None) -> str | None:
 
 def _slice_dates(bars: pd.DataFrame, date_from: str | None, date_to: str | None) -> pd.DataFrame:
     mask = pd.Series(True, index=bars.index)
-    for text, keep in ((date_from, lambda t: bars["time"] >= t),
-                       (date_to, lambda t: bars["time"] <= t)):
+    for text, keep in (
+        (date_from, lambda t: bars["time"] >= t),
+        (date_to, lambda t: bars["time"] <= t),
+    ):
         if text:
             mask &= keep(_parse_utc(text))
     sliced = bars.loc[mask].reset_index(drop=True)
@@ -380,5 +473,3 @@ def _one_line(exc: BaseException) -> str:
     if isinstance(exc, FileNotFoundError) and exc.filename:
         text = f"file not found: {exc.filename}"
     return " ".join(text.split())
-
-

@@ -39,14 +39,21 @@ def _remote_evaluate(bars: pd.DataFrame, job: Any, params: dict[str, Any]) -> tu
     return params, evaluate_params(bars, strategy_class(job.strategy_ref), params, job)
 
 
-def run_on_cluster(address: str, bars: pd.DataFrame, job: Any, combos: list[dict[str, Any]],
-                   *, progress: bool = True) -> list[tuple]:
+def run_on_cluster(
+    address: str,
+    bars: pd.DataFrame,
+    job: Any,
+    combos: list[dict[str, Any]],
+    *,
+    progress: bool = True,
+) -> list[tuple]:
     """Evaluate `combos` on the scheduler at `address` (e.g. tcp://10.0.0.5:8786)."""
     try:
         from dask.distributed import Client
     except ImportError:
-        raise ClusterError('--cluster needs the Dask extra: pip install "dask[distributed]"'
-                           ) from None
+        raise ClusterError(
+            '--cluster needs the Dask extra: pip install "dask[distributed]"'
+        ) from None
     try:
         client = Client(address, timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
@@ -58,13 +65,20 @@ def run_on_cluster(address: str, bars: pd.DataFrame, job: Any, combos: list[dict
         client.close()
 
 
-def _gather(client: Any, address: str, bars: pd.DataFrame, job: Any,
-            combos: list[dict[str, Any]], progress: bool) -> list[tuple]:
+def _gather(
+    client: Any,
+    address: str,
+    bars: pd.DataFrame,
+    job: Any,
+    combos: list[dict[str, Any]],
+    progress: bool,
+) -> list[tuple]:
     from dask.distributed import as_completed
 
     remote_bars = client.scatter(bars, broadcast=True)
-    futures = [client.submit(_remote_evaluate, remote_bars, job, params, pure=False)
-               for params in combos]
+    futures = [
+        client.submit(_remote_evaluate, remote_bars, job, params, pure=False) for params in combos
+    ]
     done = as_completed(futures)
     if progress:
         from tqdm import tqdm
@@ -75,8 +89,7 @@ def _gather(client: Any, address: str, bars: pd.DataFrame, job: Any,
     except StrategyError:
         raise
     except Exception as exc:  # a worker's failure arrives re-raised here
-        raise ClusterError(f"a task failed on the cluster: {type(exc).__name__}: {exc}"
-                           ) from exc
+        raise ClusterError(f"a task failed on the cluster: {type(exc).__name__}: {exc}") from exc
 
 
 def ship_package(client: Any, address: str) -> None:
@@ -97,8 +110,10 @@ def ship_package(client: Any, address: str) -> None:
         try:
             client.upload_file(str(archive))
         except Exception as exc:  # the worker's import error arrives re-raised here
-            raise ClusterError(f"could not install the backtest package on the workers at "
-                               f"{address}: {type(exc).__name__}: {exc}") from exc
+            raise ClusterError(
+                f"could not install the backtest package on the workers at "
+                f"{address}: {type(exc).__name__}: {exc}"
+            ) from exc
     _UPLOADED.add((address, digest))
 
 

@@ -30,22 +30,45 @@ INT_COLUMNS = ("tick_volume", "spread", "real_volume")
 TIMEFRAMES: dict[str, int] = {
     **{f"M{m}": 60 * m for m in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)},
     **{f"H{h}": 3600 * h for h in (1, 2, 3, 4, 6, 8, 12)},
-    "D1": 86_400, "W1": 7 * 86_400,
+    "D1": 86_400,
+    "W1": 7 * 86_400,
 }
 # 1970-01-01 was a Thursday; weeks start on Sunday 00:00 UTC, as MT5's W1 bars do, so the
 # FX week that opens on Sunday evening is one bar, not the tail of the week before
 _SUNDAY_OFFSET = 3 * 86_400
 
-RATES_DTYPE = np.dtype([
-    ("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
-    ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8"),
-])
+RATES_DTYPE = np.dtype(
+    [
+        ("time", "<i8"),
+        ("open", "<f8"),
+        ("high", "<f8"),
+        ("low", "<f8"),
+        ("close", "<f8"),
+        ("tick_volume", "<u8"),
+        ("spread", "<i4"),
+        ("real_volume", "<u8"),
+    ]
+)
 
-_MT5_COLUMNS = {"<DATE>": "date", "<TIME>": "clock", "<OPEN>": "open", "<HIGH>": "high",
-                "<LOW>": "low", "<CLOSE>": "close", "<TICKVOL>": "tick_volume",
-                "<VOL>": "real_volume", "<SPREAD>": "spread"}
-_GENERIC_ALIASES = {"datetime": "time", "date": "time", "timestamp": "time",
-                    "volume": "tick_volume", "tickvol": "tick_volume", "vol": "tick_volume"}
+_MT5_COLUMNS = {
+    "<DATE>": "date",
+    "<TIME>": "clock",
+    "<OPEN>": "open",
+    "<HIGH>": "high",
+    "<LOW>": "low",
+    "<CLOSE>": "close",
+    "<TICKVOL>": "tick_volume",
+    "<VOL>": "real_volume",
+    "<SPREAD>": "spread",
+}
+_GENERIC_ALIASES = {
+    "datetime": "time",
+    "date": "time",
+    "timestamp": "time",
+    "volume": "tick_volume",
+    "tickvol": "tick_volume",
+    "vol": "tick_volume",
+}
 
 
 class DataError(ValueError):
@@ -67,8 +90,11 @@ class _Lines:
     def line(self, row: int) -> int:
         if self._data_lines is None:
             text = self.path.read_bytes().decode(self.encoding, errors="replace")
-            self._data_lines = [number for number, line in enumerate(text.split("\n"), 1)
-                                if number > 1 and line.strip()]
+            self._data_lines = [
+                number
+                for number, line in enumerate(text.split("\n"), 1)
+                if number > 1 and line.strip()
+            ]
         lines = self._data_lines
         return lines[row] if 0 <= row < len(lines) else row + 2
 
@@ -102,8 +128,7 @@ def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.
     with path.open("rb") as handle:
         start = handle.read(65_536)
     text_encoding = _encoding(start)
-    header = _first_line(path.read_bytes() if text_encoding == "utf-16" else start,
-                         text_encoding)
+    header = _first_line(path.read_bytes() if text_encoding == "utf-16" else start, text_encoding)
     if not header.strip():
         raise DataError(f"{path}: the file is empty")
     if "<DATE>" in header.upper():
@@ -126,8 +151,11 @@ def _encoding(raw: bytes) -> str:
 
 
 def _first_line(raw: bytes, encoding: str) -> str:
-    text = raw[:4096].decode(encoding, errors="replace") if encoding != "utf-16" else \
-        raw.decode(encoding, errors="replace")[:4096]
+    text = (
+        raw[:4096].decode(encoding, errors="replace")
+        if encoding != "utf-16"
+        else raw.decode(encoding, errors="replace")[:4096]
+    )
     return text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
 
 
@@ -156,8 +184,14 @@ def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFra
     lines = _Lines(path, encoding)
     try:
         # no usecols: with it pandas silently ignores fields beyond the header's
-        table = pd.read_csv(_source(raw, encoding), header=0, names=names,
-                            dtype={"time": str}, engine="c", skip_blank_lines=True)
+        table = pd.read_csv(
+            _source(raw, encoding),
+            header=0,
+            names=names,
+            dtype={"time": str},
+            engine="c",
+            skip_blank_lines=True,
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc, len(names), "CSV") from None
     _refuse_implicit_index(lines, table, len(names))
@@ -169,8 +203,10 @@ def _parse_error(path: Path, exc: Exception, n_columns: int, kind: str) -> DataE
     """The parser's complaint in our words; a row with too many fields names its line."""
     found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(exc))
     if found:  # the C parser counts physical lines, header included
-        return DataError(f"{path} line {found.group(1)}: {found.group(2)} fields, but the "
-                         f"header has {n_columns} columns")
+        return DataError(
+            f"{path} line {found.group(1)}: {found.group(2)} fields, but the "
+            f"header has {n_columns} columns"
+        )
     return DataError(f"{path}: cannot parse as {kind}: {exc}")
 
 
@@ -178,12 +214,14 @@ def _refuse_implicit_index(lines: _Lines, table: pd.DataFrame, n_columns: int) -
     """pandas reads a first data row with one field more than the header as "the first
     column is the index" and shifts every value by one column; that is an extra field."""
     if not isinstance(table.index, pd.RangeIndex):
-        raise DataError(f"{lines.at(0)}: {n_columns + 1} fields, but the header has "
-                        f"{n_columns} columns")
+        raise DataError(
+            f"{lines.at(0)}: {n_columns + 1} fields, but the header has {n_columns} columns"
+        )
 
 
-def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list[str],
-                       tz: str) -> pd.DataFrame | None:
+def _read_generic_fast(
+    path: Path, encoding: str, names: list[str], wanted: list[str], tz: str
+) -> pd.DataFrame | None:
     """pyarrow's multithreaded reader for well-formed files; None sends the file down the
     slower path, whose messages name the bad line."""
     try:
@@ -194,8 +232,10 @@ def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list
     # Declared types first (ISO times to the second, float prices, integer counts): three
     # times faster than letting pyarrow infer them; a file they do not fit is read again with
     # inference, and one that fails that too goes down the slow path.
-    declared = {c: pa.timestamp("s") if c == "time" else
-                pa.float64() if c in PRICE_COLUMNS else pa.int64() for c in wanted}
+    declared = {
+        c: pa.timestamp("s") if c == "time" else pa.float64() if c in PRICE_COLUMNS else pa.int64()
+        for c in wanted
+    }
     table = None
     for types in (declared, {}):
         try:
@@ -204,8 +244,10 @@ def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list
                 source,
                 read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
                 convert_options=pacsv.ConvertOptions(
-                    include_columns=wanted, column_types=types,
-                    timestamp_parsers=[pacsv.ISO8601] if types else None),
+                    include_columns=wanted,
+                    column_types=types,
+                    timestamp_parsers=[pacsv.ISO8601] if types else None,
+                ),
             )
             break
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
@@ -216,8 +258,11 @@ def _read_generic_fast(path: Path, encoding: str, names: list[str], wanted: list
         return None
     if any(table.column(c).null_count for c in wanted):
         return None
-    numeric = all(pa.types.is_floating(table.schema.field(c).type)
-                  or pa.types.is_integer(table.schema.field(c).type) for c in wanted[1:])
+    numeric = all(
+        pa.types.is_floating(table.schema.field(c).type)
+        or pa.types.is_integer(table.schema.field(c).type)
+        for c in wanted[1:]
+    )
     if not numeric or any(_fractional(table.column(c)) for c in wanted if c in INT_COLUMNS):
         return None  # the slow path names the line
     return _arrow_to_frame(table, tz)
@@ -238,8 +283,11 @@ def _arrow_to_frame(table: object, tz: str) -> pd.DataFrame:
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
     times = frame["time"]
     if times.dt.tz is None:
-        times = times.dt.tz_localize("UTC") if tz == "UTC" else times.dt.tz_localize(
-            tz, ambiguous="infer", nonexistent="shift_forward")
+        times = (
+            times.dt.tz_localize("UTC")
+            if tz == "UTC"
+            else times.dt.tz_localize(tz, ambiguous="infer", nonexistent="shift_forward")
+        )
     frame["time"] = times.dt.tz_convert("UTC").dt.as_unit("ns")
     for column in PRICE_COLUMNS:
         if frame[column].dtype != np.float64:
@@ -260,17 +308,27 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
     columns = [c.strip().upper() for c in header.split(sep)]
     unknown = [c for c in columns if c not in _MT5_COLUMNS]
     if unknown or "<DATE>" not in columns:
-        raise DataError(f"{path}: unexpected MT5 export columns {unknown or columns}; expected "
-                        f"{' '.join(_MT5_COLUMNS)}")
+        raise DataError(
+            f"{path}: unexpected MT5 export columns {unknown or columns}; expected "
+            f"{' '.join(_MT5_COLUMNS)}"
+        )
     missing = [c for c in _MT5_REQUIRED if c not in columns]
     if missing:
-        raise DataError(f"{path}: the MT5 export has no {', '.join(missing)} column"
-                        f"{'s' if len(missing) > 1 else ''} (header: {' '.join(columns)})")
+        raise DataError(
+            f"{path}: the MT5 export has no {', '.join(missing)} column"
+            f"{'s' if len(missing) > 1 else ''} (header: {' '.join(columns)})"
+        )
     names = [_MT5_COLUMNS[c] for c in columns]
     lines = _Lines(path, encoding)
     try:
-        table = pd.read_csv(_source(raw, encoding), sep=sep, header=0, names=names,
-                            dtype={"date": str, "clock": str}, engine="c")
+        table = pd.read_csv(
+            _source(raw, encoding),
+            sep=sep,
+            header=0,
+            names=names,
+            dtype={"date": str, "clock": str},
+            engine="c",
+        )
     except (ValueError, pd.errors.ParserError) as exc:
         raise _parse_error(path, exc, len(names), "an MT5 export") from None
     _refuse_implicit_index(lines, table, len(names))
@@ -313,8 +371,9 @@ def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column:
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
-        raise DataError(f"{lines.at(row)}: cannot read {column} {text.iloc[row]!r}"
-                        + _others(int(bad.sum())))
+        raise DataError(
+            f"{lines.at(row)}: cannot read {column} {text.iloc[row]!r}" + _others(int(bad.sum()))
+        )
 
 
 def _assemble(lines: _Lines, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
@@ -335,17 +394,21 @@ def _numbers(lines: _Lines, column: pd.Series, name: str, kind: type) -> np.ndar
     if bad.any():
         row = int(np.argmax(bad))
         shown = column.iloc[row]
-        what = "missing value" if pd.isna(shown) or str(shown).strip() == "" else \
-            f"cannot read {shown!r}"
-        raise DataError(f"{lines.at(row)}: {what} in column {name}"
-                        + _others(int(bad.sum())))
+        what = (
+            "missing value"
+            if pd.isna(shown) or str(shown).strip() == ""
+            else f"cannot read {shown!r}"
+        )
+        raise DataError(f"{lines.at(row)}: {what} in column {name}" + _others(int(bad.sum())))
     if kind is int:
         numbers = values.to_numpy(dtype=np.float64)
         fractional = numbers != np.round(numbers)  # a count of 5.5 is a broken file, not 5
         if fractional.any():
             row = int(np.argmax(fractional))
-            raise DataError(f"{lines.at(row)}: {numbers[row]:g} in column {name} is not "
-                            "a whole number" + _others(int(fractional.sum())))
+            raise DataError(
+                f"{lines.at(row)}: {numbers[row]:g} in column {name} is not "
+                "a whole number" + _others(int(fractional.sum()))
+            )
         return numbers.astype(np.int64)
     return values.to_numpy(dtype=np.float64)
 
@@ -357,8 +420,12 @@ def _others(count: int) -> str:
 # ---------------------------------------------------------------- validation
 
 
-def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2,
-                  line_of: Callable[[int], int] | None = None) -> None:
+def validate_bars(
+    df: pd.DataFrame,
+    source: str = "<frame>",
+    first_line: int = 2,
+    line_of: Callable[[int], int] | None = None,
+) -> None:
     """Raise DataError at the first bad bar: missing values, non-finite or non-positive
     prices, high/low outside open/close, unsorted or duplicate times. Vectorised.
 
@@ -379,12 +446,12 @@ def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2
     _check_finite(prices, fail)
     o, h, lo, c = prices
     checks = (
-        ((o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
-         lambda r: f"non-positive price (open {o[r]}, high {h[r]}, low {lo[r]}, close {c[r]})"),
-        (h < np.maximum(o, c),
-         lambda r: f"high {h[r]} < max(open, close) {max(o[r], c[r])}"),
-        (lo > np.minimum(o, c),
-         lambda r: f"low {lo[r]} > min(open, close) {min(o[r], c[r])}"),
+        (
+            (o <= 0) | (h <= 0) | (lo <= 0) | (c <= 0),
+            lambda r: f"non-positive price (open {o[r]}, high {h[r]}, low {lo[r]}, close {c[r]})",
+        ),
+        (h < np.maximum(o, c), lambda r: f"high {h[r]} < max(open, close) {max(o[r], c[r])}"),
+        (lo > np.minimum(o, c), lambda r: f"low {lo[r]} > min(open, close) {min(o[r], c[r])}"),
     )
     for bad, describe in checks:
         if bad.any():
@@ -392,8 +459,10 @@ def validate_bars(df: pd.DataFrame, source: str = "<frame>", first_line: int = 2
             raise fail(row, describe(row), int(bad.sum()))
     seconds = _epoch_seconds(df["time"])
     step = np.diff(seconds)
-    for bad, what in ((step < 0, "earlier than the bar before (unsorted)"),
-                      (step == 0, "duplicate of the bar before")):
+    for bad, what in (
+        (step < 0, "earlier than the bar before (unsorted)"),
+        (step == 0, "duplicate of the bar before"),
+    ):
         if bad.any():
             row = int(np.argmax(bad)) + 1
             raise fail(row, f"time {df['time'].iloc[row]} is {what}", int(bad.sum()))
@@ -404,8 +473,9 @@ def _check_finite(prices: list[np.ndarray], fail: Callable[[int, str, int], Data
     bad = ~np.isfinite(prices[0] + prices[1] + prices[2] + prices[3])
     if bad.any():
         row = int(np.argmax(bad))
-        shown = ", ".join(f"{name} {values[row]}"
-                          for name, values in zip(PRICE_COLUMNS, prices, strict=True))
+        shown = ", ".join(
+            f"{name} {values[row]}" for name, values in zip(PRICE_COLUMNS, prices, strict=True)
+        )
         raise fail(row, f"non-finite price ({shown})", int(bad.sum()))
 
 
@@ -435,8 +505,11 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> None:
     try:
         with open(tmp, "wb") as handle:
             handle.write((",".join(BAR_COLUMNS) + "\n").encode())
-            pacsv.write_csv(table, handle, write_options=pacsv.WriteOptions(
-                include_header=False, quoting_style="none"))
+            pacsv.write_csv(
+                table,
+                handle,
+                write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+            )
         os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     except BaseException:
@@ -475,8 +548,10 @@ def _check_resample(df: pd.DataFrame, timeframe: str, width: int) -> None:
     if step > width:
         raise DataError(f"cannot resample {current} bars to the finer timeframe {timeframe}")
     if width % step:
-        raise DataError(f"cannot resample {current} bars to {timeframe}: {timeframe} is not a "
-                        f"whole number of {current} bars, so its bins would mix bars")
+        raise DataError(
+            f"cannot resample {current} bars to {timeframe}: {timeframe} is not a "
+            f"whole number of {current} bars, so its bins would mix bars"
+        )
 
 
 def common_step(df: pd.DataFrame) -> int | None:
@@ -507,16 +582,18 @@ def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
             return np.zeros(len(df), dtype=np.int64)
         return df[name].to_numpy()
 
-    frame = pd.DataFrame({
-        "time": pd.to_datetime(bins[starts] * width + offset, unit="s", utc=True).as_unit("ns"),
-        "open": column("open")[starts],
-        "high": np.maximum.reduceat(column("high"), starts),
-        "low": np.minimum.reduceat(column("low"), starts),
-        "close": column("close")[ends],
-        "tick_volume": np.add.reduceat(column("tick_volume").astype(np.int64), starts),
-        "spread": np.minimum.reduceat(column("spread").astype(np.int64), starts),
-        "real_volume": np.add.reduceat(column("real_volume").astype(np.int64), starts),
-    })
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime(bins[starts] * width + offset, unit="s", utc=True).as_unit("ns"),
+            "open": column("open")[starts],
+            "high": np.maximum.reduceat(column("high"), starts),
+            "low": np.minimum.reduceat(column("low"), starts),
+            "close": column("close")[ends],
+            "tick_volume": np.add.reduceat(column("tick_volume").astype(np.int64), starts),
+            "spread": np.minimum.reduceat(column("spread").astype(np.int64), starts),
+            "real_volume": np.add.reduceat(column("real_volume").astype(np.int64), starts),
+        }
+    )
     return frame
 
 
@@ -528,8 +605,9 @@ def rates_to_frame(rates: np.ndarray) -> pd.DataFrame:
     rates = np.asarray(rates)
     if rates.dtype.names is None or "time" not in rates.dtype.names:
         raise DataError(f"not an MT5 rates array (dtype {rates.dtype})")
-    frame = pd.DataFrame({"time": pd.to_datetime(rates["time"].astype(np.int64), unit="s",
-                                                 utc=True).as_unit("ns")})
+    frame = pd.DataFrame(
+        {"time": pd.to_datetime(rates["time"].astype(np.int64), unit="s", utc=True).as_unit("ns")}
+    )
     for name in PRICE_COLUMNS:
         frame[name] = rates[name].astype(np.float64)
     for name in INT_COLUMNS:
@@ -554,14 +632,22 @@ def frame_to_rates(df: pd.DataFrame) -> np.ndarray:
 class RatesSource:
     """What load_from_terminal needs: live.mt5_connector.MT5Connector provides it."""
 
-    def rates_range(self, symbol: str, timeframe: str, date_from: object,
-                    date_to: object) -> pd.DataFrame:  # pragma: no cover - an interface
+    def rates_range(
+        self, symbol: str, timeframe: str, date_from: object, date_to: object
+    ) -> pd.DataFrame:  # pragma: no cover - an interface
         raise NotImplementedError
 
 
-def load_from_terminal(source: RatesSource, symbol: str, timeframe: str, start: pd.Timestamp,
-                       end: pd.Timestamp, *, cache_dir: str | Path | None = None,
-                       now: pd.Timestamp | None = None) -> pd.DataFrame:
+def load_from_terminal(
+    source: RatesSource,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    cache_dir: str | Path | None = None,
+    now: pd.Timestamp | None = None,
+) -> pd.DataFrame:
     """Closed bars of `symbol` in [start, end] from a terminal, kept in an on-disk cache.
 
     The cache (a CSV per symbol and timeframe, plus the time span it covers) keeps every
@@ -575,13 +661,18 @@ def load_from_terminal(source: RatesSource, symbol: str, timeframe: str, start: 
     cached, covered = _read_cache(cache_dir, symbol, timeframe)
     fresh = []
     for gap_start, gap_end in _missing(covered, start, end, width):
-        fresh.append(source.rates_range(symbol, timeframe, gap_start.to_pydatetime(),
-                                        gap_end.to_pydatetime()))
+        fresh.append(
+            source.rates_range(
+                symbol, timeframe, gap_start.to_pydatetime(), gap_end.to_pydatetime()
+            )
+        )
     merged = _merge(cached, fresh)
     closed = merged[merged["time"] + width <= limit].reset_index(drop=True)
     if fresh and cache_dir is not None:
-        span = (min(start, covered[0]) if covered else start,
-                min(max(end, covered[1]) if covered else end, limit - width))
+        span = (
+            min(start, covered[0]) if covered else start,
+            min(max(end, covered[1]) if covered else end, limit - width),
+        )
         _write_cache(cache_dir, symbol, timeframe, closed, span)
     window = closed[(closed["time"] >= start) & (closed["time"] <= end)]
     return window.reset_index(drop=True)
@@ -600,8 +691,9 @@ def _cache_path(cache_dir: str | Path, symbol: str, timeframe: str) -> Path:
 _EMPTY = pd.DataFrame(columns=list(BAR_COLUMNS))
 
 
-def _read_cache(cache_dir: str | Path | None, symbol: str, timeframe: str
-                ) -> tuple[pd.DataFrame, tuple[pd.Timestamp, pd.Timestamp] | None]:
+def _read_cache(
+    cache_dir: str | Path | None, symbol: str, timeframe: str
+) -> tuple[pd.DataFrame, tuple[pd.Timestamp, pd.Timestamp] | None]:
     """The cached bars and the span of time they cover (None: nothing cached)."""
     if cache_dir is None:
         return _EMPTY, None
@@ -613,13 +705,19 @@ def _read_cache(cache_dir: str | Path | None, symbol: str, timeframe: str
         span = json.loads(span_file.read_text(encoding="utf-8"))
         return load_csv(path), (_utc_stamp(span["from"]), _utc_stamp(span["to"]))
     except (DataError, ValueError, KeyError) as exc:
-        logger.warning("ignoring a damaged cache for %s %s (%s); fetching again", symbol,
-                       timeframe, exc)
+        logger.warning(
+            "ignoring a damaged cache for %s %s (%s); fetching again", symbol, timeframe, exc
+        )
         return _EMPTY, None
 
 
-def _write_cache(cache_dir: str | Path, symbol: str, timeframe: str, bars: pd.DataFrame,
-                 span: tuple[pd.Timestamp, pd.Timestamp]) -> None:
+def _write_cache(
+    cache_dir: str | Path,
+    symbol: str,
+    timeframe: str,
+    bars: pd.DataFrame,
+    span: tuple[pd.Timestamp, pd.Timestamp],
+) -> None:
     path = _cache_path(cache_dir, symbol, timeframe)
     save_csv(bars, path)
     span_file = path.with_suffix(".span.json")
@@ -628,8 +726,12 @@ def _write_cache(cache_dir: str | Path, symbol: str, timeframe: str, bars: pd.Da
     os.replace(tmp, span_file)
 
 
-def _missing(covered: tuple[pd.Timestamp, pd.Timestamp] | None, start: pd.Timestamp,
-             end: pd.Timestamp, width: pd.Timedelta) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+def _missing(
+    covered: tuple[pd.Timestamp, pd.Timestamp] | None,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    width: pd.Timedelta,
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Parts of [start, end] outside the covered span (kept contiguous by design)."""
     if covered is None:
         return [(start, end)]

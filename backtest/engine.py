@@ -32,8 +32,21 @@ from backtest.symbols import SymbolSpec
 logger = logging.getLogger(__name__)
 
 TRADE_COLUMNS = (
-    "entry_time", "exit_time", "entry_price", "exit_price", "direction", "volume", "size",
-    "pnl", "commission", "exit_reason", "sl", "tp", "entry_bar", "exit_bar", "signal_bar",
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "direction",
+    "volume",
+    "size",
+    "pnl",
+    "commission",
+    "exit_reason",
+    "sl",
+    "tp",
+    "entry_bar",
+    "exit_bar",
+    "signal_bar",
 )
 SPREAD_MODES = ("half", "bid")
 EXIT_REASONS = ("signal", "sl", "tp", "end")
@@ -83,15 +96,29 @@ class BacktestResult:
         Prices carry `price_decimals` places (the fill precision), money and units two, so
         binary float noise (-32.299999999999997) never reaches the file.
         """
-        columns = ["entry_time", "exit_time", "entry_price", "exit_price", "direction",
-                   "size", "volume", "pnl", "exit_reason"]
+        columns = [
+            "entry_time",
+            "exit_time",
+            "entry_price",
+            "exit_price",
+            "direction",
+            "size",
+            "volume",
+            "pnl",
+            "exit_reason",
+        ]
         frame = self.trades.loc[:, columns].copy()
         for column in ("entry_time", "exit_time"):
             seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
             frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
         # the encoder prints the shortest text that reads back as the rounded double
-        decimals = {"entry_price": price_decimals, "exit_price": price_decimals, "size": 2,
-                    "volume": 4, "pnl": 2}
+        decimals = {
+            "entry_price": price_decimals,
+            "exit_price": price_decimals,
+            "size": 2,
+            "volume": 4,
+            "pnl": 2,
+        }
         for column, places in decimals.items():
             frame[column] = frame[column].to_numpy(dtype=float).round(places)
         # double_precision counts decimal places: more than the rounding would print noise
@@ -172,7 +199,10 @@ def run_backtest(
     equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
     trades = _trade_frame(plan, times, spec, volume, pnl, commission)
     stats = compute_stats(
-        equity=equity, times=times, trade_pnl=trades["pnl"].to_numpy(), cash=config.cash,
+        equity=equity,
+        times=times,
+        trade_pnl=trades["pnl"].to_numpy(),
+        cash=config.cash,
         exposure_bars=_exposure_bars(plan, n),
         trade_durations=(trades["exit_time"] - trades["entry_time"]),
     )
@@ -198,9 +228,14 @@ def _prices(bars: pd.DataFrame, spec: SymbolSpec, config: BacktestConfig) -> _Pr
     else:
         ask_offset, bid_offset = spread, np.zeros(len(spread))
     return _Prices(
-        bars["open"].to_numpy(dtype=float), bars["high"].to_numpy(dtype=float),
-        bars["low"].to_numpy(dtype=float), bars["close"].to_numpy(dtype=float),
-        ask_offset, bid_offset, fill_decimals(spec, config), bool(spread.any()),
+        bars["open"].to_numpy(dtype=float),
+        bars["high"].to_numpy(dtype=float),
+        bars["low"].to_numpy(dtype=float),
+        bars["close"].to_numpy(dtype=float),
+        ask_offset,
+        bid_offset,
+        fill_decimals(spec, config),
+        bool(spread.any()),
     )
 
 
@@ -225,8 +260,9 @@ def _plan_trades(signals: Signals, n: int, trade_from: int = 0) -> _Plan:
     )
 
 
-def _set_entries_and_stops(plan: _Plan, signals: Signals, prices: _Prices,
-                           spec: SymbolSpec) -> None:
+def _set_entries_and_stops(
+    plan: _Plan, signals: Signals, prices: _Prices, spec: SymbolSpec
+) -> None:
     entry = prices.open[plan.entry_bar] + prices.entry_offset(plan.direction, plan.entry_bar)
     plan.entry_price = np.round(entry, prices.decimals)
     d = plan.direction
@@ -234,8 +270,9 @@ def _set_entries_and_stops(plan: _Plan, signals: Signals, prices: _Prices,
     plan.tp = _level(signals.tp, signals.tp_distance, plan, d, spec)
 
 
-def _level(absolute: np.ndarray, distance: np.ndarray, plan: _Plan, sign: np.ndarray,
-           spec: SymbolSpec) -> np.ndarray:
+def _level(
+    absolute: np.ndarray, distance: np.ndarray, plan: _Plan, sign: np.ndarray, spec: SymbolSpec
+) -> np.ndarray:
     """An absolute level wins; otherwise entry price + sign × distance; NaN when neither."""
     at_signal = absolute[plan.signal_bar]
     from_distance = plan.entry_price + sign * distance[plan.signal_bar]
@@ -279,16 +316,16 @@ def _apply_stops(plan: _Plan, prices: _Prices, n: int) -> None:
     trades = np.flatnonzero(first < starts + lengths)
     at = first[trades]
     reason = np.where(sl_gap[at] | (~tp_gap[at] & sl_in[at]), STOP_LOSS, TAKE_PROFIT)
-    price = np.where(sl_gap[at] | tp_gap[at], o[at],
-                     np.where(reason == STOP_LOSS, sl[at], tp[at]))
+    price = np.where(sl_gap[at] | tp_gap[at], o[at], np.where(reason == STOP_LOSS, sl[at], tp[at]))
     plan.exit_bar[trades] = bar[at]
     plan.exit_price[trades] = np.round(price, prices.decimals)
     plan.exit_reason[trades] = reason
     plan.closed[trades] = True
 
 
-def _size_and_settle(plan: _Plan, spec: SymbolSpec,
-                     config: BacktestConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _size_and_settle(
+    plan: _Plan, spec: SymbolSpec, config: BacktestConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Volume (lots), P/L after commission and commission, per trade, in account currency."""
     move = plan.direction * (plan.exit_price - plan.entry_price) * spec.contract_size
     per_lot = _to_account(move, plan.exit_price, spec, config.account_currency)
@@ -302,8 +339,9 @@ def _size_and_settle(plan: _Plan, spec: SymbolSpec,
     return volume, volume * per_lot - commission, commission
 
 
-def _risk_volumes(plan: _Plan, spec: SymbolSpec, config: BacktestConfig,
-                  net_per_lot: np.ndarray) -> np.ndarray:
+def _risk_volumes(
+    plan: _Plan, spec: SymbolSpec, config: BacktestConfig, net_per_lot: np.ndarray
+) -> np.ndarray:
     """Risk sizing depends on the balance at each entry, so it runs trade by trade."""
     distance = np.abs(plan.entry_price - plan.sl)
     volume = np.empty(len(plan))
@@ -311,8 +349,12 @@ def _risk_volumes(plan: _Plan, spec: SymbolSpec, config: BacktestConfig,
     for k in range(len(plan)):
         try:
             volume[k] = position_size(
-                sizing=config.sizing, spec=spec, equity=balance, sl_distance=float(distance[k]),
-                price=float(plan.entry_price[k]), account_currency=config.account_currency,
+                sizing=config.sizing,
+                spec=spec,
+                equity=balance,
+                sl_distance=float(distance[k]),
+                price=float(plan.entry_price[k]),
+                account_currency=config.account_currency,
             )
         except SizingError as exc:
             raise SizingError(f"trade {k + 1} (bar {int(plan.signal_bar[k])}): {exc}") from None
@@ -320,8 +362,9 @@ def _risk_volumes(plan: _Plan, spec: SymbolSpec, config: BacktestConfig,
     return volume
 
 
-def _to_account(amount: np.ndarray, price: np.ndarray, spec: SymbolSpec,
-                account_currency: str) -> np.ndarray:
+def _to_account(
+    amount: np.ndarray, price: np.ndarray, spec: SymbolSpec, account_currency: str
+) -> np.ndarray:
     if spec.currency_profit == account_currency:
         return amount
     if spec.currency_base == account_currency:
@@ -330,8 +373,15 @@ def _to_account(amount: np.ndarray, price: np.ndarray, spec: SymbolSpec,
     return amount
 
 
-def _equity_curve(plan: _Plan, prices: _Prices, spec: SymbolSpec, config: BacktestConfig,
-                  volume: np.ndarray, pnl: np.ndarray, n: int) -> np.ndarray:
+def _equity_curve(
+    plan: _Plan,
+    prices: _Prices,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    volume: np.ndarray,
+    pnl: np.ndarray,
+    n: int,
+) -> np.ndarray:
     """Balance after closed trades plus the open trade marked at each bar's close.
 
     Trades never overlap and come in time order, so every per-bar quantity is constant on the
@@ -360,8 +410,11 @@ def _equity_curve(plan: _Plan, prices: _Prices, spec: SymbolSpec, config: Backte
     equity += _to_account(floating, mark, spec, config.account_currency)
     open_fee = ~closed  # an open trade has paid its entry commission already
     if open_fee.any() and config.commission_per_lot:
-        fee = np.bincount(plan.entry_bar[open_fee], weights=volume[open_fee] *
-                          config.commission_per_lot, minlength=n)
+        fee = np.bincount(
+            plan.entry_bar[open_fee],
+            weights=volume[open_fee] * config.commission_per_lot,
+            minlength=n,
+        )
         equity -= np.cumsum(fee)
     return equity
 
@@ -370,16 +423,22 @@ def _exposure_bars(plan: _Plan, n: int) -> int:
     """Bars during which a position was open at some point."""
     if not len(plan):
         return 0
-    return _held_bars(plan.entry_bar, np.where(plan.closed, plan.exit_bar, n),
-                      (plan.exit_reason != SIGNAL) & plan.closed)
+    return _held_bars(
+        plan.entry_bar,
+        np.where(plan.closed, plan.exit_bar, n),
+        (plan.exit_reason != SIGNAL) & plan.closed,
+    )
 
 
 def trade_exposure_bars(trades: pd.DataFrame) -> int:
     """The same count as _exposure_bars, from a trades frame (closed trades only)."""
     if trades.empty:
         return 0
-    return _held_bars(trades["entry_bar"].to_numpy(), trades["exit_bar"].to_numpy(),
-                      (trades["exit_reason"] != EXIT_REASONS[SIGNAL]).to_numpy())
+    return _held_bars(
+        trades["entry_bar"].to_numpy(),
+        trades["exit_bar"].to_numpy(),
+        (trades["exit_reason"] != EXIT_REASONS[SIGNAL]).to_numpy(),
+    )
 
 
 def _held_bars(entry_bar: np.ndarray, exit_bar: np.ndarray, inside_exit_bar: np.ndarray) -> int:
@@ -393,25 +452,34 @@ def _utc_index(times: pd.Series) -> pd.DatetimeIndex:
     return index.tz_localize("UTC") if index.tz is None else index
 
 
-def _trade_frame(plan: _Plan, index: pd.DatetimeIndex, spec: SymbolSpec, volume: np.ndarray,
-                 pnl: np.ndarray, commission: np.ndarray) -> pd.DataFrame:
+def _trade_frame(
+    plan: _Plan,
+    index: pd.DatetimeIndex,
+    spec: SymbolSpec,
+    volume: np.ndarray,
+    pnl: np.ndarray,
+    commission: np.ndarray,
+) -> pd.DataFrame:
     keep = plan.closed
-    frame = pd.DataFrame({
-        "entry_time": index[plan.entry_bar[keep]],
-        "exit_time": index[plan.exit_bar[keep]],
-        "entry_price": plan.entry_price[keep],
-        "exit_price": plan.exit_price[keep],
-        "direction": pd.Categorical.from_codes((plan.direction[keep] > 0).astype(np.int8),
-                                               ["short", "long"]),
-        "volume": volume[keep],
-        "size": volume[keep] * spec.contract_size,
-        "pnl": np.round(pnl[keep], 2),
-        "commission": np.round(commission[keep], 2),
-        "exit_reason": pd.Categorical.from_codes(plan.exit_reason[keep], EXIT_REASONS),
-        "sl": plan.sl[keep],
-        "tp": plan.tp[keep],
-        "entry_bar": plan.entry_bar[keep],
-        "exit_bar": plan.exit_bar[keep],
-        "signal_bar": plan.signal_bar[keep],
-    })
+    frame = pd.DataFrame(
+        {
+            "entry_time": index[plan.entry_bar[keep]],
+            "exit_time": index[plan.exit_bar[keep]],
+            "entry_price": plan.entry_price[keep],
+            "exit_price": plan.exit_price[keep],
+            "direction": pd.Categorical.from_codes(
+                (plan.direction[keep] > 0).astype(np.int8), ["short", "long"]
+            ),
+            "volume": volume[keep],
+            "size": volume[keep] * spec.contract_size,
+            "pnl": np.round(pnl[keep], 2),
+            "commission": np.round(commission[keep], 2),
+            "exit_reason": pd.Categorical.from_codes(plan.exit_reason[keep], EXIT_REASONS),
+            "sl": plan.sl[keep],
+            "tp": plan.tp[keep],
+            "entry_bar": plan.entry_bar[keep],
+            "exit_bar": plan.exit_bar[keep],
+            "signal_bar": plan.signal_bar[keep],
+        }
+    )
     return frame

@@ -47,8 +47,7 @@ def sma(values: ArrayLike, n: int) -> np.ndarray:
     if _roll_mean is not None:
         end = np.arange(1, len(x) + 1, dtype=np.int64)
         try:
-            return np.asarray(_roll_mean(np.ascontiguousarray(x), np.maximum(end - n, 0),
-                                         end, n))
+            return np.asarray(_roll_mean(np.ascontiguousarray(x), np.maximum(end - n, 0), end, n))
         except (TypeError, ValueError):  # another pandas build: use the public route
             pass
     return pd.Series(x).rolling(n).mean().to_numpy()
@@ -120,9 +119,7 @@ def bollinger(
     return middle, middle + width, middle - width
 
 
-def donchian(
-    high: ArrayLike, low: ArrayLike, n: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def donchian(high: ArrayLike, low: ArrayLike, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Donchian channel over the last n bars INCLUDING bar t: (upper, lower, middle).
 
     upper = max(high[t-n+1..t]); lower = min(low[t-n+1..t]); middle = (upper+lower)/2.
@@ -239,8 +236,11 @@ def _check_period(n: object, who: str) -> None:
 def _as_float(values: ArrayLike, who: str) -> np.ndarray:
     if isinstance(values, pd.Series):
         # a float64 Series converts without a copy; nullable dtypes need their NA as NaN
-        arr = values.to_numpy() if values.dtype == np.float64 else values.to_numpy(
-            dtype=np.float64, na_value=np.nan)
+        arr = (
+            values.to_numpy()
+            if values.dtype == np.float64
+            else values.to_numpy(dtype=np.float64, na_value=np.nan)
+        )
     else:
         arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:

@@ -44,14 +44,20 @@ class LookaheadReport:
 
     def summary(self) -> str:
         if self.ok:
-            return (f"OK: {self.strategy} uses no future data ({len(self.checked)} truncation "
-                    f"points compared, every signal column equal)")
-        lines = [f"LOOK-AHEAD: {self.strategy} changes its past decisions when more data "
-                 f"arrives ({len(self.mismatches)} differences in {len(self.checked)} "
-                 "truncation points):"]
+            return (
+                f"OK: {self.strategy} uses no future data ({len(self.checked)} truncation "
+                f"points compared, every signal column equal)"
+            )
+        lines = [
+            f"LOOK-AHEAD: {self.strategy} changes its past decisions when more data "
+            f"arrives ({len(self.mismatches)} differences in {len(self.checked)} "
+            "truncation points):"
+        ]
         for m in self.mismatches[:10]:
-            lines.append(f"  bar {m.bar} ({m.time}) {m.column}: full data {m.full!r}, data "
-                         f"ending at that bar {m.truncated!r}")
+            lines.append(
+                f"  bar {m.bar} ({m.time}) {m.column}: full data {m.full!r}, data "
+                f"ending at that bar {m.truncated!r}"
+            )
         return "\n".join(lines)
 
 
@@ -73,9 +79,13 @@ def checkpoints(n_bars: int, warmup: int, count: int) -> list[int]:
     return sorted(set(spread.tolist()) | set(last))
 
 
-def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
-                    checkpoints_count: int | None = None, checkpoints: int = 50
-                    ) -> LookaheadReport:
+def check_lookahead(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    *,
+    checkpoints_count: int | None = None,
+    checkpoints: int = 50,
+) -> LookaheadReport:
     """Compare the full-data signals with signals on bars[:t+1] at many t.
 
     Raises LookaheadError when there is nothing to compare: fewer bars than bars_needed, or
@@ -89,7 +99,8 @@ def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
         raise LookaheadError(
             f"{describe(type(strategy))} has a warm-up of {warmup} bars, so the look-ahead "
             f"check needs at least {bars_needed(warmup)} bars (a few hundred more make it "
-            f"stronger); the data has {len(bars)}")
+            f"stronger); the data has {len(bars)}"
+        )
     full = compute_signals(strategy, bars)
     points = _points(len(bars), warmup, count)
     mismatches = []
@@ -98,8 +109,7 @@ def check_lookahead(strategy: Strategy, bars: pd.DataFrame, *,
         for column in SIGNAL_COLUMNS:
             a, b = getattr(full, column)[t], getattr(prefix, column)[t]
             if not (a == b or (_is_nan(a) and _is_nan(b))):
-                mismatches.append(Mismatch(t, bars["time"].iloc[t], column, _plain(a),
-                                           _plain(b)))
+                mismatches.append(Mismatch(t, bars["time"].iloc[t], column, _plain(a), _plain(b)))
     return LookaheadReport(strategy_label(strategy), points, mismatches)
 
 

@@ -46,8 +46,19 @@ STAT_LABELS: dict[str, str] = {
 # the shallowest is the highest) except these, where less is better.
 NUMERIC_STATS = tuple(key for key in STAT_LABELS if key not in ("start", "end"))
 LOWER_IS_BETTER = frozenset({"max_drawdown_days"})
-MONEY_STATS = frozenset({"equity_final", "equity_peak", "expectancy", "avg_trade", "avg_win",
-                         "avg_loss", "best_trade", "worst_trade", "net_profit"})
+MONEY_STATS = frozenset(
+    {
+        "equity_final",
+        "equity_peak",
+        "expectancy",
+        "avg_trade",
+        "avg_win",
+        "avg_loss",
+        "best_trade",
+        "worst_trade",
+        "net_profit",
+    }
+)
 
 
 def stats_for_output(stats: dict[str, object]) -> dict[str, object]:

@@ -32,9 +32,19 @@ from backtest.symbols import SymbolSpec
 logger = logging.getLogger(__name__)
 
 MAX_COMBINATIONS = 100_000
-TABLE_STATS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
-               "max_drawdown_days", "exposure_pct", "win_rate_pct", "profit_factor",
-               "n_trades", "expectancy")
+TABLE_STATS = (
+    "total_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "max_drawdown_pct",
+    "max_drawdown_days",
+    "exposure_pct",
+    "win_rate_pct",
+    "profit_factor",
+    "n_trades",
+    "expectancy",
+)
 
 
 class GridError(StrategyError):
@@ -55,15 +65,19 @@ def parse_grid(strategy_cls: type[Strategy], specs: list[str]) -> dict[str, list
         if name not in declared:
             close = difflib.get_close_matches(name, declared, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise GridError(f"grid {spec!r}: {strategy_cls.__name__} has no parameter "
-                            f"{name!r}{hint} (parameters: {', '.join(declared)})")
+            raise GridError(
+                f"grid {spec!r}: {strategy_cls.__name__} has no parameter "
+                f"{name!r}{hint} (parameters: {', '.join(declared)})"
+            )
         if name in grid:
             raise GridError(f"grid {spec!r}: parameter {name!r} is given twice")
         grid[name] = _values(declared[name], body.strip(), spec)
     total = int(np.prod([len(v) for v in grid.values()]))
     if total > MAX_COMBINATIONS:
-        raise GridError(f"the grid has {total:,} combinations; the limit is "
-                        f"{MAX_COMBINATIONS:,} (narrow a range or coarsen a step)")
+        raise GridError(
+            f"the grid has {total:,} combinations; the limit is "
+            f"{MAX_COMBINATIONS:,} (narrow a range or coarsen a step)"
+        )
     return grid
 
 
@@ -99,8 +113,7 @@ def combinations(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values, strict=True))
 
 
-def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None,
-                  metric: str) -> None:
+def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None, metric: str) -> None:
     """Refuse a metric that cannot rank, and a parameter both fixed and searched."""
     if metric not in NUMERIC_STATS:
         what = "is not a number to rank by" if metric in STAT_LABELS else "is unknown"
@@ -108,8 +121,10 @@ def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None,
     both = [name for name in grid if name in (fixed or {})]
     if both:
         name = both[0]
-        raise GridError(f"parameter {name!r} is given both as --param {name}="
-                        f"{fixed[name]} and as --grid {name}=...; keep one of them")
+        raise GridError(
+            f"parameter {name!r} is given both as --param {name}="
+            f"{fixed[name]} and as --grid {name}=...; keep one of them"
+        )
 
 
 def table_heading(table: pd.DataFrame, n_bars: int, metric: str) -> str:
@@ -118,8 +133,10 @@ def table_heading(table: pd.DataFrame, n_bars: int, metric: str) -> str:
     total = table.attrs.get("combinations", len(table))
     skipped = table.attrs.get("skipped", 0)
     ranked = f" ({skipped} rejected by the strategy, {len(table)} ranked)" if skipped else ""
-    return (f"{total} combinations on {n_bars} bars{ranked}, best by {metric} "
-            f"({metric_direction(metric)} first):")
+    return (
+        f"{total} combinations on {n_bars} bars{ranked}, best by {metric} "
+        f"({metric_direction(metric)} first):"
+    )
 
 
 def metric_direction(metric: str) -> str:
@@ -162,8 +179,9 @@ def _evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | 
     return params, evaluate_params(_WORKER["bars"], _WORKER["cls"], params, job)
 
 
-def evaluate_params(bars: pd.DataFrame, cls: type[Strategy], params: dict[str, Any],
-                    job: _Job) -> dict[str, Any] | str:
+def evaluate_params(
+    bars: pd.DataFrame, cls: type[Strategy], params: dict[str, Any], job: _Job
+) -> dict[str, Any] | str:
     """The stats of one combination, or the strategy's reason for refusing it (a str).
 
     Any other failure of the strategy's code stops the grid with a StrategyError that
@@ -180,10 +198,19 @@ def evaluate_params(bars: pd.DataFrame, cls: type[Strategy], params: dict[str, A
         raise StrategyError(f"{exc} (parameters {shown})") from None
 
 
-def run_grid(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict[str, list[Any]], *,
-             spec: SymbolSpec, config: BacktestConfig, metric: str,
-             fixed_params: dict[str, Any] | None = None, workers: int | None = None,
-             cluster: str | None = None, progress: bool = True) -> pd.DataFrame:
+def run_grid(
+    bars: pd.DataFrame,
+    strategy_cls: type[Strategy],
+    grid: dict[str, list[Any]],
+    *,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    metric: str,
+    fixed_params: dict[str, Any] | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Backtest every combination; one row each, best `metric` first (undefined ones last).
 
     Best is the highest value, or the lowest for LOWER_IS_BETTER statistics.
@@ -208,8 +235,9 @@ def _reference(strategy_cls: type[Strategy]) -> StrategyRef:
     return strategy_cls
 
 
-def _run_local(bars: pd.DataFrame, job: _Job, combos: list[dict[str, Any]],
-               workers: int | None, progress: bool) -> list[tuple]:
+def _run_local(
+    bars: pd.DataFrame, job: _Job, combos: list[dict[str, Any]], workers: int | None, progress: bool
+) -> list[tuple]:
     workers = max(1, min(workers or os.cpu_count() or 1, len(combos)))
     if workers == 1:
         _init_worker(job, bars)
@@ -230,8 +258,7 @@ def _progress(items: Iterable[Any], total: int, show: bool) -> Iterable[Any]:
         return items
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc="backtests", unit="run", file=sys.stderr,
-                mininterval=0.5)
+    return tqdm(items, total=total, desc="backtests", unit="run", file=sys.stderr, mininterval=0.5)
 
 
 def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.DataFrame:
@@ -248,13 +275,19 @@ def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.D
     if skipped:
         logger.info("%d of %d combinations skipped (rejected by the strategy)", skipped, total)
     if not records:
-        raise GridError(f"none of the {total} combinations is valid for this strategy; "
-                        f"for example: {refusals[0] if refusals else 'no reason given'}")
+        raise GridError(
+            f"none of the {total} combinations is valid for this strategy; "
+            f"for example: {refusals[0] if refusals else 'no reason given'}"
+        )
     table = pd.DataFrame(records)
     table[metric] = pd.to_numeric(table[metric], errors="coerce")
     best_first = metric_direction(metric) == "highest"
-    ordered = table.sort_values([metric, *names], ascending=[not best_first] + [True] * len(names),
-                                na_position="last", kind="stable")
+    ordered = table.sort_values(
+        [metric, *names],
+        ascending=[not best_first] + [True] * len(names),
+        na_position="last",
+        kind="stable",
+    )
     ordered.attrs["skipped"] = skipped
     ordered.attrs["combinations"] = total
     return ordered.reset_index(drop=True)

@@ -35,20 +35,39 @@ MAX_CANDLES = 20_000
 MAX_EQUITY_POINTS = 20_000
 MAX_MARKERS = 5_000
 MAX_TRADES = 1_000
-TRADE_COLUMNS = ("entry_time", "exit_time", "direction", "volume", "entry_price",
-                 "exit_price", "pnl", "exit_reason")
+TRADE_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "direction",
+    "volume",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "exit_reason",
+)
 
 
-def write_report(result: BacktestResult, bars: pd.DataFrame, path: str | Path, *,
-                 config: BacktestConfig | None = None, title: str | None = None) -> None:
+def write_report(
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    path: str | Path,
+    *,
+    config: BacktestConfig | None = None,
+    title: str | None = None,
+) -> None:
     """Write the report for `result` (run on `bars`) to `path`, atomically."""
     from backtest.cli import write_atomic  # the project's one atomic writer
 
     write_atomic(Path(path), render_report(result, bars, config=config, title=title))
 
 
-def render_report(result: BacktestResult, bars: pd.DataFrame, *,
-                  config: BacktestConfig | None = None, title: str | None = None) -> str:
+def render_report(
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    *,
+    config: BacktestConfig | None = None,
+    title: str | None = None,
+) -> str:
     """The report as one HTML string."""
     display, timeframe = _display_bars(bars)
     candle_times = _epoch(display["time"])
@@ -61,7 +80,7 @@ def render_report(result: BacktestResult, bars: pd.DataFrame, *,
         "trade_columns": list(TRADE_COLUMNS),
         "trades": _trade_rows(result.trades),
         "digits": digits,
-        "min_move": 10.0 ** -digits,
+        "min_move": 10.0**-digits,
         "price_note": _price_note(len(bars), len(display), timeframe, len(result.trades)),
         "trades_note": _trades_note(len(result.trades)),
     }
@@ -73,8 +92,10 @@ def fill_template(template: Path, title: str, subtitle: str, data: dict[str, Any
     """The page: template placeholders replaced in one pass, so text from the user (a title
     holding "{{DATA}}", say) is never expanded again."""
     values = {
-        "TITLE": html.escape(title), "SUBTITLE": html.escape(subtitle),
-        "DATA": embed_json(data), "STYLE": STYLE.read_text(encoding="utf-8"),
+        "TITLE": html.escape(title),
+        "SUBTITLE": html.escape(subtitle),
+        "DATA": embed_json(data),
+        "STYLE": STYLE.read_text(encoding="utf-8"),
         "CHARTS_JS": CHARTS_JS.read_text(encoding="utf-8"),
         "LIBRARY": LIBRARY.read_text(encoding="utf-8"),
     }
@@ -82,8 +103,9 @@ def fill_template(template: Path, title: str, subtitle: str, data: dict[str, Any
     return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], page)
 
 
-def write_walkforward_report(result: Any, path: str | Path, *, title: str,
-                             subtitle: str = "") -> None:
+def write_walkforward_report(
+    result: Any, path: str | Path, *, title: str, subtitle: str = ""
+) -> None:
     """Write the walk-forward report (a WalkForwardResult) to `path`, atomically."""
     from backtest.cli import write_atomic
 
@@ -96,10 +118,12 @@ def render_walkforward_report(result: Any, *, title: str, subtitle: str = "") ->
 
     curves = _equity_and_drawdown(result.oos_equity)
     data = {
-        "stats": [[STAT_LABELS[key], _stat(result.is_stats.get(key)),
-                   _stat(result.oos_stats.get(key))] for key in SUMMARY_STATS],
+        "stats": [
+            [STAT_LABELS[key], _stat(result.is_stats.get(key)), _stat(result.oos_stats.get(key))]
+            for key in SUMMARY_STATS
+        ],
         "stats_note": "In-sample: the average over the windows of each winner's training "
-                      "result. Out-of-sample: the stitched test windows traded as one account.",
+        "result. Out-of-sample: the stitched test windows traded as one account.",
         **curves,
         "markers": _window_markers(result.windows, curves["equity"]),
         **_window_table(result.windows),
@@ -115,9 +139,16 @@ def _window_markers(windows: pd.DataFrame, equity: list[dict[str, Any]]) -> list
     markers = []
     for number, start in enumerate(_epoch(windows["test_start"]), start=1):
         index = min(int(np.searchsorted(times, start)), len(times) - 1)
-        markers.append({"time": int(times[index]), "position": "aboveBar", "color": "#6b7785",
-                        "shape": "square", "size": 0.6,
-                        "text": f"W{number}"})
+        markers.append(
+            {
+                "time": int(times[index]),
+                "position": "aboveBar",
+                "color": "#6b7785",
+                "shape": "square",
+                "size": 0.6,
+                "text": f"W{number}",
+            }
+        )
     return markers
 
 
@@ -126,12 +157,18 @@ def _window_table(windows: pd.DataFrame) -> dict[str, Any]:
     for column in ("train_start", "train_end", "test_start", "test_end"):
         shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
     rows = [[_plain_or_none(v) for v in row] for row in shown.itertuples(index=False)]
-    return {"window_columns": [WINDOW_HEADINGS.get(str(c), str(c)) for c in shown.columns],
-            "windows": rows}
+    return {
+        "window_columns": [WINDOW_HEADINGS.get(str(c), str(c)) for c in shown.columns],
+        "windows": rows,
+    }
 
 
-WINDOW_HEADINGS = {"train_start": "train from", "train_end": "train to",
-                   "test_start": "test from", "test_end": "test to"}
+WINDOW_HEADINGS = {
+    "train_start": "train from",
+    "train_end": "train to",
+    "test_start": "test from",
+    "test_end": "test to",
+}
 
 
 def _plain_or_none(value: Any) -> Any:
@@ -146,8 +183,13 @@ def _plain_or_none(value: Any) -> Any:
 def embed_json(value: Any) -> str:
     """JSON safe inside a <script> element: no '</script>', no HTML-significant characters."""
     text = json.dumps(value, separators=(",", ":"), allow_nan=False, default=_plain)
-    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                          ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for char, escaped in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(char, escaped)
     return text
 
@@ -186,8 +228,10 @@ def _epoch(times: pd.Series) -> np.ndarray:
 
 def _candles(bars: pd.DataFrame, times: np.ndarray) -> list[dict[str, float]]:
     columns = [bars[c].to_numpy() for c in ("open", "high", "low", "close")]
-    return [{"time": int(t), "open": o, "high": h, "low": lo, "close": c}
-            for t, o, h, lo, c in zip(times, *columns, strict=True)]
+    return [
+        {"time": int(t), "open": o, "high": h, "low": lo, "close": c}
+        for t, o, h, lo, c in zip(times, *columns, strict=True)
+    ]
 
 
 def _markers(trades: pd.DataFrame, candle_times: np.ndarray) -> list[dict[str, Any]]:
@@ -198,16 +242,24 @@ def _markers(trades: pd.DataFrame, candle_times: np.ndarray) -> list[dict[str, A
     markers = []  # every marker carries its label; the page shows labels only when zoomed in
     for trade in shown.itertuples(index=False):
         long = trade.direction == "long"
-        markers.append({"time": _candle_at(trade.entry_time, candle_times),
-                        "position": "belowBar" if long else "aboveBar",
-                        "color": "#2962ff" if long else "#ff6d00",
-                        "shape": "arrowUp" if long else "arrowDown",
-                        "text": "L" if long else "S"})
-        markers.append({"time": _candle_at(trade.exit_time, candle_times),
-                        "position": "aboveBar" if long else "belowBar",
-                        "color": "#1a9e5c" if trade.pnl > 0 else "#d2453d",
-                        "shape": "circle",
-                        "text": f"{trade.pnl:+.2f}"})
+        markers.append(
+            {
+                "time": _candle_at(trade.entry_time, candle_times),
+                "position": "belowBar" if long else "aboveBar",
+                "color": "#2962ff" if long else "#ff6d00",
+                "shape": "arrowUp" if long else "arrowDown",
+                "text": "L" if long else "S",
+            }
+        )
+        markers.append(
+            {
+                "time": _candle_at(trade.exit_time, candle_times),
+                "position": "aboveBar" if long else "belowBar",
+                "color": "#1a9e5c" if trade.pnl > 0 else "#d2453d",
+                "shape": "circle",
+                "text": f"{trade.pnl:+.2f}",
+            }
+        )
     return sorted(markers, key=lambda m: m["time"])
 
 
@@ -222,13 +274,17 @@ def _equity_and_drawdown(equity: pd.Series) -> dict[str, Any]:
     values = equity.to_numpy(dtype=float)
     drawdown = drawdown_series(values)
     keep = _extremes(values, drawdown, MAX_EQUITY_POINTS)
-    note = "" if len(keep) == len(values) else (
-        f"Equity and drawdown thinned from {len(values):,} to {len(keep):,} points "
-        "(the lowest and highest value of each stretch are kept, so no drawdown is hidden).")
+    note = (
+        ""
+        if len(keep) == len(values)
+        else (
+            f"Equity and drawdown thinned from {len(values):,} to {len(keep):,} points "
+            "(the lowest and highest value of each stretch are kept, so no drawdown is hidden)."
+        )
+    )
     return {
         "equity": [{"time": int(times[i]), "value": round(float(values[i]), 2)} for i in keep],
-        "drawdown": [{"time": int(times[i]), "value": round(float(drawdown[i]), 3)}
-                     for i in keep],
+        "drawdown": [{"time": int(times[i]), "value": round(float(drawdown[i]), 3)} for i in keep],
         "equity_note": note,
     }
 
@@ -250,11 +306,18 @@ def _extremes(values: np.ndarray, drawdown: np.ndarray, limit: int) -> np.ndarra
 def _trade_rows(trades: pd.DataFrame) -> list[list[Any]]:
     rows = []
     for trade in trades.tail(MAX_TRADES).iloc[::-1].itertuples(index=False):
-        rows.append([trade.entry_time.strftime("%Y-%m-%d %H:%M"),
-                     trade.exit_time.strftime("%Y-%m-%d %H:%M"), str(trade.direction),
-                     round(float(trade.volume), 2), float(trade.entry_price),
-                     float(trade.exit_price), round(float(trade.pnl), 2),
-                     str(trade.exit_reason)])
+        rows.append(
+            [
+                trade.entry_time.strftime("%Y-%m-%d %H:%M"),
+                trade.exit_time.strftime("%Y-%m-%d %H:%M"),
+                str(trade.direction),
+                round(float(trade.volume), 2),
+                float(trade.entry_price),
+                float(trade.exit_price),
+                round(float(trade.pnl), 2),
+                str(trade.exit_reason),
+            ]
+        )
     return rows
 
 
@@ -266,23 +329,31 @@ def _digits(bars: pd.DataFrame) -> int:
     return 6
 
 
-def _subtitle(result: BacktestResult, bars: pd.DataFrame,
-              config: BacktestConfig | None) -> str:
+def _subtitle(result: BacktestResult, bars: pd.DataFrame, config: BacktestConfig | None) -> str:
     first, last = bars["time"].iloc[0], bars["time"].iloc[-1]
     parts = [f"{first:%Y-%m-%d} to {last:%Y-%m-%d}", f"{len(bars):,} bars"]
     if config is not None:
-        spread = "data spread" if config.spread_points is None else \
-            f"spread {config.spread_points:g} pts"
-        parts += [f"cash {config.cash:,.0f}", config.sizing.describe(), spread,
-                  f"commission {config.commission_per_lot:g}/lot/side"]
+        spread = (
+            "data spread"
+            if config.spread_points is None
+            else f"spread {config.spread_points:g} pts"
+        )
+        parts += [
+            f"cash {config.cash:,.0f}",
+            config.sizing.describe(),
+            spread,
+            f"commission {config.commission_per_lot:g}/lot/side",
+        ]
     return " · ".join(parts)
 
 
 def _price_note(n_bars: int, n_candles: int, timeframe: str | None, n_trades: int) -> str:
     notes = []
     if n_candles < n_bars:
-        notes.append(f"{n_bars:,} bars shown as {n_candles:,} {timeframe} candles; markers sit "
-                     "on the candle holding each fill.")
+        notes.append(
+            f"{n_bars:,} bars shown as {n_candles:,} {timeframe} candles; markers sit "
+            "on the candle holding each fill."
+        )
     if n_trades > MAX_MARKERS // 2:
         notes.append(f"Markers for the latest {MAX_MARKERS // 2:,} of {n_trades:,} trades.")
     return " ".join(notes)

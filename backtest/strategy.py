@@ -109,17 +109,17 @@ class Signals:
 class Strategy:
     """Base class. Declare parameters as annotated class attributes, implement `signals`.
 
-        class SmaCross(Strategy):
-            fast: int = 10
-            slow: int = 30
+    class SmaCross(Strategy):
+        fast: int = 10
+        slow: int = 30
 
-            @property
-            def warmup(self) -> int:
-                return self.slow + 1
+        @property
+        def warmup(self) -> int:
+            return self.slow + 1
 
-            def signals(self, bars):
-                ...
-                return pd.DataFrame({"position": position})
+        def signals(self, bars):
+            ...
+            return pd.DataFrame({"position": position})
     """
 
     name: ClassVar[str] = ""
@@ -219,8 +219,9 @@ def strategy_warmup(strategy: Strategy) -> int:
     with user_code(type(strategy), "warmup"):
         value = strategy.warmup
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise StrategyError(f"{describe(type(strategy))}: warmup must be an integer >= 0, "
-                            f"got {value!r}")
+        raise StrategyError(
+            f"{describe(type(strategy))}: warmup must be an integer >= 0, got {value!r}"
+        )
     return int(value)
 
 
@@ -229,8 +230,9 @@ def strategy_label(strategy: Strategy) -> str:
     with user_code(type(strategy), "label()"):
         value = strategy.label()
     if not isinstance(value, str):
-        raise StrategyError(f"{describe(type(strategy))}: label() must return a str, "
-                            f"got {type(value).__name__}")
+        raise StrategyError(
+            f"{describe(type(strategy))}: label() must return a str, got {type(value).__name__}"
+        )
     return value
 
 
@@ -242,8 +244,9 @@ def compute_signals(strategy: Strategy, bars: pd.DataFrame) -> Signals:
     try:
         return normalize_signals(raw, len(bars), describe(cls))
     except (TypeError, ValueError) as exc:  # e.g. a position column of strings
-        raise StrategyError(f"{describe(cls)}: signals() returned unusable values: "
-                            f"{type(exc).__name__}: {exc}") from None
+        raise StrategyError(
+            f"{describe(cls)}: signals() returned unusable values: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signals:
@@ -279,8 +282,11 @@ def _position_array(position: np.ndarray, who: str) -> np.ndarray:
     """int8 positions; NaN (no opinion yet) is flat; anything but -1, 0, 1 is an error."""
     if np.issubdtype(position.dtype, np.integer) or position.dtype == np.bool_:
         values = position.astype(np.int8, copy=False)
-        bad = (position < -1) | (position > 1) if len(position) and (
-            position.min() < -1 or position.max() > 1) else None
+        bad = (
+            (position < -1) | (position > 1)
+            if len(position) and (position.min() < -1 or position.max() > 1)
+            else None
+        )
     else:
         as_float = np.nan_to_num(position.astype(float), nan=0.0)
         values = as_float.astype(np.int8)
@@ -335,11 +341,15 @@ def _load_code_cached(code: str, file: str, class_name: str) -> type[Strategy]:
     return _pick_class(_import_source(code, file, file), Path(file), class_name, code)
 
 
-def _pick_class(module: types.ModuleType, file: Path, class_name: str | None,
-                code: str) -> type[Strategy]:
+def _pick_class(
+    module: types.ModuleType, file: Path, class_name: str | None, code: str
+) -> type[Strategy]:
     candidates = {
-        name: obj for name, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, Strategy) and obj is not Strategy
+        name: obj
+        for name, obj in vars(module).items()
+        if inspect.isclass(obj)
+        and issubclass(obj, Strategy)
+        and obj is not Strategy
         and obj.__module__ == module.__name__
     }
     if class_name is not None:
@@ -389,9 +399,7 @@ def _import_source(code: str, file: str, identity: str) -> types.ModuleType:
         exec(compile(code, file, "exec"), module.__dict__)
     except (Exception, SystemExit) as exc:  # the file's own code: report, don't crash
         sys.modules.pop(module.__name__, None)
-        raise StrategyError(
-            f"importing {file} failed: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise StrategyError(f"importing {file} failed: {type(exc).__name__}: {exc}") from exc
     return module
 
 

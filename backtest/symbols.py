@@ -73,8 +73,9 @@ class SymbolSpec:
         """Units of the base asset for a volume in lots."""
         return lots * self.contract_size
 
-    def profit_to_account(self, profit_in_quote: float, price: float,
-                          account_currency: str) -> float:
+    def profit_to_account(
+        self, profit_in_quote: float, price: float, account_currency: str
+    ) -> float:
         """Convert an amount in the profit currency into the account currency.
 
         Direct when the profit currency is the account currency (EURUSD for a USD account);
@@ -106,19 +107,51 @@ def _warn_no_conversion(symbol: str, currency: str, account_currency: str) -> No
         _warned_pairs.add(key)
         logger.warning(
             "no rate to convert %s profit of %s into %s; P/L is left in %s",
-            currency, symbol, account_currency, currency,
+            currency,
+            symbol,
+            account_currency,
+            currency,
         )
 
 
 DEFAULT_SYMBOLS: dict[str, SymbolSpec] = {
-    "EURUSD": SymbolSpec("EURUSD", 5, 0.00001, 100_000.0, currency_base="EUR",
-                         currency_profit="USD", currency_margin="EUR"),
-    "GBPUSD": SymbolSpec("GBPUSD", 5, 0.00001, 100_000.0, currency_base="GBP",
-                         currency_profit="USD", currency_margin="GBP"),
-    "USDJPY": SymbolSpec("USDJPY", 3, 0.001, 100_000.0, currency_base="USD",
-                         currency_profit="JPY", currency_margin="USD"),
-    "XAUUSD": SymbolSpec("XAUUSD", 2, 0.01, 100.0, volume_max=50.0, currency_base="XAU",
-                         currency_profit="USD", currency_margin="XAU"),
+    "EURUSD": SymbolSpec(
+        "EURUSD",
+        5,
+        0.00001,
+        100_000.0,
+        currency_base="EUR",
+        currency_profit="USD",
+        currency_margin="EUR",
+    ),
+    "GBPUSD": SymbolSpec(
+        "GBPUSD",
+        5,
+        0.00001,
+        100_000.0,
+        currency_base="GBP",
+        currency_profit="USD",
+        currency_margin="GBP",
+    ),
+    "USDJPY": SymbolSpec(
+        "USDJPY",
+        3,
+        0.001,
+        100_000.0,
+        currency_base="USD",
+        currency_profit="JPY",
+        currency_margin="USD",
+    ),
+    "XAUUSD": SymbolSpec(
+        "XAUUSD",
+        2,
+        0.01,
+        100.0,
+        volume_max=50.0,
+        currency_base="XAU",
+        currency_profit="USD",
+        currency_margin="XAU",
+    ),
 }
 
 
@@ -134,9 +167,11 @@ def get_symbol_spec(name: str) -> SymbolSpec:
         if key.startswith(known):
             return replace(spec, name=name)
     logger.warning(
-        "no default spec for symbol %r; using a generic 5-digit FX spec "
-        "(known: %s)", name, ", ".join(DEFAULT_SYMBOLS),
+        "no default spec for symbol %r; using a generic 5-digit FX spec (known: %s)",
+        name,
+        ", ".join(DEFAULT_SYMBOLS),
     )
     base, quote = (key[:3], key[3:6]) if len(key) >= 6 else (key, "USD")
-    return SymbolSpec(name, currency_base=base, currency_profit=quote or "USD",
-                      currency_margin=base)
+    return SymbolSpec(
+        name, currency_base=base, currency_profit=quote or "USD", currency_margin=base
+    )

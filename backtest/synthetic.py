@@ -22,14 +22,47 @@ START_PRICES = {"EURUSD": 1.10, "GBPUSD": 1.27, "USDJPY": 145.0, "XAUUSD": 1950.
 HOURLY_VOLATILITY = {"EURUSD": 0.0010, "GBPUSD": 0.0012, "USDJPY": 0.0011, "XAUUSD": 0.0025}
 TYPICAL_SPREAD_POINTS = {"EURUSD": 8, "GBPUSD": 12, "USDJPY": 9, "XAUUSD": 25}
 # Relative activity by UTC hour: Asia quiet, London open busy, London/New York overlap busiest.
-_SEASONALITY = np.array([0.55, 0.5, 0.5, 0.55, 0.6, 0.65, 0.75, 1.1, 1.35, 1.3, 1.2, 1.15,
-                         1.35, 1.5, 1.5, 1.35, 1.15, 1.0, 0.85, 0.75, 0.7, 0.6, 0.5, 0.55])
+_SEASONALITY = np.array(
+    [
+        0.55,
+        0.5,
+        0.5,
+        0.55,
+        0.6,
+        0.65,
+        0.75,
+        1.1,
+        1.35,
+        1.3,
+        1.2,
+        1.15,
+        1.35,
+        1.5,
+        1.5,
+        1.35,
+        1.15,
+        1.0,
+        0.85,
+        0.75,
+        0.7,
+        0.6,
+        0.5,
+        0.55,
+    ]
+)
 _WEEK = 7 * 86_400
 
 
-def generate_bars(symbol: str = "EURUSD", timeframe: str = "H1", n_bars: int = 5000, *,
-                  start: str = "2020-01-06", seed: int = 0, spec: SymbolSpec | None = None,
-                  start_price: float | None = None) -> pd.DataFrame:
+def generate_bars(
+    symbol: str = "EURUSD",
+    timeframe: str = "H1",
+    n_bars: int = 5000,
+    *,
+    start: str = "2020-01-06",
+    seed: int = 0,
+    spec: SymbolSpec | None = None,
+    start_price: float | None = None,
+) -> pd.DataFrame:
     """`n_bars` bars of `symbol` on `timeframe` from `start` (UTC), as the canonical frame.
 
     The first open is `start_price` (default: a typical level for known symbols, else 1.0).
@@ -52,18 +85,21 @@ def generate_bars(symbol: str = "EURUSD", timeframe: str = "H1", n_bars: int = 5
     close = first * np.exp(np.cumsum(returns + gaps))
     open_ = np.concatenate(([close[0] * np.exp(-returns[0])], close[:-1])) * np.exp(gaps)
     wick = np.abs(rng.normal(0.0, 0.6, (2, n_bars))) * sigma * close
-    frame = pd.DataFrame({
-        "time": pd.to_datetime(seconds, unit="s", utc=True).as_unit("ns"),
-        "open": np.round(open_, spec.digits),
-        "close": np.round(close, spec.digits),
-    })
+    frame = pd.DataFrame(
+        {
+            "time": pd.to_datetime(seconds, unit="s", utc=True).as_unit("ns"),
+            "open": np.round(open_, spec.digits),
+            "close": np.round(close, spec.digits),
+        }
+    )
     frame["high"] = np.round(np.maximum(frame["open"], frame["close"]) + wick[0], spec.digits)
     frame["low"] = np.round(np.minimum(frame["open"], frame["close"]) - wick[1], spec.digits)
     frame["tick_volume"] = _tick_volume(rng, sigma, width)
     frame["spread"] = _spreads(rng, key, hours, width)
     frame["real_volume"] = np.zeros(n_bars, dtype=np.int64)
-    return frame.loc[:, ["time", "open", "high", "low", "close", "tick_volume", "spread",
-                         "real_volume"]]
+    return frame.loc[
+        :, ["time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"]
+    ]
 
 
 def is_fx_open(seconds: np.ndarray) -> np.ndarray:
@@ -106,8 +142,9 @@ def _drift(rng: np.random.Generator, n: int) -> np.ndarray:
     return 0.05 * _slow_ar1(rng, n, 0.004)
 
 
-def _gap_returns(rng: np.random.Generator, seconds: np.ndarray, width: int,
-                 sigma: np.ndarray) -> np.ndarray:
+def _gap_returns(
+    rng: np.random.Generator, seconds: np.ndarray, width: int, sigma: np.ndarray
+) -> np.ndarray:
     """A jump at the open of bars that follow a pause (weekends), else nothing."""
     pause = np.diff(seconds, prepend=seconds[0] - width) > width
     return np.where(pause, rng.normal(0.0, 1.5, len(seconds)) * sigma, 0.0)
@@ -116,8 +153,7 @@ def _gap_returns(rng: np.random.Generator, seconds: np.ndarray, width: int,
 def _tick_volume(rng: np.random.Generator, sigma: np.ndarray, width: int) -> np.ndarray:
     base = 40.0 * np.sqrt(width)  # about 2,400 ticks per H1 bar, 310 per M1 bar
     relative = sigma / sigma.mean()
-    return np.maximum(1, (base * relative * rng.lognormal(0.0, 0.3, len(sigma)))).astype(
-        np.int64)
+    return np.maximum(1, (base * relative * rng.lognormal(0.0, 0.3, len(sigma)))).astype(np.int64)
 
 
 def _spreads(rng: np.random.Generator, key: str, hours: np.ndarray, width: int) -> np.ndarray:

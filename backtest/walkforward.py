@@ -25,9 +25,18 @@ from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_STATS = ("total_return_pct", "cagr_pct", "sharpe", "sortino", "max_drawdown_pct",
-                 "max_drawdown_days", "exposure_pct", "win_rate_pct", "profit_factor",
-                 "n_trades")
+SUMMARY_STATS = (
+    "total_return_pct",
+    "cagr_pct",
+    "sharpe",
+    "sortino",
+    "max_drawdown_pct",
+    "max_drawdown_days",
+    "exposure_pct",
+    "win_rate_pct",
+    "profit_factor",
+    "n_trades",
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +57,9 @@ def windows(n_bars: int, train: int, test: int, mode: str) -> list[Window]:
     if mode not in ("rolling", "anchored"):
         raise GridError(f"mode must be rolling or anchored, got {mode!r}")
     if n_bars < train + test:
-        raise GridError(f"walk-forward needs at least train + test = {train + test} bars, "
-                        f"the data has {n_bars}")
+        raise GridError(
+            f"walk-forward needs at least train + test = {train + test} bars, the data has {n_bars}"
+        )
     result = []
     test_start = train
     while test_start + test <= n_bars:
@@ -75,12 +85,17 @@ class WalkForwardResult:
         shown = self.windows.copy()
         for column in ("train_start", "train_end", "test_start", "test_end"):
             shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
-        lines = [f"walk-forward: {len(self.windows)} windows, optimised for {self.metric}",
-                 shown.to_string(index=False, float_format=lambda v: f"{v:,.2f}"), "",
-                 f"{'statistic':<30}{'in-sample':>14}{'out-of-sample':>16}"]
+        lines = [
+            f"walk-forward: {len(self.windows)} windows, optimised for {self.metric}",
+            shown.to_string(index=False, float_format=lambda v: f"{v:,.2f}"),
+            "",
+            f"{'statistic':<30}{'in-sample':>14}{'out-of-sample':>16}",
+        ]
         for key in SUMMARY_STATS:
-            lines.append(f"{STAT_LABELS[key]:<30}{_fmt(self.is_stats.get(key)):>14}"
-                         f"{_fmt(self.oos_stats.get(key)):>16}")
+            lines.append(
+                f"{STAT_LABELS[key]:<30}{_fmt(self.is_stats.get(key)):>14}"
+                f"{_fmt(self.oos_stats.get(key)):>16}"
+            )
         return "\n".join(lines)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -95,12 +110,13 @@ class WalkForwardResult:
 
     def equity_json(self) -> str:
         """[{"time": ISO-8601 UTC, "equity": cents}, ...] of the stitched out-of-sample run."""
-        seconds = pd.DatetimeIndex(self.oos_equity.index).tz_convert(None).to_numpy(
-            "datetime64[s]")
-        frame = pd.DataFrame({
-            "time": np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00"),
-            "equity": self.oos_equity.to_numpy(dtype=float).round(2),
-        })
+        seconds = pd.DatetimeIndex(self.oos_equity.index).tz_convert(None).to_numpy("datetime64[s]")
+        frame = pd.DataFrame(
+            {
+                "time": np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00"),
+                "equity": self.oos_equity.to_numpy(dtype=float).round(2),
+            }
+        )
         return frame.to_json(orient="records", double_precision=2)
 
     def _json_head(self) -> dict[str, Any]:
@@ -110,17 +126,31 @@ class WalkForwardResult:
         frame = frame.astype(object).where(frame.notna(), None)  # NaN is not JSON
         # each window's metrics rounded as the stats are (6 places), so no float noise
         rows = [stats_for_output(row) for row in frame.to_dict(orient="records")]
-        return {"metric": self.metric, "windows": rows,
-                "in_sample": stats_for_output(self.is_stats),
-                "out_of_sample": stats_for_output(self.oos_stats),
-                "oos_trades": len(self.oos_trades)}
+        return {
+            "metric": self.metric,
+            "windows": rows,
+            "in_sample": stats_for_output(self.is_stats),
+            "out_of_sample": stats_for_output(self.oos_stats),
+            "oos_trades": len(self.oos_trades),
+        }
 
 
-def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict[str, list],
-                    *, spec: SymbolSpec, config: BacktestConfig, metric: str, train: int,
-                    test: int, mode: str = "rolling", fixed_params: dict[str, Any] | None = None,
-                    workers: int | None = None, cluster: str | None = None,
-                    progress: bool = True) -> WalkForwardResult:
+def run_walkforward(
+    bars: pd.DataFrame,
+    strategy_cls: type[Strategy],
+    grid: dict[str, list],
+    *,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    metric: str,
+    train: int,
+    test: int,
+    mode: str = "rolling",
+    fixed_params: dict[str, Any] | None = None,
+    workers: int | None = None,
+    cluster: str | None = None,
+    progress: bool = True,
+) -> WalkForwardResult:
     """Optimise `grid` on each training window, trade the following test window with the
     winners; see the module docstring."""
     fixed = dict(fixed_params or {})
@@ -130,11 +160,24 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
     equity = config.cash
     for number, window in enumerate(windows(len(bars), train, test, mode), start=1):
         if progress:
-            logger.warning("window %d: optimising on bars %d-%d", number, window.train_start,
-                           window.train_end - 1)
-        table = run_grid(bars.iloc[window.train_start:window.train_end].reset_index(drop=True),
-                         strategy_cls, grid, spec=spec, config=config, metric=metric,
-                         fixed_params=fixed, workers=workers, cluster=cluster, progress=False)
+            logger.warning(
+                "window %d: optimising on bars %d-%d",
+                number,
+                window.train_start,
+                window.train_end - 1,
+            )
+        table = run_grid(
+            bars.iloc[window.train_start : window.train_end].reset_index(drop=True),
+            strategy_cls,
+            grid,
+            spec=spec,
+            config=config,
+            metric=metric,
+            fixed_params=fixed,
+            workers=workers,
+            cluster=cluster,
+            progress=False,
+        )
         best = table.iloc[0]
         declared = strategy_cls.parameters()
         params = {name: declared[name].type(_plain(best[name])) for name in grid}
@@ -149,21 +192,28 @@ def run_walkforward(bars: pd.DataFrame, strategy_cls: type[Strategy], grid: dict
         rows.append(_window_row(bars, window, params, best, result, metric, held))
     oos_equity = pd.concat(equities)
     oos_trades = pd.concat(trades, ignore_index=True)
-    oos_stats = compute_stats(equity=oos_equity.to_numpy(), times=oos_equity.index,
-                              trade_pnl=oos_trades["pnl"].to_numpy(), cash=config.cash,
-                              exposure_bars=exposure,
-                              trade_durations=oos_trades["exit_time"] - oos_trades["entry_time"])
-    return WalkForwardResult(pd.DataFrame(rows), oos_equity, oos_trades, oos_stats,
-                             _average(in_sample), metric)
+    oos_stats = compute_stats(
+        equity=oos_equity.to_numpy(),
+        times=oos_equity.index,
+        trade_pnl=oos_trades["pnl"].to_numpy(),
+        cash=config.cash,
+        exposure_bars=exposure,
+        trade_durations=oos_trades["exit_time"] - oos_trades["entry_time"],
+    )
+    return WalkForwardResult(
+        pd.DataFrame(rows), oos_equity, oos_trades, oos_stats, _average(in_sample), metric
+    )
 
 
-def _trade_window(bars: pd.DataFrame, strategy: Strategy, window: Window, spec: SymbolSpec,
-                  config: BacktestConfig) -> BacktestResult:
+def _trade_window(
+    bars: pd.DataFrame, strategy: Strategy, window: Window, spec: SymbolSpec, config: BacktestConfig
+) -> BacktestResult:
     """The test window traded alone; trades' bar numbers index the whole `bars`."""
     first = max(0, window.test_start - strategy_warmup(strategy))
-    piece = bars.iloc[first:window.test_end].reset_index(drop=True)
-    result = run_backtest(piece, strategy, spec=spec, config=config,
-                          trade_from=window.test_start - first)
+    piece = bars.iloc[first : window.test_end].reset_index(drop=True)
+    result = run_backtest(
+        piece, strategy, spec=spec, config=config, trade_from=window.test_start - first
+    )
     start = window.test_start - first
     trades = result.trades[result.trades["entry_bar"] >= start].copy()
     for column in ("entry_bar", "exit_bar", "signal_bar"):
@@ -171,18 +221,31 @@ def _trade_window(bars: pd.DataFrame, strategy: Strategy, window: Window, spec: 
     return replace(result, equity=result.equity.iloc[start:], trades=trades)
 
 
-def _window_row(bars: pd.DataFrame, window: Window, params: dict[str, Any], best: pd.Series,
-                result: BacktestResult, metric: str, held_bars: int) -> dict[str, Any]:
+def _window_row(
+    bars: pd.DataFrame,
+    window: Window,
+    params: dict[str, Any],
+    best: pd.Series,
+    result: BacktestResult,
+    metric: str,
+    held_bars: int,
+) -> dict[str, Any]:
     times = bars["time"]
-    oos = compute_stats(equity=result.equity.to_numpy(), times=result.equity.index,
-                        trade_pnl=result.trades["pnl"].to_numpy(),
-                        cash=float(result.equity.iloc[0]),  # the test window alone
-                        exposure_bars=held_bars)
+    oos = compute_stats(
+        equity=result.equity.to_numpy(),
+        times=result.equity.index,
+        trade_pnl=result.trades["pnl"].to_numpy(),
+        cash=float(result.equity.iloc[0]),  # the test window alone
+        exposure_bars=held_bars,
+    )
     return {
-        "train_start": times.iloc[window.train_start], "train_end": times.iloc[
-            window.train_end - 1], "test_start": times.iloc[window.test_start],
-        "test_end": times.iloc[window.test_end - 1], **params,
-        f"IS {metric}": best[metric], f"OOS {metric}": oos.get(metric),
+        "train_start": times.iloc[window.train_start],
+        "train_end": times.iloc[window.train_end - 1],
+        "test_start": times.iloc[window.test_start],
+        "test_end": times.iloc[window.test_end - 1],
+        **params,
+        f"IS {metric}": best[metric],
+        f"OOS {metric}": oos.get(metric),
         "OOS trades": len(result.trades),
     }
 

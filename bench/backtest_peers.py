@@ -43,8 +43,12 @@ def worker_ours(csv: Path, out: Path) -> dict:
 
     def run() -> float:
         start = time.perf_counter()
-        run_backtest(bars, SmaCross(fast=FAST, slow=SLOW), spec=get_symbol_spec("EURUSD"),
-                     config=BacktestConfig(spread_points=0))
+        run_backtest(
+            bars,
+            SmaCross(fast=FAST, slow=SLOW),
+            spec=get_symbol_spec("EURUSD"),
+            config=BacktestConfig(spread_points=0),
+        )
         return time.perf_counter() - start
 
     cold = run()
@@ -52,9 +56,20 @@ def worker_ours(csv: Path, out: Path) -> dict:
 
 
 def ours_command(csv: Path, out: Path) -> list[str]:
-    return [sys.executable, "-m", "backtest", "run", "--strategy",
-            str(ROOT / "backtest/strategies/sma_cross.py"), "--data", str(csv), "--spread", "0",
-            "--json", str(out)]
+    return [
+        sys.executable,
+        "-m",
+        "backtest",
+        "run",
+        "--strategy",
+        str(ROOT / "backtest/strategies/sma_cross.py"),
+        "--data",
+        str(csv),
+        "--spread",
+        "0",
+        "--json",
+        str(out),
+    ]
 
 
 def worker_backtesting(csv: Path, out: Path) -> dict:
@@ -87,10 +102,23 @@ def worker_backtesting(csv: Path, out: Path) -> dict:
         stats = Backtest(data, SmaCross).run()
     call = time.perf_counter() - call
     trades = stats["_trades"]
-    records = [{"entry_time": e.isoformat(), "exit_time": x.isoformat(), "entry_price": ep,
-                "exit_price": xp, "size": float(s)} for e, x, ep, xp, s in zip(
-                    trades.EntryTime, trades.ExitTime, trades.EntryPrice, trades.ExitPrice,
-                    trades.Size, strict=True)]
+    records = [
+        {
+            "entry_time": e.isoformat(),
+            "exit_time": x.isoformat(),
+            "entry_price": ep,
+            "exit_price": xp,
+            "size": float(s),
+        }
+        for e, x, ep, xp, s in zip(
+            trades.EntryTime,
+            trades.ExitTime,
+            trades.EntryPrice,
+            trades.ExitPrice,
+            trades.Size,
+            strict=True,
+        )
+    ]
     out.write_text(json.dumps({"trades": records}))
     return {"total": time.perf_counter() - start, "call": call}
 
@@ -108,8 +136,14 @@ def worker_vectorbt(csv: Path, out: Path) -> dict:
         up = fast.vbt.crossed_above(slow).shift(1, fill_value=False)
         down = fast.vbt.crossed_below(slow).shift(1, fill_value=False)
         return vbt.Portfolio.from_signals(
-            data["close"], entries=up, exits=down, short_entries=down, short_exits=up,
-            price=data["open"], freq="1h")
+            data["close"],
+            entries=up,
+            exits=down,
+            short_entries=down,
+            short_exits=up,
+            price=data["open"],
+            freq="1h",
+        )
 
     cold = time.perf_counter()
     portfolio = run()
@@ -125,8 +159,7 @@ def worker_vectorbt(csv: Path, out: Path) -> dict:
     return {"total": total, "call": min(warm), "cold": cold, "trades": len(trades)}
 
 
-WORKERS = {"ours": worker_ours, "backtesting.py": worker_backtesting,
-           "vectorbt": worker_vectorbt}
+WORKERS = {"ours": worker_ours, "backtesting.py": worker_backtesting, "vectorbt": worker_vectorbt}
 
 
 # ---------------------------------------------------------------- orchestration
@@ -206,19 +239,25 @@ def report(results: dict, identical: bool, detail: str) -> None:
     for name, r in results.items():
         print(f"{name:<16}{r['call']:>10.3f}{r['process']:>12.2f}{r['peak_mb']:>10.0f}")
     vb = results["vectorbt"]
-    print(f"first call in a fresh process: ours {results['ours']['cold']:.3f} s, vectorbt "
-          f"{vb['cold']:.2f} s (compiling); process times: ours is the median of 5 CLI runs")
+    print(
+        f"first call in a fresh process: ours {results['ours']['cold']:.3f} s, vectorbt "
+        f"{vb['cold']:.2f} s (compiling); process times: ours is the median of 5 CLI runs"
+    )
     ours, bt = results["ours"], results["backtesting.py"]
     print("\nratios (peer / ours):")
-    rows = (("call vs backtesting.py", bt["call"] / ours["call"], 30),
-            ("call vs vectorbt warm", vb["call"] / ours["call"], 1),
-            ("process vs backtesting.py", bt["process"] / ours["process"], 10),
-            ("process vs vectorbt", vb["process"] / ours["process"], 1))
+    rows = (
+        ("call vs backtesting.py", bt["call"] / ours["call"], 30),
+        ("call vs vectorbt warm", vb["call"] / ours["call"], 1),
+        ("process vs backtesting.py", bt["process"] / ours["process"], 10),
+        ("process vs vectorbt", vb["process"] / ours["process"], 1),
+    )
     for label, ratio, target in rows:
         verdict = "ok" if ratio >= target else "MISSED"
         print(f"  {label:<28}{ratio:>8.1f}x   target >= {target}x  {verdict}")
-    print(f"  peak memory (ours) {ours['peak_mb']:.0f} MB   target < 1024 MB  "
-          f"{'ok' if ours['peak_mb'] < 1024 else 'MISSED'}")
+    print(
+        f"  peak memory (ours) {ours['peak_mb']:.0f} MB   target < 1024 MB  "
+        f"{'ok' if ours['peak_mb'] < 1024 else 'MISSED'}"
+    )
     print(f"  trades vs backtesting.py: {detail}  {'ok' if identical else 'MISSED'}")
 
 

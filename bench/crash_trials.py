@@ -58,20 +58,33 @@ class TrialReport:
     seconds: float = 0.0
 
 
-def run_trials(trials: int, workdir: Path, *, seed: int = 1, max_orders_before_kill: int = 6,
-               faults: str = DEFAULT_FAULTS) -> TrialReport:
+def run_trials(
+    trials: int,
+    workdir: Path,
+    *,
+    seed: int = 1,
+    max_orders_before_kill: int = 6,
+    faults: str = DEFAULT_FAULTS,
+) -> TrialReport:
     """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`."""
     rng = random.Random(seed)
     started = time.monotonic()
-    served = start_served_sim(workdir / "sim_state.json", "--symbols", SYMBOLS,
-                              "--faults", f"seed={seed},{faults}" if faults else "",
-                              bars=20_000, history_bars=200)
+    served = start_served_sim(
+        workdir / "sim_state.json",
+        "--symbols",
+        SYMBOLS,
+        "--faults",
+        f"seed={seed},{faults}" if faults else "",
+        bars=20_000,
+        history_bars=200,
+    )
     settings = _settings(workdir, served.port)
     report = TrialReport()
     try:
         for _ in range(trials):
-            report.killed_mid_run += _one_trial(settings, workdir / "audit.db", rng,
-                                                max_orders_before_kill)
+            report.killed_mid_run += _one_trial(
+                settings, workdir / "audit.db", rng, max_orders_before_kill
+            )
             report.trials += 1
         final = _trader(settings, "--max-bars", "3")
         if final.wait(timeout=120) != 0:
@@ -85,20 +98,34 @@ def run_trials(trials: int, workdir: Path, *, seed: int = 1, max_orders_before_k
 
 def _settings(workdir: Path, port: int) -> Path:
     path = workdir / "trials.env"
-    path.write_text(f"AUDIT_DB={workdir / 'audit.db'}\nLOG_DIR={workdir / 'logs'}\n"
-                    f"KILL_SWITCH_FILE={workdir / 'KILL'}\nMT5_BACKEND=mt5linux\n"
-                    f"MT5LINUX_PORT={port}\nMAGIC_NUMBER={MAGIC}\nSYMBOLS={SYMBOLS}\n"
-                    "MAX_TRADES_PER_DAY=0\nMAX_DAILY_LOSS_PCT=0\nORDER_RETRY_BASE_SECONDS=0\n"
-                    "ORDER_RETRY_MAX_SECONDS=0\nLOG_LEVEL=WARNING\n")
+    path.write_text(
+        f"AUDIT_DB={workdir / 'audit.db'}\nLOG_DIR={workdir / 'logs'}\n"
+        f"KILL_SWITCH_FILE={workdir / 'KILL'}\nMT5_BACKEND=mt5linux\n"
+        f"MT5LINUX_PORT={port}\nMAGIC_NUMBER={MAGIC}\nSYMBOLS={SYMBOLS}\n"
+        "MAX_TRADES_PER_DAY=0\nMAX_DAILY_LOSS_PCT=0\nORDER_RETRY_BASE_SECONDS=0\n"
+        "ORDER_RETRY_MAX_SECONDS=0\nLOG_LEVEL=WARNING\n"
+    )
     return path
 
 
 def _trader(settings: Path, *extra: str) -> subprocess.Popen:
-    command = [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(settings),
-               "--strategy", str(ROOT / "backtest" / "strategies" / "sma_cross.py"),
-               "--param", "fast=2", "--param", "slow=4", "--live", "--sim-speed", "max", *extra]
-    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        str(ROOT / "live" / "live_trader.py"),
+        "--config",
+        str(settings),
+        "--strategy",
+        str(ROOT / "backtest" / "strategies" / "sma_cross.py"),
+        "--param",
+        "fast=2",
+        "--param",
+        "slow=4",
+        "--live",
+        "--sim-speed",
+        "max",
+        *extra,
+    ]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def _one_trial(settings: Path, db: Path, rng: random.Random, max_orders: int) -> int:
@@ -137,16 +164,21 @@ def _check(db: Path, port: int, report: TrialReport) -> None:
 
     terminal = MetaTrader5(host="127.0.0.1", port=port)
     terminal.initialize()
-    deals = [d for d in terminal.history_deals_get(datetime(2000, 1, 1, tzinfo=timezone.utc),
-                                                   datetime(2100, 1, 1, tzinfo=timezone.utc))
-             if d.magic == MAGIC]
+    deals = [
+        d
+        for d in terminal.history_deals_get(
+            datetime(2000, 1, 1, tzinfo=timezone.utc), datetime(2100, 1, 1, tzinfo=timezone.utc)
+        )
+        if d.magic == MAGIC
+    ]
     positions = [p for p in (terminal.positions_get() or ()) if p.magic == MAGIC]
     reader = AuditReader(db)
     report.orders_rows = reader.count("orders")
     report.broker_deals = len(deals)
     report.violations += check_orders(reader, deals)
-    violations, report.closed_positions = check_positions_and_trades(reader, deals, positions,
-                                                                     dry_run=False)
+    violations, report.closed_positions = check_positions_and_trades(
+        reader, deals, positions, dry_run=False
+    )
     report.violations += violations
 
 
@@ -158,9 +190,11 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
         report = run_trials(args.trials, Path(folder), seed=args.seed, faults=args.faults)
-    print(f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
-          f"{report.seconds:.0f} s; order rows {report.orders_rows}, broker deals "
-          f"{report.broker_deals}, closed positions {report.closed_positions}")
+    print(
+        f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
+        f"{report.seconds:.0f} s; order rows {report.orders_rows}, broker deals "
+        f"{report.broker_deals}, closed positions {report.closed_positions}"
+    )
     return print_verdict(report.violations)
 
 

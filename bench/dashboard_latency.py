@@ -30,10 +30,17 @@ sys.path.insert(0, str(ROOT))
 from live.audit_logger import AuditLogger, AuditReader  # noqa: E402
 from live.dashboard import trader_status  # noqa: E402
 
-ENDPOINTS = ["/api/status", "/api/positions", "/api/orders?limit=50",
-             "/api/orders?symbol=GBPUSD&limit=50", "/api/signals?limit=50",
-             "/api/events?limit=50&exclude_kind=heartbeat", "/api/summary",
-             "/api/equity?limit=1000", "/metrics"]
+ENDPOINTS = [
+    "/api/status",
+    "/api/positions",
+    "/api/orders?limit=50",
+    "/api/orders?symbol=GBPUSD&limit=50",
+    "/api/signals?limit=50",
+    "/api/events?limit=50&exclude_kind=heartbeat",
+    "/api/summary",
+    "/api/equity?limit=1000",
+    "/metrics",
+]
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 
 
@@ -47,8 +54,9 @@ def fill(db: Path, rows: int) -> None:
         audit.insert_many("orders", [_order(t, start + i) for i, t in enumerate(times)])
         audit.insert_many("trades", [_trade(t, start + i) for i, t in enumerate(times)])
         audit.insert_many("events", [_event(t, start + i) for i, t in enumerate(times)])
-        audit.insert_many("account_snapshots", [_snapshot(t, start + i)
-                                                for i, t in enumerate(times)])
+        audit.insert_many(
+            "account_snapshots", [_snapshot(t, start + i) for i, t in enumerate(times)]
+        )
     audit.close()
 
 
@@ -57,38 +65,86 @@ def _symbol(i: int) -> str:
 
 
 def _signal(t: datetime, i: int) -> dict:
-    return {"ts": t, "symbol": _symbol(i), "timeframe": "H1", "bar_time": t,
-            "strategy": "SmaCross(fast=10,slow=30)", "position": 1, "entry": 0,
-            "action": "none", "outcome": "no_action"}
+    return {
+        "ts": t,
+        "symbol": _symbol(i),
+        "timeframe": "H1",
+        "bar_time": t,
+        "strategy": "SmaCross(fast=10,slow=30)",
+        "position": 1,
+        "entry": 0,
+        "action": "none",
+        "outcome": "no_action",
+    }
 
 
 def _order(t: datetime, i: int) -> dict:
-    return {"ts": t, "client_order_id": f"LT{i:016d}", "status": "filled", "symbol": _symbol(i),
-            "side": "buy", "kind": "open", "volume": 0.01, "price": 1.1, "retcode": 10009,
-            "fill_price": 1.1, "fill_volume": 0.01, "comment": f"LT{i:016d}", "dry_run": 0}
+    return {
+        "ts": t,
+        "client_order_id": f"LT{i:016d}",
+        "status": "filled",
+        "symbol": _symbol(i),
+        "side": "buy",
+        "kind": "open",
+        "volume": 0.01,
+        "price": 1.1,
+        "retcode": 10009,
+        "fill_price": 1.1,
+        "fill_volume": 0.01,
+        "comment": f"LT{i:016d}",
+        "dry_run": 0,
+    }
 
 
 def _trade(t: datetime, i: int) -> dict:
-    return {"ts": t, "symbol": _symbol(i), "direction": "long", "volume": 0.01, "entry_time": t,
-            "entry_price": 1.1, "exit_time": t, "exit_price": 1.1 + (i % 7 - 3) * 1e-4,
-            "pnl": (i % 7 - 3) * 1.0, "exit_reason": "signal", "position_ticket": i,
-            "dry_run": 0}
+    return {
+        "ts": t,
+        "symbol": _symbol(i),
+        "direction": "long",
+        "volume": 0.01,
+        "entry_time": t,
+        "entry_price": 1.1,
+        "exit_time": t,
+        "exit_price": 1.1 + (i % 7 - 3) * 1e-4,
+        "pnl": (i % 7 - 3) * 1.0,
+        "exit_reason": "signal",
+        "position_ticket": i,
+        "dry_run": 0,
+    }
 
 
 def _event(t: datetime, i: int) -> dict:
     if i % 2:
         return {"ts": t, "level": "info", "kind": "paper_fill", "message": f"fill {i}"}
-    beat = {"wall_ts": datetime.now(timezone.utc).isoformat(), "mode": "live",
-            "backend": "sim", "metrics": {"loop_seconds": 0.01}, "positions": [],
-            "account": {"balance": 10_000.0, "equity": 10_000.0 + i % 100}}
-    return {"ts": t, "level": "info", "kind": "heartbeat", "message": "live",
-            "data": json.dumps(beat)}
+    beat = {
+        "wall_ts": datetime.now(timezone.utc).isoformat(),
+        "mode": "live",
+        "backend": "sim",
+        "metrics": {"loop_seconds": 0.01},
+        "positions": [],
+        "account": {"balance": 10_000.0, "equity": 10_000.0 + i % 100},
+    }
+    return {
+        "ts": t,
+        "level": "info",
+        "kind": "heartbeat",
+        "message": "live",
+        "data": json.dumps(beat),
+    }
 
 
 def _snapshot(t: datetime, i: int) -> dict:
-    return {"ts": t, "balance": 10_000.0, "equity": 10_000.0 + i % 100, "margin": 10.0,
-            "margin_free": 9_990.0, "margin_level": 1e5, "profit": 0.0, "open_positions": 1,
-            "dry_run": 0}
+    return {
+        "ts": t,
+        "balance": 10_000.0,
+        "equity": 10_000.0 + i % 100,
+        "margin": 10.0,
+        "margin_free": 9_990.0,
+        "margin_level": 1e5,
+        "profit": 0.0,
+        "open_positions": 1,
+        "dry_run": 0,
+    }
 
 
 def writer(db: Path, stop: threading.Event, written: list[int]) -> None:
@@ -166,9 +222,21 @@ def main() -> int:
         port = free_port()
         env = Path(folder) / "empty.env"
         env.touch()
-        server = subprocess.Popen([sys.executable, str(ROOT / "live" / "dashboard.py"), "--db",
-                                   str(db), "--port", str(port), "--config", str(env)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "live" / "dashboard.py"),
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--config",
+                str(env),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         server.stdout.readline()  # "dashboard on ..." once it is about to serve
         base = f"http://127.0.0.1:{port}"
         _wait_until_up(base)
@@ -176,22 +244,30 @@ def main() -> int:
         thread = threading.Thread(target=writer, args=(db, stop, written), daemon=True)
         thread.start()
         try:
-            rows = [(path, time_http(base, path, args.requests),
-                     time_direct(db, path, args.requests)) for path in ENDPOINTS]
+            rows = [
+                (path, time_http(base, path, args.requests), time_direct(db, path, args.requests))
+                for path in ENDPOINTS
+            ]
         finally:
             stop.set()
             thread.join()
             server.terminate()
             server.wait(timeout=10)
     print(f"writer appended {written[0]:,} rows meanwhile")
-    print(f"{'endpoint':<44} {'HTTP p50':>9} {'HTTP p99':>9} {'reader p50':>11} "
-          f"{'reader p99':>11}  (ms)")
+    print(
+        f"{'endpoint':<44} {'HTTP p50':>9} {'HTTP p99':>9} {'reader p50':>11} "
+        f"{'reader p99':>11}  (ms)"
+    )
     for path, http, direct in rows:
-        print(f"{path:<44} {pct(http, 50):>9} {pct(http, 99):>9} {pct(direct, 50):>11} "
-              f"{pct(direct, 99):>11}")
+        print(
+            f"{path:<44} {pct(http, 50):>9} {pct(http, 99):>9} {pct(direct, 50):>11} "
+            f"{pct(direct, 99):>11}"
+        )
     worst = max(float(pct(http, 99)) for _, http, _ in rows)
-    print(f"worst p99 {worst:.2f} ms: {'within' if worst < 50 else 'OVER'} the 50 ms target "
-          f"(HTTP median {statistics.median([x for _, h, _ in rows for x in h]):.2f} ms)")
+    print(
+        f"worst p99 {worst:.2f} ms: {'within' if worst < 50 else 'OVER'} the 50 ms target "
+        f"(HTTP median {statistics.median([x for _, h, _ in rows for x in h]):.2f} ms)"
+    )
     return 0
 
 

@@ -32,8 +32,15 @@ from live.mt5_connector import MT5Connector  # noqa: E402
 from live.sim_terminal import FaultConfig, SimConfig, SimTerminal  # noqa: E402
 
 SYMBOLS = ("EURUSD", "GBPUSD", "USDJPY")
-FAULTS = dict(requote_rate=0.1, reject_rate=0.02, timeout_rate=0.05, reply_lost_rate=0.05,
-              partial_fill_rate=0.05, drop_every_calls=700, drop_for_calls=3)
+FAULTS = dict(
+    requote_rate=0.1,
+    reject_rate=0.02,
+    timeout_rate=0.05,
+    reply_lost_rate=0.05,
+    partial_fill_rate=0.05,
+    drop_every_calls=700,
+    drop_for_calls=3,
+)
 
 
 @dataclass
@@ -50,20 +57,40 @@ class SoakReport:
 
 def run_soak(signals: int, workdir: Path, *, seed: int = 1) -> SoakReport:
     """Trade until `signals` signals were acted on (or the data ends); check the invariants."""
-    config = LiveConfig.load(env_file=_empty(workdir), environ={}, overrides={
-        "backend": "sim", "dry_run": False, "symbols": SYMBOLS, "sim_speed": "max",
-        "audit_db": workdir / "audit.db", "log_dir": workdir / "logs",
-        "kill_switch_file": workdir / "KILL", "max_trades_per_day": 0,
-        "max_daily_loss_pct": 0.0, "order_retry_base_seconds": 0.0,
-        "order_retry_max_seconds": 0.0, "order_max_retries": 5})
-    terminal = SimTerminal(SimConfig(symbols=SYMBOLS, n_bars=60_000, history_bars=200,
-                                     faults=FaultConfig(seed=seed, **FAULTS)))
+    config = LiveConfig.load(
+        env_file=_empty(workdir),
+        environ={},
+        overrides={
+            "backend": "sim",
+            "dry_run": False,
+            "symbols": SYMBOLS,
+            "sim_speed": "max",
+            "audit_db": workdir / "audit.db",
+            "log_dir": workdir / "logs",
+            "kill_switch_file": workdir / "KILL",
+            "max_trades_per_day": 0,
+            "max_daily_loss_pct": 0.0,
+            "order_retry_base_seconds": 0.0,
+            "order_retry_max_seconds": 0.0,
+            "order_max_retries": 5,
+        },
+    )
+    terminal = SimTerminal(
+        SimConfig(
+            symbols=SYMBOLS,
+            n_bars=60_000,
+            history_bars=200,
+            faults=FaultConfig(seed=seed, **FAULTS),
+        )
+    )
     ticks = itertools.count(step=2.0)  # a reconnection clock that never makes us wait
     connector = MT5Connector(config, api=terminal, monotonic=lambda: float(next(ticks)))
-    strategy = get_strategy_from_file(ROOT / "backtest/strategies/sma_cross.py",
-                                      {"fast": 2, "slow": 4})
-    trader = LiveTrader(config, connector=connector, strategy=strategy,
-                        audit=AuditLogger(config.audit_db))
+    strategy = get_strategy_from_file(
+        ROOT / "backtest/strategies/sma_cross.py", {"fast": 2, "slow": 4}
+    )
+    trader = LiveTrader(
+        config, connector=connector, strategy=strategy, audit=AuditLogger(config.audit_db)
+    )
     started = time.monotonic()
     trader.start()
     while trader.summary.signals < signals:
@@ -76,10 +103,13 @@ def run_soak(signals: int, workdir: Path, *, seed: int = 1) -> SoakReport:
     terminal.initialize()
     trader.connector.ensure_connected()
     trader.executor.reconcile_pending()
-    report = SoakReport(signals=trader.summary.signals, bars=trader.summary.bars,
-                        seconds=time.monotonic() - started,
-                        execution=trader.executor.stats.as_dict(),
-                        reconnects=trader.last_status.get("metrics", {}).get("reconnects", 0))
+    report = SoakReport(
+        signals=trader.summary.signals,
+        bars=trader.summary.bars,
+        seconds=time.monotonic() - started,
+        execution=trader.executor.stats.as_dict(),
+        reconnects=trader.last_status.get("metrics", {}).get("reconnects", 0),
+    )
     _check(trader, terminal, report)
     trader.audit.close()
     return report
@@ -109,10 +139,14 @@ def main() -> int:
     logging.basicConfig(level=logging.CRITICAL)  # the faults make every retry log a warning
     with tempfile.TemporaryDirectory(prefix="fault_soak_") as folder:
         report = run_soak(args.signals, Path(folder), seed=args.seed)
-    print(f"signals {report.signals} on {report.bars} bars in {report.seconds:.1f} s "
-          f"({report.signals / report.seconds:.0f} signals/s); reconnects {report.reconnects}")
-    print("execution:", ", ".join(f"{k} {v}" for k, v in report.execution.items()
-                                  if not isinstance(v, dict)))
+    print(
+        f"signals {report.signals} on {report.bars} bars in {report.seconds:.1f} s "
+        f"({report.signals / report.seconds:.0f} signals/s); reconnects {report.reconnects}"
+    )
+    print(
+        "execution:",
+        ", ".join(f"{k} {v}" for k, v in report.execution.items() if not isinstance(v, dict)),
+    )
     return print_verdict(report.violations)
 
 

@@ -43,25 +43,39 @@ def make_config(folder: Path, **overrides: object) -> LiveConfig:
     env = folder / "empty.env"
     env.touch()
     base: dict[str, object] = {
-        "backend": "sim", "dry_run": False, "sim_speed": "max", "audit_db": folder / "audit.db",
-        "log_dir": folder / "logs", "kill_switch_file": folder / "KILL",
-        "max_trades_per_day": 0, "max_daily_loss_pct": 0.0, "max_open_positions": 0,
-        "max_margin_pct": 0.0, **overrides}
+        "backend": "sim",
+        "dry_run": False,
+        "sim_speed": "max",
+        "audit_db": folder / "audit.db",
+        "log_dir": folder / "logs",
+        "kill_switch_file": folder / "KILL",
+        "max_trades_per_day": 0,
+        "max_daily_loss_pct": 0.0,
+        "max_open_positions": 0,
+        "max_margin_pct": 0.0,
+        **overrides,
+    }
     return LiveConfig.load(env_file=env, environ={}, overrides=base)
 
 
-def make_trader(config: LiveConfig, api: object, backend: str | None = None,
-                **params: int) -> LiveTrader:
+def make_trader(
+    config: LiveConfig, api: object, backend: str | None = None, **params: int
+) -> LiveTrader:
     strategy = get_strategy_from_file(STRATEGY, params or {"fast": 2, "slow": 4})
-    return LiveTrader(config, connector=MT5Connector(config, api=api, backend=backend),
-                      strategy=strategy, audit=AuditLogger(config.audit_db))
+    return LiveTrader(
+        config,
+        connector=MT5Connector(config, api=api, backend=backend),
+        strategy=strategy,
+        audit=AuditLogger(config.audit_db),
+    )
 
 
 # ---------------------------------------------------------------- 1. decision latency
 
 
-def decision_latency(folder: Path, api: object, step: object, bars: int,
-                     backend: str | None = None) -> tuple[float, float, int]:
+def decision_latency(
+    folder: Path, api: object, step: object, bars: int, backend: str | None = None
+) -> tuple[float, float, int]:
     """(median ms, p99 ms, samples) over `bars` closed bars, after the sim's 1,000-bar history."""
     trader = make_trader(make_config(folder), api, backend)
     trader.start()
@@ -78,21 +92,34 @@ def latency_rows(bars: int) -> list[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as folder:
         sim = SimTerminal(SimConfig(n_bars=1000 + bars + 10, history_bars=1000))
         median, p99, n = decision_latency(Path(folder), sim, sim.sim_step_bar, bars)
-        rows.append(("decision latency, in-process simulator",
-                     f"median {median:.2f} ms, p99 {p99:.2f} ms ({n} orders)"))
+        rows.append(
+            (
+                "decision latency, in-process simulator",
+                f"median {median:.2f} ms, p99 {p99:.2f} ms ({n} orders)",
+            )
+        )
     with tempfile.TemporaryDirectory() as folder:
-        served = start_served_sim(Path(folder) / "state.json", bars=1000 + bars + 10,
-                                  history_bars=1000)
+        served = start_served_sim(
+            Path(folder) / "state.json", bars=1000 + bars + 10, history_bars=1000
+        )
         try:
             from mt5linux import MetaTrader5
 
             client = MetaTrader5(host="127.0.0.1", port=served.port)
             conn = client._MetaTrader5__conn
-            median, p99, n = decision_latency(Path(folder), client,
-                                              lambda: conn.eval("mt5.sim_step_bar()"), bars,
-                                              backend="mt5linux")
-            rows.append(("decision latency, mt5linux (RPyC) to a served simulator",
-                         f"median {median:.2f} ms, p99 {p99:.2f} ms ({n} orders)"))
+            median, p99, n = decision_latency(
+                Path(folder),
+                client,
+                lambda: conn.eval("mt5.sim_step_bar()"),
+                bars,
+                backend="mt5linux",
+            )
+            rows.append(
+                (
+                    "decision latency, mt5linux (RPyC) to a served simulator",
+                    f"median {median:.2f} ms, p99 {p99:.2f} ms ({n} orders)",
+                )
+            )
         finally:
             served.stop()
     return rows
@@ -106,8 +133,7 @@ def hundred_symbols(loops: int) -> list[tuple[str, str]]:
     for name in names:  # copies of EURUSD under new names, for this benchmark only
         CATALOG.setdefault(name, dataclasses.replace(CATALOG["EURUSD"], name=name))
     with tempfile.TemporaryDirectory() as folder:
-        sim = SimTerminal(SimConfig(symbols=tuple(names), n_bars=1100 + loops,
-                                    history_bars=1000))
+        sim = SimTerminal(SimConfig(symbols=tuple(names), n_bars=1100 + loops, history_bars=1000))
         config = make_config(Path(folder), symbols=tuple(names), dry_run=True)
         trader = make_trader(config, sim, fast=10, slow=30)
         trader.start()
@@ -118,9 +144,12 @@ def hundred_symbols(loops: int) -> list[tuple[str, str]]:
             seconds.append(time.perf_counter() - started)
             sim.sim_step_bar()
         trader.audit.close()
-    return [("one loop over 100 symbols, a bar closed on each (dry run)",
-             f"median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s "
-             f"({loops} loops)")]
+    return [
+        (
+            "one loop over 100 symbols, a bar closed on each (dry run)",
+            f"median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s ({loops} loops)",
+        )
+    ]
 
 
 # ---------------------------------------------------------------- 3. memory
@@ -149,49 +178,91 @@ def memory_growth(iterations: int, bar_every: int) -> list[tuple[str, str]]:
                 break
         trades = trader.summary.trades_closed
         trader.audit.close()
-    return [("RSS after 1,000 loop iterations", f"{marks[1_000]:.1f} MB"),
-            (f"RSS after {iterations:,} loop iterations ({iterations // bar_every:,} bars, "
-             f"{trades} trades)", f"{marks[iterations]:.1f} MB "
-             f"({marks[iterations] - marks[1_000]:+.1f} MB)")]
+    return [
+        ("RSS after 1,000 loop iterations", f"{marks[1_000]:.1f} MB"),
+        (
+            f"RSS after {iterations:,} loop iterations ({iterations // bar_every:,} bars, "
+            f"{trades} trades)",
+            f"{marks[iterations]:.1f} MB ({marks[iterations] - marks[1_000]:+.1f} MB)",
+        ),
+    ]
 
 
 # ---------------------------------------------------------------- 4. audit inserts
 
 
 def audit_rates(rows: int) -> list[tuple[str, str]]:
-    signal = {"symbol": "EURUSD", "timeframe": "H1", "bar_time": utc_now(),
-              "strategy": "SmaCross(fast=10,slow=30)", "position": 1, "entry": 1,
-              "action": "open_buy", "outcome": "executed", "detail": ""}
+    signal = {
+        "symbol": "EURUSD",
+        "timeframe": "H1",
+        "bar_time": utc_now(),
+        "strategy": "SmaCross(fast=10,slow=30)",
+        "position": 1,
+        "entry": 1,
+        "action": "open_buy",
+        "outcome": "executed",
+        "detail": "",
+    }
     results = []
     with tempfile.TemporaryDirectory() as folder:
         audit = AuditLogger(Path(folder) / "batched.db")
         started = time.perf_counter()
         for _ in range(rows // 1000):
             audit.insert_many("signals", [signal] * 1000)
-        results.append(("audit rows/s, batches of 1,000 (hash chained)",
-                        f"{rows / (time.perf_counter() - started):,.0f}"))
+        results.append(
+            (
+                "audit rows/s, batches of 1,000 (hash chained)",
+                f"{rows / (time.perf_counter() - started):,.0f}",
+            )
+        )
         audit = AuditLogger(Path(folder) / "single.db")
         started = time.perf_counter()
         for _ in range(rows // 10):
             audit.insert("signals", signal)
-        results.append(("audit rows/s, one commit per row (hash chained)",
-                        f"{rows // 10 / (time.perf_counter() - started):,.0f}"))
-        results.append(("baseline: plain sqlite3 executemany, same table, no chain",
-                        f"{_plain_rate(Path(folder) / 'batched.db', rows):,.0f}"))
+        results.append(
+            (
+                "audit rows/s, one commit per row (hash chained)",
+                f"{rows // 10 / (time.perf_counter() - started):,.0f}",
+            )
+        )
+        results.append(
+            (
+                "baseline: plain sqlite3 executemany, same table, no chain",
+                f"{_plain_rate(Path(folder) / 'batched.db', rows):,.0f}",
+            )
+        )
     return results
 
 
 def _plain_rate(db: Path, rows: int) -> float:
     conn = sqlite3.connect(db)
     conn.execute("CREATE TABLE plain AS SELECT * FROM signals WHERE 0")
-    values = [("2026-01-01T00:00:00.000+00:00", "EURUSD", "H1", "2026-01-01T00:00:00.000+00:00",
-               "SmaCross", 1, 1, "open_buy", "executed", "", None, "", "")] * 1000
+    values = [
+        (
+            "2026-01-01T00:00:00.000+00:00",
+            "EURUSD",
+            "H1",
+            "2026-01-01T00:00:00.000+00:00",
+            "SmaCross",
+            1,
+            1,
+            "open_buy",
+            "executed",
+            "",
+            None,
+            "",
+            "",
+        )
+    ] * 1000
     started = time.perf_counter()
     for _ in range(rows // 1000):
         with conn:
-            conn.executemany("INSERT INTO plain (ts, symbol, timeframe, bar_time, strategy, "
-                             "position, entry, action, outcome, detail, client_order_id, "
-                             "prev_hash, row_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", values)
+            conn.executemany(
+                "INSERT INTO plain (ts, symbol, timeframe, bar_time, strategy, "
+                "position, entry, action, outcome, detail, client_order_id, "
+                "prev_hash, row_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                values,
+            )
     return rows / (time.perf_counter() - started)
 
 
@@ -203,8 +274,12 @@ def main() -> int:
     parser.add_argument("--audit-rows", type=int, default=200_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    rows = [*latency_rows(args.latency_bars), *hundred_symbols(args.symbol_loops),
-            *memory_growth(args.iterations, bar_every=10), *audit_rates(args.audit_rows)]
+    rows = [
+        *latency_rows(args.latency_bars),
+        *hundred_symbols(args.symbol_loops),
+        *memory_growth(args.iterations, bar_every=10),
+        *audit_rates(args.audit_rows),
+    ]
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

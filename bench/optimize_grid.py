@@ -34,14 +34,25 @@ def main() -> None:
     grid = {"fast": list(range(5, 55, 5)), "slow": list(range(60, 160, 10))}  # 10 x 10, all valid
     valid = sum(1 for p in combinations(grid) if p["fast"] < p["slow"])
     start = time.perf_counter()
-    table = run_grid(bars, strategy, grid, spec=get_symbol_spec("EURUSD"),
-                     config=BacktestConfig(spread_points=0), metric="sharpe",
-                     workers=args.workers, progress=False)
+    table = run_grid(
+        bars,
+        strategy,
+        grid,
+        spec=get_symbol_spec("EURUSD"),
+        config=BacktestConfig(spread_points=0),
+        metric="sharpe",
+        workers=args.workers,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
-    print(f"{len(table)} valid combinations ({valid} expected) on {args.bars:,} bars, "
-          f"{args.workers} workers")
-    print(f"  {seconds:.2f} s, {len(table) / seconds:.1f} backtests/s   target < {TARGET_S:.0f} "
-          f"s  {'ok' if seconds < TARGET_S else 'MISSED'}")
+    print(
+        f"{len(table)} valid combinations ({valid} expected) on {args.bars:,} bars, "
+        f"{args.workers} workers"
+    )
+    print(
+        f"  {seconds:.2f} s, {len(table) / seconds:.1f} backtests/s   target < {TARGET_S:.0f} "
+        f"s  {'ok' if seconds < TARGET_S else 'MISSED'}"
+    )
     print(f"  best: {table.iloc[0][['fast', 'slow', 'sharpe']].to_dict()}")
 
 

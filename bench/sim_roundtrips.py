@@ -26,20 +26,41 @@ from live.sim_terminal.launch import start_served_sim  # noqa: E402
 
 def calls(api: object) -> dict[str, Callable[[], object]]:
     """The calls timed, each one request to the terminal (a trade = open and close)."""
+
     def round_trip() -> object:
         tick = api.symbol_info_tick("EURUSD")
-        opened = api.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.01, "type": 0,
-                                 "price": tick.ask, "deviation": 20, "magic": 1,
-                                 "type_filling": 1, "comment": "bench"})
+        opened = api.order_send(
+            {
+                "action": 1,
+                "symbol": "EURUSD",
+                "volume": 0.01,
+                "type": 0,
+                "price": tick.ask,
+                "deviation": 20,
+                "magic": 1,
+                "type_filling": 1,
+                "comment": "bench",
+            }
+        )
         tick = api.symbol_info_tick("EURUSD")
-        return api.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.01, "type": 1,
-                               "position": opened.order, "price": tick.bid, "deviation": 20,
-                               "magic": 1, "type_filling": 1, "comment": "bench"})
+        return api.order_send(
+            {
+                "action": 1,
+                "symbol": "EURUSD",
+                "volume": 0.01,
+                "type": 1,
+                "position": opened.order,
+                "price": tick.bid,
+                "deviation": 20,
+                "magic": 1,
+                "type_filling": 1,
+                "comment": "bench",
+            }
+        )
 
     return {
         "symbol_info_tick": lambda: api.symbol_info_tick("EURUSD"),
-        "copy_rates_from_pos(1000 bars)": lambda: api.copy_rates_from_pos("EURUSD", 16385, 0,
-                                                                         1000),
+        "copy_rates_from_pos(1000 bars)": lambda: api.copy_rates_from_pos("EURUSD", 16385, 0, 1000),
         "positions_get": lambda: api.positions_get(),
         "account_info": lambda: api.account_info(),
         "buy + close (4 calls)": round_trip,
@@ -74,16 +95,21 @@ def main() -> int:
 
             remote = MetaTrader5(host="127.0.0.1", port=served.port)
             remote.initialize()
-            over_rpyc = {name: measure(f, max(50, args.calls // 4))
-                         for name, f in calls(remote).items()}
+            over_rpyc = {
+                name: measure(f, max(50, args.calls // 4)) for name, f in calls(remote).items()
+            }
         finally:
             served.stop()
-    print(f"{'call':<32} {'in-process /s':>14} {'p50 ms':>8} {'p99 ms':>8}   "
-          f"{'mt5linux /s':>12} {'p50 ms':>8} {'p99 ms':>8}")
+    print(
+        f"{'call':<32} {'in-process /s':>14} {'p50 ms':>8} {'p99 ms':>8}   "
+        f"{'mt5linux /s':>12} {'p50 ms':>8} {'p99 ms':>8}"
+    )
     for name in in_process:
         a, b = in_process[name], over_rpyc[name]
-        print(f"{name:<32} {a[0]:>14,.0f} {a[1]:>8.3f} {a[2]:>8.3f}   "
-              f"{b[0]:>12,.0f} {b[1]:>8.3f} {b[2]:>8.3f}")
+        print(
+            f"{name:<32} {a[0]:>14,.0f} {a[1]:>8.3f} {a[2]:>8.3f}   "
+            f"{b[0]:>12,.0f} {b[1]:>8.3f} {b[2]:>8.3f}"
+        )
     return 0
 
 

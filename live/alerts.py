@@ -39,25 +39,34 @@ from live.state_manager import kill_switch_file_level
 logger = logging.getLogger(__name__)
 
 TITLES = {
-    "startup": "Trader started", "shutdown": "Trader stopped", "trade_opened": "Trade opened",
-    "trade_closed": "Trade closed", "order_failed": "Order failed", "error": "Error",
-    "kill_switch": "Kill switch", "daily_limit": "Daily limit reached",
-    "disconnect": "Terminal disconnected", "reconnect": "Terminal reconnected",
+    "startup": "Trader started",
+    "shutdown": "Trader stopped",
+    "trade_opened": "Trade opened",
+    "trade_closed": "Trade closed",
+    "order_failed": "Order failed",
+    "error": "Error",
+    "kill_switch": "Kill switch",
+    "daily_limit": "Daily limit reached",
+    "disconnect": "Terminal disconnected",
+    "reconnect": "Terminal reconnected",
 }
 MARKS = {"info": "[i]", "warning": "[!]", "error": "[x]", "critical": "[!!!]"}
 FLOOD_WINDOW_S = 60.0
 MAX_QUEUE = 1000
-HELP_TEXT = ("/status - mode, account, kill switch, limits\n/positions - open positions\n"
-             "/daily - today's entries and loss against the limits\n/stop - create the "
-             "kill-switch file (halt new entries)\n/resume - remove the kill-switch file\n"
-             "/help - this list")
+HELP_TEXT = (
+    "/status - mode, account, kill switch, limits\n/positions - open positions\n"
+    "/daily - today's entries and loss against the limits\n/stop - create the "
+    "kill-switch file (halt new entries)\n/resume - remove the kill-switch file\n"
+    "/help - this list"
+)
 
 
 class DeliveryError(Exception):
     """A failed send. retry_after: seconds the receiver asked to wait; permanent: give up."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None,
-                 permanent: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, permanent: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
@@ -121,8 +130,11 @@ class TelegramChannel:
 
         if self._bot is None:
             self._loop = asyncio.new_event_loop()
-            self._bot = Bot(self._token, base_url=f"{self._api_url}/bot",
-                            request=HTTPXRequest(connect_timeout=5, read_timeout=10))
+            self._bot = Bot(
+                self._token,
+                base_url=f"{self._api_url}/bot",
+                request=HTTPXRequest(connect_timeout=5, read_timeout=10),
+            )
         return self._bot
 
     def run(self, coroutine: Any) -> Any:
@@ -139,8 +151,7 @@ class TelegramChannel:
                 warnings.simplefilter("ignore", DeprecationWarning)
                 seconds = exc.retry_after
             seconds = seconds.total_seconds() if hasattr(seconds, "total_seconds") else seconds
-            raise DeliveryError("Telegram asked to slow down", retry_after=float(seconds)) \
-                from None
+            raise DeliveryError("Telegram asked to slow down", retry_after=float(seconds)) from None
         except (error.BadRequest, error.Forbidden, error.InvalidToken) as exc:
             raise DeliveryError(f"Telegram refused: {exc}", permanent=True) from None
         except error.TelegramError as exc:  # network errors, timeouts, 5xx
@@ -169,9 +180,17 @@ class WebhookChannel:
         self._session = requests.Session()
 
     def body(self, text: str, alert: Alert) -> bytes:
-        return json.dumps({"kind": alert.kind, "severity": alert.severity, "text": text,
-                           "time": alert.created.isoformat(), "data": alert.data},
-                          default=str, sort_keys=True).encode()
+        return json.dumps(
+            {
+                "kind": alert.kind,
+                "severity": alert.severity,
+                "text": text,
+                "time": alert.created.isoformat(),
+                "data": alert.data,
+            },
+            default=str,
+            sort_keys=True,
+        ).encode()
 
     def signature(self, body: bytes) -> str:
         return hmac.new(self._secret.encode(), body, hashlib.sha256).hexdigest()
@@ -184,15 +203,18 @@ class WebhookChannel:
         if self._secret:
             headers["X-Signature-SHA256"] = self.signature(body)
         try:
-            response = self._session.post(self.url, data=body, headers=headers,
-                                          timeout=self._timeout)
+            response = self._session.post(
+                self.url, data=body, headers=headers, timeout=self._timeout
+            )
         except requests.RequestException as exc:
             raise DeliveryError(f"webhook unreachable: {type(exc).__name__}") from None
         if response.status_code < 300:
             return
         if response.status_code == 429 or response.status_code >= 500:
-            raise DeliveryError(f"webhook answered {response.status_code}",
-                                retry_after=_retry_after(response.headers.get("Retry-After")))
+            raise DeliveryError(
+                f"webhook answered {response.status_code}",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
         raise DeliveryError(f"webhook answered {response.status_code}", permanent=True)
 
     def close(self) -> None:
@@ -212,10 +234,17 @@ def _retry_after(header: str | None) -> float | None:
 class ChannelWorker:
     """A queue and a thread delivering one channel's alerts, oldest first."""
 
-    def __init__(self, channel: Channel, audit: Any, *, secrets: list[str],
-                 base_delay_s: float = 1.0, max_delay_s: float = 60.0,
-                 flood_window_s: float = FLOOD_WINDOW_S,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        channel: Channel,
+        audit: Any,
+        *,
+        secrets: list[str],
+        base_delay_s: float = 1.0,
+        max_delay_s: float = 60.0,
+        flood_window_s: float = FLOOD_WINDOW_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.channel = channel
         self.audit = audit
         self._secrets = secrets
@@ -227,8 +256,9 @@ class ChannelWorker:
         self._cond = threading.Condition()
         self._stopping = False
         self._busy = False
-        self._thread = threading.Thread(target=self._run, name=f"alerts-{channel.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"alerts-{channel.name}", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -267,8 +297,9 @@ class ChannelWorker:
 
     def _persist(self, alert: Alert) -> int | None:
         try:
-            return self.audit.record_alert(channel=self.channel.name, kind=alert.kind,
-                                           severity=alert.severity, text=alert.text)
+            return self.audit.record_alert(
+                channel=self.channel.name, kind=alert.kind, severity=alert.severity, text=alert.text
+            )
         except AuditWriteError as exc:  # still deliver it; it just will not survive a restart
             logger.warning("alert outbox not written (%s); sending anyway", exc)
             return None
@@ -316,9 +347,14 @@ class ChannelWorker:
                 continue
             del self._recent[key]
             if repeats:
-                summary = Alert(alert.kind, alert.severity, f"{alert.text}\n(repeated {repeats} "
-                                f"more time{'s' if repeats > 1 else ''} in "
-                                f"{self._window:.0f} s)", data=alert.data)
+                summary = Alert(
+                    alert.kind,
+                    alert.severity,
+                    f"{alert.text}\n(repeated {repeats} "
+                    f"more time{'s' if repeats > 1 else ''} in "
+                    f"{self._window:.0f} s)",
+                    data=alert.data,
+                )
                 self._pending.append(summary)
 
     def _deliver(self, alert: Alert) -> None:
@@ -337,15 +373,21 @@ class ChannelWorker:
                     return
                 self._outcome(alert, "failed", attempt, detail)
                 wait = exc.retry_after if exc.retry_after is not None else delay
-                logger.warning("%s alert attempt %d failed: %s; retrying in %.1f s",
-                               self.channel.name, attempt, detail, wait)
+                logger.warning(
+                    "%s alert attempt %d failed: %s; retrying in %.1f s",
+                    self.channel.name,
+                    attempt,
+                    detail,
+                    wait,
+                )
                 with self._cond:
                     if self._cond.wait_for(lambda: self._stopping, timeout=wait):
                         return
                 delay = min(delay * 2, self._max)
             except Exception as exc:  # a channel bug must not kill the worker
-                self._outcome(alert, "failed", attempt, scrub(f"{type(exc).__name__}: {exc}",
-                                                              self._secrets))
+                self._outcome(
+                    alert, "failed", attempt, scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+                )
                 return
             else:
                 self._outcome(alert, "delivered", attempt, "")
@@ -353,13 +395,15 @@ class ChannelWorker:
 
     def _outcome(self, alert: Alert, status: str, attempts: int, detail: str) -> None:
         if status == "dropped":
-            logger.error("%s alert given up after %d attempt(s): %s", self.channel.name,
-                         attempts, detail)
+            logger.error(
+                "%s alert given up after %d attempt(s): %s", self.channel.name, attempts, detail
+            )
         if alert.alert_id is None:
             return
         try:
-            self.audit.record_alert_delivery(alert.alert_id, status=status, attempts=attempts,
-                                             detail=detail)
+            self.audit.record_alert_delivery(
+                alert.alert_id, status=status, attempts=attempts, detail=detail
+            )
         except AuditWriteError as exc:
             logger.warning("alert delivery not recorded: %s", exc)
 
@@ -370,9 +414,16 @@ class ChannelWorker:
 class AlertSystem:
     """The trader's alerts: `notify(kind, text, severity=...)` fans out to every channel."""
 
-    def __init__(self, workers: list[ChannelWorker], *, min_level: str = "info",
-                 telegram: TelegramChannel | None = None, kill_switch_file: Path | None = None,
-                 kill_switch_action: str = "halt", secrets: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workers: list[ChannelWorker],
+        *,
+        min_level: str = "info",
+        telegram: TelegramChannel | None = None,
+        kill_switch_file: Path | None = None,
+        kill_switch_action: str = "halt",
+        secrets: list[str] | None = None,
+    ) -> None:
         self.workers = workers
         self._min = ALERT_LEVELS.index(min_level)
         self._telegram = telegram
@@ -382,22 +433,27 @@ class AlertSystem:
         self._commands: CommandListener | None = None
 
     @classmethod
-    def from_config(cls, config: LiveConfig, *, audit: Any, **worker_options: Any
-                    ) -> AlertSystem:
+    def from_config(cls, config: LiveConfig, *, audit: Any, **worker_options: Any) -> AlertSystem:
         """Channels from the config; undelivered alerts of earlier runs are queued first."""
         secrets = config.secrets()
         channels: list[Channel] = []
         telegram = None
         if config.telegram_bot_token and config.telegram_chat_id:
-            telegram = TelegramChannel(config.telegram_bot_token, config.telegram_chat_id,
-                                       config.telegram_api_url)
+            telegram = TelegramChannel(
+                config.telegram_bot_token, config.telegram_chat_id, config.telegram_api_url
+            )
             channels.append(telegram)
         if config.webhook_url:
             channels.append(WebhookChannel(config.webhook_url, config.webhook_secret))
         workers = [ChannelWorker(c, audit, secrets=secrets, **worker_options) for c in channels]
-        system = cls(workers, min_level=config.alert_min_level, telegram=telegram,
-                     kill_switch_file=config.kill_switch_file,
-                     kill_switch_action=config.kill_switch_action, secrets=secrets)
+        system = cls(
+            workers,
+            min_level=config.alert_min_level,
+            telegram=telegram,
+            kill_switch_file=config.kill_switch_file,
+            kill_switch_action=config.kill_switch_action,
+            secrets=secrets,
+        )
         for worker in workers:
             system._requeue(worker)
             worker.start()
@@ -410,11 +466,15 @@ class AlertSystem:
             logger.warning("could not read the alert outbox: %s", exc)
             return
         for row in rows:
-            worker.put(Alert(row["kind"], row["severity"], row["text"], alert_id=row["id"]),
-                       persist=False)
+            worker.put(
+                Alert(row["kind"], row["severity"], row["text"], alert_id=row["id"]), persist=False
+            )
         if rows:
-            logger.info("%d undelivered %s alert(s) from an earlier run queued", len(rows),
-                        worker.channel.name)
+            logger.info(
+                "%d undelivered %s alert(s) from an earlier run queued",
+                len(rows),
+                worker.channel.name,
+            )
 
     def notify(self, kind: str, text: str, *, severity: str = "info", **data: Any) -> None:
         """Queue an alert on every channel; returns at once, never raises."""
@@ -434,11 +494,13 @@ class AlertSystem:
         if self._telegram is None:
             return
         self._commands = CommandListener(
-            TelegramChannel(self._telegram._token, self._telegram.chat_id,
-                            self._telegram._api_url),
-            trader, kill_switch_file=self._kill_switch_file,
-            kill_switch_action=self._kill_switch_action, poll_timeout_s=poll_timeout_s,
-            secrets=self._secrets)
+            TelegramChannel(self._telegram._token, self._telegram.chat_id, self._telegram._api_url),
+            trader,
+            kill_switch_file=self._kill_switch_file,
+            kill_switch_action=self._kill_switch_action,
+            poll_timeout_s=poll_timeout_s,
+            secrets=self._secrets,
+        )
         self._commands.start()
 
     @property
@@ -463,9 +525,16 @@ class AlertSystem:
 class CommandListener:
     """Long-polls getUpdates and answers commands from the configured chat only."""
 
-    def __init__(self, channel: TelegramChannel, trader: Any, *, kill_switch_file: Path | None,
-                 poll_timeout_s: float, secrets: list[str],
-                 kill_switch_action: str = "halt") -> None:
+    def __init__(
+        self,
+        channel: TelegramChannel,
+        trader: Any,
+        *,
+        kill_switch_file: Path | None,
+        poll_timeout_s: float,
+        secrets: list[str],
+        kill_switch_action: str = "halt",
+    ) -> None:
         self.channel = channel
         self.trader = trader
         self.kill_switch_file = kill_switch_file
@@ -475,8 +544,7 @@ class CommandListener:
         self._stop = threading.Event()
         self._offset: int | None = None  # None until the backlog before the start is skipped
         self._started_at = time.time()
-        self._thread = threading.Thread(target=self._run, name="telegram-commands",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="telegram-commands", daemon=True)
 
     def start(self) -> None:
         self._started_at = time.time()
@@ -508,8 +576,11 @@ class CommandListener:
                 updates = self._updates(self._offset, self.poll_timeout_s)
                 delay = 1.0
             except Exception as exc:  # keep listening whatever happens
-                logger.warning("telegram commands: %s; retrying in %.0f s",
-                               scrub(f"{type(exc).__name__}: {exc}", self._secrets), delay)
+                logger.warning(
+                    "telegram commands: %s; retrying in %.0f s",
+                    scrub(f"{type(exc).__name__}: {exc}", self._secrets),
+                    delay,
+                )
                 self._stop.wait(delay)
                 delay = min(delay * 2, 60.0)
                 continue
@@ -518,9 +589,14 @@ class CommandListener:
                 self._handle_safely(update)
 
     def _updates(self, offset: int, timeout_s: float) -> Any:
-        return self.channel.run(self.channel.bot().get_updates(
-            offset=offset, timeout=timeout_s, read_timeout=timeout_s + 10,
-            allowed_updates=["message"]))
+        return self.channel.run(
+            self.channel.bot().get_updates(
+                offset=offset,
+                timeout=timeout_s,
+                read_timeout=timeout_s + 10,
+                allowed_updates=["message"],
+            )
+        )
 
     def _skip_backlog(self) -> None:
         """Telegram keeps unanswered messages for a day: a /resume sent while the trader was
@@ -535,8 +611,10 @@ class CommandListener:
         if sent >= int(self._started_at):
             self._handle_safely(newest[-1])
         else:
-            logger.warning("telegram: commands sent before the trader started were dropped "
-                           "(the newest: %r)", (message.text or "")[:40] if message else "")
+            logger.warning(
+                "telegram: commands sent before the trader started were dropped (the newest: %r)",
+                (message.text or "")[:40] if message else "",
+            )
 
     def _handle_safely(self, update: Any) -> None:
         try:
@@ -549,16 +627,20 @@ class CommandListener:
         if message is None or not message.text:
             return
         if str(message.chat.id) != str(self.channel.chat_id):
-            logger.warning("telegram: ignored a message from chat %s (not the configured "
-                           "chat)", message.chat.id)
+            logger.warning(
+                "telegram: ignored a message from chat %s (not the configured chat)",
+                message.chat.id,
+            )
             return
         reply = self._answer_or_error(message.text)
         try:
-            self.channel.run(self.channel.bot().send_message(chat_id=self.channel.chat_id,
-                                                             text=reply[:4096]))
+            self.channel.run(
+                self.channel.bot().send_message(chat_id=self.channel.chat_id, text=reply[:4096])
+            )
         except Exception as exc:
-            logger.warning("telegram reply failed: %s",
-                           scrub(f"{type(exc).__name__}: {exc}", self._secrets))
+            logger.warning(
+                "telegram reply failed: %s", scrub(f"{type(exc).__name__}: {exc}", self._secrets)
+            )
 
     def _answer_or_error(self, text: str) -> str:
         try:
@@ -566,8 +648,11 @@ class CommandListener:
         except Exception as exc:  # the trader goes on; say what failed instead of silence
             command = text.strip().split()[0][:40] if text.strip() else text
             logger.exception("telegram command %s failed", command)
-            return scrub(f"{command} failed: {type(exc).__name__}: {exc}. The trader keeps "
-                         "running; details are in its log.", self._secrets)
+            return scrub(
+                f"{command} failed: {type(exc).__name__}: {exc}. The trader keeps "
+                "running; details are in its log.",
+                self._secrets,
+            )
 
     def answer(self, text: str) -> str:
         """The reply to one command text (e.g. '/status' or '/status@my_bot')."""
@@ -599,8 +684,10 @@ class CommandListener:
         if level == "halt":
             return f"kill switch already on (halt, {self.kill_switch_file}): no new entries"
         if level is not None:  # reduce or close_all: /stop must never weaken them
-            return (f"kill switch already on at {level} ({self.kill_switch_file}), stronger "
-                    "than halt: left as it is")
+            return (
+                f"kill switch already on at {level} ({self.kill_switch_file}), stronger "
+                "than halt: left as it is"
+            )
         self.kill_switch_file.parent.mkdir(parents=True, exist_ok=True)
         self.kill_switch_file.write_text("halt\n", encoding="utf-8")
         return f"kill switch created ({self.kill_switch_file}): no new entries from the next loop"

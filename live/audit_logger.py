@@ -36,30 +36,96 @@ CHAINED_TABLES = ("signals", "orders", "trades", "events", "account_snapshots")
 
 # Column order is part of each row's hash: append new columns at the end, never reorder.
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "signals": ("ts", "symbol", "timeframe", "bar_time", "strategy", "position", "entry",
-                "action", "outcome", "detail", "client_order_id"),
-    "orders": ("ts", "client_order_id", "status", "symbol", "side", "kind", "volume", "price",
-               "sl", "tp", "position_ticket", "attempt", "retcode", "broker_order",
-               "broker_deal", "fill_price", "fill_volume", "comment", "detail", "dry_run"),
-    "trades": ("ts", "symbol", "direction", "volume", "entry_time", "entry_price", "exit_time",
-               "exit_price", "pnl", "commission", "swap", "exit_reason", "position_ticket",
-               "entry_client_order_id", "exit_client_order_id", "dry_run"),
+    "signals": (
+        "ts",
+        "symbol",
+        "timeframe",
+        "bar_time",
+        "strategy",
+        "position",
+        "entry",
+        "action",
+        "outcome",
+        "detail",
+        "client_order_id",
+    ),
+    "orders": (
+        "ts",
+        "client_order_id",
+        "status",
+        "symbol",
+        "side",
+        "kind",
+        "volume",
+        "price",
+        "sl",
+        "tp",
+        "position_ticket",
+        "attempt",
+        "retcode",
+        "broker_order",
+        "broker_deal",
+        "fill_price",
+        "fill_volume",
+        "comment",
+        "detail",
+        "dry_run",
+    ),
+    "trades": (
+        "ts",
+        "symbol",
+        "direction",
+        "volume",
+        "entry_time",
+        "entry_price",
+        "exit_time",
+        "exit_price",
+        "pnl",
+        "commission",
+        "swap",
+        "exit_reason",
+        "position_ticket",
+        "entry_client_order_id",
+        "exit_client_order_id",
+        "dry_run",
+    ),
     "events": ("ts", "level", "kind", "symbol", "message", "data"),
-    "account_snapshots": ("ts", "balance", "equity", "margin", "margin_free", "margin_level",
-                          "profit", "open_positions", "dry_run"),
+    "account_snapshots": (
+        "ts",
+        "balance",
+        "equity",
+        "margin",
+        "margin_free",
+        "margin_level",
+        "profit",
+        "open_positions",
+        "dry_run",
+    ),
 }
 
 # Order statuses after which nothing more happens to that client_order_id.
-FINAL_ORDER_STATUSES = frozenset({
-    "filled", "partial", "placed", "rejected", "failed", "reconciled_filled",
-    "reconciled_absent", "dry_filled", "dry_rejected", "not_needed",
-})
+FINAL_ORDER_STATUSES = frozenset(
+    {
+        "filled",
+        "partial",
+        "placed",
+        "rejected",
+        "failed",
+        "reconciled_filled",
+        "reconciled_absent",
+        "dry_filled",
+        "dry_rejected",
+        "not_needed",
+    }
+)
 FILLED_ORDER_STATUSES = frozenset({"filled", "partial", "reconciled_filled", "dry_filled"})
 
 _CHAIN_COLUMNS = "prev_hash TEXT NOT NULL, row_hash TEXT NOT NULL"
 
 MIGRATIONS: tuple[tuple[str, str], ...] = (
-    ("001_audit_tables", f"""
+    (
+        "001_audit_tables",
+        f"""
         CREATE TABLE signals (
             id INTEGER PRIMARY KEY, ts TEXT NOT NULL, symbol TEXT NOT NULL, timeframe TEXT,
             bar_time TEXT NOT NULL, strategy TEXT, position INTEGER, entry INTEGER,
@@ -96,14 +162,19 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             margin_free REAL, margin_level REAL, profit REAL, open_positions INTEGER,
             dry_run INTEGER NOT NULL, {_CHAIN_COLUMNS});
         CREATE INDEX account_snapshots_ts ON account_snapshots (ts);
-    """ + "".join(
-        f"""
+    """
+        + "".join(
+            f"""
         CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
             BEGIN SELECT RAISE(ABORT, 'audit table {table} is append-only'); END;
         CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
             BEGIN SELECT RAISE(ABORT, 'audit table {table} is append-only'); END;"""
-        for table in CHAINED_TABLES)),
-    ("002_alert_outbox", """
+            for table in CHAINED_TABLES
+        ),
+    ),
+    (
+        "002_alert_outbox",
+        """
         CREATE TABLE alerts (
             id INTEGER PRIMARY KEY, ts TEXT NOT NULL, channel TEXT NOT NULL, kind TEXT NOT NULL,
             severity TEXT NOT NULL, text TEXT NOT NULL);
@@ -112,14 +183,18 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts (id),
             ts TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL, detail TEXT);
         CREATE INDEX alert_deliveries_alert ON alert_deliveries (alert_id);
-    """),
-    ("003_paging_indexes", """
+    """,
+    ),
+    (
+        "003_paging_indexes",
+        """
         CREATE INDEX events_kind_id ON events (kind, id);
         CREATE INDEX events_level_id ON events (level, id);
         CREATE INDEX orders_symbol_id ON orders (symbol, id);
         CREATE INDEX signals_symbol_id ON signals (symbol, id);
         CREATE INDEX trades_dry_run_id ON trades (dry_run, id);
-    """),
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Alert delivery outcomes after which an alert is no longer waiting to be sent.
@@ -177,13 +252,15 @@ def _normalise(value: object) -> object:
     return str(value)
 
 
-def connect(path: Path, *, read_only: bool = False, busy_timeout_s: float = 5.0
-            ) -> sqlite3.Connection:
+def connect(
+    path: Path, *, read_only: bool = False, busy_timeout_s: float = 5.0
+) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit) with WAL and foreign keys."""
     if read_only:
         uri = f"file:{Path(path).resolve().as_posix()}?mode=ro"
-        conn = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            uri, uri=True, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA query_only = ON")
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -196,8 +273,10 @@ def connect(path: Path, *, read_only: bool = False, busy_timeout_s: float = 5.0
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations not yet recorded; returns the schema version."""
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
-                 "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
     done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
     for name, sql in MIGRATIONS:
         if name in done:
@@ -206,8 +285,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         try:
             for statement in _statements(sql):
                 conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                         (name, iso(utc_now())))
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                (name, iso(utc_now())),
+            )
             conn.execute(f"PRAGMA user_version = {len(done) + 1}")
             conn.execute("COMMIT")
         except BaseException:
@@ -243,8 +324,13 @@ class AuditLogger:
     injectable so tests control timestamps.
     """
 
-    def __init__(self, path: str | Path, *, now: Callable[[], datetime] = utc_now,
-                 busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
         self.path = Path(path)
         self._now = now
         self._busy_timeout_s = busy_timeout_s
@@ -289,8 +375,10 @@ class AuditLogger:
         if unknown:
             raise ValueError(f"unknown columns for {table}: {sorted(unknown)}")
         placeholders = ", ".join("?" * (len(columns) + 2))
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
-               f"VALUES ({placeholders})")
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
+            f"VALUES ({placeholders})"
+        )
         try:
             with self._write() as conn:
                 prev = _last_hash(conn, table)
@@ -305,14 +393,12 @@ class AuditLogger:
                     prev = digest
             return ids
         except (sqlite3.Error, OSError) as exc:
-            raise AuditWriteError(f"audit write to {table} in {self.path} failed: {exc}") \
-                from exc
+            raise AuditWriteError(f"audit write to {table} in {self.path} failed: {exc}") from exc
 
     def _declared_types(self, conn: sqlite3.Connection, table: str) -> dict[str, str]:
         types = self._types.get(table)
         if types is None:
-            types = {row[1]: row[2].upper() for row in conn.execute(
-                f"PRAGMA table_info({table})")}
+            types = {row[1]: row[2].upper() for row in conn.execute(f"PRAGMA table_info({table})")}
             self._types[table] = types
         return types
 
@@ -328,50 +414,100 @@ class AuditLogger:
                 conn.execute("ROLLBACK")
             raise
 
-    def record_signal(self, *, symbol: str, bar_time: datetime, action: str, outcome: str,
-                      timeframe: str = "", strategy: str = "", position: int | None = None,
-                      entry: bool = False, detail: str = "",
-                      client_order_id: str | None = None) -> int:
+    def record_signal(
+        self,
+        *,
+        symbol: str,
+        bar_time: datetime,
+        action: str,
+        outcome: str,
+        timeframe: str = "",
+        strategy: str = "",
+        position: int | None = None,
+        entry: bool = False,
+        detail: str = "",
+        client_order_id: str | None = None,
+    ) -> int:
         """One decision of the strategy on one closed bar and what became of it."""
-        return self.insert("signals", {
-            "symbol": symbol, "timeframe": timeframe, "bar_time": bar_time,
-            "strategy": strategy, "position": position, "entry": entry, "action": action,
-            "outcome": outcome, "detail": detail, "client_order_id": client_order_id,
-        })
+        return self.insert(
+            "signals",
+            {
+                "symbol": symbol,
+                "timeframe": timeframe,
+                "bar_time": bar_time,
+                "strategy": strategy,
+                "position": position,
+                "entry": entry,
+                "action": action,
+                "outcome": outcome,
+                "detail": detail,
+                "client_order_id": client_order_id,
+            },
+        )
 
-    def record_order(self, *, client_order_id: str, status: str, symbol: str,
-                     dry_run: bool, **fields: object) -> int:
+    def record_order(
+        self, *, client_order_id: str, status: str, symbol: str, dry_run: bool, **fields: object
+    ) -> int:
         """One step in an order's life (intent, sent, filled, rejected, ...)."""
-        return self.insert("orders", {"client_order_id": client_order_id, "status": status,
-                                      "symbol": symbol, "dry_run": dry_run, **fields})
+        return self.insert(
+            "orders",
+            {
+                "client_order_id": client_order_id,
+                "status": status,
+                "symbol": symbol,
+                "dry_run": dry_run,
+                **fields,
+            },
+        )
 
-    def record_trade(self, *, symbol: str, position_ticket: int, dry_run: bool,
-                     **fields: object) -> int | None:
+    def record_trade(
+        self, *, symbol: str, position_ticket: int, dry_run: bool, **fields: object
+    ) -> int | None:
         """A closed round trip. Recording the same position twice is ignored (returns None)."""
         if self.reader.trade_for_position(position_ticket, dry_run) is not None:
             return None
-        return self.insert("trades", {"symbol": symbol, "position_ticket": position_ticket,
-                                      "dry_run": dry_run, **fields})
+        return self.insert(
+            "trades",
+            {"symbol": symbol, "position_ticket": position_ticket, "dry_run": dry_run, **fields},
+        )
 
-    def record_event(self, kind: str, message: str = "", *, level: str = "info",
-                     symbol: str | None = None, data: Mapping[str, object] | None = None) -> int:
+    def record_event(
+        self,
+        kind: str,
+        message: str = "",
+        *,
+        level: str = "info",
+        symbol: str | None = None,
+        data: Mapping[str, object] | None = None,
+    ) -> int:
         """Something that happened: startup, kill switch, reconnect, error, heartbeat, ..."""
-        return self.insert("events", {"level": level, "kind": kind, "symbol": symbol,
-                                      "message": message,
-                                      "data": json.dumps(data, default=str) if data else None})
+        return self.insert(
+            "events",
+            {
+                "level": level,
+                "kind": kind,
+                "symbol": symbol,
+                "message": message,
+                "data": json.dumps(data, default=str) if data else None,
+            },
+        )
 
     def record_alert(self, *, channel: str, kind: str, severity: str, text: str) -> int:
         """Queue an alert for one channel (kept until a delivery row says it is done)."""
         return self._plain_insert(
             "INSERT INTO alerts (ts, channel, kind, severity, text) VALUES (?, ?, ?, ?, ?)",
-            (iso(self._now()), channel, kind, severity, text))
+            (iso(self._now()), channel, kind, severity, text),
+        )
 
-    def record_alert_delivery(self, alert_id: int, *, status: str, attempts: int,
-                              detail: str = "") -> int:
+    def record_alert_delivery(
+        self, alert_id: int, *, status: str, attempts: int, detail: str = ""
+    ) -> int:
         """An attempt's outcome: delivered, failed (will retry) or dropped (given up)."""
         return self._plain_insert(
             "INSERT INTO alert_deliveries (alert_id, ts, status, attempts, detail) "
-            "VALUES (?, ?, ?, ?, ?)", (alert_id, iso(self._now()), status, attempts, detail))
+            "VALUES (?, ?, ?, ?, ?)",
+            (alert_id, iso(self._now()), status, attempts, detail),
+        )
 
     def _plain_insert(self, sql: str, params: tuple[object, ...]) -> int:
         try:
@@ -380,14 +516,31 @@ class AuditLogger:
         except (sqlite3.Error, OSError) as exc:
             raise AuditWriteError(f"audit write failed: {exc}") from exc
 
-    def record_snapshot(self, *, balance: float, equity: float, margin: float,
-                        margin_free: float, margin_level: float, profit: float,
-                        open_positions: int, dry_run: bool) -> int:
-        return self.insert("account_snapshots", {
-            "balance": balance, "equity": equity, "margin": margin, "margin_free": margin_free,
-            "margin_level": margin_level, "profit": profit, "open_positions": open_positions,
-            "dry_run": dry_run,
-        })
+    def record_snapshot(
+        self,
+        *,
+        balance: float,
+        equity: float,
+        margin: float,
+        margin_free: float,
+        margin_level: float,
+        profit: float,
+        open_positions: int,
+        dry_run: bool,
+    ) -> int:
+        return self.insert(
+            "account_snapshots",
+            {
+                "balance": balance,
+                "equity": equity,
+                "margin": margin,
+                "margin_free": margin_free,
+                "margin_level": margin_level,
+                "profit": profit,
+                "open_positions": open_positions,
+                "dry_run": dry_run,
+            },
+        )
 
 
 def _last_hash(conn: sqlite3.Connection, table: str) -> str:
@@ -435,18 +588,22 @@ class _TradeTally:
 
     def summary(self) -> dict[str, object]:
         return {
-            "count": self.count, "wins": self.wins, "losses": self.losses,
+            "count": self.count,
+            "wins": self.wins,
+            "losses": self.losses,
             "win_rate_pct": 100.0 * self.wins / self.count if self.count else None,
             "profit_factor": self.gross_win / self.gross_loss if self.gross_loss else None,
-            "net_pnl": round(self.running, 2), "max_drawdown": round(self.drawdown, 2),
+            "net_pnl": round(self.running, 2),
+            "max_drawdown": round(self.drawdown, 2),
         }
 
 
 class AuditReader:
     """Queries over the audit database. Opened read-only unless given the writer's connection."""
 
-    def __init__(self, path: str | Path,
-                 connection_factory: Callable[[], sqlite3.Connection] | None = None) -> None:
+    def __init__(
+        self, path: str | Path, connection_factory: Callable[[], sqlite3.Connection] | None = None
+    ) -> None:
         self.path = Path(path)
         self._summaries: dict[bool | None, _TradeTally] = {}
         self._summary_lock = threading.Lock()
@@ -474,12 +631,15 @@ class AuditReader:
     # ------------------------------------------------------------ orders
 
     def order_rows(self, client_order_id: str) -> list[dict[str, object]]:
-        return self.query("SELECT * FROM orders WHERE client_order_id = ? ORDER BY id",
-                          (client_order_id,))
+        return self.query(
+            "SELECT * FROM orders WHERE client_order_id = ? ORDER BY id", (client_order_id,)
+        )
 
     def latest_order(self, client_order_id: str) -> dict[str, object] | None:
-        return self._one("SELECT * FROM orders WHERE client_order_id = ? ORDER BY id DESC "
-                         "LIMIT 1", (client_order_id,))
+        return self._one(
+            "SELECT * FROM orders WHERE client_order_id = ? ORDER BY id DESC LIMIT 1",
+            (client_order_id,),
+        )
 
     def unresolved_orders(self) -> list[dict[str, object]]:
         """The latest row of every order whose life has not reached a final status."""
@@ -488,7 +648,8 @@ class AuditReader:
             f"SELECT o.* FROM orders o JOIN (SELECT client_order_id, MAX(id) AS id FROM orders "
             f"GROUP BY client_order_id) last ON o.id = last.id "
             f"WHERE o.status NOT IN ({final}) ORDER BY o.id",
-            sorted(FINAL_ORDER_STATUSES))
+            sorted(FINAL_ORDER_STATUSES),
+        )
 
     def entries_filled_since(self, since: datetime, *, dry_run: bool) -> int:
         """New positions opened since `since` (distinct orders, kind 'open')."""
@@ -496,12 +657,19 @@ class AuditReader:
         row = self._one(
             f"SELECT COUNT(DISTINCT client_order_id) AS n FROM orders WHERE kind = 'open' "
             f"AND status IN ({filled}) AND ts >= ? AND dry_run = ?",
-            (*sorted(FILLED_ORDER_STATUSES), iso(since), int(dry_run)))
+            (*sorted(FILLED_ORDER_STATUSES), iso(since), int(dry_run)),
+        )
         return int(row["n"]) if row else 0
 
-    def page(self, table: str, *, limit: int = 50, offset: int = 0,
-             exclude: Mapping[str, object] | None = None,
-             **equals: object) -> list[dict[str, object]]:
+    def page(
+        self,
+        table: str,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        exclude: Mapping[str, object] | None = None,
+        **equals: object,
+    ) -> list[dict[str, object]]:
         """Newest rows first, filtered on equality (`equals`) and inequality (`exclude`) of
         known columns."""
         columns = COLUMNS.get(table)
@@ -514,45 +682,51 @@ class AuditReader:
         clauses = [f"{column} = ?" for column in equals]
         clauses += [f"{column} != ?" for column in exclude]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        return self.query(f"SELECT * FROM {table} {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-                          (*equals.values(), *exclude.values(), limit, offset))
+        return self.query(
+            f"SELECT * FROM {table} {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            (*equals.values(), *exclude.values(), limit, offset),
+        )
 
     def recent_orders(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
-        return self.query("SELECT * FROM orders ORDER BY id DESC LIMIT ? OFFSET ?",
-                          (limit, offset))
+        return self.query("SELECT * FROM orders ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
 
     # ------------------------------------------------------------ signals, events, trades
 
     def recent_signals(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
-        return self.query("SELECT * FROM signals ORDER BY id DESC LIMIT ? OFFSET ?",
-                          (limit, offset))
+        return self.query(
+            "SELECT * FROM signals ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset)
+        )
 
     def last_signal(self, symbol: str) -> dict[str, object] | None:
-        return self._one("SELECT * FROM signals WHERE symbol = ? ORDER BY id DESC LIMIT 1",
-                         (symbol,))
+        return self._one(
+            "SELECT * FROM signals WHERE symbol = ? ORDER BY id DESC LIMIT 1", (symbol,)
+        )
 
-    def recent_events(self, limit: int = 50, offset: int = 0,
-                      kind: str | None = None) -> list[dict[str, object]]:
+    def recent_events(
+        self, limit: int = 50, offset: int = 0, kind: str | None = None
+    ) -> list[dict[str, object]]:
         if kind:
-            return self.query("SELECT * FROM events WHERE kind = ? ORDER BY id DESC "
-                              "LIMIT ? OFFSET ?", (kind, limit, offset))
-        return self.query("SELECT * FROM events ORDER BY id DESC LIMIT ? OFFSET ?",
-                          (limit, offset))
+            return self.query(
+                "SELECT * FROM events WHERE kind = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+                (kind, limit, offset),
+            )
+        return self.query("SELECT * FROM events ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
 
     def last_event(self, kind: str | tuple[str, ...]) -> dict[str, object] | None:
         kinds = (kind,) if isinstance(kind, str) else kind
         marks = ",".join("?" * len(kinds))
-        return self._one(f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC "
-                         f"LIMIT 1", kinds)
+        return self._one(
+            f"SELECT * FROM events WHERE kind IN ({marks}) ORDER BY id DESC LIMIT 1", kinds
+        )
 
     def events_of_kind(self, kind: str, since_id: int = 0) -> list[dict[str, object]]:
-        return self.query("SELECT * FROM events WHERE kind = ? AND id > ? ORDER BY id",
-                          (kind, since_id))
+        return self.query(
+            "SELECT * FROM events WHERE kind = ? AND id > ? ORDER BY id", (kind, since_id)
+        )
 
     def last_trade_exit(self, *, dry_run: bool) -> datetime | None:
         """The exit time of the latest recorded trade."""
-        row = self._one("SELECT max(exit_time) AS t FROM trades WHERE dry_run = ?",
-                        (int(dry_run),))
+        row = self._one("SELECT max(exit_time) AS t FROM trades WHERE dry_run = ?", (int(dry_run),))
         return datetime.fromisoformat(row["t"]) if row and row["t"] else None
 
     def first_order_time(self, *, dry_run: bool) -> datetime | None:
@@ -565,25 +739,31 @@ class AuditReader:
             "SELECT o.position_ticket AS t, o.status FROM orders o JOIN (SELECT "
             "position_ticket, MAX(id) AS id FROM orders WHERE kind = 'close' AND dry_run = ? "
             "AND position_ticket IS NOT NULL GROUP BY position_ticket) last ON o.id = last.id",
-            (int(dry_run),))
+            (int(dry_run),),
+        )
         return [int(r["t"]) for r in rows if r["status"] in ("failed", "rejected")]
 
     def order_reason(self, client_order_id: str) -> str | None:
         """Why the order was made: the detail of its first intent row."""
-        row = self._one("SELECT detail FROM orders WHERE client_order_id = ? AND status = "
-                        "'intent' ORDER BY id LIMIT 1", (client_order_id,))
+        row = self._one(
+            "SELECT detail FROM orders WHERE client_order_id = ? AND status = "
+            "'intent' ORDER BY id LIMIT 1",
+            (client_order_id,),
+        )
         return row["detail"] if row else None
 
     def trade_for_position(self, position_ticket: int, dry_run: bool) -> dict[str, object] | None:
-        return self._one("SELECT * FROM trades WHERE position_ticket = ? AND dry_run = ?",
-                         (position_ticket, int(dry_run)))
+        return self._one(
+            "SELECT * FROM trades WHERE position_ticket = ? AND dry_run = ?",
+            (position_ticket, int(dry_run)),
+        )
 
     def recent_trades(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
-        return self.query("SELECT * FROM trades ORDER BY id DESC LIMIT ? OFFSET ?",
-                          (limit, offset))
+        return self.query("SELECT * FROM trades ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
 
-    def trades(self, *, dry_run: bool | None = None, since: str | None = None,
-               until: str | None = None) -> list[dict[str, object]]:
+    def trades(
+        self, *, dry_run: bool | None = None, since: str | None = None, until: str | None = None
+    ) -> list[dict[str, object]]:
         clauses, params = [], []
         if dry_run is not None:
             clauses.append("dry_run = ?")
@@ -603,11 +783,15 @@ class AuditReader:
         trades recorded since the previous one."""
         with self._summary_lock:
             tally = self._summaries.setdefault(dry_run, _TradeTally())
-            where, params = ("AND dry_run = ?", [int(dry_run)]) if dry_run is not None \
-                else ("", [])
-            rows = self._conn().execute(
-                f"SELECT id, pnl FROM trades WHERE id > ? {where} ORDER BY id",
-                [tally.last_id, *params]).fetchall()
+            where, params = ("AND dry_run = ?", [int(dry_run)]) if dry_run is not None else ("", [])
+            rows = (
+                self._conn()
+                .execute(
+                    f"SELECT id, pnl FROM trades WHERE id > ? {where} ORDER BY id",
+                    [tally.last_id, *params],
+                )
+                .fetchall()
+            )
             for trade_id, pnl in rows:
                 tally.add(int(trade_id), float(pnl or 0.0))
             return tally.summary()
@@ -619,53 +803,65 @@ class AuditReader:
         return self.query(
             "SELECT a.* FROM alerts a WHERE a.channel = ? AND NOT EXISTS (SELECT 1 FROM "
             "alert_deliveries d WHERE d.alert_id = a.id AND d.status IN (?, ?)) ORDER BY a.id",
-            (channel, *ALERT_FINAL_STATUSES))
+            (channel, *ALERT_FINAL_STATUSES),
+        )
 
     def latest_snapshot(self) -> dict[str, object] | None:
         return self._one("SELECT * FROM account_snapshots ORDER BY id DESC LIMIT 1")
 
     def equity_series(self, limit: int = 1000) -> list[dict[str, object]]:
-        rows = self.query("SELECT ts, balance, equity FROM account_snapshots "
-                          "ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self.query(
+            "SELECT ts, balance, equity FROM account_snapshots ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return rows[::-1]
 
     def equity_page(self, limit: int, offset: int = 0) -> list[dict[str, object]]:
         """`limit` snapshots (id, ts, balance, equity) before the newest `offset`, oldest
         first."""
-        rows = self.query("SELECT id, ts, balance, equity FROM account_snapshots ORDER BY id "
-                          "DESC LIMIT ? OFFSET ?", (limit, offset))
+        rows = self.query(
+            "SELECT id, ts, balance, equity FROM account_snapshots ORDER BY id "
+            "DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
         return rows[::-1]
 
     def peak_equity(self, from_id: int, before_id: int) -> float | None:
         """The highest equity of the snapshots with from_id <= id < before_id."""
-        row = self._one("SELECT max(equity) AS peak FROM account_snapshots WHERE id >= ? "
-                        "AND id < ?", (from_id, before_id))
+        row = self._one(
+            "SELECT max(equity) AS peak FROM account_snapshots WHERE id >= ? AND id < ?",
+            (from_id, before_id),
+        )
         return None if row is None or row["peak"] is None else float(row["peak"])
 
     def identity(self) -> tuple[object, object]:
         """(hash of the first event, id of the last event): which database this is and how
         far it has grown; a different first hash or fewer events means another file."""
-        row = self._one("SELECT (SELECT row_hash FROM events ORDER BY id LIMIT 1) AS first, "
-                        "(SELECT max(id) FROM events) AS last")
+        row = self._one(
+            "SELECT (SELECT row_hash FROM events ORDER BY id LIMIT 1) AS first, "
+            "(SELECT max(id) FROM events) AS last"
+        )
         return (row["first"], row["last"]) if row else (None, None)
 
     def traded_symbols(self) -> list[str]:
         """Symbols with recorded trades, sorted."""
-        return sorted(str(r["symbol"]) for r in
-                      self.query("SELECT DISTINCT symbol FROM trades"))
+        return sorted(str(r["symbol"]) for r in self.query("SELECT DISTINCT symbol FROM trades"))
 
     def entry_volumes(self, symbol: str) -> list[float]:
         """The distinct volumes of the entry orders of `symbol`, sorted."""
-        rows = self.query("SELECT DISTINCT volume FROM orders WHERE symbol = ? AND kind = "
-                          "'open' AND volume IS NOT NULL", (symbol,))
+        rows = self.query(
+            "SELECT DISTINCT volume FROM orders WHERE symbol = ? AND kind = "
+            "'open' AND volume IS NOT NULL",
+            (symbol,),
+        )
         return sorted(float(r["volume"]) for r in rows)
 
     def signal_span(self, symbol: str) -> tuple[str, str] | None:
         """Bar times of the first and last signal of `symbol`, None without signals."""
-        row = self._one("SELECT min(bar_time) AS first, max(bar_time) AS last FROM signals "
-                        "WHERE symbol = ?", (symbol,))
-        return None if row is None or not row["first"] else (str(row["first"]),
-                                                              str(row["last"]))
+        row = self._one(
+            "SELECT min(bar_time) AS first, max(bar_time) AS last FROM signals WHERE symbol = ?",
+            (symbol,),
+        )
+        return None if row is None or not row["first"] else (str(row["first"]), str(row["last"]))
 
     def count(self, table: str) -> int:
         if table not in COLUMNS:
@@ -692,8 +888,10 @@ class AuditReader:
                 continue
             row = self._one(f"SELECT row_hash FROM {table} WHERE id = ?", (row_id,))
             if row is None:
-                problems.append(f"{table}: row {row_id}, recorded as the head, is gone "
-                                "(rows were removed from the end)")
+                problems.append(
+                    f"{table}: row {row_id}, recorded as the head, is gone "
+                    "(rows were removed from the end)"
+                )
             elif not str(row["row_hash"]).startswith(digest):
                 problems.append(f"{table}: row {row_id} is not the row recorded as the head")
         return problems
@@ -704,8 +902,10 @@ class AuditReader:
 
     def _verify_table(self, table: str, batch: int) -> ChainReport:
         columns = COLUMNS[table]
-        sql = (f"SELECT id, {', '.join(columns)}, prev_hash, row_hash FROM {table} "
-               f"WHERE id > ? ORDER BY id LIMIT ?")
+        sql = (
+            f"SELECT id, {', '.join(columns)}, prev_hash, row_hash FROM {table} "
+            f"WHERE id > ? ORDER BY id LIMIT ?"
+        )
         prev, last_id, rows = GENESIS_HASH, 0, 0
         while True:
             chunk = self._conn().execute(sql, (last_id, batch)).fetchall()
@@ -714,28 +914,45 @@ class AuditReader:
             for record in chunk:
                 values = [record[c] for c in columns]
                 if record["prev_hash"] != prev:
-                    return ChainReport(table, rows, record["id"],
-                                       "prev_hash does not match the previous row (a row was "
-                                       "removed or inserted before it)")
+                    return ChainReport(
+                        table,
+                        rows,
+                        record["id"],
+                        "prev_hash does not match the previous row (a row was "
+                        "removed or inserted before it)",
+                    )
                 if row_hash(prev, values) != record["row_hash"]:
-                    return ChainReport(table, rows, record["id"],
-                                       "row content does not match its hash (edited)")
+                    return ChainReport(
+                        table, rows, record["id"], "row content does not match its hash (edited)"
+                    )
                 prev, last_id, rows = record["row_hash"], record["id"], rows + 1
 
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m live.audit_logger verify DB` (exit 1 when a chain is broken) and
     `python -m live.audit_logger query DB SQL` (read-only; exit 2 on a bad query)."""
-    parser = argparse.ArgumentParser(prog="python -m live.audit_logger",
-                                     description="Audit database tools.")
+    parser = argparse.ArgumentParser(
+        prog="python -m live.audit_logger", description="Audit database tools."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser("verify", help="check the hash chains of every audit table")
     verify.add_argument("db", type=Path)
-    verify.add_argument("--anchor", type=Path, action="append", default=[], metavar="LOG",
-                        help="the trader's log (logs/live_trader.log, repeatable for rotated "
-                             "ones): every chain head it recorded must still be in the DB")
-    verify.add_argument("--expect", action="append", default=[], metavar="TABLE:ID:HASH",
-                        help="a chain head as the shutdown alert gives it (repeatable)")
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="LOG",
+        help="the trader's log (logs/live_trader.log, repeatable for rotated "
+        "ones): every chain head it recorded must still be in the DB",
+    )
+    verify.add_argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="TABLE:ID:HASH",
+        help="a chain head as the shutdown alert gives it (repeatable)",
+    )
     query = commands.add_parser("query", help="run a read-only SQL query, print the rows")
     query.add_argument("db", type=Path)
     query.add_argument("sql")
@@ -758,8 +975,10 @@ def main(argv: list[str] | None = None) -> int:
             head = f", head {head_text(report.table, row_id, digest)}" if row_id else ""
             print(f"{report.table:<18} ok      {report.rows} rows{head}")
         else:
-            print(f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
-                  f"good rows: {report.reason}")
+            print(
+                f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
+                f"good rows: {report.reason}"
+            )
     for problem in problems:
         print(f"TRUNCATED  {problem}")
     if recorded and not problems:
@@ -782,8 +1001,7 @@ def _recorded_heads(logs: list[Path], expected: list[str]) -> dict[str, tuple[in
         for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
             message = _log_message(line)
             if message.startswith(HEADS_LOG_PREFIX):
-                for table, (row_id, digest) in json.loads(message[len(HEADS_LOG_PREFIX):]
-                                                          ).items():
+                for table, (row_id, digest) in json.loads(message[len(HEADS_LOG_PREFIX) :]).items():
                     if row_id >= heads.get(table, (0, ""))[0]:
                         heads[table] = (int(row_id), str(digest))
     for text in expected:

@@ -43,9 +43,19 @@ from live.errors import OrderRejected
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "BacktestingBridge", "Decision", "PrecheckFailed", "bars_needed", "build_close_request",
-    "build_order_request", "decide", "estimated_margin", "fetch_bars", "generate_signals",
-    "get_strategy_from_file", "position_size", "simulate_precheck",
+    "BacktestingBridge",
+    "Decision",
+    "PrecheckFailed",
+    "bars_needed",
+    "build_close_request",
+    "build_order_request",
+    "decide",
+    "estimated_margin",
+    "fetch_bars",
+    "generate_signals",
+    "get_strategy_from_file",
+    "position_size",
+    "simulate_precheck",
 ]
 
 
@@ -80,8 +90,9 @@ class Decision:
         return {1: "buy", -1: "sell"}.get(self.position)
 
 
-def get_strategy_from_file(path: str | Path, params: Mapping[str, object] | list[str] | None
-                           = None) -> Strategy:
+def get_strategy_from_file(
+    path: str | Path, params: Mapping[str, object] | list[str] | None = None
+) -> Strategy:
     """Load a strategy file and instantiate it with `params` (a dict or ["name=value", ...]).
 
     Raises StrategyError naming the file for anything the file's own code does wrong.
@@ -103,8 +114,9 @@ def bars_needed(strategy: Strategy, lookback: int = 0) -> int:
     return max(2 * strategy.warmup, strategy.warmup + 2, 3)
 
 
-def generate_signals(broker: Broker, strategy: Strategy, symbol: str, timeframe: str,
-                     lookback: int = 0) -> Decision:
+def generate_signals(
+    broker: Broker, strategy: Strategy, symbol: str, timeframe: str, lookback: int = 0
+) -> Decision:
     """Fetch only the bars the strategy needs and return its decision on the last closed bar.
 
     Raises StrategyError when there are too few bars, a bar is invalid or the strategy fails.
@@ -112,14 +124,17 @@ def generate_signals(broker: Broker, strategy: Strategy, symbol: str, timeframe:
     return decide(strategy, symbol, fetch_bars(broker, strategy, symbol, timeframe, lookback))
 
 
-def fetch_bars(broker: Broker, strategy: Strategy, symbol: str, timeframe: str,
-               lookback: int = 0) -> pd.DataFrame:
+def fetch_bars(
+    broker: Broker, strategy: Strategy, symbol: str, timeframe: str, lookback: int = 0
+) -> pd.DataFrame:
     """The last closed bars the strategy needs, checked; StrategyError if too few or bad."""
     count = bars_needed(strategy, lookback)
     bars = broker.rates(symbol, timeframe, count)
     if len(bars) < strategy.warmup + 1:
-        raise StrategyError(f"{symbol}: only {len(bars)} closed {timeframe} bars available, "
-                            f"{strategy.label()} needs {strategy.warmup + 1}")
+        raise StrategyError(
+            f"{symbol}: only {len(bars)} closed {timeframe} bars available, "
+            f"{strategy.label()} needs {strategy.warmup + 1}"
+        )
     _check_bars(symbol, bars)
     return bars
 
@@ -152,8 +167,15 @@ class BacktestingBridge:
     closed bars a decision needs, the decision, and the entry size with the trader's sizing.
     """
 
-    def __init__(self, strategy: Strategy, broker: Broker, *, timeframe: str,
-                 lookback: int = 0, sizing: Sizing | None = None) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        broker: Broker,
+        *,
+        timeframe: str,
+        lookback: int = 0,
+        sizing: Sizing | None = None,
+    ) -> None:
         self.strategy = strategy
         self.broker = broker
         self.timeframe = timeframe
@@ -171,11 +193,24 @@ class BacktestingBridge:
         """The decision on the last closed bar of `symbol`."""
         return self.decide(symbol, self.latest_bars(symbol))
 
-    def position_size(self, *, spec: SymbolSpec, equity: float, entry_price: float,
-                      sl: float | None, account_currency: str) -> float:
+    def position_size(
+        self,
+        *,
+        spec: SymbolSpec,
+        equity: float,
+        entry_price: float,
+        sl: float | None,
+        account_currency: str,
+    ) -> float:
         """Lots for an entry, by the backtest's position_size (PrecheckFailed if it can't)."""
-        return entry_volume(sizing=self.sizing, spec=spec, equity=equity,
-                            entry_price=entry_price, sl=sl, account_currency=account_currency)
+        return entry_volume(
+            sizing=self.sizing,
+            spec=spec,
+            equity=equity,
+            entry_price=entry_price,
+            sl=sl,
+            account_currency=account_currency,
+        )
 
 
 def _check_bars(symbol: str, bars: pd.DataFrame) -> None:
@@ -185,14 +220,17 @@ def _check_bars(symbol: str, bars: pd.DataFrame) -> None:
     bad |= bars["low"] > prices[["open", "close"]].min(axis=1)
     if bad.any():
         row = bars.loc[bad].iloc[-1]
-        raise StrategyError(f"{symbol}: bad bar at {row['time']}: open={row['open']} "
-                            f"high={row['high']} low={row['low']} close={row['close']}")
+        raise StrategyError(
+            f"{symbol}: bad bar at {row['time']}: open={row['open']} "
+            f"high={row['high']} low={row['low']} close={row['close']}"
+        )
     if not bars["time"].is_monotonic_increasing:
         raise StrategyError(f"{symbol}: bars out of time order")
 
 
-def stop_levels(decision: Decision, spec: SymbolSpec, entry_price: float
-                ) -> tuple[float | None, float | None]:
+def stop_levels(
+    decision: Decision, spec: SymbolSpec, entry_price: float
+) -> tuple[float | None, float | None]:
     """Absolute SL/TP for an entry at entry_price, as the backtest engine computes them."""
     sign = 1 if decision.position > 0 else -1
 
@@ -203,25 +241,51 @@ def stop_levels(decision: Decision, spec: SymbolSpec, entry_price: float
             return spec.round_price(entry_price + direction * distance)
         return None
 
-    return (level(decision.sl, decision.sl_distance, -sign),
-            level(decision.tp, decision.tp_distance, sign))
+    return (
+        level(decision.sl, decision.sl_distance, -sign),
+        level(decision.tp, decision.tp_distance, sign),
+    )
 
 
-def entry_volume(*, sizing: Sizing, spec: SymbolSpec, equity: float, entry_price: float,
-                 sl: float | None, account_currency: str) -> float:
+def entry_volume(
+    *,
+    sizing: Sizing,
+    spec: SymbolSpec,
+    equity: float,
+    entry_price: float,
+    sl: float | None,
+    account_currency: str,
+) -> float:
     """Lots for an entry: the backtest's position_size with the live stop distance."""
     distance = abs(entry_price - sl) if sl is not None else None
     try:
-        return position_size(sizing=sizing, spec=spec, equity=equity, sl_distance=distance,
-                             price=entry_price, account_currency=account_currency)
+        return position_size(
+            sizing=sizing,
+            spec=spec,
+            equity=equity,
+            sl_distance=distance,
+            price=entry_price,
+            account_currency=account_currency,
+        )
     except SizingError as exc:
         raise PrecheckFailed(str(exc)) from None
 
 
-def build_order_request(*, symbol: str, side: str, volume: float, price: float,
-                        spec: SymbolSpec, magic: int, comment: str, deviation: int,
-                        filling: int, sl: float | None = None, tp: float | None = None,
-                        position: int | None = None) -> dict[str, Any]:
+def build_order_request(
+    *,
+    symbol: str,
+    side: str,
+    volume: float,
+    price: float,
+    spec: SymbolSpec,
+    magic: int,
+    comment: str,
+    deviation: int,
+    filling: int,
+    sl: float | None = None,
+    tp: float | None = None,
+    position: int | None = None,
+) -> dict[str, Any]:
     """An MT5 market-order request with the types the API demands (floats, ints, short str).
 
     Prices are rounded to the symbol's digits and the volume snapped to its step.
@@ -250,21 +314,42 @@ def build_order_request(*, symbol: str, side: str, volume: float, price: float,
     return request
 
 
-def build_close_request(*, position: Any, tick: Any, spec: SymbolSpec, magic: int,
-                        comment: str, deviation: int, filling: int) -> dict[str, Any]:
+def build_close_request(
+    *,
+    position: Any,
+    tick: Any,
+    spec: SymbolSpec,
+    magic: int,
+    comment: str,
+    deviation: int,
+    filling: int,
+) -> dict[str, Any]:
     """The opposite deal that closes `position` (a TradePosition record) entirely."""
     closing_buy = position.type != POSITION_TYPE_BUY
     return build_order_request(
-        symbol=position.symbol, side="buy" if closing_buy else "sell",
-        volume=float(position.volume), price=tick.ask if closing_buy else tick.bid, spec=spec,
-        magic=magic, comment=comment, deviation=deviation, filling=filling,
+        symbol=position.symbol,
+        side="buy" if closing_buy else "sell",
+        volume=float(position.volume),
+        price=tick.ask if closing_buy else tick.bid,
+        spec=spec,
+        magic=magic,
+        comment=comment,
+        deviation=deviation,
+        filling=filling,
         position=int(position.ticket),
     )
 
 
-def simulate_precheck(request: Mapping[str, Any], *, spec: SymbolSpec, symbol_info: Any,
-                      tick: Any, account: Any, now: datetime | None = None,
-                      max_tick_age_s: float | None = None) -> None:
+def simulate_precheck(
+    request: Mapping[str, Any],
+    *,
+    spec: SymbolSpec,
+    symbol_info: Any,
+    tick: Any,
+    account: Any,
+    now: datetime | None = None,
+    max_tick_age_s: float | None = None,
+) -> None:
     """Refuse what the server would refuse, before order_check: volume, stops level, margin,
     market open. Raises PrecheckFailed naming the rule and the numbers."""
     symbol, volume = request["symbol"], request["volume"]
@@ -272,17 +357,20 @@ def simulate_precheck(request: Mapping[str, Any], *, spec: SymbolSpec, symbol_in
     if not spec.is_valid_volume(volume):
         raise PrecheckFailed(
             f"{symbol}: volume {volume} is not volume_min {spec.volume_min} + k × step "
-            f"{spec.volume_step} within max {spec.volume_max}", code=10014)
+            f"{spec.volume_step} within max {spec.volume_max}",
+            code=10014,
+        )
     mode = int(symbol_info.trade_mode)
-    if mode == SYMBOL_TRADE_MODE_DISABLED or (mode == SYMBOL_TRADE_MODE_CLOSEONLY
-                                              and not closing):
-        raise PrecheckFailed(f"{symbol}: trading is disabled for this symbol (trade_mode "
-                             f"{mode})", code=10017)
+    if mode == SYMBOL_TRADE_MODE_DISABLED or (mode == SYMBOL_TRADE_MODE_CLOSEONLY and not closing):
+        raise PrecheckFailed(
+            f"{symbol}: trading is disabled for this symbol (trade_mode {mode})", code=10017
+        )
     if now is not None and max_tick_age_s is not None:
         age = now.timestamp() - float(tick.time)
         if age > max_tick_age_s:
-            raise PrecheckFailed(f"{symbol}: market closed (last quote {age / 60:.0f} min old)",
-                                 code=10018)
+            raise PrecheckFailed(
+                f"{symbol}: market closed (last quote {age / 60:.0f} min old)", code=10018
+            )
     _check_stops(request, spec, tick)
     if not closing:
         _check_margin(request, spec, account)
@@ -301,7 +389,9 @@ def _check_stops(request: Mapping[str, Any], spec: SymbolSpec, tick: Any) -> Non
             raise PrecheckFailed(
                 f"{request['symbol']}: {name.upper()} {level} is {distance / spec.point:.0f} "
                 f"points from {closing_price}; needs at least {spec.stops_level} points on the "
-                f"{'lower' if (sign < 0) == buying else 'upper'} side", code=10016)
+                f"{'lower' if (sign < 0) == buying else 'upper'} side",
+                code=10016,
+            )
 
 
 def estimated_margin(volume: float, price: float, spec: SymbolSpec, account: Any) -> float:
@@ -318,4 +408,6 @@ def _check_margin(request: Mapping[str, Any], spec: SymbolSpec, account: Any) ->
     if margin > float(account.margin_free):
         raise PrecheckFailed(
             f"{request['symbol']}: needs about {margin:,.2f} {account.currency} margin, free "
-            f"margin is {float(account.margin_free):,.2f}", code=10019)
+            f"margin is {float(account.margin_free):,.2f}",
+            code=10019,
+        )

@@ -31,13 +31,33 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "***"
 BACKENDS = ("auto", "mt5", "mt5linux", "sim")
 KILL_SWITCH_ACTIONS = ("halt", "reduce", "close_all")
-TIMEFRAMES = ("M1", "M2", "M3", "M4", "M5", "M6", "M10", "M12", "M15", "M20", "M30",
-              "H1", "H2", "H3", "H4", "H6", "H8", "H12", "D1")
+TIMEFRAMES = (
+    "M1",
+    "M2",
+    "M3",
+    "M4",
+    "M5",
+    "M6",
+    "M10",
+    "M12",
+    "M15",
+    "M20",
+    "M30",
+    "H1",
+    "H2",
+    "H3",
+    "H4",
+    "H6",
+    "H8",
+    "H12",
+    "D1",
+)
 ALERT_LEVELS = ("info", "warning", "error", "critical")
 
 
-def _setting(env: str, default: object, help_text: str, kind: str, *, secret: bool = False,
-             section: str = "") -> object:
+def _setting(
+    env: str, default: object, help_text: str, kind: str, *, secret: bool = False, section: str = ""
+) -> object:
     meta = {"env": env, "help": help_text, "kind": kind, "secret": secret, "section": section}
     if isinstance(default, (list, dict)):
         raise TypeError("use tuples for sequence defaults")
@@ -50,159 +70,361 @@ class LiveConfig:
 
     # --- strategy and market
     strategy_path: str = _setting(
-        "STRATEGY_PATH", "", "Strategy file to trade (path[:ClassName]); --strategy overrides.",
-        "str", section="Strategy")
+        "STRATEGY_PATH",
+        "",
+        "Strategy file to trade (path[:ClassName]); --strategy overrides.",
+        "str",
+        section="Strategy",
+    )
     strategy_params: str = _setting(
-        "STRATEGY_PARAMS", "", "Strategy parameters, e.g. fast=10,slow=30 (--param overrides).",
-        "str", section="Strategy")
+        "STRATEGY_PARAMS",
+        "",
+        "Strategy parameters, e.g. fast=10,slow=30 (--param overrides).",
+        "str",
+        section="Strategy",
+    )
     symbols: tuple[str, ...] = _setting(
-        "SYMBOLS", ("EURUSD",), "Comma-separated symbols to trade, as the broker names them.",
-        "symbols", section="Strategy")
+        "SYMBOLS",
+        ("EURUSD",),
+        "Comma-separated symbols to trade, as the broker names them.",
+        "symbols",
+        section="Strategy",
+    )
     timeframe: str = _setting(
-        "TIMEFRAME", "H1", "Bar timeframe the strategy runs on (M1..D1).", "timeframe",
-        section="Strategy")
+        "TIMEFRAME",
+        "H1",
+        "Bar timeframe the strategy runs on (M1..D1).",
+        "timeframe",
+        section="Strategy",
+    )
     bars_lookback: int = _setting(
-        "BARS_LOOKBACK", 0, "Closed bars fetched per decision; 0 = twice the strategy's warm-up.",
-        "int>=0", section="Strategy")
+        "BARS_LOOKBACK",
+        0,
+        "Closed bars fetched per decision; 0 = twice the strategy's warm-up.",
+        "int>=0",
+        section="Strategy",
+    )
 
     # --- mode and safety
     dry_run: bool = _setting(
-        "DRY_RUN", True, "true: validate orders with order_check and paper-trade them; false: "
-        "send real orders.", "bool", section="Mode and safety")
+        "DRY_RUN",
+        True,
+        "true: validate orders with order_check and paper-trade them; false: send real orders.",
+        "bool",
+        section="Mode and safety",
+    )
     allow_real_account: bool = _setting(
-        "ALLOW_REAL_ACCOUNT", False, "Allow sending orders to a real (non-demo) account.",
-        "bool", section="Mode and safety")
+        "ALLOW_REAL_ACCOUNT",
+        False,
+        "Allow sending orders to a real (non-demo) account.",
+        "bool",
+        section="Mode and safety",
+    )
     kill_switch_file: Path = _setting(  # noqa: RUF009 (_setting returns a dataclasses.field)
-        "KILL_SWITCH_FILE", "KILL_SWITCH", "File whose presence halts trading (its first "
-        "word may say halt, reduce or close_all).", "path", section="Mode and safety")
+        "KILL_SWITCH_FILE",
+        "KILL_SWITCH",
+        "File whose presence halts trading (its first word may say halt, reduce or close_all).",
+        "path",
+        section="Mode and safety",
+    )
     kill_switch_action: str = _setting(
-        "KILL_SWITCH_ACTION", "halt", "Default kill-switch level: halt (no entries, exits run), "
-        "reduce (only closes), close_all (flatten, then halt).", "kill_action",
-        section="Mode and safety")
+        "KILL_SWITCH_ACTION",
+        "halt",
+        "Default kill-switch level: halt (no entries, exits run), "
+        "reduce (only closes), close_all (flatten, then halt).",
+        "kill_action",
+        section="Mode and safety",
+    )
 
     # --- terminal connection
     backend: str = _setting(
-        "MT5_BACKEND", "auto", "auto, mt5 (official package, Windows), mt5linux (RPyC bridge) "
-        "or sim (built-in simulator). auto falls back to sim only in dry-run.", "backend",
-        section="Terminal")
-    mt5_login: int = _setting("MT5_LOGIN", 0, "Account number; 0 = the terminal's current "
-                              "account.", "int>=0", section="Terminal")
-    mt5_password: str = _setting("MT5_PASSWORD", "", "Account password.", "str", secret=True,
-                                 section="Terminal")
-    mt5_server: str = _setting("MT5_SERVER", "", "Trade server name, e.g. MetaQuotes-Demo.",
-                               "str", section="Terminal")
-    mt5_path: str = _setting("MT5_PATH", "", "Path to terminal64.exe (optional).", "str",
-                             section="Terminal")
-    mt5_timeout_ms: int = _setting("MT5_TIMEOUT_MS", 60_000, "initialize()/login() timeout "
-                                   "in milliseconds.", "int>0", section="Terminal")
-    mt5linux_host: str = _setting("MT5LINUX_HOST", "127.0.0.1", "Host of the mt5linux RPyC "
-                                  "server.", "str", section="Terminal")
-    mt5linux_port: int = _setting("MT5LINUX_PORT", 18812, "Port of the mt5linux RPyC server.",
-                                  "port", section="Terminal")
+        "MT5_BACKEND",
+        "auto",
+        "auto, mt5 (official package, Windows), mt5linux (RPyC bridge) "
+        "or sim (built-in simulator). auto falls back to sim only in dry-run.",
+        "backend",
+        section="Terminal",
+    )
+    mt5_login: int = _setting(
+        "MT5_LOGIN",
+        0,
+        "Account number; 0 = the terminal's current account.",
+        "int>=0",
+        section="Terminal",
+    )
+    mt5_password: str = _setting(
+        "MT5_PASSWORD", "", "Account password.", "str", secret=True, section="Terminal"
+    )
+    mt5_server: str = _setting(
+        "MT5_SERVER", "", "Trade server name, e.g. MetaQuotes-Demo.", "str", section="Terminal"
+    )
+    mt5_path: str = _setting(
+        "MT5_PATH", "", "Path to terminal64.exe (optional).", "str", section="Terminal"
+    )
+    mt5_timeout_ms: int = _setting(
+        "MT5_TIMEOUT_MS",
+        60_000,
+        "initialize()/login() timeout in milliseconds.",
+        "int>0",
+        section="Terminal",
+    )
+    mt5linux_host: str = _setting(
+        "MT5LINUX_HOST", "127.0.0.1", "Host of the mt5linux RPyC server.", "str", section="Terminal"
+    )
+    mt5linux_port: int = _setting(
+        "MT5LINUX_PORT", 18812, "Port of the mt5linux RPyC server.", "port", section="Terminal"
+    )
     reconnect_max_seconds: float = _setting(
-        "RECONNECT_MAX_SECONDS", 60.0, "Longest wait between reconnection attempts (backoff "
-        "doubles up to this).", "float>0", section="Terminal")
+        "RECONNECT_MAX_SECONDS",
+        60.0,
+        "Longest wait between reconnection attempts (backoff doubles up to this).",
+        "float>0",
+        section="Terminal",
+    )
 
     # --- orders and sizing
-    magic_number: int = _setting("MAGIC_NUMBER", 240_601, "Magic number marking this trader's "
-                                 "orders and positions.", "int>0", section="Orders")
-    deviation_points: int = _setting("DEVIATION_POINTS", 20, "Maximum slippage accepted, in "
-                                     "points.", "int>=0", section="Orders")
-    sizing_mode: str = _setting("SIZING_MODE", "fixed", "fixed (LOT_SIZE lots) or risk "
-                                "(RISK_PERCENT of equity at the stop-loss).", "sizing",
-                                section="Orders")
-    lot_size: float = _setting("LOT_SIZE", 0.01, "Volume per entry in lots when SIZING_MODE="
-                               "fixed.", "float>0", section="Orders")
-    risk_percent: float = _setting("RISK_PERCENT", 1.0, "Equity % lost at the stop-loss when "
-                                   "SIZING_MODE=risk.", "percent", section="Orders")
-    order_max_retries: int = _setting("ORDER_MAX_RETRIES", 3, "Resends after a retryable "
-                                      "refusal (requote, timeout, ...).", "int>=0",
-                                      section="Orders")
+    magic_number: int = _setting(
+        "MAGIC_NUMBER",
+        240_601,
+        "Magic number marking this trader's orders and positions.",
+        "int>0",
+        section="Orders",
+    )
+    deviation_points: int = _setting(
+        "DEVIATION_POINTS", 20, "Maximum slippage accepted, in points.", "int>=0", section="Orders"
+    )
+    sizing_mode: str = _setting(
+        "SIZING_MODE",
+        "fixed",
+        "fixed (LOT_SIZE lots) or risk (RISK_PERCENT of equity at the stop-loss).",
+        "sizing",
+        section="Orders",
+    )
+    lot_size: float = _setting(
+        "LOT_SIZE",
+        0.01,
+        "Volume per entry in lots when SIZING_MODE=fixed.",
+        "float>0",
+        section="Orders",
+    )
+    risk_percent: float = _setting(
+        "RISK_PERCENT",
+        1.0,
+        "Equity % lost at the stop-loss when SIZING_MODE=risk.",
+        "percent",
+        section="Orders",
+    )
+    order_max_retries: int = _setting(
+        "ORDER_MAX_RETRIES",
+        3,
+        "Resends after a retryable refusal (requote, timeout, ...).",
+        "int>=0",
+        section="Orders",
+    )
     order_retry_base_seconds: float = _setting(
-        "ORDER_RETRY_BASE_SECONDS", 0.5, "First retry delay; doubles each attempt, with jitter.",
-        "float>=0", section="Orders")
+        "ORDER_RETRY_BASE_SECONDS",
+        0.5,
+        "First retry delay; doubles each attempt, with jitter.",
+        "float>=0",
+        section="Orders",
+    )
     order_retry_max_seconds: float = _setting(
-        "ORDER_RETRY_MAX_SECONDS", 5.0, "Longest retry delay.", "float>=0", section="Orders")
+        "ORDER_RETRY_MAX_SECONDS", 5.0, "Longest retry delay.", "float>=0", section="Orders"
+    )
 
     # --- loop
-    interval_seconds: float = _setting("INTERVAL_SECONDS", 10.0, "Seconds between loop "
-                                       "iterations.", "float>0", section="Loop")
-    max_bars: int = _setting("MAX_BARS", 0, "Stop after this many closed bars (0 = run until "
-                             "stopped).", "int>=0", section="Loop")
-    snapshot_seconds: float = _setting("SNAPSHOT_SECONDS", 300.0, "Seconds between account "
-                                       "snapshots in the audit log.", "float>0", section="Loop")
+    interval_seconds: float = _setting(
+        "INTERVAL_SECONDS", 10.0, "Seconds between loop iterations.", "float>0", section="Loop"
+    )
+    max_bars: int = _setting(
+        "MAX_BARS",
+        0,
+        "Stop after this many closed bars (0 = run until stopped).",
+        "int>=0",
+        section="Loop",
+    )
+    snapshot_seconds: float = _setting(
+        "SNAPSHOT_SECONDS",
+        300.0,
+        "Seconds between account snapshots in the audit log.",
+        "float>0",
+        section="Loop",
+    )
 
     # --- limits
-    max_trades_per_day: int = _setting("MAX_TRADES_PER_DAY", 20, "New entries allowed per "
-                                       "trading day (0 = no limit).", "int>=0",
-                                       section="Limits")
-    max_daily_loss_pct: float = _setting("MAX_DAILY_LOSS_PCT", 3.0, "Stop new entries when "
-                                         "equity is this % below the day's start (0 = off).",
-                                         "percent0", section="Limits")
-    max_open_positions: int = _setting("MAX_OPEN_POSITIONS", 5, "Open positions allowed over "
-                                       "all symbols (0 = no limit).", "int>=0", section="Limits")
-    max_positions_per_symbol: int = _setting("MAX_POSITIONS_PER_SYMBOL", 1, "Open positions "
-                                             "allowed per symbol.", "int>0", section="Limits")
-    max_total_lots: float = _setting("MAX_TOTAL_LOTS", 0.0, "Total open volume allowed in lots "
-                                     "(0 = no limit).", "float>=0", section="Limits")
-    max_margin_pct: float = _setting("MAX_MARGIN_PCT", 50.0, "Used margin allowed as % of "
-                                     "equity (0 = no limit).", "percent0", section="Limits")
+    max_trades_per_day: int = _setting(
+        "MAX_TRADES_PER_DAY",
+        20,
+        "New entries allowed per trading day (0 = no limit).",
+        "int>=0",
+        section="Limits",
+    )
+    max_daily_loss_pct: float = _setting(
+        "MAX_DAILY_LOSS_PCT",
+        3.0,
+        "Stop new entries when equity is this % below the day's start (0 = off).",
+        "percent0",
+        section="Limits",
+    )
+    max_open_positions: int = _setting(
+        "MAX_OPEN_POSITIONS",
+        5,
+        "Open positions allowed over all symbols (0 = no limit).",
+        "int>=0",
+        section="Limits",
+    )
+    max_positions_per_symbol: int = _setting(
+        "MAX_POSITIONS_PER_SYMBOL",
+        1,
+        "Open positions allowed per symbol.",
+        "int>0",
+        section="Limits",
+    )
+    max_total_lots: float = _setting(
+        "MAX_TOTAL_LOTS",
+        0.0,
+        "Total open volume allowed in lots (0 = no limit).",
+        "float>=0",
+        section="Limits",
+    )
+    max_margin_pct: float = _setting(
+        "MAX_MARGIN_PCT",
+        50.0,
+        "Used margin allowed as % of equity (0 = no limit).",
+        "percent0",
+        section="Limits",
+    )
     trading_day_timezone: str = _setting(
-        "TRADING_DAY_TZ", "UTC", "Timezone of the trading-day boundary (IANA name, e.g. "
-        "America/New_York).", "timezone", section="Limits")
+        "TRADING_DAY_TZ",
+        "UTC",
+        "Timezone of the trading-day boundary (IANA name, e.g. America/New_York).",
+        "timezone",
+        section="Limits",
+    )
     trading_day_start_hour: int = _setting(
-        "TRADING_DAY_START_HOUR", 0, "Hour (0-23, in TRADING_DAY_TZ) when a trading day starts.",
-        "hour", section="Limits")
+        "TRADING_DAY_START_HOUR",
+        0,
+        "Hour (0-23, in TRADING_DAY_TZ) when a trading day starts.",
+        "hour",
+        section="Limits",
+    )
 
     # --- storage and logs
     audit_db: Path = _setting(  # noqa: RUF009
-                              "AUDIT_DB", "data/audit.db", "SQLite audit database.",
-                              "path", section="Storage and logs")
+        "AUDIT_DB", "data/audit.db", "SQLite audit database.", "path", section="Storage and logs"
+    )
     log_dir: Path = _setting(  # noqa: RUF009
-                             "LOG_DIR", "logs", "Folder of live_trader.log (JSON lines).",
-                             "path", section="Storage and logs")
-    log_level: str = _setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.",
-                              "log_level", section="Storage and logs")
-    log_max_bytes: int = _setting("LOG_MAX_BYTES", 10_000_000, "Log file size before rotation.",
-                                  "int>0", section="Storage and logs")
-    log_backups: int = _setting("LOG_BACKUPS", 5, "Rotated log files kept.", "int>=0",
-                                section="Storage and logs")
+        "LOG_DIR",
+        "logs",
+        "Folder of live_trader.log (JSON lines).",
+        "path",
+        section="Storage and logs",
+    )
+    log_level: str = _setting(
+        "LOG_LEVEL",
+        "INFO",
+        "DEBUG, INFO, WARNING or ERROR.",
+        "log_level",
+        section="Storage and logs",
+    )
+    log_max_bytes: int = _setting(
+        "LOG_MAX_BYTES",
+        10_000_000,
+        "Log file size before rotation.",
+        "int>0",
+        section="Storage and logs",
+    )
+    log_backups: int = _setting(
+        "LOG_BACKUPS", 5, "Rotated log files kept.", "int>=0", section="Storage and logs"
+    )
 
     # --- simulator (backend sim, or auto without a terminal)
-    sim_data: str = _setting("SIM_DATA", "", "Bars CSV the simulator replays (empty = generated "
-                             "bars).", "str", section="Simulator")
-    sim_speed: str = _setting("SIM_SPEED", "max", "Simulated seconds per real second, or max: "
-                              "step bar by bar in lockstep with the trader.", "speed",
-                              section="Simulator")
-    sim_seed: int = _setting("SIM_SEED", 7, "Seed of generated bars.", "int>=0",
-                             section="Simulator")
-    sim_history_bars: int = _setting("SIM_HISTORY_BARS", 1000, "Bars of history before the "
-                                     "simulated clock starts.", "int>0", section="Simulator")
+    sim_data: str = _setting(
+        "SIM_DATA",
+        "",
+        "Bars CSV the simulator replays (empty = generated bars).",
+        "str",
+        section="Simulator",
+    )
+    sim_speed: str = _setting(
+        "SIM_SPEED",
+        "max",
+        "Simulated seconds per real second, or max: step bar by bar in lockstep with the trader.",
+        "speed",
+        section="Simulator",
+    )
+    sim_seed: int = _setting(
+        "SIM_SEED", 7, "Seed of generated bars.", "int>=0", section="Simulator"
+    )
+    sim_history_bars: int = _setting(
+        "SIM_HISTORY_BARS",
+        1000,
+        "Bars of history before the simulated clock starts.",
+        "int>0",
+        section="Simulator",
+    )
 
     # --- alerts
-    telegram_bot_token: str = _setting("TELEGRAM_BOT_TOKEN", "", "Telegram bot token (empty = "
-                                       "no Telegram).", "str", secret=True, section="Alerts")
-    telegram_chat_id: str = _setting("TELEGRAM_CHAT_ID", "", "The only chat that receives alerts "
-                                     "and may send commands.", "str", section="Alerts")
-    telegram_api_url: str = _setting("TELEGRAM_API_URL", "https://api.telegram.org", "Bot API "
-                                     "base URL.", "url", section="Alerts")
-    webhook_url: str = _setting("WEBHOOK_URL", "", "URL receiving alerts as JSON POSTs (empty = "
-                                "none).", "url_or_empty", section="Alerts")
-    webhook_secret: str = _setting("WEBHOOK_SECRET", "", "Key of the HMAC-SHA256 signature header "
-                                   "(empty = unsigned).", "str", secret=True, section="Alerts")
-    alert_min_level: str = _setting("ALERT_MIN_LEVEL", "info", "Lowest severity sent: info, "
-                                    "warning, error or critical.", "alert_level",
-                                    section="Alerts")
+    telegram_bot_token: str = _setting(
+        "TELEGRAM_BOT_TOKEN",
+        "",
+        "Telegram bot token (empty = no Telegram).",
+        "str",
+        secret=True,
+        section="Alerts",
+    )
+    telegram_chat_id: str = _setting(
+        "TELEGRAM_CHAT_ID",
+        "",
+        "The only chat that receives alerts and may send commands.",
+        "str",
+        section="Alerts",
+    )
+    telegram_api_url: str = _setting(
+        "TELEGRAM_API_URL", "https://api.telegram.org", "Bot API base URL.", "url", section="Alerts"
+    )
+    webhook_url: str = _setting(
+        "WEBHOOK_URL",
+        "",
+        "URL receiving alerts as JSON POSTs (empty = none).",
+        "url_or_empty",
+        section="Alerts",
+    )
+    webhook_secret: str = _setting(
+        "WEBHOOK_SECRET",
+        "",
+        "Key of the HMAC-SHA256 signature header (empty = unsigned).",
+        "str",
+        secret=True,
+        section="Alerts",
+    )
+    alert_min_level: str = _setting(
+        "ALERT_MIN_LEVEL",
+        "info",
+        "Lowest severity sent: info, warning, error or critical.",
+        "alert_level",
+        section="Alerts",
+    )
 
     # --- dashboard
-    dashboard_host: str = _setting("DASHBOARD_HOST", "127.0.0.1", "Dashboard bind address; "
-                                   "anything but loopback requires DASHBOARD_TOKEN.", "str",
-                                   section="Dashboard")
-    dashboard_port: int = _setting("DASHBOARD_PORT", 5000, "Dashboard port.", "port",
-                                   section="Dashboard")
-    dashboard_token: str = _setting("DASHBOARD_TOKEN", "", "Token every dashboard request must "
-                                    "carry when bound beyond loopback.", "str", secret=True,
-                                    section="Dashboard")
+    dashboard_host: str = _setting(
+        "DASHBOARD_HOST",
+        "127.0.0.1",
+        "Dashboard bind address; anything but loopback requires DASHBOARD_TOKEN.",
+        "str",
+        section="Dashboard",
+    )
+    dashboard_port: int = _setting(
+        "DASHBOARD_PORT", 5000, "Dashboard port.", "port", section="Dashboard"
+    )
+    dashboard_token: str = _setting(
+        "DASHBOARD_TOKEN",
+        "",
+        "Token every dashboard request must carry when bound beyond loopback.",
+        "str",
+        secret=True,
+        section="Dashboard",
+    )
 
     def __post_init__(self) -> None:
         for spec in fields(self):
@@ -223,8 +445,12 @@ class LiveConfig:
             )
 
     @classmethod
-    def load(cls, env_file: str | Path | None = None, overrides: Mapping[str, object] | None = None,
-             environ: Mapping[str, str] | None = None) -> LiveConfig:
+    def load(
+        cls,
+        env_file: str | Path | None = None,
+        overrides: Mapping[str, object] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> LiveConfig:
         """Defaults < env_file (default: .env in the project root, if present) < environ <
         overrides (field names, already typed). Raises ConfigError naming the key and value."""
         environ = os.environ if environ is None else environ
@@ -265,8 +491,11 @@ class LiveConfig:
 
     def secrets(self) -> list[str]:
         """The secret values that are set (for log redaction)."""
-        return [getattr(self, s.name) for s in fields(self)
-                if s.metadata["secret"] and getattr(self, s.name)]
+        return [
+            getattr(self, s.name)
+            for s in fields(self)
+            if s.metadata["secret"] and getattr(self, s.name)
+        ]
 
     @property
     def sim_lockstep(self) -> bool:
@@ -336,8 +565,9 @@ def _check_value(spec: dataclasses.Field, value: object) -> None:
         raise ConfigError(f"{key}={_shown(spec, value)}: {problem}")
 
 
-def _number(low: float, high: float | None = None, *, open_low: bool = False,
-            integer: bool = False) -> Callable[[object], str | None]:
+def _number(
+    low: float, high: float | None = None, *, open_low: bool = False, integer: bool = False
+) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "must be a number"
@@ -348,6 +578,7 @@ def _number(low: float, high: float | None = None, *, open_low: bool = False,
         if high is not None and value > high:
             return f"must be <= {high:g}"
         return None
+
     return check
 
 
@@ -358,6 +589,7 @@ def _choice(options: tuple[str, ...]) -> Callable[[object], str | None]:
         close = difflib.get_close_matches(str(value), options, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"must be one of {', '.join(options)}{hint}"
+
     return check
 
 
@@ -420,8 +652,12 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
 
 
 _CANONICAL_CASE: dict[str, Callable[[str], str]] = {
-    "timeframe": str.upper, "log_level": str.upper, "backend": str.lower,
-    "kill_action": str.lower, "sizing": str.lower, "alert_level": str.lower,
+    "timeframe": str.upper,
+    "log_level": str.upper,
+    "backend": str.lower,
+    "kill_action": str.lower,
+    "sizing": str.lower,
+    "alert_level": str.lower,
 }
 
 
@@ -520,15 +756,18 @@ def setup_logging(config: LiveConfig, *, console: bool = True) -> Path:
             handler.close()
     redact = RedactingFilter(config.secrets())
     file_handler = logging.handlers.RotatingFileHandler(
-        log_file, maxBytes=config.log_max_bytes, backupCount=config.log_backups,
+        log_file,
+        maxBytes=config.log_max_bytes,
+        backupCount=config.log_backups,
         encoding="utf-8",
     )
     file_handler.setFormatter(JsonFormatter())
     handlers: list[logging.Handler] = [file_handler]
     if console:
         stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                              datefmt="%H:%M:%S"))
+        stream.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+        )
         handlers.append(stream)
     for handler in handlers:
         handler.addFilter(redact)

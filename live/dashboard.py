@@ -50,8 +50,8 @@ TOKEN_COOKIE = "dashboard_token"
 _NAME = re.compile(r"^[A-Za-z0-9._#:+-]{1,40}$")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "style-src 'self' 'unsafe-inline'; script-src 'self'; "
-                               "frame-ancestors 'none'",  # the chart library sets inline styles
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "frame-ancestors 'none'",  # the chart library sets inline styles
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
@@ -150,8 +150,9 @@ def _higher(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def create_app(db_path: str | Path, *, token: str = "",
-               wall_clock: Callable[[], float] = time.time) -> Flask:
+def create_app(
+    db_path: str | Path, *, token: str = "", wall_clock: Callable[[], float] = time.time
+) -> Flask:
     """The dashboard app for `db_path`; `token`, when set, is required on every request."""
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
     app.config["JSON_SORT_KEYS"] = False
@@ -187,7 +188,6 @@ def _install_guards(app: Flask, token: str) -> None:
         return response
 
 
-
 def _install_errors(app: Flask, db_path: Path) -> None:
     """Every error as JSON: a script reading the API never has to parse an HTML page, and
     no traceback leaves the process (it goes to the dashboard's log)."""
@@ -215,15 +215,17 @@ def _http_message(exc: HTTPException) -> str:
     if exc.code == 404:
         return f"no such page: {request.path}"
     if exc.code == 405:
-        return (f"{request.method} is not allowed on {request.path}: the dashboard is "
-                "read-only, use GET")
+        return (
+            f"{request.method} is not allowed on {request.path}: the dashboard is "
+            "read-only, use GET"
+        )
     return exc.description or exc.name
 
 
 def _offered_token() -> str:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
+        return header[len("Bearer ") :].strip()
     return request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
 
 
@@ -255,8 +257,9 @@ def _only(*names: str) -> None:
     for name in request.args:
         if name not in names and name not in ALWAYS_ALLOWED:
             known = ", ".join(names) or "none"
-            raise BadParameter(f"unknown parameter {name[:40]!r} for {request.path} "
-                               f"(known: {known})")
+            raise BadParameter(
+                f"unknown parameter {name[:40]!r} for {request.path} (known: {known})"
+            )
 
 
 def _paging() -> tuple[int, int]:
@@ -271,8 +274,7 @@ def _filters(*names: str) -> dict[str, str]:
         if value is None:
             continue
         if not _NAME.match(value):
-            raise BadParameter(f"{name} must be 1-40 letters, digits or ._#:+-, got "
-                               f"{value[:40]!r}")
+            raise BadParameter(f"{name} must be 1-40 letters, digits or ._#:+-, got {value[:40]!r}")
         chosen[name] = value
     return chosen
 
@@ -299,8 +301,11 @@ def _install_tables(app: Flask, database: Database) -> None:
             for value in _filters(f"exclude_{exclude}").values():
                 excluded[exclude] = value
         reader = database.reader()
-        found = reader.page(table, limit=limit, offset=offset, exclude=excluded,
-                            **equals) if reader else []
+        found = (
+            reader.page(table, limit=limit, offset=offset, exclude=excluded, **equals)
+            if reader
+            else []
+        )
         for row in found:
             row.pop("prev_hash", None)
             row.pop("row_hash", None)
@@ -350,8 +355,9 @@ def _install_state(app: Flask, database: Database, wall_clock: Callable[[], floa
         _only("limit", "offset")
         limit = _int_arg("limit", 1000, 1, MAX_EQUITY_POINTS)
         offset = _int_arg("offset", 0, 0, MAX_OFFSET)
-        return jsonify({"points": equity_window(database, limit, offset), "limit": limit,
-                        "offset": offset})
+        return jsonify(
+            {"points": equity_window(database, limit, offset), "limit": limit, "offset": offset}
+        )
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -384,32 +390,52 @@ def _newer_heartbeat(reader: AuditReader, after_ts: object) -> list[dict[str, An
     account = json.loads(beat["data"] or "{}").get("account") or {}
     if account.get("equity") is None:
         return []
-    return [{"ts": beat["ts"], "balance": account.get("balance"), "equity": account["equity"],
-             "source": "heartbeat"}]
+    return [
+        {
+            "ts": beat["ts"],
+            "balance": account.get("balance"),
+            "equity": account["equity"],
+            "source": "heartbeat",
+        }
+    ]
 
 
-def trader_status(reader: AuditReader | None, now: float, *,
-                  db_path: str | Path = "") -> dict[str, Any]:
+def trader_status(
+    reader: AuditReader | None, now: float, *, db_path: str | Path = ""
+) -> dict[str, Any]:
     """What the last heartbeat said, and whether the trader is running, stale or stopped."""
     where = str(db_path) if db_path else "the audit database"
     if reader is None:
-        return {"state": "no data", "db": str(db_path),
-                "message": f"no audit database at {where} yet: start the trader, or point "
-                           "the dashboard at its database with --db"}
+        return {
+            "state": "no data",
+            "db": str(db_path),
+            "message": f"no audit database at {where} yet: start the trader, or point "
+            "the dashboard at its database with --db",
+        }
     beat = reader.last_event("heartbeat")
     if beat is None:
-        return {"state": "no data", "db": str(db_path),
-                "message": f"no heartbeat in {where} yet: is the trader running?"}
+        return {
+            "state": "no data",
+            "db": str(db_path),
+            "message": f"no heartbeat in {where} yet: is the trader running?",
+        }
     data = json.loads(beat["data"] or "{}")
     wall = datetime.fromisoformat(data["wall_ts"]).timestamp() if data.get("wall_ts") else None
     age = None if wall is None else max(0.0, now - wall)
     snapshot = reader.latest_snapshot()
-    status = {"state": _state(reader, beat, age), "db": str(db_path),
-              "heartbeat_age_s": None if age is None else round(age, 1),
-              "heartbeat_ts": beat["ts"], **data,
-              "snapshot": {k: snapshot[k] for k in ("ts", "balance", "equity", "margin",
-                                                    "margin_free", "open_positions")}
-              if snapshot else None}
+    status = {
+        "state": _state(reader, beat, age),
+        "db": str(db_path),
+        "heartbeat_age_s": None if age is None else round(age, 1),
+        "heartbeat_ts": beat["ts"],
+        **data,
+        "snapshot": {
+            k: snapshot[k]
+            for k in ("ts", "balance", "equity", "margin", "margin_free", "open_positions")
+        }
+        if snapshot
+        else None,
+    }
     status["latest_account"] = latest_account(status)
     if status.get("kill_switch"):  # whatever the heartbeat says, the switch blocks entries
         status["entries_enabled"] = False
@@ -428,17 +454,22 @@ def latest_account(status: dict[str, Any]) -> dict[str, Any] | None:
     snapshot (the cards and the chart's last point then agree), and which one it was."""
     account, snapshot = status.get("account") or {}, status.get("snapshot") or {}
     keys = ("balance", "equity", "margin", "margin_free")
-    if account.get("equity") is not None and str(status.get("heartbeat_ts")) >= \
-            str(snapshot.get("ts") or ""):
-        return {"ts": status.get("heartbeat_ts"), "source": "heartbeat",
-                **{k: account.get(k) for k in keys}}
+    if account.get("equity") is not None and str(status.get("heartbeat_ts")) >= str(
+        snapshot.get("ts") or ""
+    ):
+        return {
+            "ts": status.get("heartbeat_ts"),
+            "source": "heartbeat",
+            **{k: account.get(k) for k in keys},
+        }
     if snapshot:
         return {"ts": snapshot["ts"], "source": "snapshot", **{k: snapshot.get(k) for k in keys}}
     return None
 
 
-def equity_points(series: list[dict[str, Any]], *,
-                  peak: float | None = None) -> list[dict[str, Any]]:
+def equity_points(
+    series: list[dict[str, Any]], *, peak: float | None = None
+) -> list[dict[str, Any]]:
     """Points with the drawdown from the running equity peak (amount and %); `peak` is the
     highest equity before the first point, when the series is a window of a longer one."""
     high = float("-inf") if peak is None else float(peak)
@@ -447,10 +478,16 @@ def equity_points(series: list[dict[str, Any]], *,
         equity = float(row["equity"] or 0.0)
         high = max(high, equity)
         drawdown = equity - high
-        points.append({"ts": row["ts"], "equity": equity, "balance": row["balance"],
-                       "drawdown": round(drawdown, 2),
-                       "drawdown_pct": round(100.0 * drawdown / high, 3) if high > 0 else 0.0,
-                       "source": row.get("source", "snapshot")})
+        points.append(
+            {
+                "ts": row["ts"],
+                "equity": equity,
+                "balance": row["balance"],
+                "drawdown": round(drawdown, 2),
+                "drawdown_pct": round(100.0 * drawdown / high, 3) if high > 0 else 0.0,
+                "source": row.get("source", "snapshot"),
+            }
+        )
     return points
 
 
@@ -492,11 +529,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="settings file (default .env)")
     args = parser.parse_args(argv)
     try:
-        config = LiveConfig.load(args.config, overrides={
-            "audit_db": args.db, "dashboard_host": args.host, "dashboard_port": args.port})
+        config = LiveConfig.load(
+            args.config,
+            overrides={
+                "audit_db": args.db,
+                "dashboard_host": args.host,
+                "dashboard_port": args.port,
+            },
+        )
         if not is_loopback(config.dashboard_host) and not config.dashboard_token:
-            raise ConfigError(f"DASHBOARD_HOST={config.dashboard_host} is not loopback: set "
-                              "DASHBOARD_TOKEN (every request must then carry it)")
+            raise ConfigError(
+                f"DASHBOARD_HOST={config.dashboard_host} is not loopback: set "
+                "DASHBOARD_TOKEN (every request must then carry it)"
+            )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -513,12 +558,16 @@ def serve(config: LiveConfig) -> int:
     try:
         server = create_server(app, host=host, port=port, threads=8, ident="dashboard")
     except OSError as exc:  # port taken, address not on this machine, name unknown
-        print(f"error: cannot listen on {url_of(host, port)[len('http://'):]}: "
-              f"{exc.strerror or exc}; another program (a dashboard already running?) may "
-              "hold the port: choose another with --port or DASHBOARD_PORT", file=sys.stderr)
+        print(
+            f"error: cannot listen on {url_of(host, port)[len('http://') :]}: "
+            f"{exc.strerror or exc}; another program (a dashboard already running?) may "
+            "hold the port: choose another with --port or DASHBOARD_PORT",
+            file=sys.stderr,
+        )
         return 2
-    print(f"dashboard on {url_of(host, server.effective_port)} reading {config.audit_db}",
-          flush=True)
+    print(
+        f"dashboard on {url_of(host, server.effective_port)} reading {config.audit_db}", flush=True
+    )
     try:
         server.run()
     except KeyboardInterrupt:  # Ctrl+C is the normal way to stop it

@@ -19,15 +19,27 @@ from live.mt5_connector import FILLING_NAMES, MT5Connector
 
 # What the common failures to connect mean (last_error codes and texts users meet).
 CONNECT_HINTS = (
-    ("-10003", "the terminal was not found or could not start: install MetaTrader 5, start "
-               "it once, or set MT5_PATH to terminal64.exe"),
-    ("-10005", "IPC timeout: the terminal is starting, frozen or blocked by a dialog; open it, "
-               "log in by hand once, then retry (or raise MT5_TIMEOUT_MS)"),
-    ("-6", "authorization failed: check MT5_LOGIN, MT5_PASSWORD and MT5_SERVER (the exact "
-           "server name shown in the terminal's login dialog)"),
-    ("mt5linux server", "under Wine, in the Windows Python that has `pip install MetaTrader5 "
-                        "rpyc==5.2.3`, run `rpyc_classic.py --host 127.0.0.1 -p 18812` next "
-                        "to the logged-in terminal, or correct MT5LINUX_HOST/MT5LINUX_PORT"),
+    (
+        "-10003",
+        "the terminal was not found or could not start: install MetaTrader 5, start "
+        "it once, or set MT5_PATH to terminal64.exe",
+    ),
+    (
+        "-10005",
+        "IPC timeout: the terminal is starting, frozen or blocked by a dialog; open it, "
+        "log in by hand once, then retry (or raise MT5_TIMEOUT_MS)",
+    ),
+    (
+        "-6",
+        "authorization failed: check MT5_LOGIN, MT5_PASSWORD and MT5_SERVER (the exact "
+        "server name shown in the terminal's login dialog)",
+    ),
+    (
+        "mt5linux server",
+        "under Wine, in the Windows Python that has `pip install MetaTrader5 "
+        "rpyc==5.2.3`, run `rpyc_classic.py --host 127.0.0.1 -p 18812` next "
+        "to the logged-in terminal, or correct MT5LINUX_HOST/MT5LINUX_PORT",
+    ),
 )
 
 
@@ -49,12 +61,15 @@ class Report:
         self.out(f"  FAIL  {text}" + (f"\n        fix: {fix}" if fix else ""))
 
 
-def run_check(config: LiveConfig, connector: MT5Connector | None = None, *,
-              out: Callable[[str], None] = print) -> int:
+def run_check(
+    config: LiveConfig, connector: MT5Connector | None = None, *, out: Callable[[str], None] = print
+) -> int:
     """Run every check; 0 when the trader can start and trade as configured, else 1."""
     report = Report(out)
-    out(f"settings: {'dry run' if config.dry_run else 'LIVE'}, backend {config.backend}, symbols "
-        f"{','.join(config.symbols)} {config.timeframe}")
+    out(
+        f"settings: {'dry run' if config.dry_run else 'LIVE'}, backend {config.backend}, symbols "
+        f"{','.join(config.symbols)} {config.timeframe}"
+    )
     _check_strategy(config, report)
     _check_storage(config, report)
     connector = connector or MT5Connector(config)
@@ -73,8 +88,10 @@ def verdict(config: LiveConfig, connector: MT5Connector, failures: int) -> str:
         return f"{failures} problem(s) to fix before trading"
     if connector.backend == "sim" and config.backend == "auto":
         # auto fell back: the check says nothing about a broker, so "ready" would mislead
-        return ("ready for a dry run on the built-in simulator only: no MT5 terminal was "
-                "found, so no broker connection was checked")
+        return (
+            "ready for a dry run on the built-in simulator only: no MT5 terminal was "
+            "found, so no broker connection was checked"
+        )
     if connector.backend == "sim":
         return "ready (built-in simulator: prices are simulated, nothing reaches a broker)"
     return "ready"
@@ -109,17 +126,20 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
         return
     broken = [c for c in AuditReader(config.audit_db).verify() if not c.ok]
     if broken:
-        report.fail(f"audit database {config.audit_db}: hash chain of {broken[0].table} "
-                    f"broken at row {broken[0].broken_id}", "keep the file as evidence and "
-                    "start a new AUDIT_DB; see docs/observability.md")
+        report.fail(
+            f"audit database {config.audit_db}: hash chain of {broken[0].table} "
+            f"broken at row {broken[0].broken_id}",
+            "keep the file as evidence and start a new AUDIT_DB; see docs/observability.md",
+        )
     else:
         report.ok(f"audit database {config.audit_db}: hash chains intact")
 
 
 def _check_kill_switch(config: LiveConfig, report: Report) -> None:
     if config.kill_switch_file.exists():
-        report.warn(f"kill-switch file {config.kill_switch_file} exists: no new entries until "
-                    "it is removed")
+        report.warn(
+            f"kill-switch file {config.kill_switch_file} exists: no new entries until it is removed"
+        )
 
 
 def _writable(folder: Any) -> bool:
@@ -133,8 +153,10 @@ def _connect(connector: MT5Connector, report: Report) -> bool:
         connector.connect()
     except (BrokerError, ConfigError) as exc:
         text = str(exc)
-        fix = next((hint for key, hint in CONNECT_HINTS if key in text),
-                   "check that the terminal is running and logged in")
+        fix = next(
+            (hint for key, hint in CONNECT_HINTS if key in text),
+            "check that the terminal is running and logged in",
+        )
         report.fail(f"connect ({connector.backend}): {text}", fix)
         return False
     report.ok(f"connected via {connector.backend}")
@@ -143,50 +165,73 @@ def _connect(connector: MT5Connector, report: Report) -> bool:
 
 def _check_terminal(connector: MT5Connector, config: LiveConfig, report: Report) -> None:
     terminal, account = connector.terminal(), connector.account()
-    report.ok(f"terminal {terminal.name} ({terminal.company}), build {terminal.build}, "
-              f"{'connected to' if terminal.connected else 'NOT connected to'} the trade server")
+    report.ok(
+        f"terminal {terminal.name} ({terminal.company}), build {terminal.build}, "
+        f"{'connected to' if terminal.connected else 'NOT connected to'} the trade server"
+    )
     if not terminal.connected:
-        report.fail("the terminal has no connection to the trade server",
-                    "check the internet connection and the server in the terminal")
+        report.fail(
+            "the terminal has no connection to the trade server",
+            "check the internet connection and the server in the terminal",
+        )
     if not terminal.trade_allowed:  # order_check refuses too, so dry runs are blocked as well
-        report.fail("Algo Trading is off in the terminal (order_check and order_send fail "
-                    "with 10027)", "press Algo Trading in the terminal's toolbar")
+        report.fail(
+            "Algo Trading is off in the terminal (order_check and order_send fail with 10027)",
+            "press Algo Trading in the terminal's toolbar",
+        )
     real = int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL
-    report.ok(f"account {account.login} on {account.server}: {'REAL' if real else 'demo'}, "
-              f"{account.currency} balance {account.balance:,.2f}, equity "
-              f"{account.equity:,.2f}, leverage 1:{account.leverage}, "
-              f"{'hedging' if int(account.margin_mode) == 2 else 'netting'}")
+    report.ok(
+        f"account {account.login} on {account.server}: {'REAL' if real else 'demo'}, "
+        f"{account.currency} balance {account.balance:,.2f}, equity "
+        f"{account.equity:,.2f}, leverage 1:{account.leverage}, "
+        f"{'hedging' if int(account.margin_mode) == 2 else 'netting'}"
+    )
     if real and not config.dry_run and not config.allow_real_account:
-        report.fail("a REAL account and DRY_RUN=false: the trader will refuse to start",
-                    "use a demo account, run with --dry-run, or set ALLOW_REAL_ACCOUNT=true")
+        report.fail(
+            "a REAL account and DRY_RUN=false: the trader will refuse to start",
+            "use a demo account, run with --dry-run, or set ALLOW_REAL_ACCOUNT=true",
+        )
     elif real:
         report.warn("this is a REAL account")
 
 
-def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str,
-                  report: Report) -> None:
+def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, report: Report) -> None:
     try:
         spec = connector.symbol_spec(symbol)
         tick = connector.tick(symbol)
     except BrokerError as exc:
-        report.fail(f"{symbol}: {exc}", "use the broker's exact symbol name (suffixes like "
-                    "EURUSD.m count), as shown in Market Watch")
+        report.fail(
+            f"{symbol}: {exc}",
+            "use the broker's exact symbol name (suffixes like "
+            "EURUSD.m count), as shown in Market Watch",
+        )
         return
     filling = connector.filling_mode(symbol)
     age_min = (datetime.now(timezone.utc).timestamp() - float(tick.time)) / 60
-    report.ok(f"{symbol}: digits {spec.digits}, contract {spec.contract_size:g}, volume "
-              f"{spec.volume_min:g}..{spec.volume_max:g} step {spec.volume_step:g}, stops level "
-              f"{spec.stops_level} points, filling {FILLING_NAMES[filling]}, bid {tick.bid} "
-              f"ask {tick.ask}" + ("" if connector.is_simulator else
-                                   f", last quote {age_min:.0f} min ago"))
+    report.ok(
+        f"{symbol}: digits {spec.digits}, contract {spec.contract_size:g}, volume "
+        f"{spec.volume_min:g}..{spec.volume_max:g} step {spec.volume_step:g}, stops level "
+        f"{spec.stops_level} points, filling {FILLING_NAMES[filling]}, bid {tick.bid} "
+        f"ask {tick.ask}"
+        + ("" if connector.is_simulator else f", last quote {age_min:.0f} min ago")
+    )
     request = build_order_request(
-        symbol=symbol, side="buy", volume=spec.volume_min, price=float(tick.ask), spec=spec,
-        magic=config.magic_number, comment="check", deviation=config.deviation_points,
-        filling=filling)
+        symbol=symbol,
+        side="buy",
+        volume=spec.volume_min,
+        price=float(tick.ask),
+        spec=spec,
+        magic=config.magic_number,
+        comment="check",
+        deviation=config.deviation_points,
+        filling=filling,
+    )
     try:
         connector.check_order(request)
-        report.ok(f"{symbol}: order_check of {spec.volume_min:g} lots with filling "
-                  f"{FILLING_NAMES[filling]} passes")
+        report.ok(
+            f"{symbol}: order_check of {spec.volume_min:g} lots with filling "
+            f"{FILLING_NAMES[filling]} passes"
+        )
     except BrokerError as exc:  # the message carries the return code and what it means
         if getattr(exc, "code", None) == 10018:  # a closed market now is no setup problem
             report.warn(f"{symbol}: {exc}")

@@ -1,12 +1,12 @@
 """The live trader's exceptions, grouped by what the caller must do about them.
 
-    ConfigError          fatal: fix the configuration (exit code 2)
-    BrokerUnavailable    temporary: reconnect and retry later
-    RetryableOrderError  temporary for this order: refresh the price and resend
-    OrderRejected        final for this order: skip it, record why
-    OutcomeUnknown       the order may or may not exist: reconcile before anything else
-    AuditWriteError      no audit trail: stop opening positions
-    StrategyError        (backtest.strategy) skip this symbol for this bar
+ConfigError          fatal: fix the configuration (exit code 2)
+BrokerUnavailable    temporary: reconnect and retry later
+RetryableOrderError  temporary for this order: refresh the price and resend
+OrderRejected        final for this order: skip it, record why
+OutcomeUnknown       the order may or may not exist: reconcile before anything else
+AuditWriteError      no audit trail: stop opening positions
+StrategyError        (backtest.strategy) skip this symbol for this bar
 """
 
 from __future__ import annotations
@@ -14,8 +14,15 @@ from __future__ import annotations
 from backtest.strategy import StrategyError
 
 __all__ = [
-    "AuditWriteError", "BrokerError", "BrokerUnavailable", "ConfigError", "OrderRejected",
-    "OutcomeUnknown", "RetryableOrderError", "StrategyError", "TraderError",
+    "AuditWriteError",
+    "BrokerError",
+    "BrokerUnavailable",
+    "ConfigError",
+    "OrderRejected",
+    "OutcomeUnknown",
+    "RetryableOrderError",
+    "StrategyError",
+    "TraderError",
 ]
 
 
@@ -35,8 +42,9 @@ class BrokerError(TraderError):
     OrderSendResult/OrderCheckResult record when there was one.
     """
 
-    def __init__(self, message: str, *, code: int | None = None, text: str = "",
-                 result: object = None) -> None:
+    def __init__(
+        self, message: str, *, code: int | None = None, text: str = "", result: object = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.text = text

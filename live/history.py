@@ -28,9 +28,17 @@ DEFAULT_CACHE = "data/history"
 WINDOW_BARS = 20_000  # bars asked per request: one progress line each
 
 
-def download(connector: MT5Connector, symbol: str, timeframe: str, start: pd.Timestamp,
-             end: pd.Timestamp, *, cache_dir: Path, now: pd.Timestamp,
-             progress: Callable[[str], None] = print) -> pd.DataFrame:
+def download(
+    connector: MT5Connector,
+    symbol: str,
+    timeframe: str,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    cache_dir: Path,
+    now: pd.Timestamp,
+    progress: Callable[[str], None] = print,
+) -> pd.DataFrame:
     """Closed bars of `symbol` in [start, end], fetched in windows of WINDOW_BARS bars."""
     width = pd.Timedelta(seconds=timeframe_seconds(timeframe))
     end = min(end, now - width)
@@ -38,18 +46,22 @@ def download(connector: MT5Connector, symbol: str, timeframe: str, start: pd.Tim
     windows = [(a, b) for a, b in itertools.pairwise(edges) if b > a] or [(start, end)]
     parts = []
     for number, (first, last) in enumerate(windows, start=1):
-        part = load_from_terminal(connector, symbol, timeframe, first, last,
-                                  cache_dir=cache_dir, now=now)
+        part = load_from_terminal(
+            connector, symbol, timeframe, first, last, cache_dir=cache_dir, now=now
+        )
         parts.append(part)
-        progress(f"{symbol} {timeframe}: window {number}/{len(windows)} up to "
-                 f"{last:%Y-%m-%d %H:%M}, {len(part):,} bars")
+        progress(
+            f"{symbol} {timeframe}: window {number}/{len(windows)} up to "
+            f"{last:%Y-%m-%d %H:%M}, {len(part):,} bars"
+        )
     bars = pd.concat(parts, ignore_index=True).drop_duplicates("time", keep="last")
     return bars.sort_values("time", ignore_index=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m live.history",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m live.history", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--symbol", required=True)
     parser.add_argument("--timeframe", default="H1")
     parser.add_argument("--from", dest="start", required=True, help="first bar (UTC date)")
@@ -65,14 +77,27 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        config = LiveConfig.load(args.config, overrides={
-            "backend": args.backend, "symbols": (args.symbol,), "timeframe": args.timeframe})
+        config = LiveConfig.load(
+            args.config,
+            overrides={
+                "backend": args.backend,
+                "symbols": (args.symbol,),
+                "timeframe": args.timeframe,
+            },
+        )
         start, end = _stamp(args.start, "--from"), _stamp(args.end, "--to") if args.end else None
         connector = MT5Connector(config)
         connector.connect()
         now = _now(connector)
-        bars = download(connector, args.symbol, config.timeframe, start, end or now,
-                        cache_dir=resolve_path(args.cache_dir), now=now)
+        bars = download(
+            connector,
+            args.symbol,
+            config.timeframe,
+            start,
+            end or now,
+            cache_dir=resolve_path(args.cache_dir),
+            now=now,
+        )
     except (ConfigError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -83,14 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if bars.empty:
-        print(f"error: the terminal has no {args.symbol} {config.timeframe} bars in that "
-              "range", file=sys.stderr)
+        print(
+            f"error: the terminal has no {args.symbol} {config.timeframe} bars in that range",
+            file=sys.stderr,
+        )
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_csv(bars, out)
-    print(f"wrote {len(bars):,} bars ({bars['time'].iloc[0]:%Y-%m-%d} to "
-          f"{bars['time'].iloc[-1]:%Y-%m-%d %H:%M}) to {out}")
+    print(
+        f"wrote {len(bars):,} bars ({bars['time'].iloc[0]:%Y-%m-%d} to "
+        f"{bars['time'].iloc[-1]:%Y-%m-%d %H:%M}) to {out}"
+    )
     return 0
 
 

@@ -118,10 +118,17 @@ class SessionSummary:
 class LiveTrader:
     """Wires broker, strategy, executor, state and audit together and runs the loop."""
 
-    def __init__(self, config: LiveConfig, *, connector: MT5Connector, strategy: Strategy,
-                 audit: AuditLogger, alerts: Any = None,
-                 sleep: Callable[[float], None] | None = None,
-                 wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        *,
+        connector: MT5Connector,
+        strategy: Strategy,
+        audit: AuditLogger,
+        alerts: Any = None,
+        sleep: Callable[[float], None] | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self.connector = connector
         self.strategy = strategy
@@ -131,16 +138,22 @@ class LiveTrader:
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._wall = wall_clock
-        self.broker: Any = PaperBroker(connector, audit, now=self.now) if config.dry_run \
-            else connector
+        self.broker: Any = (
+            PaperBroker(connector, audit, now=self.now) if config.dry_run else connector
+        )
         self.state = StateManager(config, audit, now=self.now)
-        self.executor = OrderExecutor(self.broker, audit, config, sleep=self._sleep,
-                                      now=self.now)
+        self.executor = OrderExecutor(self.broker, audit, config, sleep=self._sleep, now=self.now)
         self.summary = SessionSummary()
-        self.sizing = Sizing(mode=config.sizing_mode, lots=config.lot_size,
-                             risk_percent=config.risk_percent)
-        self.bridge = BacktestingBridge(strategy, self.broker, timeframe=config.timeframe,
-                                        lookback=config.bars_lookback, sizing=self.sizing)
+        self.sizing = Sizing(
+            mode=config.sizing_mode, lots=config.lot_size, risk_percent=config.risk_percent
+        )
+        self.bridge = BacktestingBridge(
+            strategy,
+            self.broker,
+            timeframe=config.timeframe,
+            lookback=config.bars_lookback,
+            sizing=self.sizing,
+        )
         self._bar_seconds = timeframe_seconds(config.timeframe)
         self._last_snapshot: datetime | None = None
         self._last_heartbeat = 0.0
@@ -171,8 +184,9 @@ class LiveTrader:
             return self._iteration_clock
         if self.connector.is_simulator:
             try:
-                moment = datetime.fromtimestamp(float(self.connector.sim_call("sim_time")),
-                                                tz=timezone.utc)
+                moment = datetime.fromtimestamp(
+                    float(self.connector.sim_call("sim_time")), tz=timezone.utc
+                )
             except (BrokerError, OSError, EOFError):
                 pass
             else:
@@ -197,19 +211,28 @@ class LiveTrader:
         self.state.sync_positions(self.broker.positions())  # adopt; nothing is "gone" yet
         self._backfill_trades()
         kill = self.state.update_kill_switch()
-        self.audit.record_event("startup", self._startup_text(account), data={
-            "mode": self.mode, "backend": self.connector.backend,
-            "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
-            "strategy_source": type(self.strategy).source,
-            "strategy_params": self.strategy.params,
-            "timeframe": self.config.timeframe, "reconciled": len(results),
-            "adopted_positions": len(self.state.positions),
-            "kill_switch_file": str(self.config.kill_switch_file),
-            **self._simulator_record(),
-        })
+        self.audit.record_event(
+            "startup",
+            self._startup_text(account),
+            data={
+                "mode": self.mode,
+                "backend": self.connector.backend,
+                "strategy": self.strategy.label(),
+                "symbols": list(self.config.symbols),
+                "strategy_source": type(self.strategy).source,
+                "strategy_params": self.strategy.params,
+                "timeframe": self.config.timeframe,
+                "reconciled": len(results),
+                "adopted_positions": len(self.state.positions),
+                "kill_switch_file": str(self.config.kill_switch_file),
+                **self._simulator_record(),
+            },
+        )
         logger.info(self._startup_text(account))
-        logger.info("kill switch: touch %s to halt (write reduce or close_all in it for "
-                    "those levels)", self.config.kill_switch_file)
+        logger.info(
+            "kill switch: touch %s to halt (write reduce or close_all in it for those levels)",
+            self.config.kill_switch_file,
+        )
         self.alerts.notify("startup", self._startup_text(account))
         if self.state.kill_switch.blocks_entries:
             logger.warning("kill switch active at start: %s", self.state.kill_switch.level)
@@ -232,15 +255,20 @@ class LiveTrader:
         resume_at = last + timedelta(seconds=self._bar_seconds)
         if resume_at > self.now():
             self.connector.sim_call("sim_set_time", resume_at.timestamp())
-            logger.info("simulated market resumed at %s, after the last bar decided in %s",
-                        resume_at.isoformat(), self.config.audit_db)
+            logger.info(
+                "simulated market resumed at %s, after the last bar decided in %s",
+                resume_at.isoformat(),
+                self.config.audit_db,
+            )
 
     def _startup_text(self, account: Any) -> str:
-        return (f"{self.mode} trading {self.strategy.label()} on "
-                f"{','.join(self.config.symbols)} {self.config.timeframe} via "
-                f"{self.connector.backend}; account {account.login} ({account.server}), "
-                f"balance {account.balance:,.2f} {account.currency}; "
-                f"{len(self.state.positions)} open position(s) adopted")
+        return (
+            f"{self.mode} trading {self.strategy.label()} on "
+            f"{','.join(self.config.symbols)} {self.config.timeframe} via "
+            f"{self.connector.backend}; account {account.login} ({account.server}), "
+            f"balance {account.balance:,.2f} {account.currency}; "
+            f"{len(self.state.positions)} open position(s) adopted"
+        )
 
     def _guard_real_account(self, account: Any) -> None:
         real = int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL
@@ -250,9 +278,13 @@ class LiveTrader:
                 "ALLOW_REAL_ACCOUNT=true to trade it, or run with --dry-run"
             )
         if real:
-            logger.warning("account %s is a REAL account (%s)", account.login,
-                           "dry run: nothing will be sent" if self.config.dry_run
-                           else "ALLOW_REAL_ACCOUNT=true: orders WILL be sent")
+            logger.warning(
+                "account %s is a REAL account (%s)",
+                account.login,
+                "dry run: nothing will be sent"
+                if self.config.dry_run
+                else "ALLOW_REAL_ACCOUNT=true: orders WILL be sent",
+            )
 
     def request_stop(self, reason: str = "stop requested") -> None:
         self.summary.stop_reason = self.summary.stop_reason or reason
@@ -305,8 +337,7 @@ class LiveTrader:
         for line in lines:
             logger.info(line)
         try:
-            self.audit.record_event("shutdown", self.summary.stop_reason,
-                                    data={"summary": lines})
+            self.audit.record_event("shutdown", self.summary.stop_reason, data={"summary": lines})
         except AuditWriteError:
             logger.error("could not record the shutdown event")
         lines += self._anchor_audit_heads()
@@ -314,9 +345,17 @@ class LiveTrader:
         self.alerts.close()
         self.connector.shutdown()
         db, python, root = self.config.audit_db, _python_command(), PROJECT_ROOT
-        logger.info("the record of this session is in %s: browse it with `%s %s --db %s`, "
-                    "check it with `cd %s && %s -m live.audit_logger verify %s`", db, python,
-                    root / "live" / "dashboard.py", db, root, python, db)
+        logger.info(
+            "the record of this session is in %s: browse it with `%s %s --db %s`, "
+            "check it with `cd %s && %s -m live.audit_logger verify %s`",
+            db,
+            python,
+            root / "live" / "dashboard.py",
+            db,
+            root,
+            python,
+            db,
+        )
 
     def _anchor_audit_heads(self) -> list[str]:
         """Log the audit chains' last rows (the log lives apart from the database) and give
@@ -328,8 +367,12 @@ class LiveTrader:
             logger.error("could not read the audit chain heads: %s", exc)
             return []
         logger.info(HEADS_LOG_PREFIX + json.dumps(heads))
-        return ["  audit heads: " + ", ".join(head_text(table, *heads[table])
-                                              for table in ("orders", "trades") if table in heads)]
+        return [
+            "  audit heads: "
+            + ", ".join(
+                head_text(table, *heads[table]) for table in ("orders", "trades") if table in heads
+            )
+        ]
 
     # ------------------------------------------------------------ one iteration
 
@@ -374,10 +417,11 @@ class LiveTrader:
             return True
         problem = None
         if int(account.login) != self._login:
-            problem = (f"the terminal switched from account {self._login} to "
-                       f"{account.login}")
-        elif int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL and \
-                not self.config.allow_real_account:
+            problem = f"the terminal switched from account {self._login} to {account.login}"
+        elif (
+            int(account.trade_mode) == ACCOUNT_TRADE_MODE_REAL
+            and not self.config.allow_real_account
+        ):
             problem = f"account {account.login} is now a REAL account"
         if problem is None:
             return True
@@ -404,10 +448,14 @@ class LiveTrader:
         latencies = sorted(self._latencies_ms[-1000:])
         status: dict[str, Any] = {
             "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
-            "market_ts": self.now().isoformat(), "mode": self.mode,
-            "backend": self.connector.backend, "connected": connected,
-            "strategy": self.strategy.label(), "symbols": list(self.config.symbols),
-            "timeframe": self.config.timeframe, "kill_switch": self.state.kill_switch.level,
+            "market_ts": self.now().isoformat(),
+            "mode": self.mode,
+            "backend": self.connector.backend,
+            "connected": connected,
+            "strategy": self.strategy.label(),
+            "symbols": list(self.config.symbols),
+            "timeframe": self.config.timeframe,
+            "kill_switch": self.state.kill_switch.level,
             "kill_switch_file": str(self.config.kill_switch_file),
             "entries_enabled": self.state.entries_enabled and self._entry_blocker() is None,
             "disabled_reasons": self._blocking_reasons(),
@@ -415,8 +463,10 @@ class LiveTrader:
                 "loop_seconds": round(self._loop_seconds, 6),
                 "decision_latency_ms_p50": _percentile(latencies, 50),
                 "decision_latency_ms_p99": _percentile(latencies, 99),
-                "reconnects": self._reconnects, "iterations": self.summary.iterations,
-                "bars": self.summary.bars, "alert_queue_depth": _queue_depth(self.alerts),
+                "reconnects": self._reconnects,
+                "iterations": self.summary.iterations,
+                "bars": self.summary.bars,
+                "alert_queue_depth": _queue_depth(self.alerts),
             },
             "execution": self.executor.stats.as_dict(),
         }
@@ -433,20 +483,27 @@ class LiveTrader:
         start_equity = self.state.day_start_equity(equity)
         _, day_start = self.state.trading_day(self.now())
         return {
-            "account": {"login": account.login, "server": account.server,
-                        "currency": account.currency, "trade_mode": int(account.trade_mode),
-                        "balance": float(account.balance), "equity": equity,
-                        "margin": float(account.margin),
-                        "margin_free": float(account.margin_free),
-                        "margin_level": float(account.margin_level),
-                        "profit": float(account.profit)},
+            "account": {
+                "login": account.login,
+                "server": account.server,
+                "currency": account.currency,
+                "trade_mode": int(account.trade_mode),
+                "balance": float(account.balance),
+                "equity": equity,
+                "margin": float(account.margin),
+                "margin_free": float(account.margin_free),
+                "margin_level": float(account.margin_level),
+                "profit": float(account.profit),
+            },
             "positions": [_position_dict(p) for p in self.state.positions.values()],
             "limits": {
                 "entries_today": self.audit.reader.entries_filled_since(
-                    day_start, dry_run=self.config.dry_run),
+                    day_start, dry_run=self.config.dry_run
+                ),
                 "max_trades_per_day": self.config.max_trades_per_day,
                 "daily_loss_pct": round(100.0 * (start_equity - equity) / start_equity, 3)
-                if start_equity else 0.0,
+                if start_equity
+                else 0.0,
                 "max_daily_loss_pct": self.config.max_daily_loss_pct,
                 "day_start_equity": start_equity,
                 "open_positions": len(self.state.positions),
@@ -462,15 +519,21 @@ class LiveTrader:
         if not s:
             return "starting up"
         account = s.get("account", {})
-        lines = [f"{s['mode']} {s['strategy']} on {','.join(s['symbols'])} via {s['backend']}"
-                 f" ({'connected' if s['connected'] else 'DISCONNECTED'}), as of "
-                 f"{s['wall_ts'][11:19]} UTC"]
+        lines = [
+            f"{s['mode']} {s['strategy']} on {','.join(s['symbols'])} via {s['backend']}"
+            f" ({'connected' if s['connected'] else 'DISCONNECTED'}), as of "
+            f"{s['wall_ts'][11:19]} UTC"
+        ]
         if account:
-            lines.append(f"balance {account['balance']:,.2f} equity {account['equity']:,.2f} "
-                         f"{account['currency']}")
-        lines.append(f"kill switch: {s['kill_switch'] or 'off'}; entries "
-                     f"{'allowed' if s['entries_enabled'] else 'stopped: '}"
-                     + "; ".join(s["disabled_reasons"]))
+            lines.append(
+                f"balance {account['balance']:,.2f} equity {account['equity']:,.2f} "
+                f"{account['currency']}"
+            )
+        lines.append(
+            f"kill switch: {s['kill_switch'] or 'off'}; entries "
+            f"{'allowed' if s['entries_enabled'] else 'stopped: '}"
+            + "; ".join(s["disabled_reasons"])
+        )
         lines.append(f"open positions: {len(s.get('positions', []))}")
         return "\n".join(lines)
 
@@ -478,25 +541,36 @@ class LiveTrader:
         positions = self.last_status.get("positions", [])
         if not positions:
             return "no open positions"
-        return "\n".join(f"#{p['ticket']} {p['symbol']} {p['side']} {p['volume']} @ "
-                         f"{p['price_open']} P/L {p['profit']:,.2f}" for p in positions)
+        return "\n".join(
+            f"#{p['ticket']} {p['symbol']} {p['side']} {p['volume']} @ "
+            f"{p['price_open']} P/L {p['profit']:,.2f}"
+            for p in positions
+        )
 
     def daily_text(self) -> str:
         limits = self.last_status.get("limits")
         if not limits:
             return "no data yet"
-        return (f"entries today {limits['entries_today']}/"
-                f"{limits['max_trades_per_day'] or 'no limit'}; daily loss "
-                f"{limits['daily_loss_pct']:.2f}% (limit {limits['max_daily_loss_pct']:g}%); "
-                f"day started at equity {limits['day_start_equity']:,.2f}")
+        return (
+            f"entries today {limits['entries_today']}/"
+            f"{limits['max_trades_per_day'] or 'no limit'}; daily loss "
+            f"{limits['daily_loss_pct']:.2f}% (limit {limits['max_daily_loss_pct']:g}%); "
+            f"day started at equity {limits['day_start_equity']:,.2f}"
+        )
 
     def _simulator_record(self) -> dict[str, object]:
         """On the built-in simulator, what made its prices, so `live.compare --sim` can make
         the same bars again."""
         if self.connector.backend != "sim":
             return {}
-        return {"sim": {"symbols": list(self.config.symbols), "timeframe": self.config.timeframe,
-                        "seed": self.config.sim_seed, "data": self.config.sim_data or None}}
+        return {
+            "sim": {
+                "symbols": list(self.config.symbols),
+                "timeframe": self.config.timeframe,
+                "seed": self.config.sim_seed,
+                "data": self.config.sim_data or None,
+            }
+        }
 
     def _check_kill_switch(self) -> None:
         try:
@@ -509,12 +583,17 @@ class LiveTrader:
         self._last_heartbeat = 0.0
         if change.level is None:
             logger.warning("kill switch cleared: trading resumes")
-            self.alerts.notify("kill_switch", "kill switch cleared: trading resumes",
-                               severity="warning")
+            self.alerts.notify(
+                "kill_switch", "kill switch cleared: trading resumes", severity="warning"
+            )
         else:
             logger.critical("KILL SWITCH %s (%s)", change.level, change.source)
-            self.alerts.notify("kill_switch", f"KILL SWITCH {change.level}: no new entries",
-                               severity="critical", level=change.level)
+            self.alerts.notify(
+                "kill_switch",
+                f"KILL SWITCH {change.level}: no new entries",
+                severity="critical",
+                level=change.level,
+            )
 
     def _connected(self) -> bool:
         state = self.connector.ensure_connected()
@@ -523,8 +602,9 @@ class LiveTrader:
                 self._link_down = True
                 self._last_heartbeat = 0.0
                 self._event("disconnect", "MT5 terminal unreachable; retrying", "error")
-                self.alerts.notify("disconnect", "MT5 terminal unreachable; retrying",
-                                   severity="error")
+                self.alerts.notify(
+                    "disconnect", "MT5 terminal unreachable; retrying", severity="error"
+                )
             return False
         if state is ConnectionState.RECONNECTED or self._link_down:
             self._link_down = False
@@ -539,28 +619,35 @@ class LiveTrader:
                 return False
         return True
 
-    def _event(self, kind: str, message: str, level: str = "info", *, symbol: str | None = None,
-               **data: Any) -> None:
+    def _event(
+        self,
+        kind: str,
+        message: str,
+        level: str = "info",
+        *,
+        symbol: str | None = None,
+        **data: Any,
+    ) -> None:
         try:
-            self.audit.record_event(kind, message, level=level, symbol=symbol,
-                                    data=data or None)
+            self.audit.record_event(kind, message, level=level, symbol=symbol, data=data or None)
         except AuditWriteError as exc:
             self._audit_failed(exc)
 
     def _audit_failed(self, exc: AuditWriteError) -> None:
         if self.state.disable("audit", f"audit log cannot be written: {exc}"):
-            logger.critical("AUDIT LOG UNWRITABLE: no new positions until it is fixed (%s)",
-                            exc)
-            self.alerts.notify("error", f"audit log cannot be written, entries stopped: {exc}",
-                               severity="critical")
+            logger.critical("AUDIT LOG UNWRITABLE: no new positions until it is fixed (%s)", exc)
+            self.alerts.notify(
+                "error", f"audit log cannot be written, entries stopped: {exc}", severity="critical"
+            )
 
     # ------------------------------------------------------------ positions and trades
 
     def _sync_positions(self) -> None:
         if isinstance(self.broker, PaperBroker):
             self.broker.update_stops(self.config.timeframe, self._bar_seconds)
-        self._unrecorded.update(c.ticket for c in self.state.sync_positions(
-            self.broker.positions()))
+        self._unrecorded.update(
+            c.ticket for c in self.state.sync_positions(self.broker.positions())
+        )
         self._record_pending_trades()
         if self.state.enable("audit") and not self.state.disabled_reasons:
             logger.warning("audit log writable again: entries re-enabled")
@@ -589,28 +676,49 @@ class LiveTrader:
         first, last = entries[0], exits[-1]
         volume = sum(float(d.volume) for d in entries)
         direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
-        pnl = sum(float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee)
-                  for d in deals)
-        reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(int(last.reason)) or \
-            self._exit_reason(last.comment)
+        pnl = sum(
+            float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee) for d in deals
+        )
+        reason = {DEAL_REASON_SL: "sl", DEAL_REASON_TP: "tp"}.get(
+            int(last.reason)
+        ) or self._exit_reason(last.comment)
         trade_id = self.audit.record_trade(
-            symbol=first.symbol, position_ticket=int(ticket), dry_run=self.broker.dry_run,
-            direction=direction, volume=volume, entry_time=_utc(first.time),
-            entry_price=round(_average_price(entries), 10), exit_time=_utc(last.time),
-            exit_price=round(_average_price(exits), 10), pnl=round(pnl, 2),
+            symbol=first.symbol,
+            position_ticket=int(ticket),
+            dry_run=self.broker.dry_run,
+            direction=direction,
+            volume=volume,
+            entry_time=_utc(first.time),
+            entry_price=round(_average_price(entries), 10),
+            exit_time=_utc(last.time),
+            exit_price=round(_average_price(exits), 10),
+            pnl=round(pnl, 2),
             commission=sum(float(d.commission) for d in deals),
-            swap=sum(float(d.swap) for d in deals), exit_reason=reason,
-            entry_client_order_id=first.comment, exit_client_order_id=last.comment,
+            swap=sum(float(d.swap) for d in deals),
+            exit_reason=reason,
+            entry_client_order_id=first.comment,
+            exit_client_order_id=last.comment,
         )
         if trade_id is not None:
             self._last_heartbeat = 0.0  # the book changed: show it now
             self.summary.trades_closed += 1
             self.summary.realized_pnl += pnl
-            logger.info("%s%s closed %s %s lots: P/L %.2f (%s)", self._market_stamp(),
-                        first.symbol, direction, volume, pnl, reason,
-                        extra={"symbol": first.symbol})
-            self.alerts.notify("trade_closed", f"closed {first.symbol} {direction} {volume} "
-                               f"lots: P/L {pnl:,.2f} ({reason})", symbol=first.symbol, pnl=pnl)
+            logger.info(
+                "%s%s closed %s %s lots: P/L %.2f (%s)",
+                self._market_stamp(),
+                first.symbol,
+                direction,
+                volume,
+                pnl,
+                reason,
+                extra={"symbol": first.symbol},
+            )
+            self.alerts.notify(
+                "trade_closed",
+                f"closed {first.symbol} {direction} {volume} lots: P/L {pnl:,.2f} ({reason})",
+                symbol=first.symbol,
+                pnl=pnl,
+            )
         return True
 
     def _exit_reason(self, exit_client_order_id: str) -> str:
@@ -632,8 +740,9 @@ class LiveTrader:
         if since is None:
             return
         still_open = {int(p.ticket) for p in self.broker.positions()}
-        closed = {int(d.position_id) for d in self.broker.deals_since(since)
-                  if d.entry != DEAL_ENTRY_IN} - still_open
+        closed = {
+            int(d.position_id) for d in self.broker.deals_since(since) if d.entry != DEAL_ENTRY_IN
+        } - still_open
         for ticket in sorted(closed):
             if self.audit.reader.trade_for_position(ticket, self.broker.dry_run) is None:
                 logger.info("recording trade of position %s closed while away", ticket)
@@ -642,16 +751,16 @@ class LiveTrader:
     def _backfill_since(self) -> datetime | None:
         """From a day before the last recorded trade's exit (or the first order) onwards."""
         reader, dry_run = self.audit.reader, self.broker.dry_run
-        anchor = reader.last_trade_exit(dry_run=dry_run) or reader.first_order_time(
-            dry_run=dry_run)
+        anchor = reader.last_trade_exit(dry_run=dry_run) or reader.first_order_time(dry_run=dry_run)
         return anchor - timedelta(days=1) if anchor else None
 
     def _close_all_if_asked(self) -> None:
         if self.state.kill_switch.level != "close_all":
             return
         for position in list(self.state.positions.values()):
-            cid = make_client_order_id("close_all", position.symbol,
-                                       _utc(position.time), f"close_{position.ticket}")
+            cid = make_client_order_id(
+                "close_all", position.symbol, _utc(position.time), f"close_{position.ticket}"
+            )
             self._close_position(position, cid, "kill switch close_all")
         self.state.sync_positions(self.broker.positions())
         if not self.state.positions:
@@ -667,8 +776,11 @@ class LiveTrader:
                 self._audit_failed(exc)
                 newly = True
             if newly:
-                self.alerts.notify("daily_limit", f"daily limit reached: {reason}; no new "
-                                   "entries until the next trading day", severity="warning")
+                self.alerts.notify(
+                    "daily_limit",
+                    f"daily limit reached: {reason}; no new entries until the next trading day",
+                    severity="warning",
+                )
         elif not reason and self.state.enable("daily_limit"):
             self._event("daily_limit_reset", "new trading day: entries allowed again")
 
@@ -692,8 +804,15 @@ class LiveTrader:
             self._symbol_failed(symbol, "symbol_error", f"{type(exc).__name__}: {exc}")
             return 0
 
-    def _symbol_failed(self, symbol: str, kind: str, message: str, severity: str = "error",
-                       *, bar: datetime | None = None) -> None:
+    def _symbol_failed(
+        self,
+        symbol: str,
+        kind: str,
+        message: str,
+        severity: str = "error",
+        *,
+        bar: datetime | None = None,
+    ) -> None:
         """Record a symbol's failure once per bar (`bar`) or once while it repeats loop after
         loop (a symbol gone, too few bars); log and alert it once while it repeats."""
         self.summary.errors += 1
@@ -706,8 +825,13 @@ class LiveTrader:
         self._event(kind, message, severity, symbol=symbol)
         if repeated:
             return
-        logger.log(logging.CRITICAL if severity == "critical" else logging.ERROR, "%s: %s",
-                   symbol, message, extra={"symbol": symbol})
+        logger.log(
+            logging.CRITICAL if severity == "critical" else logging.ERROR,
+            "%s: %s",
+            symbol,
+            message,
+            extra={"symbol": symbol},
+        )
         self.alerts.notify("error", f"{symbol}: {message}", severity=severity, symbol=symbol)
 
     def _process_symbol(self, symbol: str) -> int:
@@ -725,8 +849,9 @@ class LiveTrader:
             if not new_bar:
                 raise
             self.state.mark_processed(symbol, bar_time)  # skip this bar, not every loop
-            self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar",
-                                bar=bar_time)
+            self._symbol_failed(
+                symbol, "strategy_error", f"{exc}; skipped for this bar", bar=bar_time
+            )
             return 0
         self._failures.pop(symbol, None)  # this symbol works again
         if reducing:
@@ -738,9 +863,15 @@ class LiveTrader:
         else:
             action, outcome, cid = self._hold(decision)
         self.audit.record_signal(
-            symbol=symbol, bar_time=decision.bar_time, action=action, outcome=outcome,
-            timeframe=self.config.timeframe, strategy=self.strategy.label(),
-            position=decision.position, entry=decision.entry, client_order_id=cid,
+            symbol=symbol,
+            bar_time=decision.bar_time,
+            action=action,
+            outcome=outcome,
+            timeframe=self.config.timeframe,
+            strategy=self.strategy.label(),
+            position=decision.position,
+            entry=decision.entry,
+            client_order_id=cid,
         )
         self.state.mark_processed(symbol, decision.bar_time)
         self._count_bar(decision)
@@ -762,16 +893,19 @@ class LiveTrader:
         """Bring this symbol's positions to the decision. Returns (action, outcome, cid)."""
         label = self.strategy.label()
         side = decision.side
-        open_cid = make_client_order_id(label, decision.symbol, decision.bar_time,
-                                        f"open_{side}") if side else None
+        open_cid = (
+            make_client_order_id(label, decision.symbol, decision.bar_time, f"open_{side}")
+            if side
+            else None
+        )
         if open_cid and self._already_opened(open_cid):
             return f"open_{side}", "already_executed", open_cid
         positions = self.state.positions_for(decision.symbol)
-        to_close = [p for p in positions
-                    if _direction(p) != decision.position or decision.entry]
+        to_close = [p for p in positions if _direction(p) != decision.position or decision.entry]
         for position in to_close:
-            cid = make_client_order_id(label, decision.symbol, decision.bar_time,
-                                       f"close_{position.ticket}")
+            cid = make_client_order_id(
+                label, decision.symbol, decision.bar_time, f"close_{position.ticket}"
+            )
             self._close_position(position, cid, "strategy exit")
         if side is None:
             return "close", "executed" if to_close else "flat_already", None
@@ -781,8 +915,12 @@ class LiveTrader:
 
     def _already_opened(self, cid: str) -> bool:
         row = self.audit.reader.latest_order(cid)
-        return row is not None and row["status"] in ("filled", "partial", "reconciled_filled",
-                                                     "dry_filled")
+        return row is not None and row["status"] in (
+            "filled",
+            "partial",
+            "reconciled_filled",
+            "dry_filled",
+        )
 
     def _entry_blocker(self) -> str | None:
         if self.state.kill_switch.blocks_entries:
@@ -793,15 +931,21 @@ class LiveTrader:
 
     def _blocking_reasons(self) -> list[str]:
         kill = self.state.kill_switch
-        return ([f"kill switch {kill.level}"] if kill.blocks_entries else []) + \
-            self.state.disabled_reasons
+        return (
+            [f"kill switch {kill.level}"] if kill.blocks_entries else []
+        ) + self.state.disabled_reasons
 
     def _open(self, decision: Decision, cid: str) -> str:
         blocker = self._entry_blocker()
         if blocker:
             self.summary.refused += 1
-            logger.info("%s%s entry refused: %s", self._market_stamp(), decision.symbol,
-                        blocker, extra={"symbol": decision.symbol})
+            logger.info(
+                "%s%s entry refused: %s",
+                self._market_stamp(),
+                decision.symbol,
+                blocker,
+                extra={"symbol": decision.symbol},
+            )
             return f"refused: {blocker}"
         symbol, side = decision.symbol, decision.side
         try:
@@ -810,10 +954,17 @@ class LiveTrader:
             self.summary.refused += 1
             logger.warning("%s entry refused: %s", symbol, exc, extra={"symbol": symbol})
             return f"refused: {exc}"
-        result = self.executor.execute_order(OrderIntent(
-            client_order_id=cid, symbol=symbol, side=side, volume=request["volume"],
-            kind="open", request=request, reason=f"{self.strategy.label()} bar "
-            f"{decision.bar_time.isoformat()}"))
+        result = self.executor.execute_order(
+            OrderIntent(
+                client_order_id=cid,
+                symbol=symbol,
+                side=side,
+                volume=request["volume"],
+                kind="open",
+                request=request,
+                reason=f"{self.strategy.label()} bar {decision.bar_time.isoformat()}",
+            )
+        )
         return self._entry_outcome(result)
 
     def _entry_request(self, decision: Decision, cid: str) -> dict[str, Any]:
@@ -822,20 +973,39 @@ class LiveTrader:
         tick, spec, account = broker.tick(symbol), broker.symbol_spec(symbol), broker.account()
         price = float(tick.ask if buying else tick.bid)
         sl, tp = stop_levels(decision, spec, price)
-        volume = self.bridge.position_size(spec=spec, equity=float(account.equity),
-                                           entry_price=price, sl=sl,
-                                           account_currency=account.currency)
+        volume = self.bridge.position_size(
+            spec=spec,
+            equity=float(account.equity),
+            entry_price=price,
+            sl=sl,
+            account_currency=account.currency,
+        )
         request = build_order_request(
-            symbol=symbol, side=decision.side, volume=volume, price=price, spec=spec,
-            magic=self.config.magic_number, comment=cid, deviation=self.config.deviation_points,
-            filling=broker.filling_mode(symbol), sl=sl, tp=tp)
+            symbol=symbol,
+            side=decision.side,
+            volume=volume,
+            price=price,
+            spec=spec,
+            magic=self.config.magic_number,
+            comment=cid,
+            deviation=self.config.deviation_points,
+            filling=broker.filling_mode(symbol),
+            sl=sl,
+            tp=tp,
+        )
         margin = estimated_margin(volume, price, spec, account)
         refusal = self.state.entry_refusal(symbol, volume, margin, account)
         if refusal:
             raise PrecheckFailed(refusal)
-        simulate_precheck(request, spec=spec, symbol_info=broker.symbol_info(symbol),
-                          tick=tick, account=account, now=self.now(),
-                          max_tick_age_s=max(3.0 * self._bar_seconds, 900.0))
+        simulate_precheck(
+            request,
+            spec=spec,
+            symbol_info=broker.symbol_info(symbol),
+            tick=tick,
+            account=account,
+            now=self.now(),
+            max_tick_age_s=max(3.0 * self._bar_seconds, 900.0),
+        )
         request["type_filling"] = broker.confirm_filling(request)
         try:
             broker.check_order(request)
@@ -847,46 +1017,75 @@ class LiveTrader:
         if result.filled:
             if not result.duplicate:
                 self.summary.entries += 1
-                logger.info("%s%s opened %s %s lots at %s (%s)", self._market_stamp(),
-                            result.symbol, result.side, result.volume, result.price,
-                            result.client_order_id,
-                            extra={"symbol": result.symbol,
-                                   "client_order_id": result.client_order_id})
-                self.alerts.notify("trade_opened", f"opened {result.symbol} {result.side} "
-                                   f"{result.volume} lots at {result.price}",
-                                   symbol=result.symbol)
+                logger.info(
+                    "%s%s opened %s %s lots at %s (%s)",
+                    self._market_stamp(),
+                    result.symbol,
+                    result.side,
+                    result.volume,
+                    result.price,
+                    result.client_order_id,
+                    extra={"symbol": result.symbol, "client_order_id": result.client_order_id},
+                )
+                self.alerts.notify(
+                    "trade_opened",
+                    f"opened {result.symbol} {result.side} {result.volume} lots at {result.price}",
+                    symbol=result.symbol,
+                )
             self.state.sync_positions(self.broker.positions())
             self._last_heartbeat = 0.0  # the book changed: show it now
             return "executed" if not result.duplicate else "already_executed"
         if result.status == "placed":  # accepted, fills later: adopted with the positions
-            logger.info("%s order %s is pending at the broker", result.symbol,
-                        result.client_order_id, extra={"symbol": result.symbol})
+            logger.info(
+                "%s order %s is pending at the broker",
+                result.symbol,
+                result.client_order_id,
+                extra={"symbol": result.symbol},
+            )
             return "placed"
         self.summary.refused += 1
-        self.alerts.notify("order_failed", f"{result.symbol} {result.side} order "
-                           f"{result.status}: {result.message}", severity="error",
-                           symbol=result.symbol)
+        self.alerts.notify(
+            "order_failed",
+            f"{result.symbol} {result.side} order {result.status}: {result.message}",
+            severity="error",
+            symbol=result.symbol,
+        )
         return f"{result.status}: {result.message}"
 
     def _close_position(self, position: Any, cid: str, reason: str) -> ExecutionResult:
         broker = self.broker
         request = build_close_request(
-            position=position, tick=broker.tick(position.symbol),
-            spec=broker.symbol_spec(position.symbol), magic=self.config.magic_number,
-            comment=cid, deviation=self.config.deviation_points,
-            filling=broker.filling_mode(position.symbol))
-        result = self.executor.execute_order(OrderIntent(
-            client_order_id=cid, symbol=position.symbol, side="buy" if request["type"] == 0
-            else "sell", volume=float(position.volume), kind="close", request=request,
-            position_ticket=int(position.ticket), reason=reason))
+            position=position,
+            tick=broker.tick(position.symbol),
+            spec=broker.symbol_spec(position.symbol),
+            magic=self.config.magic_number,
+            comment=cid,
+            deviation=self.config.deviation_points,
+            filling=broker.filling_mode(position.symbol),
+        )
+        result = self.executor.execute_order(
+            OrderIntent(
+                client_order_id=cid,
+                symbol=position.symbol,
+                side="buy" if request["type"] == 0 else "sell",
+                volume=float(position.volume),
+                kind="close",
+                request=request,
+                position_ticket=int(position.ticket),
+                reason=reason,
+            )
+        )
         if result.filled or result.status == "not_needed":
             self.state.exit_done(int(position.ticket))
             self.summary.exits += 0 if result.duplicate else int(result.filled)
         else:
             self.state.exit_failed(int(position.ticket))
-            self.alerts.notify("order_failed", f"closing {position.symbol} #{position.ticket} "
-                               f"{result.status}: {result.message}", severity="error",
-                               symbol=position.symbol)
+            self.alerts.notify(
+                "order_failed",
+                f"closing {position.symbol} #{position.ticket} {result.status}: {result.message}",
+                severity="error",
+                symbol=position.symbol,
+            )
         self._unrecorded.update(c.ticket for c in self.state.sync_positions(broker.positions()))
         self._record_pending_trades()
         return result
@@ -895,17 +1094,26 @@ class LiveTrader:
         """No new decision. An exit that failed on an earlier bar (requotes to the end, market
         closed) is tried again on each new bar while the strategy still does not want that
         position; a missed entry is not chased at a later price."""
-        retry = {t for t in self.state.failed_exits
-                 if (p := self.state.positions.get(t)) is not None and p.symbol == decision.symbol}
-        closed = self._close_unwanted(decision, "exit_retry", "exit retry: an earlier exit "
-                                      "failed", only=retry) if retry else []
+        retry = {
+            t
+            for t in self.state.failed_exits
+            if (p := self.state.positions.get(t)) is not None and p.symbol == decision.symbol
+        }
+        closed = (
+            self._close_unwanted(
+                decision, "exit_retry", "exit retry: an earlier exit failed", only=retry
+            )
+            if retry
+            else []
+        )
         if not closed:
             return "none", "no_action", None
         done = sum(r.filled or r.status == "not_needed" for r in closed)
         return "close", f"exit_retried: {done}/{len(closed)} closed", None
 
-    def _close_unwanted(self, decision: Decision, purpose: str, reason: str, *,
-                        only: set[int] | None = None) -> list[ExecutionResult]:
+    def _close_unwanted(
+        self, decision: Decision, purpose: str, reason: str, *, only: set[int] | None = None
+    ) -> list[ExecutionResult]:
         """Close this symbol's positions (of `only`, if given) whose direction is not the
         strategy's target."""
         results = []
@@ -915,8 +1123,9 @@ class LiveTrader:
             if _direction(position) == decision.position:
                 self.state.exit_done(int(position.ticket))  # wanted again: nothing to retry
                 continue
-            cid = make_client_order_id(purpose, decision.symbol, decision.bar_time,
-                                       f"close_{position.ticket}")
+            cid = make_client_order_id(
+                purpose, decision.symbol, decision.bar_time, f"close_{position.ticket}"
+            )
             results.append(self._close_position(position, cid, reason))
         return results
 
@@ -924,16 +1133,23 @@ class LiveTrader:
 
     def _snapshot(self) -> None:
         now = self.now()
-        if self._last_snapshot is not None and \
-                (now - self._last_snapshot).total_seconds() < self.config.snapshot_seconds:
+        if (
+            self._last_snapshot is not None
+            and (now - self._last_snapshot).total_seconds() < self.config.snapshot_seconds
+        ):
             return
         try:
             account = self.broker.account()
             self.audit.record_snapshot(
-                balance=float(account.balance), equity=float(account.equity),
-                margin=float(account.margin), margin_free=float(account.margin_free),
-                margin_level=float(account.margin_level), profit=float(account.profit),
-                open_positions=len(self.state.positions), dry_run=self.config.dry_run)
+                balance=float(account.balance),
+                equity=float(account.equity),
+                margin=float(account.margin),
+                margin_free=float(account.margin_free),
+                margin_level=float(account.margin_level),
+                profit=float(account.profit),
+                open_positions=len(self.state.positions),
+                dry_run=self.config.dry_run,
+            )
             self._last_snapshot = now
         except (BrokerError, OSError) as exc:
             logger.warning("account snapshot skipped: %s", exc)
@@ -962,12 +1178,19 @@ def _queue_depth(alerts: Any) -> int:
 
 
 def _position_dict(position: Any) -> dict[str, Any]:
-    return {"ticket": int(position.ticket), "symbol": position.symbol,
-            "side": "buy" if position.type == POSITION_TYPE_BUY else "sell",
-            "volume": float(position.volume), "price_open": float(position.price_open),
-            "price_current": float(position.price_current), "sl": float(position.sl),
-            "tp": float(position.tp), "profit": float(position.profit),
-            "time": _utc(position.time).isoformat(), "comment": position.comment}
+    return {
+        "ticket": int(position.ticket),
+        "symbol": position.symbol,
+        "side": "buy" if position.type == POSITION_TYPE_BUY else "sell",
+        "volume": float(position.volume),
+        "price_open": float(position.price_open),
+        "price_current": float(position.price_current),
+        "sl": float(position.sl),
+        "tp": float(position.tp),
+        "profit": float(position.profit),
+        "time": _utc(position.time).isoformat(),
+        "comment": position.comment,
+    }
 
 
 def _average_price(deals: list[Any]) -> float:
@@ -989,17 +1212,28 @@ def _utc(epoch_seconds: float) -> datetime:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="live_trader.py",
-        description="Trade a backtest strategy on MetaTrader 5 (or its simulator).")
+        description="Trade a backtest strategy on MetaTrader 5 (or its simulator).",
+    )
     parser.add_argument("--strategy", help="strategy file (path[:ClassName]); or STRATEGY_PATH")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="strategy parameter (repeatable); or STRATEGY_PARAMS")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="strategy parameter (repeatable); or STRATEGY_PARAMS",
+    )
     parser.add_argument("--symbols", help="comma-separated symbols, e.g. EURUSD,GBPUSD")
     parser.add_argument("--timeframe", help="bar timeframe, e.g. H1")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dry-run", action="store_true", default=None,
-                      help="paper-trade: validate orders, never send them (the default)")
-    mode.add_argument("--live", action="store_true",
-                      help="send real orders (same as DRY_RUN=false)")
+    mode.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="paper-trade: validate orders, never send them (the default)",
+    )
+    mode.add_argument(
+        "--live", action="store_true", help="send real orders (same as DRY_RUN=false)"
+    )
     parser.add_argument("--backend", choices=("auto", "mt5", "mt5linux", "sim"))
     parser.add_argument("--sim-data", help="bars CSV for the simulator (default: generated)")
     parser.add_argument("--sim-speed", help="simulated seconds per second, or max (lockstep)")
@@ -1007,9 +1241,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="settings file (default .env in the project root)")
     parser.add_argument("--interval", type=float, help="seconds between loop iterations")
     parser.add_argument("--db", help="audit database file (AUDIT_DB)")
-    parser.add_argument("--check", action="store_true",
-                        help="check settings, connection, account and symbols, then exit "
-                             "(0 ready, 1 problems); sends no order")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check settings, connection, account and symbols, then exit "
+        "(0 ready, 1 problems); sends no order",
+    )
     return parser
 
 
@@ -1017,10 +1254,15 @@ def config_from_args(args: argparse.Namespace, *, need_strategy: bool = True) ->
     overrides: dict[str, object] = {
         "strategy_path": args.strategy,
         "symbols": tuple(s.strip() for s in args.symbols.split(",") if s.strip())
-        if args.symbols else None,
-        "timeframe": args.timeframe, "backend": args.backend, "sim_data": args.sim_data,
-        "sim_speed": args.sim_speed, "max_bars": args.max_bars,
-        "interval_seconds": args.interval, "audit_db": args.db,
+        if args.symbols
+        else None,
+        "timeframe": args.timeframe,
+        "backend": args.backend,
+        "sim_data": args.sim_data,
+        "sim_speed": args.sim_speed,
+        "max_bars": args.max_bars,
+        "interval_seconds": args.interval,
+        "audit_db": args.db,
         "dry_run": False if args.live else (True if args.dry_run else None),
     }
     if args.param:
@@ -1042,8 +1284,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             setup_logging(config)
         except OSError as exc:
-            raise ConfigError(f"LOG_DIR={config.log_dir}: cannot write the log there "
-                              f"({exc.strerror or exc})") from None
+            raise ConfigError(
+                f"LOG_DIR={config.log_dir}: cannot write the log there ({exc.strerror or exc})"
+            ) from None
         logged = True
         trader = _build_trader(config)
         _install_signal_handlers(trader)
@@ -1068,8 +1311,9 @@ def _build_trader(config: LiveConfig) -> LiveTrader:
     for symbol in config.symbols:
         connector.symbol_info(symbol)  # an unknown symbol stops us here
     audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
-    return LiveTrader(config, connector=connector, strategy=strategy, audit=audit,
-                      alerts=_alerts(config, audit))
+    return LiveTrader(
+        config, connector=connector, strategy=strategy, audit=audit, alerts=_alerts(config, audit)
+    )
 
 
 def _cannot_start(message: str, code: int, logged: bool) -> int:

@@ -75,8 +75,14 @@ class MT5Connector:
 
     dry_run = False
 
-    def __init__(self, config: LiveConfig, *, api: Any = None, backend: str | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: LiveConfig,
+        *,
+        api: Any = None,
+        backend: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self.backend = backend or (config.backend if api is None else "injected")
         self._api = api
@@ -121,12 +127,19 @@ class MT5Connector:
         if not cfg.mt5_login:
             raise ConfigError("login: MT5_LOGIN is not set (0 = the terminal's own account)")
         try:
-            self._call("login", cfg.mt5_login, password=cfg.mt5_password,
-                       server=cfg.mt5_server, timeout=cfg.mt5_timeout_ms)
+            self._call(
+                "login",
+                cfg.mt5_login,
+                password=cfg.mt5_password,
+                server=cfg.mt5_server,
+                timeout=cfg.mt5_timeout_ms,
+            )
         except BrokerError as exc:
             if exc.code == -6:
-                raise ConfigError(f"MT5 authorization failed ({exc}): check MT5_LOGIN, "
-                                  "MT5_PASSWORD and MT5_SERVER") from None
+                raise ConfigError(
+                    f"MT5 authorization failed ({exc}): check MT5_LOGIN, "
+                    "MT5_PASSWORD and MT5_SERVER"
+                ) from None
             raise
         self._specs.clear()
 
@@ -160,8 +173,12 @@ class MT5Connector:
                 self._initialize()
             except (BrokerError, ConfigError) as exc:
                 self._next_attempt = now + self._retry_delay
-                logger.warning("reconnect attempt %d failed: %s; next try in %.0f s",
-                               self._attempts, exc, self._retry_delay)
+                logger.warning(
+                    "reconnect attempt %d failed: %s; next try in %.0f s",
+                    self._attempts,
+                    exc,
+                    self._retry_delay,
+                )
                 self._retry_delay = min(self._retry_delay * 2, self.config.reconnect_max_seconds)
                 return ConnectionState.DOWN
             logger.info("reconnected to the MT5 terminal after %d attempt(s)", self._attempts)
@@ -177,8 +194,7 @@ class MT5Connector:
         try:
             ok = self._api.initialize(*args, **kwargs)
         except _API_ERRORS as exc:
-            raise BrokerUnavailable(f"initialize: terminal unreachable: {_described(exc)}"
-                                    ) from exc
+            raise BrokerUnavailable(f"initialize: terminal unreachable: {_described(exc)}") from exc
         if not ok:
             code, text = self._last_error()
             if code == -6:
@@ -231,8 +247,7 @@ class MT5Connector:
                 raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
             except _API_ERRORS as exc:
                 # code None: for order_send the request may have gone out (OutcomeUnknown)
-                raise BrokerError(f"{name} raised {_described(exc)}",
-                                  text=_described(exc)) from exc
+                raise BrokerError(f"{name} raised {_described(exc)}", text=_described(exc)) from exc
             code, text = self._last_error()
             if code in IPC_ERROR_CODES:
                 self._connected = False
@@ -257,8 +272,11 @@ class MT5Connector:
         except BrokerError as exc:
             if isinstance(exc, BrokerUnavailable):
                 raise
-            raise BrokerError(f"unknown symbol {symbol!r} on this terminal ({exc.code} "
-                              f"{exc.text})", code=exc.code, text=exc.text) from None
+            raise BrokerError(
+                f"unknown symbol {symbol!r} on this terminal ({exc.code} {exc.text})",
+                code=exc.code,
+                text=exc.text,
+            ) from None
         if not info.visible:
             self._call("symbol_select", symbol, True)
             logger.info("selected %s into Market Watch", symbol)
@@ -271,11 +289,16 @@ class MT5Connector:
         if spec is None:
             info = self.symbol_info(symbol)
             spec = SymbolSpec(
-                name=symbol, digits=int(info.digits), point=float(info.point),
+                name=symbol,
+                digits=int(info.digits),
+                point=float(info.point),
                 contract_size=float(info.trade_contract_size),
-                volume_min=float(info.volume_min), volume_max=float(info.volume_max),
-                volume_step=float(info.volume_step), currency_base=info.currency_base,
-                currency_profit=info.currency_profit, currency_margin=info.currency_margin,
+                volume_min=float(info.volume_min),
+                volume_max=float(info.volume_max),
+                volume_step=float(info.volume_step),
+                currency_base=info.currency_base,
+                currency_profit=info.currency_profit,
+                currency_margin=info.currency_margin,
                 stops_level=int(info.trade_stops_level),
             )
             self._specs[symbol] = spec
@@ -310,8 +333,7 @@ class MT5Connector:
         logger.info("selected %s into Market Watch", symbol)
         return True
 
-    def rates(self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1
-              ) -> pd.DataFrame:
+    def rates(self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1) -> pd.DataFrame:
         """The last `count` bars before position `start_pos` (1 = skip the forming bar)."""
         from backtest.data import rates_to_frame
 
@@ -321,8 +343,9 @@ class MT5Connector:
         rates = self._selecting(symbol, "copy_rates_from_pos", symbol, code, start_pos, count)
         return rates_to_frame(np.asarray(rates))
 
-    def rates_range(self, symbol: str, timeframe: str, date_from: datetime,
-                    date_to: datetime) -> pd.DataFrame:
+    def rates_range(
+        self, symbol: str, timeframe: str, date_from: datetime, date_to: datetime
+    ) -> pd.DataFrame:
         """Bars with open time in [date_from, date_to] (UTC), forming bar included."""
         from backtest.data import rates_to_frame
 
@@ -335,8 +358,9 @@ class MT5Connector:
 
     def positions(self, symbol: str | None = None) -> tuple[Any, ...]:
         """Open positions carrying this trader's magic number."""
-        found = self._call("positions_get", symbol=symbol) if symbol else self._call(
-            "positions_get")
+        found = (
+            self._call("positions_get", symbol=symbol) if symbol else self._call("positions_get")
+        )
         return tuple(p for p in found if p.magic == self.config.magic_number)
 
     def all_positions(self) -> tuple[Any, ...]:
@@ -394,12 +418,17 @@ class MT5Connector:
             result = self._call("order_check", {**request, "type_filling": mode})
             if result.retcode != RETCODE_INVALID_FILL:
                 if mode != first:
-                    logger.warning("%s: filling mode %s refused, using %s", symbol,
-                                   FILLING_NAMES[first], FILLING_NAMES[mode])
+                    logger.warning(
+                        "%s: filling mode %s refused, using %s",
+                        symbol,
+                        FILLING_NAMES[first],
+                        FILLING_NAMES[mode],
+                    )
                 self._filling[symbol] = mode
                 return mode
-        raise OrderRejected(f"{symbol}: no filling mode accepted by the server",
-                            code=RETCODE_INVALID_FILL)
+        raise OrderRejected(
+            f"{symbol}: no filling mode accepted by the server", code=RETCODE_INVALID_FILL
+        )
 
     def forget_filling(self, symbol: str) -> None:
         self._filling.pop(symbol, None)
@@ -411,7 +440,9 @@ class MT5Connector:
             raise OrderRejected(
                 f"order_check refused {request.get('symbol')}: "
                 f"{retcode_text(result.retcode, result.comment)}",
-                code=result.retcode, text=result.comment, result=result,
+                code=result.retcode,
+                text=result.comment,
+                result=result,
             )
         return result
 
@@ -427,8 +458,11 @@ class MT5Connector:
                     raise OutcomeUnknown(f"order_send: {exc}; the order may exist") from exc
                 error = error_for_last_error(exc.code, sending=True)
                 suffix = "; the order may exist" if error is OutcomeUnknown else ""
-                raise error(f"order_send failed: {exc.code} {exc.text}{suffix}",
-                            code=exc.code, text=exc.text) from exc
+                raise error(
+                    f"order_send failed: {exc.code} {exc.text}{suffix}",
+                    code=exc.code,
+                    text=exc.text,
+                ) from exc
             return self._result_of_send(request, result)
 
     def _result_of_send(self, request: Mapping[str, Any], result: Any) -> Any:
@@ -478,8 +512,7 @@ def error_for_last_error(code: int, *, sending: bool) -> type[BrokerError]:
 
 
 FILLING_ORDER = (ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN)
-FILLING_NAMES = {ORDER_FILLING_FOK: "FOK", ORDER_FILLING_IOC: "IOC",
-                 ORDER_FILLING_RETURN: "RETURN"}
+FILLING_NAMES = {ORDER_FILLING_FOK: "FOK", ORDER_FILLING_IOC: "IOC", ORDER_FILLING_RETURN: "RETURN"}
 
 
 def decode_filling(flags: int) -> int:
@@ -520,8 +553,9 @@ def _mt5linux_api(config: LiveConfig) -> Any:
     try:
         from mt5linux import MetaTrader5 as Client
     except ImportError:
-        raise ConfigError("MT5_BACKEND=mt5linux needs the mt5linux package "
-                          "(pip install -r requirements.txt)") from None
+        raise ConfigError(
+            "MT5_BACKEND=mt5linux needs the mt5linux package (pip install -r requirements.txt)"
+        ) from None
     try:
         return Client(host=config.mt5linux_host, port=config.mt5linux_port)
     except _TRANSPORT_ERRORS as exc:

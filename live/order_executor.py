@@ -116,9 +116,14 @@ class ExecutionStats:
     def as_dict(self) -> dict[str, object]:
         slips = self.slippage_points[-1000:]
         return {
-            "orders": self.orders, "sends": self.sends, "filled": self.filled,
-            "rejected": self.rejected, "failed": self.failed, "unknown": self.unknown,
-            "retries": self.retries, "duplicates_suppressed": self.duplicates_suppressed,
+            "orders": self.orders,
+            "sends": self.sends,
+            "filled": self.filled,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "unknown": self.unknown,
+            "retries": self.retries,
+            "duplicates_suppressed": self.duplicates_suppressed,
             "reconciled_found": self.reconciled_found,
             "reconciled_absent": self.reconciled_absent,
             "by_retcode": dict(self.by_retcode),
@@ -150,9 +155,16 @@ class _Found:
 class OrderExecutor:
     """Sends OrderIntents through a Broker, recording every step in the audit log."""
 
-    def __init__(self, broker: Broker, audit: AuditLogger, config: LiveConfig, *,
-                 sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
-                 now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        audit: AuditLogger,
+        config: LiveConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
         self.broker = broker
         self.audit = audit
         self.config = config
@@ -191,11 +203,21 @@ class OrderExecutor:
 
     def _settle_earlier(self, intent: OrderIntent, earlier: dict) -> ExecutionResult | None:
         status = earlier["status"]
-        if status in FILLED_ORDER_STATUSES or status in ("rejected", "failed", "not_needed",
-                                                         "dry_rejected", "placed", "partial"):
+        if status in FILLED_ORDER_STATUSES or status in (
+            "rejected",
+            "failed",
+            "not_needed",
+            "dry_rejected",
+            "placed",
+            "partial",
+        ):
             self.stats.duplicates_suppressed += 1
-            logger.info("order %s already %s; not sent again", intent.client_order_id, status,
-                        extra={"client_order_id": intent.client_order_id})
+            logger.info(
+                "order %s already %s; not sent again",
+                intent.client_order_id,
+                status,
+                extra={"client_order_id": intent.client_order_id},
+            )
             return _result_from_row(intent, earlier, duplicate=True)
         # asked even after a final "absent": the broker is the truth, and asking is cheap
         found = self._find_at_broker(intent, since=_parse_ts(earlier["ts"]))
@@ -212,16 +234,16 @@ class OrderExecutor:
             self.stats.last_send_at = time.monotonic()
             try:
                 result = self.broker.send_order(state.request)
-            except (RetryableOrderError, BrokerUnavailable, OutcomeUnknown,
-                    OrderRejected) as exc:
+            except (RetryableOrderError, BrokerUnavailable, OutcomeUnknown, OrderRejected) as exc:
                 outcome = self._after_failure(intent, state, exc)
                 if outcome is not None:
                     return outcome
             else:
                 return self._filled(intent, state.request, result, state.count)
 
-    def _after_failure(self, intent: OrderIntent, state: _Attempts,
-                       exc: Exception) -> ExecutionResult | None:
+    def _after_failure(
+        self, intent: OrderIntent, state: _Attempts, exc: Exception
+    ) -> ExecutionResult | None:
         """The final result, or None to send again (with state.request updated)."""
         if isinstance(exc, OrderRejected):
             if exc.code == RETCODE_INVALID_FILL and not state.filling_retried:
@@ -244,64 +266,123 @@ class OrderExecutor:
         state.request = self._refresh_price(state.request)
         return None
 
-    def _after_lost_reply(self, intent: OrderIntent, state: _Attempts,
-                          exc: OutcomeUnknown) -> ExecutionResult | None:
+    def _after_lost_reply(
+        self, intent: OrderIntent, state: _Attempts, exc: OutcomeUnknown
+    ) -> ExecutionResult | None:
         self._note_failure(intent, "unknown", exc, state.count)
         found = self._look_until_known(intent, state.count)
         if found is not None:
             return self._record_reconciliation(intent, found, state.count)
-        self._record(intent, "reconciled_absent", attempt=state.count,
-                     detail="not at the broker after a lost reply")
+        self._record(
+            intent,
+            "reconciled_absent",
+            attempt=state.count,
+            detail="not at the broker after a lost reply",
+        )
         self.stats.reconciled_absent += 1
         if state.count > self.config.order_max_retries:
             return self._give_up(intent, exc, state.count)
         # reconciled_absent is final; a crash during the resend must leave a row that is not,
         # or the restarted trader would take the order for absent without asking the broker
-        self._record(intent, "resend", attempt=state.count + 1,
-                     detail="resending: not at the broker after a lost reply")
+        self._record(
+            intent,
+            "resend",
+            attempt=state.count + 1,
+            detail="resending: not at the broker after a lost reply",
+        )
         return None
 
-    def _filled(self, intent: OrderIntent, request: dict, result: Any,
-                attempts: int) -> ExecutionResult:
+    def _filled(
+        self, intent: OrderIntent, request: dict, result: Any, attempts: int
+    ) -> ExecutionResult:
         status = "partial" if result.retcode == RETCODE_DONE_PARTIAL else "filled"
         ticket = intent.position_ticket if intent.kind == "close" else int(result.order)
-        self._record(intent, status, attempt=attempts, retcode=int(result.retcode),
-                     broker_order=int(result.order), broker_deal=int(result.deal),
-                     fill_price=float(result.price), fill_volume=float(result.volume),
-                     position_ticket=ticket, price=request.get("price"))
+        self._record(
+            intent,
+            status,
+            attempt=attempts,
+            retcode=int(result.retcode),
+            broker_order=int(result.order),
+            broker_deal=int(result.deal),
+            fill_price=float(result.price),
+            fill_volume=float(result.volume),
+            position_ticket=ticket,
+            price=request.get("price"),
+        )
         self.stats.filled += 1
         self.stats.by_retcode[int(result.retcode)] += 1
         self._note_slippage(intent, request, float(result.price))
         del self.stats.slippage_points[:-1000]  # keep memory flat in long sessions
-        return ExecutionResult(intent.client_order_id, status, intent.symbol, intent.kind,
-                               intent.side, float(result.volume), float(result.price), ticket,
-                               int(result.retcode), attempts)
+        return ExecutionResult(
+            intent.client_order_id,
+            status,
+            intent.symbol,
+            intent.kind,
+            intent.side,
+            float(result.volume),
+            float(result.price),
+            ticket,
+            int(result.retcode),
+            attempts,
+        )
 
-    def _rejected(self, intent: OrderIntent, exc: OrderRejected,
-                  attempts: int) -> ExecutionResult:
+    def _rejected(self, intent: OrderIntent, exc: OrderRejected, attempts: int) -> ExecutionResult:
         self._record(intent, "rejected", attempt=attempts, retcode=exc.code, detail=str(exc))
         self.stats.rejected += 1
         if exc.code is not None:
             self.stats.by_retcode[exc.code] += 1
-        logger.warning("order %s rejected: %s", intent.client_order_id, exc,
-                       extra={"client_order_id": intent.client_order_id, "retcode": exc.code,
-                              "symbol": intent.symbol})
-        return ExecutionResult(intent.client_order_id, "rejected", intent.symbol, intent.kind,
-                               intent.side, retcode=exc.code, attempts=attempts,
-                               message=str(exc))
+        logger.warning(
+            "order %s rejected: %s",
+            intent.client_order_id,
+            exc,
+            extra={
+                "client_order_id": intent.client_order_id,
+                "retcode": exc.code,
+                "symbol": intent.symbol,
+            },
+        )
+        return ExecutionResult(
+            intent.client_order_id,
+            "rejected",
+            intent.symbol,
+            intent.kind,
+            intent.side,
+            retcode=exc.code,
+            attempts=attempts,
+            message=str(exc),
+        )
 
     def _give_up(self, intent: OrderIntent, exc: Exception, attempts: int) -> ExecutionResult:
         code = getattr(exc, "code", None)
-        self._record(intent, "failed", attempt=attempts, retcode=code,
-                     detail=f"gave up after {attempts} attempts: {exc}")
+        self._record(
+            intent,
+            "failed",
+            attempt=attempts,
+            retcode=code,
+            detail=f"gave up after {attempts} attempts: {exc}",
+        )
         self.stats.failed += 1
-        logger.error("order %s failed after %d attempts: %s", intent.client_order_id, attempts,
-                     exc, extra={"client_order_id": intent.client_order_id, "retcode": code})
-        return ExecutionResult(intent.client_order_id, "failed", intent.symbol, intent.kind,
-                               intent.side, retcode=code, attempts=attempts, message=str(exc))
+        logger.error(
+            "order %s failed after %d attempts: %s",
+            intent.client_order_id,
+            attempts,
+            exc,
+            extra={"client_order_id": intent.client_order_id, "retcode": code},
+        )
+        return ExecutionResult(
+            intent.client_order_id,
+            "failed",
+            intent.symbol,
+            intent.kind,
+            intent.side,
+            retcode=code,
+            attempts=attempts,
+            message=str(exc),
+        )
 
-    def _note_failure(self, intent: OrderIntent, status: str, exc: Exception,
-                      attempts: int) -> None:
+    def _note_failure(
+        self, intent: OrderIntent, status: str, exc: Exception, attempts: int
+    ) -> None:
         code = getattr(exc, "code", None)
         if status == "retry":
             self.stats.retries += 1
@@ -309,9 +390,17 @@ class OrderExecutor:
             self.stats.unknown += 1
         if code is not None:
             self.stats.by_retcode[code] += 1
-        logger.warning("order %s attempt %d: %s", intent.client_order_id, attempts, exc,
-                       extra={"client_order_id": intent.client_order_id, "retcode": code,
-                              "symbol": intent.symbol})
+        logger.warning(
+            "order %s attempt %d: %s",
+            intent.client_order_id,
+            attempts,
+            exc,
+            extra={
+                "client_order_id": intent.client_order_id,
+                "retcode": code,
+                "symbol": intent.symbol,
+            },
+        )
         self._record(intent, status, attempt=attempts, retcode=code, detail=str(exc))
 
     # ------------------------------------------------------------ waiting and looking
@@ -337,8 +426,10 @@ class OrderExecutor:
                 return self._find_at_broker(intent)
             except BrokerUnavailable:
                 continue
-        raise OutcomeUnknown(f"order {intent.client_order_id}: cannot reach the broker to learn "
-                             "whether it was executed; will reconcile before trading on")
+        raise OutcomeUnknown(
+            f"order {intent.client_order_id}: cannot reach the broker to learn "
+            "whether it was executed; will reconcile before trading on"
+        )
 
     def _reconnect(self) -> None:
         ensure = getattr(self.broker, "ensure_connected", None)
@@ -362,83 +453,162 @@ class OrderExecutor:
 
     # ------------------------------------------------------------ reconciliation
 
-    def _find_at_broker(self, intent: OrderIntent, since: datetime | None = None
-                        ) -> _Found | None:
+    def _find_at_broker(self, intent: OrderIntent, since: datetime | None = None) -> _Found | None:
         """Does the broker already have this order? Positions, pending orders, then deals,
         by comment."""
         cid = intent.client_order_id
         if intent.kind == "open":
             for position in self.broker.positions(intent.symbol):
                 if position.comment == cid:
-                    return _Found(float(position.price_open), float(position.volume),
-                                  int(position.ticket), detail="open position")
+                    return _Found(
+                        float(position.price_open),
+                        float(position.volume),
+                        int(position.ticket),
+                        detail="open position",
+                    )
         for order in self.broker.orders(intent.symbol):
             if order.comment == cid:  # accepted, not filled yet: it must not go again
-                return _Found(float(order.price_open), float(order.volume_current), None,
-                              detail=PENDING_AT_BROKER, order=int(order.ticket))
+                return _Found(
+                    float(order.price_open),
+                    float(order.volume_current),
+                    None,
+                    detail=PENDING_AT_BROKER,
+                    order=int(order.ticket),
+                )
         start = (since or self._now()) - RECONCILE_WINDOW
         for deal in self.broker.deals_since(start):
             if deal.comment == cid and (intent.kind == "close" or deal.entry == DEAL_ENTRY_IN):
-                ticket = intent.position_ticket if intent.kind == "close" else int(
-                    deal.position_id)
-                return _Found(float(deal.price), float(deal.volume), ticket, int(deal.ticket),
-                              detail="deal in history")
+                ticket = intent.position_ticket if intent.kind == "close" else int(deal.position_id)
+                return _Found(
+                    float(deal.price),
+                    float(deal.volume),
+                    ticket,
+                    int(deal.ticket),
+                    detail="deal in history",
+                )
         if intent.kind == "close" and intent.position_ticket is not None:
-            still_open = any(int(p.ticket) == intent.position_ticket
-                             for p in self.broker.positions(intent.symbol))
+            still_open = any(
+                int(p.ticket) == intent.position_ticket
+                for p in self.broker.positions(intent.symbol)
+            )
             if not still_open:
                 return _Found(0.0, 0.0, intent.position_ticket, detail="position already gone")
         return None
 
-    def _record_reconciliation(self, intent: OrderIntent, found: _Found | None,
-                               attempts: int) -> ExecutionResult:
+    def _record_reconciliation(
+        self, intent: OrderIntent, found: _Found | None, attempts: int
+    ) -> ExecutionResult:
         cid = intent.client_order_id
         if found is None:
-            self._record(intent, "reconciled_absent", attempt=attempts,
-                         detail="not found at the broker")
+            self._record(
+                intent, "reconciled_absent", attempt=attempts, detail="not found at the broker"
+            )
             self.stats.reconciled_absent += 1
-            return ExecutionResult(cid, "unknown", intent.symbol, intent.kind, intent.side,
-                                   attempts=attempts, message="not at the broker")
+            return ExecutionResult(
+                cid,
+                "unknown",
+                intent.symbol,
+                intent.kind,
+                intent.side,
+                attempts=attempts,
+                message="not at the broker",
+            )
         if found.detail == PENDING_AT_BROKER:
-            self._record(intent, "placed", attempt=attempts, broker_order=found.order,
-                         detail="found pending at the broker; not sent again")
+            self._record(
+                intent,
+                "placed",
+                attempt=attempts,
+                broker_order=found.order,
+                detail="found pending at the broker; not sent again",
+            )
             self.stats.reconciled_found += 1
-            return ExecutionResult(cid, "placed", intent.symbol, intent.kind, intent.side,
-                                   found.volume, found.price, attempts=attempts,
-                                   message="pending at the broker")
+            return ExecutionResult(
+                cid,
+                "placed",
+                intent.symbol,
+                intent.kind,
+                intent.side,
+                found.volume,
+                found.price,
+                attempts=attempts,
+                message="pending at the broker",
+            )
         if found.detail == "position already gone":
-            self._record(intent, "not_needed", attempt=attempts,
-                         position_ticket=found.position_ticket,
-                         detail="position closed before this order (stop-loss, take-profit "
-                                "or by hand)")
-            return ExecutionResult(cid, "not_needed", intent.symbol, intent.kind, intent.side,
-                                   position_ticket=found.position_ticket, attempts=attempts)
-        self._record(intent, "reconciled_filled", attempt=attempts, fill_price=found.price,
-                     fill_volume=found.volume, position_ticket=found.position_ticket,
-                     broker_deal=found.deal, detail=found.detail)
+            self._record(
+                intent,
+                "not_needed",
+                attempt=attempts,
+                position_ticket=found.position_ticket,
+                detail="position closed before this order (stop-loss, take-profit or by hand)",
+            )
+            return ExecutionResult(
+                cid,
+                "not_needed",
+                intent.symbol,
+                intent.kind,
+                intent.side,
+                position_ticket=found.position_ticket,
+                attempts=attempts,
+            )
+        self._record(
+            intent,
+            "reconciled_filled",
+            attempt=attempts,
+            fill_price=found.price,
+            fill_volume=found.volume,
+            position_ticket=found.position_ticket,
+            broker_deal=found.deal,
+            detail=found.detail,
+        )
         self.stats.reconciled_found += 1
-        logger.info("order %s found at the broker (%s); not sent again", cid, found.detail,
-                    extra={"client_order_id": cid, "symbol": intent.symbol})
-        return ExecutionResult(cid, "filled", intent.symbol, intent.kind, intent.side,
-                               found.volume, found.price, found.position_ticket,
-                               attempts=attempts, message="reconciled")
+        logger.info(
+            "order %s found at the broker (%s); not sent again",
+            cid,
+            found.detail,
+            extra={"client_order_id": cid, "symbol": intent.symbol},
+        )
+        return ExecutionResult(
+            cid,
+            "filled",
+            intent.symbol,
+            intent.kind,
+            intent.side,
+            found.volume,
+            found.price,
+            found.position_ticket,
+            attempts=attempts,
+            message="reconciled",
+        )
 
     # ------------------------------------------------------------ audit
 
     def _record(self, intent: OrderIntent, status: str, **fields: object) -> None:
         request = intent.request
         base = {
-            "side": intent.side, "kind": intent.kind, "volume": intent.volume,
-            "sl": request.get("sl") or None, "tp": request.get("tp") or None,
-            "position_ticket": intent.position_ticket, "comment": intent.client_order_id,
+            "side": intent.side,
+            "kind": intent.kind,
+            "volume": intent.volume,
+            "sl": request.get("sl") or None,
+            "tp": request.get("tp") or None,
+            "position_ticket": intent.position_ticket,
+            "comment": intent.client_order_id,
         }
         base.update(fields)
         try:
-            self.audit.record_order(client_order_id=intent.client_order_id, status=status,
-                                    symbol=intent.symbol, dry_run=self.broker.dry_run, **base)
+            self.audit.record_order(
+                client_order_id=intent.client_order_id,
+                status=status,
+                symbol=intent.symbol,
+                dry_run=self.broker.dry_run,
+                **base,
+            )
         except AuditWriteError:
-            logger.critical("audit write failed for order %s (%s)", intent.client_order_id,
-                            status, extra={"client_order_id": intent.client_order_id})
+            logger.critical(
+                "audit write failed for order %s (%s)",
+                intent.client_order_id,
+                status,
+                extra={"client_order_id": intent.client_order_id},
+            )
             raise
 
     def _note_slippage(self, intent: OrderIntent, request: dict, fill: float) -> None:
@@ -455,23 +625,38 @@ class OrderExecutor:
 
 def _intent_from_row(row: dict) -> OrderIntent:
     return OrderIntent(
-        client_order_id=row["client_order_id"], symbol=row["symbol"], side=row["side"] or "",
-        volume=float(row["volume"] or 0.0), kind=row["kind"] or "open",
-        request={"symbol": row["symbol"], "price": row["price"], "sl": row["sl"],
-                 "tp": row["tp"]},
+        client_order_id=row["client_order_id"],
+        symbol=row["symbol"],
+        side=row["side"] or "",
+        volume=float(row["volume"] or 0.0),
+        kind=row["kind"] or "open",
+        request={"symbol": row["symbol"], "price": row["price"], "sl": row["sl"], "tp": row["tp"]},
         position_ticket=row["position_ticket"],
     )
 
 
 def _result_from_row(intent: OrderIntent, row: dict, *, duplicate: bool) -> ExecutionResult:
     status = row["status"]
-    mapped = ("filled" if status in FILLED_ORDER_STATUSES else
-              "rejected" if status in ("rejected", "dry_rejected") else status)
+    mapped = (
+        "filled"
+        if status in FILLED_ORDER_STATUSES
+        else "rejected"
+        if status in ("rejected", "dry_rejected")
+        else status
+    )
     return ExecutionResult(
-        intent.client_order_id, mapped, intent.symbol, intent.kind, intent.side,
-        float(row["fill_volume"] or 0.0), float(row["fill_price"] or 0.0),
-        row["position_ticket"], row["retcode"], int(row["attempt"] or 0),
-        message=retcode_text(row["retcode"]) if row["retcode"] else status, duplicate=duplicate,
+        intent.client_order_id,
+        mapped,
+        intent.symbol,
+        intent.kind,
+        intent.side,
+        float(row["fill_volume"] or 0.0),
+        float(row["fill_price"] or 0.0),
+        row["position_ticket"],
+        row["retcode"],
+        int(row["attempt"] or 0),
+        message=retcode_text(row["retcode"]) if row["retcode"] else status,
+        duplicate=duplicate,
     )
 
 

@@ -58,8 +58,9 @@ class PaperBroker:
 
     dry_run = True
 
-    def __init__(self, connector: Any, audit: AuditLogger, *,
-                 now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, connector: Any, audit: AuditLogger, *, now: Callable[[], datetime] = utc_now
+    ) -> None:
         self.connector = connector
         self.audit = audit
         self._now = now
@@ -88,14 +89,21 @@ class PaperBroker:
         profit = sum(self._floating(p) for p in self._positions.values())
         margin = sum(self._margin(p, real) for p in self._positions.values())
         equity = self._balance + profit
-        return real._replace(balance=round(self._balance, 2), equity=round(equity, 2),
-                             profit=round(profit, 2), margin=round(margin, 2),
-                             margin_free=round(equity - margin, 2),
-                             margin_level=round(100 * equity / margin, 2) if margin else 0.0)
+        return real._replace(
+            balance=round(self._balance, 2),
+            equity=round(equity, 2),
+            profit=round(profit, 2),
+            margin=round(margin, 2),
+            margin_free=round(equity - margin, 2),
+            margin_level=round(100 * equity / margin, 2) if margin else 0.0,
+        )
 
     def positions(self, symbol: str | None = None) -> tuple[Any, ...]:
-        return tuple(self._as_record(p) for p in self._positions.values()
-                     if symbol is None or p.symbol == symbol)
+        return tuple(
+            self._as_record(p)
+            for p in self._positions.values()
+            if symbol is None or p.symbol == symbol
+        )
 
     def orders(self, symbol: str | None = None) -> tuple[Any, ...]:
         """Paper fills are immediate: no order is ever pending."""
@@ -124,10 +132,12 @@ class PaperBroker:
         ticket = request.get("position")
         if ticket:
             if int(ticket) not in self._positions:
-                raise OrderRejected(f"paper position {ticket} does not exist (already closed)",
-                                    code=10036)
-            deal = self._close(int(ticket), price, reason=_EXPERT_REASON,
-                               comment=request.get("comment", ""))
+                raise OrderRejected(
+                    f"paper position {ticket} does not exist (already closed)", code=10036
+                )
+            deal = self._close(
+                int(ticket), price, reason=_EXPERT_REASON, comment=request.get("comment", "")
+            )
         else:
             deal = self._open(request, price, int(tick.time))
         return self._send_result(request, deal, tick)
@@ -146,15 +156,15 @@ class PaperBroker:
             if hit is not None:
                 price, reason = hit
                 label = "sl" if reason == DEAL_REASON_SL else "tp"
-                self._close(position.ticket, price, reason=reason,
-                            comment=f"[{label} {price}]")
+                self._close(position.ticket, price, reason=reason, comment=f"[{label} {price}]")
                 closed.append(position.ticket)
         return closed
 
     # ------------------------------------------------------------ internals
 
-    def _stop_hit(self, position: VirtualPosition, timeframe: str,
-                  bar_seconds: int) -> tuple[float, int] | None:
+    def _stop_hit(
+        self, position: VirtualPosition, timeframe: str, bar_seconds: int
+    ) -> tuple[float, int] | None:
         bars = self.connector.rates(position.symbol, timeframe, 5)
         spec = self.connector.symbol_spec(position.symbol)
         long = position.type == POSITION_TYPE_BUY
@@ -166,8 +176,9 @@ class PaperBroker:
             self._checked_until[position.ticket] = start
             # bars are bid prices; a short closes at the ask, a spread above
             shift = 0.0 if long else float(bar.spread) * spec.point
-            hit = _level_hit(long, position.sl, position.tp, bar.open + shift,
-                             bar.high + shift, bar.low + shift)
+            hit = _level_hit(
+                long, position.sl, position.tp, bar.open + shift, bar.high + shift, bar.low + shift
+            )
             if hit is not None:
                 return hit
         return None
@@ -175,10 +186,15 @@ class PaperBroker:
     def _open(self, request: Mapping[str, Any], price: float, when: int) -> Any:
         ticket = self._next_ticket
         position = VirtualPosition(
-            ticket=ticket, symbol=request["symbol"],
+            ticket=ticket,
+            symbol=request["symbol"],
             type=POSITION_TYPE_BUY if request["type"] == ORDER_TYPE_BUY else POSITION_TYPE_SELL,
-            volume=float(request["volume"]), price_open=price, sl=float(request.get("sl") or 0),
-            tp=float(request.get("tp") or 0), time=when, magic=int(request.get("magic", 0)),
+            volume=float(request["volume"]),
+            price_open=price,
+            sl=float(request.get("sl") or 0),
+            tp=float(request.get("tp") or 0),
+            time=when,
+            magic=int(request.get("magic", 0)),
             comment=request.get("comment", ""),
         )
         deal = self._deal(position, DEAL_ENTRY_IN, price, 0.0, _EXPERT_REASON, position.comment)
@@ -194,18 +210,38 @@ class PaperBroker:
         self._apply_close(ticket, deal)
         return deal
 
-    def _deal(self, position: VirtualPosition, entry: int, price: float, profit: float,
-              reason: int, comment: str) -> Any:
+    def _deal(
+        self,
+        position: VirtualPosition,
+        entry: int,
+        price: float,
+        profit: float,
+        reason: int,
+        comment: str,
+    ) -> Any:
         opening = entry == DEAL_ENTRY_IN
         buy = (position.type == POSITION_TYPE_BUY) == opening
         now = int(self._now().timestamp())
         fields = dict.fromkeys(STRUCT_FIELDS["TradeDeal"], 0)
         fields.update(
-            ticket=self._next_ticket if opening else self._next_ticket + 1, order=0, time=now,
-            time_msc=now * 1000, type=DEAL_TYPE_BUY if buy else DEAL_TYPE_SELL, entry=entry,
-            magic=position.magic, position_id=position.ticket, reason=reason,
-            volume=position.volume, price=price, commission=0.0, swap=0.0, profit=profit,
-            fee=0.0, symbol=position.symbol, comment=comment, external_id="",
+            ticket=self._next_ticket if opening else self._next_ticket + 1,
+            order=0,
+            time=now,
+            time_msc=now * 1000,
+            type=DEAL_TYPE_BUY if buy else DEAL_TYPE_SELL,
+            entry=entry,
+            magic=position.magic,
+            position_id=position.ticket,
+            reason=reason,
+            volume=position.volume,
+            price=price,
+            commission=0.0,
+            swap=0.0,
+            profit=profit,
+            fee=0.0,
+            symbol=position.symbol,
+            comment=comment,
+            external_id="",
         )
         return RECORD_TYPES["TradeDeal"](**fields)
 
@@ -223,7 +259,8 @@ class PaperBroker:
 
     def _persist(self, action: str, *, position: VirtualPosition, deal: Any) -> None:
         self.audit.record_event(
-            "paper_fill", f"paper {action} {position.symbol} #{position.ticket} at {deal.price}",
+            "paper_fill",
+            f"paper {action} {position.symbol} #{position.ticket} at {deal.price}",
             symbol=position.symbol,
             data={"action": action, "position": position.__dict__, "deal": deal._asdict()},
         )
@@ -241,12 +278,16 @@ class PaperBroker:
             else:
                 self._apply_close(position.ticket, deal)
         if self._positions or self._deals:
-            logger.info("paper book restored: %d open virtual positions, balance %.2f",
-                        len(self._positions), self._balance)
+            logger.info(
+                "paper book restored: %d open virtual positions, balance %.2f",
+                len(self._positions),
+                self._balance,
+            )
 
     def _start_balance(self, balance: float) -> None:
-        self.audit.record_event("paper_account", f"paper account starts at {balance:,.2f}",
-                                data={"balance": balance})
+        self.audit.record_event(
+            "paper_account", f"paper account starts at {balance:,.2f}", data={"balance": balance}
+        )
         self._balance = balance
 
     def _floating(self, position: VirtualPosition) -> float:
@@ -276,13 +317,25 @@ class PaperBroker:
         tick = self.connector.tick(position.symbol)
         current = tick.bid if position.type == POSITION_TYPE_BUY else tick.ask
         fields.update(
-            ticket=position.ticket, time=position.time, time_msc=position.time * 1000,
-            time_update=position.time, time_update_msc=position.time * 1000,
-            type=position.type, magic=position.magic, identifier=position.ticket,
-            reason=_EXPERT_REASON, volume=position.volume, price_open=position.price_open,
-            sl=position.sl, tp=position.tp, price_current=float(current), swap=0.0,
-            profit=round(self._profit(position, float(current)), 2), symbol=position.symbol,
-            comment=position.comment, external_id="",
+            ticket=position.ticket,
+            time=position.time,
+            time_msc=position.time * 1000,
+            time_update=position.time,
+            time_update_msc=position.time * 1000,
+            type=position.type,
+            magic=position.magic,
+            identifier=position.ticket,
+            reason=_EXPERT_REASON,
+            volume=position.volume,
+            price_open=position.price_open,
+            sl=position.sl,
+            tp=position.tp,
+            price_current=float(current),
+            swap=0.0,
+            profit=round(self._profit(position, float(current)), 2),
+            symbol=position.symbol,
+            comment=position.comment,
+            external_id="",
         )
         return RECORD_TYPES["TradePosition"](**fields)
 
@@ -292,16 +345,23 @@ class PaperBroker:
         for text_field in ("symbol", "comment"):
             request_fields[text_field] = request.get(text_field, "")
         return RECORD_TYPES["OrderSendResult"](
-            retcode=RETCODE_DONE, deal=deal.ticket, order=deal.position_id
-            if deal.entry == DEAL_ENTRY_IN else deal.ticket, volume=deal.volume,
-            price=deal.price, bid=float(tick.bid), ask=float(tick.ask),
-            comment="Request executed (dry run)", request_id=0, retcode_external=0,
+            retcode=RETCODE_DONE,
+            deal=deal.ticket,
+            order=deal.position_id if deal.entry == DEAL_ENTRY_IN else deal.ticket,
+            volume=deal.volume,
+            price=deal.price,
+            bid=float(tick.bid),
+            ask=float(tick.ask),
+            comment="Request executed (dry run)",
+            request_id=0,
+            retcode_external=0,
             request=RECORD_TYPES["TradeRequest"](**request_fields),
         )
 
 
-def _level_hit(long: bool, sl: float, tp: float, open_: float, high: float,
-               low: float) -> tuple[float, int] | None:
+def _level_hit(
+    long: bool, sl: float, tp: float, open_: float, high: float, low: float
+) -> tuple[float, int] | None:
     """Which level a bar reached, and the fill: the open when it gapped beyond, else the level."""
     if sl and (open_ <= sl if long else open_ >= sl):
         return open_, DEAL_REASON_SL

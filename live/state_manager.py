@@ -62,8 +62,9 @@ def kill_switch_file_level(path: Path, default: str) -> str | None:
 class StateManager:
     """Holds what the loop must know between iterations and across restarts."""
 
-    def __init__(self, config: LiveConfig, audit: AuditLogger, *,
-                 now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, config: LiveConfig, audit: AuditLogger, *, now: Callable[[], datetime] = utc_now
+    ) -> None:
         self.config = config
         self.audit = audit
         self._now = now
@@ -94,16 +95,20 @@ class StateManager:
         if last is not None and last["kind"] == "kill_switch_on":
             data = json.loads(last["data"] or "{}")
             # the source tells update_kill_switch that a close_all already ran
-            self.kill_switch = KillSwitch(data.get("level", "halt"),
-                                          data.get("source") or "restored from audit log")
+            self.kill_switch = KillSwitch(
+                data.get("level", "halt"), data.get("source") or "restored from audit log"
+            )
 
     # ------------------------------------------------------------ positions
 
     def sync_positions(self, positions: Iterable[Any]) -> list[PositionChange]:
         """Replace the known positions with the broker's; return those that disappeared."""
         current = {int(p.ticket): p for p in positions}
-        gone = [PositionChange(ticket, p.symbol, p) for ticket, p in self.positions.items()
-                if ticket not in current]
+        gone = [
+            PositionChange(ticket, p.symbol, p)
+            for ticket, p in self.positions.items()
+            if ticket not in current
+        ]
         self.positions = current
         return gone
 
@@ -144,8 +149,9 @@ class StateManager:
     def trading_day(self, moment: datetime) -> tuple[str, datetime]:
         """The trading day containing `moment` (its label) and its start in UTC."""
         local = moment.astimezone(self._zone)
-        start = local.replace(hour=self.config.trading_day_start_hour, minute=0, second=0,
-                              microsecond=0)
+        start = local.replace(
+            hour=self.config.trading_day_start_hour, minute=0, second=0, microsecond=0
+        )
         if local < start:
             start -= timedelta(days=1)
         return start.date().isoformat(), start.astimezone(timezone.utc)
@@ -163,8 +169,11 @@ class StateManager:
             if data.get("day") == label:
                 self._day_start = (label, float(data["equity"]))
                 return self._day_start[1]
-        self.audit.record_event("day_start", f"trading day {label} starts at equity "
-                                f"{equity:,.2f}", data={"day": label, "equity": equity})
+        self.audit.record_event(
+            "day_start",
+            f"trading day {label} starts at equity {equity:,.2f}",
+            data={"day": label, "equity": equity},
+        )
         self._day_start = (label, equity)
         return equity
 
@@ -197,21 +206,22 @@ class StateManager:
         if cfg.max_daily_loss_pct > 0 and start_equity > 0:
             loss_pct = 100.0 * (start_equity - equity) / start_equity
             if loss_pct >= cfg.max_daily_loss_pct:
-                return (f"daily loss {loss_pct:.2f}% reached MAX_DAILY_LOSS_PCT "
-                        f"{cfg.max_daily_loss_pct:g}% (start equity {start_equity:,.2f})")
+                return (
+                    f"daily loss {loss_pct:.2f}% reached MAX_DAILY_LOSS_PCT "
+                    f"{cfg.max_daily_loss_pct:g}% (start equity {start_equity:,.2f})"
+                )
         if cfg.max_trades_per_day > 0:
             _, day_start = self.trading_day(self._now())
-            entries = self.audit.reader.entries_filled_since(day_start,
-                                                             dry_run=self.config.dry_run)
+            entries = self.audit.reader.entries_filled_since(day_start, dry_run=self.config.dry_run)
             if entries >= cfg.max_trades_per_day:
-                return f"{entries} entries today reached MAX_TRADES_PER_DAY " \
-                       f"{cfg.max_trades_per_day}"
+                return (
+                    f"{entries} entries today reached MAX_TRADES_PER_DAY {cfg.max_trades_per_day}"
+                )
         return None
 
     # ------------------------------------------------------------ portfolio limits
 
-    def entry_refusal(self, symbol: str, volume: float, margin: float,
-                      account: Any) -> str | None:
+    def entry_refusal(self, symbol: str, volume: float, margin: float, account: Any) -> str | None:
         """Why a new entry of `volume` lots needing `margin` would break a portfolio limit."""
         cfg = self.config
         if cfg.max_open_positions and len(self.positions) >= cfg.max_open_positions:
@@ -219,14 +229,18 @@ class StateManager:
         if len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
             return f"MAX_POSITIONS_PER_SYMBOL {cfg.max_positions_per_symbol} reached for {symbol}"
         if cfg.max_total_lots and self.total_lots + volume > cfg.max_total_lots + 1e-9:
-            return (f"MAX_TOTAL_LOTS {cfg.max_total_lots:g} would be exceeded "
-                    f"({self.total_lots:g} open + {volume:g})")
+            return (
+                f"MAX_TOTAL_LOTS {cfg.max_total_lots:g} would be exceeded "
+                f"({self.total_lots:g} open + {volume:g})"
+            )
         equity = float(account.equity)
         if cfg.max_margin_pct and equity > 0:
             used = float(account.margin) + margin
             if 100.0 * used / equity > cfg.max_margin_pct:
-                return (f"MAX_MARGIN_PCT {cfg.max_margin_pct:g}% would be exceeded "
-                        f"({100.0 * used / equity:.1f}% of equity)")
+                return (
+                    f"MAX_MARGIN_PCT {cfg.max_margin_pct:g}% would be exceeded "
+                    f"({100.0 * used / equity:.1f}% of equity)"
+                )
         return None
 
     # ------------------------------------------------------------ kill switch
@@ -245,21 +259,28 @@ class StateManager:
         if wanted.level == "close_all" and self.kill_switch.source == "after close_all":
             return None  # already flattened for this file; stay halted
         if wanted.level is None:
-            self.audit.record_event("kill_switch_off", "kill-switch file removed: trading "
-                                    "resumes", level="warning")
+            self.audit.record_event(
+                "kill_switch_off", "kill-switch file removed: trading resumes", level="warning"
+            )
         else:
-            self.audit.record_event("kill_switch_on", f"kill switch: {wanted.level} "
-                                    f"({wanted.source})", level="critical",
-                                    data={"level": wanted.level, "source": wanted.source})
+            self.audit.record_event(
+                "kill_switch_on",
+                f"kill switch: {wanted.level} ({wanted.source})",
+                level="critical",
+                data={"level": wanted.level, "source": wanted.source},
+            )
         self.kill_switch = wanted
         return wanted
 
     def settle_close_all(self) -> None:
         """close_all has flattened the book: stay halted from now on."""
         if self.kill_switch.level == "close_all":
-            self.audit.record_event("kill_switch_on", "close_all done: halted",
-                                    level="critical", data={"level": "halt",
-                                                            "source": "after close_all"})
+            self.audit.record_event(
+                "kill_switch_on",
+                "close_all done: halted",
+                level="critical",
+                data={"level": "halt", "source": "after close_all"},
+            )
             self.kill_switch = KillSwitch("halt", "after close_all")
 
     # ------------------------------------------------------------ enable / disable

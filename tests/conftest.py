@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="session")
@@ -22,13 +28,15 @@ def browser() -> Iterator[object]:
     """Debian's Chromium (never a downloaded one). Missing browser = failure, with the fix."""
     executable = CHROMIUM if CHROMIUM.exists() else (shutil.which("chromium") or "")
     if not executable:
-        pytest.fail("Chromium is not installed: run `apt-get install -y chromium` (the browser "
-                    "tests drive Debian's Chromium; .ci/run installs it)", pytrace=False)
+        pytest.fail(
+            "Chromium is not installed: run `apt-get install -y chromium` (the browser "
+            "tests drive Debian's Chromium; .ci/run installs it)",
+            pytrace=False,
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(executable),
-                                              args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
 
@@ -58,6 +66,7 @@ class PageProbe:
             else:
                 self.blocked.append(url)
                 route.abort()
+
         return handle
 
 
@@ -66,10 +75,15 @@ def page_probe(browser):
     """Factory: probe(allowed_prefixes) -> PageProbe on a fresh page (closed after the test)."""
     contexts = []
 
-    def factory(allowed_prefixes: tuple[str, ...] = ("file://", "data:"),
-                width: int = 1400, height: int = 1200, **context_options: object) -> PageProbe:
-        context = browser.new_context(viewport={"width": width, "height": height},
-                                      **context_options)
+    def factory(
+        allowed_prefixes: tuple[str, ...] = ("file://", "data:"),
+        width: int = 1400,
+        height: int = 1200,
+        **context_options: object,
+    ) -> PageProbe:
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, **context_options
+        )
         contexts.append(context)
         return PageProbe(context.new_page(), allowed_prefixes)
 
@@ -86,7 +100,14 @@ def borrowing_venv(venv: Path) -> None:
     # put no pip in the copy's bin/
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
     mine = sysconfig.get_paths()["purelib"]
-    theirs = subprocess.run([str(venv / "bin" / "python"), "-c",
-                             "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            check=True, capture_output=True, text=True).stdout.strip()
+    theirs = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     Path(theirs, "checkout_packages.pth").write_text(mine + "\n")

@@ -31,8 +31,11 @@ def fresh_copy(target: Path) -> Path:
         names = [n for n in listed.stdout.decode().split("\0") if n]
     else:
         skip = {".venv", ".git", "data", "logs", ".pytest_cache", ".ruff_cache"}
-        names = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
-                 if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+        names = [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*")
+            if p.is_file() and not skip & set(p.relative_to(ROOT).parts)
+        ]
     for name in names:
         if (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -43,9 +46,15 @@ def fresh_copy(target: Path) -> Path:
 
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     """One block in its own bash and process group; whatever it left running is killed."""
-    process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = process.communicate(timeout=600)
     finally:
@@ -62,21 +71,33 @@ def test_the_guide_has_the_stages():
     blocks = sh_blocks(GUIDE.read_text())
     assert len(blocks) >= 6
     joined = "\n".join(blocks)
-    for command in ("--check", "--dry-run", "dashboard.py", "KILL_SWITCH", "kill -KILL",
-                    "audit_logger verify"):
+    for command in (
+        "--check",
+        "--dry-run",
+        "dashboard.py",
+        "KILL_SWITCH",
+        "kill -KILL",
+        "audit_logger verify",
+    ):
         assert command in joined
 
 
 @pytest.mark.slow
 def test_every_linux_command_in_the_guide_works(tmp_path):
     project = fresh_copy(tmp_path / "project")
-    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
-           "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "LANG": "C.UTF-8",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     for number, block in enumerate(sh_blocks(GUIDE.read_text()), start=1):
         done = run_block(block, project, env)
-        assert done.returncode == 0, (f"block {number} failed ({done.returncode}):\n{block}\n"
-                                      f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n"
-                                      f"{done.stderr[-3000:]}\n--- logs\n{tails(project)}")
+        assert done.returncode == 0, (
+            f"block {number} failed ({done.returncode}):\n{block}\n"
+            f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n"
+            f"{done.stderr[-3000:]}\n--- logs\n{tails(project)}"
+        )
         if "HAVING count(*) > 1" in block:
             assert "(no rows)" in done.stdout, f"block {number} found duplicates"
     assert (project / "sma_report.html").stat().st_size > 10_000

@@ -14,8 +14,9 @@ from live.sim_terminal.terminal import SimTerminal
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m live.sim_terminal",
-                                     description="The simulated MetaTrader 5 terminal.")
+    parser = argparse.ArgumentParser(
+        prog="python -m live.sim_terminal", description="The simulated MetaTrader 5 terminal."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="serve the MetaTrader5 API over RPyC (mt5linux)")
     run.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
@@ -25,21 +26,28 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--symbols", default="EURUSD", help="symbols, comma-separated")
     run.add_argument("--timeframe", default="H1", help="base timeframe of the bars")
     run.add_argument("--tz", default="UTC", help="timezone of naive times in the CSV")
-    run.add_argument("--speed", default="60",
-                     help="simulated seconds per second, or max: the clock moves only when a "
-                     "client steps it (sim_step_bar)")
+    run.add_argument(
+        "--speed",
+        default="60",
+        help="simulated seconds per second, or max: the clock moves only when a "
+        "client steps it (sim_step_bar)",
+    )
     run.add_argument("--state", type=Path, help="JSON file keeping the state across restarts")
     run.add_argument("--seed", type=int, default=7, help="seed of generated bars")
     run.add_argument("--bars", type=int, default=20_000, help="generated bars per symbol")
-    run.add_argument("--history-bars", type=int, default=500,
-                     help="bars of history before the clock starts")
+    run.add_argument(
+        "--history-bars", type=int, default=500, help="bars of history before the clock starts"
+    )
     run.add_argument("--start", type=float, help="clock start, epoch seconds")
     run.add_argument("--netting", action="store_true", help="netting account (default hedging)")
     run.add_argument("--real-account", action="store_true", help="report a REAL account")
     run.add_argument("--password", help="require this password at login")
     run.add_argument("--faults", default="", help="e.g. requote_rate=0.1,reply_lost_rate=0.05")
-    run.add_argument("--allow-remote", action="store_true",
-                     help="allow a non-loopback --host (anyone reaching it can run code)")
+    run.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (anyone reaching it can run code)",
+    )
     return parser
 
 
@@ -47,10 +55,19 @@ def config_from(args: argparse.Namespace) -> SimConfig:
     symbols = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
     speed = None if args.speed == "max" else float(args.speed)
     return SimConfig(
-        symbols=symbols, timeframe=args.timeframe.upper(), data=args.data,
-        data_symbol=args.symbol, data_tz=args.tz, n_bars=args.bars,
-        history_bars=args.history_bars, seed=args.seed, start=args.start, speed=speed,
-        netting=args.netting, real_account=args.real_account, password=args.password,
+        symbols=symbols,
+        timeframe=args.timeframe.upper(),
+        data=args.data,
+        data_symbol=args.symbol,
+        data_tz=args.tz,
+        n_bars=args.bars,
+        history_bars=args.history_bars,
+        seed=args.seed,
+        start=args.start,
+        speed=speed,
+        netting=args.netting,
+        real_account=args.real_account,
+        password=args.password,
         faults=FaultConfig.parse(args.faults),
     )
 
@@ -60,8 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
         terminal = SimTerminal(config_from(args))
-        serve(terminal, host=args.host, port=args.port, state=args.state,
-              allow_remote=args.allow_remote)
+        serve(
+            terminal,
+            host=args.host,
+            port=args.port,
+            state=args.state,
+            allow_remote=args.allow_remote,
+        )
     except (ValueError, DataError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

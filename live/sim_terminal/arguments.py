@@ -17,8 +17,18 @@ from typing import Any
 from live.sim_terminal import structs
 
 FLOAT_FIELDS = ("volume", "price", "stoplimit", "sl", "tp")
-INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", "type_time",
-              "expiration", "position", "position_by")
+INT_FIELDS = (
+    "action",
+    "magic",
+    "order",
+    "deviation",
+    "type",
+    "type_filling",
+    "type_time",
+    "expiration",
+    "position",
+    "position_by",
+)
 INVALID = "Invalid arguments"
 WRONG_COUNT = "Invalid number of arguments"
 UNNAMED = "Unnamed arguments not allowed"
@@ -34,8 +44,9 @@ class CallFailed(Exception):
         self.code, self.text = code, text
 
 
-def invoke(function: Callable[..., Any], owner: object, args: tuple[Any, ...],
-           kwargs: dict[str, Any]) -> Any:
+def invoke(
+    function: Callable[..., Any], owner: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """Call `function`; a call that does not fit its signature fails with -2, as the module.
 
     The signature is only consulted after a TypeError, so well-formed calls pay nothing, and

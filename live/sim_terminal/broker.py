@@ -22,8 +22,12 @@ logger = logging.getLogger(__name__)
 
 EXPERT = K.DEAL_REASON_EXPERT  # requests from the Python API count as an expert's
 _BUY_SIDE = (K.ORDER_TYPE_BUY, K.ORDER_TYPE_BUY_LIMIT, K.ORDER_TYPE_BUY_STOP)
-_PENDING_TYPES = (K.ORDER_TYPE_BUY_LIMIT, K.ORDER_TYPE_SELL_LIMIT, K.ORDER_TYPE_BUY_STOP,
-                  K.ORDER_TYPE_SELL_STOP)
+_PENDING_TYPES = (
+    K.ORDER_TYPE_BUY_LIMIT,
+    K.ORDER_TYPE_SELL_LIMIT,
+    K.ORDER_TYPE_BUY_STOP,
+    K.ORDER_TYPE_SELL_STOP,
+)
 
 
 class TradeRefused(Exception):
@@ -174,8 +178,15 @@ class TradeServer:
             return units
         return self.to_account(units * price, spec, price, moment)
 
-    def profit_of(self, spec: SimSymbol, order_type: int, volume: float, price_open: float,
-                  price_close: float, moment: float) -> float:
+    def profit_of(
+        self,
+        spec: SimSymbol,
+        order_type: int,
+        volume: float,
+        price_open: float,
+        price_close: float,
+        moment: float,
+    ) -> float:
         sign = 1.0 if order_type in _BUY_SIDE else -1.0
         move = sign * (price_close - price_open) * volume * spec.contract_size
         return self.to_account(move, spec, price_close, moment)
@@ -193,25 +204,42 @@ class TradeServer:
         return float(bid if position.type == K.POSITION_TYPE_BUY else ask)
 
     def floating(self, position: Position, moment: float) -> float:
-        return round(float(self.profit_of(self.symbol(position.symbol), position.type,
-                                          position.volume, position.price_open,
-                                          self.closing_price(position, moment), moment)), 2)
+        return round(
+            float(
+                self.profit_of(
+                    self.symbol(position.symbol),
+                    position.type,
+                    position.volume,
+                    position.price_open,
+                    self.closing_price(position, moment),
+                    moment,
+                )
+            ),
+            2,
+        )
 
     def totals(self, moment: float) -> dict[str, float]:
         """balance, profit, equity, margin, margin_free, margin_level at `moment`."""
         profit = sum(self.floating(p, moment) for p in self.positions.values())
-        margin = sum(self.margin_for(self.symbol(p.symbol), p.volume, p.price_open, moment)
-                     for p in self.positions.values())
+        margin = sum(
+            self.margin_for(self.symbol(p.symbol), p.volume, p.price_open, moment)
+            for p in self.positions.values()
+        )
         equity = self.account.balance + profit
-        return {"balance": round(float(self.account.balance), 2),
-                "profit": round(float(profit), 2), "equity": round(float(equity), 2),
-                "margin": round(float(margin), 2), "margin_free": round(float(equity - margin), 2),
-                "margin_level": round(float(100.0 * equity / margin), 2) if margin else 0.0}
+        return {
+            "balance": round(float(self.account.balance), 2),
+            "profit": round(float(profit), 2),
+            "equity": round(float(equity), 2),
+            "margin": round(float(margin), 2),
+            "margin_free": round(float(equity - margin), 2),
+            "margin_level": round(float(100.0 * equity / margin), 2) if margin else 0.0,
+        }
 
     # ------------------------------------------------------------ validation
 
-    def validate(self, request: dict[str, Any], moment: float, *,
-                 trade_allowed: bool = True) -> None:
+    def validate(
+        self, request: dict[str, Any], moment: float, *, trade_allowed: bool = True
+    ) -> None:
         """Raise TradeRefused with the code a real server would give."""
         action = request.get("action", 0)
         checks = {
@@ -272,14 +300,16 @@ class TradeServer:
         self._check_order_frozen(spec, order, moment)
 
     @staticmethod
-    def _unchanged(spec: SimSymbol, order: Order, request: dict[str, Any],
-                   price: float) -> bool:
+    def _unchanged(spec: SimSymbol, order: Order, request: dict[str, Any], price: float) -> bool:
         """A modification that would leave the order exactly as it is (10025)."""
         sl, tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
-        return (_same(price, order.price_open, spec) and _same(sl, order.sl, spec)
-                and _same(tp, order.tp, spec)
-                and int(request.get("type_time", 0)) == order.type_time
-                and int(request.get("expiration", 0)) == order.time_expiration)
+        return (
+            _same(price, order.price_open, spec)
+            and _same(sl, order.sl, spec)
+            and _same(tp, order.tp, spec)
+            and int(request.get("type_time", 0)) == order.type_time
+            and int(request.get("expiration", 0)) == order.time_expiration
+        )
 
     # The freeze level (MQL5 "Requirements and Limitations in Making Trades"): within
     # trade_freeze_level points of the market, a pending order's price and a position's
@@ -287,15 +317,16 @@ class TradeServer:
 
     def _check_order_frozen(self, spec: SimSymbol, order: Order, moment: float) -> None:
         _, bid, ask = self.feeds[spec.name].quote(moment)
-        distance = {K.ORDER_TYPE_BUY_LIMIT: ask - order.price_open,
-                    K.ORDER_TYPE_SELL_LIMIT: order.price_open - bid,
-                    K.ORDER_TYPE_BUY_STOP: order.price_open - ask,
-                    K.ORDER_TYPE_SELL_STOP: bid - order.price_open}.get(order.type)
+        distance = {
+            K.ORDER_TYPE_BUY_LIMIT: ask - order.price_open,
+            K.ORDER_TYPE_SELL_LIMIT: order.price_open - bid,
+            K.ORDER_TYPE_BUY_STOP: order.price_open - ask,
+            K.ORDER_TYPE_SELL_STOP: bid - order.price_open,
+        }.get(order.type)
         if distance is not None:
             self._refuse_if_frozen(spec, distance)
 
-    def _check_position_frozen(self, spec: SimSymbol, position: Position,
-                               moment: float) -> None:
+    def _check_position_frozen(self, spec: SimSymbol, position: Position, moment: float) -> None:
         _, bid, ask = self.feeds[spec.name].quote(moment)
         long = position.type == K.POSITION_TYPE_BUY
         if position.sl:
@@ -342,8 +373,9 @@ class TradeServer:
         """On a netting account, the symbol's position that this deal reduces, if any."""
         if self.account.hedging or request.get("position"):
             return None
-        existing = next((p for p in self.positions.values()
-                         if p.symbol == request.get("symbol")), None)
+        existing = next(
+            (p for p in self.positions.values() if p.symbol == request.get("symbol")), None
+        )
         if existing is None:
             return None
         long = existing.type == K.POSITION_TYPE_BUY
@@ -352,8 +384,10 @@ class TradeServer:
     @staticmethod
     def _check_volume(spec: SimSymbol, volume: float) -> None:
         steps = (volume - spec.volume_min) / spec.volume_step
-        if not (spec.volume_min - 1e-9 <= volume <= spec.volume_max + 1e-9) or \
-                abs(steps - round(steps)) > 1e-7:
+        if (
+            not (spec.volume_min - 1e-9 <= volume <= spec.volume_max + 1e-9)
+            or abs(steps - round(steps)) > 1e-7
+        ):
             raise TradeRefused(K.TRADE_RETCODE_INVALID_VOLUME, "Invalid volume")
 
     def _check_deal(self, spec: SimSymbol, request: dict[str, Any], moment: float) -> None:
@@ -385,10 +419,12 @@ class TradeServer:
 
     @staticmethod
     def _check_filling(spec: SimSymbol, filling: int) -> None:
-        allowed = {K.ORDER_FILLING_FOK: bool(spec.filling_flags & K.SYMBOL_FILLING_FOK),
-                   K.ORDER_FILLING_IOC: bool(spec.filling_flags & K.SYMBOL_FILLING_IOC),
-                   # RETURN fills market orders only in exchange execution
-                   K.ORDER_FILLING_RETURN: spec.exemode == K.SYMBOL_TRADE_EXECUTION_EXCHANGE}
+        allowed = {
+            K.ORDER_FILLING_FOK: bool(spec.filling_flags & K.SYMBOL_FILLING_FOK),
+            K.ORDER_FILLING_IOC: bool(spec.filling_flags & K.SYMBOL_FILLING_IOC),
+            # RETURN fills market orders only in exchange execution
+            K.ORDER_FILLING_RETURN: spec.exemode == K.SYMBOL_TRADE_EXECUTION_EXCHANGE,
+        }
         if not allowed.get(filling, False):
             raise TradeRefused(K.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode")
 
@@ -398,15 +434,22 @@ class TradeServer:
             raise TradeRefused(K.TRADE_RETCODE_POSITION_CLOSED, "Position doesn't exist")
         if position.symbol != request.get("symbol"):
             raise TradeRefused(K.TRADE_RETCODE_INVALID, "Invalid request")
-        closing_type = K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY \
-            else K.ORDER_TYPE_BUY
+        closing_type = (
+            K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY else K.ORDER_TYPE_BUY
+        )
         if request.get("type") != closing_type:
             raise TradeRefused(K.TRADE_RETCODE_INVALID, "Invalid request")
         if float(request["volume"]) > position.volume + 1e-9:
             raise TradeRefused(K.TRADE_RETCODE_INVALID_CLOSE_VOLUME, "Invalid close volume")
 
-    def _check_stops(self, spec: SimSymbol, order_type: int, request: dict[str, Any],
-                     moment: float, reference: float | None = None) -> None:
+    def _check_stops(
+        self,
+        spec: SimSymbol,
+        order_type: int,
+        request: dict[str, Any],
+        moment: float,
+        reference: float | None = None,
+    ) -> None:
         """SL/TP at least stops_level points beyond the closing price, on the right side.
 
         `order_type` may be an ORDER_TYPE_* or a POSITION_TYPE_* (buy is 0 in both).
@@ -435,8 +478,9 @@ class TradeServer:
         freed = self.margin_for(spec, reduced, opposite.price_open, moment)
         return self.margin_for(spec, max(volume - reduced, 0.0), price, moment) - freed
 
-    def _check_money(self, spec: SimSymbol, volume: float, price: float, moment: float,
-                     released: float = 0.0) -> None:
+    def _check_money(
+        self, spec: SimSymbol, volume: float, price: float, moment: float, released: float = 0.0
+    ) -> None:
         """Free margin (plus the margin a netting reversal releases) must cover `volume`."""
         free = self.totals(moment)["margin_free"] + released
         if self.margin_for(spec, volume, price, moment) > free:
@@ -449,10 +493,12 @@ class TradeServer:
         _, bid, ask = self.feeds[spec.name].quote(moment)
         price = float(request.get("price", 0.0))
         gap = spec.stops_level * spec.point
-        valid = {K.ORDER_TYPE_BUY_LIMIT: price <= ask - gap,
-                 K.ORDER_TYPE_SELL_LIMIT: price >= bid + gap,
-                 K.ORDER_TYPE_BUY_STOP: price >= ask + gap,
-                 K.ORDER_TYPE_SELL_STOP: price <= bid - gap}[order_type]
+        valid = {
+            K.ORDER_TYPE_BUY_LIMIT: price <= ask - gap,
+            K.ORDER_TYPE_SELL_LIMIT: price >= bid + gap,
+            K.ORDER_TYPE_BUY_STOP: price >= ask + gap,
+            K.ORDER_TYPE_SELL_STOP: price <= bid - gap,
+        }[order_type]
         if price <= 0 or not valid:
             raise TradeRefused(K.TRADE_RETCODE_INVALID_PRICE, "Invalid price")
         self._check_stops(spec, order_type, request, moment, reference=price)
@@ -484,15 +530,18 @@ class TradeServer:
     def _close_by_pair(self, request: dict[str, Any]) -> tuple[Position, Position]:
         first = self._position_for(request)
         other = self.positions.get(int(request.get("position_by", 0)))
-        if other is None or other.symbol != first.symbol or other.type == first.type or \
-                not self.account.hedging:
+        if (
+            other is None
+            or other.symbol != first.symbol
+            or other.type == first.type
+            or not self.account.hedging
+        ):
             raise TradeRefused(K.TRADE_RETCODE_INVALID, "Invalid request")
         return first, other
 
     # ------------------------------------------------------------ execution
 
-    def execute(self, request: dict[str, Any], moment: float, *, fill_ratio: float = 1.0
-                ) -> Fill:
+    def execute(self, request: dict[str, Any], moment: float, *, fill_ratio: float = 1.0) -> Fill:
         """Carry out a validated request at `moment`."""
         action = request["action"]
         if action == K.TRADE_ACTION_DEAL:
@@ -523,27 +572,40 @@ class TradeServer:
             volume = max(spec.volume_min, round(steps * spec.volume_step, 8))
         order = self._history_order(request, moment, volume, price, K.ORDER_STATE_FILLED)
         deal_ticket = self._apply_deal(request, moment, order, volume, price)
-        code = K.TRADE_RETCODE_DONE_PARTIAL if volume < float(request["volume"]) - 1e-9 \
+        code = (
+            K.TRADE_RETCODE_DONE_PARTIAL
+            if volume < float(request["volume"]) - 1e-9
             else K.TRADE_RETCODE_DONE
+        )
         return Fill(code, deal_ticket, order.ticket, volume, price)
 
-    def _history_order(self, request: dict[str, Any], moment: float, volume: float,
-                       price: float, state: int) -> Order:
+    def _history_order(
+        self, request: dict[str, Any], moment: float, volume: float, price: float, state: int
+    ) -> Order:
         order = Order(
-            ticket=self._ticket(), symbol=request["symbol"], type=int(request["type"]),
-            volume_initial=float(request["volume"]), volume_current=0.0, price_open=price,
-            sl=float(request.get("sl") or 0), tp=float(request.get("tp") or 0),
-            time_setup_msc=_msc(moment), magic=int(request.get("magic", 0)),
+            ticket=self._ticket(),
+            symbol=request["symbol"],
+            type=int(request["type"]),
+            volume_initial=float(request["volume"]),
+            volume_current=0.0,
+            price_open=price,
+            sl=float(request.get("sl") or 0),
+            tp=float(request.get("tp") or 0),
+            time_setup_msc=_msc(moment),
+            magic=int(request.get("magic", 0)),
             comment=str(request.get("comment", "")),
             type_filling=int(request.get("type_filling", 0)),
-            type_time=int(request.get("type_time", 0)), state=state,
-            time_done_msc=_msc(moment), position_id=int(request.get("position", 0)),
+            type_time=int(request.get("type_time", 0)),
+            state=state,
+            time_done_msc=_msc(moment),
+            position_id=int(request.get("position", 0)),
         )
         self.history_orders.append(order)
         return order
 
-    def _apply_deal(self, request: dict[str, Any], moment: float, order: Order, volume: float,
-                    price: float) -> int:
+    def _apply_deal(
+        self, request: dict[str, Any], moment: float, order: Order, volume: float, price: float
+    ) -> int:
         symbol, side = request["symbol"], int(request["type"])
         if self.account.hedging:
             target = self.positions.get(int(request.get("position", 0) or 0))
@@ -557,41 +619,86 @@ class TradeServer:
             return self._add(existing, order, volume, price, moment)
         return self._net_opposite(existing, order, volume, price, moment, request)
 
-    def _open(self, order: Order, symbol: str, side: int, volume: float, price: float,
-              moment: float, request: dict[str, Any]) -> int:
+    def _open(
+        self,
+        order: Order,
+        symbol: str,
+        side: int,
+        volume: float,
+        price: float,
+        moment: float,
+        request: dict[str, Any],
+    ) -> int:
         position = Position(
-            ticket=order.ticket, symbol=symbol,
+            ticket=order.ticket,
+            symbol=symbol,
             type=K.POSITION_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.POSITION_TYPE_SELL,
-            volume=volume, price_open=price, sl=float(request.get("sl") or 0),
-            tp=float(request.get("tp") or 0), time_msc=_msc(moment),
-            time_update_msc=_msc(moment), magic=order.magic, comment=order.comment,
+            volume=volume,
+            price_open=price,
+            sl=float(request.get("sl") or 0),
+            tp=float(request.get("tp") or 0),
+            time_msc=_msc(moment),
+            time_update_msc=_msc(moment),
+            magic=order.magic,
+            comment=order.comment,
             identifier=order.ticket,
         )
         self.positions[position.ticket] = position
         order.position_id = position.ticket
-        return self._deal(order.ticket, moment, side, K.DEAL_ENTRY_IN, position, volume, price,
-                          0.0, EXPERT, order.comment)
+        return self._deal(
+            order.ticket,
+            moment,
+            side,
+            K.DEAL_ENTRY_IN,
+            position,
+            volume,
+            price,
+            0.0,
+            EXPERT,
+            order.comment,
+        )
 
-    def _add(self, position: Position, order: Order, volume: float, price: float,
-             moment: float) -> int:
+    def _add(
+        self, position: Position, order: Order, volume: float, price: float, moment: float
+    ) -> int:
         total = position.volume + volume
-        position.price_open = round((position.price_open * position.volume + price * volume)
-                                    / total, self.symbol(position.symbol).digits)
+        position.price_open = round(
+            (position.price_open * position.volume + price * volume) / total,
+            self.symbol(position.symbol).digits,
+        )
         position.volume = round(total, 8)
         position.time_update_msc = _msc(moment)
         order.position_id = position.ticket
         side = K.ORDER_TYPE_BUY if position.type == K.POSITION_TYPE_BUY else K.ORDER_TYPE_SELL
-        return self._deal(order.ticket, moment, side, K.DEAL_ENTRY_IN, position, volume, price,
-                          0.0, EXPERT, order.comment)
+        return self._deal(
+            order.ticket,
+            moment,
+            side,
+            K.DEAL_ENTRY_IN,
+            position,
+            volume,
+            price,
+            0.0,
+            EXPERT,
+            order.comment,
+        )
 
-    def _net_opposite(self, position: Position, order: Order, volume: float, price: float,
-                      moment: float, request: dict[str, Any]) -> int:
+    def _net_opposite(
+        self,
+        position: Position,
+        order: Order,
+        volume: float,
+        price: float,
+        moment: float,
+        request: dict[str, Any],
+    ) -> int:
         if volume <= position.volume + 1e-9:
             return self._reduce(position, order, volume, price, moment, EXPERT, order.comment)
         spec = self.symbol(position.symbol)
         closed = position.volume
-        profit = round(self.profit_of(spec, position.type, closed, position.price_open, price,
-                                      moment), 2)
+        profit = round(
+            self.profit_of(spec, position.type, closed, position.price_open, price, moment), 2
+        )
         self.account.balance += profit
         side = int(request["type"])
         position.type = K.POSITION_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.POSITION_TYPE_SELL
@@ -600,45 +707,118 @@ class TradeServer:
         position.sl, position.tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
         position.time_update_msc = _msc(moment)
         order.position_id = position.ticket
-        return self._deal(order.ticket, moment, side, K.DEAL_ENTRY_INOUT, position, volume,
-                          price, profit, EXPERT, order.comment)
+        return self._deal(
+            order.ticket,
+            moment,
+            side,
+            K.DEAL_ENTRY_INOUT,
+            position,
+            volume,
+            price,
+            profit,
+            EXPERT,
+            order.comment,
+        )
 
-    def _reduce(self, position: Position, order: Order | None, volume: float, price: float,
-                moment: float, reason: int, comment: str) -> int:
+    def _reduce(
+        self,
+        position: Position,
+        order: Order | None,
+        volume: float,
+        price: float,
+        moment: float,
+        reason: int,
+        comment: str,
+    ) -> int:
         spec = self.symbol(position.symbol)
-        profit = round(self.profit_of(spec, position.type, volume, position.price_open, price,
-                                      moment), 2)
+        profit = round(
+            self.profit_of(spec, position.type, volume, position.price_open, price, moment), 2
+        )
         self.account.balance += profit
         position.volume = round(position.volume - volume, 8)
         position.time_update_msc = _msc(moment)
         if position.volume <= 1e-9:
             del self.positions[position.ticket]
         side = K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY else K.ORDER_TYPE_BUY
-        order_ticket = order.ticket if order is not None else self._server_order(
-            position, side, volume, price, moment, reason, comment)
+        order_ticket = (
+            order.ticket
+            if order is not None
+            else self._server_order(position, side, volume, price, moment, reason, comment)
+        )
         if order is not None:
             order.position_id = position.ticket
-        return self._deal(order_ticket, moment, side, K.DEAL_ENTRY_OUT, position, volume, price,
-                          profit, reason, comment)
+        return self._deal(
+            order_ticket,
+            moment,
+            side,
+            K.DEAL_ENTRY_OUT,
+            position,
+            volume,
+            price,
+            profit,
+            reason,
+            comment,
+        )
 
-    def _server_order(self, position: Position, side: int, volume: float, price: float,
-                      moment: float, reason: int, comment: str) -> int:
+    def _server_order(
+        self,
+        position: Position,
+        side: int,
+        volume: float,
+        price: float,
+        moment: float,
+        reason: int,
+        comment: str,
+    ) -> int:
         """The order a server creates itself when a stop-loss or take-profit fires."""
-        order = Order(ticket=self._ticket(), symbol=position.symbol, type=side,
-                      volume_initial=volume, volume_current=0.0, price_open=price,
-                      sl=position.sl, tp=position.tp, time_setup_msc=_msc(moment),
-                      magic=position.magic, comment=comment, state=K.ORDER_STATE_FILLED,
-                      time_done_msc=_msc(moment), position_id=position.ticket, reason=reason)
+        order = Order(
+            ticket=self._ticket(),
+            symbol=position.symbol,
+            type=side,
+            volume_initial=volume,
+            volume_current=0.0,
+            price_open=price,
+            sl=position.sl,
+            tp=position.tp,
+            time_setup_msc=_msc(moment),
+            magic=position.magic,
+            comment=comment,
+            state=K.ORDER_STATE_FILLED,
+            time_done_msc=_msc(moment),
+            position_id=position.ticket,
+            reason=reason,
+        )
         self.history_orders.append(order)
         return order.ticket
 
-    def _deal(self, order: int, moment: float, side: int, entry: int, position: Position,
-              volume: float, price: float, profit: float, reason: int, comment: str) -> int:
-        deal = Deal(ticket=self._ticket(), order=order, time_msc=_msc(moment),
-                    type=K.DEAL_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.DEAL_TYPE_SELL,
-                    entry=entry, magic=position.magic, position_id=position.identifier or
-                    position.ticket, reason=reason, volume=volume, price=price, profit=profit,
-                    symbol=position.symbol, comment=comment)
+    def _deal(
+        self,
+        order: int,
+        moment: float,
+        side: int,
+        entry: int,
+        position: Position,
+        volume: float,
+        price: float,
+        profit: float,
+        reason: int,
+        comment: str,
+    ) -> int:
+        deal = Deal(
+            ticket=self._ticket(),
+            order=order,
+            time_msc=_msc(moment),
+            type=K.DEAL_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.DEAL_TYPE_SELL,
+            entry=entry,
+            magic=position.magic,
+            position_id=position.identifier or position.ticket,
+            reason=reason,
+            volume=volume,
+            price=price,
+            profit=profit,
+            symbol=position.symbol,
+            comment=comment,
+        )
         self.deals.append(deal)
         return deal.ticket
 
@@ -652,18 +832,23 @@ class TradeServer:
 
     def _place_pending(self, request: dict[str, Any], moment: float) -> Fill:
         order = Order(
-            ticket=self._ticket(), symbol=request["symbol"], type=int(request["type"]),
-            volume_initial=float(request["volume"]), volume_current=float(request["volume"]),
-            price_open=float(request["price"]), sl=float(request.get("sl") or 0),
-            tp=float(request.get("tp") or 0), time_setup_msc=_msc(moment),
-            magic=int(request.get("magic", 0)), comment=str(request.get("comment", "")),
+            ticket=self._ticket(),
+            symbol=request["symbol"],
+            type=int(request["type"]),
+            volume_initial=float(request["volume"]),
+            volume_current=float(request["volume"]),
+            price_open=float(request["price"]),
+            sl=float(request.get("sl") or 0),
+            tp=float(request.get("tp") or 0),
+            time_setup_msc=_msc(moment),
+            magic=int(request.get("magic", 0)),
+            comment=str(request.get("comment", "")),
             type_filling=int(request.get("type_filling", 0)),
             type_time=int(request.get("type_time", 0)),
             time_expiration=int(request.get("expiration", 0)),
         )
         self.orders[order.ticket] = order
-        return Fill(K.TRADE_RETCODE_PLACED, 0, order.ticket, order.volume_initial,
-                    order.price_open)
+        return Fill(K.TRADE_RETCODE_PLACED, 0, order.ticket, order.volume_initial, order.price_open)
 
     def _modify_or_remove(self, request: dict[str, Any], moment: float) -> Fill:
         order = self._order_for(request)
@@ -676,8 +861,7 @@ class TradeServer:
         order.sl, order.tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
         order.type_time = int(request.get("type_time", 0))
         order.time_expiration = int(request.get("expiration", 0))
-        return Fill(K.TRADE_RETCODE_DONE, 0, order.ticket, order.volume_current,
-                    order.price_open)
+        return Fill(K.TRADE_RETCODE_DONE, 0, order.ticket, order.volume_current, order.price_open)
 
     # ------------------------------------------------------------ prices moving
 
@@ -688,8 +872,9 @@ class TradeServer:
         if moment <= start:
             return False
         before = (len(self.deals), len(self.history_orders))
-        busy = {p.symbol for p in self.positions.values()} | {o.symbol for o in
-                                                              self.orders.values()}
+        busy = {p.symbol for p in self.positions.values()} | {
+            o.symbol for o in self.orders.values()
+        }
         for symbol in sorted(busy):
             for piece in self.feeds[symbol].segments(start, moment):
                 self._fire_on(symbol, piece)
@@ -721,8 +906,11 @@ class TradeServer:
             events.extend(_pending_events(order, a, b, shift))
         for fraction, kind, item, level in sorted(events, key=lambda e: e[0]):
             moment = t_a + fraction * (t_b - t_a)
-            fill = round(b + (shift if _closes_at_ask(kind, item) else 0.0), spec.digits) \
-                if gap else level
+            fill = (
+                round(b + (shift if _closes_at_ask(kind, item) else 0.0), spec.digits)
+                if gap
+                else level
+            )
             self._fire(kind, item, fill, moment)
 
     def _fire(self, kind: str, item: Position | Order, price: float, moment: float) -> None:
@@ -732,8 +920,9 @@ class TradeServer:
             digits = self.symbol(item.symbol).digits
             level = item.sl if kind == "sl" else item.tp
             reason = K.DEAL_REASON_SL if kind == "sl" else K.DEAL_REASON_TP
-            self._reduce(item, None, item.volume, price, moment, reason,
-                         f"[{kind} {level:.{digits}f}]")
+            self._reduce(
+                item, None, item.volume, price, moment, reason, f"[{kind} {level:.{digits}f}]"
+            )
             return
         if item.ticket not in self.orders:
             return
@@ -744,8 +933,7 @@ class TradeServer:
         item.state, item.time_done_msc = K.ORDER_STATE_FILLED, _msc(moment)
         self.history_orders.append(item)
         side = K.ORDER_TYPE_BUY if item.type in _BUY_SIDE else K.ORDER_TYPE_SELL
-        request = {"symbol": item.symbol, "type": side, "sl": item.sl, "tp": item.tp,
-                   "position": 0}
+        request = {"symbol": item.symbol, "type": side, "sl": item.sl, "tp": item.tp, "position": 0}
         self._apply_deal(request, moment, item, item.volume_initial, price)
 
     # ------------------------------------------------------------ persistence

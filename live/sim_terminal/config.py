@@ -48,8 +48,9 @@ class FaultConfig:
         if self.drop_rate and not self.drop_seconds:
             raise ValueError("drop_rate needs drop_seconds > 0 (how long a drop lasts)")
         if not 0.0 < self.partial_fill_ratio < 1.0:
-            raise ValueError(f"partial_fill_ratio must be in (0, 1), got "
-                             f"{self.partial_fill_ratio!r}")
+            raise ValueError(
+                f"partial_fill_ratio must be in (0, 1), got {self.partial_fill_ratio!r}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> FaultConfig:
@@ -101,14 +102,17 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if self.timeframe not in TIMEFRAMES:
-            raise ValueError(f"timeframe must be one of {', '.join(TIMEFRAMES)}, got "
-                             f"{self.timeframe!r}")
+            raise ValueError(
+                f"timeframe must be one of {', '.join(TIMEFRAMES)}, got {self.timeframe!r}"
+            )
         if not self.symbols:
             raise ValueError("symbols: give at least one symbol")
         self._check_symbols_known()
         if self.n_bars < 10 or self.history_bars < 1 or self.history_bars >= self.n_bars:
-            raise ValueError(f"need 1 <= history_bars ({self.history_bars}) < n_bars "
-                             f"({self.n_bars}) and n_bars >= 10")
+            raise ValueError(
+                f"need 1 <= history_bars ({self.history_bars}) < n_bars "
+                f"({self.n_bars}) and n_bars >= 10"
+            )
         if self.speed is not None and not self.speed > 0:
             raise ValueError(f"speed must be > 0 or None (stepped), got {self.speed!r}")
         if self.balance <= 0 or self.leverage < 1:
@@ -123,4 +127,5 @@ class SimConfig:
         if unknown:
             raise ValueError(
                 f"unknown symbol {', '.join(unknown)} for the simulator; it knows "
-                f"{', '.join(CATALOG)} (replay your own bars for another symbol with a CSV)")
+                f"{', '.join(CATALOG)} (replay your own bars for another symbol with a CSV)"
+            )

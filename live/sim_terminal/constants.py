@@ -244,4 +244,3 @@ INTERNAL_FLAGS: dict[str, int] = {
 
 # Attribute access for the simulator's own code: K.TRADE_RETCODE_DONE, K.ORDER_TYPE_BUY, ...
 K = SimpleNamespace(**CONSTANTS, **INTERNAL_FLAGS)
-

@@ -29,18 +29,45 @@ class ServedSim:
         return self.process.wait(timeout=20)
 
 
-def start_served_sim(state: Path, *extra: str, port: int = 0, bars: int = 3000,
-                     history_bars: int = 200, timeout_s: float = 60.0) -> ServedSim:
+def start_served_sim(
+    state: Path,
+    *extra: str,
+    port: int = 0,
+    bars: int = 3000,
+    history_bars: int = 200,
+    timeout_s: float = 60.0,
+) -> ServedSim:
     """Serve a stepped simulator (speed max) keeping its state in `state`; port 0 = any free.
 
     Raises RuntimeError when it does not print its address within `timeout_s`.
     """
-    command = [sys.executable, "-m", "live.sim_terminal", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--state", str(state), "--speed", "max", "--bars",
-               str(bars), "--history-bars", str(history_bars), *extra]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "live.sim_terminal",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--state",
+        str(state),
+        "--speed",
+        "max",
+        "--bars",
+        str(bars),
+        "--history-bars",
+        str(history_bars),
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         ready, _, _ = select.select([process.stdout], [], [], 1.0)

@@ -23,9 +23,18 @@ from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
 
-TICKS_DTYPE = np.dtype([("time", "<i8"), ("bid", "<f8"), ("ask", "<f8"), ("last", "<f8"),
-                        ("volume", "<u8"), ("time_msc", "<i8"), ("flags", "<u4"),
-                        ("volume_real", "<f8")])
+TICKS_DTYPE = np.dtype(
+    [
+        ("time", "<i8"),
+        ("bid", "<f8"),
+        ("ask", "<f8"),
+        ("last", "<f8"),
+        ("volume", "<u8"),
+        ("time_msc", "<i8"),
+        ("flags", "<u4"),
+        ("volume_real", "<f8"),
+    ]
+)
 TICK_FLAGS_BID_ASK = 2 | 4
 # 1970-01-01 was a Thursday: weekly bins start on Sundays 00:00 UTC, as MT5's W1 bars do
 _SUNDAY = 3 * 86_400
@@ -66,7 +75,7 @@ class SimSymbol:
 
     @property
     def point(self) -> float:
-        return 10.0 ** -self.digits
+        return 10.0**-self.digits
 
     @property
     def currency_margin(self) -> str:
@@ -74,32 +83,99 @@ class SimSymbol:
 
     def as_symbol_spec(self) -> SymbolSpec:
         """The backtest's SymbolSpec for the same facts (for the bar generator)."""
-        return SymbolSpec(self.name, self.digits, self.point, self.contract_size,
-                          self.volume_min, self.volume_max, self.volume_step,
-                          self.currency_base, self.currency_profit, self.currency_margin,
-                          self.stops_level)
+        return SymbolSpec(
+            self.name,
+            self.digits,
+            self.point,
+            self.contract_size,
+            self.volume_min,
+            self.volume_max,
+            self.volume_step,
+            self.currency_base,
+            self.currency_profit,
+            self.currency_margin,
+            self.stops_level,
+        )
 
 
 # A small broker catalog: each entry exercises something real brokers do.
 CATALOG: dict[str, SimSymbol] = {
-    "EURUSD": SimSymbol("EURUSD", "Euro vs US Dollar", 5, 100_000, "EUR", "USD",
-                        stops_level=10, freeze_level=5, filling_flags=3, exemode=2,
-                        start_price=1.10),
+    "EURUSD": SimSymbol(
+        "EURUSD",
+        "Euro vs US Dollar",
+        5,
+        100_000,
+        "EUR",
+        "USD",
+        stops_level=10,
+        freeze_level=5,
+        filling_flags=3,
+        exemode=2,
+        start_price=1.10,
+    ),
     # IOC only: sending FOK fails with 10030, as at IC Markets or Pepperstone
-    "GBPUSD": SimSymbol("GBPUSD", "Pound Sterling vs US Dollar", 5, 100_000, "GBP", "USD",
-                        stops_level=10, filling_flags=2, exemode=2, start_price=1.27),
+    "GBPUSD": SimSymbol(
+        "GBPUSD",
+        "Pound Sterling vs US Dollar",
+        5,
+        100_000,
+        "GBP",
+        "USD",
+        stops_level=10,
+        filling_flags=2,
+        exemode=2,
+        start_price=1.27,
+    ),
     # instant execution: the price and deviation of a request matter (requotes)
-    "USDJPY": SimSymbol("USDJPY", "US Dollar vs Japanese Yen", 3, 100_000, "USD", "JPY",
-                        stops_level=10, filling_flags=1, exemode=1, start_price=145.0),
-    "XAUUSD": SimSymbol("XAUUSD", "Gold vs US Dollar", 2, 100, "XAU", "USD", volume_max=50,
-                        stops_level=50, filling_flags=3, exemode=2, calc_mode=2,
-                        start_price=1950.0),
+    "USDJPY": SimSymbol(
+        "USDJPY",
+        "US Dollar vs Japanese Yen",
+        3,
+        100_000,
+        "USD",
+        "JPY",
+        stops_level=10,
+        filling_flags=1,
+        exemode=1,
+        start_price=145.0,
+    ),
+    "XAUUSD": SimSymbol(
+        "XAUUSD",
+        "Gold vs US Dollar",
+        2,
+        100,
+        "XAU",
+        "USD",
+        volume_max=50,
+        stops_level=50,
+        filling_flags=3,
+        exemode=2,
+        calc_mode=2,
+        start_price=1950.0,
+    ),
     # not in Market Watch until symbol_select()
-    "USDCHF": SimSymbol("USDCHF", "US Dollar vs Swiss Franc", 5, 100_000, "USD", "CHF",
-                        stops_level=10, visible=False, start_price=0.90),
+    "USDCHF": SimSymbol(
+        "USDCHF",
+        "US Dollar vs Swiss Franc",
+        5,
+        100_000,
+        "USD",
+        "CHF",
+        stops_level=10,
+        visible=False,
+        start_price=0.90,
+    ),
     # listed but not tradable on this account (10017)
-    "USDTRY": SimSymbol("USDTRY", "US Dollar vs Turkish Lira", 5, 100_000, "USD", "TRY",
-                        trade_mode=0, start_price=30.0),
+    "USDTRY": SimSymbol(
+        "USDTRY",
+        "US Dollar vs Turkish Lira",
+        5,
+        100_000,
+        "USD",
+        "TRY",
+        trade_mode=0,
+        start_price=30.0,
+    ),
 }
 
 
@@ -107,8 +183,9 @@ class SimClock:
     """Simulated time in epoch seconds: stepped by hand (speed None) or running `speed` times
     faster than the (injectable) wall clock."""
 
-    def __init__(self, start: float, speed: float | None = None,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, start: float, speed: float | None = None, wall: Callable[[], float] = time.time
+    ) -> None:
         self._lock = threading.Lock()
         self.speed = speed
         self._wall = wall
@@ -198,12 +275,12 @@ class SymbolFeed:
             return np.empty(0, dtype=RATES_DTYPE)
         if timeframe != MONTHLY and TIMEFRAMES[timeframe] < self.width:
             raise ValueError(f"{timeframe} is finer than the replayed data")
-        bins = self._bins.get(timeframe) or self._bins.setdefault(timeframe,
-                                                                  _Bins(self, timeframe))
+        bins = self._bins.get(timeframe) or self._bins.setdefault(timeframe, _Bins(self, timeframe))
         return bins.until(k, moment, tail)
 
-    def segments(self, start: float, stop: float) -> list[tuple[float, float, float, float,
-                                                                  int, bool]]:
+    def segments(
+        self, start: float, stop: float
+    ) -> list[tuple[float, float, float, float, int, bool]]:
         """Pieces of the bid path in (start, stop]: (t_a, bid_a, t_b, bid_b, spread, gap).
 
         `gap` marks the jump from one bar's close to the next bar's open (a session gap);
@@ -214,16 +291,16 @@ class SymbolFeed:
         for i in range(max(first, 0), last + 1):
             times, prices = self.path(i)
             if i > 0 and start < times[0] <= stop:
-                pieces.append((times[0], self.close[i - 1], times[0], prices[0],
-                               int(self.spread[i]), True))
+                pieces.append(
+                    (times[0], self.close[i - 1], times[0], prices[0], int(self.spread[i]), True)
+                )
             for j in range(3):
                 t_a, t_b = times[j], times[j + 1]
                 if t_b <= start or t_a > stop:
                     continue
                 a = self.bid_at(i, max(t_a, start))
                 b = self.bid_at(i, min(t_b, stop))
-                pieces.append((max(t_a, start), a, min(t_b, stop), b, int(self.spread[i]),
-                               False))
+                pieces.append((max(t_a, start), a, min(t_b, stop), b, int(self.spread[i]), False))
         return pieces
 
     def partial_bar(self, i: int, moment: float) -> np.void:
@@ -289,7 +366,7 @@ class _Bins:
         """Bins up to the one holding base bar k, that one rebuilt from what is visible."""
         b = int(np.searchsorted(self.starts, k, side="right")) - 1
         low = 0 if tail is None else max(0, b + 1 - tail)
-        out = self.rates[low: b + 1].copy()
+        out = self.rates[low : b + 1].copy()
         if not len(out):
             return out
         first = int(self.starts[b])
@@ -303,8 +380,7 @@ class _Bins:
         last["low"] = min(float(closed["low"].min(initial=np.inf)), float(current["low"]))
         last["close"] = current["close"]
         last["tick_volume"] = int(closed["tick_volume"].sum()) + int(current["tick_volume"])
-        last["spread"] = min(int(closed["spread"].min(initial=2**31 - 1)),
-                             int(current["spread"]))
+        last["spread"] = min(int(closed["spread"].min(initial=2**31 - 1)), int(current["spread"]))
         out[-1] = last
         return out
 

@@ -36,8 +36,7 @@ def is_loopback(host: str) -> bool:
     """
     try:
         addresses = _addresses(host)
-        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback
-                                       for _, a in addresses)
+        return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for _, a in addresses)
     except (OSError, ValueError):
         return False
 
@@ -51,15 +50,24 @@ def is_ipv6_only(host: str) -> bool:
     return families == {socket.AF_INET6}
 
 
-def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = None,
-          allow_remote: bool = False, ready: Any = None) -> None:
+def serve(
+    terminal: SimTerminal,
+    *,
+    host: str,
+    port: int,
+    state: Path | None = None,
+    allow_remote: bool = False,
+    ready: Any = None,
+) -> None:
     """Serve `terminal` until SIGINT/SIGTERM. Raises ValueError for a refused host."""
     from rpyc.core import SlaveService
     from rpyc.utils.server import ThreadedServer
 
     if not is_loopback(host) and not allow_remote:
-        raise ValueError(f"refusing to serve on {host}: a classic RPyC server runs any code a "
-                         "client sends; use 127.0.0.1, or --allow-remote on a trusted network")
+        raise ValueError(
+            f"refusing to serve on {host}: a classic RPyC server runs any code a "
+            "client sends; use 127.0.0.1, or --allow-remote on a trusted network"
+        )
     if not is_loopback(host):
         logger.warning("!" * 72)
         logger.warning("SERVING ON %s: ANY CLIENT THAT REACHES THIS PORT CAN RUN CODE HERE", host)
@@ -71,6 +79,7 @@ def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = N
             logger.info("state restored from %s", state)
         terminal.on_change = lambda: store.save(terminal)
         store.save(terminal)
+
     class LowLatencyServer(ThreadedServer):
         """Replies leave at once: without TCP_NODELAY, Nagle's algorithm against the
         client's delayed ACKs adds tens of milliseconds to calls whose answer is sent in
@@ -80,10 +89,14 @@ def serve(terminal: SimTerminal, *, host: str, port: int, state: Path | None = N
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             super()._accept_method(sock)
 
-    server = LowLatencyServer(SlaveService, hostname=host, port=port, reuse_addr=True,
-                              ipv6=is_ipv6_only(host),
-                              protocol_config={"allow_public_attrs": True,
-                                               "sync_request_timeout": 300})
+    server = LowLatencyServer(
+        SlaveService,
+        hostname=host,
+        port=port,
+        reuse_addr=True,
+        ipv6=is_ipv6_only(host),
+        protocol_config={"allow_public_attrs": True, "sync_request_timeout": 300},
+    )
 
     def stop(signum: int, _frame: object) -> None:
         logger.info("signal %s: saving state and stopping", signum)

@@ -63,11 +63,16 @@ class StateFile:
             state = terminal.sim_state(self._orders_written, self._deals_written)
             orders, deals = state.pop("history_orders"), state.pop("deals")
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            appended = self._append([{"order": o} for o in orders] +
-                                    [{"deal": d} for d in deals]) if orders or deals else 0
-            state["journal"] = {"bytes": self._journal_bytes + appended,
-                                "history_orders": self._orders_written + len(orders),
-                                "deals": self._deals_written + len(deals)}
+            appended = (
+                self._append([{"order": o} for o in orders] + [{"deal": d} for d in deals])
+                if orders or deals
+                else 0
+            )
+            state["journal"] = {
+                "bytes": self._journal_bytes + appended,
+                "history_orders": self._orders_written + len(orders),
+                "deals": self._deals_written + len(deals),
+            }
             self._replace_snapshot(state)
             # counted only now: had the snapshot failed, the next save rewrites these lines
             self._journal_bytes += appended
@@ -85,11 +90,13 @@ class StateFile:
                 data = handle.read(covered)
                 handle.truncate(covered)  # lines of a save whose snapshot never landed
         except OSError as exc:
-            raise StateFileError(f"{self.journal}: the history of {self.path} is missing "
-                                 f"({exc})") from exc
+            raise StateFileError(
+                f"{self.journal}: the history of {self.path} is missing ({exc})"
+            ) from exc
         if len(data) < covered:
-            raise StateFileError(f"{self.journal}: {len(data)} bytes, but {self.path} "
-                                 f"needs {covered}")
+            raise StateFileError(
+                f"{self.journal}: {len(data)} bytes, but {self.path} needs {covered}"
+            )
         orders, deals = [], []
         for number, line in enumerate(data.splitlines(), start=1):
             try:

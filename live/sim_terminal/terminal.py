@@ -44,8 +44,7 @@ NO_IPC = (-10004, "No IPC connection")
 IPC_TIMEOUT = (-10005, "IPC timeout")
 COPY_TICKS = (K.COPY_TICKS_ALL, K.COPY_TICKS_INFO, K.COPY_TICKS_TRADE)
 CLOCK_SAVE_EVERY_S = 1.0  # a running clock reaches on_change at most once a wall second
-_BOOL_FUNCTIONS = {"initialize", "login", "symbol_select", "market_book_add",
-                   "market_book_release"}
+_BOOL_FUNCTIONS = {"initialize", "login", "symbol_select", "market_book_add", "market_book_release"}
 # malformed arguments give None here, not False (MT5_NOTES §2)
 _NONE_WHEN_MALFORMED = {"market_book_add", "market_book_release"}
 
@@ -97,12 +96,17 @@ class SimTerminal:
             start = float(first.times[min(self.config.history_bars, len(first.times) - 1)])
         self.clock = SimClock(start, self.config.speed, self.config.wall)
         account = Account(
-            login=self.config.login, server=self.config.server, balance=self.config.balance,
+            login=self.config.login,
+            server=self.config.server,
+            balance=self.config.balance,
             leverage=self.config.leverage,
-            margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING if self.config.netting
+            margin_mode=K.ACCOUNT_MARGIN_MODE_RETAIL_NETTING
+            if self.config.netting
             else K.ACCOUNT_MARGIN_MODE_RETAIL_HEDGING,
-            trade_mode=K.ACCOUNT_TRADE_MODE_REAL if self.config.real_account
-            else K.ACCOUNT_TRADE_MODE_DEMO)
+            trade_mode=K.ACCOUNT_TRADE_MODE_REAL
+            if self.config.real_account
+            else K.ACCOUNT_TRADE_MODE_DEMO,
+        )
         self.server = TradeServer(account, feeds, processed_until=start)
 
     # ------------------------------------------------------------ plumbing
@@ -124,8 +128,10 @@ class SimTerminal:
     def _clock_unsaved(self) -> bool:
         """A running clock not saved for CLOCK_SAVE_EVERY_S wall seconds (a save per call
         would cost two fsyncs each; a stepped clock is saved by sim_set_time)."""
-        return self.clock.speed is not None and \
-            self.config.wall() - self._saved_at_wall >= CLOCK_SAVE_EVERY_S
+        return (
+            self.clock.speed is not None
+            and self.config.wall() - self._saved_at_wall >= CLOCK_SAVE_EVERY_S
+        )
 
     def _connection_dropped(self) -> bool:
         f = self.faults
@@ -157,14 +163,27 @@ class SimTerminal:
     # ------------------------------------------------------------ session
 
     @_api
-    def initialize(self, *args: Any, path: str | None = None, login: int | None = None,
-                   password: str | None = None, server: str | None = None,
-                   timeout: int | None = None, portable: bool = False) -> bool:
+    def initialize(
+        self,
+        *args: Any,
+        path: str | None = None,
+        login: int | None = None,
+        password: str | None = None,
+        server: str | None = None,
+        timeout: int | None = None,
+        portable: bool = False,
+    ) -> bool:
         if len(args) > 1 or (args and path is not None):
             raise _Fail(-2, WRONG_COUNT)
         path = args[0] if args else path
-        _check_types((path, str), (login, int), (password, str), (server, str),
-                     (timeout, int), (portable, int))
+        _check_types(
+            (path, str),
+            (login, int),
+            (password, str),
+            (server, str),
+            (timeout, int),
+            (portable, int),
+        )
         if login is not None:
             self._authorize(login, password, server)
         self._initialized = True
@@ -181,16 +200,22 @@ class SimTerminal:
         values.update(kwargs)
         if "login" not in values:
             raise _Fail(-2, WRONG_COUNT)
-        _check_types((values["login"], int), (values.get("password"), str),
-                     (values.get("server"), str), (values.get("timeout"), int))
+        _check_types(
+            (values["login"], int),
+            (values.get("password"), str),
+            (values.get("server"), str),
+            (values.get("timeout"), int),
+        )
         self._authorize(values["login"], values.get("password"), values.get("server"))
         return True
 
     def _authorize(self, login: object, password: object, server: object) -> None:
         account = self.server.account
-        if login != account.login or (
-                self.config.password is not None and password != self.config.password) or (
-                server not in (None, "", account.server)):
+        if (
+            login != account.login
+            or (self.config.password is not None and password != self.config.password)
+            or (server not in (None, "", account.server))
+        ):
             raise _Fail(-6, "Terminal: Authorization failed")
 
     @_api
@@ -213,14 +238,29 @@ class SimTerminal:
     def terminal_info(self) -> Any:
         values = dict.fromkeys(structs.STRUCT_FIELDS["TerminalInfo"], 0)
         values.update(
-            community_account=False, community_connection=False,
-            connected=self.server_connected, dlls_allowed=False,
-            trade_allowed=self.trade_allowed, tradeapi_disabled=self.tradeapi_disabled,
-            email_enabled=False, ftp_enabled=False, notifications_enabled=False, mqid=False,
-            build=VERSION[1], maxbars=100_000, codepage=0, ping_last=31_250,
-            community_balance=0.0, retransmission=0.0, company="Simulated Broker Ltd",
-            name="MetaTrader 5 (simulated)", language="English", path="/sim/terminal",
-            data_path="/sim/terminal", commondata_path="/sim/common")
+            community_account=False,
+            community_connection=False,
+            connected=self.server_connected,
+            dlls_allowed=False,
+            trade_allowed=self.trade_allowed,
+            tradeapi_disabled=self.tradeapi_disabled,
+            email_enabled=False,
+            ftp_enabled=False,
+            notifications_enabled=False,
+            mqid=False,
+            build=VERSION[1],
+            maxbars=100_000,
+            codepage=0,
+            ping_last=31_250,
+            community_balance=0.0,
+            retransmission=0.0,
+            company="Simulated Broker Ltd",
+            name="MetaTrader 5 (simulated)",
+            language="English",
+            path="/sim/terminal",
+            data_path="/sim/terminal",
+            commondata_path="/sim/common",
+        )
         return structs.TerminalInfo(**values)
 
     @_api
@@ -229,13 +269,30 @@ class SimTerminal:
         totals = self.server.totals(self.clock.now())
         values = dict.fromkeys(structs.STRUCT_FIELDS["AccountInfo"], 0)
         values.update(
-            login=account.login, trade_mode=account.trade_mode, leverage=account.leverage,
-            limit_orders=200, margin_so_mode=0, trade_allowed=True, trade_expert=True,
-            margin_mode=account.margin_mode, currency_digits=2, fifo_close=False,
-            credit=0.0, margin_so_call=50.0, margin_so_so=30.0, margin_initial=0.0,
-            margin_maintenance=0.0, assets=0.0, liabilities=0.0, commission_blocked=0.0,
-            name=account.name, server=account.server, currency=account.currency,
-            company=account.company, **totals)
+            login=account.login,
+            trade_mode=account.trade_mode,
+            leverage=account.leverage,
+            limit_orders=200,
+            margin_so_mode=0,
+            trade_allowed=True,
+            trade_expert=True,
+            margin_mode=account.margin_mode,
+            currency_digits=2,
+            fifo_close=False,
+            credit=0.0,
+            margin_so_call=50.0,
+            margin_so_so=30.0,
+            margin_initial=0.0,
+            margin_maintenance=0.0,
+            assets=0.0,
+            liabilities=0.0,
+            commission_blocked=0.0,
+            name=account.name,
+            server=account.server,
+            currency=account.currency,
+            company=account.company,
+            **totals,
+        )
         return structs.AccountInfo(**values)
 
     # ------------------------------------------------------------ symbols
@@ -252,8 +309,7 @@ class SimTerminal:
             group = args[0]
         if group is not None:
             group = arguments.group_mask(group)
-        names = [n for n in self.server.feeds
-                 if group is None or arguments.group_match(n, group)]
+        names = [n for n in self.server.feeds if group is None or arguments.group_match(n, group)]
         return tuple(self._symbol_info(n) for n in names)
 
     @_api
@@ -269,8 +325,11 @@ class SimTerminal:
         when, bid, ask = quote if quote else (0, 0.0, 0.0)
         values = _symbol_fields(spec, name in self._selected, when, bid, ask)
         tick_value = self.server.tick_value(spec, moment)
-        values.update(trade_tick_value=tick_value, trade_tick_value_profit=tick_value,
-                      trade_tick_value_loss=tick_value)
+        values.update(
+            trade_tick_value=tick_value,
+            trade_tick_value_profit=tick_value,
+            trade_tick_value_loss=tick_value,
+        )
         return structs.SymbolInfo(**values)
 
     @_api
@@ -321,8 +380,9 @@ class SimTerminal:
         return name
 
     @_api
-    def copy_rates_from(self, symbol: str, timeframe: int, date_from: Any, count: int,
-                        /) -> np.ndarray:
+    def copy_rates_from(
+        self, symbol: str, timeframe: int, date_from: Any, count: int, /
+    ) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
         until = min(arguments.seconds(date_from), self.clock.now())
         wanted = arguments.count(count)
@@ -330,37 +390,38 @@ class SimTerminal:
         return rates[rates["time"] <= until][-wanted:]
 
     @_api
-    def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int,
-                            /) -> np.ndarray:
+    def copy_rates_from_pos(
+        self, symbol: str, timeframe: int, start_pos: int, count: int, /
+    ) -> np.ndarray:
         """`count` bars back from `start_pos` (0 = the forming bar); fewer where history
         ends; a start beyond history fails like the terminal's copy (-1, no data)."""
         feed, name = self._feed(symbol), self._timeframe(timeframe)
         if not arguments.is_int(start_pos) or start_pos < 0:
             raise _Fail(-2, INVALID)
-        rates = feed.rates_until(self.clock.now(), name,
-                                 tail=start_pos + arguments.count(count))
+        rates = feed.rates_until(self.clock.now(), name, tail=start_pos + arguments.count(count))
         if start_pos >= len(rates):
             raise _Fail(-1, "Terminal: Call failed")
         return rates[: len(rates) - start_pos]
 
     @_api
-    def copy_rates_range(self, symbol: str, timeframe: int, date_from: Any, date_to: Any,
-                         /) -> np.ndarray:
+    def copy_rates_range(
+        self, symbol: str, timeframe: int, date_from: Any, date_to: Any, /
+    ) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
         first, last = arguments.seconds(date_from), arguments.seconds(date_to)
         rates = feed.rates_until(self.clock.now(), name)
         return rates[(rates["time"] >= first) & (rates["time"] <= last)]
 
     @_api
-    def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int,
-                        /) -> np.ndarray:
+    def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int, /) -> np.ndarray:
         feed, first = self._feed(symbol), arguments.seconds(date_from)
         wanted = arguments.count(count)
         return _ticks_of_kind(feed.ticks_between(first, self.clock.now()), flags)[:wanted]
 
     @_api
-    def copy_ticks_range(self, symbol: str, date_from: Any, date_to: Any, flags: int,
-                         /) -> np.ndarray:
+    def copy_ticks_range(
+        self, symbol: str, date_from: Any, date_to: Any, flags: int, /
+    ) -> np.ndarray:
         feed = self._feed(symbol)
         first, last = arguments.seconds(date_from), arguments.seconds(date_to)
         return _ticks_of_kind(feed.ticks_between(first, min(last, self.clock.now())), flags)
@@ -388,8 +449,11 @@ class SimTerminal:
 
     @_api
     def history_orders_total(self, date_from: Any, date_to: Any, /) -> int:
-        return len(_history(self.server.history_orders, (date_from, date_to), {},
-                            "time_setup_msc", "ticket"))
+        return len(
+            _history(
+                self.server.history_orders, (date_from, date_to), {}, "time_setup_msc", "ticket"
+            )
+        )
 
     @_api
     def history_orders_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
@@ -408,24 +472,59 @@ class SimTerminal:
 
     def _position_struct(self, p: Any, moment: float) -> Any:
         return structs.TradePosition(
-            p.ticket, p.time_msc // 1000, p.time_msc, p.time_update_msc // 1000,
-            p.time_update_msc, p.type, p.magic, p.identifier or p.ticket, p.reason, p.volume,
-            p.price_open, p.sl, p.tp, self.server.closing_price(p, moment), 0.0,
-            self.server.floating(p, moment), p.symbol, p.comment, "")
+            p.ticket,
+            p.time_msc // 1000,
+            p.time_msc,
+            p.time_update_msc // 1000,
+            p.time_update_msc,
+            p.type,
+            p.magic,
+            p.identifier or p.ticket,
+            p.reason,
+            p.volume,
+            p.price_open,
+            p.sl,
+            p.tp,
+            self.server.closing_price(p, moment),
+            0.0,
+            self.server.floating(p, moment),
+            p.symbol,
+            p.comment,
+            "",
+        )
 
     def _order_struct(self, o: Any) -> Any:
         return structs.TradeOrder(
-            o.ticket, o.time_setup_msc // 1000, o.time_setup_msc, o.time_done_msc // 1000,
-            o.time_done_msc, o.time_expiration, o.type, o.type_time, o.type_filling, o.state,
-            o.magic, o.position_id, 0, o.reason, o.volume_initial, o.volume_current,
-            o.price_open, o.sl, o.tp, o.price_current or o.price_open, 0.0, o.symbol,
-            o.comment, "")
+            o.ticket,
+            o.time_setup_msc // 1000,
+            o.time_setup_msc,
+            o.time_done_msc // 1000,
+            o.time_done_msc,
+            o.time_expiration,
+            o.type,
+            o.type_time,
+            o.type_filling,
+            o.state,
+            o.magic,
+            o.position_id,
+            0,
+            o.reason,
+            o.volume_initial,
+            o.volume_current,
+            o.price_open,
+            o.sl,
+            o.tp,
+            o.price_current or o.price_open,
+            0.0,
+            o.symbol,
+            o.comment,
+            "",
+        )
 
     # ------------------------------------------------------------ calculations
 
     @_api
-    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float,
-                          /) -> float:
+    def order_calc_margin(self, action: int, symbol: str, volume: float, price: float, /) -> float:
         spec = self._feed(symbol, selected=False).symbol
         volume, price = arguments.number(volume), arguments.number(price)
         if action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL) or volume <= 0:
@@ -433,15 +532,17 @@ class SimTerminal:
         return round(self.server.margin_for(spec, volume, price, self.clock.now()), 2)
 
     @_api
-    def order_calc_profit(self, action: int, symbol: str, volume: float, price_open: float,
-                          price_close: float, /) -> float:
+    def order_calc_profit(
+        self, action: int, symbol: str, volume: float, price_open: float, price_close: float, /
+    ) -> float:
         spec = self._feed(symbol, selected=False).symbol
         volume = arguments.number(volume)
         opened, closed = arguments.number(price_open), arguments.number(price_close)
         if action not in (K.ORDER_TYPE_BUY, K.ORDER_TYPE_SELL):
             raise _Fail(-2, INVALID)
-        return round(self.server.profit_of(spec, action, volume, opened, closed,
-                                           self.clock.now()), 2)
+        return round(
+            self.server.profit_of(spec, action, volume, opened, closed, self.clock.now()), 2
+        )
 
     # ------------------------------------------------------------ trading
 
@@ -455,15 +556,16 @@ class SimTerminal:
             self._check_selected(request)
             self.server.validate(request, moment, trade_allowed=self.trade_allowed)
         except TradeRefused as refused:
-            return structs.OrderCheckResult(refused.retcode, *_check_numbers(before, 0.0),
-                                            refused.comment, trade_request)
+            return structs.OrderCheckResult(
+                refused.retcode, *_check_numbers(before, 0.0), refused.comment, trade_request
+            )
         extra = self._margin_of(request, moment)
-        return structs.OrderCheckResult(0, *_check_numbers(before, extra), "Done",
-                                        trade_request)
+        return structs.OrderCheckResult(0, *_check_numbers(before, extra), "Done", trade_request)
 
     def _margin_of(self, request: dict[str, Any], moment: float) -> float:
-        if request["action"] not in (K.TRADE_ACTION_DEAL, K.TRADE_ACTION_PENDING) or \
-                request.get("position"):
+        if request["action"] not in (K.TRADE_ACTION_DEAL, K.TRADE_ACTION_PENDING) or request.get(
+            "position"
+        ):
             return 0.0
         feed = self.server.feeds[request["symbol"]]
         _, bid, ask = feed.quote(moment)
@@ -482,9 +584,18 @@ class SimTerminal:
         code, comment, fill = self._send(request, moment)
         _, bid, ask = self._quote_or_zero(request.get("symbol"), moment)
         result = structs.OrderSendResult(
-            code, fill.deal if fill else 0, fill.order if fill else 0,
-            fill.volume if fill else 0.0, fill.price if fill else 0.0, bid, ask, comment,
-            self._request_id, 0, structs.TradeRequest(**request))
+            code,
+            fill.deal if fill else 0,
+            fill.order if fill else 0,
+            fill.volume if fill else 0.0,
+            fill.price if fill else 0.0,
+            bid,
+            ask,
+            comment,
+            self._request_id,
+            0,
+            structs.TradeRequest(**request),
+        )
         if fill is not None:
             self._changed()
             if self._roll(self.faults.reply_lost_rate):
@@ -505,13 +616,17 @@ class SimTerminal:
             if self._roll(self.faults.reject_rate):
                 return K.TRADE_RETCODE_REJECT, "Request rejected", None
         ratio = 1.0
-        partial_allowed = request.get("type_filling") in (K.ORDER_FILLING_IOC,
-                                                          K.ORDER_FILLING_RETURN)
+        partial_allowed = request.get("type_filling") in (
+            K.ORDER_FILLING_IOC,
+            K.ORDER_FILLING_RETURN,
+        )
         if partial_allowed and self._roll(self.faults.partial_fill_rate):
             ratio = self.faults.partial_fill_ratio
         fill = self.server.execute(request, moment, fill_ratio=ratio)
-        done = {K.TRADE_RETCODE_PLACED: "Request placed",
-                K.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially"}
+        done = {
+            K.TRADE_RETCODE_PLACED: "Request placed",
+            K.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially",
+        }
         return fill.retcode, done.get(fill.retcode, "Request executed"), fill
 
     def _check_selected(self, request: dict[str, Any]) -> None:
@@ -530,52 +645,84 @@ class SimTerminal:
 
     # ------------------------------------------------------------ helpers of the package
 
-    def Buy(self, symbol: str, volume: float, price: float | None = None, *,
-            comment: str | None = None, ticket: int | None = None) -> Any:
+    def Buy(
+        self,
+        symbol: str,
+        volume: float,
+        price: float | None = None,
+        *,
+        comment: str | None = None,
+        ticket: int | None = None,
+    ) -> Any:
         """The package's helper: a market buy, retried on requote/off quotes up to 10 times."""
         return self._helper_deal(symbol, volume, K.ORDER_TYPE_BUY, price, comment, ticket)
 
-    def Sell(self, symbol: str, volume: float, price: float | None = None, *,
-             comment: str | None = None, ticket: int | None = None) -> Any:
+    def Sell(
+        self,
+        symbol: str,
+        volume: float,
+        price: float | None = None,
+        *,
+        comment: str | None = None,
+        ticket: int | None = None,
+    ) -> Any:
         return self._helper_deal(symbol, volume, K.ORDER_TYPE_SELL, price, comment, ticket)
 
-    def Close(self, symbol: str, *, comment: str | None = None,
-              ticket: int | None = None) -> bool | str | None:
+    def Close(
+        self, symbol: str, *, comment: str | None = None, ticket: int | None = None
+    ) -> bool | str | None:
         """The package's helper: close the symbol's positions (or one ticket) at bid/ask.
 
         True when all closed, "Partially" when some did, False when none, None on failure.
         """
-        positions = self.positions_get(ticket=ticket) if ticket is not None else \
-            self.positions_get(symbol=symbol)
+        positions = (
+            self.positions_get(ticket=ticket)
+            if ticket is not None
+            else self.positions_get(symbol=symbol)
+        )
         if not positions:
             return None if positions is None else False
         done = 0
         for position in positions:
-            side = K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY \
-                else K.ORDER_TYPE_BUY
-            result = self._helper_deal(position.symbol, position.volume, side, None, comment,
-                                       position.ticket)
+            side = K.ORDER_TYPE_SELL if position.type == K.POSITION_TYPE_BUY else K.ORDER_TYPE_BUY
+            result = self._helper_deal(
+                position.symbol, position.volume, side, None, comment, position.ticket
+            )
             done += result is not None and result.retcode == K.TRADE_RETCODE_DONE
         return True if done == len(positions) else ("Partially" if done else False)
 
-    def _helper_deal(self, symbol: str, volume: float, side: int, price: float | None,
-                     comment: str | None, ticket: int | None) -> Any:
+    def _helper_deal(
+        self,
+        symbol: str,
+        volume: float,
+        side: int,
+        price: float | None,
+        comment: str | None,
+        ticket: int | None,
+    ) -> Any:
         result = None
         for _ in range(10):
             tick = self.symbol_info_tick(symbol)
             if tick is None:
                 return None
-            request = {"action": K.TRADE_ACTION_DEAL, "symbol": symbol, "volume": float(volume),
-                       "type": side, "deviation": 10, "magic": 0,
-                       "price": float(price or (tick.ask if side == K.ORDER_TYPE_BUY
-                                                else tick.bid))}
+            request = {
+                "action": K.TRADE_ACTION_DEAL,
+                "symbol": symbol,
+                "volume": float(volume),
+                "type": side,
+                "deviation": 10,
+                "magic": 0,
+                "price": float(price or (tick.ask if side == K.ORDER_TYPE_BUY else tick.bid)),
+            }
             if comment is not None:
                 request["comment"] = comment
             if ticket is not None:
                 request["position"] = ticket
             result = self.order_send(request)
-            if result is None or result.retcode not in (K.TRADE_RETCODE_REQUOTE,
-                                                        K.TRADE_RETCODE_PRICE_OFF):
+            if result is None or result.retcode not in (
+                K.TRADE_RETCODE_REQUOTE,
+                K.TRADE_RETCODE_PRICE_OFF,
+            ):
                 return result
         return result
 
@@ -602,8 +749,11 @@ class SimTerminal:
         """
         with self._lock:
             now = self.clock.now()
-            upcoming = [int(f.times[i]) for f in self.server.feeds.values()
-                        if (i := f.index_at(now) + 1) < len(f.times)]
+            upcoming = [
+                int(f.times[i])
+                for f in self.server.feeds.values()
+                if (i := f.index_at(now) + 1) < len(f.times)
+            ]
             if not upcoming:
                 self.sim_set_time(max(f.end for f in self.server.feeds.values()))
                 return False
@@ -630,9 +780,13 @@ class SimTerminal:
             self._drop_until_wall = self.config.wall() + float(seconds)
             self._drop_calls_left = max(self._drop_calls_left, int(calls))
 
-    def sim_set_terminal(self, *, trade_allowed: bool | None = None,
-                         tradeapi_disabled: bool | None = None,
-                         connected: bool | None = None) -> None:
+    def sim_set_terminal(
+        self,
+        *,
+        trade_allowed: bool | None = None,
+        tradeapi_disabled: bool | None = None,
+        connected: bool | None = None,
+    ) -> None:
         """Flip the terminal's Algo Trading button, API switch or server link."""
         with self._lock:
             if trade_allowed is not None:
@@ -651,8 +805,9 @@ class SimTerminal:
         """Everything that must survive a restart: account, positions, orders, deals, clock
         (with `*_from`, only the history orders and deals after those counts)."""
         with self._lock:
-            state = self.server.to_state(history_orders_from=history_orders_from,
-                                         deals_from=deals_from)
+            state = self.server.to_state(
+                history_orders_from=history_orders_from, deals_from=deals_from
+            )
             state["clock"] = self.clock.now()
             state["selected"] = sorted(self._selected)
             return state
@@ -681,8 +836,13 @@ def _check_types(*pairs: tuple[object, type]) -> None:
             raise _Fail(-2, INVALID)
 
 
-def _history(items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
-             time_field: str, ticket_field: str) -> list[Any]:
+def _history(
+    items: list[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    time_field: str,
+    ticket_field: str,
+) -> list[Any]:
     """history_*_get's three forms: ticket= (an order's ticket), position=, or the dates
     with an optional group=; the first present wins, as the binary does."""
     for key, field in (("ticket", ticket_field), ("position", "position_id")):
@@ -697,8 +857,12 @@ def _history(items: list[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     group = kwargs.get("group")
     if group is not None:
         group = arguments.group_mask(group)
-    return [i for i in items if first <= getattr(i, time_field) <= last
-            and (group is None or arguments.group_match(i.symbol, group))]
+    return [
+        i
+        for i in items
+        if first <= getattr(i, time_field) <= last
+        and (group is None or arguments.group_match(i.symbol, group))
+    ]
 
 
 def _ticks_of_kind(ticks: np.ndarray, flags: object) -> np.ndarray:
@@ -721,39 +885,102 @@ def _check_numbers(before: dict[str, float], extra_margin: float) -> tuple[float
     margin = before["margin"] + extra_margin
     equity = before["equity"]
     level = 100.0 * equity / margin if margin else 0.0
-    return (before["balance"], equity, before["profit"], round(margin, 2),
-            round(equity - margin, 2), round(level, 2))
+    return (
+        before["balance"],
+        equity,
+        before["profit"],
+        round(margin, 2),
+        round(equity - margin, 2),
+        round(level, 2),
+    )
 
 
 def _deal_struct(d: Any) -> Any:
     return structs.TradeDeal(
-        d.ticket, d.order, d.time_msc // 1000, d.time_msc, d.type, d.entry, d.magic,
-        d.position_id, d.reason, d.volume, d.price, d.commission, d.swap, d.profit, d.fee,
-        d.symbol, d.comment, "")
+        d.ticket,
+        d.order,
+        d.time_msc // 1000,
+        d.time_msc,
+        d.type,
+        d.entry,
+        d.magic,
+        d.position_id,
+        d.reason,
+        d.volume,
+        d.price,
+        d.commission,
+        d.swap,
+        d.profit,
+        d.fee,
+        d.symbol,
+        d.comment,
+        "",
+    )
 
 
-def _symbol_fields(spec: SimSymbol, selected: bool, when: int, bid: float,
-                   ask: float) -> dict[str, Any]:
+def _symbol_fields(
+    spec: SimSymbol, selected: bool, when: int, bid: float, ask: float
+) -> dict[str, Any]:
     values: dict[str, Any] = dict.fromkeys(structs.STRUCT_FIELDS["SymbolInfo"], 0)
-    for text in ("basis", "category", "currency_base", "currency_profit", "currency_margin",
-                 "bank", "description", "exchange", "formula", "isin", "name", "page", "path"):
+    for text in (
+        "basis",
+        "category",
+        "currency_base",
+        "currency_profit",
+        "currency_margin",
+        "bank",
+        "description",
+        "exchange",
+        "formula",
+        "isin",
+        "name",
+        "page",
+        "path",
+    ):
         values[text] = ""
     point = spec.point
     values.update(
-        custom=False, select=selected, visible=selected, time=when, digits=spec.digits,
-        spread=round((ask - bid) / point) if bid else 0, spread_float=True,
-        trade_calc_mode=spec.calc_mode, trade_mode=spec.trade_mode,
-        trade_stops_level=spec.stops_level, trade_freeze_level=spec.freeze_level,
-        trade_exemode=spec.exemode, filling_mode=spec.filling_flags,
-        expiration_mode=15, order_mode=127, order_gtc_mode=0, bid=bid, bidhigh=bid,
-        bidlow=bid, ask=ask, askhigh=ask, asklow=ask, point=point, trade_tick_size=point,
-        trade_contract_size=spec.contract_size, volume_min=spec.volume_min,
-        volume_max=spec.volume_max, volume_step=spec.volume_step, volume_limit=0.0,
-        currency_base=spec.currency_base, currency_profit=spec.currency_profit,
-        currency_margin=spec.currency_margin, description=spec.description, name=spec.name,
+        custom=False,
+        select=selected,
+        visible=selected,
+        time=when,
+        digits=spec.digits,
+        spread=round((ask - bid) / point) if bid else 0,
+        spread_float=True,
+        trade_calc_mode=spec.calc_mode,
+        trade_mode=spec.trade_mode,
+        trade_stops_level=spec.stops_level,
+        trade_freeze_level=spec.freeze_level,
+        trade_exemode=spec.exemode,
+        filling_mode=spec.filling_flags,
+        expiration_mode=15,
+        order_mode=127,
+        order_gtc_mode=0,
+        bid=bid,
+        bidhigh=bid,
+        bidlow=bid,
+        ask=ask,
+        askhigh=ask,
+        asklow=ask,
+        point=point,
+        trade_tick_size=point,
+        trade_contract_size=spec.contract_size,
+        volume_min=spec.volume_min,
+        volume_max=spec.volume_max,
+        volume_step=spec.volume_step,
+        volume_limit=0.0,
+        currency_base=spec.currency_base,
+        currency_profit=spec.currency_profit,
+        currency_margin=spec.currency_margin,
+        description=spec.description,
+        name=spec.name,
         path=f"Forex\\{spec.name}" if spec.calc_mode == 0 else f"Metals\\{spec.name}",
-        swap_mode=1, swap_rollover3days=3, margin_hedged=spec.contract_size / 2,
-        margin_hedged_use_leg=False, margin_initial=0.0, margin_maintenance=0.0,
+        swap_mode=1,
+        swap_rollover3days=3,
+        margin_hedged=spec.contract_size / 2,
+        margin_hedged_use_leg=False,
+        margin_initial=0.0,
+        margin_maintenance=0.0,
     )
     return values
 
@@ -776,8 +1003,15 @@ def _build_feeds(config: SimConfig) -> dict[str, SymbolFeed]:
     for name in names:
         if name not in feeds:
             spec = _spec(name)
-            bars = generate_bars(name, config.timeframe, n_bars, start=start, seed=config.seed,
-                                 spec=spec.as_symbol_spec(), start_price=spec.start_price)
+            bars = generate_bars(
+                name,
+                config.timeframe,
+                n_bars,
+                start=start,
+                seed=config.seed,
+                spec=spec.as_symbol_spec(),
+                start_price=spec.start_price,
+            )
             feeds[name] = SymbolFeed(spec, bars, width)
     return feeds
 
@@ -787,8 +1021,15 @@ def _spec(name: str) -> SimSymbol:
     if known is not None:
         return known
     base, quote = (name[:3], name[3:6]) if len(name) >= 6 else (name, "USD")
-    return SimSymbol(name, f"{base} vs {quote}", 5, 100_000, base, quote or "USD",
-                     start_price=START_PRICES.get(name[:6], 1.0))
+    return SimSymbol(
+        name,
+        f"{base} vs {quote}",
+        5,
+        100_000,
+        base,
+        quote or "USD",
+        start_price=START_PRICES.get(name[:6], 1.0),
+    )
 
 
 def _check_spacing(path: str, bars: Any, timeframe: str) -> None:
@@ -799,5 +1040,6 @@ def _check_spacing(path: str, bars: Any, timeframe: str) -> None:
         found = timeframe_of(common)
         spacing = f"{found} ({common} s)" if found else f"{common} s"
         hint = f"; use timeframe {found} (--timeframe {found})" if found else ""
-        raise ValueError(f"{path}: its bars are {spacing} apart, but the timeframe is "
-                         f"{timeframe}{hint}")
+        raise ValueError(
+            f"{path}: its bars are {spacing} apart, but the timeframe is {timeframe}{hint}"
+        )

@@ -33,31 +33,80 @@ def data_file(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "backtest", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "backtest", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_run_prints_stats_and_writes_the_json_schema(data_file, tmp_path):
     out = tmp_path / "result.json"
-    result = run_cli("run", "--strategy", SMA, "--data", str(data_file), "--param", "fast=10",
-                     "--param", "slow=30", "--spread", "0", "--json", str(out))
+    result = run_cli(
+        "run",
+        "--strategy",
+        SMA,
+        "--data",
+        str(data_file),
+        "--param",
+        "fast=10",
+        "--param",
+        "slow=30",
+        "--spread",
+        "0",
+        "--json",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     assert "SmaCross(fast=10,slow=30) on EURUSD" in result.stdout
     assert "Sharpe ratio (ann.)" in result.stdout
     document = json.loads(out.read_text())
-    assert set(document["stats"]) >= {"total_return_pct", "sharpe", "max_drawdown_pct",
-                                      "n_trades", "win_rate_pct", "profit_factor"}
+    assert set(document["stats"]) >= {
+        "total_return_pct",
+        "sharpe",
+        "max_drawdown_pct",
+        "n_trades",
+        "win_rate_pct",
+        "profit_factor",
+    }
     trade = document["trades"][0]
-    assert set(trade) >= {"entry_time", "exit_time", "entry_price", "exit_price", "direction",
-                          "size", "pnl", "exit_reason"}
+    assert set(trade) >= {
+        "entry_time",
+        "exit_time",
+        "entry_price",
+        "exit_price",
+        "direction",
+        "size",
+        "pnl",
+        "exit_reason",
+    }
     assert trade["entry_time"].endswith("+00:00") and trade["size"] == pytest.approx(10_000)
     assert len(document["trades"]) == document["stats"]["n_trades"]
 
 
 def test_optimize_prints_the_best_rows(data_file, capsys):
-    code = main(["optimize", "--strategy", SMA, "--data", str(data_file), "--grid",
-                 "fast=5:15:5", "--grid", "slow=20,40", "--metric", "total_return_pct",
-                 "--workers", "1", "--no-progress", "--top", "3"])
+    code = main(
+        [
+            "optimize",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5:15:5",
+            "--grid",
+            "slow=20,40",
+            "--metric",
+            "total_return_pct",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--top",
+            "3",
+        ]
+    )
     output = capsys.readouterr().out
     assert code == 0
     assert "6 combinations on 3000 bars, best by total_return_pct" in output
@@ -65,9 +114,26 @@ def test_optimize_prints_the_best_rows(data_file, capsys):
 
 
 def test_walkforward_prints_the_summary(data_file, capsys):
-    code = main(["walkforward", "--strategy", SMA, "--data", str(data_file), "--grid",
-                 "fast=5,10", "--grid", "slow=30", "--train", "1500", "--test", "500",
-                 "--workers", "1", "--no-progress"])
+    code = main(
+        [
+            "walkforward",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5,10",
+            "--grid",
+            "slow=30",
+            "--train",
+            "1500",
+            "--test",
+            "500",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     output = capsys.readouterr().out
     assert code == 0 and "walk-forward: 3 windows" in output and "out-of-sample" in output
 
@@ -101,36 +167,62 @@ class Broken(Strategy):
 """
 
 
-@pytest.mark.parametrize(("case", "message"), [
-    ("missing data", "data file not found"),
-    ("missing strategy", "strategy file not found"),
-    ("unknown param", "has no parameter 'fsat'; did you mean 'fast'?"),
-    ("bad param value", "parameter 'fast' expects int, got 'ten'"),
-    ("bad grid", "grid 'fast=5:1:1': start 5 is above stop 1"),
-    ("import error", "importing .*raises.py failed: RuntimeError: broken on purpose"),
-    ("signals error", r"Broken \(.*broken.py\): signals\(\) raised ZeroDivisionError: bad maths"),
-    ("bad csv row", "line 3: high 1.0 < max\\(open, close\\) 1.2"),
-    ("bad sizing", "risk sizing needs a positive stop-loss distance"),
-])
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing data", "data file not found"),
+        ("missing strategy", "strategy file not found"),
+        ("unknown param", "has no parameter 'fsat'; did you mean 'fast'?"),
+        ("bad param value", "parameter 'fast' expects int, got 'ten'"),
+        ("bad grid", "grid 'fast=5:1:1': start 5 is above stop 1"),
+        ("import error", "importing .*raises.py failed: RuntimeError: broken on purpose"),
+        (
+            "signals error",
+            r"Broken \(.*broken.py\): signals\(\) raised ZeroDivisionError: bad maths",
+        ),
+        ("bad csv row", "line 3: high 1.0 < max\\(open, close\\) 1.2"),
+        ("bad sizing", "risk sizing needs a positive stop-loss distance"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line_and_no_output(case, message, data_file, tmp_path):
     out = tmp_path / "out.json"
     (tmp_path / "raises.py").write_text(RAISES_ON_IMPORT)
     (tmp_path / "broken.py").write_text(RAISES_IN_SIGNALS)
     bad_csv = tmp_path / "bad.csv"
-    bad_csv.write_text("time,open,high,low,close\n2024-01-01 00:00,1,1.1,0.9,1\n"
-                       "2024-01-01 01:00,1,1.0,0.9,1.2\n")
+    bad_csv.write_text(
+        "time,open,high,low,close\n2024-01-01 00:00,1,1.1,0.9,1\n2024-01-01 01:00,1,1.0,0.9,1.2\n"
+    )
     base = ["run", "--strategy", SMA, "--data", str(data_file), "--json", str(out)]
     args = {
         "missing data": ["run", "--strategy", SMA, "--data", "nope.csv"],
         "missing strategy": ["run", "--strategy", "nope.py", "--data", str(data_file)],
         "unknown param": [*base, "--param", "fsat=3"],
         "bad param value": [*base, "--param", "fast=ten"],
-        "bad grid": ["optimize", "--strategy", SMA, "--data", str(data_file), "--grid",
-                     "fast=5:1:1"],
-        "import error": ["run", "--strategy", str(tmp_path / "raises.py"), "--data",
-                         str(data_file)],
-        "signals error": ["run", "--strategy", str(tmp_path / "broken.py"), "--data",
-                          str(data_file), "--json", str(out)],
+        "bad grid": [
+            "optimize",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5:1:1",
+        ],
+        "import error": [
+            "run",
+            "--strategy",
+            str(tmp_path / "raises.py"),
+            "--data",
+            str(data_file),
+        ],
+        "signals error": [
+            "run",
+            "--strategy",
+            str(tmp_path / "broken.py"),
+            "--data",
+            str(data_file),
+            "--json",
+            str(out),
+        ],
         "bad csv row": ["run", "--strategy", SMA, "--data", str(bad_csv)],
         "bad sizing": [*base, "--risk", "1.0"],
     }[case]
@@ -147,24 +239,42 @@ def test_user_errors_exit_2_with_one_line_and_no_output(case, message, data_file
 # ---------------------------------------------------------------- strategy faults outside signals()
 
 FAULT_HEAD = "import sys\nfrom backtest.strategy import Strategy\n\nclass Faulty(Strategy):\n"
-FAULT_SIGNALS = ("    def signals(self, bars):\n"
-                 "        return (bars['close'] > bars['close'].shift()).astype(int)\n")
+FAULT_SIGNALS = (
+    "    def signals(self, bars):\n"
+    "        return (bars['close'] > bars['close'].shift()).astype(int)\n"
+)
 FAULTS = {
-    "init": ("run", "    def __init__(self, **params):\n        super().__init__(**params)\n"
-                    "        raise KeyError('no such setting')\n",
-             r"creating Faulty\(\) raised KeyError: 'no such setting'"),
-    "validate": ("run", "    def validate(self):\n        raise TypeError('unsupported')\n",
-                 r"validate\(\) raised TypeError: unsupported"),
-    "warmup raises": ("lookahead", "    @property\n    def warmup(self):\n"
-                                   "        raise RuntimeError('warmup broke')\n",
-                      "warmup raised RuntimeError: warmup broke"),
-    "warmup not an int": ("walkforward", "    @property\n    def warmup(self):\n"
-                                         "        return '30'\n",
-                          "warmup must be an integer >= 0, got '30'"),
-    "label": ("run", "    def label(self):\n        return None\n",
-              r"label\(\) must return a str, got NoneType"),
-    "annotation": ("run", "    fast: 'Undefined' = 3\n",
-                   "reading its parameter annotations raised NameError"),
+    "init": (
+        "run",
+        "    def __init__(self, **params):\n        super().__init__(**params)\n"
+        "        raise KeyError('no such setting')\n",
+        r"creating Faulty\(\) raised KeyError: 'no such setting'",
+    ),
+    "validate": (
+        "run",
+        "    def validate(self):\n        raise TypeError('unsupported')\n",
+        r"validate\(\) raised TypeError: unsupported",
+    ),
+    "warmup raises": (
+        "lookahead",
+        "    @property\n    def warmup(self):\n        raise RuntimeError('warmup broke')\n",
+        "warmup raised RuntimeError: warmup broke",
+    ),
+    "warmup not an int": (
+        "walkforward",
+        "    @property\n    def warmup(self):\n        return '30'\n",
+        "warmup must be an integer >= 0, got '30'",
+    ),
+    "label": (
+        "run",
+        "    def label(self):\n        return None\n",
+        r"label\(\) must return a str, got NoneType",
+    ),
+    "annotation": (
+        "run",
+        "    fast: 'Undefined' = 3\n",
+        "reading its parameter annotations raised NameError",
+    ),
 }
 
 
@@ -173,10 +283,21 @@ def test_strategy_faults_exit_2_naming_class_and_file(case, data_file, tmp_path)
     command, body, message = FAULTS[case]
     path = tmp_path / "faulty.py"
     path.write_text(FAULT_HEAD + body + FAULT_SIGNALS)
-    extra = {"run": [],
-             "lookahead": [],
-             "walkforward": ["--grid", "fast=1,2", "--train", "1000", "--test", "1000",
-                             "--workers", "1", "--no-progress"]}[command]
+    extra = {
+        "run": [],
+        "lookahead": [],
+        "walkforward": [
+            "--grid",
+            "fast=1,2",
+            "--train",
+            "1000",
+            "--test",
+            "1000",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+    }[command]
     if command == "walkforward":  # the grid needs a parameter to search
         path.write_text(FAULT_HEAD + "    fast: int = 1\n" + body + FAULT_SIGNALS)
     result = run_cli(command, "--strategy", str(path), "--data", str(data_file), *extra)
@@ -198,50 +319,116 @@ def test_sys_exit_at_import_is_an_error_line_not_the_exit_code(data_file, tmp_pa
 def test_invalid_parameters_stop_a_run_but_a_grid_skips_them(data_file, tmp_path, capsys):
     path = tmp_path / "periods.py"
     path.write_text(PERIODS_STRATEGY)
-    result = run_cli("run", "--strategy", str(path), "--data", str(data_file),
-                     "--param", "fast=30")
+    result = run_cli("run", "--strategy", str(path), "--data", str(data_file), "--param", "fast=30")
     assert result.returncode == 2
-    assert result.stderr.strip() == (f"error: Periods ({path}): fast (30) must be below "
-                                     "slow (20)")
-    code = main(["optimize", "--strategy", str(path), "--data", str(data_file), "--grid",
-                 "fast=10:30:10", "--grid", "slow=20,40", "--workers", "1", "--no-progress"])
+    assert result.stderr.strip() == (f"error: Periods ({path}): fast (30) must be below slow (20)")
+    code = main(
+        [
+            "optimize",
+            "--strategy",
+            str(path),
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=10:30:10",
+            "--grid",
+            "slow=20,40",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     header = capsys.readouterr().out.splitlines()[0]
     assert code == 0
     # fast=20 and fast=30 with slow=20 are refused; the total matches the progress bar's
-    assert header == ("6 combinations on 3000 bars (2 rejected by the strategy, 4 ranked), "
-                      "best by sharpe (highest first):")
+    assert header == (
+        "6 combinations on 3000 bars (2 rejected by the strategy, 4 ranked), "
+        "best by sharpe (highest first):"
+    )
 
 
 @pytest.mark.parametrize("command", ["optimize", "walkforward"])
 def test_a_parameter_both_fixed_and_searched_is_refused(command, data_file, capsys):
     windows = ["--train", "1000", "--test", "1000"] if command == "walkforward" else []
-    code = main([command, "--strategy", SMA, "--data", str(data_file), "--param", "fast=5",
-                 "--grid", "fast=3,4", "--grid", "slow=30", *windows, "--workers", "1",
-                 "--no-progress"])
+    code = main(
+        [
+            command,
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--param",
+            "fast=5",
+            "--grid",
+            "fast=3,4",
+            "--grid",
+            "slow=30",
+            *windows,
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
-    assert captured.err.strip() == ("error: parameter 'fast' is given both as --param fast=5 "
-                                    "and as --grid fast=...; keep one of them")
+    assert captured.err.strip() == (
+        "error: parameter 'fast' is given both as --param fast=5 "
+        "and as --grid fast=...; keep one of them"
+    )
 
 
-@pytest.mark.parametrize(("metric", "direction"), [("max_drawdown_days", "lowest"),
-                                                   ("profit_factor", "highest")])
+@pytest.mark.parametrize(
+    ("metric", "direction"), [("max_drawdown_days", "lowest"), ("profit_factor", "highest")]
+)
 def test_optimize_header_names_the_direction(metric, direction, data_file, capsys):
-    code = main(["optimize", "--strategy", SMA, "--data", str(data_file), "--grid",
-                 "fast=5,10", "--grid", "slow=30", "--metric", metric, "--workers", "1",
-                 "--no-progress"])
+    code = main(
+        [
+            "optimize",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5,10",
+            "--grid",
+            "slow=30",
+            "--metric",
+            metric,
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.splitlines()[0] == (
-        f"2 combinations on 3000 bars, best by {metric} ({direction} first):")
+        f"2 combinations on 3000 bars, best by {metric} ({direction} first):"
+    )
 
 
-@pytest.mark.parametrize(("metric", "message"), [
-    ("start", "metric 'start' is not a number to rank by; use one of: duration_days,"),
-    ("sharp", "metric 'sharp' is unknown; use one of: duration_days,"),
-])
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        ("start", "metric 'start' is not a number to rank by; use one of: duration_days,"),
+        ("sharp", "metric 'sharp' is unknown; use one of: duration_days,"),
+    ],
+)
 def test_optimize_refuses_a_metric_it_cannot_rank_by(metric, message, data_file, capsys):
-    code = main(["optimize", "--strategy", SMA, "--data", str(data_file), "--grid",
-                 "fast=5", "--metric", metric, "--workers", "1", "--no-progress"])
+    code = main(
+        [
+            "optimize",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5",
+            "--metric",
+            metric,
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith(f"error: {message}")
     assert "max_drawdown_days" in err and "'end'" not in err and " end," not in err
@@ -257,11 +444,14 @@ def m15_file(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("timeframe", "message"), [
-    ("M20", "cannot resample M15 bars to M20: M20 is not a whole number of M15 bars"),
-    ("M5", "cannot resample M15 bars to the finer timeframe M5"),
-    ("M45", "unknown timeframe 'M45'"),
-])
+@pytest.mark.parametrize(
+    ("timeframe", "message"),
+    [
+        ("M20", "cannot resample M15 bars to M20: M20 is not a whole number of M15 bars"),
+        ("M5", "cannot resample M15 bars to the finer timeframe M5"),
+        ("M45", "unknown timeframe 'M45'"),
+    ],
+)
 def test_resampling_to_an_unusable_timeframe_exits_2(timeframe, message, m15_file, capsys):
     code = main(["run", "--strategy", SMA, "--data", str(m15_file), "--timeframe", timeframe])
     captured = capsys.readouterr()
@@ -270,8 +460,24 @@ def test_resampling_to_an_unusable_timeframe_exits_2(timeframe, message, m15_fil
 
 
 def test_resampling_to_a_whole_multiple_runs(m15_file, capsys):
-    assert main(["run", "--strategy", SMA, "--data", str(m15_file), "--timeframe", "H1",
-                 "--param", "fast=3", "--param", "slow=8"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--strategy",
+                SMA,
+                "--data",
+                str(m15_file),
+                "--timeframe",
+                "H1",
+                "--param",
+                "fast=3",
+                "--param",
+                "slow=8",
+            ]
+        )
+        == 0
+    )
     assert "SmaCross(fast=3,slow=8) on EURUSD" in capsys.readouterr().out
 
 
@@ -285,8 +491,9 @@ def test_lookahead_on_too_few_bars_exits_2_with_the_counts(capsys):
 
 @pytest.mark.parametrize("count", ["0", "-3"])
 def test_lookahead_needs_a_checkpoint(count, data_file):
-    result = run_cli("lookahead", "--strategy", SMA, "--data", str(data_file),
-                     "--checkpoints", count)
+    result = run_cli(
+        "lookahead", "--strategy", SMA, "--data", str(data_file), "--checkpoints", count
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip() == f"error: --checkpoints must be at least 1, got {count}"
 
@@ -305,8 +512,23 @@ def _places(number: Written) -> int:
 @pytest.mark.parametrize(("mode", "price_places"), [("half", 6), ("bid", 5)])
 def test_run_json_is_rounded_to_fill_precision_and_cents(mode, price_places, tmp_path):
     out = tmp_path / "result.json"
-    code = main(["run", "--strategy", RSI, "--synthetic", "3000", "--seed", "4",
-                 "--spread-mode", mode, "--commission", "3.3", "--json", str(out)])
+    code = main(
+        [
+            "run",
+            "--strategy",
+            RSI,
+            "--synthetic",
+            "3000",
+            "--seed",
+            "4",
+            "--spread-mode",
+            mode,
+            "--commission",
+            "3.3",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     document = json.loads(out.read_text(), parse_float=Written)
     trades = document["trades"]
@@ -345,9 +567,26 @@ def test_write_atomic_gives_the_mode_open_would(umask, mode, tmp_path):
 def test_cli_output_files_get_the_umask_mode(data_file, tmp_path):
     out, report = tmp_path / "r.json", tmp_path / "r.html"
     result = subprocess.run(
-        [sys.executable, "-m", "backtest", "run", "--strategy", SMA, "--data", str(data_file),
-         "--json", str(out), "--report", str(report)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, umask=0o027)
+        [
+            sys.executable,
+            "-m",
+            "backtest",
+            "run",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        umask=0o027,
+    )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(out.stat().st_mode) == 0o640
     assert stat.S_IMODE(report.stat().st_mode) == 0o640
@@ -384,10 +623,32 @@ def test_an_unwritable_output_exits_2_naming_it(option, data_file, tmp_path):
 
 def test_walkforward_json_and_report(data_file, tmp_path, capsys):
     out, report = tmp_path / "wf.json", tmp_path / "wf.html"
-    code = main(["walkforward", "--strategy", SMA, "--data", str(data_file), "--grid",
-                 "fast=5,10", "--grid", "slow=30,60", "--train", "1000", "--test", "500",
-                 "--cash", "5000", "--workers", "1", "--no-progress", "--json", str(out),
-                 "--report", str(report)])
+    code = main(
+        [
+            "walkforward",
+            "--strategy",
+            SMA,
+            "--data",
+            str(data_file),
+            "--grid",
+            "fast=5,10",
+            "--grid",
+            "slow=30,60",
+            "--train",
+            "1000",
+            "--test",
+            "500",
+            "--cash",
+            "5000",
+            "--workers",
+            "1",
+            "--no-progress",
+            "--json",
+            str(out),
+            "--report",
+            str(report),
+        ]
+    )
     assert code == 0
     document = json.loads(out.read_text())
     equity = document["oos_equity"]

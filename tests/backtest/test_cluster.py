@@ -41,26 +41,46 @@ def deleted_strategy(tmp_path):
 
 def local_table(bars):
     shipped = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")
-    return run_grid(bars, shipped, GRID, spec=SPEC, config=CONFIG, metric="sharpe", workers=1,
-                    progress=False)
+    return run_grid(
+        bars, shipped, GRID, spec=SPEC, config=CONFIG, metric="sharpe", workers=1, progress=False
+    )
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["in-process", "worker-process"])
 def test_a_cluster_runs_a_strategy_whose_file_is_gone(processes, deleted_strategy, bars):
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=processes, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
-        remote = run_grid(bars, deleted_strategy, GRID, spec=SPEC, config=CONFIG,
-                          metric="sharpe", cluster=cluster.scheduler_address, progress=False)
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=processes,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        remote = run_grid(
+            bars,
+            deleted_strategy,
+            GRID,
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            cluster=cluster.scheduler_address,
+            progress=False,
+        )
     pd.testing.assert_frame_equal(local_table(bars), remote)
 
 
 def test_the_package_zip_holds_every_module(tmp_path):
     archive, digest = package_zip(tmp_path)
     names = set(zipfile.ZipFile(archive).namelist())
-    assert {"backtest/__init__.py", "backtest/strategy.py", "backtest/optimize.py",
-            "backtest/cluster.py", "backtest/strategies/sma_cross.py"} <= names
+    assert {
+        "backtest/__init__.py",
+        "backtest/strategy.py",
+        "backtest/optimize.py",
+        "backtest/cluster.py",
+        "backtest/strategies/sma_cross.py",
+    } <= names
     assert archive.name == f"backtest-{digest}.zip"
     again = tmp_path / "again"
     again.mkdir()

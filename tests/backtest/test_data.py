@@ -32,7 +32,11 @@ def test_generic_file_values():
     first = bars.iloc[1]
     assert first["time"] == pd.Timestamp("2024-03-04 01:00", tz="UTC")
     assert (first["open"], first["high"], first["low"], first["close"]) == (
-        1.0994, 1.0995, 1.09784, 1.09804)
+        1.0994,
+        1.0995,
+        1.09784,
+        1.09804,
+    )
     assert (first["tick_volume"], first["spread"]) == (1012, 14)
 
 
@@ -60,15 +64,17 @@ def test_daily_mt5_export_without_time_column():
     assert infer_timeframe(bars) == "D1"
 
 
-@pytest.mark.parametrize(("times", "expected"), [
-    (["2024-01-02T13:00:00Z", "2024-01-02T14:00:00Z"], "2024-01-02 13:00"),
-    (["2024-01-02 15:00:00+02:00", "2024-01-02 16:00:00+02:00"], "2024-01-02 13:00"),
-    (["1704200400", "1704204000"], "2024-01-02 13:00"),
-])
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        (["2024-01-02T13:00:00Z", "2024-01-02T14:00:00Z"], "2024-01-02 13:00"),
+        (["2024-01-02 15:00:00+02:00", "2024-01-02 16:00:00+02:00"], "2024-01-02 13:00"),
+        (["1704200400", "1704204000"], "2024-01-02 13:00"),
+    ],
+)
 def test_generic_time_formats(tmp_path, times, expected):
     path = tmp_path / "t.csv"
-    path.write_text("time,open,high,low,close\n" + "".join(
-        f"{t},1.1,1.2,1.0,1.1\n" for t in times))
+    path.write_text("time,open,high,low,close\n" + "".join(f"{t},1.1,1.2,1.0,1.1\n" for t in times))
     assert load_csv(path)["time"].iloc[0] == pd.Timestamp(expected, tz="UTC")
 
 
@@ -83,18 +89,26 @@ def test_save_and_load_round_trip(tmp_path):
 
 BAD_ROWS = {
     "missing value": ("2024-01-01 01:00:00,1.1,,1.0,1.1,1,1,0\n", "missing value in column high"),
-    "not a number": ("2024-01-01 01:00:00,1.1,1.2,abc,1.1,1,1,0\n",
-                     "cannot read 'abc' in column low"),
+    "not a number": (
+        "2024-01-01 01:00:00,1.1,1.2,abc,1.1,1,1,0\n",
+        "cannot read 'abc' in column low",
+    ),
     "bad time": ("2024-13-45 01:00:00,1.1,1.2,1.0,1.1,1,1,0\n", "cannot read time"),
     "non-positive": ("2024-01-01 01:00:00,1.1,1.2,-1.0,1.1,1,1,0\n", "non-positive price"),
-    "high too low": ("2024-01-01 01:00:00,1.1,1.15,1.0,1.2,1,1,0\n",
-                     "high 1.15 < max(open, close) 1.2"),
-    "low too high": ("2024-01-01 01:00:00,1.1,1.3,1.15,1.2,1,1,0\n",
-                     "low 1.15 > min(open, close) 1.1"),
+    "high too low": (
+        "2024-01-01 01:00:00,1.1,1.15,1.0,1.2,1,1,0\n",
+        "high 1.15 < max(open, close) 1.2",
+    ),
+    "low too high": (
+        "2024-01-01 01:00:00,1.1,1.3,1.15,1.2,1,1,0\n",
+        "low 1.15 > min(open, close) 1.1",
+    ),
     "unsorted": ("2023-12-31 23:00:00,1.1,1.2,1.0,1.1,1,1,0\n", "unsorted"),
     "duplicate": ("2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n", "duplicate"),
-    "fractional count": ("2024-01-01 01:00:00,1.1,1.2,1.0,1.1,5.5,1,0\n",
-                         "5.5 in column tick_volume is not a whole number"),
+    "fractional count": (
+        "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,5.5,1,0\n",
+        "5.5 in column tick_volume is not a whole number",
+    ),
 }
 
 
@@ -119,12 +133,15 @@ def test_many_bad_rows_are_counted(tmp_path):
         load_csv(path)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("", "is empty"),
-    ("date;o;h\n1;2;3\n", "unknown header"),
-    (GENERIC_HEADER, "no bars"),
-    ("<DATE>\t<TIME>\t<OPEN>\t<FOO>\n", "unexpected MT5 export columns"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("date;o;h\n1;2;3\n", "unknown header"),
+        (GENERIC_HEADER, "no bars"),
+        ("<DATE>\t<TIME>\t<OPEN>\t<FOO>\n", "unexpected MT5 export columns"),
+    ],
+)
 def test_unusable_files(tmp_path, content, message):
     path = tmp_path / "x.csv"
     path.write_text(content)
@@ -138,28 +155,50 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_validate_frames_directly():
-    frame = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC"),
-                          "open": [1.0, 1.0], "high": [1.1, 1.1], "low": [0.9, np.nan],
-                          "close": [1.0, 1.0]})
+    frame = pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=2, freq="h", tz="UTC"),
+            "open": [1.0, 1.0],
+            "high": [1.1, 1.1],
+            "low": [0.9, np.nan],
+            "close": [1.0, 1.0],
+        }
+    )
     with pytest.raises(DataError, match="<frame> line 3: missing value in column low"):
         validate_bars(frame)
 
 
 def h1_bars(hours: list[str], rows: list[tuple[float, float, float, float]]) -> pd.DataFrame:
     o, h, lo, c = zip(*rows, strict=True)
-    return pd.DataFrame({"time": pd.to_datetime(hours, utc=True).as_unit("ns"), "open": o,
-                         "high": h, "low": lo, "close": c, "tick_volume": [10] * len(rows),
-                         "spread": [5, 3, 7, 4][: len(rows)], "real_volume": [0] * len(rows)})
+    return pd.DataFrame(
+        {
+            "time": pd.to_datetime(hours, utc=True).as_unit("ns"),
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "tick_volume": [10] * len(rows),
+            "spread": [5, 3, 7, 4][: len(rows)],
+            "real_volume": [0] * len(rows),
+        }
+    )
 
 
 def test_resample_h1_to_h4_by_hand():
-    bars = h1_bars(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00",
-                    "2024-01-01 04:00"],
-                   [(1.0, 1.2, 0.9, 1.1), (1.1, 1.3, 1.0, 1.2), (1.2, 1.25, 0.8, 1.0),
-                    (1.0, 1.05, 0.95, 1.01)])
+    bars = h1_bars(
+        ["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00", "2024-01-01 04:00"],
+        [
+            (1.0, 1.2, 0.9, 1.1),
+            (1.1, 1.3, 1.0, 1.2),
+            (1.2, 1.25, 0.8, 1.0),
+            (1.0, 1.05, 0.95, 1.01),
+        ],
+    )
     h4 = resample_bars(bars, "H4")
-    assert list(h4["time"]) == [pd.Timestamp("2024-01-01 00:00", tz="UTC"),
-                                pd.Timestamp("2024-01-01 04:00", tz="UTC")]
+    assert list(h4["time"]) == [
+        pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+        pd.Timestamp("2024-01-01 04:00", tz="UTC"),
+    ]
     assert h4.iloc[0][["open", "high", "low", "close"]].tolist() == [1.0, 1.3, 0.8, 1.0]
     assert (h4.iloc[0]["tick_volume"], h4.iloc[0]["spread"]) == (30, 3)
 
@@ -170,8 +209,14 @@ def test_resample_daily_and_weekly_alignment_across_a_weekend():
     bars = generate_bars("EURUSD", "H1", 24 * 12, start="2024-01-03", seed=2)
     daily = resample_bars(bars, "D1")
     assert (daily["time"].dt.hour == 0).all()
-    assert set(daily["time"].dt.day_name()) <= {"Monday", "Tuesday", "Wednesday", "Thursday",
-                                                 "Friday", "Sunday"}
+    assert set(daily["time"].dt.day_name()) <= {
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Sunday",
+    }
     weekly = resample_bars(bars, "W1")
     assert (weekly["time"].dt.day_name() == "Sunday").all()
     assert (weekly["time"].dt.hour == 0).all()
@@ -228,21 +273,35 @@ def test_mt5_export_without_a_price_column_names_it(missing, tmp_path):
 # (bad row, message); the bad row is preceded by two good rows and a blank line, so it is
 # physical line 5 of the file (header = line 1), not "row 3"
 MT5_BAD_ROWS = {
-    "not a number": ("2024.01.02\t05:00:00\t1.1\tabc\t1.0\t1.1\t5\t0\t3\n",
-                     "cannot read 'abc' in column high"),
-    "inf price": ("2024.01.02\t05:00:00\t1.1\tinf\t1.0\t1.1\t5\t0\t3\n",
-                  "non-finite price (open 1.1, high inf, low 1.0, close 1.1)"),
+    "not a number": (
+        "2024.01.02\t05:00:00\t1.1\tabc\t1.0\t1.1\t5\t0\t3\n",
+        "cannot read 'abc' in column high",
+    ),
+    "inf price": (
+        "2024.01.02\t05:00:00\t1.1\tinf\t1.0\t1.1\t5\t0\t3\n",
+        "non-finite price (open 1.1, high inf, low 1.0, close 1.1)",
+    ),
     "-inf price": ("2024.01.02\t05:00:00\t1.1\t1.2\t-inf\t1.1\t5\t0\t3\n", "non-finite price"),
-    "nan price": ("2024.01.02\t05:00:00\t1.1\tnan\t1.0\t1.1\t5\t0\t3\n",
-                  "missing value in column high"),
-    "bad volume": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\tmany\t0\t3\n",
-                   "cannot read 'many' in column tick_volume"),
-    "fractional spread": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t2.5\n",
-                          "2.5 in column spread is not a whole number"),
-    "extra field": ("2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\t9\n",
-                    "10 fields, but the header has 9 columns"),
-    "bad time": ("2024.01.02\t25:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\n",
-                 "cannot read time '2024.01.02 25:00:00'"),
+    "nan price": (
+        "2024.01.02\t05:00:00\t1.1\tnan\t1.0\t1.1\t5\t0\t3\n",
+        "missing value in column high",
+    ),
+    "bad volume": (
+        "2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\tmany\t0\t3\n",
+        "cannot read 'many' in column tick_volume",
+    ),
+    "fractional spread": (
+        "2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t2.5\n",
+        "2.5 in column spread is not a whole number",
+    ),
+    "extra field": (
+        "2024.01.02\t05:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\t9\n",
+        "10 fields, but the header has 9 columns",
+    ),
+    "bad time": (
+        "2024.01.02\t25:00:00\t1.1\t1.2\t1.0\t1.1\t5\t0\t3\n",
+        "cannot read time '2024.01.02 25:00:00'",
+    ),
 }
 
 
@@ -268,8 +327,13 @@ def test_an_extra_field_on_the_first_row_is_named_not_shifted(encoding, tmp_path
         load_csv(path)
 
 
-@pytest.mark.parametrize("row", ["2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,7\n",
-                                 "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,\n"])
+@pytest.mark.parametrize(
+    "row",
+    [
+        "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,7\n",
+        "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0,\n",
+    ],
+)
 def test_generic_first_row_with_an_extra_field_is_refused(row, tmp_path):
     path = tmp_path / "bars.csv"
     path.write_text(GENERIC_HEADER + row + "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,1,1,0\n")
@@ -279,29 +343,36 @@ def test_generic_first_row_with_an_extra_field_is_refused(row, tmp_path):
 
 def test_generic_inf_price_names_the_line(tmp_path):
     path = tmp_path / "bars.csv"
-    path.write_text(GENERIC_HEADER + "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n\n"
-                    "2024-01-01 01:00:00,inf,1.2,1.0,1.1,1,1,0\n")
+    path.write_text(
+        GENERIC_HEADER + "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n\n"
+        "2024-01-01 01:00:00,inf,1.2,1.0,1.1,1,1,0\n"
+    )
     with pytest.raises(DataError, match=rf"^{path} line 4: non-finite price \(open inf"):
         load_csv(path)
 
 
-@pytest.mark.parametrize(("source", "target", "message"), [
-    ("M15", "M20", "cannot resample M15 bars to M20: M20 is not a whole number of M15 bars"),
-    ("H1", "M30", "cannot resample H1 bars to the finer timeframe M30"),
-    ("H4", "H6", "cannot resample H4 bars to H6"),
-    ("M3", "M10", "cannot resample M3 bars to M10"),
-    ("H1", "M45", "unknown timeframe 'M45'"),
-])
+@pytest.mark.parametrize(
+    ("source", "target", "message"),
+    [
+        ("M15", "M20", "cannot resample M15 bars to M20: M20 is not a whole number of M15 bars"),
+        ("H1", "M30", "cannot resample H1 bars to the finer timeframe M30"),
+        ("H4", "H6", "cannot resample H4 bars to H6"),
+        ("M3", "M10", "cannot resample M3 bars to M10"),
+        ("H1", "M45", "unknown timeframe 'M45'"),
+    ],
+)
 def test_resampling_to_a_timeframe_that_is_not_a_whole_multiple_is_refused(
-        source, target, message, random_bars):
+    source, target, message, random_bars
+):
     bars = random_bars(200, freq=f"{timeframe_seconds(source)}s")
     assert infer_timeframe(bars) == source
     with pytest.raises(DataError, match=message):
         resample_bars(bars, target)
 
 
-@pytest.mark.parametrize(("source", "target"), [("M15", "H1"), ("M20", "H1"), ("H4", "D1"),
-                                                ("M3", "M12")])
+@pytest.mark.parametrize(
+    ("source", "target"), [("M15", "H1"), ("M20", "H1"), ("H4", "D1"), ("M3", "M12")]
+)
 def test_resampling_to_a_whole_multiple_keeps_every_bar(source, target, random_bars):
     bars = random_bars(240, freq=f"{timeframe_seconds(source)}s")
     coarse = resample_bars(bars, target)

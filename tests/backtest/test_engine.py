@@ -22,11 +22,18 @@ class Unused(Strategy):
 def make_bars(rows: list[tuple[float, float, float, float]], spread: int = 0) -> pd.DataFrame:
     """Bars from (open, high, low, close) tuples, hourly from 2024-01-01 00:00 UTC."""
     o, h, lo, c = (np.array(col, dtype=float) for col in zip(*rows, strict=True))
-    return pd.DataFrame({
-        "time": pd.date_range("2024-01-01", periods=len(rows), freq="h", tz="UTC"),
-        "open": o, "high": h, "low": lo, "close": c,
-        "tick_volume": 100, "spread": spread, "real_volume": 0,
-    })
+    return pd.DataFrame(
+        {
+            "time": pd.date_range("2024-01-01", periods=len(rows), freq="h", tz="UTC"),
+            "open": o,
+            "high": h,
+            "low": lo,
+            "close": c,
+            "tick_volume": 100,
+            "spread": spread,
+            "real_volume": 0,
+        }
+    )
 
 
 def flat_bars(n: int, price: float = 1.1) -> list[tuple[float, float, float, float]]:
@@ -36,14 +43,21 @@ def flat_bars(n: int, price: float = 1.1) -> list[tuple[float, float, float, flo
 def backtest(bars, position, config=None, spec=EURUSD, **columns):
     frame = pd.DataFrame({"position": position, **columns})
     signals = normalize_signals(frame, len(bars))
-    return run_backtest(bars, Unused(), spec=spec, config=config or BacktestConfig(spread_points=0),
-                        signals=signals)
+    return run_backtest(
+        bars, Unused(), spec=spec, config=config or BacktestConfig(spread_points=0), signals=signals
+    )
 
 
 def test_decision_fills_at_next_open_and_exits_on_change():
-    rows = [(1.10, 1.101, 1.099, 1.10), (1.10, 1.101, 1.099, 1.10), (1.10, 1.101, 1.099, 1.100),
-            (1.1010, 1.103, 1.100, 1.102), (1.1020, 1.104, 1.101, 1.103),
-            (1.1030, 1.105, 1.102, 1.104), (1.1050, 1.106, 1.104, 1.105)]
+    rows = [
+        (1.10, 1.101, 1.099, 1.10),
+        (1.10, 1.101, 1.099, 1.10),
+        (1.10, 1.101, 1.099, 1.100),
+        (1.1010, 1.103, 1.100, 1.102),
+        (1.1020, 1.104, 1.101, 1.103),
+        (1.1030, 1.105, 1.102, 1.104),
+        (1.1050, 1.106, 1.104, 1.105),
+    ]
     result = backtest(make_bars(rows), [0, 0, 1, 1, 1, 0, 0])
     trade = result.trades.iloc[0]
     assert len(result.trades) == 1
@@ -56,8 +70,10 @@ def test_decision_fills_at_next_open_and_exits_on_change():
 
 
 def test_reversal_closes_and_opens_at_the_same_open():
-    rows = [(1.10 + i / 1000, 1.10 + i / 1000 + 0.002, 1.10 + i / 1000 - 0.002, 1.10 + i / 1000)
-            for i in range(8)]
+    rows = [
+        (1.10 + i / 1000, 1.10 + i / 1000 + 0.002, 1.10 + i / 1000 - 0.002, 1.10 + i / 1000)
+        for i in range(8)
+    ]
     result = backtest(make_bars(rows), [0, 1, 1, -1, -1, -1, -1, -1])
     first, second = result.trades.iloc[0], result.trades.iloc[1]
     assert (first.direction, second.direction) == ("long", "short")
@@ -81,13 +97,20 @@ def test_open_trade_is_left_out_when_close_at_end_is_false():
     assert result.equity.iloc[-1] == pytest.approx(10_000 + (1.11 - 1.1) * 10_000)
 
 
-@pytest.mark.parametrize(("mode", "entry", "exit_"), [
-    ("half", 1.10000 + 0.00010, 1.10500 - 0.00010),   # 20 points: half on each side
-    ("bid", 1.10000 + 0.00020, 1.10500),              # bars are bid: buys pay the whole spread
-])
+@pytest.mark.parametrize(
+    ("mode", "entry", "exit_"),
+    [
+        ("half", 1.10000 + 0.00010, 1.10500 - 0.00010),  # 20 points: half on each side
+        ("bid", 1.10000 + 0.00020, 1.10500),  # bars are bid: buys pay the whole spread
+    ],
+)
 def test_spread_is_paid_on_the_right_side(mode, entry, exit_):
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.099, 1.1), (1.105, 1.106, 1.104, 1.105),
-            (1.105, 1.106, 1.104, 1.105)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.099, 1.1),
+        (1.105, 1.106, 1.104, 1.105),
+        (1.105, 1.106, 1.104, 1.105),
+    ]
     config = BacktestConfig(spread_points=20, spread_mode=mode)
     trade = backtest(make_bars(rows), [1, 0, 0, 0], config=config).trades.iloc[0]
     assert trade.entry_price == pytest.approx(entry, abs=1e-12)
@@ -112,8 +135,12 @@ def test_commission_is_charged_per_lot_per_side():
 
 
 def test_stop_loss_inside_a_bar_exits_at_the_stop():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.1, 1.1005, 1.0970, 1.098),
-            (1.098, 1.099, 1.097, 1.098)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.0995, 1.1),
+        (1.1, 1.1005, 1.0970, 1.098),
+        (1.098, 1.099, 1.097, 1.098),
+    ]
     result = backtest(make_bars(rows), [1, 1, 1, 1], sl_distance=[0.002] * 4)
     trade = result.trades.iloc[0]
     assert trade.exit_reason == "sl"
@@ -123,25 +150,39 @@ def test_stop_loss_inside_a_bar_exits_at_the_stop():
 
 
 def test_gap_through_the_stop_fills_at_the_open():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.095, 1.096, 1.094, 1.095),
-            (1.095, 1.096, 1.094, 1.095)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.0995, 1.1),
+        (1.095, 1.096, 1.094, 1.095),
+        (1.095, 1.096, 1.094, 1.095),
+    ]
     trade = backtest(make_bars(rows), [1, 1, 1, 1], sl=[1.098] * 4).trades.iloc[0]
     assert (trade.exit_reason, trade.exit_price) == ("sl", 1.095)
 
 
 def test_stop_is_assumed_first_when_sl_and_tp_share_a_bar():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.1, 1.105, 1.095, 1.1),
-            (1.1, 1.101, 1.099, 1.1)]
-    trade = backtest(make_bars(rows), [1, 1, 1, 1], sl_distance=[0.003] * 4,
-                     tp_distance=[0.003] * 4).trades.iloc[0]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.0995, 1.1),
+        (1.1, 1.105, 1.095, 1.1),
+        (1.1, 1.101, 1.099, 1.1),
+    ]
+    trade = backtest(
+        make_bars(rows), [1, 1, 1, 1], sl_distance=[0.003] * 4, tp_distance=[0.003] * 4
+    ).trades.iloc[0]
     assert (trade.exit_reason, trade.exit_price) == ("sl", pytest.approx(1.097))
 
 
 def test_take_profit_for_a_short():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.1, 1.1005, 1.0965, 1.097),
-            (1.097, 1.098, 1.096, 1.097)]
-    trade = backtest(make_bars(rows), [-1, -1, -1, -1], sl_distance=[0.005] * 4,
-                     tp_distance=[0.003] * 4).trades.iloc[0]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.0995, 1.1),
+        (1.1, 1.1005, 1.0965, 1.097),
+        (1.097, 1.098, 1.096, 1.097),
+    ]
+    trade = backtest(
+        make_bars(rows), [-1, -1, -1, -1], sl_distance=[0.005] * 4, tp_distance=[0.003] * 4
+    ).trades.iloc[0]
     assert trade.tp == pytest.approx(1.097)
     assert (trade.exit_reason, trade.exit_price) == ("tp", pytest.approx(1.097))
     assert trade.pnl == pytest.approx(0.003 * 10_000)
@@ -149,8 +190,9 @@ def test_take_profit_for_a_short():
 
 def test_absolute_levels_win_over_distances():
     rows = [(1.1, 1.101, 1.099, 1.1)] * 2 + [(1.1, 1.1, 1.0975, 1.098)] * 2
-    trade = backtest(make_bars(rows), [1, 1, 1, 1], sl=[1.0980] * 4,
-                     sl_distance=[0.0100] * 4).trades.iloc[0]
+    trade = backtest(
+        make_bars(rows), [1, 1, 1, 1], sl=[1.0980] * 4, sl_distance=[0.0100] * 4
+    ).trades.iloc[0]
     assert trade.sl == pytest.approx(1.098)
     assert trade.exit_reason == "sl"
 
@@ -173,12 +215,19 @@ def test_stop_can_trigger_on_the_entry_bar():
 
 
 def test_risk_sizing_uses_the_balance_before_each_entry():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), (1.1, 1.1, 1.0975, 1.098),
-            (1.098, 1.099, 1.097, 1.098), (1.098, 1.099, 1.097, 1.098),
-            (1.098, 1.098, 1.0955, 1.096), (1.096, 1.097, 1.095, 1.096)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.101, 1.0995, 1.1),
+        (1.1, 1.1, 1.0975, 1.098),
+        (1.098, 1.099, 1.097, 1.098),
+        (1.098, 1.099, 1.097, 1.098),
+        (1.098, 1.098, 1.0955, 1.096),
+        (1.096, 1.097, 1.095, 1.096),
+    ]
     config = BacktestConfig(spread_points=0, sizing=Sizing.risk(1.0))
-    result = backtest(make_bars(rows), [1, 1, 0, 1, 1, 1, 1], config=config,
-                      sl_distance=[0.002] * 7)
+    result = backtest(
+        make_bars(rows), [1, 1, 0, 1, 1, 1, 1], config=config, sl_distance=[0.002] * 7
+    )
     first, second = result.trades.iloc[0], result.trades.iloc[1]
     assert first.volume == pytest.approx(0.5)  # 100 USD risk / (0.002 × 100,000) per lot
     assert first.pnl == pytest.approx(-100.0)
@@ -199,8 +248,13 @@ def test_profit_of_a_usd_base_pair_is_converted_at_the_exit_price():
 
 
 def test_equity_is_marked_to_market_on_every_held_bar():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.102, 1.099, 1.101), (1.101, 1.104, 1.1, 1.103),
-            (1.103, 1.104, 1.102, 1.102), (1.102, 1.103, 1.101, 1.102)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.102, 1.099, 1.101),
+        (1.101, 1.104, 1.1, 1.103),
+        (1.103, 1.104, 1.102, 1.102),
+        (1.102, 1.103, 1.101, 1.102),
+    ]
     result = backtest(make_bars(rows), [1, 1, 1, 0, 0])
     # held from the open of bar 1 to the open of bar 4 (decision change on bar 3)
     expected = [10_000, 10_000 + 10, 10_000 + 30, 10_000 + 20, 10_000 + 20]
@@ -213,15 +267,29 @@ def test_trades_records_are_json_ready():
     record = result.trades_records()[0]
     assert record["entry_time"] == "2024-01-01T01:00:00+00:00"
     assert record["size"] == pytest.approx(10_000.0)
-    assert set(record) >= {"entry_time", "exit_time", "entry_price", "exit_price", "direction",
-                           "size", "pnl", "exit_reason"}
+    assert set(record) >= {
+        "entry_time",
+        "exit_time",
+        "entry_price",
+        "exit_price",
+        "direction",
+        "size",
+        "pnl",
+        "exit_reason",
+    }
     assert all(not isinstance(v, np.generic) for v in record.values())
 
 
-@pytest.mark.parametrize("bad", [
-    {"cash": 0}, {"cash": float("nan")}, {"commission_per_lot": -1}, {"spread_points": -2},
-    {"spread_mode": "mid"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"cash": 0},
+        {"cash": float("nan")},
+        {"commission_per_lot": -1},
+        {"spread_points": -2},
+        {"spread_mode": "mid"},
+    ],
+)
 def test_bad_config_is_rejected_with_the_value(bad):
     key, value = next(iter(bad.items()))
     with pytest.raises(ValueError, match=str(value) if key != "cash" else "cash"):
@@ -229,8 +297,10 @@ def test_bad_config_is_rejected_with_the_value(bad):
 
 
 def test_entry_event_in_the_held_direction_closes_and_reopens():
-    rows = [(1.10 + i / 1000, 1.10 + i / 1000 + 0.002, 1.10 + i / 1000 - 0.002, 1.10 + i / 1000)
-            for i in range(6)]
+    rows = [
+        (1.10 + i / 1000, 1.10 + i / 1000 + 0.002, 1.10 + i / 1000 - 0.002, 1.10 + i / 1000)
+        for i in range(6)
+    ]
     entry = [False, True, False, True, False, False]
     result = backtest(make_bars(rows), [0, 1, 1, 1, 1, 1], entry=entry)
     first, second = result.trades.iloc[0], result.trades.iloc[1]
@@ -254,20 +324,26 @@ def test_entry_event_while_flat_does_nothing():
 
 
 # bar 1 opens a long with its stop at 1.098, hit inside bar 2; bar 5 opens a short
-EXPOSURE_ROWS = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1),
-                 (1.1, 1.1005, 1.097, 1.098)] + [(1.098, 1.099, 1.097, 1.098)] * 5
+EXPOSURE_ROWS = [
+    (1.1, 1.101, 1.099, 1.1),
+    (1.1, 1.101, 1.0995, 1.1),
+    (1.1, 1.1005, 1.097, 1.098),
+] + [(1.098, 1.099, 1.097, 1.098)] * 5
 NAN = float("nan")
 
 
-@pytest.mark.parametrize(("position", "reasons", "held"), [
-    # the stop fills inside bar 2: bars 1-2 held; the signal exit fills at bar 7's open,
-    # so bar 7 is not held: bars 5-6
-    ([1, 1, 1, 0, -1, -1, 0, 0], ["sl", "signal"], 2 + 2),
-    # the short still open on the last bar closes at its close: bars 5-7 held
-    ([1, 1, 1, 0, -1, -1, -1, -1], ["sl", "end"], 2 + 3),
-    # a reversal at bar 5's open: the long 4-5 ends at that open, the short holds 5-7
-    ([0, 0, 0, 1, -1, -1, -1, -1], ["signal", "end"], 1 + 3),
-])
+@pytest.mark.parametrize(
+    ("position", "reasons", "held"),
+    [
+        # the stop fills inside bar 2: bars 1-2 held; the signal exit fills at bar 7's open,
+        # so bar 7 is not held: bars 5-6
+        ([1, 1, 1, 0, -1, -1, 0, 0], ["sl", "signal"], 2 + 2),
+        # the short still open on the last bar closes at its close: bars 5-7 held
+        ([1, 1, 1, 0, -1, -1, -1, -1], ["sl", "end"], 2 + 3),
+        # a reversal at bar 5's open: the long 4-5 ends at that open, the short holds 5-7
+        ([0, 0, 0, 1, -1, -1, -1, -1], ["signal", "end"], 1 + 3),
+    ],
+)
 def test_exposure_counts_a_bar_held_until_a_stop_inside_it(position, reasons, held):
     bars = make_bars(EXPOSURE_ROWS)
     sl_distance = [0.002, NAN, NAN, NAN, NAN, NAN, NAN, NAN]
@@ -278,8 +354,12 @@ def test_exposure_counts_a_bar_held_until_a_stop_inside_it(position, reasons, he
 
 
 def test_a_stop_on_the_entry_bar_is_one_bar_held():
-    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.1005, 1.090, 1.095), (1.095, 1.096, 1.094, 1.095),
-            (1.095, 1.096, 1.094, 1.095)]
+    rows = [
+        (1.1, 1.101, 1.099, 1.1),
+        (1.1, 1.1005, 1.090, 1.095),
+        (1.095, 1.096, 1.094, 1.095),
+        (1.095, 1.096, 1.094, 1.095),
+    ]
     result = backtest(make_bars(rows), [1, 1, 1, 1], sl_distance=[0.002] * 4)
     assert list(result.trades["exit_reason"]) == ["sl"]
     assert trade_exposure_bars(result.trades) == 1

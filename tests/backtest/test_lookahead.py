@@ -88,7 +88,8 @@ def test_data_shorter_than_the_check_needs_is_refused_with_the_counts(n_bars, ok
         check_lookahead(HonestSma(), short)
     assert str(info.value) == (
         f"HonestSma (module {__name__}) has a warm-up of 21 bars, so the look-ahead check "
-        f"needs at least 23 bars (a few hundred more make it stronger); the data has {n_bars}")
+        f"needs at least 23 bars (a few hundred more make it stronger); the data has {n_bars}"
+    )
 
 
 @pytest.mark.parametrize("count", [0, -1])
@@ -98,7 +99,6 @@ def test_no_checkpoints_is_refused(count, bars):
 
 
 def test_one_checkpoint_still_checks_the_last_bars(bars):
-    report = check_lookahead(HonestSma(), bars.iloc[:100].reset_index(drop=True),
-                             checkpoints=1)
+    report = check_lookahead(HonestSma(), bars.iloc[:100].reset_index(drop=True), checkpoints=1)
     assert report.ok and report.checked[-3:] == [97, 98, 99]
     assert report.checked[0] >= 21  # not inside the warm-up

@@ -25,33 +25,38 @@ def bars():
     return generate_bars("EURUSD", "H1", 3000, seed=12)
 
 
-@pytest.mark.parametrize(("specs", "expected"), [
-    (["fast=5:20:5"], {"fast": [5, 10, 15, 20]}),
-    (["fast=5, 7,9", "slow=30:40:10"], {"fast": [5, 7, 9], "slow": [30, 40]}),
-    (["fast=3:3:1"], {"fast": [3]}),
-])
+@pytest.mark.parametrize(
+    ("specs", "expected"),
+    [
+        (["fast=5:20:5"], {"fast": [5, 10, 15, 20]}),
+        (["fast=5, 7,9", "slow=30:40:10"], {"fast": [5, 7, 9], "slow": [30, 40]}),
+        (["fast=3:3:1"], {"fast": [3]}),
+    ],
+)
 def test_parse_grid(specs, expected):
     assert parse_grid(SmaCross, specs) == expected
 
 
 def test_float_ranges_have_no_drift():
     RsiReversion = get_strategy_from_file(ROOT / "backtest" / "strategies" / "rsi_reversion.py")
-    assert parse_grid(RsiReversion, ["sl_atr=0.1:0.5:0.1"])["sl_atr"] == [0.1, 0.2, 0.3, 0.4,
-                                                                          0.5]
+    assert parse_grid(RsiReversion, ["sl_atr=0.1:0.5:0.1"])["sl_atr"] == [0.1, 0.2, 0.3, 0.4, 0.5]
 
 
-@pytest.mark.parametrize(("specs", "message"), [
-    ([], "at least one --grid"),
-    (["fsat=1:5:1"], "did you mean 'fast'"),
-    (["fast"], "must look like name=start:stop:step"),
-    (["fast=1:x:1"], "must be numbers"),
-    (["fast=5:1:1"], "start 5 is above stop 1"),
-    (["fast=1:5:0"], "step must be > 0"),
-    (["fast=1:5:0.5"], "integer parameter"),
-    (["fast=1:5:1", "fast=2,3"], "given twice"),
-    (["fast=a,b"], "expects int"),
-    (["fast=1:100000:1", "slow=1:100:1"], "the grid has 10,000,000 combinations"),
-])
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        ([], "at least one --grid"),
+        (["fsat=1:5:1"], "did you mean 'fast'"),
+        (["fast"], "must look like name=start:stop:step"),
+        (["fast=1:x:1"], "must be numbers"),
+        (["fast=5:1:1"], "start 5 is above stop 1"),
+        (["fast=1:5:0"], "step must be > 0"),
+        (["fast=1:5:0.5"], "integer parameter"),
+        (["fast=1:5:1", "fast=2,3"], "given twice"),
+        (["fast=a,b"], "expects int"),
+        (["fast=1:100000:1", "slow=1:100:1"], "the grid has 10,000,000 combinations"),
+    ],
+)
 def test_bad_grids_name_the_spec(specs, message):
     with pytest.raises(GridError, match=message.replace("(", r"\(")):
         parse_grid(SmaCross, specs)
@@ -59,37 +64,64 @@ def test_bad_grids_name_the_spec(specs, message):
 
 def test_grid_equals_single_runs_sorted_by_metric(bars):
     grid = {"fast": [5, 10, 40], "slow": [20, 30]}
-    table = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe",
-                     workers=1, progress=False)
+    table = run_grid(
+        bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1, progress=False
+    )
     assert len(table) == 4 and table.attrs["skipped"] == 2  # fast=40 is not below slow
     sharpe = table["sharpe"].tolist()
     assert sharpe == sorted(sharpe, reverse=True)
     for row in table.itertuples():
-        single = run_backtest(bars, SmaCross(fast=row.fast, slow=row.slow), spec=SPEC,
-                              config=CONFIG).stats
+        single = run_backtest(
+            bars, SmaCross(fast=row.fast, slow=row.slow), spec=SPEC, config=CONFIG
+        ).stats
         assert row.sharpe == pytest.approx(single["sharpe"])
         assert row.n_trades == single["n_trades"]
 
 
 def test_two_workers_give_the_same_table_as_one(bars):
     grid = {"fast": [3, 5, 8, 13], "slow": [21, 34, 55]}
-    one = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="total_return_pct",
-                   workers=1, progress=False)
-    two = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="total_return_pct",
-                   workers=2, progress=False)
+    one = run_grid(
+        bars,
+        SmaCross,
+        grid,
+        spec=SPEC,
+        config=CONFIG,
+        metric="total_return_pct",
+        workers=1,
+        progress=False,
+    )
+    two = run_grid(
+        bars,
+        SmaCross,
+        grid,
+        spec=SPEC,
+        config=CONFIG,
+        metric="total_return_pct",
+        workers=2,
+        progress=False,
+    )
     pd.testing.assert_frame_equal(one, two)
 
 
 def test_unknown_metric_lists_the_valid_ones(bars):
     with pytest.raises(GridError, match=r"metric 'sharp' is unknown; use one of: .*sharpe"):
-        run_grid(bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric="sharp",
-                 progress=False)
+        run_grid(
+            bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric="sharp", progress=False
+        )
 
 
 def test_all_invalid_combinations_is_an_error(bars):
     with pytest.raises(GridError, match="none of the 1 combinations"):
-        run_grid(bars, SmaCross, {"fast": [50], "slow": [20]}, spec=SPEC, config=CONFIG,
-                 metric="sharpe", workers=1, progress=False)
+        run_grid(
+            bars,
+            SmaCross,
+            {"fast": [50], "slow": [20]},
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            workers=1,
+            progress=False,
+        )
 
 
 @pytest.mark.slow
@@ -97,43 +129,76 @@ def test_dask_cluster_gives_the_same_table(bars):
     from dask.distributed import LocalCluster
 
     grid = {"fast": [5, 10], "slow": [20, 30, 50]}
-    local = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe",
-                     workers=1, progress=False)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
-                      host="127.0.0.1", dashboard_address=None) as cluster:
+    local = run_grid(
+        bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1, progress=False
+    )
+    with LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
         assert cluster.scheduler_address.startswith("tcp://127.0.0.1:")
-        remote = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe",
-                          cluster=cluster.scheduler_address, progress=False)
+        remote = run_grid(
+            bars,
+            SmaCross,
+            grid,
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            cluster=cluster.scheduler_address,
+            progress=False,
+        )
     pd.testing.assert_frame_equal(local, remote)
 
 
 @pytest.mark.slow
 def test_unreachable_cluster_is_a_clear_error(bars):
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
-        run_grid(bars, SmaCross, {"fast": [5], "slow": [20]}, spec=SPEC, config=CONFIG,
-                 metric="sharpe", cluster="tcp://127.0.0.1:1", progress=False)
+        run_grid(
+            bars,
+            SmaCross,
+            {"fast": [5], "slow": [20]},
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            cluster="tcp://127.0.0.1:1",
+            progress=False,
+        )
 
 
 def test_max_drawdown_days_ranks_lowest_first_and_others_highest(bars):
     grid = {"fast": [3, 5, 8, 13], "slow": [21, 34, 55]}
-    for metric, lowest_first in (("max_drawdown_days", True), ("max_drawdown_pct", False),
-                                 ("profit_factor", False)):
+    for metric, lowest_first in (
+        ("max_drawdown_days", True),
+        ("max_drawdown_pct", False),
+        ("profit_factor", False),
+    ):
         assert metric_direction(metric) == ("lowest" if lowest_first else "highest")
-        table = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric=metric,
-                         workers=1, progress=False)
+        table = run_grid(
+            bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric=metric, workers=1, progress=False
+        )
         values = table[metric].dropna().tolist()
         assert len(set(values)) > 3, metric  # the order is not trivial
         assert values == sorted(values, reverse=not lowest_first), metric
         assert table.columns[2] == metric
 
 
-@pytest.mark.parametrize(("metric", "what"), [("start", "is not a number to rank by"),
-                                              ("end", "is not a number to rank by"),
-                                              ("drawdown", "is unknown")])
+@pytest.mark.parametrize(
+    ("metric", "what"),
+    [
+        ("start", "is not a number to rank by"),
+        ("end", "is not a number to rank by"),
+        ("drawdown", "is unknown"),
+    ],
+)
 def test_a_metric_that_cannot_rank_is_refused_naming_the_valid_ones(metric, what, bars):
     with pytest.raises(GridError) as info:
-        run_grid(bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric=metric,
-                 progress=False)
+        run_grid(
+            bars, SmaCross, {"fast": [5]}, spec=SPEC, config=CONFIG, metric=metric, progress=False
+        )
     message = str(info.value)
     assert message.startswith(f"metric {metric!r} {what}; use one of: ")
     valid = message.split("use one of: ")[1].split(", ")
@@ -143,8 +208,16 @@ def test_a_metric_that_cannot_rank_is_refused_naming_the_valid_ones(metric, what
 
 def test_a_parameter_both_fixed_and_searched_is_refused(bars):
     with pytest.raises(GridError, match="'slow' is given both as --param slow=30 and as --grid"):
-        run_grid(bars, SmaCross, {"slow": [20, 40]}, spec=SPEC, config=CONFIG, metric="sharpe",
-                 fixed_params={"slow": 30}, progress=False)
+        run_grid(
+            bars,
+            SmaCross,
+            {"slow": [20, 40]},
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            fixed_params={"slow": 30},
+            progress=False,
+        )
 
 
 FAULTY_GRID = """
@@ -175,31 +248,56 @@ def picky(tmp_path):
 
 def test_invalid_combinations_are_skipped_and_counted(picky, bars):
     cls, _ = picky
-    table = run_grid(bars, cls, {"fast": [5, 10, 30], "slow": [20, 40]}, spec=SPEC,
-                     config=CONFIG, metric="sharpe", workers=1, progress=False)
+    table = run_grid(
+        bars,
+        cls,
+        {"fast": [5, 10, 30], "slow": [20, 40]},
+        spec=SPEC,
+        config=CONFIG,
+        metric="sharpe",
+        workers=1,
+        progress=False,
+    )
     assert sorted(zip(table["fast"], table["slow"], strict=True)) == [
-        (5, 20), (5, 40), (10, 20), (10, 40), (30, 40)]
+        (5, 20),
+        (5, 40),
+        (10, 20),
+        (10, 40),
+        (30, 40),
+    ]
     assert (table.attrs["skipped"], table.attrs["combinations"]) == (1, 6)
     assert table_heading(table, len(bars), "sharpe") == (
         "6 combinations on 3000 bars (1 rejected by the strategy, 5 ranked), best by sharpe "
-        "(highest first):")
+        "(highest first):"
+    )
 
 
 def test_heading_without_refusals():
     table = pd.DataFrame({"fast": [5, 10], "max_drawdown_days": [1.0, 2.0]})
     table.attrs.update(skipped=0, combinations=2)
     assert table_heading(table, 500, "max_drawdown_days") == (
-        "2 combinations on 500 bars, best by max_drawdown_days (lowest first):")
+        "2 combinations on 500 bars, best by max_drawdown_days (lowest first):"
+    )
 
 
 def test_any_other_strategy_fault_stops_the_grid_naming_the_combination(picky, bars):
     cls, path = picky
     with pytest.raises(StrategyError) as info:
-        run_grid(bars, cls, {"fast": [5, 7], "slow": [20]}, spec=SPEC, config=CONFIG,
-                 metric="sharpe", workers=1, progress=False)
+        run_grid(
+            bars,
+            cls,
+            {"fast": [5, 7], "slow": [20]},
+            spec=SPEC,
+            config=CONFIG,
+            metric="sharpe",
+            workers=1,
+            progress=False,
+        )
     assert not isinstance(info.value, GridError)
-    assert str(info.value) == (f"Picky ({path}): validate() raised TypeError: a bug for fast=7 "
-                               "(parameters fast=7, slow=20)")
+    assert str(info.value) == (
+        f"Picky ({path}): validate() raised TypeError: a bug for fast=7 "
+        "(parameters fast=7, slow=20)"
+    )
 
 
 def test_worker_processes_rebuild_the_class_without_its_file(tmp_path, bars):
@@ -208,8 +306,10 @@ def test_worker_processes_rebuild_the_class_without_its_file(tmp_path, bars):
     cls = get_strategy_from_file(copy)
     copy.unlink()  # workers get the file's text, not its path
     grid = {"fast": [3, 5, 8], "slow": [21, 34]}
-    two = run_grid(bars, cls, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=2,
-                   progress=False)
-    one = run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1,
-                   progress=False)
+    two = run_grid(
+        bars, cls, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=2, progress=False
+    )
+    one = run_grid(
+        bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1, progress=False
+    )
     pd.testing.assert_frame_equal(one, two)

@@ -15,7 +15,7 @@ from backtest.synthetic import generate_bars
 
 ROOT = Path(__file__).resolve().parents[2]
 RsiReversion = get_strategy_from_file(ROOT / "backtest" / "strategies" / "rsi_reversion.py")
-XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
 pytestmark = pytest.mark.browser
 
@@ -53,11 +53,15 @@ def test_report_renders_offline_with_the_right_numbers(page_probe, tmp_path):
     page = probe.page
     assert probe.errors == [] and probe.blocked == []
     sizes = page.eval_on_selector_all(
-        "canvas", "els => els.map(e => e.getBoundingClientRect().width * "
-        "e.getBoundingClientRect().height)")
+        "canvas",
+        "els => els.map(e => e.getBoundingClientRect().width * e.getBoundingClientRect().height)",
+    )
     assert len(sizes) >= 3 and min(sizes) > 0
-    stats = dict(page.eval_on_selector_all(
-        "#stats tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"))
+    stats = dict(
+        page.eval_on_selector_all(
+            "#stats tr", "rows => rows.map(r => [r.cells[0].textContent, r.cells[1].textContent])"
+        )
+    )
     assert stats["Trades"] == f"{result.stats['n_trades']:,}"
     assert stats["Return [%]"] == f"{result.stats['total_return_pct']:,.2f}"
     assert stats["Max. drawdown [%]"] == f"{result.stats['max_drawdown_pct']:,.2f}"
@@ -89,14 +93,16 @@ def test_embedded_json_cannot_close_the_script():
 def test_a_large_backtest_is_thinned_and_stays_small(page_probe, tmp_path):
     bars = generate_bars("EURUSD", "M15", 200_000, seed=6)
     path = tmp_path / "large.html"
-    report_for(get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")(),
-               bars, path)
+    report_for(
+        get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")(), bars, path
+    )
     assert path.stat().st_size < 6_000_000
     probe = open_report(page_probe, path)
     note = probe.page.text_content("#price-note")
     assert "200,000 bars shown as" in note and "candles" in note
     candles = probe.page.evaluate(
-        "JSON.parse(document.getElementById('report-data').textContent).candles.length")
+        "JSON.parse(document.getElementById('report-data').textContent).candles.length"
+    )
     assert candles <= MAX_CANDLES
     assert "thinned" in probe.page.text_content("#equity-note")
     assert probe.errors == []
@@ -107,32 +113,44 @@ def test_walkforward_report_renders_offline(page_probe, tmp_path):
 
     bars = generate_bars("EURUSD", "H1", 3000, seed=9)
     SmaCross = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")
-    result = run_walkforward(bars, SmaCross, {"fast": [5, 10], "slow": [30, 60]},
-                             spec=get_symbol_spec("EURUSD"), config=BacktestConfig(),
-                             metric="sharpe", train=1000, test=500, workers=1, progress=False)
+    result = run_walkforward(
+        bars,
+        SmaCross,
+        {"fast": [5, 10], "slow": [30, 60]},
+        spec=get_symbol_spec("EURUSD"),
+        config=BacktestConfig(),
+        metric="sharpe",
+        train=1000,
+        test=500,
+        workers=1,
+        progress=False,
+    )
     path = tmp_path / "walkforward.html"
-    write_walkforward_report(result, path, title="Walk-forward: SmaCross on EURUSD",
-                             subtitle="3,000 bars")
+    write_walkforward_report(
+        result, path, title="Walk-forward: SmaCross on EURUSD", subtitle="3,000 bars"
+    )
     probe = open_report(page_probe, path)
     page = probe.page
     assert probe.errors == [] and probe.blocked == [] and probe.dialogs == []
     assert page.text_content("#title") == "Walk-forward: SmaCross on EURUSD"
     for chart in ("#equity", "#drawdown"):
         sizes = page.eval_on_selector_all(
-            f"{chart} canvas", "els => els.map(e => e.getBoundingClientRect().width * "
-            "e.getBoundingClientRect().height)")
+            f"{chart} canvas",
+            "els => els.map(e => e.getBoundingClientRect().width * "
+            "e.getBoundingClientRect().height)",
+        )
         assert sizes and max(sizes) > 10_000, chart
     stats = page.eval_on_selector_all(
-        "#stats tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        "#stats tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
     assert len(stats) == len(SUMMARY_STATS)
     trades = dict((row[0], row[2]) for row in stats)["Trades"]
     assert trades == f"{result.oos_stats['n_trades']:,}"
     assert page.eval_on_selector_all("#windows tbody tr", "rows => rows.length") == 4
-    points = page.evaluate("window.__report.series.equity.data()"
-                           ".map(p => [p.time, p.value])")
+    points = page.evaluate("window.__report.series.equity.data().map(p => [p.time, p.value])")
     assert len(points) == len(result.oos_equity)
     assert points[0][1] == 10_000 and points[-1][1] == round(result.oos_equity.iloc[-1], 2)
     markers = page.evaluate(
-        "JSON.parse(document.getElementById('report-data').textContent).markers"
-        ".map(m => m.text)")
+        "JSON.parse(document.getElementById('report-data').textContent).markers.map(m => m.text)"
+    )
     assert markers == ["W1", "W2", "W3", "W4"]

@@ -130,8 +130,9 @@ def test_sma_cross_matches_the_canonical_loop(fast, slow, seed, random_bars):
     close = random_bars(5000, seed=seed, digits=3)["close"].to_numpy()
     bars = pd.DataFrame({"close": close})
     expected = _canonical_sma_cross(close, fast, slow)
-    np.testing.assert_array_equal(SmaCross(fast=fast, slow=slow).signals(bars)["position"],
-                                  expected)
+    np.testing.assert_array_equal(
+        SmaCross(fast=fast, slow=slow).signals(bars)["position"], expected
+    )
 
 
 def test_sma_cross_through_a_tie_is_not_a_cross():
@@ -246,8 +247,11 @@ def test_get_strategy_from_file_returns_the_shipped_class(file, cls):
     [
         (SmaCross, ["fast=5", "slow=20"], {"fast": 5, "slow": 20}),
         (SmaCross, [" slow = 40.0 "], {"slow": 40}),
-        (RsiReversion, ["oversold=25", "period=7", "tp_atr=0"],
-         {"oversold": 25.0, "period": 7, "tp_atr": 0.0}),
+        (
+            RsiReversion,
+            ["oversold=25", "period=7", "tp_atr=0"],
+            {"oversold": 25.0, "period": 7, "tp_atr": 0.0},
+        ),
         (DonchianBreakout, ["atr_stop=1.5", "channel=55"], {"atr_stop": 1.5, "channel": 55}),
         (SmaCross, [], {}),
     ],

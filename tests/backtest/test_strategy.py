@@ -25,19 +25,25 @@ from tests.backtest.conftest import PERIODS_STRATEGY
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAD = "import sys\nimport pandas as pd\nfrom backtest.strategy import Strategy\n\n"
-SIGNALS = ("    def signals(self, bars):\n"
-           "        return (bars['close'] > bars['close'].shift()).astype(int)\n")
+SIGNALS = (
+    "    def signals(self, bars):\n"
+    "        return (bars['close'] > bars['close'].shift()).astype(int)\n"
+)
 
 # name -> class body (signals() is appended); each fault lies outside signals()
 FAULTY = {
-    "init raises": ("    def __init__(self, **params):\n"
-                    "        super().__init__(**params)\n"
-                    "        raise KeyError('no such setting')\n"),
-    "validate raises TypeError": ("    def validate(self):\n"
-                                  "        raise TypeError('unsupported operand')\n"),
+    "init raises": (
+        "    def __init__(self, **params):\n"
+        "        super().__init__(**params)\n"
+        "        raise KeyError('no such setting')\n"
+    ),
+    "validate raises TypeError": (
+        "    def validate(self):\n        raise TypeError('unsupported operand')\n"
+    ),
     "validate calls sys.exit": "    def validate(self):\n        sys.exit(3)\n",
-    "warmup raises": ("    @property\n    def warmup(self):\n"
-                      "        raise RuntimeError('warmup broke')\n"),
+    "warmup raises": (
+        "    @property\n    def warmup(self):\n        raise RuntimeError('warmup broke')\n"
+    ),
     "warmup is a float": "    @property\n    def warmup(self):\n        return 2.5\n",
     "warmup is negative": "    @property\n    def warmup(self):\n        return -1\n",
     "warmup is a bool": "    warmup = True\n",
@@ -69,17 +75,20 @@ def test_faults_outside_signals_name_the_class_and_file(case, tmp_path):
     assert str(info.value).startswith(f"Faulty ({path}): ")
 
 
-@pytest.mark.parametrize(("case", "fragment"), [
-    ("init raises", "creating Faulty() raised KeyError: 'no such setting'"),
-    ("validate raises TypeError", "validate() raised TypeError: unsupported operand"),
-    ("validate calls sys.exit", "validate() raised SystemExit: 3"),
-    ("warmup raises", "warmup raised RuntimeError: warmup broke"),
-    ("warmup is a float", "warmup must be an integer >= 0, got 2.5"),
-    ("warmup is negative", "warmup must be an integer >= 0, got -1"),
-    ("warmup is a bool", "warmup must be an integer >= 0, got True"),
-    ("label raises", "label() raised IndexError: label broke"),
-    ("label is not a str", "label() must return a str, got int"),
-])
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("init raises", "creating Faulty() raised KeyError: 'no such setting'"),
+        ("validate raises TypeError", "validate() raised TypeError: unsupported operand"),
+        ("validate calls sys.exit", "validate() raised SystemExit: 3"),
+        ("warmup raises", "warmup raised RuntimeError: warmup broke"),
+        ("warmup is a float", "warmup must be an integer >= 0, got 2.5"),
+        ("warmup is negative", "warmup must be an integer >= 0, got -1"),
+        ("warmup is a bool", "warmup must be an integer >= 0, got True"),
+        ("label raises", "label() raised IndexError: label broke"),
+        ("label is not a str", "label() must return a str, got int"),
+    ],
+)
 def test_fault_messages_say_what_the_strategy_was_doing(case, fragment, tmp_path):
     cls = get_strategy_from_file(strategy_file(tmp_path, FAULTY[case]))
     with pytest.raises(StrategyError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -103,8 +112,11 @@ def test_sys_exit_at_import_is_a_strategy_error(tmp_path):
 def test_an_unresolvable_annotation_names_the_class_and_file(tmp_path):
     path = tmp_path / "annotated.py"
     path.write_text(HEAD + "class Annotated(Strategy):\n    fast: 'Undefined' = 3\n" + SIGNALS)
-    with pytest.raises(StrategyError, match=rf"Annotated \({path}\): reading its parameter "
-                                            r"annotations raised NameError: .*Undefined"):
+    with pytest.raises(
+        StrategyError,
+        match=rf"Annotated \({path}\): reading its parameter "
+        r"annotations raised NameError: .*Undefined",
+    ):
         get_strategy_from_file(path)
 
 
@@ -113,8 +125,9 @@ def test_validate_value_error_is_invalid_parameters(tmp_path):
     path.write_text(PERIODS_STRATEGY)
     cls = get_strategy_from_file(path)
     assert create_strategy(cls, {"fast": 3}).params == {"fast": 3, "slow": 20}
-    with pytest.raises(InvalidParameters,
-                       match=rf"^Periods \({path}\): fast \(30\) must be below slow \(20\)$"):
+    with pytest.raises(
+        InvalidParameters, match=rf"^Periods \({path}\): fast \(30\) must be below slow \(20\)$"
+    ):
         create_strategy(cls, {"fast": 30})
 
 

@@ -36,15 +36,23 @@ def test_no_bars_in_the_weekend_gap():
     friday_hours = set(bars.loc[days == "Friday", "time"].dt.hour)
     assert max(friday_hours) == 21
     daily = generate_bars("EURUSD", "D1", 30, seed=3)
-    assert set(daily["time"].dt.day_name()) == {"Monday", "Tuesday", "Wednesday", "Thursday",
-                                                "Friday"}
+    assert set(daily["time"].dt.day_name()) == {
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+    }
 
 
-@pytest.mark.parametrize(("symbol", "digits", "low", "high", "spread_range"), [
-    ("EURUSD", 5, 0.8, 1.5, (4, 20)),
-    ("USDJPY", 3, 100, 200, (4, 20)),
-    ("XAUUSD", 2, 1500, 2600, (15, 45)),
-])
+@pytest.mark.parametrize(
+    ("symbol", "digits", "low", "high", "spread_range"),
+    [
+        ("EURUSD", 5, 0.8, 1.5, (4, 20)),
+        ("USDJPY", 3, 100, 200, (4, 20)),
+        ("XAUUSD", 2, 1500, 2600, (15, 45)),
+    ],
+)
 def test_prices_digits_and_spreads_per_symbol(symbol, digits, low, high, spread_range):
     bars = generate_bars(symbol, "H1", 2000, seed=2)
     prices = bars[["open", "high", "low", "close"]].to_numpy()
@@ -57,10 +65,14 @@ def test_prices_digits_and_spreads_per_symbol(symbol, digits, low, high, spread_
 def test_spreads_widen_at_rollover_and_volume_follows_activity():
     bars = generate_bars("EURUSD", "H1", 24 * 200, seed=8)
     hour = bars["time"].dt.hour
-    assert bars.loc[hour.isin([21, 22]), "spread"].mean() > \
-        1.8 * bars.loc[hour.between(8, 16), "spread"].mean()
-    assert bars.loc[hour.between(12, 15), "tick_volume"].mean() > \
-        1.5 * bars.loc[hour.between(0, 3), "tick_volume"].mean()
+    assert (
+        bars.loc[hour.isin([21, 22]), "spread"].mean()
+        > 1.8 * bars.loc[hour.between(8, 16), "spread"].mean()
+    )
+    assert (
+        bars.loc[hour.between(12, 15), "tick_volume"].mean()
+        > 1.5 * bars.loc[hour.between(0, 3), "tick_volume"].mean()
+    )
 
 
 def test_hourly_volatility_is_fx_like():

@@ -22,21 +22,31 @@ SmaCross = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.
 RsiReversion = get_strategy_from_file(ROOT / "backtest" / "strategies" / "rsi_reversion.py")
 
 
-@pytest.mark.parametrize(("mode", "expected"), [
-    ("rolling", [Window(0, 100, 100, 130), Window(30, 130, 130, 160),
-                 Window(60, 160, 160, 190)]),
-    ("anchored", [Window(0, 100, 100, 130), Window(0, 130, 130, 160),
-                  Window(0, 160, 160, 190)]),
-])
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        (
+            "rolling",
+            [Window(0, 100, 100, 130), Window(30, 130, 130, 160), Window(60, 160, 160, 190)],
+        ),
+        (
+            "anchored",
+            [Window(0, 100, 100, 130), Window(0, 130, 130, 160), Window(0, 160, 160, 190)],
+        ),
+    ],
+)
 def test_window_boundaries(mode, expected):
     assert windows(200, 100, 30, mode) == expected
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ((100, 0, 10, "rolling"), "must be positive"),
-    ((100, 80, 30, "rolling"), "at least train \\+ test = 110 bars"),
-    ((100, 50, 10, "sideways"), "rolling or anchored"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((100, 0, 10, "rolling"), "must be positive"),
+        ((100, 80, 30, "rolling"), "at least train \\+ test = 110 bars"),
+        ((100, 50, 10, "sideways"), "rolling or anchored"),
+    ],
+)
 def test_bad_windows(args, message):
     with pytest.raises(GridError, match=message):
         windows(*args)
@@ -46,9 +56,18 @@ def test_bad_windows(args, message):
 def result():
     bars = generate_bars("EURUSD", "H1", 4000, seed=31)
     return bars, run_walkforward(
-        bars, SmaCross, {"fast": [5, 10, 20], "slow": [30, 60]},
-        spec=get_symbol_spec("EURUSD"), config=BacktestConfig(spread_points=0),
-        metric="sharpe", train=2000, test=500, mode="rolling", workers=1, progress=False)
+        bars,
+        SmaCross,
+        {"fast": [5, 10, 20], "slow": [30, 60]},
+        spec=get_symbol_spec("EURUSD"),
+        config=BacktestConfig(spread_points=0),
+        metric="sharpe",
+        train=2000,
+        test=500,
+        mode="rolling",
+        workers=1,
+        progress=False,
+    )
 
 
 def test_out_of_sample_trades_lie_inside_the_test_windows(result):
@@ -57,8 +76,10 @@ def test_out_of_sample_trades_lie_inside_the_test_windows(result):
     first_test = bars["time"].iloc[2000]
     assert (wf.oos_trades["entry_time"] >= first_test).all()
     for _, row in wf.windows.iterrows():
-        inside = wf.oos_trades[(wf.oos_trades["entry_time"] >= row["test_start"])
-                               & (wf.oos_trades["entry_time"] <= row["test_end"])]
+        inside = wf.oos_trades[
+            (wf.oos_trades["entry_time"] >= row["test_start"])
+            & (wf.oos_trades["entry_time"] <= row["test_end"])
+        ]
         assert len(inside) == row["OOS trades"]
 
 
@@ -68,8 +89,7 @@ def test_stitched_equity_is_continuous_and_compounds(result):
     assert equity.index.is_monotonic_increasing and equity.index.is_unique
     assert equity.index[0] == bars["time"].iloc[2000]
     assert len(equity) == 2000
-    assert wf.oos_stats["total_return_pct"] == pytest.approx(
-        100 * (equity.iloc[-1] / 10_000 - 1))
+    assert wf.oos_stats["total_return_pct"] == pytest.approx(100 * (equity.iloc[-1] / 10_000 - 1))
     jumps = np.abs(np.diff(equity.to_numpy()))
     assert jumps.max() < 500  # no reset to the starting cash between windows
 
@@ -97,9 +117,18 @@ def held_bars(trades, equity_index) -> int:
 def with_stops():
     bars = generate_bars("EURUSD", "H1", 3000, seed=17)
     return run_walkforward(
-        bars, RsiReversion, {"period": [7, 14], "sl_atr": [1.0, 2.0]},
-        spec=get_symbol_spec("EURUSD"), config=BacktestConfig(), metric="total_return_pct",
-        train=1000, test=500, mode="anchored", workers=1, progress=False)
+        bars,
+        RsiReversion,
+        {"period": [7, 14], "sl_atr": [1.0, 2.0]},
+        spec=get_symbol_spec("EURUSD"),
+        config=BacktestConfig(),
+        metric="total_return_pct",
+        train=1000,
+        test=500,
+        mode="anchored",
+        workers=1,
+        progress=False,
+    )
 
 
 def test_out_of_sample_exposure_comes_from_the_out_of_sample_trades(result, with_stops):
@@ -127,6 +156,10 @@ def test_json_carries_the_stitched_equity_from_the_starting_cash(with_stops):
         assert values[500 * k] == values[500 * k - 1]
     assert document["oos_trades"] == len(with_stops.oos_trades)
     written = json.loads(with_stops.json_text(), parse_float=Decimal)
-    metrics = [row[key] for row in written["windows"] for key in row
-               if key.startswith(("IS ", "OOS ")) and isinstance(row[key], Decimal)]
+    metrics = [
+        row[key]
+        for row in written["windows"]
+        for key in row
+        if key.startswith(("IS ", "OOS ")) and isinstance(row[key], Decimal)
+    ]
     assert len(metrics) == 8 and max(-m.as_tuple().exponent for m in metrics) <= 6

@@ -44,9 +44,13 @@ def live_config(tmp_path: Path) -> Callable[..., LiveConfig]:
 
     def factory(**overrides: object) -> LiveConfig:
         base: dict[str, object] = {
-            "backend": "sim", "audit_db": tmp_path / "audit.db", "log_dir": tmp_path / "logs",
-            "kill_switch_file": tmp_path / "KILL_SWITCH", "sim_speed": "max",
-            "strategy_path": str(SMA_CROSS), "order_retry_base_seconds": 0.0,
+            "backend": "sim",
+            "audit_db": tmp_path / "audit.db",
+            "log_dir": tmp_path / "logs",
+            "kill_switch_file": tmp_path / "KILL_SWITCH",
+            "sim_speed": "max",
+            "strategy_path": str(SMA_CROSS),
+            "order_retry_base_seconds": 0.0,
             "order_retry_max_seconds": 0.0,
         }
         base.update(overrides)
@@ -74,14 +78,24 @@ def make_trader() -> Iterator[Callable[..., LiveTrader]]:
     """Factory: a LiveTrader on an injected (test-driven) simulator; closed at teardown."""
     made: list[LiveTrader] = []
 
-    def factory(config: LiveConfig, terminal: SimTerminal, *, strategy: Strategy | None = None,
-                alerts: object = None, busy_timeout_s: float = 5.0) -> LiveTrader:
-        strategy = strategy or get_strategy_from_file(config.strategy_path,
-                                                      config.strategy_param_pairs())
-        trader = LiveTrader(config, connector=MT5Connector(config, api=terminal),
-                            strategy=strategy,
-                            audit=AuditLogger(config.audit_db, busy_timeout_s=busy_timeout_s),
-                            alerts=alerts)
+    def factory(
+        config: LiveConfig,
+        terminal: SimTerminal,
+        *,
+        strategy: Strategy | None = None,
+        alerts: object = None,
+        busy_timeout_s: float = 5.0,
+    ) -> LiveTrader:
+        strategy = strategy or get_strategy_from_file(
+            config.strategy_path, config.strategy_param_pairs()
+        )
+        trader = LiveTrader(
+            config,
+            connector=MT5Connector(config, api=terminal),
+            strategy=strategy,
+            audit=AuditLogger(config.audit_db, busy_timeout_s=busy_timeout_s),
+            alerts=alerts,
+        )
         made.append(trader)
         return trader
 

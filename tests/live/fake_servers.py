@@ -55,11 +55,13 @@ class FakeServer:
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-        record = Received(self.name_of(handler.path), self.params_of(handler, body),
-                          dict(handler.headers), body)
+        record = Received(
+            self.name_of(handler.path), self.params_of(handler, body), dict(handler.headers), body
+        )
         with self.lock:
-            scripted = self.answers.popleft() if self.answers and \
-                self.scripted_for(record) else None
+            scripted = (
+                self.answers.popleft() if self.answers and self.scripted_for(record) else None
+            )
         status, reply, delay = scripted or (200, self.reply(record), 0.0)
         if delay:
             time.sleep(delay)  # a slow receiver, on purpose
@@ -73,16 +75,20 @@ class FakeServer:
         handler.end_headers()
         handler.wfile.write(payload)
 
-    def wait_for(self, count: int, name: str | None = None, timeout: float = 10.0
-                 ) -> list[Received]:
+    def wait_for(
+        self, count: int, name: str | None = None, timeout: float = 10.0
+    ) -> list[Received]:
         """Block until `count` requests (of `name`) have arrived; returns them."""
+
         def matching() -> list[Received]:
             return [r for r in self.received if name is None or r.name == name]
 
         with self.arrived:
             if not self.arrived.wait_for(lambda: len(matching()) >= count, timeout=timeout):
-                raise AssertionError(f"only {len(matching())} of {count} {name or ''} requests "
-                                     f"arrived within {timeout} s")
+                raise AssertionError(
+                    f"only {len(matching())} of {count} {name or ''} requests "
+                    f"arrived within {timeout} s"
+                )
             return matching()
 
     # to be specialised
@@ -111,7 +117,7 @@ class FakeTelegram(FakeServer):
 
     def name_of(self, path: str) -> str:
         prefix = f"/bot{self.token}/"
-        return path[len(prefix):] if path.startswith(prefix) else f"WRONG TOKEN {path}"
+        return path[len(prefix) :] if path.startswith(prefix) else f"WRONG TOKEN {path}"
 
     def params_of(self, handler: BaseHTTPRequestHandler, body: bytes) -> dict:
         if "json" in (handler.headers.get("Content-Type") or ""):
@@ -131,23 +137,42 @@ class FakeTelegram(FakeServer):
         """A message a user sends to the bot (at `date`, default now), returned by the next
         getUpdates."""
         with self.lock:
-            self.updates.append({"update_id": self.next_update, "message": {
-                "message_id": self.next_update, "date": int(time.time() if date is None
-                                                              else date), "text": text,
-                "chat": {"id": chat_id, "type": "private"},
-                "from": {"id": chat_id, "is_bot": False, "first_name": "Trader"}}})
+            self.updates.append(
+                {
+                    "update_id": self.next_update,
+                    "message": {
+                        "message_id": self.next_update,
+                        "date": int(time.time() if date is None else date),
+                        "text": text,
+                        "chat": {"id": chat_id, "type": "private"},
+                        "from": {"id": chat_id, "is_bot": False, "first_name": "Trader"},
+                    },
+                }
+            )
             self.next_update += 1
 
     def reply(self, record: Received) -> dict:
         if record.name == "getMe":
-            return {"ok": True, "result": {"id": 1, "is_bot": True, "first_name": "Alerts",
-                                           "username": "alerts_test_bot"}}
+            return {
+                "ok": True,
+                "result": {
+                    "id": 1,
+                    "is_bot": True,
+                    "first_name": "Alerts",
+                    "username": "alerts_test_bot",
+                },
+            }
         if record.name == "sendMessage":
             self.next_message += 1
-            return {"ok": True, "result": {
-                "message_id": self.next_message, "date": int(time.time()),
-                "chat": {"id": int(record.params["chat_id"]), "type": "private"},
-                "text": record.params["text"]}}
+            return {
+                "ok": True,
+                "result": {
+                    "message_id": self.next_message,
+                    "date": int(time.time()),
+                    "chat": {"id": int(record.params["chat_id"]), "type": "private"},
+                    "text": record.params["text"],
+                },
+            }
         if record.name == "getUpdates":
             return {"ok": True, "result": self._updates(record.params)}
         if record.name in ("close", "logOut", "deleteWebhook"):
@@ -174,8 +199,16 @@ class FakeTelegram(FakeServer):
 
 
 def too_many_requests(retry_after: int) -> tuple[int, dict, float]:
-    return 429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry "
-                 f"after {retry_after}", "parameters": {"retry_after": retry_after}}, 0.0
+    return (
+        429,
+        {
+            "ok": False,
+            "error_code": 429,
+            "description": f"Too Many Requests: retry after {retry_after}",
+            "parameters": {"retry_after": retry_after},
+        },
+        0.0,
+    )
 
 
 def server_error() -> tuple[int, dict, float]:

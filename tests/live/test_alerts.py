@@ -38,10 +38,15 @@ def hook():
 @pytest.fixture
 def alert_config(live_config, telegram, hook):
     def factory(**overrides: object):
-        base = {"telegram_bot_token": TOKEN, "telegram_chat_id": str(CHAT),
-                "telegram_api_url": telegram.url, "webhook_url": hook.url + "/hook",
-                "webhook_secret": SECRET}
+        base = {
+            "telegram_bot_token": TOKEN,
+            "telegram_chat_id": str(CHAT),
+            "telegram_api_url": telegram.url,
+            "webhook_url": hook.url + "/hook",
+            "webhook_secret": SECRET,
+        }
         return live_config(**{**base, **overrides})
+
     return factory
 
 
@@ -51,8 +56,7 @@ def make_alerts():
 
     def factory(config, **options: object) -> AlertSystem:
         audit = AuditLogger(config.audit_db)
-        system = AlertSystem.from_config(config, audit=audit,
-                                         **{"base_delay_s": 0.01, **options})
+        system = AlertSystem.from_config(config, audit=audit, **{"base_delay_s": 0.01, **options})
         made.append(system)
         return system
 
@@ -67,13 +71,16 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def test_both_channels_receive_formatted_messages_in_order(alert_config, make_alerts,
-                                                           telegram, hook):
+def test_both_channels_receive_formatted_messages_in_order(
+    alert_config, make_alerts, telegram, hook
+):
     alerts = make_alerts(alert_config())
-    sent = [("startup", "dry-run on EURUSD", "info"),
-            ("trade_opened", "opened EURUSD buy 0.1 lots at 1.1", "info"),
-            ("order_failed", "GBPUSD sell order rejected: 10016 invalid stops", "error"),
-            ("kill_switch", "KILL SWITCH halt: no new entries", "critical")]
+    sent = [
+        ("startup", "dry-run on EURUSD", "info"),
+        ("trade_opened", "opened EURUSD buy 0.1 lots at 1.1", "info"),
+        ("order_failed", "GBPUSD sell order rejected: 10016 invalid stops", "error"),
+        ("kill_switch", "KILL SWITCH halt: no new entries", "critical"),
+    ]
     for kind, text, severity in sent:
         alerts.notify(kind, text, severity=severity, symbol="EURUSD")
     alerts.close(timeout_s=5.0)
@@ -81,8 +88,9 @@ def test_both_channels_receive_formatted_messages_in_order(alert_config, make_al
     expected = [format_message(kind, severity, text) for kind, text, severity in sent]
     assert telegram.texts() == expected
     assert expected[3].startswith("[!!!] Kill switch\n")
-    assert all(r.params["chat_id"] == str(CHAT) for r in telegram.received
-               if r.name == "sendMessage")
+    assert all(
+        r.params["chat_id"] == str(CHAT) for r in telegram.received if r.name == "sendMessage"
+    )
     posts = hook.wait_for(4)
     assert [json.loads(p.body)["text"] for p in posts] == expected
     assert [json.loads(p.body)["kind"] for p in posts] == [k for k, _, _ in sent]
@@ -104,8 +112,7 @@ def test_retry_after_from_telegram_is_honoured(alert_config, make_alerts, telegr
     assert telegram.texts()[-1].endswith("terminal unreachable")
 
 
-def test_failing_receiver_is_retried_with_backoff_then_delivered(alert_config, make_alerts,
-                                                                 hook):
+def test_failing_receiver_is_retried_with_backoff_then_delivered(alert_config, make_alerts, hook):
     hook.answers.extend([server_error(), server_error()])
     config = alert_config(telegram_bot_token="")
     alerts = make_alerts(config)
@@ -113,9 +120,13 @@ def test_failing_receiver_is_retried_with_backoff_then_delivered(alert_config, m
     hook.wait_for(3)
     alerts.close()
     rows = AuditLogger(config.audit_db).reader.query(
-        "SELECT status, attempts FROM alert_deliveries ORDER BY id")
-    assert [(r["status"], r["attempts"]) for r in rows] == [("failed", 1), ("failed", 2),
-                                                           ("delivered", 3)]
+        "SELECT status, attempts FROM alert_deliveries ORDER BY id"
+    )
+    assert [(r["status"], r["attempts"]) for r in rows] == [
+        ("failed", 1),
+        ("failed", 2),
+        ("delivered", 3),
+    ]
 
 
 def test_a_refusal_is_not_retried(alert_config, make_alerts, hook):
@@ -129,9 +140,9 @@ def test_a_refusal_is_not_retried(alert_config, make_alerts, hook):
     assert row["status"] == "dropped" and "400" in row["detail"]
 
 
-def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(alert_config,
-                                                                        make_alerts,
-                                                                        telegram, hook):
+def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(
+    alert_config, make_alerts, telegram, hook
+):
     hook.answers.append((200, {"ok": True}, 3.0))  # the webhook hangs for 3 s
     alerts = make_alerts(alert_config())
     alerts.notify("trade_closed", "closed EURUSD long 0.1 lots: P/L 12.00 (tp)")
@@ -144,8 +155,9 @@ def test_a_slow_channel_delays_neither_the_caller_nor_the_other_channel(alert_co
     assert len(hook.wait_for(2)) == 2
 
 
-def test_a_flood_of_the_same_alert_becomes_one_message_and_a_count(alert_config, make_alerts,
-                                                                   telegram):
+def test_a_flood_of_the_same_alert_becomes_one_message_and_a_count(
+    alert_config, make_alerts, telegram
+):
     alerts = make_alerts(alert_config(webhook_url=""), flood_window_s=0.3)
     for _ in range(50):
         alerts.notify("disconnect", "MT5 terminal unreachable; retrying", severity="error")
@@ -156,8 +168,7 @@ def test_a_flood_of_the_same_alert_becomes_one_message_and_a_count(alert_config,
     assert texts[1].endswith("(repeated 49 more times in 0 s)")
 
 
-def test_undelivered_alerts_are_sent_after_a_restart(alert_config, make_alerts, telegram,
-                                                     caplog):
+def test_undelivered_alerts_are_sent_after_a_restart(alert_config, make_alerts, telegram, caplog):
     caplog.set_level(logging.DEBUG)
     down = alert_config(webhook_url="", telegram_api_url=closed_port_url())
     first = make_alerts(down)
@@ -181,8 +192,9 @@ def test_below_the_minimum_level_nothing_is_sent(alert_config, make_alerts, tele
     assert telegram.texts() == [format_message("error", "error", "broken")]
 
 
-def test_commands_from_the_configured_chat_only(alert_config, make_alerts, telegram, make_sim,
-                                                make_trader, caplog):
+def test_commands_from_the_configured_chat_only(
+    alert_config, make_alerts, telegram, make_sim, make_trader, caplog
+):
     config = alert_config(webhook_url="", strategy_params="fast=5,slow=12")
     terminal = make_sim()
     trader = make_trader(config, terminal)

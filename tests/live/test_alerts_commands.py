@@ -24,8 +24,9 @@ def ask(telegram, text: str) -> str:
     return telegram.texts()[before]
 
 
-def test_commands_sent_before_the_start_are_not_replayed(alert_config, make_alerts, telegram,
-                                                         caplog):
+def test_commands_sent_before_the_start_are_not_replayed(
+    alert_config, make_alerts, telegram, caplog
+):
     config = alert_config(webhook_url="")
     config.kill_switch_file.write_text("halt\n")
     an_hour_ago = time.time() - 3600
@@ -43,8 +44,7 @@ def test_commands_sent_before_the_start_are_not_replayed(alert_config, make_aler
     assert "sent before the trader started were dropped" in caplog.text
 
 
-def test_a_command_sent_as_the_listener_starts_is_answered(alert_config, make_alerts,
-                                                           telegram):
+def test_a_command_sent_as_the_listener_starts_is_answered(alert_config, make_alerts, telegram):
     """The newest pending update is kept when it was sent after the start."""
     config = alert_config(webhook_url="")
     alerts = make_alerts(config)
@@ -65,8 +65,7 @@ def test_stop_keeps_a_stronger_kill_switch(alert_config, make_alerts, telegram, 
     assert config.kill_switch_file.read_text() == f"{level}\n"
 
 
-def test_stop_on_an_empty_file_reads_it_as_the_trader_does(alert_config, make_alerts,
-                                                           telegram):
+def test_stop_on_an_empty_file_reads_it_as_the_trader_does(alert_config, make_alerts, telegram):
     """An empty file means KILL_SWITCH_ACTION, here close_all: /stop leaves it."""
     config = alert_config(webhook_url="", kill_switch_action="close_all")
     config.kill_switch_file.write_text("")
@@ -81,7 +80,8 @@ def test_stop_on_an_empty_file_reads_it_as_the_trader_does(alert_config, make_al
 
 
 def test_a_failing_command_is_answered_and_the_listener_keeps_going(
-        alert_config, make_alerts, telegram, make_sim, make_trader, caplog):
+    alert_config, make_alerts, telegram, make_sim, make_trader, caplog
+):
     config = alert_config(webhook_url="", strategy_params="fast=5,slow=12")
     terminal = make_sim()
     trader = make_trader(config, terminal)

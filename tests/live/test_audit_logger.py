@@ -31,17 +31,58 @@ def audit(tmp_path):
 
 def fill(audit: AuditLogger) -> None:
     audit.record_event("startup", "hello", data={"mode": "dry-run"})
-    audit.record_signal(symbol="EURUSD", bar_time=T0, action="open_long", outcome="executed",
-                        position=1, entry=True, client_order_id="LTX")
-    audit.record_order(client_order_id="LTX", status="intent", symbol="EURUSD", dry_run=False,
-                       side="buy", kind="open", volume=0.1, price=1.1)
-    audit.record_order(client_order_id="LTX", status="filled", symbol="EURUSD", dry_run=False,
-                       side="buy", kind="open", volume=0.1, fill_price=1.10003)
-    audit.record_trade(symbol="EURUSD", position_ticket=7, dry_run=False, direction="long",
-                       volume=0.1, entry_time=T0, entry_price=1.1, exit_time=T0, exit_price=1.2,
-                       pnl=1000.0, exit_reason="tp")
-    audit.record_snapshot(balance=1e4, equity=1.01e4, margin=100.0, margin_free=1e4,
-                          margin_level=1e4, profit=100.0, open_positions=1, dry_run=False)
+    audit.record_signal(
+        symbol="EURUSD",
+        bar_time=T0,
+        action="open_long",
+        outcome="executed",
+        position=1,
+        entry=True,
+        client_order_id="LTX",
+    )
+    audit.record_order(
+        client_order_id="LTX",
+        status="intent",
+        symbol="EURUSD",
+        dry_run=False,
+        side="buy",
+        kind="open",
+        volume=0.1,
+        price=1.1,
+    )
+    audit.record_order(
+        client_order_id="LTX",
+        status="filled",
+        symbol="EURUSD",
+        dry_run=False,
+        side="buy",
+        kind="open",
+        volume=0.1,
+        fill_price=1.10003,
+    )
+    audit.record_trade(
+        symbol="EURUSD",
+        position_ticket=7,
+        dry_run=False,
+        direction="long",
+        volume=0.1,
+        entry_time=T0,
+        entry_price=1.1,
+        exit_time=T0,
+        exit_price=1.2,
+        pnl=1000.0,
+        exit_reason="tp",
+    )
+    audit.record_snapshot(
+        balance=1e4,
+        equity=1.01e4,
+        margin=100.0,
+        margin_free=1e4,
+        margin_level=1e4,
+        profit=100.0,
+        open_positions=1,
+        dry_run=False,
+    )
 
 
 def test_fresh_database_has_wal_schema_version_and_intact_chains(audit):
@@ -54,10 +95,13 @@ def test_fresh_database_has_wal_schema_version_and_intact_chains(audit):
     assert all(r.ok for r in reports) and sum(r.rows for r in reports) == 6
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE orders SET status = 'rejected' WHERE id = 2",
-    "DELETE FROM events WHERE id = 1",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE orders SET status = 'rejected' WHERE id = 2",
+        "DELETE FROM events WHERE id = 1",
+    ],
+)
 def test_tables_refuse_updates_and_deletes(audit, statement):
     fill(audit)
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -75,11 +119,14 @@ def tamper(path, sql: str) -> None:
     conn.close()
 
 
-@pytest.mark.parametrize(("sql", "table", "broken_id", "reason"), [
-    ("UPDATE orders SET fill_price = 1.0 WHERE id = 2", "orders", 2, "edited"),
-    ("DELETE FROM orders WHERE id = 1", "orders", 2, "removed"),
-    ("UPDATE trades SET pnl = 5000 WHERE id = 1", "trades", 1, "edited"),
-])
+@pytest.mark.parametrize(
+    ("sql", "table", "broken_id", "reason"),
+    [
+        ("UPDATE orders SET fill_price = 1.0 WHERE id = 2", "orders", 2, "edited"),
+        ("DELETE FROM orders WHERE id = 1", "orders", 2, "removed"),
+        ("UPDATE trades SET pnl = 5000 WHERE id = 1", "trades", 1, "edited"),
+    ],
+)
 def test_verify_names_the_first_broken_link(audit, sql, table, broken_id, reason, capsys):
     fill(audit)
     audit.record_order(client_order_id="LTY", status="intent", symbol="EURUSD", dry_run=False)
@@ -93,11 +140,17 @@ def test_verify_names_the_first_broken_link(audit, sql, table, broken_id, reason
 
 def test_verify_command_line_exit_codes(audit, tmp_path):
     fill(audit)
-    ok = subprocess.run([sys.executable, "-m", "live.audit_logger", "verify", str(audit.path)],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "live.audit_logger", "verify", str(audit.path)],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "orders             ok      2 rows" in ok.stdout
-    missing = subprocess.run([sys.executable, "-m", "live.audit_logger", "verify",
-                              str(tmp_path / "none.db")], capture_output=True, text=True)
+    missing = subprocess.run(
+        [sys.executable, "-m", "live.audit_logger", "verify", str(tmp_path / "none.db")],
+        capture_output=True,
+        text=True,
+    )
     assert missing.returncode == 2 and "not found" in missing.stderr
 
 
@@ -114,8 +167,16 @@ def test_order_life_queries(audit):
 
 def test_trades_summary_and_duplicate_trade_rows(audit):
     for ticket, pnl in ((1, 100.0), (2, -50.0), (3, 30.0), (4, -80.0)):
-        assert audit.record_trade(symbol="EURUSD", position_ticket=ticket, dry_run=True,
-                                  pnl=pnl, exit_time=T0 + timedelta(hours=ticket)) is not None
+        assert (
+            audit.record_trade(
+                symbol="EURUSD",
+                position_ticket=ticket,
+                dry_run=True,
+                pnl=pnl,
+                exit_time=T0 + timedelta(hours=ticket),
+            )
+            is not None
+        )
     assert audit.record_trade(symbol="EURUSD", position_ticket=1, dry_run=True, pnl=1.0) is None
     summary = audit.reader.trades_summary()
     assert summary["count"] == 4 and summary["wins"] == 2
@@ -140,8 +201,9 @@ def test_a_locked_database_raises_audit_write_error(tmp_path):
 
 def test_naive_datetimes_are_refused(audit):
     with pytest.raises(ValueError, match="naive datetime"):
-        audit.record_signal(symbol="EURUSD", bar_time=datetime(2024, 1, 1), action="none",
-                            outcome="no_action")
+        audit.record_signal(
+            symbol="EURUSD", bar_time=datetime(2024, 1, 1), action="none", outcome="no_action"
+        )
 
 
 def test_reopening_does_not_migrate_twice_and_chains_continue(tmp_path):
@@ -159,17 +221,36 @@ def test_reader_is_read_only(audit):
     fill(audit)
     reader = AuditReader(audit.path)
     with pytest.raises(sqlite3.OperationalError):
-        reader.query("INSERT INTO events (ts, level, kind, prev_hash, row_hash) "
-                     "VALUES ('x','info','k','0','0')")
+        reader.query(
+            "INSERT INTO events (ts, level, kind, prev_hash, row_hash) "
+            "VALUES ('x','info','k','0','0')"
+        )
 
 
-@pytest.mark.parametrize(("table", "row"), [
-    ("account_snapshots", {"balance": 10_000, "profit": -0.0, "open_positions": 2.0,
-                           "dry_run": True}),
-    ("orders", {"client_order_id": "LT1", "status": "sent", "symbol": "EURUSD", "side": "buy",
-                "kind": "open", "volume": 1, "price": -0.0,
-                "comment": 12.5, "retcode": 10009.0, "dry_run": 0}),
-])
+@pytest.mark.parametrize(
+    ("table", "row"),
+    [
+        (
+            "account_snapshots",
+            {"balance": 10_000, "profit": -0.0, "open_positions": 2.0, "dry_run": True},
+        ),
+        (
+            "orders",
+            {
+                "client_order_id": "LT1",
+                "status": "sent",
+                "symbol": "EURUSD",
+                "side": "buy",
+                "kind": "open",
+                "volume": 1,
+                "price": -0.0,
+                "comment": 12.5,
+                "retcode": 10009.0,
+                "dry_run": 0,
+            },
+        ),
+    ],
+)
 def test_values_sqlite_converts_still_verify(audit, table, row):
     """Ints in REAL columns, -0.0, integral floats and numbers in TEXT columns read back
     differently from how they were passed; the chain must still hold."""

@@ -27,8 +27,9 @@ SYMBOLS = ("EURUSD", "XAUUSD", "USDTRY", "USDJPY")
 
 @pytest.fixture
 def broker(make_sim, live_config):
-    connector = MT5Connector(live_config(symbols=("EURUSD",)),
-                             api=make_sim(symbols=SYMBOLS, history_bars=500))
+    connector = MT5Connector(
+        live_config(symbols=("EURUSD",)), api=make_sim(symbols=SYMBOLS, history_bars=500)
+    )
     connector.connect()
     return connector
 
@@ -36,9 +37,18 @@ def broker(make_sim, live_config):
 def request_for(broker, symbol="EURUSD", *, side="buy", volume=0.1, sl=None, tp=None):
     tick = broker.tick(symbol)
     return build_order_request(
-        symbol=symbol, side=side, volume=volume, price=tick.ask if side == "buy" else tick.bid,
-        spec=broker.symbol_spec(symbol), magic=7, comment="LTTEST", deviation=20,
-        filling=broker.filling_mode(symbol), sl=sl, tp=tp)
+        symbol=symbol,
+        side=side,
+        volume=volume,
+        price=tick.ask if side == "buy" else tick.bid,
+        spec=broker.symbol_spec(symbol),
+        magic=7,
+        comment="LTTEST",
+        deviation=20,
+        filling=broker.filling_mode(symbol),
+        sl=sl,
+        tp=tp,
+    )
 
 
 def test_decision_uses_only_the_bars_needed_and_matches_the_full_history(broker):
@@ -55,30 +65,58 @@ def test_decision_uses_only_the_bars_needed_and_matches_the_full_history(broker)
 
 def test_request_rounds_prices_and_volume_with_api_types(broker):
     spec = broker.symbol_spec("EURUSD")
-    request = build_order_request(symbol="EURUSD", side="sell", volume=0.129, price=1.1234567,
-                                  spec=spec, magic=7, comment="LTX", deviation=20, filling=1,
-                                  sl=1.13000049, position=42)
+    request = build_order_request(
+        symbol="EURUSD",
+        side="sell",
+        volume=0.129,
+        price=1.1234567,
+        spec=spec,
+        magic=7,
+        comment="LTX",
+        deviation=20,
+        filling=1,
+        sl=1.13000049,
+        position=42,
+    )
     assert request["price"] == 1.12346 and request["sl"] == 1.13 and request["tp"] == 0.0
     assert request["volume"] == 0.12  # floored to the step: never more than asked
     assert request["position"] == 42 and request["type"] == 1
     assert all(type(request[k]) is float for k in ("volume", "price", "sl", "tp"))
-    assert all(type(request[k]) is int for k in ("action", "type", "deviation", "magic",
-                                                 "type_time", "type_filling"))
+    assert all(
+        type(request[k]) is int
+        for k in ("action", "type", "deviation", "magic", "type_time", "type_filling")
+    )
     with pytest.raises(ValueError, match="29 characters"):
-        build_order_request(symbol="EURUSD", side="buy", volume=0.1, price=1.1, spec=spec,
-                            magic=7, comment="x" * 30, deviation=20, filling=1)
+        build_order_request(
+            symbol="EURUSD",
+            side="buy",
+            volume=0.1,
+            price=1.1,
+            spec=spec,
+            magic=7,
+            comment="x" * 30,
+            deviation=20,
+            filling=1,
+        )
 
 
 def test_stop_levels_from_distances_and_absolute_prices(broker):
     spec = broker.symbol_spec("EURUSD")
     nan = float("nan")
-    base = dict(symbol="EURUSD", bar_time=datetime.now(timezone.utc), act=True, entry=True,
-                previous_position=0, close=1.1, bars=30)
-    by_distance = Decision(position=-1, sl=nan, tp=nan, sl_distance=0.0020,
-                           tp_distance=0.00301, **base)
+    base = dict(
+        symbol="EURUSD",
+        bar_time=datetime.now(timezone.utc),
+        act=True,
+        entry=True,
+        previous_position=0,
+        close=1.1,
+        bars=30,
+    )
+    by_distance = Decision(
+        position=-1, sl=nan, tp=nan, sl_distance=0.0020, tp_distance=0.00301, **base
+    )
     assert stop_levels(by_distance, spec, 1.10000) == (1.102, 1.09699)
-    absolute = Decision(position=1, sl=1.0912345, tp=nan, sl_distance=0.5, tp_distance=nan,
-                        **base)
+    absolute = Decision(position=1, sl=1.0912345, tp=nan, sl_distance=0.5, tp_distance=nan, **base)
     assert stop_levels(absolute, spec, 1.1) == (1.09123, None)
 
 
@@ -95,15 +133,21 @@ def bad_requests(broker):
     }
 
 
-@pytest.mark.parametrize("case", ["volume step", "disabled symbol", "stop too close",
-                                  "stop on the wrong side", "no money"])
+@pytest.mark.parametrize(
+    "case",
+    ["volume step", "disabled symbol", "stop too close", "stop on the wrong side", "no money"],
+)
 def test_precheck_refuses_what_order_check_refuses(broker, case):
     request, code = bad_requests(broker)[case]
     symbol = request["symbol"]
     with pytest.raises(PrecheckFailed) as refused:
-        simulate_precheck(request, spec=broker.symbol_spec(symbol),
-                          symbol_info=broker.symbol_info(symbol), tick=broker.tick(symbol),
-                          account=broker.account())
+        simulate_precheck(
+            request,
+            spec=broker.symbol_spec(symbol),
+            symbol_info=broker.symbol_info(symbol),
+            tick=broker.tick(symbol),
+            account=broker.account(),
+        )
     assert refused.value.code == code
     assert symbol in str(refused.value)
     assert broker._api.order_check(request).retcode == code  # the terminal agrees
@@ -111,11 +155,16 @@ def test_precheck_refuses_what_order_check_refuses(broker, case):
 
 def test_precheck_passes_a_good_order_that_order_check_accepts(broker):
     tick = broker.tick("XAUUSD")
-    request = request_for(broker, "XAUUSD", sl=round(tick.bid - 5.0, 2),
-                          tp=round(tick.ask + 5.0, 2))
-    simulate_precheck(request, spec=broker.symbol_spec("XAUUSD"),
-                      symbol_info=broker.symbol_info("XAUUSD"), tick=tick,
-                      account=broker.account())
+    request = request_for(
+        broker, "XAUUSD", sl=round(tick.bid - 5.0, 2), tp=round(tick.ask + 5.0, 2)
+    )
+    simulate_precheck(
+        request,
+        spec=broker.symbol_spec("XAUUSD"),
+        symbol_info=broker.symbol_info("XAUUSD"),
+        tick=tick,
+        account=broker.account(),
+    )
     assert broker._api.order_check(request).retcode == 0
 
 
@@ -123,9 +172,15 @@ def test_stale_quotes_mean_the_market_is_closed(broker):
     tick = broker.tick("EURUSD")
     later = datetime.fromtimestamp(tick.time, tz=timezone.utc) + timedelta(hours=3)
     with pytest.raises(PrecheckFailed, match="market closed") as refused:
-        simulate_precheck(request_for(broker), spec=broker.symbol_spec("EURUSD"),
-                          symbol_info=broker.symbol_info("EURUSD"), tick=tick,
-                          account=broker.account(), now=later, max_tick_age_s=3600)
+        simulate_precheck(
+            request_for(broker),
+            spec=broker.symbol_spec("EURUSD"),
+            symbol_info=broker.symbol_info("EURUSD"),
+            tick=tick,
+            account=broker.account(),
+            now=later,
+            max_tick_age_s=3600,
+        )
     assert refused.value.code == 10018
 
 
@@ -147,5 +202,9 @@ def test_the_bridge_object_decides_like_the_functions(broker):
     assert len(bars) == bars_needed(strategy)
     assert bridge.decide("EURUSD", bars).bar_time == decision.bar_time
     spec = broker.symbol_spec("EURUSD")
-    assert bridge.position_size(spec=spec, equity=10_000.0, entry_price=1.1, sl=None,
-                                account_currency="USD") == 0.1  # Sizing's default lots
+    assert (
+        bridge.position_size(
+            spec=spec, equity=10_000.0, entry_price=1.1, sl=None, account_currency="USD"
+        )
+        == 0.1
+    )  # Sizing's default lots

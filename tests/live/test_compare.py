@@ -24,24 +24,35 @@ EURUSD = get_symbol_spec("EURUSD")
 
 
 def trades(*rows: tuple) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=["entry_time", "exit_time", "entry_price", "exit_price",
-                                        "direction", "volume", "pnl"])
+    frame = pd.DataFrame(
+        rows,
+        columns=[
+            "entry_time",
+            "exit_time",
+            "entry_price",
+            "exit_price",
+            "direction",
+            "volume",
+            "pnl",
+        ],
+    )
     for column in ("entry_time", "exit_time"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
 
 
 def test_matching_slippage_missed_and_extra():
-    live = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.10012, 1.10100, "long", 0.1, 8.8),
-                  ("2024-01-02 10:00", "2024-01-02 11:00", 1.20000, 1.19000, "short", 0.1, 100),
-                  ("2024-01-05 10:00", "2024-01-05 11:00", 1.1, 1.1, "long", 0.1, 0.0))
-    backtest = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.10010, 1.10105, "long", 1.0,
-                       95.0),
-                      ("2024-01-02 11:00", "2024-01-02 11:00", 1.20003, 1.19000, "short", 1.0,
-                       1003.0),
-                      ("2024-01-03 10:00", "2024-01-03 11:00", 1.1, 1.1, "short", 1.0, 0.0))
-    result = compare(live, backtest, spec=EURUSD, bar_seconds=3600, symbol="EURUSD",
-                     strategy="S")
+    live = trades(
+        ("2024-01-01 10:00", "2024-01-01 12:00", 1.10012, 1.10100, "long", 0.1, 8.8),
+        ("2024-01-02 10:00", "2024-01-02 11:00", 1.20000, 1.19000, "short", 0.1, 100),
+        ("2024-01-05 10:00", "2024-01-05 11:00", 1.1, 1.1, "long", 0.1, 0.0),
+    )
+    backtest = trades(
+        ("2024-01-01 10:00", "2024-01-01 12:00", 1.10010, 1.10105, "long", 1.0, 95.0),
+        ("2024-01-02 11:00", "2024-01-02 11:00", 1.20003, 1.19000, "short", 1.0, 1003.0),
+        ("2024-01-03 10:00", "2024-01-03 11:00", 1.1, 1.1, "short", 1.0, 0.0),
+    )
+    result = compare(live, backtest, spec=EURUSD, bar_seconds=3600, symbol="EURUSD", strategy="S")
     assert len(result.matched) == 2 and len(result.missed) == 1 and len(result.extra) == 1
     first, second = result.matched
     assert first["entry_slippage_points"] == 2.0  # bought 2 points higher: worse
@@ -53,7 +64,8 @@ def test_matching_slippage_missed_and_extra():
 
 
 def test_a_replay_on_the_simulator_matches_the_backtest_fill_for_fill(
-        tmp_path, live_config, make_sim, make_trader, capsys):
+    tmp_path, live_config, make_sim, make_trader, capsys
+):
     bars = generate_bars("EURUSD", "H1", 700, seed=21)  # with its spread: costs are equal
     csv = tmp_path / "eurusd.csv"
     save_csv(bars, csv)
@@ -72,8 +84,7 @@ def test_a_replay_on_the_simulator_matches_the_backtest_fill_for_fill(
     assert report.read_text().count("<tr>") > 20
 
 
-def test_ambiguous_symbol_is_a_usage_error(tmp_path, live_config, make_sim, make_trader,
-                                           capsys):
+def test_ambiguous_symbol_is_a_usage_error(tmp_path, live_config, make_sim, make_trader, capsys):
     config = live_config(symbols=("EURUSD", "GBPUSD"), strategy_params="fast=2,slow=4")
     terminal = make_sim(symbols=("EURUSD", "GBPUSD"))
     trader = make_trader(config, terminal)
@@ -88,19 +99,27 @@ def test_ambiguous_symbol_is_a_usage_error(tmp_path, live_config, make_sim, make
 def test_missed_trades_count_at_the_traders_volume():
     """A backtest-only trade of 1 lot making 50.0 counts 5.0 when the trader trades 0.1."""
     live = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.1001, 1.1011, "long", 0.1, 10.0))
-    backtest = trades(("2024-01-01 10:00", "2024-01-01 12:00", 1.1001, 1.1011, "long", 1.0,
-                       100.0),
-                      ("2024-01-03 10:00", "2024-01-03 11:00", 1.1050, 1.1000, "short", 1.0,
-                       50.0))
-    result = compare(live, backtest, spec=EURUSD, bar_seconds=3600, symbol="EURUSD",
-                     strategy="S", volume=0.1, volume_note="the trader's fixed volume")
+    backtest = trades(
+        ("2024-01-01 10:00", "2024-01-01 12:00", 1.1001, 1.1011, "long", 1.0, 100.0),
+        ("2024-01-03 10:00", "2024-01-03 11:00", 1.1050, 1.1000, "short", 1.0, 50.0),
+    )
+    result = compare(
+        live,
+        backtest,
+        spec=EURUSD,
+        bar_seconds=3600,
+        symbol="EURUSD",
+        strategy="S",
+        volume=0.1,
+        volume_note="the trader's fixed volume",
+    )
     (missed,) = result.missed
     assert (missed["volume"], missed["pnl"]) == (0.1, 5.0)
     assert (missed["backtest_volume"], missed["backtest_pnl"]) == (1.0, 50.0)
     assert result.backtest_pnl == 15.0 and result.pnl_difference == -5.0
     assert "missed ones at the trader's fixed volume" in summary_lines(result)[-1]
     page = html_report(result)
-    missed_table = page[page.index("<h2>Missed"):page.index("<h2>Extra")]
+    missed_table = page[page.index("<h2>Missed") : page.index("<h2>Extra")]
     assert "<th>volume</th>" in missed_table and "<td>0.1</td>" in missed_table
     assert "missed (backtest only):" in table_text(result)
 
@@ -108,18 +127,32 @@ def test_missed_trades_count_at_the_traders_volume():
 def test_the_volume_the_trader_would_have_used(tmp_path):
     audit = AuditLogger(tmp_path / "audit.db")
     for number, volume in enumerate((0.02, 0.02, 0.02)):
-        audit.record_order(client_order_id=f"LTFIXED{number}", status="filled",
-                           symbol="EURUSD", side="buy", kind="open", volume=volume,
-                           dry_run=True)
+        audit.record_order(
+            client_order_id=f"LTFIXED{number}",
+            status="filled",
+            symbol="EURUSD",
+            side="buy",
+            kind="open",
+            volume=volume,
+            dry_run=True,
+        )
     for number, volume in enumerate((0.1, 0.3, 0.2)):
-        audit.record_order(client_order_id=f"LTRISK{number}", status="filled",
-                           symbol="GBPUSD", side="buy", kind="open", volume=volume,
-                           dry_run=True)
+        audit.record_order(
+            client_order_id=f"LTRISK{number}",
+            status="filled",
+            symbol="GBPUSD",
+            side="buy",
+            kind="open",
+            volume=volume,
+            dry_run=True,
+        )
     reader = AuditReader(audit.path)
     volume, note = trader_volume(reader, "EURUSD", trades())
     assert volume == 0.02 and "fixed volume, 0.02 lots" in note
-    risk = trades(("2024-01-01", "2024-01-02", 1.1, 1.1, "long", 0.1, 0.0),
-                  ("2024-01-03", "2024-01-04", 1.1, 1.1, "long", 0.4, 0.0))
+    risk = trades(
+        ("2024-01-01", "2024-01-02", 1.1, 1.1, "long", 0.1, 0.0),
+        ("2024-01-03", "2024-01-04", 1.1, 1.1, "long", 0.4, 0.0),
+    )
     assert trader_volume(reader, "GBPUSD", risk) == (0.25, "the median live volume, 0.25 lots")
     assert trader_volume(reader, "USDJPY", trades())[0] is None
 
@@ -137,24 +170,41 @@ def quick_start(tmp_path_factory) -> Path:
     its files in a folder of its own through a settings file."""
     folder = tmp_path_factory.mktemp("quick_start")
     env = folder / "quick.env"
-    env.write_text(f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
-                   f"KILL_SWITCH_FILE={folder / 'KILL_SWITCH'}\n")
-    done = subprocess.run([sys.executable, str(ROOT / "live" / "live_trader.py"), "--config",
-                           str(env), "--strategy", str(SMA_CROSS), "--dry-run",
-                           "--max-bars", "400"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    env.write_text(
+        f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
+        f"KILL_SWITCH_FILE={folder / 'KILL_SWITCH'}\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "live" / "live_trader.py"),
+            "--config",
+            str(env),
+            "--strategy",
+            str(SMA_CROSS),
+            "--dry-run",
+            "--max-bars",
+            "400",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return env
 
 
-def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_start,
-                                                                         capsys):
+def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_start, capsys):
     assert main(["--config", str(quick_start), "--sim"]) == 0  # no --db: AUDIT_DB
     out = capsys.readouterr().out
-    assert ("bars: the built-in simulator's generated bars, seed 7 (settings recorded by the "
-            "trader at start-up)") in out
-    assert re.search(r"matched [1-9][0-9]*, missed \(backtest only\) 0, extra \(live only\) 0",
-                     out), out
+    assert (
+        "bars: the built-in simulator's generated bars, seed 7 (settings recorded by the "
+        "trader at start-up)"
+    ) in out
+    assert re.search(
+        r"matched [1-9][0-9]*, missed \(backtest only\) 0, extra \(live only\) 0", out
+    ), out
     assert "difference +0.00" in out
 
 
@@ -172,9 +222,20 @@ def copy_of_quick_start(quick_start: Path, tmp_path: Path) -> tuple[Path, dict]:
 def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, capsys):
     """When the start-up record carries the simulator's settings, they win over .env."""
     db, recorded = copy_of_quick_start(quick_start, tmp_path)
-    AuditLogger(db).record_event("startup", "restarted", data={
-        **recorded, "sim": {"seed": 7, "n_bars": 20_000, "symbols": ["EURUSD"],
-                            "timeframe": "H1", "data": None}})
+    AuditLogger(db).record_event(
+        "startup",
+        "restarted",
+        data={
+            **recorded,
+            "sim": {
+                "seed": 7,
+                "n_bars": 20_000,
+                "symbols": ["EURUSD"],
+                "timeframe": "H1",
+                "data": None,
+            },
+        },
+    )
     env = tmp_path / "other.env"
     env.write_text(f"AUDIT_DB={db}\nSIM_SEED=99\n")
     assert main(["--config", str(env), "--sim"]) == 0
@@ -183,8 +244,7 @@ def test_sim_prefers_the_settings_the_trader_recorded(quick_start, tmp_path, cap
     assert "difference +0.00" in out
 
 
-def test_sim_falls_back_to_the_settings_for_an_older_start_up_record(quick_start, tmp_path,
-                                                                    capsys):
+def test_sim_falls_back_to_the_settings_for_an_older_start_up_record(quick_start, tmp_path, capsys):
     """A start-up record without simulator settings: SIM_SEED of the settings is used, and
     the output says where the seed came from."""
     db, recorded = copy_of_quick_start(quick_start, tmp_path)
@@ -201,10 +261,22 @@ def test_sim_falls_back_to_the_settings_for_an_older_start_up_record(quick_start
 
 def test_sim_is_refused_for_a_run_on_a_terminal(tmp_path, capsys):
     audit = AuditLogger(tmp_path / "audit.db")
-    audit.record_event("startup", "live", data={"backend": "mt5linux", "symbols": ["EURUSD"],
-                                                "strategy_source": str(SMA_CROSS)})
-    audit.record_trade(symbol="EURUSD", position_ticket=1, dry_run=True, direction="long",
-                       volume=0.01, entry_time="2024-01-01T00:00:00+00:00", entry_price=1.1,
-                       exit_time="2024-01-01T01:00:00+00:00", exit_price=1.1, pnl=0.0)
+    audit.record_event(
+        "startup",
+        "live",
+        data={"backend": "mt5linux", "symbols": ["EURUSD"], "strategy_source": str(SMA_CROSS)},
+    )
+    audit.record_trade(
+        symbol="EURUSD",
+        position_ticket=1,
+        dry_run=True,
+        direction="long",
+        volume=0.01,
+        entry_time="2024-01-01T00:00:00+00:00",
+        entry_price=1.1,
+        exit_time="2024-01-01T01:00:00+00:00",
+        exit_price=1.1,
+        pnl=0.0,
+    )
     assert main(["--db", str(audit.path), "--sim"]) == 2
     assert "ran via mt5linux" in capsys.readouterr().err

@@ -34,24 +34,32 @@ def test_precedence_env_file_then_environment_then_overrides(tmp_path):
     assert config.timeframe == "H4"
 
 
-@pytest.mark.parametrize(("key", "value", "message"), [
-    ("MAX_DAILY_LOSS_PCT", "abc", "MAX_DAILY_LOSS_PCT='abc': expected a number"),
-    ("MAX_DAILY_LOSS_PCT", "150", "must be <= 100"),
-    ("DRY_RUN", "maybe", "DRY_RUN='maybe': expected true or false"),
-    ("MT5_BACKEND", "mt4", "did you mean mt5"),
-    ("TIMEFRAME", "H5", "TIMEFRAME='H5'"),
-    ("MT5LINUX_PORT", "70000", "must be <= 65535"),
-    ("TRADING_DAY_TZ", "Mars/Base", "unknown timezone"),
-    ("SYMBOLS", " , ", "at least one symbol"),
-    ("LOT_SIZE", "-1", "LOT_SIZE=-1.0: must be > 0"),
-    ("SIM_SPEED", "fast", "positive number or max"),
-    ("WEBHOOK_URL", "ftp://x", "must start with http"),
-    ("KILL_SWITCH_ACTION", "panic", "halt, reduce, close_all"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("MAX_DAILY_LOSS_PCT", "abc", "MAX_DAILY_LOSS_PCT='abc': expected a number"),
+        ("MAX_DAILY_LOSS_PCT", "150", "must be <= 100"),
+        ("DRY_RUN", "maybe", "DRY_RUN='maybe': expected true or false"),
+        ("MT5_BACKEND", "mt4", "did you mean mt5"),
+        ("TIMEFRAME", "H5", "TIMEFRAME='H5'"),
+        ("MT5LINUX_PORT", "70000", "must be <= 65535"),
+        ("TRADING_DAY_TZ", "Mars/Base", "unknown timezone"),
+        ("SYMBOLS", " , ", "at least one symbol"),
+        ("LOT_SIZE", "-1", "LOT_SIZE=-1.0: must be > 0"),
+        ("SIM_SPEED", "fast", "positive number or max"),
+        ("WEBHOOK_URL", "ftp://x", "must start with http"),
+        ("KILL_SWITCH_ACTION", "panic", "halt, reduce, close_all"),
+    ],
+)
 def test_bad_values_name_the_key_and_value(tmp_path, key, value, message):
     env = write_env(tmp_path, f"{key}={value}\n")
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("+", r"\+").replace("*", r"\*")):
+    with pytest.raises(
+        ConfigError,
+        match=message.replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("+", r"\+")
+        .replace("*", r"\*"),
+    ):
         LiveConfig.load(env, environ={})
 
 
@@ -109,8 +117,11 @@ def test_json_logs_carry_context_and_never_the_password(tmp_path):
 
 
 def test_choices_are_case_insensitive(tmp_path):
-    env = write_env(tmp_path, "TIMEFRAME=h4\nLOG_LEVEL=debug\nMT5_BACKEND=SIM\n"
-                              "KILL_SWITCH_ACTION=Close_All\nSIZING_MODE=Fixed\n")
+    env = write_env(
+        tmp_path,
+        "TIMEFRAME=h4\nLOG_LEVEL=debug\nMT5_BACKEND=SIM\n"
+        "KILL_SWITCH_ACTION=Close_All\nSIZING_MODE=Fixed\n",
+    )
     config = LiveConfig.load(env, environ={})
     assert (config.timeframe, config.log_level, config.backend) == ("H4", "DEBUG", "sim")
     assert (config.kill_switch_action, config.sizing_mode) == ("close_all", "fixed")

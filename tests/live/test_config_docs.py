@@ -18,8 +18,9 @@ from live.config_docs import (
 
 
 def test_committed_template_is_the_generated_one():
-    assert TEMPLATE_FILE.read_text(encoding="utf-8") == env_template(), \
+    assert TEMPLATE_FILE.read_text(encoding="utf-8") == env_template(), (
         "run: python -m live.config_docs --write"
+    )
 
 
 @pytest.mark.parametrize("document", REFERENCE_FILES, ids=lambda p: p.name)
@@ -40,8 +41,7 @@ def test_the_template_as_a_settings_file_gives_the_defaults(tmp_path):
     env, empty = tmp_path / ".env", tmp_path / "empty.env"
     env.write_text(env_template())
     empty.touch()
-    assert LiveConfig.load(env_file=env, environ={}) == LiveConfig.load(env_file=empty,
-                                                                        environ={})
+    assert LiveConfig.load(env_file=env, environ={}) == LiveConfig.load(env_file=empty, environ={})
 
 
 def test_secrets_are_blank_in_the_template():

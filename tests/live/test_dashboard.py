@@ -20,7 +20,7 @@ from live.audit_logger import AuditLogger, AuditReader
 from live.dashboard import MAX_LIMIT, create_app, equity_points
 from tests.live.conftest import ROOT, SMA_CROSS
 
-XSS = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">"
+XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +28,33 @@ def dry_run_db(tmp_path_factory) -> Path:
     """An audit DB written by `live_trader.py --dry-run` on the simulator (3 symbols)."""
     folder = tmp_path_factory.mktemp("dashboard")
     env = folder / "test.env"
-    env.write_text(f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
-                   f"KILL_SWITCH_FILE={folder / 'KILL'}\nMT5_BACKEND=sim\n")
+    env.write_text(
+        f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
+        f"KILL_SWITCH_FILE={folder / 'KILL'}\nMT5_BACKEND=sim\n"
+    )
     done = subprocess.run(
-        [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(env),
-         "--strategy", str(SMA_CROSS), "--param", "fast=5", "--param", "slow=12", "--symbols",
-         "EURUSD,GBPUSD,USDJPY", "--dry-run", "--max-bars", "300"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(ROOT / "live" / "live_trader.py"),
+            "--config",
+            str(env),
+            "--strategy",
+            str(SMA_CROSS),
+            "--param",
+            "fast=5",
+            "--param",
+            "slow=12",
+            "--symbols",
+            "EURUSD,GBPUSD,USDJPY",
+            "--dry-run",
+            "--max-bars",
+            "300",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return folder / "audit.db"
 
@@ -81,10 +101,15 @@ def test_positions_come_from_the_trader(client):
     assert positions and {p["symbol"] for p in positions} <= {"EURUSD", "GBPUSD", "USDJPY"}
 
 
-@pytest.mark.parametrize(("path", "table"), [("/api/orders", "orders"),
-                                              ("/api/signals", "signals"),
-                                              ("/api/events", "events"),
-                                              ("/api/trades", "trades")])
+@pytest.mark.parametrize(
+    ("path", "table"),
+    [
+        ("/api/orders", "orders"),
+        ("/api/signals", "signals"),
+        ("/api/events", "events"),
+        ("/api/trades", "trades"),
+    ],
+)
 def test_tables_page_newest_first(client, db, path, table):
     first = client.get(f"{path}?limit=5").get_json()["rows"]
     second = client.get(f"{path}?limit=5&offset=5").get_json()["rows"]
@@ -102,15 +127,18 @@ def test_filters(client):
     assert events and "heartbeat" not in {e["kind"] for e in events}
 
 
-@pytest.mark.parametrize(("query", "message"), [
-    ("/api/orders?limit=0", "limit must be between 1 and"),
-    (f"/api/orders?limit={MAX_LIMIT + 1}", "limit must be between"),
-    ("/api/signals?offset=-1", "offset must be between"),
-    ("/api/events?limit=ten", "limit must be an integer"),
-    ("/api/orders?symbol=EUR%20USD", "symbol must be"),
-    ("/api/summary?dry_run=maybe", "dry_run must be"),
-    ("/api/equity?limit=0", "limit must be between"),
-])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("/api/orders?limit=0", "limit must be between 1 and"),
+        (f"/api/orders?limit={MAX_LIMIT + 1}", "limit must be between"),
+        ("/api/signals?offset=-1", "offset must be between"),
+        ("/api/events?limit=ten", "limit must be an integer"),
+        ("/api/orders?symbol=EUR%20USD", "symbol must be"),
+        ("/api/summary?dry_run=maybe", "dry_run must be"),
+        ("/api/equity?limit=0", "limit must be between"),
+    ],
+)
 def test_bad_parameters_get_400_json(client, query, message):
     response = client.get(query)
     assert response.status_code == 400
@@ -132,9 +160,13 @@ def test_summary_matches_the_trades(client, db):
 
 
 def test_equity_drawdown_from_the_running_peak():
-    points = equity_points([{"ts": "a", "balance": 1, "equity": 100.0},
-                            {"ts": "b", "balance": 1, "equity": 120.0},
-                            {"ts": "c", "balance": 1, "equity": 90.0}])
+    points = equity_points(
+        [
+            {"ts": "a", "balance": 1, "equity": 100.0},
+            {"ts": "b", "balance": 1, "equity": 120.0},
+            {"ts": "c", "balance": 1, "equity": 90.0},
+        ]
+    )
     assert [p["drawdown"] for p in points] == [0.0, 0.0, -30.0]
     assert points[2]["drawdown_pct"] == -25.0
 
@@ -143,11 +175,20 @@ def test_metrics_in_prometheus_format(client):
     response = client.get("/metrics")
     assert response.status_code == 200 and response.content_type.startswith("text/plain")
     families = {f.name: f for f in text_string_to_metric_families(response.get_data(True))}
-    for name in ("trader_loop_duration_seconds", "trader_decision_latency_ms", "trader_orders",
-                 "trader_reconnects", "trader_alert_queue_depth", "trader_account_equity"):
+    for name in (
+        "trader_loop_duration_seconds",
+        "trader_decision_latency_ms",
+        "trader_orders",
+        "trader_reconnects",
+        "trader_alert_queue_depth",
+        "trader_account_equity",
+    ):
         assert name in families, name
-    orders = {s.labels["retcode"]: s.value for s in families["trader_orders"].samples
-              if s.name == "trader_orders_total"}
+    orders = {
+        s.labels["retcode"]: s.value
+        for s in families["trader_orders"].samples
+        if s.name == "trader_orders_total"
+    }
     assert orders.get("10009", 0) > 0
 
 
@@ -158,8 +199,10 @@ def test_the_dashboard_cannot_write(client, db):
     assert client.post("/api/orders").status_code == 405
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
     with pytest.raises(sqlite3.OperationalError):  # its read-only connection refuses writes
-        AuditReader(db).query("INSERT INTO events (ts, level, kind, prev_hash, row_hash) "
-                              "VALUES ('x', 'info', 'x', '', '')")
+        AuditReader(db).query(
+            "INSERT INTO events (ts, level, kind, prev_hash, row_hash) "
+            "VALUES ('x', 'info', 'x', '', '')"
+        )
 
 
 def test_token_is_required_on_every_request_when_set(db):
@@ -167,8 +210,10 @@ def test_token_is_required_on_every_request_when_set(db):
     assert client.get("/api/status").status_code == 401
     assert client.get("/").status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert client.get("/api/status",
-                      headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    assert (
+        client.get("/api/status", headers={"Authorization": "Bearer s3cret-token"}).status_code
+        == 200
+    )
     first = client.get("/?token=s3cret-token")
     assert first.status_code == 200
     assert client.get("/api/summary").status_code == 200  # the cookie carries it now
@@ -178,9 +223,20 @@ def test_token_is_required_on_every_request_when_set(db):
 def test_refuses_to_bind_beyond_loopback_without_a_token(tmp_path):
     env = tmp_path / "test.env"
     env.write_text("DASHBOARD_HOST=0.0.0.0\n")
-    done = subprocess.run([sys.executable, str(ROOT / "live" / "dashboard.py"), "--config",
-                           str(env), "--db", str(tmp_path / "audit.db")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "live" / "dashboard.py"),
+            "--config",
+            str(env),
+            "--db",
+            str(tmp_path / "audit.db"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2 and "DASHBOARD_TOKEN" in done.stderr
 
 
@@ -212,8 +268,15 @@ def test_page_shows_the_dry_run_and_updates_when_rows_arrive(served, db, page_pr
     assert page.locator("#equity-chart canvas").count() > 0
 
     audit = AuditLogger(db)
-    audit.record_order(client_order_id="LTNEWROWARRIVED01", status="intent", symbol="XAUUSD",
-                       side="buy", kind="open", volume=0.01, dry_run=True)
+    audit.record_order(
+        client_order_id="LTNEWROWARRIVED01",
+        status="intent",
+        symbol="XAUUSD",
+        side="buy",
+        kind="open",
+        volume=0.01,
+        dry_run=True,
+    )
     page.locator("#orders td", has_text="LTNEWROWARRIVED01").first.wait_for(timeout=15_000)
     page.screenshot(path=str(db.with_name("dashboard.png")))
     assert probe.errors == [] and probe.blocked == []
@@ -223,8 +286,16 @@ def test_page_shows_the_dry_run_and_updates_when_rows_arrive(served, db, page_pr
 def test_markup_from_the_database_stays_text(served, db, page_probe):
     audit = AuditLogger(db)
     audit.record_event("strategy_error", XSS, level="error", symbol="EURUSD")
-    audit.record_order(client_order_id="LTXSSPROBE", status="rejected", symbol="EURUSD",
-                       side="buy", kind="open", volume=0.01, detail=XSS, dry_run=True)
+    audit.record_order(
+        client_order_id="LTXSSPROBE",
+        status="rejected",
+        symbol="EURUSD",
+        side="buy",
+        kind="open",
+        volume=0.01,
+        detail=XSS,
+        dry_run=True,
+    )
     probe = page_probe((served,), bypass_csp=True)  # escaping must hold even without the CSP
     page = probe.page
     page.goto(served + "/")
@@ -238,10 +309,18 @@ def test_markup_from_the_database_stays_text(served, db, page_probe):
 
 @pytest.mark.browser
 def test_kill_switch_banner(served, db, page_probe):
-    AuditLogger(db).record_event("heartbeat", "dry-run", data={
-        **json.loads(sqlite3.connect(db).execute(
-            "SELECT data FROM events WHERE kind = 'heartbeat' ORDER BY id DESC").fetchone()[0]),
-        "kill_switch": "halt"})
+    AuditLogger(db).record_event(
+        "heartbeat",
+        "dry-run",
+        data={
+            **json.loads(
+                sqlite3.connect(db)
+                .execute("SELECT data FROM events WHERE kind = 'heartbeat' ORDER BY id DESC")
+                .fetchone()[0]
+            ),
+            "kill_switch": "halt",
+        },
+    )
     probe = page_probe((served,), width=390, height=900)
     probe.page.goto(served + "/")
     banner = probe.page.locator(".banner.critical")

@@ -57,9 +57,16 @@ def clocked(path: Path, start: datetime = T0) -> tuple[AuditLogger, list[datetim
 
 
 def snapshot(audit: AuditLogger, equity: float, balance: float = 10_000.0) -> None:
-    audit.record_snapshot(balance=balance, equity=equity, margin=0.0, margin_free=equity,
-                          margin_level=0.0, profit=equity - balance, open_positions=0,
-                          dry_run=True)
+    audit.record_snapshot(
+        balance=balance,
+        equity=equity,
+        margin=0.0,
+        margin_free=equity,
+        margin_level=0.0,
+        profit=equity - balance,
+        open_positions=0,
+        dry_run=True,
+    )
 
 
 @contextmanager
@@ -89,14 +96,20 @@ def remove_db(path: Path) -> None:
 def other_db(path: Path) -> Path:
     audit, _ = clocked(path, T0 + timedelta(days=30))
     audit.record_event("startup", "another database")
-    audit.record_order(client_order_id="LTREPLACEMENT0001", status="intent", symbol="XAUUSD",
-                       side="buy", kind="open", volume=0.02, dry_run=True)
+    audit.record_order(
+        client_order_id="LTREPLACEMENT0001",
+        status="intent",
+        symbol="XAUUSD",
+        side="buy",
+        kind="open",
+        volume=0.02,
+        dry_run=True,
+    )
     audit.close()
     return path
 
 
-def test_a_replaced_or_deleted_database_is_never_served_from_the_old_file(trader_db,
-                                                                          tmp_path):
+def test_a_replaced_or_deleted_database_is_never_served_from_the_old_file(trader_db, tmp_path):
     keep = copy_db(trader_db, tmp_path / "kept.db")
     with served(trader_db) as base:
         first = requests.get(base + "/api/orders?limit=500", timeout=10).json()["rows"]
@@ -139,9 +152,19 @@ def test_rows_the_trader_adds_keep_the_same_database(trader_db):
     with served(trader_db) as base:
         before = requests.get(base + "/api/summary", timeout=10).json()
         audit = AuditLogger(trader_db)
-        audit.record_trade(symbol="EURUSD", position_ticket=987654, dry_run=True,
-                           direction="long", volume=0.01, entry_time=T0, entry_price=1.1,
-                           exit_time=T0, exit_price=1.1005, pnl=5.0, exit_reason="tp")
+        audit.record_trade(
+            symbol="EURUSD",
+            position_ticket=987654,
+            dry_run=True,
+            direction="long",
+            volume=0.01,
+            entry_time=T0,
+            entry_price=1.1,
+            exit_time=T0,
+            exit_price=1.1005,
+            pnl=5.0,
+            exit_reason="tp",
+        )
         audit.close()
         with sqlite3.connect(trader_db) as conn:  # the main file changes, as at a checkpoint
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -169,8 +192,7 @@ def test_a_file_that_is_no_audit_database_gets_json_500_naming_it(tmp_path, cont
     else:
         sqlite3.connect(path).execute("CREATE TABLE unrelated (x)").connection.close()
     with served(path) as base:
-        for endpoint in ("/api/status", "/api/orders", "/api/summary", "/api/equity",
-                         "/metrics"):
+        for endpoint in ("/api/status", "/api/orders", "/api/summary", "/api/equity", "/metrics"):
             response = requests.get(base + endpoint, timeout=10)
             assert response.status_code == 500, endpoint
             assert response.headers["Content-Type"].startswith("application/json")
@@ -178,11 +200,17 @@ def test_a_file_that_is_no_audit_database_gets_json_500_naming_it(tmp_path, cont
             assert str(path) in error and "Traceback" not in response.text, error
 
 
-@pytest.mark.parametrize(("query", "name"), [
-    ("/api/orders?symbl=EURUSD", "symbl"), ("/api/status?verbose=1", "verbose"),
-    ("/api/equity?lmit=5", "lmit"), ("/api/events?exclude_level=info", "exclude_level"),
-    ("/api/summary?dryrun=true", "dryrun"), ("/metrics?x=1", "x"),
-])
+@pytest.mark.parametrize(
+    ("query", "name"),
+    [
+        ("/api/orders?symbl=EURUSD", "symbl"),
+        ("/api/status?verbose=1", "verbose"),
+        ("/api/equity?lmit=5", "lmit"),
+        ("/api/events?exclude_level=info", "exclude_level"),
+        ("/api/summary?dryrun=true", "dryrun"),
+        ("/metrics?x=1", "x"),
+    ],
+)
 def test_unknown_parameters_get_400_naming_them(trader_db, query, name):
     response = create_app(trader_db).test_client().get(query)
     assert response.status_code == 400
@@ -221,26 +249,43 @@ def test_equity_pages_like_the_other_endpoints_and_drawdown_uses_the_all_time_pe
 
 
 def heartbeat(audit: AuditLogger, **fields: object) -> None:
-    audit.record_event("heartbeat", "dry-run", data={
-        "wall_ts": datetime.now(timezone.utc).isoformat(), "mode": "dry-run", "backend": "sim",
-        "connected": True, "kill_switch": None, "entries_enabled": True,
-        "disabled_reasons": [], **fields})
+    audit.record_event(
+        "heartbeat",
+        "dry-run",
+        data={
+            "wall_ts": datetime.now(timezone.utc).isoformat(),
+            "mode": "dry-run",
+            "backend": "sim",
+            "connected": True,
+            "kill_switch": None,
+            "entries_enabled": True,
+            "disabled_reasons": [],
+            **fields,
+        },
+    )
 
 
 def test_cards_and_chart_end_on_the_newest_account_record(tmp_path):
     audit, moment = clocked(tmp_path / "audit.db")
     snapshot(audit, 10_010.0, balance=10_000.0)
     moment[0] += timedelta(minutes=3)
-    heartbeat(audit, account={"balance": 10_004.0, "equity": 10_020.0, "margin": 5.0,
-                              "margin_free": 10_015.0})
+    heartbeat(
+        audit,
+        account={"balance": 10_004.0, "equity": 10_020.0, "margin": 5.0, "margin_free": 10_015.0},
+    )
     client = create_app(audit.path).test_client()
 
     latest = client.get("/api/status").get_json()["latest_account"]
-    assert (latest["source"], latest["equity"], latest["balance"]) == ("heartbeat", 10_020.0,
-                                                                      10_004.0)
+    assert (latest["source"], latest["equity"], latest["balance"]) == (
+        "heartbeat",
+        10_020.0,
+        10_004.0,
+    )
     points = client.get("/api/equity").get_json()["points"]
-    assert [(p["equity"], p["source"]) for p in points] == [(10_010.0, "snapshot"),
-                                                            (10_020.0, "heartbeat")]
+    assert [(p["equity"], p["source"]) for p in points] == [
+        (10_010.0, "snapshot"),
+        (10_020.0, "heartbeat"),
+    ]
     assert client.get("/api/equity?offset=1").get_json()["points"] == []  # only the newest
 
     moment[0] += timedelta(minutes=2)
@@ -248,7 +293,9 @@ def test_cards_and_chart_end_on_the_newest_account_record(tmp_path):
     latest = client.get("/api/status").get_json()["latest_account"]
     assert (latest["source"], latest["equity"]) == ("snapshot", 10_030.0)
     assert [p["source"] for p in client.get("/api/equity").get_json()["points"]] == [
-        "snapshot", "snapshot"]
+        "snapshot",
+        "snapshot",
+    ]
 
 
 def test_entries_are_blocked_whenever_the_kill_switch_is_on(tmp_path):
@@ -271,9 +318,13 @@ def test_no_data_names_the_database_it_reads(tmp_path):
 def dashboard(tmp_path: Path, *args: str) -> subprocess.Popen:
     env = tmp_path / "test.env"
     env.write_text(f"AUDIT_DB={tmp_path / 'audit.db'}\n")
-    return subprocess.Popen([sys.executable, str(ROOT / "live" / "dashboard.py"), "--config",
-                             str(env), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "live" / "dashboard.py"), "--config", str(env), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path):
@@ -306,4 +357,3 @@ def test_an_ipv6_address_is_printed_in_brackets(tmp_path):
     finally:
         process.terminate()
         process.communicate(timeout=30)
-

@@ -44,8 +44,9 @@ def test_the_chart_shows_every_point_and_keeps_a_users_zoom(trader_db, page_prob
         assert "TradingView" in page.locator("footer").inner_text()  # the attribution
 
         add_snapshots(trader_db, 5)  # new points: still all of them visible
-        page.wait_for_function(f"() => {POINTS} == {api_points(base)} && {FITTED} === 'true'",
-                               timeout=15_000)
+        page.wait_for_function(
+            f"() => {POINTS} == {api_points(base)} && {FITTED} === 'true'", timeout=15_000
+        )
         page.screenshot(path=str(tmp_path / "fitted.png"))
 
         box = page.locator("#equity-chart").bounding_box()
@@ -108,8 +109,14 @@ def test_on_a_phone_hidden_columns_are_announced(trader_db, page_probe, tmp_path
 def test_kill_switch_blocks_entries_on_the_page(tmp_path, page_probe):
     audit, _ = clocked(tmp_path / "audit.db")
     snapshot(audit, 10_000.0)
-    heartbeat(audit, kill_switch="close_all", entries_enabled=True, strategy="S",
-              symbols=["EURUSD"], timeframe="H1")
+    heartbeat(
+        audit,
+        kill_switch="close_all",
+        entries_enabled=True,
+        strategy="S",
+        symbols=["EURUSD"],
+        timeframe="H1",
+    )
     with served(audit.path) as base:
         probe = page_probe((base,))
         probe.page.goto(base + "/")
@@ -125,8 +132,9 @@ def test_the_no_data_page_names_the_database(tmp_path, page_probe):
     with served(missing) as base:
         probe = page_probe((base,))
         probe.page.goto(base + "/")
-        probe.page.wait_for_function("() => document.querySelector('#state').dataset.state === "
-                                     "'no data'")
+        probe.page.wait_for_function(
+            "() => document.querySelector('#state').dataset.state === 'no data'"
+        )
         probe.page.locator("#headline", has_text=str(missing)).wait_for()
         assert str(missing) in probe.page.locator("#db-path").inner_text()
         assert probe.errors == []

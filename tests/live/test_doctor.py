@@ -27,19 +27,34 @@ def test_a_ready_setup_passes_and_names_the_filling_modes(live_config, make_sim)
     assert "account 10000001 on Sim-Demo: demo" in text
 
 
-@pytest.mark.parametrize(("sim_options", "config_options", "problem", "fix"), [
-    ({"real_account": True}, {"dry_run": False}, "REAL account and DRY_RUN=false",
-     "ALLOW_REAL_ACCOUNT=true"),
-    ({"trade_allowed": False}, {"dry_run": False}, "Algo Trading is off",
-     "press Algo Trading"),
-    ({"symbols": ("EURUSD", "USDTRY")}, {"symbols": ("EURUSD", "USDTRY")},
-     "USDTRY: order_check refused USDTRY: 10017", ""),
-    ({}, {"symbols": ("EURUSD.m",)}, "EURUSD.m", "exact symbol name"),
-    ({"password": "right"}, {"mt5_login": 10_000_001, "mt5_password": "wrong"},
-     "authorization failed", "MT5_LOGIN, MT5_PASSWORD"),
-])
-def test_problems_are_named_with_their_fix(live_config, make_sim, sim_options,
-                                           config_options, problem, fix):
+@pytest.mark.parametrize(
+    ("sim_options", "config_options", "problem", "fix"),
+    [
+        (
+            {"real_account": True},
+            {"dry_run": False},
+            "REAL account and DRY_RUN=false",
+            "ALLOW_REAL_ACCOUNT=true",
+        ),
+        ({"trade_allowed": False}, {"dry_run": False}, "Algo Trading is off", "press Algo Trading"),
+        (
+            {"symbols": ("EURUSD", "USDTRY")},
+            {"symbols": ("EURUSD", "USDTRY")},
+            "USDTRY: order_check refused USDTRY: 10017",
+            "",
+        ),
+        ({}, {"symbols": ("EURUSD.m",)}, "EURUSD.m", "exact symbol name"),
+        (
+            {"password": "right"},
+            {"mt5_login": 10_000_001, "mt5_password": "wrong"},
+            "authorization failed",
+            "MT5_LOGIN, MT5_PASSWORD",
+        ),
+    ],
+)
+def test_problems_are_named_with_their_fix(
+    live_config, make_sim, sim_options, config_options, problem, fix
+):
     terminal = make_sim(**{"symbols": ("EURUSD",), **sim_options})
     terminal.shutdown()  # the doctor connects by itself
     code, text = check(live_config(**config_options), terminal)
@@ -57,19 +72,29 @@ def test_algo_trading_off_blocks_dry_runs_too(live_config, make_sim):
 def test_command_line_exit_codes(tmp_path):
     env = tmp_path / "test.env"
     env.write_text(f"AUDIT_DB={tmp_path / 'audit.db'}\nKILL_SWITCH_FILE={tmp_path / 'K'}\n")
-    base = [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(env),
-            "--check"]
-    ready = subprocess.run([*base, "--backend", "sim", "--strategy", str(SMA_CROSS)],
-                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    base = [sys.executable, str(ROOT / "live" / "live_trader.py"), "--config", str(env), "--check"]
+    ready = subprocess.run(
+        [*base, "--backend", "sim", "--strategy", str(SMA_CROSS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ready.returncode == 0 and "result: ready" in ready.stdout
     assert not (tmp_path / "audit.db").exists()  # a check writes nothing
-    unreachable = subprocess.run([*base, "--backend", "mt5linux"], cwd=ROOT,
-                                 capture_output=True, text=True, timeout=120,
-                                 env={"MT5LINUX_PORT": "9", "PATH": ""})
+    unreachable = subprocess.run(
+        [*base, "--backend", "mt5linux"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"MT5LINUX_PORT": "9", "PATH": ""},
+    )
     assert unreachable.returncode == 1, unreachable.stdout
     assert "rpyc_classic.py --host 127.0.0.1 -p 18812" in unreachable.stdout
-    usage = subprocess.run([*base, "--timeframe", "H7"], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120)
+    usage = subprocess.run(
+        [*base, "--timeframe", "H7"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert usage.returncode == 2
     assert "FAIL" in usage.stdout and "H7" in usage.stdout and "result: 1 problem" in usage.stdout
 
@@ -79,17 +104,29 @@ def test_auto_falling_back_to_the_simulator_is_not_called_ready(tmp_path):
     nothing about a broker was checked."""
     env = tmp_path / "test.env"
     env.write_text(f"AUDIT_DB={tmp_path / 'audit.db'}\nKILL_SWITCH_FILE={tmp_path / 'K'}\n")
-    done = subprocess.run([sys.executable, str(ROOT / "live" / "live_trader.py"), "--config",
-                           str(env), "--check", "--backend", "auto", "--dry-run"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "live" / "live_trader.py"),
+            "--config",
+            str(env),
+            "--check",
+            "--backend",
+            "auto",
+            "--dry-run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith("result: ready for a dry run on the built-in simulator only")
     assert "no broker connection was checked" in last
 
 
-def test_a_kill_switch_file_is_reported_before_any_database_exists(live_config, make_sim,
-                                                                   tmp_path):
+def test_a_kill_switch_file_is_reported_before_any_database_exists(live_config, make_sim, tmp_path):
     config = live_config()
     config.kill_switch_file.write_text("halt\n")
     assert not config.audit_db.exists()

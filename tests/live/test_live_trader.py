@@ -39,6 +39,7 @@ def open_until_position(trader, terminal, limit: int = 400) -> None:
 def start_trader(live_config, make_sim, make_trader):
     """Factory: a started trader (SMA 5/12 unless told) on a stepped simulator:
     (config, terminal, trader)."""
+
     def factory(*, sim: dict | None = None, **settings: object):
         config = live_config(**{"strategy_params": "fast=5,slow=12", **settings})
         terminal = make_sim(**(sim or {}))
@@ -67,26 +68,37 @@ def test_dry_run_paper_trades_without_sending_anything(live_config, make_sim, ma
 
 
 @pytest.mark.parametrize(("seed", "with_spread"), [(11, False), (23, True)])
-def test_live_trades_on_the_simulator_match_the_backtest(tmp_path, live_config, make_sim,
-                                                         make_trader, seed, with_spread):
+def test_live_trades_on_the_simulator_match_the_backtest(
+    tmp_path, live_config, make_sim, make_trader, seed, with_spread
+):
     """Equal costs: no spread, or the bars' own spread with MT5's bid bars on both sides."""
     bars = generate_bars("EURUSD", "H1", 900, seed=seed)
     if not with_spread:
         bars = bars.assign(spread=0)
     csv = tmp_path / "eurusd.csv"
     save_csv(bars, csv)
-    config = live_config(dry_run=False, strategy_params="fast=5,slow=12", lot_size=0.1,
-                         max_daily_loss_pct=0, max_trades_per_day=0)
+    config = live_config(
+        dry_run=False,
+        strategy_params="fast=5,slow=12",
+        lot_size=0.1,
+        max_daily_loss_pct=0,
+        max_trades_per_day=0,
+    )
     terminal = make_sim(data=str(csv), history_bars=100)
     make_trader(config, terminal).run()
 
     strategy = get_strategy_from_file(str(SMA_CROSS), FAST)
     first_decision = 99  # the clock starts at bar 100's open: bar 99 is the first closed one
-    expected = run_backtest(bars, strategy, spec=get_symbol_spec("EURUSD"),
-                            config=BacktestConfig(close_at_end=False, spread_mode="bid"),
-                            trade_from=first_decision).trades
-    live = pd.DataFrame([dict(r) for r in rows(
-        config.audit_db, "SELECT * FROM trades ORDER BY entry_time")])
+    expected = run_backtest(
+        bars,
+        strategy,
+        spec=get_symbol_spec("EURUSD"),
+        config=BacktestConfig(close_at_end=False, spread_mode="bid"),
+        trade_from=first_decision,
+    ).trades
+    live = pd.DataFrame(
+        [dict(r) for r in rows(config.audit_db, "SELECT * FROM trades ORDER BY entry_time")]
+    )
     assert len(expected) > 20 and len(live) == len(expected)
     assert list(pd.to_datetime(live["entry_time"])) == list(expected["entry_time"])
     assert list(pd.to_datetime(live["exit_time"])) == list(expected["exit_time"])
@@ -153,25 +165,32 @@ def test_real_account_is_refused_unless_allowed(live_config, make_sim, make_trad
 def test_max_trades_per_day_refuses_further_entries(start_trader):
     config, terminal, trader = start_trader(strategy_params="fast=2,slow=4", max_trades_per_day=1)
     run_bars(trader, terminal, 48)
-    opened = rows(config.audit_db, "SELECT substr(bar_time, 1, 10) AS day, count(*) AS n FROM "
-                  "signals WHERE outcome = 'executed' AND action LIKE 'open%' GROUP BY day")
+    opened = rows(
+        config.audit_db,
+        "SELECT substr(bar_time, 1, 10) AS day, count(*) AS n FROM "
+        "signals WHERE outcome = 'executed' AND action LIKE 'open%' GROUP BY day",
+    )
     assert opened and max(r["n"] for r in opened) == 1
-    refused = rows(config.audit_db, "SELECT * FROM signals WHERE outcome LIKE "
-                   "'refused: disabled: %trades%'")
+    refused = rows(
+        config.audit_db, "SELECT * FROM signals WHERE outcome LIKE 'refused: disabled: %trades%'"
+    )
     assert refused
 
 
 def test_daily_loss_limit_stops_entries_until_the_next_day(start_trader):
-    config, terminal, trader = start_trader(strategy_params="fast=2,slow=4", lot_size=1.0,
-                                            max_daily_loss_pct=0.001, max_trades_per_day=0)
+    config, terminal, trader = start_trader(
+        strategy_params="fast=2,slow=4",
+        lot_size=1.0,
+        max_daily_loss_pct=0.001,
+        max_trades_per_day=0,
+    )
     run_bars(trader, terminal, 72)
     limits = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit'")
     assert limits and "loss" in limits[0]["message"]
     assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit_reset'")
 
 
-def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_sim,
-                                                   make_trader):
+def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_sim, make_trader):
     picky = tmp_path / "picky.py"
     picky.write_text(
         "from backtest.strategies.sma_cross import SmaCross\n\n\n"
@@ -179,9 +198,11 @@ def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_s
         "    def signals(self, bars):\n"
         "        if bars['close'].iloc[-1] > 50:\n"
         "            raise RuntimeError('cannot trade yen crosses')\n"
-        "        return super().signals(bars)\n")
-    config = live_config(strategy_path=str(picky), symbols=("USDJPY", "EURUSD"),
-                         strategy_params="fast=5,slow=12")
+        "        return super().signals(bars)\n"
+    )
+    config = live_config(
+        strategy_path=str(picky), symbols=("USDJPY", "EURUSD"), strategy_params="fast=5,slow=12"
+    )
     terminal = make_sim(symbols=("USDJPY", "EURUSD"))
     alerts = RecordedAlerts()
     trader = make_trader(config, terminal, alerts=alerts)
@@ -219,8 +240,12 @@ def test_a_failed_exit_is_retried_on_the_next_bar(start_trader):
     terminal.sim_set_faults(requote_rate=1.0)
     for _ in range(200):  # until the strategy's exit is tried and fails
         run_bars(trader, terminal, 1)
-        if rows(config.audit_db, "SELECT * FROM orders WHERE kind = 'close' AND status = "
-                "'failed' AND position_ticket = ?", ticket):
+        if rows(
+            config.audit_db,
+            "SELECT * FROM orders WHERE kind = 'close' AND status = "
+            "'failed' AND position_ticket = ?",
+            ticket,
+        ):
             break
     else:
         raise AssertionError("no exit was tried")
@@ -230,15 +255,18 @@ def test_a_failed_exit_is_retried_on_the_next_bar(start_trader):
     assert ticket not in {p.ticket for p in terminal.positions_get()}
     (trade,) = rows(config.audit_db, "SELECT * FROM trades WHERE position_ticket = ?", ticket)
     assert trade["exit_reason"] == "exit_retry"
-    assert rows(config.audit_db, "SELECT * FROM signals WHERE outcome = "
-                "'exit_retried: 1/1 closed'")
+    assert rows(config.audit_db, "SELECT * FROM signals WHERE outcome = 'exit_retried: 1/1 closed'")
 
 
 def test_margin_limit_counts_in_the_account_currency(start_trader):
     """USDJPY 0.5 lots at 1:100 needs 500 USD, 5 % of equity (not 500 x the yen price)."""
-    _config, terminal, trader = start_trader(dry_run=False, symbols=("USDJPY",),
-                                             sim={"symbols": ("USDJPY",)}, lot_size=0.5,
-                                             max_margin_pct=10.0)
+    _config, terminal, trader = start_trader(
+        dry_run=False,
+        symbols=("USDJPY",),
+        sim={"symbols": ("USDJPY",)},
+        lot_size=0.5,
+        max_margin_pct=10.0,
+    )
     open_until_position(trader, terminal)
     assert terminal.positions_get()[0].volume == 0.5
 
@@ -272,8 +300,7 @@ def test_symbol_allowing_only_ioc_fills_with_ioc(live_config, make_sim, make_tra
     assert not failed  # the filling mode was right the first time
 
 
-def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_sim,
-                                                              make_trader):
+def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_sim, make_trader):
     config = live_config(strategy_params="fast=2,slow=4")
     terminal = make_sim()
     trader = make_trader(config, terminal, busy_timeout_s=0.05)
@@ -295,16 +322,26 @@ def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(make_tra
     open_until_position(trader, terminal)
     position = terminal.positions_get()[0]  # the trader dies here, without a shutdown
     tick = terminal.symbol_info_tick("EURUSD")
-    closing = terminal.order_send({
-        "action": 1, "symbol": "EURUSD", "volume": position.volume, "position": position.ticket,
-        "type": 1 if position.type == 0 else 0, "deviation": 20, "magic": config.magic_number,
-        "price": tick.bid if position.type == 0 else tick.ask, "type_filling": 1,
-        "comment": "closed by hand"})
+    closing = terminal.order_send(
+        {
+            "action": 1,
+            "symbol": "EURUSD",
+            "volume": position.volume,
+            "position": position.ticket,
+            "type": 1 if position.type == 0 else 0,
+            "deviation": 20,
+            "magic": config.magic_number,
+            "price": tick.bid if position.type == 0 else tick.ask,
+            "type_filling": 1,
+            "comment": "closed by hand",
+        }
+    )
     assert closing.retcode == 10009
 
     make_trader(config, terminal).start()
-    (trade,) = rows(config.audit_db, "SELECT * FROM trades WHERE position_ticket = ?",
-                    position.ticket)
+    (trade,) = rows(
+        config.audit_db, "SELECT * FROM trades WHERE position_ticket = ?", position.ticket
+    )
     assert trade["exit_client_order_id"] == "closed by hand"
     assert trade["entry_price"] == position.price_open
 
@@ -313,8 +350,10 @@ def test_a_position_closed_while_the_trader_was_down_gets_its_trade_row(make_tra
 def test_stops_fire_inside_bars_and_are_recorded(dry_run, start_trader):
     rsi = str(SMA_CROSS.with_name("rsi_reversion.py"))
     config, terminal, trader = start_trader(
-        dry_run=dry_run, strategy_path=rsi,
-        strategy_params="period=5,atr_period=5,sl_atr=0.5,tp_atr=0.5,oversold=35,overbought=65")
+        dry_run=dry_run,
+        strategy_path=rsi,
+        strategy_params="period=5,atr_period=5,sl_atr=0.5,tp_atr=0.5,oversold=35,overbought=65",
+    )
     run_bars(trader, terminal, 400)
     reasons = {r["exit_reason"] for r in rows(config.audit_db, "SELECT * FROM trades")}
     assert {"sl", "tp"} <= reasons
@@ -339,8 +378,9 @@ def test_the_heartbeat_shows_a_new_position_at_once(start_trader):
     run_bars(trader, terminal, 1)  # the first heartbeat; the next is due in 15 wall seconds
     open_until_position(trader, terminal)
     (ticket,) = trader.state.positions
-    beat = rows(config.audit_db, "SELECT data FROM events WHERE kind = 'heartbeat' "
-                "ORDER BY id DESC LIMIT 1")[0]["data"]
+    beat = rows(
+        config.audit_db, "SELECT data FROM events WHERE kind = 'heartbeat' ORDER BY id DESC LIMIT 1"
+    )[0]["data"]
     assert [p["ticket"] for p in json.loads(beat)["positions"]] == [ticket]
 
 

@@ -21,30 +21,44 @@ TRADER = ROOT / "live" / "live_trader.py"
 
 def settings(tmp_path: Path, **extra: str) -> Path:
     """A settings file keeping every file the trader writes inside tmp_path."""
-    values = {"AUDIT_DB": tmp_path / "audit.db", "LOG_DIR": tmp_path / "logs",
-              "KILL_SWITCH_FILE": tmp_path / "KILL_SWITCH", "MT5_BACKEND": "sim", **extra}
+    values = {
+        "AUDIT_DB": tmp_path / "audit.db",
+        "LOG_DIR": tmp_path / "logs",
+        "KILL_SWITCH_FILE": tmp_path / "KILL_SWITCH",
+        "MT5_BACKEND": "sim",
+        **extra,
+    }
     path = tmp_path / "test.env"
     path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
     return path
 
 
-def run_trader(tmp_path: Path, *args: str, cwd: Path = ROOT,
-               timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(TRADER), "--config", str(settings(tmp_path)),
-                           *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+def run_trader(
+    tmp_path: Path, *args: str, cwd: Path = ROOT, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(TRADER), "--config", str(settings(tmp_path)), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--strategy", "nowhere/missing.py"], "nowhere/missing.py"),
-    (["--strategy", str(SMA_CROSS), "--timeframe", "H7"], "H7"),
-    (["--strategy", str(SMA_CROSS), "--param", "fast=ten"], "fast"),
-    (["--strategy", str(SMA_CROSS), "--param", "fast=40"], "fast=40"),
-    (["--strategy", str(SMA_CROSS), "--symbols", "NOSUCH"], "NOSUCH"),
-    (["--strategy", str(SMA_CROSS), "--sim-speed", "fast"], "fast"),
-    (["--strategy", str(SMA_CROSS), "--backend", "mt5"], "MetaTrader5"),
-    ([], "--strategy"),
-    (["--strategy", str(SMA_CROSS), "--config", "nowhere/missing.env"], "missing.env"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--strategy", "nowhere/missing.py"], "nowhere/missing.py"),
+        (["--strategy", str(SMA_CROSS), "--timeframe", "H7"], "H7"),
+        (["--strategy", str(SMA_CROSS), "--param", "fast=ten"], "fast"),
+        (["--strategy", str(SMA_CROSS), "--param", "fast=40"], "fast=40"),
+        (["--strategy", str(SMA_CROSS), "--symbols", "NOSUCH"], "NOSUCH"),
+        (["--strategy", str(SMA_CROSS), "--sim-speed", "fast"], "fast"),
+        (["--strategy", str(SMA_CROSS), "--backend", "mt5"], "MetaTrader5"),
+        ([], "--strategy"),
+        (["--strategy", str(SMA_CROSS), "--config", "nowhere/missing.env"], "missing.env"),
+    ],
+)
 def test_bad_input_exits_2_naming_the_value(tmp_path, args, message):
     done = run_trader(tmp_path, *args, "--max-bars", "3")
     assert done.returncode == 2, done.stderr
@@ -53,9 +67,12 @@ def test_bad_input_exits_2_naming_the_value(tmp_path, args, message):
 
 
 STRATEGY_FAULTS = {
-    "raises_in_init": ("from backtest.strategies.sma_cross import SmaCross\n\n\n"
-                       "class Broken(SmaCross):\n    def __init__(self, **params):\n"
-                       "        raise ValueError('no licence key')\n", "no licence key"),
+    "raises_in_init": (
+        "from backtest.strategies.sma_cross import SmaCross\n\n\n"
+        "class Broken(SmaCross):\n    def __init__(self, **params):\n"
+        "        raise ValueError('no licence key')\n",
+        "no licence key",
+    ),
     "exits_on_import": ("import sys\nsys.exit(5)\n", "SystemExit"),
     "raises_on_import": ("raise RuntimeError('half-written file')\n", "half-written file"),
 }
@@ -73,27 +90,49 @@ def test_a_strategy_that_fails_to_load_exits_2_and_writes_no_database(tmp_path, 
     assert not (tmp_path / "audit.db").exists()
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ({"SIM_DATA": "{tmp}/nowhere.csv"}, "nowhere.csv"),
-    ({"AUDIT_DB": "{tmp}/a_file/audit.db"}, "a_file"),
-    ({"LOG_DIR": "{tmp}/a_file/logs"}, "LOG_DIR"),
-    ({"SYMBOLS": "EURUSD,NOSUCH"}, "NOSUCH"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"SIM_DATA": "{tmp}/nowhere.csv"}, "nowhere.csv"),
+        ({"AUDIT_DB": "{tmp}/a_file/audit.db"}, "a_file"),
+        ({"LOG_DIR": "{tmp}/a_file/logs"}, "LOG_DIR"),
+        ({"SYMBOLS": "EURUSD,NOSUCH"}, "NOSUCH"),
+    ],
+)
 def test_settings_that_cannot_work_exit_2_and_write_no_database(tmp_path, setting, message):
     (tmp_path / "a_file").write_text("not a folder")
     extra = {k: v.format(tmp=tmp_path) for k, v in setting.items()}
     config = settings(tmp_path, **extra)
-    done = subprocess.run([sys.executable, str(TRADER), "--config", str(config), "--strategy",
-                           str(SMA_CROSS), "--max-bars", "3"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(TRADER),
+            "--config",
+            str(config),
+            "--strategy",
+            str(SMA_CROSS),
+            "--max-bars",
+            "3",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "audit.db").exists()
 
 
 def test_runs_the_same_from_the_live_folder(tmp_path):
-    done = run_trader(tmp_path, "--strategy", "backtest/strategies/sma_cross.py",
-                      "--max-bars", "40", cwd=ROOT / "live")
+    done = run_trader(
+        tmp_path,
+        "--strategy",
+        "backtest/strategies/sma_cross.py",
+        "--max-bars",
+        "40",
+        cwd=ROOT / "live",
+    )
     assert done.returncode == 0, done.stderr
     assert "closed bars 40" in done.stderr + done.stdout
     with sqlite3.connect(tmp_path / "audit.db") as conn:
@@ -121,9 +160,23 @@ def wait_for_event(db: Path, kind: str, process: subprocess.Popen, deadline_s: f
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_gracefully_with_a_summary(tmp_path, sig):
     process = subprocess.Popen(
-        [sys.executable, str(TRADER), "--config", str(settings(tmp_path)), "--strategy",
-         str(SMA_CROSS), "--sim-speed", "60", "--interval", "0.05"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            str(TRADER),
+            "--config",
+            str(settings(tmp_path)),
+            "--strategy",
+            str(SMA_CROSS),
+            "--sim-speed",
+            "60",
+            "--interval",
+            "0.05",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for_event(tmp_path / "audit.db", "startup", process)
     process.send_signal(sig)
     _, err = process.communicate(timeout=30)
@@ -145,12 +198,23 @@ def script_copy(tmp_path: Path) -> Path:
     return project
 
 
-def start_script(project: Path, tmp_path: Path, *args: str,
-                 **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(project / "start_trader.sh"), "--config", str(settings(tmp_path)),
-                           "--strategy", str(SMA_CROSS), *args], capture_output=True, text=True,
-                          timeout=300, env={"PATH": os.environ["PATH"], "HOME": str(tmp_path),
-                                            **env})
+def start_script(
+    project: Path, tmp_path: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            str(project / "start_trader.sh"),
+            "--config",
+            str(settings(tmp_path)),
+            "--strategy",
+            str(SMA_CROSS),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": os.environ["PATH"], "HOME": str(tmp_path), **env},
+    )
 
 
 @pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
@@ -161,8 +225,9 @@ def test_start_script_sets_up_once_then_passes_its_arguments_to_the_trader(tmp_p
     assert first.returncode == 0, first.stdout + first.stderr
     assert "Setting up the virtual environment" in first.stdout
     assert "closed bars 7" in first.stderr
-    assert (project / ".venv" / ".installed-requirements").read_bytes() == \
-        (project / "requirements.txt").read_bytes()
+    assert (project / ".venv" / ".installed-requirements").read_bytes() == (
+        project / "requirements.txt"
+    ).read_bytes()
     again = start_script(project, tmp_path, "--max-bars", "3")
     assert again.returncode == 0, again.stderr
     assert "Setting up" not in again.stdout and "closed bars 3" in again.stderr
@@ -177,8 +242,7 @@ def test_start_script_sets_up_once_then_passes_its_arguments_to_the_trader(tmp_p
 def test_start_script_refuses_a_python_older_than_3_10(tmp_path):
     project = script_copy(tmp_path)
     old_python = tmp_path / "python3.9"  # answers the version probe as a 3.9 would
-    old_python.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.9.18' && exit 0\n"
-                          "exit 1\n")
+    old_python.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.9.18' && exit 0\nexit 1\n")
     old_python.chmod(0o755)
     done = start_script(project, tmp_path, PYTHON=str(old_python))
     assert done.returncode == 2
@@ -197,9 +261,13 @@ def test_strategy_raising_on_import_exits_2(tmp_path):
 def test_malformed_settings_file_exits_2_naming_the_key(tmp_path):
     env = settings(tmp_path)
     env.write_text(env.read_text() + "MAX_DAILY_LOSS_PCT=lots\n")
-    done = subprocess.run([sys.executable, str(TRADER), "--config", str(env), "--strategy",
-                           str(SMA_CROSS)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(TRADER), "--config", str(env), "--strategy", str(SMA_CROSS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "MAX_DAILY_LOSS_PCT" in done.stderr and "lots" in done.stderr
 
@@ -232,19 +300,33 @@ def test_a_second_run_on_the_simulator_carries_on_where_the_first_stopped(tmp_pa
 def test_rows_removed_from_the_end_are_caught_by_the_heads_in_the_log(tmp_path):
     from tests.live.test_audit_logger import tamper
 
-    done = run_trader(tmp_path, "--strategy", str(SMA_CROSS), "--param", "fast=2",
-                      "--param", "slow=4", "--max-bars", "30")
+    done = run_trader(
+        tmp_path,
+        "--strategy",
+        str(SMA_CROSS),
+        "--param",
+        "fast=2",
+        "--param",
+        "slow=4",
+        "--max-bars",
+        "30",
+    )
     assert done.returncode == 0, done.stderr
     db, log = tmp_path / "audit.db", tmp_path / "logs" / "live_trader.log"
 
     def verify(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "live.audit_logger", "verify", str(db),
-                               *extra], cwd=ROOT, capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-m", "live.audit_logger", "verify", str(db), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
 
     intact = verify("--anchor", str(log))
     assert intact.returncode == 0 and "recorded heads: all 5 still in place" in intact.stdout
-    head = next(line.split("head ")[1] for line in intact.stdout.splitlines()
-                if line.startswith("trades"))
+    head = next(
+        line.split("head ")[1] for line in intact.stdout.splitlines() if line.startswith("trades")
+    )
     tamper(db, "DELETE FROM trades WHERE id = (SELECT max(id) FROM trades)")
     assert verify().returncode == 0  # the chain alone cannot see a shortened end
     for anchor in (["--anchor", str(log)], ["--expect", head]):

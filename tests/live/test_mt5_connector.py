@@ -30,8 +30,9 @@ from live.mt5_connector import (
 )
 from live.sim_terminal import FaultConfig
 
-REFERENCE = json.loads((Path(__file__).resolve().parents[1] / "data" / "mt5_api.json")
-                       .read_text(encoding="utf-8"))
+REFERENCE = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "mt5_api.json").read_text(encoding="utf-8")
+)
 
 
 @pytest.fixture
@@ -49,10 +50,17 @@ def connect(live_config, make_sim):
 
 def market_request(connector, sim, side="buy", symbol="EURUSD", **fields):
     tick = connector.tick(symbol)
-    request = {"action": 1, "symbol": symbol, "volume": 0.1, "type": 0 if side == "buy" else 1,
-               "price": tick.ask if side == "buy" else tick.bid, "deviation": 20,
-               "magic": connector.config.magic_number, "comment": "LTTEST",
-               "type_filling": connector.filling_mode(symbol)}
+    request = {
+        "action": 1,
+        "symbol": symbol,
+        "volume": 0.1,
+        "type": 0 if side == "buy" else 1,
+        "price": tick.ask if side == "buy" else tick.bid,
+        "deviation": 20,
+        "magic": connector.config.magic_number,
+        "comment": "LTTEST",
+        "type_filling": connector.filling_mode(symbol),
+    }
     request.update(fields)
     return request
 
@@ -69,13 +77,21 @@ def test_every_trade_return_code_maps_to_one_outcome(code):
     assert {int(c) for c in REFERENCE["retcodes"]} >= SUCCESS_RETCODES | RETRYABLE_RETCODES
 
 
-@pytest.mark.parametrize(("code", "sending", "expected"), [
-    (-10004, False, BrokerUnavailable), (-10005, False, BrokerUnavailable),
-    (-10004, True, BrokerUnavailable),  # not connected: the request never left
-    (-10005, True, OutcomeUnknown), (-10002, True, OutcomeUnknown),
-    (-10000, True, OutcomeUnknown), (-10001, True, BrokerUnavailable),
-    (-2, True, OrderRejected), (-8, True, OrderRejected), (-4, False, BrokerError),
-])
+@pytest.mark.parametrize(
+    ("code", "sending", "expected"),
+    [
+        (-10004, False, BrokerUnavailable),
+        (-10005, False, BrokerUnavailable),
+        (-10004, True, BrokerUnavailable),  # not connected: the request never left
+        (-10005, True, OutcomeUnknown),
+        (-10002, True, OutcomeUnknown),
+        (-10000, True, OutcomeUnknown),
+        (-10001, True, BrokerUnavailable),
+        (-2, True, OrderRejected),
+        (-8, True, OrderRejected),
+        (-4, False, BrokerError),
+    ],
+)
 def test_last_error_codes_map_to_what_the_caller_must_do(code, sending, expected):
     assert error_for_last_error(code, sending=sending) is expected
 
@@ -108,12 +124,15 @@ def test_send_order_success_and_positions_filtered_by_magic(connect):
     assert len(connector.deals_since(pd.Timestamp("2000-01-01", tz="UTC"))) == 1
 
 
-@pytest.mark.parametrize(("faults", "error", "code"), [
-    (FaultConfig(requote_rate=1.0), RetryableOrderError, 10004),
-    (FaultConfig(reject_rate=1.0), OrderRejected, 10006),
-    (FaultConfig(timeout_rate=1.0), OutcomeUnknown, -10005),
-    (FaultConfig(reply_lost_rate=1.0), OutcomeUnknown, -10005),
-])
+@pytest.mark.parametrize(
+    ("faults", "error", "code"),
+    [
+        (FaultConfig(requote_rate=1.0), RetryableOrderError, 10004),
+        (FaultConfig(reject_rate=1.0), OrderRejected, 10006),
+        (FaultConfig(timeout_rate=1.0), OutcomeUnknown, -10005),
+        (FaultConfig(reply_lost_rate=1.0), OutcomeUnknown, -10005),
+    ],
+)
 def test_send_order_failures_are_typed(connect, faults, error, code):
     connector, sim = connect(faults=faults)
     with pytest.raises(error) as info:
@@ -253,12 +272,14 @@ def test_history_loader_caches_closed_bars(connect, tmp_path):
     first = load_from_terminal(source, "EURUSD", "H1", start, now, cache_dir=tmp_path, now=now)
     assert len(source.calls) == 1 and len(first) > 50
     assert first["time"].iloc[-1] + pd.Timedelta(hours=1) <= now  # the forming bar is left out
-    again = load_from_terminal(source, "EURUSD", "H1", start, now - pd.Timedelta(hours=1),
-                               cache_dir=tmp_path, now=now)
+    again = load_from_terminal(
+        source, "EURUSD", "H1", start, now - pd.Timedelta(hours=1), cache_dir=tmp_path, now=now
+    )
     assert len(source.calls) == 1  # served from the cache
     pd.testing.assert_frame_equal(again, first)
-    wider = load_from_terminal(source, "EURUSD", "H1", start - pd.Timedelta(days=3), now,
-                               cache_dir=tmp_path, now=now)
+    wider = load_from_terminal(
+        source, "EURUSD", "H1", start - pd.Timedelta(days=3), now, cache_dir=tmp_path, now=now
+    )
     assert len(source.calls) == 2 and len(wider) > len(first)
     assert (tmp_path / "EURUSD_H1.csv").is_file()
 
@@ -302,15 +323,23 @@ def test_a_remote_exception_over_rpyc_becomes_a_typed_error(live_config, served_
     assert type(info.value) is BrokerError
     conn.execute("mt5.on_change = lambda: {}['missing']")
     with pytest.raises(OutcomeUnknown, match="KeyError"):
-        connector.send_order({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 0,
-                              "price": 1.0, "deviation": 20, "magic": 1,
-                              "type_filling": 0})
+        connector.send_order(
+            {
+                "action": 1,
+                "symbol": "EURUSD",
+                "volume": 0.1,
+                "type": 0,
+                "price": 1.0,
+                "deviation": 20,
+                "magic": 1,
+                "type_filling": 0,
+            }
+        )
 
 
 def test_a_simulator_csv_of_another_timeframe_is_a_config_error(live_config, tmp_path):
     path = tmp_path / "daily.csv"
-    save_csv(load_csv(Path(__file__).resolve().parents[1] / "data" / "eurusd_d1_mt5.csv"),
-             path)
+    save_csv(load_csv(Path(__file__).resolve().parents[1] / "data" / "eurusd_d1_mt5.csv"), path)
     connector = MT5Connector(live_config(backend="sim", sim_data=str(path), timeframe="H1"))
     with pytest.raises(ConfigError, match=r"daily\.csv: its bars are D1"):
         connector.connect()
@@ -338,11 +367,19 @@ def test_login_and_the_design_names(connect, live_config, make_sim):
         connector.login()
     terminal = make_sim(password="s3cret")
     login = terminal.account_info().login
-    good = MT5Connector(live_config(mt5_login=login, mt5_password="s3cret",
-                                    mt5_server=terminal.account_info().server), api=terminal)
+    good = MT5Connector(
+        live_config(
+            mt5_login=login, mt5_password="s3cret", mt5_server=terminal.account_info().server
+        ),
+        api=terminal,
+    )
     good.initialize()
     good.login()
-    wrong = MT5Connector(live_config(mt5_login=login, mt5_password="not it",
-                                     mt5_server=terminal.account_info().server), api=terminal)
+    wrong = MT5Connector(
+        live_config(
+            mt5_login=login, mt5_password="not it", mt5_server=terminal.account_info().server
+        ),
+        api=terminal,
+    )
     with pytest.raises(ConfigError, match="authorization failed"):
         wrong.initialize()

@@ -36,15 +36,23 @@ def rig(live_config, make_sim, tmp_path):
     return factory
 
 
-def open_intent(connector, symbol="EURUSD", action="open_buy", volume=0.1, side="buy",
-                filling=None, **extra) -> OrderIntent:
+def open_intent(
+    connector, symbol="EURUSD", action="open_buy", volume=0.1, side="buy", filling=None, **extra
+) -> OrderIntent:
     cid = make_client_order_id("Test", symbol, BAR, action)
     tick = connector.tick(symbol)
     request = build_order_request(
-        symbol=symbol, side=side, volume=volume, price=tick.ask if side == "buy" else tick.bid,
-        spec=connector.symbol_spec(symbol), magic=connector.config.magic_number, comment=cid,
-        deviation=20, filling=connector.filling_mode(symbol) if filling is None else filling,
-        **extra)
+        symbol=symbol,
+        side=side,
+        volume=volume,
+        price=tick.ask if side == "buy" else tick.bid,
+        spec=connector.symbol_spec(symbol),
+        magic=connector.config.magic_number,
+        comment=cid,
+        deviation=20,
+        filling=connector.filling_mode(symbol) if filling is None else filling,
+        **extra,
+    )
     return OrderIntent(cid, symbol, side, volume, "open", request)
 
 
@@ -78,10 +86,12 @@ def test_intent_is_in_the_database_before_the_deal_happens(rig):
 
 
 def test_requotes_are_retried_with_backoff_and_fill_once(rig):
-    executor, connector, terminal, audit = rig(FaultConfig(seed=1, requote_rate=0.6),
-                                               order_max_retries=10,
-                                               order_retry_base_seconds=0.5,
-                                               order_retry_max_seconds=2.0)
+    executor, connector, terminal, audit = rig(
+        FaultConfig(seed=1, requote_rate=0.6),
+        order_max_retries=10,
+        order_retry_base_seconds=0.5,
+        order_retry_max_seconds=2.0,
+    )
     intent = open_intent(connector)
     result = executor.execute_order(intent)
     assert result.status == "filled" and result.attempts > 1
@@ -138,7 +148,11 @@ def test_crash_during_the_resend_after_a_timeout_is_reconciled_not_sent_again(ri
     with pytest.raises(Killed):
         executor.execute_order(intent)
     assert statuses(audit, intent.client_order_id) == [
-        "intent", "unknown", "reconciled_absent", "resend"]
+        "intent",
+        "unknown",
+        "reconciled_absent",
+        "resend",
+    ]
     restarted = OrderExecutor(connector, AuditLogger(audit.path), connector.config)
     assert [r.status for r in restarted.reconcile_pending()] == ["filled"]
     assert restarted.execute_order(intent).duplicate
@@ -148,8 +162,15 @@ def test_crash_during_the_resend_after_a_timeout_is_reconciled_not_sent_again(ri
 def test_an_order_found_absent_is_asked_for_again_before_it_is_sent(rig):
     executor, connector, terminal, audit = rig()
     intent = open_intent(connector)
-    audit.record_order(client_order_id=intent.client_order_id, status="reconciled_absent",
-                       symbol="EURUSD", dry_run=False, side="buy", kind="open", volume=0.1)
+    audit.record_order(
+        client_order_id=intent.client_order_id,
+        status="reconciled_absent",
+        symbol="EURUSD",
+        dry_run=False,
+        side="buy",
+        kind="open",
+        volume=0.1,
+    )
     terminal.order_send(intent.request)  # it reached the broker after all
     assert executor.execute_order(intent).message == "reconciled"
     assert len(deals_with(terminal, intent.client_order_id)) == 1
@@ -158,14 +179,28 @@ def test_an_order_found_absent_is_asked_for_again_before_it_is_sent(rig):
 def test_an_order_pending_at_the_broker_is_found_and_not_sent_again(rig):
     executor, connector, terminal, audit = rig()
     intent = open_intent(connector)
-    audit.record_order(client_order_id=intent.client_order_id, status="intent",
-                       symbol="EURUSD", dry_run=False, side="buy", kind="open", volume=0.1)
+    audit.record_order(
+        client_order_id=intent.client_order_id,
+        status="intent",
+        symbol="EURUSD",
+        dry_run=False,
+        side="buy",
+        kind="open",
+        volume=0.1,
+    )
     bid = connector.tick("EURUSD").bid  # accepted before the crash, not filled yet
-    placed = terminal.order_send({
-        "action": terminal.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-        "type": terminal.ORDER_TYPE_BUY_LIMIT, "price": round(bid - 0.005, 5),
-        "magic": connector.config.magic_number, "comment": intent.client_order_id,
-        "type_filling": terminal.ORDER_FILLING_RETURN})
+    placed = terminal.order_send(
+        {
+            "action": terminal.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": terminal.ORDER_TYPE_BUY_LIMIT,
+            "price": round(bid - 0.005, 5),
+            "magic": connector.config.magic_number,
+            "comment": intent.client_order_id,
+            "type_filling": terminal.ORDER_FILLING_RETURN,
+        }
+    )
     assert placed.retcode == terminal.TRADE_RETCODE_PLACED
     assert [r.status for r in executor.reconcile_pending()] == ["placed"]
     assert audit.reader.latest_order(intent.client_order_id)["broker_order"] == placed.order
@@ -174,8 +209,7 @@ def test_an_order_pending_at_the_broker_is_found_and_not_sent_again(rig):
 
 
 def test_giving_up_after_max_retries(rig):
-    executor, connector, terminal, audit = rig(FaultConfig(requote_rate=1.0),
-                                               order_max_retries=2)
+    executor, connector, terminal, audit = rig(FaultConfig(requote_rate=1.0), order_max_retries=2)
     intent = open_intent(connector)
     result = executor.execute_order(intent)
     assert (result.status, result.attempts) == ("failed", 3)
@@ -197,12 +231,26 @@ def test_restart_reconciles_unfinished_orders(rig, live_config, make_sim):
     _executor, connector, terminal, audit = rig()
     # crash between persisting and sending: an intent with nothing at the broker
     lost = open_intent(connector, action="open_buy")
-    audit.record_order(client_order_id=lost.client_order_id, status="intent",
-                       symbol="EURUSD", dry_run=False, side="buy", kind="open", volume=0.1)
+    audit.record_order(
+        client_order_id=lost.client_order_id,
+        status="intent",
+        symbol="EURUSD",
+        dry_run=False,
+        side="buy",
+        kind="open",
+        volume=0.1,
+    )
     # crash after the broker executed but before the reply was recorded
     done = open_intent(connector, action="open_sell", side="sell")
-    audit.record_order(client_order_id=done.client_order_id, status="intent",
-                       symbol="EURUSD", dry_run=False, side="sell", kind="open", volume=0.1)
+    audit.record_order(
+        client_order_id=done.client_order_id,
+        status="intent",
+        symbol="EURUSD",
+        dry_run=False,
+        side="sell",
+        kind="open",
+        volume=0.1,
+    )
     terminal.order_send(done.request)
     fresh = OrderExecutor(connector, AuditLogger(audit.path), connector.config)
     results = {r.client_order_id: r.status for r in fresh.reconcile_pending()}
@@ -228,16 +276,42 @@ def test_closing_a_position_that_is_already_gone_is_not_needed(rig):
     executor, connector, terminal, audit = rig()
     opened = executor.execute_order(open_intent(connector))
     position = terminal.positions_get()[0]
-    terminal.order_send({"action": 1, "symbol": "EURUSD", "volume": 0.1, "type": 1,
-                         "price": connector.tick("EURUSD").bid, "position": position.ticket,
-                         "type_filling": 0})  # closed by hand meanwhile
+    terminal.order_send(
+        {
+            "action": 1,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": 1,
+            "price": connector.tick("EURUSD").bid,
+            "position": position.ticket,
+            "type_filling": 0,
+        }
+    )  # closed by hand meanwhile
     cid = make_client_order_id("Test", "EURUSD", BAR, f"close_{position.ticket}")
-    close = OrderIntent(cid, "EURUSD", "sell", 0.1, "close",
-                        {"symbol": "EURUSD", "type": 1, "volume": 0.1, "price": 1.0,
-                         "position": position.ticket, "comment": cid},
-                        position_ticket=opened.position_ticket)
-    audit.record_order(client_order_id=cid, status="intent", symbol="EURUSD", dry_run=False,
-                       kind="close", position_ticket=position.ticket)
+    close = OrderIntent(
+        cid,
+        "EURUSD",
+        "sell",
+        0.1,
+        "close",
+        {
+            "symbol": "EURUSD",
+            "type": 1,
+            "volume": 0.1,
+            "price": 1.0,
+            "position": position.ticket,
+            "comment": cid,
+        },
+        position_ticket=opened.position_ticket,
+    )
+    audit.record_order(
+        client_order_id=cid,
+        status="intent",
+        symbol="EURUSD",
+        dry_run=False,
+        kind="close",
+        position_ticket=position.ticket,
+    )
     assert executor.execute_order(close).status == "not_needed"
     assert statuses(audit, cid) == ["intent", "not_needed"]
 
@@ -256,8 +330,9 @@ def test_no_audit_no_order(rig, tmp_path):
 
 
 def test_execution_statistics(rig):
-    executor, connector, _terminal, _audit = rig(FaultConfig(seed=4, requote_rate=0.5),
-                                               order_max_retries=10)
+    executor, connector, _terminal, _audit = rig(
+        FaultConfig(seed=4, requote_rate=0.5), order_max_retries=10
+    )
     for action in ("open_buy", "open_sell"):
         side = "buy" if action == "open_buy" else "sell"
         executor.execute_order(open_intent(connector, action=action, side=side))

@@ -13,22 +13,30 @@ import pytest
 
 from live.sim_terminal import SimConfig, SimTerminal
 
-REFERENCE = json.loads((Path(__file__).resolve().parents[1] / "data" / "mt5_api.json")
-                       .read_text(encoding="utf-8"))
+REFERENCE = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "mt5_api.json").read_text(encoding="utf-8")
+)
 
 
 def test_every_constant_has_the_real_value():
     terminal = SimTerminal(SimConfig())
     assert len(REFERENCE["constants"]) == 223
-    wrong = {name: getattr(terminal, name, None) for name, value in
-             REFERENCE["constants"].items() if getattr(terminal, name, None) != value}
+    wrong = {
+        name: getattr(terminal, name, None)
+        for name, value in REFERENCE["constants"].items()
+        if getattr(terminal, name, None) != value
+    }
     assert wrong == {}
 
 
 def test_flags_the_package_does_not_export_are_absent():
     terminal = SimTerminal(SimConfig())
-    for name in ("SYMBOL_FILLING_FOK", "SYMBOL_FILLING_IOC", "SYMBOL_FILLING_BOC",
-                 "TRADE_RETCODE_HEDGE_PROHIBITED"):
+    for name in (
+        "SYMBOL_FILLING_FOK",
+        "SYMBOL_FILLING_IOC",
+        "SYMBOL_FILLING_BOC",
+        "TRADE_RETCODE_HEDGE_PROHIBITED",
+    ):
         assert not hasattr(terminal, name), name
 
 
@@ -52,12 +60,14 @@ def test_every_function_exists():
 
 def test_rates_and_ticks_dtypes(sim):
     rates = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 0, 5)
-    assert [(n, rates.dtype[n].str) for n in rates.dtype.names] == \
-        [tuple(f) for f in REFERENCE["rates_dtype"]]
+    assert [(n, rates.dtype[n].str) for n in rates.dtype.names] == [
+        tuple(f) for f in REFERENCE["rates_dtype"]
+    ]
     assert rates.dtype.itemsize == 60
     ticks = sim.copy_ticks_from("EURUSD", int(sim.sim_time()) - 7200, 10, sim.COPY_TICKS_ALL)
-    assert [(n, ticks.dtype[n].str) for n in ticks.dtype.names] == \
-        [tuple(f) for f in REFERENCE["ticks_dtype"]]
+    assert [(n, ticks.dtype[n].str) for n in ticks.dtype.names] == [
+        tuple(f) for f in REFERENCE["ticks_dtype"]
+    ]
     assert len(ticks) > 0 and (ticks["ask"] >= ticks["bid"]).all()
 
 
@@ -81,14 +91,17 @@ def test_shutdown_returns_true_and_disconnects(sim):
     assert sim.terminal_info() is None and sim.last_error()[0] == -10004
 
 
-@pytest.mark.parametrize(("call", "error"), [
-    (lambda t: t.positions_get("EURUSD"), (-2, "Unnamed arguments not allowed")),
-    (lambda t: t.orders_get("EURUSD"), (-2, "Unnamed arguments not allowed")),
-    (lambda t: t.copy_rates_from_pos("EURUSD", 12345, 0, 10), (-2, "Invalid arguments")),
-    (lambda t: t.copy_rates_from_pos("EURUSD", 16385, 0, 0), (-2, "Invalid arguments")),
-    (lambda t: t.history_deals_get(1), (-2, "Invalid arguments")),
-    (lambda t: t.initialize(123), (-2, "Invalid arguments")),
-])
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda t: t.positions_get("EURUSD"), (-2, "Unnamed arguments not allowed")),
+        (lambda t: t.orders_get("EURUSD"), (-2, "Unnamed arguments not allowed")),
+        (lambda t: t.copy_rates_from_pos("EURUSD", 12345, 0, 10), (-2, "Invalid arguments")),
+        (lambda t: t.copy_rates_from_pos("EURUSD", 16385, 0, 0), (-2, "Invalid arguments")),
+        (lambda t: t.history_deals_get(1), (-2, "Invalid arguments")),
+        (lambda t: t.initialize(123), (-2, "Invalid arguments")),
+    ],
+)
 def test_malformed_arguments(sim, call, error):
     assert call(sim) is None or call(sim) is False
     assert sim.last_error() == error
@@ -96,17 +109,32 @@ def test_malformed_arguments(sim, call, error):
 
 def request(sim, **fields):
     tick = sim.symbol_info_tick("EURUSD")
-    base = {"action": sim.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-            "type": sim.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 10, "magic": 7,
-            "type_filling": sim.ORDER_FILLING_FOK}
+    base = {
+        "action": sim.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY,
+        "price": tick.ask,
+        "deviation": 10,
+        "magic": 7,
+        "type_filling": sim.ORDER_FILLING_FOK,
+    }
     base.update(fields)
     return base
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("volume", 1), ("price", 1), ("sl", 0), ("magic", 7.0), ("type", np.int64(0)),
-    ("comment", "x" * 30), ("symbol", 5),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("volume", 1),
+        ("price", 1),
+        ("sl", 0),
+        ("magic", 7.0),
+        ("type", np.int64(0)),
+        ("comment", "x" * 30),
+        ("symbol", 5),
+    ],
+)
 def test_request_field_types_are_checked_like_the_compiled_module(sim, field, value):
     assert sim.order_send(request(sim, **{field: value})) is None
     assert sim.last_error() == (-2, f'Invalid "{field}" argument')
@@ -160,51 +188,57 @@ def test_symbols_and_group_masks(sim):
 INVALID, COUNT = (-2, "Invalid arguments"), (-2, "Invalid number of arguments")
 
 
-@pytest.mark.parametrize(("call", "answer", "error"), [
-    (lambda t: t.order_calc_margin(0, "EURUSD", "x", 1.1), None, INVALID),
-    (lambda t: t.order_calc_margin(0, "EURUSD", 1.0, "x"), None, INVALID),
-    (lambda t: t.order_calc_profit(0, "EURUSD", 1.0, "a", 1.1), None, INVALID),
-    (lambda t: t.order_calc_margin(), None, COUNT),
-    (lambda t: t.copy_rates_from("EURUSD", 16385), None, COUNT),
-    (lambda t: t.symbol_info(), None, COUNT),
-    (lambda t: t.version(1), None, COUNT),
-    (lambda t: t.account_info(1), None, COUNT),
-    (lambda t: t.positions_total(x=1), None, INVALID),
-    (lambda t: t.symbols_get(group=5), None, INVALID),
-    (lambda t: t.positions_get(group=5), None, INVALID),
-    (lambda t: t.orders_get(ticket="1"), None, INVALID),
-    (lambda t: t.history_deals_get(ticket="x"), None, INVALID),
-    (lambda t: t.history_orders_get(position=1.5), None, INVALID),
-    (lambda t: t.login("abc"), False, INVALID),
-    (lambda t: t.login(10_000_001, bogus=1), False, INVALID),
-    (lambda t: t.login(), False, COUNT),
-    (lambda t: t.initialize(login="abc"), False, INVALID),
-    (lambda t: t.symbol_select("EURUSD", "yes"), False, INVALID),
-    (lambda t: t.market_book_add(5), None, INVALID),  # None, not False, when malformed
-])
+@pytest.mark.parametrize(
+    ("call", "answer", "error"),
+    [
+        (lambda t: t.order_calc_margin(0, "EURUSD", "x", 1.1), None, INVALID),
+        (lambda t: t.order_calc_margin(0, "EURUSD", 1.0, "x"), None, INVALID),
+        (lambda t: t.order_calc_profit(0, "EURUSD", 1.0, "a", 1.1), None, INVALID),
+        (lambda t: t.order_calc_margin(), None, COUNT),
+        (lambda t: t.copy_rates_from("EURUSD", 16385), None, COUNT),
+        (lambda t: t.symbol_info(), None, COUNT),
+        (lambda t: t.version(1), None, COUNT),
+        (lambda t: t.account_info(1), None, COUNT),
+        (lambda t: t.positions_total(x=1), None, INVALID),
+        (lambda t: t.symbols_get(group=5), None, INVALID),
+        (lambda t: t.positions_get(group=5), None, INVALID),
+        (lambda t: t.orders_get(ticket="1"), None, INVALID),
+        (lambda t: t.history_deals_get(ticket="x"), None, INVALID),
+        (lambda t: t.history_orders_get(position=1.5), None, INVALID),
+        (lambda t: t.login("abc"), False, INVALID),
+        (lambda t: t.login(10_000_001, bogus=1), False, INVALID),
+        (lambda t: t.login(), False, COUNT),
+        (lambda t: t.initialize(login="abc"), False, INVALID),
+        (lambda t: t.symbol_select("EURUSD", "yes"), False, INVALID),
+        (lambda t: t.market_book_add(5), None, INVALID),  # None, not False, when malformed
+    ],
+)
 def test_malformed_arguments_fail_softly_as_the_module_does(sim, call, answer, error):
     assert call(sim) is answer
     assert sim.last_error() == error
 
 
-@pytest.mark.parametrize("call", [
-    # positional only (MT5_NOTES §3: P)
-    lambda t: t.symbol_info(symbol="EURUSD"),
-    lambda t: t.symbol_info_tick(symbol="EURUSD"),
-    lambda t: t.market_book_get(symbol="EURUSD"),
-    lambda t: t.copy_rates_from_pos(symbol="EURUSD", timeframe=16385, start_pos=0, count=2),
-    lambda t: t.copy_rates_from("EURUSD", 16385, date_from=0, count=2),
-    lambda t: t.copy_rates_range("EURUSD", 16385, 0, date_to=2**31),
-    lambda t: t.copy_ticks_from("EURUSD", 0, 10, flags=-1),
-    lambda t: t.copy_ticks_range("EURUSD", date_from=0, date_to=2**31, flags=-1),
-    lambda t: t.order_calc_margin(action=0, symbol="EURUSD", volume=1.0, price=1.1),
-    lambda t: t.order_calc_profit(0, "EURUSD", 1.0, 1.1, price_close=1.2),
-    lambda t: t.history_deals_total(date_from=0, date_to=2**31),
-    lambda t: t.history_orders_total(0, date_to=2**31),
-    lambda t: t.history_deals_get(date_from=0, date_to=2**31),
-    # keywords only (K)
-    lambda t: t.history_deals_get(0, 2**31, "EUR*"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        # positional only (MT5_NOTES §3: P)
+        lambda t: t.symbol_info(symbol="EURUSD"),
+        lambda t: t.symbol_info_tick(symbol="EURUSD"),
+        lambda t: t.market_book_get(symbol="EURUSD"),
+        lambda t: t.copy_rates_from_pos(symbol="EURUSD", timeframe=16385, start_pos=0, count=2),
+        lambda t: t.copy_rates_from("EURUSD", 16385, date_from=0, count=2),
+        lambda t: t.copy_rates_range("EURUSD", 16385, 0, date_to=2**31),
+        lambda t: t.copy_ticks_from("EURUSD", 0, 10, flags=-1),
+        lambda t: t.copy_ticks_range("EURUSD", date_from=0, date_to=2**31, flags=-1),
+        lambda t: t.order_calc_margin(action=0, symbol="EURUSD", volume=1.0, price=1.1),
+        lambda t: t.order_calc_profit(0, "EURUSD", 1.0, 1.1, price_close=1.2),
+        lambda t: t.history_deals_total(date_from=0, date_to=2**31),
+        lambda t: t.history_orders_total(0, date_to=2**31),
+        lambda t: t.history_deals_get(date_from=0, date_to=2**31),
+        # keywords only (K)
+        lambda t: t.history_deals_get(0, 2**31, "EUR*"),
+    ],
+)
 def test_calling_conventions_are_enforced_for_every_function(sim, call):
     assert call(sim) is None
     assert sim.last_error()[0] == -2

@@ -9,9 +9,18 @@ from live.sim_terminal import FaultConfig
 
 def buy(sim, **fields):
     tick = sim.symbol_info_tick("EURUSD")
-    return {"action": sim.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-            "type": sim.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 20, "magic": 9,
-            "comment": "fault", "type_filling": sim.ORDER_FILLING_IOC, **fields}
+    return {
+        "action": sim.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY,
+        "price": tick.ask,
+        "deviation": 20,
+        "magic": 9,
+        "comment": "fault",
+        "type_filling": sim.ORDER_FILLING_IOC,
+        **fields,
+    }
 
 
 def outcomes(sim, n=40):
@@ -22,9 +31,14 @@ def outcomes(sim, n=40):
     return results
 
 
-@pytest.mark.parametrize(("knob", "code"), [
-    ("requote_rate", 10004), ("reject_rate", 10006), ("timeout_rate", -10005),
-])
+@pytest.mark.parametrize(
+    ("knob", "code"),
+    [
+        ("requote_rate", 10004),
+        ("reject_rate", 10006),
+        ("timeout_rate", -10005),
+    ],
+)
 def test_refusing_knobs_execute_nothing_and_are_seeded(make_sim, knob, code):
     first = make_sim(faults=FaultConfig(seed=3, **{knob: 0.5}))
     second = make_sim(faults=FaultConfig(seed=3, **{knob: 0.5}))
@@ -99,11 +113,14 @@ def test_faults_can_be_changed_while_running(sim):
     assert sim.order_send(buy(sim)).retcode == 10009
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("requote_rate=2", "must be in [0, 1]"),
-    ("bogus=1", "unknown fault 'bogus'"),
-    ("latency_s=abc", "needs a number"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("requote_rate=2", "must be in [0, 1]"),
+        ("bogus=1", "unknown fault 'bogus'"),
+        ("latency_s=abc", "needs a number"),
+    ],
+)
 def test_bad_fault_settings_are_named(text, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         FaultConfig.parse(text)

@@ -37,8 +37,13 @@ def test_forming_bar_grows_along_the_path_and_closes_at_its_end(sim):
     assert middle["close"] == sim.symbol_info_tick("EURUSD").bid
     sim.sim_advance(H1 / 2)
     closed = sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 1, 1)[0]
-    assert (closed["time"], closed["open"], closed["high"], closed["low"], closed["close"]) == \
-        (opened, full["open"], full["high"], full["low"], full["close"])
+    assert (closed["time"], closed["open"], closed["high"], closed["low"], closed["close"]) == (
+        opened,
+        full["open"],
+        full["high"],
+        full["low"],
+        full["close"],
+    )
 
 
 def test_intrabar_path_visits_the_nearer_extreme_first(sim):
@@ -90,8 +95,13 @@ def test_step_bar_lands_on_the_next_open_and_crosses_weekends(sim):
 def test_market_is_closed_over_the_weekend_and_after_the_data(make_sim):
     terminal = make_sim(n_bars=300, history_bars=100)
     feed = terminal.server.feeds["EURUSD"]
-    friday_close = next(t for t in feed.times if pd.Timestamp(t, unit="s").day_of_week == 4
-                        and pd.Timestamp(t, unit="s").hour == 21 and t > terminal.sim_time())
+    friday_close = next(
+        t
+        for t in feed.times
+        if pd.Timestamp(t, unit="s").day_of_week == 4
+        and pd.Timestamp(t, unit="s").hour == 21
+        and t > terminal.sim_time()
+    )
     terminal.sim_set_time(friday_close + H1 + 3600)  # Friday 23:00 UTC
     tick = terminal.symbol_info_tick("EURUSD")
     assert tick.time == friday_close + H1 - 1  # the last quote stays Friday's
@@ -105,15 +115,22 @@ def test_market_is_closed_over_the_weekend_and_after_the_data(make_sim):
 
 def _buy(terminal: SimTerminal) -> dict:
     tick = terminal.symbol_info_tick("EURUSD")
-    return {"action": terminal.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-            "type": terminal.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 10,
-            "type_filling": terminal.ORDER_FILLING_FOK}
+    return {
+        "action": terminal.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": terminal.ORDER_TYPE_BUY,
+        "price": tick.ask,
+        "deviation": 10,
+        "type_filling": terminal.ORDER_FILLING_FOK,
+    }
 
 
 def test_accelerated_clock_follows_the_injected_wall_clock():
     wall = [1000.0]
-    terminal = SimTerminal(SimConfig(speed=60.0, n_bars=500, history_bars=100,
-                                     wall=lambda: wall[0]))
+    terminal = SimTerminal(
+        SimConfig(speed=60.0, n_bars=500, history_bars=100, wall=lambda: wall[0])
+    )
     start = terminal.sim_time()
     wall[0] += 30.0
     assert terminal.sim_time() == start + 1800.0
@@ -133,8 +150,9 @@ def test_hidden_symbol_needs_symbol_select(sim):
 
 
 def test_symbol_specs_look_like_a_broker(sim):
-    eurusd, gbpusd, usdjpy, gold = (sim.symbol_info(s) for s in
-                                    ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD"))
+    eurusd, gbpusd, usdjpy, gold = (
+        sim.symbol_info(s) for s in ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD")
+    )
     assert (eurusd.digits, eurusd.point, eurusd.trade_contract_size) == (5, 1e-05, 100_000)
     assert (eurusd.volume_min, eurusd.volume_step, eurusd.trade_stops_level) == (0.01, 0.01, 10)
     assert gbpusd.filling_mode == 2  # IOC only

@@ -23,9 +23,17 @@ pytestmark = pytest.mark.served
 
 def buy_request(mt5, comment: str) -> dict:
     tick = mt5.symbol_info_tick("EURUSD")
-    return {"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-            "type": mt5.ORDER_TYPE_BUY, "price": tick.ask, "deviation": 20, "magic": 4242,
-            "comment": comment, "type_filling": mt5.ORDER_FILLING_FOK}
+    return {
+        "action": mt5.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": mt5.ORDER_TYPE_BUY,
+        "price": tick.ask,
+        "deviation": 20,
+        "magic": 4242,
+        "comment": comment,
+        "type_filling": mt5.ORDER_FILLING_FOK,
+    }
 
 
 def test_mt5linux_client_trades_and_reads_back(served_sim):
@@ -37,8 +45,7 @@ def test_mt5linux_client_trades_and_reads_back(served_sim):
     result = mt5.order_send(buy_request(mt5, "LTSERVED"))
     assert result.retcode == mt5.TRADE_RETCODE_DONE
     positions = mt5.positions_get(symbol="EURUSD")
-    assert [(p.ticket, p.comment, p.magic) for p in positions] == [
-        (result.order, "LTSERVED", 4242)]
+    assert [(p.ticket, p.comment, p.magic) for p in positions] == [(result.order, "LTSERVED", 4242)]
     start = datetime(2000, 1, 1, tzinfo=timezone.utc)
     deals = mt5.history_deals_get(start, datetime.now(timezone.utc) + timedelta(days=1))
     assert [d.comment for d in deals] == ["LTSERVED"]
@@ -61,8 +68,12 @@ CLIENT = textwrap.dedent("""
 def test_state_survives_a_killed_client_and_a_server_restart(tmp_path):
     served = start_served_sim(tmp_path / "state.json")
     try:
-        client = subprocess.Popen([sys.executable, "-c", CLIENT, str(served.port)], cwd=ROOT,
-                                  stdout=subprocess.PIPE, text=True)
+        client = subprocess.Popen(
+            [sys.executable, "-c", CLIENT, str(served.port)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert client.stdout.readline().strip() == "10009"
         client.send_signal(signal.SIGKILL)  # the client dies mid-session
         client.wait(timeout=10)
@@ -81,8 +92,7 @@ def test_state_survives_a_killed_client_and_a_server_restart(tmp_path):
         mt5 = MetaTrader5(host="127.0.0.1", port=again.port)
         mt5.initialize()
         positions = mt5.positions_get()
-        assert [(p.ticket, p.comment, p.volume) for p in positions] == [(ticket, "LTKILLED",
-                                                                          0.2)]
+        assert [(p.ticket, p.comment, p.volume) for p in positions] == [(ticket, "LTKILLED", 0.2)]
         assert mt5.account_info().balance == balance
         assert [d.comment for d in mt5.history_deals_get(0, 2**31 - 1)] == ["LTKILLED"]
     finally:
@@ -90,9 +100,26 @@ def test_state_survives_a_killed_client_and_a_server_restart(tmp_path):
 
 
 def test_non_loopback_host_is_refused_without_allow_remote():
-    result = subprocess.run([sys.executable, "-m", "live.sim_terminal", "serve", "--host",
-                             "0.0.0.0", "--port", "0", "--bars", "100", "--history-bars", "10"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "live.sim_terminal",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--bars",
+            "100",
+            "--history-bars",
+            "10",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "refusing to serve on 0.0.0.0" in result.stderr
 
@@ -114,8 +141,23 @@ def test_ipv6_loopback_is_served(tmp_path):
 def test_serve_refuses_a_csv_of_another_timeframe(tmp_path):
     path = tmp_path / "daily.csv"
     save_csv(load_csv(ROOT / "tests" / "data" / "eurusd_d1_mt5.csv"), path)
-    result = subprocess.run([sys.executable, "-m", "live.sim_terminal", "serve", "--port", "0",
-                             "--data", str(path), "--timeframe", "H1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "live.sim_terminal",
+            "serve",
+            "--port",
+            "0",
+            "--data",
+            str(path),
+            "--timeframe",
+            "H1",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "daily.csv: its bars are D1" in result.stderr and "--timeframe D1" in result.stderr

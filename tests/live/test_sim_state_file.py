@@ -13,9 +13,17 @@ from live.sim_terminal.state_file import StateFile, StateFileError
 
 def trade(terminal, side: int, comment: str, position: int = 0) -> int:
     tick = terminal.symbol_info_tick("EURUSD")
-    request = {"action": terminal.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1,
-               "type": side, "price": tick.ask if side == 0 else tick.bid, "deviation": 20,
-               "magic": 7, "comment": comment, "type_filling": terminal.ORDER_FILLING_FOK}
+    request = {
+        "action": terminal.TRADE_ACTION_DEAL,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": side,
+        "price": tick.ask if side == 0 else tick.bid,
+        "deviation": 20,
+        "magic": 7,
+        "comment": comment,
+        "type_filling": terminal.ORDER_FILLING_FOK,
+    }
     if position:
         request["position"] = position
     result = terminal.order_send(request)
@@ -31,10 +39,18 @@ def busy(make_sim):
     trade(terminal, 1, "first-close", position=opened)
     trade(terminal, 0, "second")
     bid = terminal.symbol_info_tick("EURUSD").bid
-    placed = terminal.order_send({
-        "action": terminal.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-        "type": terminal.ORDER_TYPE_BUY_LIMIT, "price": round(bid - 0.01, 5), "magic": 7,
-        "comment": "pending", "type_filling": terminal.ORDER_FILLING_RETURN})
+    placed = terminal.order_send(
+        {
+            "action": terminal.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": terminal.ORDER_TYPE_BUY_LIMIT,
+            "price": round(bid - 0.01, 5),
+            "magic": 7,
+            "comment": "pending",
+            "type_filling": terminal.ORDER_FILLING_RETURN,
+        }
+    )
     assert placed.retcode == terminal.TRADE_RETCODE_PLACED, placed
     terminal.sim_step_bar()
     return terminal
@@ -60,7 +76,7 @@ def test_history_is_appended_not_rewritten(busy, make_sim, tmp_path):
     store.save(busy)
     store.save(busy)  # nothing new: nothing appended
     lines = store.journal.read_text().splitlines()
-    assert lines[:len(lines_before)] == lines_before
+    assert lines[: len(lines_before)] == lines_before
     assert len(lines) == len(lines_before) + 2  # one history order, one deal
     snapshot = json.loads(store.path.read_text())
     assert "deals" not in snapshot and "history_orders" not in snapshot
@@ -116,16 +132,28 @@ def test_a_stop_loss_fired_by_a_running_clock_reaches_the_state_file(tmp_path):
     wall = [1000.0]
     # 36,000 simulated seconds per wall second, stepped 0.001 s: 36 s of market per call,
     # far below the clock's own once-a-second save, so only the SL itself can save it
-    terminal = SimTerminal(SimConfig(symbols=("EURUSD",), n_bars=3000, history_bars=200,
-                                     speed=36_000.0, wall=lambda: wall[0]))
+    terminal = SimTerminal(
+        SimConfig(
+            symbols=("EURUSD",), n_bars=3000, history_bars=200, speed=36_000.0, wall=lambda: wall[0]
+        )
+    )
     assert terminal.initialize()
     store = StateFile(tmp_path / "state.json")
     terminal.on_change = lambda: store.save(terminal)
     tick = terminal.symbol_info_tick("EURUSD")
     sl = round(tick.bid - 0.0015, 5)
-    opened = terminal.order_send({
-        "action": terminal.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1, "type": 0,
-        "price": tick.ask, "sl": sl, "magic": 7, "type_filling": terminal.ORDER_FILLING_FOK})
+    opened = terminal.order_send(
+        {
+            "action": terminal.TRADE_ACTION_DEAL,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": 0,
+            "price": tick.ask,
+            "sl": sl,
+            "magic": 7,
+            "type_filling": terminal.ORDER_FILLING_FOK,
+        }
+    )
     assert opened.retcode == terminal.TRADE_RETCODE_DONE
     assert [p["ticket"] for p in saved(store)[0]["positions"]] == [opened.order]
     for _ in range(20_000):
@@ -136,8 +164,10 @@ def test_a_stop_loss_fired_by_a_running_clock_reaches_the_state_file(tmp_path):
     snapshot, deals = saved(store)
     assert snapshot["positions"] == []
     assert snapshot["account"]["balance"] == terminal.account_info().balance
-    assert (deals[-1]["reason"], deals[-1]["comment"]) == (terminal.DEAL_REASON_SL,
-                                                           f"[sl {sl:.5f}]")
+    assert (deals[-1]["reason"], deals[-1]["comment"]) == (
+        terminal.DEAL_REASON_SL,
+        f"[sl {sl:.5f}]",
+    )
     again = SimTerminal(SimConfig(symbols=("EURUSD",), n_bars=3000, history_bars=200))
     assert StateFile(store.path).load_into(again)
     assert again.server.positions == {} and len(again.server.deals) == 2
@@ -145,8 +175,9 @@ def test_a_stop_loss_fired_by_a_running_clock_reaches_the_state_file(tmp_path):
 
 def test_a_running_clock_is_saved_about_once_a_wall_second(tmp_path):
     wall = [1000.0]
-    terminal = SimTerminal(SimConfig(n_bars=3000, history_bars=200, speed=60.0,
-                                     wall=lambda: wall[0]))
+    terminal = SimTerminal(
+        SimConfig(n_bars=3000, history_bars=200, speed=60.0, wall=lambda: wall[0])
+    )
     assert terminal.initialize()
     store = StateFile(tmp_path / "state.json")
     terminal.on_change = lambda: store.save(terminal)

@@ -19,10 +19,17 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 def deal(sim: SimTerminal, side: str = "buy", symbol: str = "EURUSD", **fields) -> dict:
     tick = sim.symbol_info_tick(symbol)
     buying = side == "buy"
-    request = {"action": sim.TRADE_ACTION_DEAL, "symbol": symbol, "volume": 0.1,
-               "type": sim.ORDER_TYPE_BUY if buying else sim.ORDER_TYPE_SELL,
-               "price": tick.ask if buying else tick.bid, "deviation": 20, "magic": 77,
-               "comment": "test", "type_filling": sim.ORDER_FILLING_FOK}
+    request = {
+        "action": sim.TRADE_ACTION_DEAL,
+        "symbol": symbol,
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY if buying else sim.ORDER_TYPE_SELL,
+        "price": tick.ask if buying else tick.bid,
+        "deviation": 20,
+        "magic": 77,
+        "comment": "test",
+        "type_filling": sim.ORDER_FILLING_FOK,
+    }
     request.update(fields)
     return request
 
@@ -112,9 +119,15 @@ def test_take_profit_of_a_short_fires_at_the_ask(sim):
 def test_modify_stops_with_sltp(sim):
     opened = sim.order_send(deal(sim))
     bid = sim.symbol_info_tick("EURUSD").bid
-    result = sim.order_send({"action": sim.TRADE_ACTION_SLTP, "symbol": "EURUSD",
-                             "position": opened.order, "sl": round(bid - 0.002, 5),
-                             "tp": round(bid + 0.003, 5)})
+    result = sim.order_send(
+        {
+            "action": sim.TRADE_ACTION_SLTP,
+            "symbol": "EURUSD",
+            "position": opened.order,
+            "sl": round(bid - 0.002, 5),
+            "tp": round(bid + 0.003, 5),
+        }
+    )
     assert result.retcode == 10009
     position = sim.positions_get(ticket=opened.order)[0]
     assert (position.sl, position.tp) == (round(bid - 0.002, 5), round(bid + 0.003, 5))
@@ -122,16 +135,30 @@ def test_modify_stops_with_sltp(sim):
 
 def test_pending_orders_trigger_modify_and_remove(sim):
     ask = sim.symbol_info_tick("EURUSD").ask
-    limit = {"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-             "type": sim.ORDER_TYPE_BUY_LIMIT, "price": round(ask - 0.0010, 5), "magic": 5,
-             "comment": "limit"}
+    limit = {
+        "action": sim.TRADE_ACTION_PENDING,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY_LIMIT,
+        "price": round(ask - 0.0010, 5),
+        "magic": 5,
+        "comment": "limit",
+    }
     placed = sim.order_send(limit)
     assert placed.retcode == sim.TRADE_RETCODE_PLACED and sim.orders_total() == 1
     far = sim.order_send({**limit, "price": round(ask - 0.05, 5), "comment": "far"})
-    moved = sim.order_send({"action": sim.TRADE_ACTION_MODIFY, "order": far.order,
-                            "price": round(ask - 0.06, 5), "sl": 0.0, "tp": 0.0})
-    assert moved.retcode == 10009 and sim.orders_get(ticket=far.order)[0].price_open == \
-        round(ask - 0.06, 5)
+    moved = sim.order_send(
+        {
+            "action": sim.TRADE_ACTION_MODIFY,
+            "order": far.order,
+            "price": round(ask - 0.06, 5),
+            "sl": 0.0,
+            "tp": 0.0,
+        }
+    )
+    assert moved.retcode == 10009 and sim.orders_get(ticket=far.order)[0].price_open == round(
+        ask - 0.06, 5
+    )
     removed = sim.order_send({"action": sim.TRADE_ACTION_REMOVE, "order": far.order})
     assert removed.retcode == 10009
     assert sim.history_orders_get(ticket=far.order)[0].state == sim.ORDER_STATE_CANCELED
@@ -160,10 +187,12 @@ def test_equity_margin_and_free_margin_move_with_prices(sim):
 def test_calc_margin_and_profit(sim):
     margin = sim.order_calc_margin(sim.ORDER_TYPE_BUY, "EURUSD", 1.0, 1.1)
     assert margin == pytest.approx(1100.0)
-    assert sim.order_calc_profit(sim.ORDER_TYPE_SELL, "EURUSD", 0.5, 1.1, 1.09) == \
-        pytest.approx(500.0)
-    assert sim.order_calc_profit(sim.ORDER_TYPE_BUY, "USDJPY", 1.0, 150.0, 151.0) == \
-        pytest.approx(round(100_000 / 151.0, 2))
+    assert sim.order_calc_profit(sim.ORDER_TYPE_SELL, "EURUSD", 0.5, 1.1, 1.09) == pytest.approx(
+        500.0
+    )
+    assert sim.order_calc_profit(sim.ORDER_TYPE_BUY, "USDJPY", 1.0, 150.0, 151.0) == pytest.approx(
+        round(100_000 / 151.0, 2)
+    )
     assert sim.order_calc_margin(sim.ORDER_TYPE_BUY, "USDJPY", 1.0, 150.0) == 1000.0
 
 
@@ -183,16 +212,19 @@ def test_positions_get_filters_in_the_binary_order(sim):
     assert {p.symbol for p in sim.positions_get()} == {"EURUSD", "GBPUSD"}
     assert [p.symbol for p in sim.positions_get(symbol="GBPUSD")] == ["GBPUSD"]
     # ticket wins over symbol when both are given (as the compiled module does)
-    assert [p.ticket for p in sim.positions_get(ticket=buy.order, symbol="GBPUSD")] == \
-        [buy.order]
+    assert [p.ticket for p in sim.positions_get(ticket=buy.order, symbol="GBPUSD")] == [buy.order]
     assert sim.positions_get(symbol="XAUUSD") == ()
 
 
 def test_order_check_reports_margin_after_and_does_not_trade(sim):
     check = sim.order_check(deal(sim, volume=1.0))
     assert check.retcode == 0 and check.comment == "Done"
-    assert check.margin == pytest.approx(sim.order_calc_margin(
-        sim.ORDER_TYPE_BUY, "EURUSD", 1.0, sim.symbol_info_tick("EURUSD").ask), abs=0.01)
+    assert check.margin == pytest.approx(
+        sim.order_calc_margin(
+            sim.ORDER_TYPE_BUY, "EURUSD", 1.0, sim.symbol_info_tick("EURUSD").ask
+        ),
+        abs=0.01,
+    )
     assert check.margin_free == pytest.approx(check.equity - check.margin)
     assert sim.positions_total() == 0
 
@@ -200,24 +232,34 @@ def test_order_check_reports_margin_after_and_does_not_trade(sim):
 REFUSALS = {
     "invalid volume (step)": (lambda s: deal(s, volume=0.015), 10014),
     "invalid volume (max)": (lambda s: deal(s, volume=250.0), 10014),
-    "invalid stops (level)": (lambda s: deal(s, sl=round(s.symbol_info_tick("EURUSD").bid
-                                                         - 0.00005, 5)), 10016),
-    "invalid stops (side)": (lambda s: deal(s, tp=round(s.symbol_info_tick("EURUSD").bid
-                                                        - 0.01, 5)), 10016),
+    "invalid stops (level)": (
+        lambda s: deal(s, sl=round(s.symbol_info_tick("EURUSD").bid - 0.00005, 5)),
+        10016,
+    ),
+    "invalid stops (side)": (
+        lambda s: deal(s, tp=round(s.symbol_info_tick("EURUSD").bid - 0.01, 5)),
+        10016,
+    ),
     "unsupported filling (IOC-only symbol)": (
-        lambda s: deal(s, symbol="GBPUSD", type_filling=s.ORDER_FILLING_FOK), 10030),
-    "unsupported filling (RETURN)": (
-        lambda s: deal(s, type_filling=s.ORDER_FILLING_RETURN), 10030),
+        lambda s: deal(s, symbol="GBPUSD", type_filling=s.ORDER_FILLING_FOK),
+        10030,
+    ),
+    "unsupported filling (RETURN)": (lambda s: deal(s, type_filling=s.ORDER_FILLING_RETURN), 10030),
     "no money": (lambda s: deal(s, volume=100.0), 10019),
     "trade disabled": (lambda s: deal(s, symbol="USDTRY"), 10017),
     "invalid request (unknown symbol)": (lambda s: {**deal(s), "symbol": "NOPE"}, 10013),
     "invalid request (action)": (lambda s: {**deal(s), "action": 99}, 10013),
     "position already closed": (lambda s: deal(s, "sell", position=123), 10036),
     "invalid price (instant execution, zero)": (
-        lambda s: deal(s, symbol="USDJPY", price=0.0), 10015),
+        lambda s: deal(s, symbol="USDJPY", price=0.0),
+        10015,
+    ),
     "requote (instant execution, moved)": (
-        lambda s: deal(s, symbol="USDJPY", price=round(s.symbol_info_tick("USDJPY").ask
-                                                       + 0.1, 3), deviation=5), 10004),
+        lambda s: deal(
+            s, symbol="USDJPY", price=round(s.symbol_info_tick("USDJPY").ask + 0.1, 3), deviation=5
+        ),
+        10004,
+    ),
 }
 
 
@@ -304,8 +346,9 @@ def test_close_only_allows_netting_reductions_and_refuses_anything_opening(make_
     close_only(sim)
     assert sim.symbol_info("EURUSD").trade_mode == sim.SYMBOL_TRADE_MODE_CLOSEONLY
     assert sim.order_send(deal(sim, volume=0.1)).retcode == sim.TRADE_RETCODE_CLOSE_ONLY
-    assert sim.order_send(deal(sim, "sell", volume=1.0)).retcode == \
-        sim.TRADE_RETCODE_CLOSE_ONLY  # would reverse: opens 0.5 short
+    assert (
+        sim.order_send(deal(sim, "sell", volume=1.0)).retcode == sim.TRADE_RETCODE_CLOSE_ONLY
+    )  # would reverse: opens 0.5 short
     assert sim.order_send(deal(sim, "sell", volume=0.2)).retcode == 10009
     assert sim.order_send(deal(sim, "sell", volume=0.3)).retcode == 10009
     assert sim.positions_total() == 0
@@ -325,11 +368,11 @@ def test_tick_value_is_in_the_account_currency_and_matches_calc_profit(sim):
     for symbol in ("EURUSD", "GBPUSD", "USDJPY", "XAUUSD", "USDCHF"):
         sim.symbol_select(symbol, True)
         info = sim.symbol_info(symbol)
-        moved = sim.order_calc_profit(sim.ORDER_TYPE_BUY, symbol, 1.0, info.bid,
-                                      info.bid + info.trade_tick_size)
+        moved = sim.order_calc_profit(
+            sim.ORDER_TYPE_BUY, symbol, 1.0, info.bid, info.bid + info.trade_tick_size
+        )
         assert info.trade_tick_value == pytest.approx(moved, abs=0.01), symbol
-        assert info.trade_tick_value_profit == info.trade_tick_value_loss == \
-            info.trade_tick_value
+        assert info.trade_tick_value_profit == info.trade_tick_value_loss == info.trade_tick_value
     usdjpy = sim.symbol_info("USDJPY")
     assert usdjpy.trade_tick_value == pytest.approx(100_000 * 0.001 / usdjpy.bid)
     assert sim.symbol_info("EURUSD").trade_tick_value == pytest.approx(1.0)
@@ -339,8 +382,11 @@ def test_tick_value_is_in_the_account_currency_and_matches_calc_profit(sim):
 def test_tick_value_of_a_cross_goes_through_the_usd_rate(tmp_path):
     bars = load_csv(DATA / "eurusd_h1_generic.csv")
     save_csv(bars, tmp_path / "eurgbp.csv")
-    sim = SimTerminal(SimConfig(symbols=("EURGBP",), data=str(tmp_path / "eurgbp.csv"),
-                                n_bars=50, history_bars=10))
+    sim = SimTerminal(
+        SimConfig(
+            symbols=("EURGBP",), data=str(tmp_path / "eurgbp.csv"), n_bars=50, history_bars=10
+        )
+    )
     assert sim.initialize()
     info, gbpusd = sim.symbol_info("EURGBP"), sim.symbol_info_tick("GBPUSD")
     assert (info.currency_profit, info.point) == ("GBP", 1e-05)
@@ -370,22 +416,37 @@ def test_orders_and_stops_within_the_freeze_level_are_frozen(sim):
     _, bid1, ask1 = sim.server.feeds["EURUSD"].quote(t1)  # where the price will be at t1
     point, freeze = 1e-05, sim.symbol_info("EURUSD").trade_freeze_level
     assert freeze == 5
-    limit = {"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-             "type": sim.ORDER_TYPE_BUY_LIMIT, "magic": 5}
+    limit = {
+        "action": sim.TRADE_ACTION_PENDING,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY_LIMIT,
+        "magic": 5,
+    }
     near = sim.order_send({**limit, "price": round(ask1 - 3 * point, 5)})
     far = sim.order_send({**limit, "price": round(ask1 - 0.0100, 5)})
     opened = sim.order_send(deal(sim, sl=round(bid1 - 3 * point, 5)))
     assert (near.retcode, far.retcode, opened.retcode) == (10008, 10008, 10009)
     sim.sim_set_time(t1)  # the ask is now 3 points above the limit, the bid 3 above the SL
     assert sim.orders_total() == 2 and sim.positions_total() == 1
-    modify = {"action": sim.TRADE_ACTION_MODIFY, "order": near.order,
-              "price": round(ask1 - 0.0020, 5), "sl": 0.0, "tp": 0.0}
+    modify = {
+        "action": sim.TRADE_ACTION_MODIFY,
+        "order": near.order,
+        "price": round(ask1 - 0.0020, 5),
+        "sl": 0.0,
+        "tp": 0.0,
+    }
     assert sim.order_check(modify).retcode == sim.TRADE_RETCODE_FROZEN
     assert sim.order_send(modify).retcode == sim.TRADE_RETCODE_FROZEN
     remove = {"action": sim.TRADE_ACTION_REMOVE, "order": near.order}
     assert sim.order_send(remove).retcode == sim.TRADE_RETCODE_FROZEN
-    sltp = {"action": sim.TRADE_ACTION_SLTP, "symbol": "EURUSD", "position": opened.order,
-            "sl": round(bid1 - 0.0030, 5), "tp": 0.0}
+    sltp = {
+        "action": sim.TRADE_ACTION_SLTP,
+        "symbol": "EURUSD",
+        "position": opened.order,
+        "sl": round(bid1 - 0.0030, 5),
+        "tp": 0.0,
+    }
     assert sim.order_send(sltp).retcode == sim.TRADE_RETCODE_FROZEN
     assert sim.order_send({**modify, "order": far.order}).retcode == 10009  # far: not frozen
     assert sim.orders_get(ticket=near.order)[0].price_open == round(ask1 - 3 * point, 5)
@@ -394,16 +455,33 @@ def test_orders_and_stops_within_the_freeze_level_are_frozen(sim):
 def test_unchanged_stops_and_orders_answer_no_changes(sim):
     opened = sim.order_send(deal(sim))
     bid = sim.symbol_info_tick("EURUSD").bid
-    sltp = {"action": sim.TRADE_ACTION_SLTP, "symbol": "EURUSD", "position": opened.order,
-            "sl": round(bid - 0.002, 5), "tp": 0.0}
+    sltp = {
+        "action": sim.TRADE_ACTION_SLTP,
+        "symbol": "EURUSD",
+        "position": opened.order,
+        "sl": round(bid - 0.002, 5),
+        "tp": 0.0,
+    }
     assert sim.order_send(sltp).retcode == 10009
     assert sim.order_check(sltp).retcode == sim.TRADE_RETCODE_NO_CHANGES
     assert sim.order_send(sltp).retcode == sim.TRADE_RETCODE_NO_CHANGES
     price = round(sim.symbol_info_tick("EURUSD").ask - 0.01, 5)
-    placed = sim.order_send({"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD",
-                             "volume": 0.1, "type": sim.ORDER_TYPE_BUY_LIMIT, "price": price})
-    modify = {"action": sim.TRADE_ACTION_MODIFY, "order": placed.order, "price": price,
-              "sl": 0.0, "tp": 0.0}
+    placed = sim.order_send(
+        {
+            "action": sim.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": sim.ORDER_TYPE_BUY_LIMIT,
+            "price": price,
+        }
+    )
+    modify = {
+        "action": sim.TRADE_ACTION_MODIFY,
+        "order": placed.order,
+        "price": price,
+        "sl": 0.0,
+        "tp": 0.0,
+    }
     assert sim.order_send(modify).retcode == sim.TRADE_RETCODE_NO_CHANGES
     assert sim.order_send({**modify, "tp": round(price + 0.003, 5)}).retcode == 10009
 
@@ -414,15 +492,27 @@ def test_unchanged_stops_and_orders_answer_no_changes(sim):
 def weekend(sim):
     """Move the clock to Friday 23:00 UTC, after the week's last bar."""
     feed = sim.server.feeds["EURUSD"]
-    friday = next(t for t in feed.times if pd.Timestamp(t, unit="s").day_of_week == 4
-                  and pd.Timestamp(t, unit="s").hour == 21 and t > sim.sim_time())
+    friday = next(
+        t
+        for t in feed.times
+        if pd.Timestamp(t, unit="s").day_of_week == 4
+        and pd.Timestamp(t, unit="s").hour == 21
+        and t > sim.sim_time()
+    )
     sim.sim_set_time(friday + 2 * H1)
 
 
 def test_removing_a_pending_order_while_the_market_is_closed_fails_with_10018(sim):
     price = round(sim.symbol_info_tick("EURUSD").ask - 0.02, 5)
-    placed = sim.order_send({"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD",
-                             "volume": 0.1, "type": sim.ORDER_TYPE_BUY_LIMIT, "price": price})
+    placed = sim.order_send(
+        {
+            "action": sim.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": sim.ORDER_TYPE_BUY_LIMIT,
+            "price": price,
+        }
+    )
     weekend(sim)
     remove = {"action": sim.TRADE_ACTION_REMOVE, "order": placed.order}
     assert sim.order_check(remove).retcode == sim.TRADE_RETCODE_MARKET_CLOSED
@@ -432,14 +522,21 @@ def test_removing_a_pending_order_while_the_market_is_closed_fails_with_10018(si
 
 def pending(sim, **fields):
     ask = sim.symbol_info_tick("EURUSD").ask
-    return {"action": sim.TRADE_ACTION_PENDING, "symbol": "EURUSD", "volume": 0.1,
-            "type": sim.ORDER_TYPE_BUY_LIMIT, "price": round(ask - 0.05, 5), **fields}
+    return {
+        "action": sim.TRADE_ACTION_PENDING,
+        "symbol": "EURUSD",
+        "volume": 0.1,
+        "type": sim.ORDER_TYPE_BUY_LIMIT,
+        "price": round(ask - 0.05, 5),
+        **fields,
+    }
 
 
 def test_pending_orders_expire_at_their_time(sim):
     now = int(sim.sim_time())
-    specified = sim.order_send(pending(sim, type_time=sim.ORDER_TIME_SPECIFIED,
-                                       expiration=now + 2 * H1))
+    specified = sim.order_send(
+        pending(sim, type_time=sim.ORDER_TIME_SPECIFIED, expiration=now + 2 * H1)
+    )
     day = sim.order_send(pending(sim, type_time=sim.ORDER_TIME_DAY))
     kept = sim.order_send(pending(sim))
     assert (specified.retcode, day.retcode, kept.retcode) == (10008, 10008, 10008)
@@ -463,8 +560,7 @@ def test_invalid_expirations_and_stop_limit_orders_are_refused(sim):
     assert sim.order_send(past).retcode == sim.TRADE_RETCODE_INVALID_EXPIRATION
     missing = pending(sim, type_time=sim.ORDER_TIME_SPECIFIED)
     assert sim.order_send(missing).retcode == sim.TRADE_RETCODE_INVALID_EXPIRATION
-    assert sim.order_send(pending(sim, type_time=7)).retcode == \
-        sim.TRADE_RETCODE_INVALID_EXPIRATION
+    assert sim.order_send(pending(sim, type_time=7)).retcode == sim.TRADE_RETCODE_INVALID_EXPIRATION
     stop_limit = pending(sim, type=sim.ORDER_TYPE_BUY_STOP_LIMIT, stoplimit=1.0)
     assert sim.order_send(stop_limit).retcode == sim.TRADE_RETCODE_INVALID_ORDER
     assert sim.orders_total() == 0

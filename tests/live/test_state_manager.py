@@ -36,11 +36,14 @@ def make_state(live_config):
         audit.close()
 
 
-@pytest.mark.parametrize(("moment", "day", "start"), [
-    ("2024-03-04 21:59", "2024-03-03", "2024-03-03 22:00"),  # 16:59 in New York (EST)
-    ("2024-03-04 22:00", "2024-03-04", "2024-03-04 22:00"),  # 17:00 in New York
-    ("2024-03-11 21:00", "2024-03-11", "2024-03-11 21:00"),  # after the DST switch (EDT)
-])
+@pytest.mark.parametrize(
+    ("moment", "day", "start"),
+    [
+        ("2024-03-04 21:59", "2024-03-03", "2024-03-03 22:00"),  # 16:59 in New York (EST)
+        ("2024-03-04 22:00", "2024-03-04", "2024-03-04 22:00"),  # 17:00 in New York
+        ("2024-03-11 21:00", "2024-03-11", "2024-03-11 21:00"),  # after the DST switch (EDT)
+    ],
+)
 def test_trading_day_follows_the_configured_timezone_and_hour(make_state, moment, day, start):
     state = make_state(trading_day_timezone="America/New_York", trading_day_start_hour=17)
     assert state.trading_day(utc(moment)) == (day, utc(start))
@@ -73,17 +76,35 @@ def test_a_daily_limit_holds_for_the_rest_of_the_day_even_if_equity_recovers(mak
     assert restarted.daily_limit_reason(10_200.0) is None  # the next trading day
 
 
-@pytest.mark.parametrize(("limits", "volume", "margin", "refusal"), [
-    ({"max_open_positions": 2}, 0.1, 10.0, "MAX_OPEN_POSITIONS 2"),
-    ({"max_positions_per_symbol": 1}, 0.1, 10.0, "MAX_POSITIONS_PER_SYMBOL 1 reached for EURUSD"),
-    ({"max_total_lots": 0.5}, 0.2, 10.0, "MAX_TOTAL_LOTS 0.5 would be exceeded (0.4 open + 0.2)"),
-    ({"max_margin_pct": 5.0}, 0.1, 400.0, "MAX_MARGIN_PCT 5% would be exceeded (6.0% of"),
-    ({"max_positions_per_symbol": 2, "max_total_lots": 0.6}, 0.2, 10.0, None),
-])
-def test_portfolio_limits_refuse_an_entry_that_would_break_them(make_state, limits, volume,
-                                                                margin, refusal):
-    defaults = {"max_open_positions": 0, "max_positions_per_symbol": 5, "max_total_lots": 0.0,
-                "max_margin_pct": 0.0}
+@pytest.mark.parametrize(
+    ("limits", "volume", "margin", "refusal"),
+    [
+        ({"max_open_positions": 2}, 0.1, 10.0, "MAX_OPEN_POSITIONS 2"),
+        (
+            {"max_positions_per_symbol": 1},
+            0.1,
+            10.0,
+            "MAX_POSITIONS_PER_SYMBOL 1 reached for EURUSD",
+        ),
+        (
+            {"max_total_lots": 0.5},
+            0.2,
+            10.0,
+            "MAX_TOTAL_LOTS 0.5 would be exceeded (0.4 open + 0.2)",
+        ),
+        ({"max_margin_pct": 5.0}, 0.1, 400.0, "MAX_MARGIN_PCT 5% would be exceeded (6.0% of"),
+        ({"max_positions_per_symbol": 2, "max_total_lots": 0.6}, 0.2, 10.0, None),
+    ],
+)
+def test_portfolio_limits_refuse_an_entry_that_would_break_them(
+    make_state, limits, volume, margin, refusal
+):
+    defaults = {
+        "max_open_positions": 0,
+        "max_positions_per_symbol": 5,
+        "max_total_lots": 0.0,
+        "max_margin_pct": 0.0,
+    }
     state = make_state(**{**defaults, **limits})
     state.sync_positions([Position(1, "EURUSD", 0.2, 0), Position(2, "GBPUSD", 0.2, 1)])
     answer = state.entry_refusal("EURUSD", volume, margin, Account(equity=10_000.0, margin=200))
@@ -102,13 +123,16 @@ def test_one_decision_per_bar_even_after_a_restart(make_state):
     assert restarted.is_new_bar("EURUSD", utc("2024-03-04 11:00"))
 
 
-@pytest.mark.parametrize(("content", "default", "level"), [
-    ("", "halt", "halt"),
-    ("", "close_all", "close_all"),
-    ("REDUCE please", "halt", "reduce"),
-    ("close_all\n", "halt", "close_all"),
-    ("panic", "reduce", "reduce"),  # an unknown word falls back to KILL_SWITCH_ACTION
-])
+@pytest.mark.parametrize(
+    ("content", "default", "level"),
+    [
+        ("", "halt", "halt"),
+        ("", "close_all", "close_all"),
+        ("REDUCE please", "halt", "reduce"),
+        ("close_all\n", "halt", "close_all"),
+        ("panic", "reduce", "reduce"),  # an unknown word falls back to KILL_SWITCH_ACTION
+    ],
+)
 def test_kill_switch_file_levels(make_state, content, default, level):
     state = make_state(kill_switch_action=default)
     state.config.kill_switch_file.write_text(content)
