@@ -36,7 +36,7 @@ from bench.invariants import (  # noqa: E402
     check_positions_and_trades,
     print_verdict,
 )
-from live.audit_logger import AuditReader  # noqa: E402
+from live.audit_reader import AuditReader  # noqa: E402
 from live.sim_terminal.launch import start_served_sim  # noqa: E402
 
 MAGIC = 240_601

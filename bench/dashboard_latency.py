@@ -27,7 +27,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from live.audit_logger import AuditLogger, AuditReader  # noqa: E402
+from live.audit_logger import AuditLogger  # noqa: E402
+from live.audit_reader import AuditReader  # noqa: E402
 from live.dashboard import trader_status  # noqa: E402
 
 ENDPOINTS = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
-from live.audit_logger import AuditReader
+from live.audit_reader import AuditReader
 
 
 def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from live.audit_logger import AuditLogger, utc_now  # noqa: E402
+from live.audit_logger import AuditLogger  # noqa: E402
+from live.audit_schema import utc_now  # noqa: E402
 from live.backtesting_bridge import get_strategy_from_file  # noqa: E402
 from live.config import LiveConfig  # noqa: E402
 from live.live_trader import LiveTrader  # noqa: E402

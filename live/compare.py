@@ -37,7 +37,7 @@ from backtest.data import (
 from backtest.engine import BacktestConfig, run_backtest
 from backtest.strategy import Strategy, StrategyError
 from backtest.symbols import SymbolSpec, get_symbol_spec
-from live.audit_logger import AuditReader
+from live.audit_reader import AuditReader
 from live.backtesting_bridge import get_strategy_from_file
 from live.config import LiveConfig
 from live.errors import ConfigError

@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as a script: make `live` and `backtest` imp
 from flask import Flask, Response, jsonify, request, send_from_directory
 from werkzeug.exceptions import HTTPException
 
-from live.audit_logger import AuditReader
+from live.audit_reader import AuditReader
 from live.config import PROJECT_ROOT, LiveConfig
 from live.errors import ConfigError
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from backtest.strategy import StrategyError
-from live.audit_logger import AuditReader
+from live.audit_reader import AuditReader
 from live.backtesting_bridge import build_order_request, get_strategy_from_file
 from live.broker_types import ACCOUNT_TRADE_MODE_REAL
 from live.config import LiveConfig

@@ -29,7 +29,8 @@ if __package__ in (None, ""):  # run as a script: make `live` and `backtest` imp
 from backtest.data import DataError, timeframe_seconds
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
-from live.audit_logger import HEADS_LOG_PREFIX, AuditLogger, head_text
+from live.audit_chain import HEADS_LOG_PREFIX, head_text
+from live.audit_logger import AuditLogger
 from live.backtesting_bridge import (
     BacktestingBridge,
     Decision,

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from live.audit_logger import FILLED_ORDER_STATUSES, AuditLogger, utc_now
+from live.audit_logger import AuditLogger
+from live.audit_schema import FILLED_ORDER_STATUSES, utc_now
 from live.broker_types import (
     DEAL_ENTRY_IN,
     RETCODE_DONE_PARTIAL,

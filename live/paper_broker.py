@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from live.audit_logger import AuditLogger, utc_now
+from live.audit_logger import AuditLogger
+from live.audit_schema import utc_now
 from live.broker_types import (
     DEAL_ENTRY_IN,
     DEAL_ENTRY_OUT,

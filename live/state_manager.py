@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from live.audit_logger import AuditLogger, utc_now
+from live.audit_logger import AuditLogger
+from live.audit_schema import utc_now
 from live.config import KILL_SWITCH_ACTIONS, LiveConfig
 
 logger = logging.getLogger(__name__)

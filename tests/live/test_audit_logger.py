@@ -9,13 +9,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from live.audit_logger import (
-    CHAINED_TABLES,
-    SCHEMA_VERSION,
-    AuditLogger,
-    AuditReader,
-    main,
-)
+from live.audit_logger import AuditLogger, main
+from live.audit_reader import AuditReader
+from live.audit_schema import CHAINED_TABLES, SCHEMA_VERSION
 from live.errors import AuditWriteError
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)

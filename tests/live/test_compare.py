@@ -16,7 +16,8 @@ import pytest
 from backtest.data import save_csv
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
-from live.audit_logger import AuditLogger, AuditReader
+from live.audit_logger import AuditLogger
+from live.audit_reader import AuditReader
 from live.compare import compare, html_report, main, summary_lines, table_text, trader_volume
 from tests.live.conftest import ROOT, SMA_CROSS, run_bars
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from live.audit_logger import AuditLogger, AuditReader
+from live.audit_logger import AuditLogger
+from live.audit_reader import AuditReader
 from live.dashboard import MAX_LIMIT, create_app, equity_points
 from tests.live.conftest import ROOT, SMA_CROSS
 
