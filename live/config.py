@@ -420,9 +420,17 @@ class LiveConfig:
     dashboard_token: str = _setting(
         "DASHBOARD_TOKEN",
         "",
-        "Token every dashboard request must carry when bound beyond loopback.",
+        "Token every dashboard request must carry (16+ characters; required beyond loopback).",
         "str",
         secret=True,
+        section="Dashboard",
+    )
+    dashboard_trust_proxy: bool = _setting(
+        "DASHBOARD_TRUST_PROXY",
+        False,
+        "Trust X-Forwarded-Proto/-Host from one reverse proxy in front of the dashboard (HTTPS "
+        "there marks the token cookie Secure).",
+        "bool",
         section="Dashboard",
     )
 

@@ -6,8 +6,9 @@ Prometheus metrics and a self-refreshing page), served by waitress.
 It never writes: the database is opened with SQLite's read-only mode and `query_only`, so it
 can run beside the trader and cannot change trading data; a file deleted or replaced under it
 is noticed and reopened. Every error, 404 to 500, is a JSON body. Binding beyond loopback requires
-DASHBOARD_TOKEN; when a token is set every request must carry it (`Authorization: Bearer`,
-`?token=` once, after which an HttpOnly cookie carries it).
+DASHBOARD_TOKEN (16 characters or more); when a token is set every request must carry it: as
+`Authorization: Bearer`, or in the HttpOnly cookie that a link with a valid `?token=` sets
+(the link then redirects to itself without the token).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 if __package__ in (None, ""):  # run as a script: make `live` and `backtest` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flask import Flask, Response, jsonify, request, send_from_directory
+from flask import Flask, Response, jsonify, redirect, request, send_from_directory
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from live.audit_reader import AuditReader
 from live.config import PROJECT_ROOT, LiveConfig
@@ -47,6 +50,8 @@ STALE_AFTER_S = 180.0  # heartbeats come every minute; three missed: the trader 
 MAX_LIMIT, MAX_OFFSET, MAX_EQUITY_POINTS = 500, 10_000_000, 10_000
 ALWAYS_ALLOWED = ("token",)  # the dashboard token may ride on any request
 TOKEN_COOKIE = "dashboard_token"
+MIN_TOKEN_LENGTH = 16  # a guessable token is no protection
+TOKEN_HINT = 'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
 _NAME = re.compile(r"^[A-Za-z0-9._#:+-]{1,40}$")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
@@ -151,10 +156,18 @@ def _higher(a: float | None, b: float | None) -> float | None:
 
 
 def create_app(
-    db_path: str | Path, *, token: str = "", wall_clock: Callable[[], float] = time.time
+    db_path: str | Path,
+    *,
+    token: str = "",
+    trust_proxy: bool = False,
+    wall_clock: Callable[[], float] = time.time,
 ) -> Flask:
-    """The dashboard app for `db_path`; `token`, when set, is required on every request."""
+    """The dashboard app for `db_path`; `token`, when set, is required on every request.
+    `trust_proxy` believes one reverse proxy's X-Forwarded-Proto and -Host (HTTPS there marks
+    the token cookie Secure)."""
     app = Flask(__name__, static_folder=str(STATIC), static_url_path="/static")
+    if trust_proxy:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
     app.config["JSON_SORT_KEYS"] = False
     database = Database(Path(db_path))
     _install_guards(app, token)
@@ -173,8 +186,9 @@ def _install_guards(app: Flask, token: str) -> None:
     def require_token() -> Response | None:
         if not token:
             return None
-        offered = _offered_token()
-        if offered and hmac.compare_digest(offered.encode(), token.encode()):
+        if "token" in request.args:  # a link with the token: check it, then trade it for a cookie
+            return _exchange_token(request.args.get("token", ""), token)
+        if _valid(_offered_token(), token):
             return None
         return _error(401, "a valid dashboard token is required")
 
@@ -183,9 +197,26 @@ def _install_guards(app: Flask, token: str) -> None:
         response.headers.update(SECURITY_HEADERS)
         if request.path.startswith("/api/") or request.path == "/metrics":
             response.headers["Cache-Control"] = "no-store"
-        if token and request.args.get("token"):
-            response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
         return response
+
+
+def _valid(offered: str, token: str) -> bool:
+    return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
+
+
+def _exchange_token(offered: str, token: str) -> Response:
+    """A valid `?token=` becomes an HttpOnly cookie and a redirect to the same URL without
+    it, so the token leaves the address bar and the history; anything else is a plain 401,
+    with no cookie and no redirect."""
+    if not _valid(offered, token):
+        return _error(401, "a valid dashboard token is required")
+    kept = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+    response = redirect(request.path + (f"?{urlencode(kept)}" if kept else ""), code=303)
+    response.set_cookie(
+        TOKEN_COOKIE, token, httponly=True, samesite="Strict", secure=request.is_secure, path="/"
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _install_errors(app: Flask, db_path: Path) -> None:
@@ -226,7 +257,7 @@ def _offered_token() -> str:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return header[len("Bearer ") :].strip()
-    return request.args.get("token") or request.cookies.get(TOKEN_COOKIE) or ""
+    return request.cookies.get(TOKEN_COOKIE) or ""
 
 
 def _error(status: int, message: str) -> Response:
@@ -540,7 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         if not is_loopback(config.dashboard_host) and not config.dashboard_token:
             raise ConfigError(
                 f"DASHBOARD_HOST={config.dashboard_host} is not loopback: set "
-                "DASHBOARD_TOKEN (every request must then carry it)"
+                f"DASHBOARD_TOKEN (every request must then carry it); {TOKEN_HINT}"
+            )
+        if config.dashboard_token and len(config.dashboard_token) < MIN_TOKEN_LENGTH:
+            raise ConfigError(
+                f"DASHBOARD_TOKEN is {len(config.dashboard_token)} characters: use at least "
+                f"{MIN_TOKEN_LENGTH}; {TOKEN_HINT}"
             )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -554,7 +590,9 @@ def serve(config: LiveConfig) -> int:
     from waitress import create_server
 
     host, port = config.dashboard_host, config.dashboard_port
-    app = create_app(config.audit_db, token=config.dashboard_token)
+    app = create_app(
+        config.audit_db, token=config.dashboard_token, trust_proxy=config.dashboard_trust_proxy
+    )
     try:
         server = create_server(app, host=host, port=port, threads=8, ident="dashboard")
     except OSError as exc:  # port taken, address not on this machine, name unknown

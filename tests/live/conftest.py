@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -109,3 +111,24 @@ def run_bars(trader: LiveTrader, terminal: SimTerminal, bars: int) -> None:
     for _ in range(bars):
         trader.iterate()
         terminal.sim_step_bar()
+
+
+@contextmanager
+def serve_app(app: object) -> Iterator[str]:
+    """A WSGI app under waitress on a free loopback port, as `python dashboard.py` serves it;
+    yields its base URL. On the way out every connection is closed too, so the server's loop
+    ends at its next poll instead of waiting for clients that keep a connection open."""
+    from waitress import create_server, wasyncore
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, asyncore_loop_timeout=0.05)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        # closed from inside the server's own loop (its trigger runs the call there): closing
+        # sockets under a select() in another thread would fail it with EBADF
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(timeout=10)
+        server.task_dispatcher.shutdown()
+        assert not thread.is_alive(), "the test server did not stop"

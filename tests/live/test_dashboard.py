@@ -8,7 +8,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from live.audit_logger import AuditLogger
 from live.audit_reader import AuditReader
 from live.dashboard import MAX_LIMIT, create_app, equity_points
-from tests.live.conftest import ROOT, SMA_CROSS
+from tests.live.conftest import ROOT, SMA_CROSS, serve_app
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
@@ -207,16 +206,14 @@ def test_the_dashboard_cannot_write(client, db):
 
 
 def test_token_is_required_on_every_request_when_set(db):
-    client = create_app(db, token="s3cret-token").test_client()
+    client = create_app(db, token="s3cret-token-for-tests").test_client()
     assert client.get("/api/status").status_code == 401
     assert client.get("/").status_code == 401
     assert client.get("/api/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
-    assert (
-        client.get("/api/status", headers={"Authorization": "Bearer s3cret-token"}).status_code
-        == 200
-    )
-    first = client.get("/?token=s3cret-token")
-    assert first.status_code == 200
+    bearer = {"Authorization": "Bearer s3cret-token-for-tests"}
+    assert client.get("/api/status", headers=bearer).status_code == 200
+    first = client.get("/?token=s3cret-token-for-tests")
+    assert first.status_code == 303 and first.headers["Location"] == "/"
     assert client.get("/api/summary").status_code == 200  # the cookie carries it now
     assert b"s3cret-token" not in first.data
 
@@ -247,14 +244,8 @@ def test_refuses_to_bind_beyond_loopback_without_a_token(tmp_path):
 @pytest.fixture
 def served(db) -> Iterator[str]:
     """The app under waitress on a free loopback port, as `python dashboard.py` serves it."""
-    from waitress import create_server
-
-    server = create_server(create_app(db), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}"
-    server.close()
-    thread.join(timeout=10)
+    with serve_app(create_app(db)) as base:
+        yield base
 
 
 @pytest.mark.browser

@@ -10,9 +10,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import requests
 
 from live.audit_logger import AuditLogger
 from live.dashboard import create_app
-from tests.live.conftest import ROOT, run_bars
+from tests.live.conftest import ROOT, run_bars, serve_app
 
 T0 = datetime(2024, 3, 4, 10, tzinfo=timezone.utc)
 
@@ -69,19 +66,9 @@ def snapshot(audit: AuditLogger, equity: float, balance: float = 10_000.0) -> No
     )
 
 
-@contextmanager
-def served(db: Path) -> Iterator[str]:
-    """The app under waitress on a free loopback port, as `python dashboard.py` serves it."""
-    from waitress import create_server
-
-    server = create_server(create_app(db), host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(timeout=10)
+def served(db: Path):
+    """The dashboard of `db` under waitress; yields its base URL."""
+    return serve_app(create_app(db))
 
 
 def remove_db(path: Path) -> None:
@@ -218,8 +205,12 @@ def test_unknown_parameters_get_400_naming_them(trader_db, query, name):
 
 
 def test_the_token_parameter_is_no_unknown_parameter(trader_db):
-    client = create_app(trader_db, token="t0ken-for-test").test_client()
-    assert client.get("/api/orders?token=t0ken-for-test&limit=2").status_code == 200
+    guarded = create_app(trader_db, token="t0ken-for-the-tests").test_client()
+    moved = guarded.get("/api/orders?token=t0ken-for-the-tests&limit=2")
+    assert moved.status_code == 303 and moved.headers["Location"] == "/api/orders?limit=2"
+    assert guarded.get(moved.headers["Location"]).status_code == 200
+    # without a token configured, a stray ?token= is not mistaken for a typo either
+    assert create_app(trader_db).test_client().get("/api/orders?token=x&limit=2").status_code == 200
 
 
 # ---------------------------------------------------------------- equity
