@@ -320,6 +320,14 @@ class LiveConfig:
         "path",
         section="Storage and logs",
     )
+    lock_dir: Path | None = _setting(  # noqa: RUF009
+        "LOCK_DIR",
+        None,
+        "Folder of the per-account locks (one live trader per login, server and magic number "
+        "on this machine); empty = /run/lock/mt5-live-trader, else the temp folder.",
+        "path_or_empty",
+        section="Storage and logs",
+    )
     log_level: str = _setting(
         "LOG_LEVEL",
         "INFO",
@@ -442,8 +450,11 @@ class LiveConfig:
                 object.__setattr__(self, spec.name, canonical(value.strip()))
             _check_value(spec, getattr(self, spec.name))
         for spec in fields(self):
-            if spec.metadata["kind"] == "path":
-                object.__setattr__(self, spec.name, resolve_path(getattr(self, spec.name)))
+            value = getattr(self, spec.name)
+            if spec.metadata["kind"] in ("path", "path_or_empty") and value not in (None, ""):
+                object.__setattr__(self, spec.name, resolve_path(value))
+            elif spec.metadata["kind"] == "path_or_empty":
+                object.__setattr__(self, spec.name, None)
         object.__setattr__(self, "strategy_path", _resolve_strategy(self.strategy_path))
         object.__setattr__(self, "sim_data", _resolve_existing(self.sim_data))
         if self.order_retry_max_seconds < self.order_retry_base_seconds:
@@ -490,6 +501,8 @@ class LiveConfig:
             value = getattr(self, spec.name)
             if spec.metadata["secret"]:
                 value = REDACTED if value else ""
+            elif value is None:
+                value = ""
             elif isinstance(value, Path):
                 value = str(value)
             elif isinstance(value, tuple):
@@ -557,6 +570,8 @@ def _parse(spec: dataclasses.Field, text: str) -> object:
             return tuple(s.strip() for s in raw.split(",") if s.strip())
         if kind == "path":
             return Path(raw)
+        if kind == "path_or_empty":
+            return Path(raw) if raw else None
     except ValueError:
         expected = {"bool": "true or false"}.get(kind, "a number")
         raise ConfigError(f"{key}={text!r}: expected {expected}") from None

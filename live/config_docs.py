@@ -24,6 +24,8 @@ BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
 
 def _default_text(value: object) -> str:
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
@@ -55,7 +57,7 @@ def reference_markdown() -> str:
         meta = spec.metadata
         default = (
             "(empty)"
-            if meta["secret"] or spec.default == ""
+            if meta["secret"] or spec.default in ("", None)
             else f"`{_default_text(spec.default)}`"
         )
         meaning = meta["help"].replace("|", "\\|") + (" Secret." if meta["secret"] else "")

@@ -15,6 +15,13 @@ from live.backtesting_bridge import build_order_request, get_strategy_from_file
 from live.broker_types import ACCOUNT_TRADE_MODE_REAL
 from live.config import LiveConfig
 from live.errors import BrokerError, ConfigError
+from live.instance_lock import (
+    Holder,
+    account_lock_path,
+    database_lock_path,
+    holder_of,
+    needs_account_lock,
+)
 from live.mt5_connector import FILLING_NAMES, MT5Connector
 
 # What the common failures to connect mean (last_error codes and texts users meet).
@@ -119,6 +126,7 @@ def _check_strategy(config: LiveConfig, report: Report) -> None:
 def _check_storage(config: LiveConfig, report: Report) -> None:
     folder = config.audit_db.parent
     _check_kill_switch(config, report)
+    _report_holder(holder_of(database_lock_path(config.audit_db)), "this database", report)
     if not config.audit_db.exists():
         report.ok(f"audit database will be created at {config.audit_db}")
         if folder.exists() and not _writable(folder):
@@ -133,6 +141,13 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
         )
     else:
         report.ok(f"audit database {config.audit_db}: hash chains intact")
+
+
+def _report_holder(holder: Holder | None, what: str, report: Report) -> None:
+    if holder is not None:
+        report.warn(
+            f"a trader is running on {what}: {holder.text()}; a second one would be refused"
+        )
 
 
 def _check_kill_switch(config: LiveConfig, report: Report) -> None:
@@ -186,6 +201,14 @@ def _check_terminal(connector: MT5Connector, config: LiveConfig, report: Report)
         f"{account.equity:,.2f}, leverage 1:{account.leverage}, "
         f"{'hedging' if int(account.margin_mode) == 2 else 'netting'}"
     )
+    if needs_account_lock(dry_run=config.dry_run, backend=connector.backend):
+        path = account_lock_path(
+            config.lock_dir,
+            login=int(account.login),
+            server=account.server,
+            magic=config.magic_number,
+        )
+        _report_holder(holder_of(path), f"this account with magic {config.magic_number}", report)
     if real and not config.dry_run and not config.allow_real_account:
         report.fail(
             "a REAL account and DRY_RUN=false: the trader will refuse to start",

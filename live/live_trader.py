@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -59,6 +60,7 @@ from live.errors import (
     OrderRejected,
     OutcomeUnknown,
 )
+from live.instance_lock import account_lock, database_lock, needs_account_lock
 from live.mt5_connector import ConnectionState, MT5Connector
 from live.order_executor import (
     ExecutionResult,
@@ -1289,11 +1291,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"LOG_DIR={config.log_dir}: cannot write the log there ({exc.strerror or exc})"
             ) from None
         logged = True
-        trader = _build_trader(config)
-        _install_signal_handlers(trader)
-        if hasattr(trader.alerts, "start_commands"):
-            trader.alerts.start_commands(trader)
-        trader.run()  # start() may refuse too: a real account, a locked database, ...
+        with ExitStack() as held:  # the instance locks, released when the run ends
+            trader = _build_trader(config, held)
+            _install_signal_handlers(trader)
+            if hasattr(trader.alerts, "start_commands"):
+                trader.alerts.start_commands(trader)
+            trader.run()  # start() may refuse too: a real account, a locked database, ...
     except (ConfigError, StrategyError, AuditWriteError, DataError) as exc:
         return _cannot_start(str(exc), EXIT_USAGE, logged)
     except BrokerUnavailable as exc:
@@ -1303,18 +1306,40 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _build_trader(config: LiveConfig) -> LiveTrader:
+def _build_trader(config: LiveConfig, held: ExitStack) -> LiveTrader:
     """Load the strategy and reach the terminal before the audit DB is created, so a run
-    that cannot start leaves no empty database behind."""
+    that cannot start leaves no empty database behind; take the instance locks (`held`
+    keeps them) before anything is written."""
     strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
     connector = MT5Connector(config)
     connector.connect()
     for symbol in config.symbols:
         connector.symbol_info(symbol)  # an unknown symbol stops us here
+    command = _command_line(config)
+    if needs_account_lock(dry_run=config.dry_run, backend=connector.backend):
+        account = connector.account()
+        held.enter_context(
+            account_lock(
+                config.lock_dir,
+                login=int(account.login),
+                server=str(account.server),
+                magic=config.magic_number,
+                command=command,
+            )
+        )
+    held.enter_context(database_lock(config.audit_db, command=command))
     audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
     return LiveTrader(
         config, connector=connector, strategy=strategy, audit=audit, alerts=_alerts(config, audit)
     )
+
+
+def _command_line(config: LiveConfig) -> str:
+    """This process's command line for the lock's holder note, secrets blanked."""
+    text = " ".join([Path(sys.executable).name, *sys.argv])
+    for secret in config.secrets():
+        text = text.replace(secret, "***")
+    return text
 
 
 def _cannot_start(message: str, code: int, logged: bool) -> int:
