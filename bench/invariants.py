@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from live.audit_chain import key_file_for, load_key
 from live.audit_reader import AuditReader
 
 
@@ -30,7 +31,7 @@ def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
     ]
     return violations + [
         f"hash chain of {c.table} broken at row {c.broken_id}: {c.reason}"
-        for c in reader.verify()
+        for c in reader.verify(load_key(key_file_for(reader.path)))
         if not c.ok
     ]
 

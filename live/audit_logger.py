@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
@@ -19,14 +20,20 @@ from datetime import datetime
 from pathlib import Path
 
 from live.audit_chain import (
+    ChainKeyError,
+    ChainReport,
+    ensure_chain_keys,
     head_text,
+    key_file_for,
     last_hash,
+    load_key,
+    load_or_create_key,
     recorded_heads,
     row_hash,
     stored_value,
 )
 from live.audit_reader import AuditReader
-from live.audit_schema import COLUMNS, connect, iso, migrate, utc_now
+from live.audit_schema import COLUMNS, connect, failure_text, iso, migrate, utc_now
 from live.errors import AuditWriteError
 
 __all__ = ["AuditLogger", "main"]
@@ -45,19 +52,63 @@ class AuditLogger:
         self,
         path: str | Path,
         *,
+        key_file: str | Path | None = None,
         now: Callable[[], datetime] = utc_now,
         busy_timeout_s: float = 5.0,
     ) -> None:
         self.path = Path(path)
+        self.key_file = Path(key_file) if key_file else key_file_for(self.path)
         self._now = now
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._types: dict[str, dict[str, str]] = {}
+        self._key = self._open_key()
         try:
-            self.schema_version = migrate(self._conn())
+            if not self.path.exists():
+                self._create_aside()
+            self.schema_version = migrate(self._conn(), finish=self._keyed)
+        except ChainKeyError as exc:
+            raise AuditWriteError(str(exc)) from None
         except (sqlite3.Error, OSError) as exc:
-            raise AuditWriteError(f"cannot open audit database {self.path}: {exc}") from exc
+            raise AuditWriteError(
+                f"cannot open audit database {self.path}: {failure_text(self.path, exc)}"
+            ) from exc
         self.reader = AuditReader(self.path, connection_factory=self._conn)
+
+    def _open_key(self) -> bytes:
+        try:
+            return load_or_create_key(self.key_file)
+        except ChainKeyError as exc:
+            raise AuditWriteError(str(exc)) from None
+        except OSError as exc:
+            raise AuditWriteError(
+                f"cannot create the audit chain key {self.key_file}: "
+                f"{failure_text(self.key_file, exc)}"
+            ) from None
+
+    def verify(self) -> list[ChainReport]:
+        """Verify every chain with this logger's key (see `AuditReader.verify`)."""
+        return self.reader.verify(self._key)
+
+    def _keyed(self, conn: sqlite3.Connection) -> None:
+        ensure_chain_keys(conn, self._key)
+
+    def _create_aside(self) -> None:
+        """Build a new database under another name and rename it into place once whole, so a
+        failure (a full disk) leaves either no database or a complete one, never half."""
+        aside = self.path.with_name(f"{self.path.name}.new-{os.getpid()}")
+        _remove_database(aside)
+        try:
+            # a rollback journal while building: once committed, the file alone is whole
+            conn = connect(aside, busy_timeout_s=self._busy_timeout_s, wal=False)
+            try:
+                migrate(conn, finish=self._keyed)
+            finally:
+                conn.close()
+            os.replace(aside, self.path)
+        except BaseException:
+            _remove_database(aside)
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -105,12 +156,14 @@ class AuditLogger:
                     values = [stored_value(row.get(c), types[c]) for c in columns]
                     if values[0] is None:
                         values[0] = iso(self._now())
-                    digest = row_hash(prev, values)
+                    digest = row_hash(prev, values, self._key)
                     ids.append(conn.execute(sql, (*values, prev, digest)).lastrowid)
                     prev = digest
             return ids
         except (sqlite3.Error, OSError) as exc:
-            raise AuditWriteError(f"audit write to {table} in {self.path} failed: {exc}") from exc
+            raise AuditWriteError(
+                f"audit write to {table} in {self.path} failed: {failure_text(self.path, exc)}"
+            ) from exc
 
     def _declared_types(self, conn: sqlite3.Connection, table: str) -> dict[str, str]:
         types = self._types.get(table)
@@ -270,6 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     verify = commands.add_parser("verify", help="check the hash chains of every audit table")
     verify.add_argument("db", type=Path)
     verify.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="the chain key the database was written with (default: DB.key beside it)",
+    )
+    verify.add_argument(
         "--anchor",
         type=Path,
         action="append",
@@ -294,13 +353,29 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "query":
             _print_rows(reader.query(args.sql))
             return 0
-        reports = reader.verify()
+        key = load_key(args.key) if args.key else _verify_key(key_file_for(args.db))
+        reports = reader.verify(key)
         recorded = recorded_heads(args.anchor, args.expect)
         problems = reader.missing_heads(recorded)
         heads = reader.heads()
-    except (FileNotFoundError, sqlite3.Error, ValueError) as exc:
+    except (FileNotFoundError, sqlite3.Error, ValueError) as exc:  # ChainKeyError included
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    _print_reports(reports, heads)
+    for kind, problem in problems:
+        print(f"{kind:<10} {problem}")
+    if recorded and not problems:
+        print(f"recorded heads: all {len(recorded)} still in place")
+    return 0 if all(r.ok for r in reports) and not problems else 1
+
+
+def _verify_key(path: Path) -> bytes | None:
+    """The key to verify with; None when there is no key file (an older, unkeyed database
+    verifies without one; a keyed one then says it needs it)."""
+    return load_key(path) if path.exists() else None
+
+
+def _print_reports(reports: list, heads: dict[str, tuple[int, str]]) -> None:
     for report in reports:
         if report.ok:
             row_id, digest = heads.get(report.table, (0, ""))
@@ -311,11 +386,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
                 f"good rows: {report.reason}"
             )
-    for problem in problems:
-        print(f"TRUNCATED  {problem}")
-    if recorded and not problems:
-        print(f"recorded heads: all {len(recorded)} still in place")
-    return 0 if all(r.ok for r in reports) and not problems else 1
+        if report.unkeyed:
+            print(
+                f"{'':<18} note    its first {report.unkeyed} rows were written before keyed "
+                "chains (plain SHA-256): anyone could rewrite those and their chain"
+            )
 
 
 def _print_rows(rows: list[dict[str, object]]) -> None:
@@ -328,6 +403,12 @@ def _print_rows(rows: list[dict[str, object]]) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _remove_database(path: Path) -> None:
+    """A database file and its WAL companions, which SQLite needs removed together."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        name.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -336,10 +336,12 @@ class AuditReader:
         """Each chained table's last row: (id, row_hash); see `audit_chain.heads`."""
         return audit_chain.heads(self._conn())
 
-    def missing_heads(self, recorded: Mapping[str, tuple[int, str]]) -> list[str]:
-        """What is wrong with heads recorded earlier: a row gone or different."""
+    def missing_heads(self, recorded: Mapping[str, tuple[int, str]]) -> list[tuple[str, str]]:
+        """What is wrong with heads recorded earlier: (TRUNCATED or REWRITTEN, what)."""
         return audit_chain.missing_heads(self._conn(), recorded)
 
-    def verify(self, batch: int = 5000) -> list[ChainReport]:
-        """Recompute every table's hash chain; each report names the first broken row, if any."""
-        return [audit_chain.verify_table(self._conn(), t, batch) for t in CHAINED_TABLES]
+    def verify(self, key: bytes | None = None, batch: int = 5000) -> list[ChainReport]:
+        """Recompute every table's hash chain with the chain `key`; each report names the first
+        broken row, if any. ChainKeyError when the chains are keyed and the key is missing or
+        another one."""
+        return [audit_chain.verify_table(self._conn(), t, key, batch) for t in CHAINED_TABLES]

@@ -9,9 +9,11 @@ database runs in WAL mode, so the dashboard can read while the trader writes.
 
 from __future__ import annotations
 
+import errno
 import logging
+import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -182,6 +184,20 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX trades_dry_run_id ON trades (dry_run, id);
     """,
     ),
+    (
+        # where each table's keyed chain starts (`audit_chain`); rows before it (databases
+        # made before keyed chains) stay chained with plain SHA-256
+        "004_chain_keys",
+        """
+        CREATE TABLE chain_keys (
+            tbl TEXT PRIMARY KEY, first_id INTEGER NOT NULL, key_id TEXT NOT NULL,
+            mac TEXT NOT NULL);
+        CREATE TRIGGER chain_keys_no_update BEFORE UPDATE ON chain_keys
+            BEGIN SELECT RAISE(ABORT, 'chain_keys is append-only'); END;
+        CREATE TRIGGER chain_keys_no_delete BEFORE DELETE ON chain_keys
+            BEGIN SELECT RAISE(ABORT, 'chain_keys is append-only'); END;
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Alert delivery outcomes after which an alert is no longer waiting to be sent.
@@ -200,9 +216,10 @@ def iso(moment: datetime) -> str:
 
 
 def connect(
-    path: Path, *, read_only: bool = False, busy_timeout_s: float = 5.0
+    path: Path, *, read_only: bool = False, busy_timeout_s: float = 5.0, wal: bool = True
 ) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit) with WAL and foreign keys."""
+    """A connection in autocommit mode (transactions are explicit), in WAL mode unless `wal`
+    is false (a database being built, which must be whole in its one file when closed)."""
     if read_only:
         uri = f"file:{Path(path).resolve().as_posix()}?mode=ro"
         conn = sqlite3.connect(
@@ -212,43 +229,103 @@ def connect(
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
-        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA journal_mode = {'WAL' if wal else 'DELETE'}")
         conn.execute("PRAGMA synchronous = NORMAL")
     conn.row_factory = sqlite3.Row
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> int:
-    """Apply the migrations not yet recorded; returns the schema version."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations "
-        "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+def migrate(
+    conn: sqlite3.Connection, *, finish: Callable[[sqlite3.Connection], None] | None = None
+) -> int:
+    """Apply the migrations not yet recorded, all in one transaction together with `finish`
+    (run inside it): a failure, a full disk included, leaves the schema as it was. Returns
+    the schema version."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+        )
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        applied = _apply_missing(conn, done)
+        if finish is not None:
+            finish(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:  # SQLite may have rolled back by itself (a full disk)
+            conn.execute("ROLLBACK")
+        raise
+    for name in applied:
+        logger.info("audit database migrated: %s", name)
+    unknown = done - {name for name, _ in MIGRATIONS}
+    if unknown:
+        raise AuditWriteError(
+            f"audit database has migrations this version does not know: {sorted(unknown)}"
+        )
+    return len(done | set(applied))
+
+
+def _apply_missing(conn: sqlite3.Connection, done: set[str]) -> list[str]:
+    applied = []
     for name, sql in MIGRATIONS:
         if name in done:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(sql):
-                conn.execute(statement)
-            conn.execute(
-                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                (name, iso(utc_now())),
-            )
-            conn.execute(f"PRAGMA user_version = {len(done) + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        done.add(name)
-        logger.info("audit database migrated: %s", name)
-    known = {name for name, _ in MIGRATIONS}
-    if done - known:
-        raise AuditWriteError(
-            f"audit database has migrations this version does not know: {sorted(done - known)}"
+        for statement in _statements(sql):
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+            (name, iso(utc_now())),
         )
-    return len(done)
+        applied.append(name)
+    if applied:
+        conn.execute(f"PRAGMA user_version = {len(done) + len(applied)}")
+    return applied
+
+
+LOW_SPACE_BYTES = 1 << 20  # below this, an I/O error writing the database is a full disk
+
+
+def is_disk_full(exc: BaseException, path: Path | None = None) -> bool:
+    """Whether a write failed for want of space: SQLite's SQLITE_FULL, ENOSPC, EDQUOT, or an
+    I/O error on a disk with (almost) nothing free (a full disk in WAL mode shows as
+    SQLITE_IOERR_SHMSIZE when the shared-memory file cannot grow)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return True
+    io_error = code is not None and code & 0xFF == sqlite3.SQLITE_IOERR
+    return io_error and path is not None and (_free(path) or 0) < LOW_SPACE_BYTES
+
+
+def failure_text(path: Path, exc: BaseException) -> str:
+    """What went wrong writing `path`, in words: a full disk says so, with the space left."""
+    if not is_disk_full(exc, path):
+        return str(exc)
+    free = _free(path)
+    left = "" if free is None else f", {_size(free)} free on that disk"
+    return f"disk full: {path} cannot be written{left} ({exc})"
+
+
+def _free(path: Path) -> int | None:
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:,} {unit}" if unit == "bytes" else f"{count:,.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
 
 
 def _statements(sql: str) -> Iterator[str]:

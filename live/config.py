@@ -313,6 +313,14 @@ class LiveConfig:
     audit_db: Path = _setting(  # noqa: RUF009
         "AUDIT_DB", "data/audit.db", "SQLite audit database.", "path", section="Storage and logs"
     )
+    audit_key_file: Path | None = _setting(  # noqa: RUF009
+        "AUDIT_KEY_FILE",
+        None,
+        "Key of the audit hash chains, made at the first start (mode 0600); empty = "
+        "AUDIT_DB.key beside the database. Back it up: verify needs it.",
+        "path_or_empty",
+        section="Storage and logs",
+    )
     log_dir: Path = _setting(  # noqa: RUF009
         "LOG_DIR",
         "logs",

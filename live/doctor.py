@@ -7,9 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from backtest.strategy import StrategyError
+from live.audit_chain import ChainKeyError, key_file_for, load_key
 from live.audit_reader import AuditReader
 from live.backtesting_bridge import build_order_request, get_strategy_from_file
 from live.broker_types import ACCOUNT_TRADE_MODE_REAL
@@ -132,7 +134,12 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
         if folder.exists() and not _writable(folder):
             report.fail(f"cannot write in {folder}", "choose AUDIT_DB in a writable folder")
         return
-    broken = [c for c in AuditReader(config.audit_db).verify() if not c.ok]
+    key_file = config.audit_key_file or key_file_for(config.audit_db)
+    try:
+        broken = [c for c in AuditReader(config.audit_db).verify(_key(key_file)) if not c.ok]
+    except ChainKeyError as exc:
+        report.fail(str(exc), f"restore {key_file} from your backup, or set AUDIT_KEY_FILE")
+        return
     if broken:
         report.fail(
             f"audit database {config.audit_db}: hash chain of {broken[0].table} "
@@ -140,7 +147,11 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
             "keep the file as evidence and start a new AUDIT_DB; see docs/observability.md",
         )
     else:
-        report.ok(f"audit database {config.audit_db}: hash chains intact")
+        report.ok(f"audit database {config.audit_db}: hash chains intact (key {key_file})")
+
+
+def _key(path: Path) -> bytes | None:
+    return load_key(path) if path.exists() else None
 
 
 def _report_holder(holder: Holder | None, what: str, report: Report) -> None:

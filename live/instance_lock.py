@@ -74,8 +74,7 @@ class InstanceLock:
             handle = _open(self.path)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create the lock file {self.path} for {self.what}: "
-                f"{exc.strerror or exc}"
+                f"cannot create the lock file {self.path} for {self.what}: {exc.strerror or exc}"
             ) from None
         if not _try_lock(handle):
             holder = _read_holder(handle)

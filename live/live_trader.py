@@ -1328,7 +1328,7 @@ def _build_trader(config: LiveConfig, held: ExitStack) -> LiveTrader:
             )
         )
     held.enter_context(database_lock(config.audit_db, command=command))
-    audit = AuditLogger(config.audit_db, busy_timeout_s=2.0)
+    audit = AuditLogger(config.audit_db, key_file=config.audit_key_file, busy_timeout_s=2.0)
     return LiveTrader(
         config, connector=connector, strategy=strategy, audit=audit, alerts=_alerts(config, audit)
     )

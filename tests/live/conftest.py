@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -132,3 +134,53 @@ def serve_app(app: object) -> Iterator[str]:
         thread.join(timeout=10)
         server.task_dispatcher.shutdown()
         assert not thread.is_alive(), "the test server did not stop"
+
+
+def copy_audit_db(source: Path, target: Path) -> Path:
+    """A consistent copy of an audit database (SQLite's backup, WAL included) with its chain
+    key beside it, as an operator's backup would have both; returns `target`."""
+    import shutil
+    import sqlite3
+
+    from live.audit_chain import key_file_for
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(source) as a, sqlite3.connect(target) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+    if key_file_for(source).exists():
+        shutil.copy2(key_file_for(source), key_file_for(target))
+    return target
+
+
+_TINY_DISK_SCRIPT = """
+size=$1; disk=$2; keep=$3; shift 3
+mount -t tmpfs -o "size=$size" tmpfs "$disk" || exit 97
+"$@"; code=$?
+cp -a "$disk"/. "$keep"/
+exit $code
+"""
+
+
+def on_tiny_disk(
+    size: str, disk: Path, keep: Path, command: list[str], *, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run `command` with a real, small filesystem (a tmpfs of `size`, e.g. "64k") mounted on
+    `disk` in a private mount namespace, so writes there fill it up and fail as a full disk
+    does (ENOSPC); what the command left on it is copied to `keep` afterwards."""
+    disk.mkdir(parents=True, exist_ok=True)
+    keep.mkdir(parents=True, exist_ok=True)
+    wrappers = [["unshare", "-m"]] if os.geteuid() == 0 else []
+    wrappers.append(["unshare", "-rm"])  # a user namespace: no root needed
+    for wrapper in wrappers:
+        done = subprocess.run(
+            [*wrapper, "sh", "-c", _TINY_DISK_SCRIPT, "sh", size, str(disk), str(keep), *command],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 97 and "unshare:" not in done.stderr:
+            return done
+    pytest.fail(f"cannot mount a small tmpfs here (unshare/mount refused): {done.stderr}")

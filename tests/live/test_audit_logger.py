@@ -86,7 +86,7 @@ def test_fresh_database_has_wal_schema_version_and_intact_chains(audit):
     conn = sqlite3.connect(audit.path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    reports = AuditReader(audit.path).verify()
+    reports = audit.verify()
     assert [r.table for r in reports] == list(CHAINED_TABLES)
     assert all(r.ok for r in reports) and sum(r.rows for r in reports) == 6
 
@@ -127,7 +127,7 @@ def test_verify_names_the_first_broken_link(audit, sql, table, broken_id, reason
     fill(audit)
     audit.record_order(client_order_id="LTY", status="intent", symbol="EURUSD", dry_run=False)
     tamper(audit.path, sql)
-    report = next(r for r in AuditReader(audit.path).verify() if r.table == table)
+    report = next(r for r in audit.verify() if r.table == table)
     assert (report.ok, report.broken_id) == (False, broken_id)
     assert reason in report.reason
     assert main(["verify", str(audit.path)]) == 1
@@ -209,7 +209,7 @@ def test_reopening_does_not_migrate_twice_and_chains_continue(tmp_path):
     second = AuditLogger(tmp_path / "a.db")
     second.record_event("two")
     assert second.schema_version == SCHEMA_VERSION
-    assert all(r.ok for r in AuditReader(tmp_path / "a.db").verify())
+    assert all(r.ok for r in second.verify())
     assert second.reader.count("events") == 2
 
 
@@ -252,4 +252,4 @@ def test_values_sqlite_converts_still_verify(audit, table, row):
     differently from how they were passed; the chain must still hold."""
     audit.insert(table, row)
     audit.insert(table, row)
-    assert all(report.ok for report in audit.reader.verify())
+    assert all(report.ok for report in audit.verify())

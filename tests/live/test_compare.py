@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from backtest.synthetic import generate_bars
 from live.audit_logger import AuditLogger
 from live.audit_reader import AuditReader
 from live.compare import compare, html_report, main, summary_lines, table_text, trader_volume
-from tests.live.conftest import ROOT, SMA_CROSS, run_bars
+from tests.live.conftest import ROOT, SMA_CROSS, copy_audit_db, run_bars
 
 EURUSD = get_symbol_spec("EURUSD")
 
@@ -211,12 +210,8 @@ def test_the_quick_start_run_compares_with_sim_and_the_settings_database(quick_s
 
 def copy_of_quick_start(quick_start: Path, tmp_path: Path) -> tuple[Path, dict]:
     """A copy of the quick start's database, and the start-up record the trader wrote."""
-    db = tmp_path / "audit.db"
     source = AuditReader(quick_start.parent / "audit.db")
-    with sqlite3.connect(source.path) as a, sqlite3.connect(db) as b:
-        a.backup(b)
-    a.close()
-    b.close()
+    db = copy_audit_db(source.path, tmp_path / "audit.db")
     return db, json.loads(source.last_event("startup")["data"])
 
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from live.audit_logger import AuditLogger
 from live.audit_reader import AuditReader
 from live.dashboard import MAX_LIMIT, create_app, equity_points
-from tests.live.conftest import ROOT, SMA_CROSS, serve_app
+from tests.live.conftest import ROOT, SMA_CROSS, copy_audit_db, serve_app
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
@@ -62,13 +62,7 @@ def dry_run_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def db(dry_run_db, tmp_path) -> Path:
     """A private copy, so tests that add rows do not disturb the others."""
-    copy = tmp_path / "audit.db"
-    source = sqlite3.connect(dry_run_db)
-    target = sqlite3.connect(copy)
-    source.backup(target)
-    source.close()
-    target.close()
-    return copy
+    return copy_audit_db(dry_run_db, tmp_path / "audit.db")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import requests
 
 from live.audit_logger import AuditLogger
 from live.dashboard import create_app
-from tests.live.conftest import ROOT, run_bars, serve_app
+from tests.live.conftest import ROOT, copy_audit_db, run_bars, serve_app
 
 T0 = datetime(2024, 3, 4, 10, tzinfo=timezone.utc)
 
@@ -37,12 +37,7 @@ def trader_db(live_config, make_sim, make_trader, tmp_path) -> Path:
 
 
 def copy_db(source: Path, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with sqlite3.connect(source) as a, sqlite3.connect(target) as b:
-        a.backup(b)
-    a.close()
-    b.close()
-    return target
+    return copy_audit_db(source, target)
 
 
 def clocked(path: Path, start: datetime = T0) -> tuple[AuditLogger, list[datetime]]:
