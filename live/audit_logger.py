@@ -1,13 +1,16 @@
-"""The audit logger: the only writer of the audit database (every insert goes through it),
-and the command line `python -m live.audit_logger verify|query DB`.
+"""The audit logger: the only writer of the audit database (every insert goes through it).
+`python -m live.audit_logger verify|query DB` runs `audit_cli`.
 
 Rows are appended to the append-only, hash-chained tables of `audit_schema`; `audit_chain`
-makes and checks the hashes; `audit_reader` holds the queries.
+makes and checks the hashes; `audit_reader` holds the queries. When a write fails (a full
+disk, a lock held too long) the logger is in an *outage*: rows that must not wait (`fallback`:
+the records of exits, kill-switch changes) go to the fallback journal (`audit_journal`), other
+writes fail at once without touching the database, and only `probe()` tries the database
+again; when it succeeds, the journal's rows are moved in, in order, and the outage is over.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -16,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -23,26 +27,35 @@ from live.audit_chain import (
     ChainKeyError,
     ChainReport,
     ensure_chain_keys,
-    head_text,
     key_file_for,
     last_hash,
-    load_key,
     load_or_create_key,
-    recorded_heads,
     row_hash,
     stored_value,
 )
+from live.audit_cli import main
+from live.audit_journal import FallbackJournal
 from live.audit_reader import AuditReader
 from live.audit_schema import COLUMNS, connect, failure_text, iso, migrate, utc_now
 from live.errors import AuditWriteError
 
-__all__ = ["AuditLogger", "main"]
+__all__ = ["AuditLogger", "Outage", "main"]
 
 logger = logging.getLogger(__name__)
 
 
+@dataclass
+class Outage:
+    """The database has refused writes since `since` (the rows' clock), with `error`."""
+
+    since: datetime
+    error: str
+    failed_writes: int = 0
+
+
 class AuditLogger:
-    """Writes the audit trail. Every failure to write raises AuditWriteError.
+    """Writes the audit trail. A failure to write raises AuditWriteError, unless the row was
+    kept in the fallback journal (`fallback=True`).
 
     One connection per thread (the trading loop and the alert worker both write). `now` is
     injectable so tests control timestamps.
@@ -74,6 +87,28 @@ class AuditLogger:
                 f"cannot open audit database {self.path}: {failure_text(self.path, exc)}"
             ) from exc
         self.reader = AuditReader(self.path, connection_factory=self._conn)
+        self.outage: Outage | None = None
+        self.journal = self._open_journal()
+
+    def _open_journal(self) -> FallbackJournal:
+        """The journal, made now while there is room; rows a crash left in it move in now."""
+        path = Path(f"{self.path}.journal")
+        try:
+            journal = FallbackJournal(path)
+        except OSError as exc:
+            raise AuditWriteError(
+                f"cannot create the fallback journal {path}: {failure_text(path, exc)}"
+            ) from None
+        if journal.records:
+            try:
+                moved = self._move_journal(journal)
+            except (sqlite3.Error, OSError) as exc:
+                raise AuditWriteError(
+                    f"{len(journal.records)} rows of the fallback journal {path} cannot be moved "
+                    f"into {self.path}: {failure_text(self.path, exc)}"
+                ) from exc
+            logger.warning("moved %d rows of the fallback journal into %s", moved, self.path)
+        return journal
 
     def _open_key(self) -> bytes:
         try:
@@ -127,15 +162,127 @@ class AuditLogger:
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if getattr(self, "journal", None) is not None:
+            self.journal.close()
 
     # ------------------------------------------------------------ writing
 
-    def insert(self, table: str, row: Mapping[str, object]) -> int:
-        """Append one row (missing columns are NULL, ts defaults to now); returns its id."""
-        return self.insert_many(table, [row])[-1]
+    def insert(self, table: str, row: Mapping[str, object], *, fallback: bool = False) -> int:
+        """Append one row (missing columns are NULL, ts defaults to now); returns its id, or 0
+        when the database refused it and it went to the fallback journal (`fallback`)."""
+        if self.outage is None:
+            try:
+                return self.insert_many(table, [row])[-1]
+            except AuditWriteError as exc:
+                self.outage = Outage(self._now(), str(exc))
+                if not fallback:
+                    raise
+        self.outage.failed_writes += 1
+        if not fallback:
+            raise AuditWriteError(
+                f"audit database {self.path} unwritable since {iso(self.outage.since)} "
+                f"({self.outage.error}): {table} row not written"
+            )
+        return self._journal(table, row)
+
+    def _journal(self, table: str, row: Mapping[str, object]) -> int:
+        values = {column: stored_value(value, "") for column, value in row.items()}
+        values.setdefault("ts", iso(self._now()))
+        try:
+            self.journal.append({"table": table, "row": values})
+        except OSError as exc:  # JournalFull, or a disk that refuses even that
+            raise AuditWriteError(
+                f"audit database {self.path} unwritable and the fallback journal too: {exc}"
+            ) from exc
+        logger.warning(
+            "%s row kept in the fallback journal %s (the audit database cannot be written)",
+            table,
+            self.journal.path,
+        )
+        return 0
+
+    def probe(self) -> bool:
+        """During an outage, try the database: move the journal's rows in and record that it
+        is writable again, in one transaction. True when that worked (the outage is over)."""
+        if self.outage is None:
+            return True
+        outage = self.outage
+        try:
+            moved = self._move_journal(
+                self.journal,
+                then=(
+                    "events",
+                    {
+                        "level": "warning",
+                        "kind": "audit_recovered",
+                        "message": "audit database writable again",
+                        "data": json.dumps(
+                            {
+                                "since": iso(outage.since),
+                                "failed_writes": outage.failed_writes,
+                                "error": outage.error,
+                            }
+                        ),
+                    },
+                ),
+            )
+        except (sqlite3.Error, OSError) as exc:
+            outage.error = failure_text(self.path, exc)
+            return False
+        self.outage = None
+        if moved:
+            logger.warning("moved %d rows of the fallback journal into %s", moved, self.path)
+        return True
+
+    def latest_order(self, client_order_id: str) -> dict[str, object] | None:
+        """The latest row of an order, the fallback journal's included."""
+        for record in reversed(self.journal.records):
+            row = record["row"]
+            if record["table"] == "orders" and row.get("client_order_id") == client_order_id:
+                return {column: row.get(column) for column in ("id", *COLUMNS["orders"])}
+        return self.reader.latest_order(client_order_id)
+
+    def _move_journal(
+        self, journal: FallbackJournal, then: tuple[str, Mapping[str, object]] | None = None
+    ) -> int:
+        """Insert the journal's rows (those not in the database already: a crash may have
+        come between the insert and the clearing) and `then`, in one transaction; then clear
+        the journal. Returns how many rows moved."""
+        moved = 0
+        with self._write() as conn:
+            for record in journal.records:
+                table, row = record["table"], record["row"]
+                if not self._present(conn, table, row):
+                    self._insert_rows(conn, table, [row])
+                    moved += 1
+            if then is not None:
+                self._insert_rows(conn, then[0], [then[1]])
+        journal.clear()
+        return moved
+
+    def _present(self, conn: sqlite3.Connection, table: str, row: Mapping[str, object]) -> bool:
+        types = self._declared_types(conn, table)
+        names = [c for c in row if c in types]
+        where = " AND ".join(f"{c} IS ?" for c in names)
+        values = [stored_value(row[c], types[c]) for c in names]
+        return (
+            conn.execute(f"SELECT 1 FROM {table} WHERE {where} LIMIT 1", values).fetchone()
+            is not None
+        )
 
     def insert_many(self, table: str, rows: list[Mapping[str, object]]) -> list[int]:
         """Append rows in one transaction, chaining their hashes; returns their ids."""
+        try:
+            with self._write() as conn:
+                return self._insert_rows(conn, table, rows)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditWriteError(
+                f"audit write to {table} in {self.path} failed: {failure_text(self.path, exc)}"
+            ) from exc
+
+    def _insert_rows(
+        self, conn: sqlite3.Connection, table: str, rows: list[Mapping[str, object]]
+    ) -> list[int]:
         columns = COLUMNS.get(table)
         if columns is None:
             raise ValueError(f"unknown audit table {table!r}")
@@ -147,23 +294,17 @@ class AuditLogger:
             f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
             f"VALUES ({placeholders})"
         )
-        try:
-            with self._write() as conn:
-                prev = last_hash(conn, table)
-                ids = []
-                types = self._declared_types(conn, table)
-                for row in rows:
-                    values = [stored_value(row.get(c), types[c]) for c in columns]
-                    if values[0] is None:
-                        values[0] = iso(self._now())
-                    digest = row_hash(prev, values, self._key)
-                    ids.append(conn.execute(sql, (*values, prev, digest)).lastrowid)
-                    prev = digest
-            return ids
-        except (sqlite3.Error, OSError) as exc:
-            raise AuditWriteError(
-                f"audit write to {table} in {self.path} failed: {failure_text(self.path, exc)}"
-            ) from exc
+        prev = last_hash(conn, table)
+        ids = []
+        types = self._declared_types(conn, table)
+        for row in rows:
+            values = [stored_value(row.get(c), types[c]) for c in columns]
+            if values[0] is None:
+                values[0] = iso(self._now())
+            digest = row_hash(prev, values, self._key)
+            ids.append(conn.execute(sql, (*values, prev, digest)).lastrowid)
+            prev = digest
+        return ids
 
     def _declared_types(self, conn: sqlite3.Connection, table: str) -> dict[str, str]:
         types = self._types.get(table)
@@ -197,6 +338,7 @@ class AuditLogger:
         entry: bool = False,
         detail: str = "",
         client_order_id: str | None = None,
+        fallback: bool = False,
     ) -> int:
         """One decision of the strategy on one closed bar and what became of it."""
         return self.insert(
@@ -213,10 +355,18 @@ class AuditLogger:
                 "detail": detail,
                 "client_order_id": client_order_id,
             },
+            fallback=fallback,
         )
 
     def record_order(
-        self, *, client_order_id: str, status: str, symbol: str, dry_run: bool, **fields: object
+        self,
+        *,
+        client_order_id: str,
+        status: str,
+        symbol: str,
+        dry_run: bool,
+        fallback: bool = False,
+        **fields: object,
     ) -> int:
         """One step in an order's life (intent, sent, filled, rejected, ...)."""
         return self.insert(
@@ -228,6 +378,7 @@ class AuditLogger:
                 "dry_run": dry_run,
                 **fields,
             },
+            fallback=fallback,
         )
 
     def record_trade(
@@ -249,6 +400,7 @@ class AuditLogger:
         level: str = "info",
         symbol: str | None = None,
         data: Mapping[str, object] | None = None,
+        fallback: bool = False,
     ) -> int:
         """Something that happened: startup, kill switch, reconnect, error, heartbeat, ..."""
         return self.insert(
@@ -260,6 +412,7 @@ class AuditLogger:
                 "message": message,
                 "data": json.dumps(data, default=str) if data else None,
             },
+            fallback=fallback,
         )
 
     def record_alert(self, *, channel: str, kind: str, severity: str, text: str) -> int:
@@ -311,98 +464,6 @@ class AuditLogger:
                 "dry_run": dry_run,
             },
         )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m live.audit_logger verify DB` (exit 1 when a chain is broken) and
-    `python -m live.audit_logger query DB SQL` (read-only; exit 2 on a bad query)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m live.audit_logger", description="Audit database tools."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser("verify", help="check the hash chains of every audit table")
-    verify.add_argument("db", type=Path)
-    verify.add_argument(
-        "--key",
-        type=Path,
-        metavar="FILE",
-        help="the chain key the database was written with (default: DB.key beside it)",
-    )
-    verify.add_argument(
-        "--anchor",
-        type=Path,
-        action="append",
-        default=[],
-        metavar="LOG",
-        help="the trader's log (logs/live_trader.log, repeatable for rotated "
-        "ones): every chain head it recorded must still be in the DB",
-    )
-    verify.add_argument(
-        "--expect",
-        action="append",
-        default=[],
-        metavar="TABLE:ID:HASH",
-        help="a chain head as the shutdown alert gives it (repeatable)",
-    )
-    query = commands.add_parser("query", help="run a read-only SQL query, print the rows")
-    query.add_argument("db", type=Path)
-    query.add_argument("sql")
-    args = parser.parse_args(argv)
-    try:
-        reader = AuditReader(args.db)
-        if args.command == "query":
-            _print_rows(reader.query(args.sql))
-            return 0
-        key = load_key(args.key) if args.key else _verify_key(key_file_for(args.db))
-        reports = reader.verify(key)
-        recorded = recorded_heads(args.anchor, args.expect)
-        problems = reader.missing_heads(recorded)
-        heads = reader.heads()
-    except (FileNotFoundError, sqlite3.Error, ValueError) as exc:  # ChainKeyError included
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    _print_reports(reports, heads)
-    for kind, problem in problems:
-        print(f"{kind:<10} {problem}")
-    if recorded and not problems:
-        print(f"recorded heads: all {len(recorded)} still in place")
-    return 0 if all(r.ok for r in reports) and not problems else 1
-
-
-def _verify_key(path: Path) -> bytes | None:
-    """The key to verify with; None when there is no key file (an older, unkeyed database
-    verifies without one; a keyed one then says it needs it)."""
-    return load_key(path) if path.exists() else None
-
-
-def _print_reports(reports: list, heads: dict[str, tuple[int, str]]) -> None:
-    for report in reports:
-        if report.ok:
-            row_id, digest = heads.get(report.table, (0, ""))
-            head = f", head {head_text(report.table, row_id, digest)}" if row_id else ""
-            print(f"{report.table:<18} ok      {report.rows} rows{head}")
-        else:
-            print(
-                f"{report.table:<18} BROKEN  at id {report.broken_id} after {report.rows} "
-                f"good rows: {report.reason}"
-            )
-        if report.unkeyed:
-            print(
-                f"{'':<18} note    its first {report.unkeyed} rows were written before keyed "
-                "chains (plain SHA-256): anyone could rewrite those and their chain"
-            )
-
-
-def _print_rows(rows: list[dict[str, object]]) -> None:
-    if not rows:
-        print("(no rows)")
-        return
-    columns = list(rows[0])
-    cells = [[("" if row[c] is None else str(row[c])) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def _remove_database(path: Path) -> None:

@@ -31,6 +31,7 @@ from backtest.data import DataError, timeframe_seconds
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
 from live.audit_chain import HEADS_LOG_PREFIX, head_text
+from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import (
     BacktestingBridge,
@@ -145,6 +146,7 @@ class LiveTrader:
             PaperBroker(connector, audit, now=self.now) if config.dry_run else connector
         )
         self.state = StateManager(config, audit, now=self.now)
+        self.audit_health = AuditHealth(audit, self.state, self.alerts, wall_clock=wall_clock)
         self.executor = OrderExecutor(self.broker, audit, config, sleep=self._sleep, now=self.now)
         self.summary = SessionSummary()
         self.sizing = Sizing(
@@ -386,6 +388,7 @@ class LiveTrader:
         self._in_iteration, self._iteration_clock = True, None
         try:
             self._check_kill_switch()
+            self.audit_health.maybe_recover()
             connected = self._connected()
             made = self._trade_once() if connected else 0
             self._loop_seconds = time.monotonic() - started
@@ -576,12 +579,13 @@ class LiveTrader:
         }
 
     def _check_kill_switch(self) -> None:
+        before = self.state.kill_switch
         try:
-            change = self.state.update_kill_switch()
-        except AuditWriteError as exc:
+            self.state.update_kill_switch()
+        except AuditWriteError as exc:  # applied all the same: a full disk never delays it
             self._audit_failed(exc)
-            return
-        if change is None:
+        change = self.state.kill_switch
+        if change == before:
             return
         self._last_heartbeat = 0.0
         if change.level is None:
@@ -637,11 +641,7 @@ class LiveTrader:
             self._audit_failed(exc)
 
     def _audit_failed(self, exc: AuditWriteError) -> None:
-        if self.state.disable("audit", f"audit log cannot be written: {exc}"):
-            logger.critical("AUDIT LOG UNWRITABLE: no new positions until it is fixed (%s)", exc)
-            self.alerts.notify(
-                "error", f"audit log cannot be written, entries stopped: {exc}", severity="critical"
-            )
+        self.audit_health.failed(exc)
 
     # ------------------------------------------------------------ positions and trades
 
@@ -652,8 +652,6 @@ class LiveTrader:
             c.ticket for c in self.state.sync_positions(self.broker.positions())
         )
         self._record_pending_trades()
-        if self.state.enable("audit") and not self.state.disabled_reasons:
-            logger.warning("audit log writable again: entries re-enabled")
 
     def _record_pending_trades(self) -> None:
         """Trade rows of closed positions; one that cannot be written yet (terminal away,
@@ -663,6 +661,9 @@ class LiveTrader:
                 done = self._record_closed_trade(ticket)
             except (BrokerError, OSError) as exc:
                 logger.warning("trade of position %s not recorded yet: %s", ticket, exc)
+                return
+            except AuditWriteError as exc:  # kept for later; the loop (and exits) go on
+                self._audit_failed(exc)
                 return
             if done:
                 self._unrecorded.discard(ticket)
@@ -865,6 +866,8 @@ class LiveTrader:
             action, outcome, cid = self._act(decision)
         else:
             action, outcome, cid = self._hold(decision)
+        self.state.mark_processed(symbol, decision.bar_time)  # decided, recorded or not
+        self._count_bar(decision)
         self.audit.record_signal(
             symbol=symbol,
             bar_time=decision.bar_time,
@@ -875,9 +878,8 @@ class LiveTrader:
             position=decision.position,
             entry=decision.entry,
             client_order_id=cid,
+            fallback=action != "none",  # a decision that acted is kept through an outage
         )
-        self.state.mark_processed(symbol, decision.bar_time)
-        self._count_bar(decision)
         if self.executor.stats.last_send_at != sends_before:
             self._latencies_ms.append(1000.0 * (self.executor.stats.last_send_at - seen_at))
             del self._latencies_ms[:-1000]
@@ -1066,18 +1068,21 @@ class LiveTrader:
             deviation=self.config.deviation_points,
             filling=broker.filling_mode(position.symbol),
         )
-        result = self.executor.execute_order(
-            OrderIntent(
-                client_order_id=cid,
-                symbol=position.symbol,
-                side="buy" if request["type"] == 0 else "sell",
-                volume=float(position.volume),
-                kind="close",
-                request=request,
-                position_ticket=int(position.ticket),
-                reason=reason,
-            )
+        intent = OrderIntent(
+            client_order_id=cid,
+            symbol=position.symbol,
+            side="buy" if request["type"] == 0 else "sell",
+            volume=float(position.volume),
+            kind="close",
+            request=request,
+            position_ticket=int(position.ticket),
+            reason=reason,
         )
+        try:
+            result = self.executor.execute_order(intent)
+        except AuditWriteError:  # not even the fallback journal took its intent: not sent
+            self.state.exit_failed(int(position.ticket))
+            raise
         if result.filled or result.status == "not_needed":
             self.state.exit_done(int(position.ticket))
             self.summary.exits += 0 if result.duplicate else int(result.filled)

@@ -39,7 +39,6 @@ from live.broker_types import (
 )
 from live.config import LiveConfig
 from live.errors import (
-    AuditWriteError,
     BrokerUnavailable,
     OrderRejected,
     OutcomeUnknown,
@@ -49,6 +48,8 @@ from live.errors import (
 logger = logging.getLogger(__name__)
 
 CLIENT_ID_PREFIX = "LT"
+# Orders that only reduce exposure (closes; later stop changes and cancellations).
+REDUCING_KINDS = frozenset({"close"})
 PENDING_AT_BROKER = "pending order at the broker"
 RECONCILE_WINDOW = timedelta(days=7)
 
@@ -183,7 +184,7 @@ class OrderExecutor:
         OutcomeUnknown when the broker cannot be asked whether a sent order exists.
         """
         self.stats.orders += 1
-        earlier = self.audit.reader.latest_order(intent.client_order_id)
+        earlier = self.audit.latest_order(intent.client_order_id)
         if earlier is not None:
             done = self._settle_earlier(intent, earlier)
             if done is not None:
@@ -595,22 +596,16 @@ class OrderExecutor:
             "comment": intent.client_order_id,
         }
         base.update(fields)
-        try:
-            self.audit.record_order(
-                client_order_id=intent.client_order_id,
-                status=status,
-                symbol=intent.symbol,
-                dry_run=self.broker.dry_run,
-                **base,
-            )
-        except AuditWriteError:
-            logger.critical(
-                "audit write failed for order %s (%s)",
-                intent.client_order_id,
-                status,
-                extra={"client_order_id": intent.client_order_id},
-            )
-            raise
+        # an order that reduces exposure is never held back by the disk: its rows may wait in
+        # the fallback journal; an entry without its row in the database is not sent
+        self.audit.record_order(
+            client_order_id=intent.client_order_id,
+            status=status,
+            symbol=intent.symbol,
+            dry_run=self.broker.dry_run,
+            fallback=intent.kind in REDUCING_KINDS,
+            **base,
+        )
 
     def _note_slippage(self, intent: OrderIntent, request: dict, fill: float) -> None:
         asked = request.get("price")

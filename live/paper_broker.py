@@ -259,11 +259,14 @@ class PaperBroker:
         self._next_ticket = max(self._next_ticket, deal.ticket + 1)
 
     def _persist(self, action: str, *, position: VirtualPosition, deal: Any) -> None:
+        """The paper fill is the paper book's record: a close may wait in the fallback journal
+        while the audit database cannot be written (exits never wait for the disk)."""
         self.audit.record_event(
             "paper_fill",
             f"paper {action} {position.symbol} #{position.ticket} at {deal.price}",
             symbol=position.symbol,
             data={"action": action, "position": position.__dict__, "deal": deal._asdict()},
+            fallback=action == "close",
         )
 
     def _restore(self) -> None:

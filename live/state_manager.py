@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
 from live.config import KILL_SWITCH_ACTIONS, LiveConfig
+from live.errors import AuditWriteError
 
 logger = logging.getLogger(__name__)
 
@@ -170,12 +171,16 @@ class StateManager:
             if data.get("day") == label:
                 self._day_start = (label, float(data["equity"]))
                 return self._day_start[1]
-        self.audit.record_event(
-            "day_start",
-            f"trading day {label} starts at equity {equity:,.2f}",
-            data={"day": label, "equity": equity},
-        )
         self._day_start = (label, equity)
+        try:
+            self.audit.record_event(
+                "day_start",
+                f"trading day {label} starts at equity {equity:,.2f}",
+                data={"day": label, "equity": equity},
+                fallback=True,
+            )
+        except AuditWriteError:  # the logger's outage says so; the day goes on from memory
+            logger.debug("day start of %s not recorded", label)
         return equity
 
     def daily_limit_reason(self, equity: float) -> str | None:
@@ -197,7 +202,9 @@ class StateManager:
         label, _ = self.trading_day(self._now())
         if self._limit_recorded == (label, reason):
             return False
-        self.audit.record_event("daily_limit", reason, level="warning", data={"day": label})
+        self.audit.record_event(
+            "daily_limit", reason, level="warning", data={"day": label}, fallback=True
+        )
         self._limit_recorded = (label, reason)
         return True
 
@@ -253,15 +260,20 @@ class StateManager:
         return KillSwitch(None) if level is None else KillSwitch(level, str(path))
 
     def update_kill_switch(self) -> KillSwitch | None:
-        """Re-read the file; record and return the new state when it changed."""
+        """Re-read the file; apply, record and return the new state when it changed. The
+        state applies even when it cannot be recorded (AuditWriteError after the change)."""
         wanted = self.read_kill_switch()
         if wanted.level == self.kill_switch.level:
             return None
         if wanted.level == "close_all" and self.kill_switch.source == "after close_all":
             return None  # already flattened for this file; stay halted
+        self.kill_switch = wanted
         if wanted.level is None:
             self.audit.record_event(
-                "kill_switch_off", "kill-switch file removed: trading resumes", level="warning"
+                "kill_switch_off",
+                "kill-switch file removed: trading resumes",
+                level="warning",
+                fallback=True,
             )
         else:
             self.audit.record_event(
@@ -269,20 +281,21 @@ class StateManager:
                 f"kill switch: {wanted.level} ({wanted.source})",
                 level="critical",
                 data={"level": wanted.level, "source": wanted.source},
+                fallback=True,
             )
-        self.kill_switch = wanted
         return wanted
 
     def settle_close_all(self) -> None:
         """close_all has flattened the book: stay halted from now on."""
         if self.kill_switch.level == "close_all":
+            self.kill_switch = KillSwitch("halt", "after close_all")
             self.audit.record_event(
                 "kill_switch_on",
                 "close_all done: halted",
                 level="critical",
                 data={"level": "halt", "source": "after close_all"},
+                fallback=True,
             )
-            self.kill_switch = KillSwitch("halt", "after close_all")
 
     # ------------------------------------------------------------ enable / disable
 

@@ -89,6 +89,7 @@ def make_trader() -> Iterator[Callable[..., LiveTrader]]:
         strategy: Strategy | None = None,
         alerts: object = None,
         busy_timeout_s: float = 5.0,
+        wall_clock: Callable[[], float] | None = None,
     ) -> LiveTrader:
         strategy = strategy or get_strategy_from_file(
             config.strategy_path, config.strategy_param_pairs()
@@ -99,6 +100,7 @@ def make_trader() -> Iterator[Callable[..., LiveTrader]]:
             strategy=strategy,
             audit=AuditLogger(config.audit_db, busy_timeout_s=busy_timeout_s),
             alerts=alerts,
+            **({"wall_clock": wall_clock} if wall_clock else {}),
         )
         made.append(trader)
         return trader
@@ -184,3 +186,29 @@ def on_tiny_disk(
         if done.returncode != 97 and "unshare:" not in done.stderr:
             return done
     pytest.fail(f"cannot mount a small tmpfs here (unshare/mount refused): {done.stderr}")
+
+
+class WallClock:
+    """A wall clock the test moves (seconds since the epoch); `advance(s)` moves it on."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RecordingAlerts:
+    """An alert channel that keeps what it was given (kind, text, severity)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def notify(self, kind: str, text: str, *, severity: str = "info", **data: object) -> None:
+        self.sent.append((kind, text, severity))
+
+    def close(self) -> None:
+        return None

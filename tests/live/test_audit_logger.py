@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -182,17 +183,24 @@ def test_trades_summary_and_duplicate_trade_rows(audit):
     assert summary["max_drawdown"] == -100.0  # peak 100 -> 50 -> 80 -> 0
 
 
-def test_a_locked_database_raises_audit_write_error(tmp_path):
+def test_a_locked_database_raises_audit_write_error_until_a_probe_gets_through(tmp_path):
     audit = AuditLogger(tmp_path / "audit.db", busy_timeout_s=0.05)
     blocker = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(AuditWriteError, match="locked"):
             audit.record_event("x", "y")
+        # in the outage, writes fail at once instead of waiting on the lock again
+        with pytest.raises(AuditWriteError, match="unwritable since"):
+            audit.record_event("x", "still locked")
+        assert not audit.probe() and audit.outage is not None
     finally:
         blocker.execute("ROLLBACK")
-    audit.record_event("x", "after the lock")  # recovers once the lock is gone
-    assert audit.reader.count("events") == 1
+    assert audit.probe() and audit.outage is None  # the probe gets through: the outage is over
+    audit.record_event("x", "after the lock")
+    assert [r["kind"] for r in audit.reader.recent_events()] == ["x", "audit_recovered"]
+    recovered = audit.reader.last_event("audit_recovered")
+    assert json.loads(recovered["data"])["failed_writes"] == 1
 
 
 def test_naive_datetimes_are_refused(audit):

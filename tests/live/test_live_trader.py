@@ -16,7 +16,7 @@ from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
 from live.backtesting_bridge import get_strategy_from_file
 from live.errors import ConfigError
-from tests.live.conftest import SMA_CROSS, run_bars
+from tests.live.conftest import SMA_CROSS, WallClock, run_bars
 
 FAST = ["fast=5", "slow=12"]
 
@@ -303,17 +303,22 @@ def test_symbol_allowing_only_ioc_fills_with_ioc(live_config, make_sim, make_tra
 def test_unwritable_audit_log_stops_entries_and_resumes_after(live_config, make_sim, make_trader):
     config = live_config(strategy_params="fast=2,slow=4")
     terminal = make_sim()
-    trader = make_trader(config, terminal, busy_timeout_s=0.05)
+    wall = WallClock()
+    trader = make_trader(config, terminal, busy_timeout_s=0.05, wall_clock=wall)
     trader.start()
     blocker = sqlite3.connect(config.audit_db, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
     entries = trader.summary.entries
-    run_bars(trader, terminal, 20)
+    for _ in range(20):
+        run_bars(trader, terminal, 1)
+        wall.advance(10)
     assert not trader.state.entries_enabled
     assert trader.summary.entries == entries
     blocker.execute("ROLLBACK")
     blocker.close()
-    run_bars(trader, terminal, 40)
+    for _ in range(40):
+        run_bars(trader, terminal, 1)
+        wall.advance(10)
     assert trader.state.entries_enabled and trader.summary.entries > entries
 
 
