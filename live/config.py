@@ -250,6 +250,14 @@ class LiveConfig:
         "float>0",
         section="Loop",
     )
+    strategy_max_failures: int = _setting(
+        "STRATEGY_MAX_FAILURES",
+        20,
+        "Bars in a row a symbol's strategy may fail before that symbol is paused (one alert; "
+        "restart to resume).",
+        "int>0",
+        section="Loop",
+    )
 
     # --- limits
     max_trades_per_day: int = _setting(

@@ -168,6 +168,8 @@ class LiveTrader:
         self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
         self._login = 0  # the account the trader started on
         self._failures: dict[str, tuple] = {}  # symbol -> its last (kind, message, bar)
+        self._strategy_failures: dict[str, int] = {}  # symbol -> failed bars in a row
+        self._paused: dict[str, str] = {}  # symbol -> why it was paused
         self._bar_times: set[datetime] = set()
         self._loop_seconds = 0.0
         self._latencies_ms: list[float] = []
@@ -465,6 +467,7 @@ class LiveTrader:
             "kill_switch_file": str(self.config.kill_switch_file),
             "entries_enabled": self.state.entries_enabled and self._entry_blocker() is None,
             "disabled_reasons": self._blocking_reasons(),
+            "paused_symbols": dict(self._paused),
             "metrics": {
                 "loop_seconds": round(self._loop_seconds, 6),
                 "decision_latency_ms_p50": _percentile(latencies, 50),
@@ -839,6 +842,8 @@ class LiveTrader:
         self.alerts.notify("error", f"{symbol}: {message}", severity=severity, symbol=symbol)
 
     def _process_symbol(self, symbol: str) -> int:
+        if symbol in self._paused:
+            return self._paused_bar(symbol)
         bars = self.bridge.latest_bars(symbol)
         bar_time = bars["time"].iloc[-1].to_pydatetime()
         new_bar = self.state.is_new_bar(symbol, bar_time)
@@ -852,12 +857,10 @@ class LiveTrader:
         except StrategyError as exc:
             if not new_bar:
                 raise
-            self.state.mark_processed(symbol, bar_time)  # skip this bar, not every loop
-            self._symbol_failed(
-                symbol, "strategy_error", f"{exc}; skipped for this bar", bar=bar_time
-            )
+            self._strategy_failed(symbol, bar_time, exc)
             return 0
         self._failures.pop(symbol, None)  # this symbol works again
+        self._strategy_failures.pop(symbol, None)
         if reducing:
             self._close_unwanted(decision, "reduce", "kill switch reduce")
         if not new_bar:
@@ -886,13 +889,47 @@ class LiveTrader:
         return 1
 
     def _count_bar(self, decision: Decision) -> None:
-        if decision.bar_time not in self._bar_times:
-            self._bar_times.add(decision.bar_time)
+        self._count_bar_time(decision.bar_time)
+        if decision.act:
+            self.summary.signals += 1
+
+    def _count_bar_time(self, bar_time: datetime) -> None:
+        """Closed bars processed (decided, failed or skipped), counted once over symbols."""
+        if bar_time not in self._bar_times:
+            self._bar_times.add(bar_time)
             self.summary.bars += 1
             if len(self._bar_times) > 10_000:  # only recent bars matter; keep memory flat
                 self._bar_times = {max(self._bar_times)}
-        if decision.act:
-            self.summary.signals += 1
+
+    def _strategy_failed(self, symbol: str, bar_time: datetime, exc: StrategyError) -> None:
+        """A failed bar counts as processed; after STRATEGY_MAX_FAILURES in a row the symbol
+        is paused, once, with one alert: the other symbols go on."""
+        self.state.mark_processed(symbol, bar_time)  # skip this bar, not every loop
+        self._count_bar_time(bar_time)
+        self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar", bar=bar_time)
+        failures = self._strategy_failures.get(symbol, 0) + 1
+        self._strategy_failures[symbol] = failures
+        if failures >= self.config.strategy_max_failures:
+            self._pause(symbol, f"the strategy failed on {failures} bars in a row (last: {exc})")
+
+    def _pause(self, symbol: str, why: str) -> None:
+        self._paused[symbol] = why
+        self._last_heartbeat = 0.0
+        text = (
+            f"{symbol} paused: {why}. No new decisions for it; its open positions keep their "
+            "stops and the kill switch still acts. Fix the strategy and restart to resume"
+        )
+        self._event("symbol_paused", text, "critical", symbol=symbol)
+        logger.critical(text, extra={"symbol": symbol})
+        self.alerts.notify("error", text, severity="critical", symbol=symbol)
+
+    def _paused_bar(self, symbol: str) -> int:
+        """A paused symbol's closed bars still count (a --max-bars run ends); nothing else."""
+        bar_time = self.bridge.latest_bars(symbol)["time"].iloc[-1].to_pydatetime()
+        if self.state.is_new_bar(symbol, bar_time):
+            self.state.mark_processed(symbol, bar_time)
+            self._count_bar_time(bar_time)
+        return 0
 
     def _act(self, decision: Decision) -> tuple[str, str, str | None]:
         """Bring this symbol's positions to the decision. Returns (action, outcome, cid)."""

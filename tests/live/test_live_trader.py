@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +18,7 @@ from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
 from live.backtesting_bridge import get_strategy_from_file
 from live.errors import ConfigError
-from tests.live.conftest import SMA_CROSS, WallClock, run_bars
+from tests.live.conftest import ROOT, SMA_CROSS, RecordingAlerts, WallClock, run_bars
 
 FAST = ["fast=5", "slow=12"]
 
@@ -190,21 +192,26 @@ def test_daily_loss_limit_stops_entries_until_the_next_day(start_trader):
     assert rows(config.audit_db, "SELECT * FROM events WHERE kind = 'daily_limit_reset'")
 
 
-def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_sim, make_trader):
+PICKY = (
+    "from backtest.strategies.sma_cross import SmaCross\n\n\n"
+    "class Picky(SmaCross):\n"
+    "    def signals(self, bars):\n"
+    "        if bars['close'].iloc[-1] > 50:\n"
+    "            raise RuntimeError('cannot trade yen crosses')\n"
+    "        return super().signals(bars)\n"
+)
+
+
+def test_a_failing_symbol_is_paused_and_does_not_stop_the_others(
+    tmp_path, live_config, make_sim, make_trader
+):
     picky = tmp_path / "picky.py"
-    picky.write_text(
-        "from backtest.strategies.sma_cross import SmaCross\n\n\n"
-        "class Picky(SmaCross):\n"
-        "    def signals(self, bars):\n"
-        "        if bars['close'].iloc[-1] > 50:\n"
-        "            raise RuntimeError('cannot trade yen crosses')\n"
-        "        return super().signals(bars)\n"
-    )
+    picky.write_text(PICKY)
     config = live_config(
         strategy_path=str(picky), symbols=("USDJPY", "EURUSD"), strategy_params="fast=5,slow=12"
     )
     terminal = make_sim(symbols=("USDJPY", "EURUSD"))
-    alerts = RecordedAlerts()
+    alerts = RecordingAlerts()
     trader = make_trader(config, terminal, alerts=alerts)
     trader.start()
     for _ in range(100):
@@ -212,25 +219,50 @@ def test_a_failing_symbol_does_not_stop_the_others(tmp_path, live_config, make_s
         trader.iterate()  # the same bar again: skipped, not failed twice
         terminal.sim_step_bar()
     errors = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'strategy_error'")
-    assert len(errors) == 100 and all(e["symbol"] == "USDJPY" for e in errors)
+    assert len(errors) == 20 and all(e["symbol"] == "USDJPY" for e in errors)
     assert "cannot trade yen crosses" in errors[0]["message"]
+    (paused,) = rows(config.audit_db, "SELECT * FROM events WHERE kind = 'symbol_paused'")
+    assert paused["symbol"] == "USDJPY" and "failed on 20 bars in a row" in paused["message"]
     assert len(rows(config.audit_db, "SELECT * FROM signals WHERE symbol = 'EURUSD'")) == 100
-    assert trader.summary.entries > 0
+    assert trader.summary.entries > 0 and trader.summary.bars == 100
     paged = [a for a in alerts.sent if a[0] == "error"]
-    assert len(paged) == 1 and "USDJPY" in paged[0][1]  # alerted once, not every bar
+    assert [a[2] for a in paged] == ["error", "critical"]  # the failure once, the pause once
+    assert "USDJPY paused" in paged[1][1]
+    assert trader.last_status["paused_symbols"].keys() == {"USDJPY"}
 
 
-class RecordedAlerts:
-    """The alert interface, keeping what was sent (the channels are tested in test_alerts)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, str, str]] = []
-
-    def notify(self, kind: str, text: str, *, severity: str = "info", **data: object) -> None:
-        self.sent.append((kind, text, severity))
-
-    def close(self) -> None:
-        return None
+def test_a_strategy_failing_on_every_bar_still_ends_a_max_bars_run(tmp_path):
+    picky = tmp_path / "picky.py"
+    picky.write_text(PICKY)
+    env = tmp_path / "trader.env"
+    env.write_text(
+        f"AUDIT_DB={tmp_path / 'audit.db'}\nLOG_DIR={tmp_path / 'logs'}\nMT5_BACKEND=sim\n"
+        f"KILL_SWITCH_FILE={tmp_path / 'KILL'}\nSTRATEGY_MAX_FAILURES=5\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "live" / "live_trader.py"),
+            "--config",
+            str(env),
+            "--strategy",
+            str(picky),
+            "--symbols",
+            "USDJPY",
+            "--dry-run",
+            "--max-bars",
+            "40",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--max-bars 40 reached" in done.stderr
+    assert done.stderr.count("USDJPY paused") == 1
+    errors = rows(tmp_path / "audit.db", "SELECT * FROM events WHERE kind = 'strategy_error'")
+    assert len(errors) == 5
 
 
 def test_a_failed_exit_is_retried_on_the_next_bar(start_trader):
