@@ -467,6 +467,7 @@ def trader_status(
         if snapshot
         else None,
     }
+    status.setdefault("clock", "UTC")  # heartbeats before the clock was named were UTC
     status["latest_account"] = latest_account(status)
     if status.get("kill_switch"):  # whatever the heartbeat says, the switch blocks entries
         status["entries_enabled"] = False

@@ -165,6 +165,7 @@ class LiveTrader:
         self._link_down = False
         self._in_iteration = False
         self._iteration_clock: datetime | None = None
+        self._last_market: datetime | None = None  # the simulator's clock, last seen
         self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
         self._login = 0  # the account the trader started on
         self._failures: dict[str, tuple] = {}  # symbol -> its last (kind, message, bar)
@@ -185,7 +186,9 @@ class LiveTrader:
 
         In lockstep the simulated clock cannot move during an iteration (only the loop steps
         it, between iterations), so it is read once per iteration, not once per audit row:
-        over mt5linux every read is a network round trip.
+        over mt5linux every read is a network round trip. While a simulator cannot be reached
+        its clock is taken to stand where it was last seen, so every row of a simulated
+        session stays on the one market clock (never the wall clock of a replay).
         """
         if self._iteration_clock is not None:
             return self._iteration_clock
@@ -195,12 +198,19 @@ class LiveTrader:
                     float(self.connector.sim_call("sim_time")), tz=timezone.utc
                 )
             except (BrokerError, OSError, EOFError):
-                pass
+                if self._last_market is not None:
+                    return self._last_market
             else:
+                self._last_market = moment
                 if self._in_iteration and self.config.sim_lockstep:
                     self._iteration_clock = moment
                 return moment
         return datetime.fromtimestamp(self._wall(), tz=timezone.utc)
+
+    @property
+    def clock_name(self) -> str:
+        """Which clock stamps this session's rows (shown by the dashboard)."""
+        return "simulated market time (UTC)" if self.connector.is_simulator else "UTC"
 
     # ------------------------------------------------------------ lifecycle
 
@@ -457,6 +467,7 @@ class LiveTrader:
         status: dict[str, Any] = {
             "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
             "market_ts": self.now().isoformat(),
+            "clock": self.clock_name,
             "mode": self.mode,
             "backend": self.connector.backend,
             "connected": connected,

@@ -124,8 +124,10 @@
   function showStatus(s, summary) {
     var pill = document.getElementById("state");
     pill.dataset.state = s.state;
+    // the age is measured on the wall clock (is the trader alive?), whatever clock the rows use
     pill.textContent = s.state + (s.heartbeat_age_s !== undefined && s.heartbeat_age_s !== null
-      ? " (" + Math.round(s.heartbeat_age_s) + " s ago)" : "");
+      ? " · heartbeat " + Math.round(s.heartbeat_age_s) + " s ago (wall clock)" : "");
+    document.getElementById("clock").textContent = s.clock ? "Times: " + s.clock : "";
     document.getElementById("headline").textContent = headline(s);
     if (s.db) document.getElementById("db-path").textContent = s.db;
     var account = s.latest_account || {}, limits = s.limits || {};
@@ -160,7 +162,7 @@
     });
     if (s.state === "stale" || s.state === "stopped") {
       banners.appendChild(el("div", "The trader is " + s.state + ": last heartbeat " +
-        shortTime(s.heartbeat_ts), "banner warning"));
+        shortTime(s.heartbeat_ts) + (s.clock ? " " + s.clock : ""), "banner warning"));
     }
   }
 

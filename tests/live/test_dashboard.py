@@ -249,6 +249,8 @@ def test_page_shows_the_dry_run_and_updates_when_rows_arrive(served, db, page_pr
     page.goto(served + "/")
     page.locator("#orders tr").nth(5).wait_for()
     assert page.locator("#state").inner_text().startswith("stopped")
+    assert "s ago (wall clock)" in page.locator("#state").inner_text()  # which clock it is
+    assert page.locator("#clock").inner_text() == "Times: simulated market time (UTC)"
     assert page.locator("#positions tr").count() > 1
     assert "EURUSD" in page.locator("#orders").inner_text()
     assert page.locator("#equity-chart canvas").count() > 0

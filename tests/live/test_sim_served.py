@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,9 +15,13 @@ import rpyc
 from mt5linux import MetaTrader5
 
 from backtest.data import load_csv, save_csv
+from live.audit_logger import AuditLogger
+from live.backtesting_bridge import get_strategy_from_file
+from live.live_trader import LiveTrader
+from live.mt5_connector import MT5Connector
 from live.sim_terminal.launch import start_served_sim
 from live.sim_terminal.server import is_loopback
-from tests.live.conftest import ROOT
+from tests.live.conftest import ROOT, WallClock
 
 pytestmark = pytest.mark.served
 
@@ -161,3 +166,41 @@ def test_serve_refuses_a_csv_of_another_timeframe(tmp_path):
     )
     assert result.returncode == 2
     assert "daily.csv: its bars are D1" in result.stderr and "--timeframe D1" in result.stderr
+
+
+def test_a_simulated_session_stays_on_the_market_clock_when_the_link_drops(tmp_path, live_config):
+    """Disconnect events and the heartbeat written with them carry market time, as every
+    other row of a replay does: a wall clock years away from it must not show up."""
+    served = start_served_sim(tmp_path / "state.json")
+    config = live_config(
+        backend="mt5linux", mt5linux_port=served.port, strategy_params="fast=2,slow=4"
+    )
+    trader = LiveTrader(
+        config,
+        connector=MT5Connector(config),
+        strategy=get_strategy_from_file(config.strategy_path, config.strategy_param_pairs()),
+        audit=AuditLogger(config.audit_db),
+        wall_clock=WallClock(start=2_000_000_000.0),  # 2033: far from the replayed market
+    )
+    try:
+        trader.start()
+        for _ in range(5):
+            trader.iterate()
+            trader.connector.sim_call("sim_step_bar")
+        market = trader.now()
+        served.stop(signal.SIGKILL)
+        trader.iterate()
+        trader.iterate()
+    finally:
+        served.stop()
+        trader.audit.close()
+    with sqlite3.connect(config.audit_db) as conn:
+        events = conn.execute("SELECT kind, ts, data FROM events ORDER BY id").fetchall()
+    stamps = [ts for _, ts, _ in events]
+    assert stamps == sorted(stamps)  # one clock: rows in time order
+    assert all(ts < "2030" for ts in stamps)
+    (disconnect,) = [ts for kind, ts, _ in events if kind == "disconnect"]
+    assert disconnect == market.isoformat(timespec="milliseconds")
+    beat = json.loads([data for kind, _, data in events if kind == "heartbeat"][-1])
+    assert beat["connected"] is False and beat["clock"] == "simulated market time (UTC)"
+    assert beat["market_ts"] == market.isoformat()
