@@ -11,7 +11,8 @@ from live.audit_reader import AuditReader
 
 
 def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
-    """One execution per client_order_id; every deal has its order row; none unresolved."""
+    """One execution per client_order_id; every deal has its order row, which names the deal's
+    ticket; none unresolved."""
     per_comment = collections.Counter(d.comment for d in deals)
     violations = [
         f"order {cid} executed {n} times at the broker" for cid, n in per_comment.items() if n > 1
@@ -24,6 +25,15 @@ def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
         f"broker deal {d.ticket} ({d.comment}) has no order row"
         for d in deals
         if d.comment not in known
+    ]
+    recorded_deals = {
+        int(row["broker_deal"])
+        for row in reader.query("SELECT DISTINCT broker_deal FROM orders WHERE broker_deal > 0")
+    }
+    violations += [
+        f"broker deal {d.ticket} ({d.comment}) is in the audit only through its comment"
+        for d in deals
+        if d.comment in known and int(d.ticket) not in recorded_deals
     ]
     violations += [
         f"order {row['client_order_id']} left unresolved ({row['status']})"

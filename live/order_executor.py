@@ -462,11 +462,14 @@ class OrderExecutor:
         if intent.kind == "open":
             for position in self.broker.positions(intent.symbol):
                 if position.comment == cid:
+                    entry = self._entry_deal(int(position.ticket), cid)
                     return _Found(
                         float(position.price_open),
                         float(position.volume),
                         int(position.ticket),
+                        None if entry is None else int(entry.ticket),
                         detail="open position",
+                        order=None if entry is None else int(entry.order),
                     )
         for order in self.broker.orders(intent.symbol):
             if order.comment == cid:  # accepted, not filled yet: it must not go again
@@ -487,6 +490,7 @@ class OrderExecutor:
                     ticket,
                     int(deal.ticket),
                     detail="deal in history",
+                    order=int(deal.order),
                 )
         if intent.kind == "close" and intent.position_ticket is not None:
             still_open = any(
@@ -496,6 +500,15 @@ class OrderExecutor:
             if not still_open:
                 return _Found(0.0, 0.0, intent.position_ticket, detail="position already gone")
         return None
+
+    def _entry_deal(self, position_ticket: int, cid: str) -> Any | None:
+        """The deal that opened a position for this order (its deal and order tickets belong
+        in the audit), None while it is not in the history yet."""
+        try:
+            deals = self.broker.deals_for_position(position_ticket)
+        except BrokerUnavailable:
+            return None
+        return next((d for d in deals if d.entry == DEAL_ENTRY_IN and d.comment == cid), None)
 
     def _record_reconciliation(
         self, intent: OrderIntent, found: _Found | None, attempts: int
@@ -560,6 +573,7 @@ class OrderExecutor:
             fill_volume=found.volume,
             position_ticket=found.position_ticket,
             broker_deal=found.deal,
+            broker_order=found.order,
             detail=found.detail,
         )
         self.stats.reconciled_found += 1

@@ -29,7 +29,13 @@ def rig(live_config, make_sim, tmp_path):
         connector.connect()
         audit = AuditLogger(config.audit_db)
         sleeps: list[float] = []
-        executor = OrderExecutor(connector, audit, config, sleep=sleeps.append)
+        executor = OrderExecutor(
+            connector,
+            audit,
+            config,
+            sleep=sleeps.append,
+            now=lambda: datetime.fromtimestamp(terminal.sim_time(), tz=timezone.utc),
+        )
         executor.sleeps = sleeps
         return executor, connector, terminal, audit
 
@@ -118,6 +124,40 @@ def test_lost_reply_is_reconciled_not_resent(rig):
     assert result.status == "filled" and result.message == "reconciled"
     assert len(deals_with(terminal, intent.client_order_id)) == 1
     assert statuses(audit, intent.client_order_id) == ["intent", "unknown", "reconciled_filled"]
+
+
+@pytest.mark.parametrize("kind", ["open", "close"])
+def test_a_reconciled_order_keeps_the_broker_tickets_it_was_found_by(rig, kind):
+    """Every broker order and deal can be matched to the audit by its ticket, not only
+    through the comment, reconciled rows included."""
+    executor, connector, terminal, audit = rig()
+    intent = open_intent(connector)
+    if kind == "close":
+        opened = executor.execute_order(intent)
+        cid = make_client_order_id("Test", "EURUSD", BAR, f"close_{opened.position_ticket}")
+        tick = connector.tick("EURUSD")
+        request = {
+            "action": 1,
+            "symbol": "EURUSD",
+            "volume": 0.1,
+            "type": 1,
+            "price": tick.bid,
+            "position": opened.position_ticket,
+            "comment": cid,
+            "magic": 240601,
+            "deviation": 20,
+            "type_filling": connector.filling_mode("EURUSD"),
+        }
+        intent = OrderIntent(
+            cid, "EURUSD", "sell", 0.1, "close", request, position_ticket=opened.position_ticket
+        )
+    terminal.sim_set_faults(reply_lost_rate=1.0)
+    assert executor.execute_order(intent).message == "reconciled"
+    (deal,) = deals_with(terminal, intent.client_order_id)
+    row = audit.latest_order(intent.client_order_id)
+    assert row["status"] == "reconciled_filled"
+    assert (row["broker_order"], row["broker_deal"]) == (deal.order, deal.ticket)
+    assert row["broker_order"] and row["broker_deal"]
 
 
 def test_timeout_before_execution_is_resent_once_known_absent(rig):
