@@ -16,8 +16,8 @@ goto :run
 
 :setup
 set "PY="
-py -3 -c "import sys; sys.exit(sys.version_info < (3, 10))" >nul 2>&1 && set "PY=py -3"
-if not defined PY python -c "import sys; sys.exit(sys.version_info < (3, 10))" >nul 2>&1 && set "PY=python"
+py -3 -c "import sys; sys.exit(sys.version_info < (3, 11))" >nul 2>&1 && set "PY=py -3"
+if not defined PY python -c "import sys; sys.exit(sys.version_info < (3, 11))" >nul 2>&1 && set "PY=python"
 if not defined PY goto :no_python
 echo Setting up the virtual environment in .venv ...
 %PY% -m venv .venv || goto :no_venv
@@ -31,7 +31,7 @@ if not "%CODE%"=="0" call :hold
 exit /b %CODE%
 
 :no_python
-echo error: Python 3.10 or newer not found; install it from python.org and tick "Add python.exe to PATH".
+echo error: Python 3.11 or newer not found; install it from python.org and tick "Add python.exe to PATH".
 set "CODE=2"
 goto :stop
 

@@ -13,11 +13,11 @@ MARKER=.venv/.installed-requirements
 
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements.txt "$MARKER"; then
     if ! command -v "$PYTHON" >/dev/null 2>&1; then
-        echo "error: $PYTHON not found; install Python 3.10 or newer" >&2
+        echo "error: $PYTHON not found; install Python 3.11 or newer" >&2
         exit 2
     fi
-    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-        echo "error: $("$PYTHON" -V 2>&1) is too old; the trader needs Python 3.10 or newer" \
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+        echo "error: $("$PYTHON" -V 2>&1) is too old; the trader needs Python 3.11 or newer" \
              "(set PYTHON=/path/to/python3.11 to choose one)" >&2
         exit 2
     fi

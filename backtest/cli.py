@@ -28,6 +28,7 @@ from backtest.strategy import (
     create_strategy,
     get_strategy_from_file,
     parse_param_overrides,
+    strategy_warmup,
 )
 from backtest.symbols import DEFAULT_SYMBOLS, SymbolSpec, get_symbol_spec
 
@@ -203,6 +204,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     strategy_cls, params = load_strategy_from_args(args)
     strategy = create_strategy(strategy_cls, params)
     config = config_from_args(args)
+    _warn_if_too_short(bars, strategy)
     result = run_backtest(bars, strategy, spec=spec, config=config)
     print(format_stats(result))
     if args.show_trades:
@@ -216,6 +218,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_report(result, bars, args.report, config=config)
         print(f"wrote {args.report}")
     return EXIT_OK
+
+
+def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
+    """0 trades because the data ends inside the warm-up is no result: say so."""
+    warmup = strategy_warmup(strategy)
+    if len(bars) <= warmup:
+        print(
+            f"warning: {len(bars)} bars, but {strategy.label()} needs {warmup} to warm up and "
+            "one more to fill an order: it could not trade; give more data",
+            file=sys.stderr,
+        )
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:

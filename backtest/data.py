@@ -142,6 +142,11 @@ def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.
     return frame
 
 
+# pandas holds times as nanoseconds since 1970 in an int64: 2262-04-11 is the last day
+_LAST_SECOND = 9_223_372_035
+_RANGE_HINT = " (outside 1677-09-22 .. 2262-04-11, the times pandas can hold)"
+
+
 def _encoding(raw: bytes) -> str:
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
@@ -256,6 +261,8 @@ def _read_generic_fast(
         return None
     if not pa.types.is_timestamp(table.schema.field("time").type) or table.num_rows == 0:
         return None
+    if not _holdable(table.column("time")):
+        return None  # past 2262 or before 1677: the slow path names the line
     if any(table.column(c).null_count for c in wanted):
         return None
     numeric = all(
@@ -266,6 +273,16 @@ def _read_generic_fast(
     if not numeric or any(_fractional(table.column(c)) for c in wanted if c in INT_COLUMNS):
         return None  # the slow path names the line
     return _arrow_to_frame(table, tz)
+
+
+def _holdable(times: object) -> bool:
+    """Whether every time fits pandas' nanosecond times (1677-09-21 .. 2262-04-11)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    seconds = pc.cast(times, pa.timestamp("s")).cast(pa.int64())
+    low, high = pc.min_max(seconds).values()
+    return low.as_py() >= -_LAST_SECOND and high.as_py() <= _LAST_SECOND
 
 
 def _fractional(column: object) -> bool:
@@ -348,7 +365,12 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
 def _parse_generic_times(lines: _Lines, column: pd.Series, tz: str) -> pd.Series:
     text = column.astype(str).str.strip()
     if text.str.fullmatch(r"\d{9,11}").all():  # epoch seconds
-        return pd.to_datetime(text.astype("int64"), unit="s", utc=True)
+        seconds = text.astype("int64")
+        late = (seconds > _LAST_SECOND).to_numpy()
+        if late.any():
+            row = int(np.argmax(late))
+            raise DataError(f"{lines.at(row)}: time {text.iloc[row]!r}{_RANGE_HINT}")
+        return pd.to_datetime(seconds, unit="s", utc=True)
     try:
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
     except ValueError:  # mixed offsets: let UTC sort them out
@@ -371,12 +393,23 @@ def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column:
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.argmax(bad))
+        value = text.iloc[row]
+        year = re.match(r"\s*(\d{4})", str(value))
+        hint = _RANGE_HINT if year and not 1678 <= int(year.group(1)) <= 2261 else ""
         raise DataError(
-            f"{lines.at(row)}: cannot read {column} {text.iloc[row]!r}" + _others(int(bad.sum()))
+            f"{lines.at(row)}: cannot read {column} {value!r}{hint}" + _others(int(bad.sum()))
         )
 
 
 def _assemble(lines: _Lines, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
+    seconds = times.dt.as_unit("s").astype("int64").to_numpy()
+    outside = np.abs(seconds) > _LAST_SECOND
+    if outside.any():
+        row = int(np.argmax(outside))
+        raise DataError(
+            f"{lines.at(row)}: time {times.iloc[row].isoformat()}{_RANGE_HINT}"
+            + _others(int(outside.sum()))
+        )
     frame = pd.DataFrame({"time": times.dt.as_unit("ns").reset_index(drop=True)})
     for column in PRICE_COLUMNS:
         frame[column] = _numbers(lines, table[column], column, float)

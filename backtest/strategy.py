@@ -220,7 +220,7 @@ def strategy_warmup(strategy: Strategy) -> int:
         value = strategy.warmup
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise StrategyError(
-            f"{describe(type(strategy))}: warmup must be an integer >= 0, got {value!r}"
+            f"{describe(type(strategy))}: warmup must be an integer >= 0, got {_plain(value)!r}"
         )
     return int(value)
 
@@ -298,7 +298,7 @@ def _position_array(position: np.ndarray, who: str) -> np.ndarray:
     if bad is not None:
         row = int(np.argmax(bad))
         raise StrategyError(
-            f"{who}.signals: position must be -1, 0 or 1; row {row} is {position[row]!r}"
+            f"{who}.signals: position must be -1, 0 or 1; row {row} is {_plain(position[row])!r}"
         )
     return values
 
@@ -424,3 +424,9 @@ def _unknown_param_message(cls: type, key: str, declared: dict[str, Parameter]) 
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(declared) or "none"
     return f"{cls.__name__} has no parameter {key!r}{hint} (parameters: {known})"
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar as the Python number it holds: messages say 2.0, not np.float64(2.0)."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and getattr(value, "ndim", None) == 0 else value

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -42,7 +42,7 @@ ENDPOINTS = [
     "/api/equity?limit=1000",
     "/metrics",
 ]
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def fill(db: Path, rows: int) -> None:
@@ -118,7 +118,7 @@ def _event(t: datetime, i: int) -> dict:
     if i % 2:
         return {"ts": t, "level": "info", "kind": "paper_fill", "message": f"fill {i}"}
     beat = {
-        "wall_ts": datetime.now(timezone.utc).isoformat(),
+        "wall_ts": datetime.now(UTC).isoformat(),
         "mode": "live",
         "backend": "sim",
         "metrics": {"loop_seconds": 0.01},
@@ -153,7 +153,7 @@ def writer(db: Path, stop: threading.Event, written: list[int]) -> None:
     audit = AuditLogger(db)
     i = 10**7
     while not stop.is_set():
-        t = datetime.now(timezone.utc)
+        t = datetime.now(UTC)
         audit.insert("signals", _signal(t, i))
         audit.insert("orders", _order(t, i))
         audit.insert("events", _event(t, i))

@@ -14,7 +14,7 @@ import logging
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from live.errors import AuditWriteError
@@ -205,14 +205,14 @@ ALERT_FINAL_STATUSES = ("delivered", "dropped")
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
     """UTC ISO-8601 with milliseconds: sorts as text in time order."""
     if moment.tzinfo is None:
         raise ValueError("naive datetime given to the audit log; use UTC-aware datetimes")
-    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 def connect(

@@ -22,7 +22,7 @@ import html
 import json
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -260,8 +260,8 @@ def simulator_bars(
     rates = terminal.copy_rates_range(
         symbol,
         getattr(terminal, f"TIMEFRAME_{settings['timeframe']}"),
-        datetime(1970, 1, 2, tzinfo=timezone.utc),
-        datetime(2100, 1, 1, tzinfo=timezone.utc),
+        datetime(1970, 1, 2, tzinfo=UTC),
+        datetime(2100, 1, 1, tzinfo=UTC),
     )
     if rates is None or not len(rates):
         raise ValueError(f"the simulator has no {symbol} bars: {terminal.last_error()}")

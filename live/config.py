@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -600,6 +601,8 @@ def _check_value(spec: dataclasses.Field, value: object) -> None:
     if check is None:
         return
     problem = check(value)
+    if problem and value in ((), ""):
+        raise ConfigError(f"{key} is empty: {problem}")
     if problem:
         raise ConfigError(f"{key}={_shown(spec, value)}: {problem}")
 
@@ -820,6 +823,6 @@ def setup_logging(config: LiveConfig, *, console: bool = True) -> Path:
 
 
 def _utc_iso(created: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(created, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")

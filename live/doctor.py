@@ -6,7 +6,7 @@ mode it will use), and says plainly what is wrong and how to fix it. Sends no or
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +241,7 @@ def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, repo
         )
         return
     filling = connector.filling_mode(symbol)
-    age_min = (datetime.now(timezone.utc).timestamp() - float(tick.time)) / 60
+    age_min = (datetime.now(UTC).timestamp() - float(tick.time)) / 60
     report.ok(
         f"{symbol}: digits {spec.digits}, contract {spec.contract_size:g}, volume "
         f"{spec.volume_min:g}..{spec.volume_max:g} step {spec.volume_step:g}, stops level "

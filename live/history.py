@@ -14,7 +14,7 @@ import itertools
 import logging
 import sys
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -135,7 +135,7 @@ def _now(connector: MT5Connector) -> pd.Timestamp:
     """The terminal's present: the simulated clock on a simulator, else UTC now."""
     if connector.is_simulator:
         seconds = float(connector.sim_call("sim_time"))
-        return pd.Timestamp(datetime.fromtimestamp(seconds, tz=timezone.utc))
+        return pd.Timestamp(datetime.fromtimestamp(seconds, tz=UTC))
     return pd.Timestamp.now(tz="UTC")
 
 

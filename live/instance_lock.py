@@ -21,7 +21,7 @@ import socket
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -223,7 +223,7 @@ def _write_holder(handle: IO[bytes], command: str) -> None:
     holder = Holder(
         pid=os.getpid(),
         host=socket.gethostname(),
-        started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
         command=command,
     )
     try:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +194,7 @@ class LiveTrader:
             return self._iteration_clock
         if self.connector.is_simulator:
             try:
-                moment = datetime.fromtimestamp(
-                    float(self.connector.sim_call("sim_time")), tz=timezone.utc
-                )
+                moment = datetime.fromtimestamp(float(self.connector.sim_call("sim_time")), tz=UTC)
             except (BrokerError, OSError, EOFError):
                 if self._last_market is not None:
                     return self._last_market
@@ -205,7 +203,7 @@ class LiveTrader:
                 if self._in_iteration and self.config.sim_lockstep:
                     self._iteration_clock = moment
                 return moment
-        return datetime.fromtimestamp(self._wall(), tz=timezone.utc)
+        return datetime.fromtimestamp(self._wall(), tz=UTC)
 
     @property
     def clock_name(self) -> str:
@@ -465,7 +463,7 @@ class LiveTrader:
     def _status(self, connected: bool, wall: float) -> dict[str, Any]:
         latencies = sorted(self._latencies_ms[-1000:])
         status: dict[str, Any] = {
-            "wall_ts": datetime.fromtimestamp(wall, tz=timezone.utc).isoformat(),
+            "wall_ts": datetime.fromtimestamp(wall, tz=UTC).isoformat(),
             "market_ts": self.now().isoformat(),
             "clock": self.clock_name,
             "mode": self.mode,
@@ -1259,7 +1257,7 @@ def _direction(position: Any) -> int:
 
 
 def _utc(epoch_seconds: float) -> datetime:
-    return datetime.fromtimestamp(float(epoch_seconds), tz=timezone.utc)
+    return datetime.fromtimestamp(float(epoch_seconds), tz=UTC)
 
 
 # ---------------------------------------------------------------- command line

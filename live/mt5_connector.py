@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -388,7 +388,7 @@ class MT5Connector:
 
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
         """Deals since `since` (UTC) carrying this trader's magic number."""
-        until = max(datetime.now(timezone.utc), since) + _FAR_FUTURE
+        until = max(datetime.now(UTC), since) + _FAR_FUTURE
         found = self._call("history_deals_get", _utc(since), until)
         return tuple(d for d in found if d.magic == self.config.magic_number)
 
@@ -664,4 +664,4 @@ def _described(exc: BaseException) -> str:
 def _utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError("naive datetime passed to the connector; use UTC-aware datetimes")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -156,7 +156,7 @@ class StateManager:
         )
         if local < start:
             start -= timedelta(days=1)
-        return start.date().isoformat(), start.astimezone(timezone.utc)
+        return start.date().isoformat(), start.astimezone(UTC)
 
     def day_start_equity(self, equity: float) -> float:
         """The equity at the start of the current trading day, recorded once per day.

@@ -1,6 +1,7 @@
 """Every Linux command in SETUP_AND_TESTING.md works: each ```sh block runs, in order, in a
 fresh copy of the project (the committed files and a venv that borrows this checkout's
-packages), as a new user would run it."""
+packages), as a new user would run it, under the system's plain `sh` (dash on Debian), so
+nothing in them needs bash."""
 
 from __future__ import annotations
 
@@ -45,9 +46,9 @@ def fresh_copy(target: Path) -> Path:
 
 
 def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    """One block in its own bash and process group; whatever it left running is killed."""
+    """One block in its own `sh` and process group; whatever it left running is killed."""
     process = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", block],
+        ["sh", "-eu", "-c", block],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

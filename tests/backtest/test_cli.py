@@ -671,3 +671,11 @@ def test_walkforward_json_and_report(data_file, tmp_path, capsys):
     # what is left (the template and the data) loads nothing from anywhere
     assert not re.search(r"\bsrc=|\bhref=|<link\b|@import|url\(|https?:|//cdn", page)
     assert '"window_columns"' in page and '"equity"' in page
+
+
+def test_run_on_data_shorter_than_the_warm_up_warns(capsys):
+    assert main(["run", "--strategy", SMA, "--synthetic", "20"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 20 bars, but SmaCross(fast=10,slow=30) needs 31 to warm up" in err
+    assert main(["run", "--strategy", SMA, "--synthetic", "200"]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -109,6 +109,10 @@ BAD_ROWS = {
         "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,5.5,1,0\n",
         "5.5 in column tick_volume is not a whole number",
     ),
+    "past 2262": (
+        "2300-01-01 01:00:00,1.1,1.2,1.0,1.1,1,1,0\n",
+        "time 2300-01-01T01:00:00+00:00 (outside 1677-09-22 .. 2262-04-11",
+    ),
 }
 
 
@@ -380,3 +384,31 @@ def test_resampling_to_a_whole_multiple_keeps_every_bar(source, target, random_b
     assert coarse["high"].max() == bars["high"].max()
     steps = np.diff(coarse["time"].astype("int64") // 10**9)
     assert set(steps) == {timeframe_seconds(target)}
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "shown"),
+    [
+        (
+            "time,open,high,low,close\n1709510400,1.1,1.2,1.0,1.1\n99999999999,1.1,1.2,1.0,1.1\n",
+            3,
+            "'99999999999'",
+        ),
+        (
+            "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+            "2024.03.04\t02:00:00\t1.1\t1.2\t1.0\t1.1\t1\t0\t1\n"
+            "2300.03.04\t03:00:00\t1.1\t1.2\t1.0\t1.1\t1\t0\t1\n",
+            3,
+            "2300-03-04T03:00:00",
+        ),
+    ],
+    ids=["epoch-seconds", "mt5-export"],
+)
+def test_times_pandas_cannot_hold_name_the_file_and_line(tmp_path, content, line, shown):
+    path = tmp_path / "late.csv"
+    path.write_text(content)
+    with pytest.raises(DataError) as info:
+        load_csv(path)
+    text = str(info.value)
+    assert text.startswith(f"{path} line {line}: time {shown}")
+    assert "the times pandas can hold" in text and "Out of bounds" not in text

@@ -157,3 +157,15 @@ def test_a_class_name_missing_from_the_code_is_named(tmp_path):
     loaded = get_strategy_from_file(path)
     with pytest.raises(StrategyError, match="has no strategy class 'Other'; found: Periods"):
         load_strategy_code(loaded.source_code, str(path), "Other")
+
+
+def test_an_out_of_range_position_is_shown_as_a_plain_number(tmp_path):
+    path = tmp_path / "doubled.py"
+    path.write_text(
+        HEAD + "class Doubled(Strategy):\n    def signals(self, bars):\n"
+        "        return pd.DataFrame({'position': 2.0, 'entry': False}, index=bars.index)\n"
+    )
+    bars = generate_bars("EURUSD", "H1", 200, seed=1)
+    with pytest.raises(StrategyError) as info:
+        run_backtest(bars, get_strategy_from_file(path)(), spec=get_symbol_spec("EURUSD"))
+    assert str(info.value).endswith("position must be -1, 0 or 1; row 0 is 2.0")

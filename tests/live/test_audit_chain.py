@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ from live.audit_schema import CHAINED_TABLES, COLUMNS
 from live.errors import AuditWriteError
 from tests.live.conftest import ROOT
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def written(path: Path, orders: int = 4) -> AuditLogger:

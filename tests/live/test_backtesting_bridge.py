@@ -3,7 +3,7 @@ that refuse exactly what the terminal's order_check refuses."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -105,7 +105,7 @@ def test_stop_levels_from_distances_and_absolute_prices(broker):
     nan = float("nan")
     base = dict(
         symbol="EURUSD",
-        bar_time=datetime.now(timezone.utc),
+        bar_time=datetime.now(UTC),
         act=True,
         entry=True,
         previous_position=0,
@@ -170,7 +170,7 @@ def test_precheck_passes_a_good_order_that_order_check_accepts(broker):
 
 def test_stale_quotes_mean_the_market_is_closed(broker):
     tick = broker.tick("EURUSD")
-    later = datetime.fromtimestamp(tick.time, tz=timezone.utc) + timedelta(hours=3)
+    later = datetime.fromtimestamp(tick.time, tz=UTC) + timedelta(hours=3)
     with pytest.raises(PrecheckFailed, match="market closed") as refused:
         simulate_precheck(
             request_for(broker),

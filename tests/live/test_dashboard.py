@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -81,9 +81,9 @@ def test_status_reports_the_last_heartbeat(client, db):
 
 def test_status_is_stale_without_recent_heartbeats_and_running_with_them(db):
     audit = AuditLogger(db)
-    beat = {"wall_ts": datetime(2030, 1, 1, tzinfo=timezone.utc).isoformat(), "mode": "live"}
+    beat = {"wall_ts": datetime(2030, 1, 1, tzinfo=UTC).isoformat(), "mode": "live"}
     audit.record_event("heartbeat", "live", data=beat)
-    at = datetime(2030, 1, 1, tzinfo=timezone.utc).timestamp()
+    at = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
     fresh = create_app(db, wall_clock=lambda: at + 20).test_client()
     assert fresh.get("/api/status").get_json()["state"] == "running"
     late = create_app(db, wall_clock=lambda: at + 600).test_client()

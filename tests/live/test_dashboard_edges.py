@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from live.audit_logger import AuditLogger
 from live.dashboard import create_app
 from tests.live.conftest import ROOT, copy_audit_db, run_bars, serve_app
 
-T0 = datetime(2024, 3, 4, 10, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 4, 10, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -239,7 +239,7 @@ def heartbeat(audit: AuditLogger, **fields: object) -> None:
         "heartbeat",
         "dry-run",
         data={
-            "wall_ts": datetime.now(timezone.utc).isoformat(),
+            "wall_ts": datetime.now(UTC).isoformat(),
             "mode": "dry-run",
             "backend": "sim",
             "connected": True,

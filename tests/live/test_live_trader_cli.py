@@ -239,14 +239,14 @@ def test_start_script_sets_up_once_then_passes_its_arguments_to_the_trader(tmp_p
 
 
 @pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
-def test_start_script_refuses_a_python_older_than_3_10(tmp_path):
+def test_start_script_refuses_a_python_older_than_3_11(tmp_path):
     project = script_copy(tmp_path)
-    old_python = tmp_path / "python3.9"  # answers the version probe as a 3.9 would
-    old_python.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.9.18' && exit 0\nexit 1\n")
+    old_python = tmp_path / "python3.10"  # answers the version probe as a 3.10 would
+    old_python.write_text("#!/bin/sh\n[ \"$1\" = -V ] && echo 'Python 3.10.14' && exit 0\nexit 1\n")
     old_python.chmod(0o755)
     done = start_script(project, tmp_path, PYTHON=str(old_python))
     assert done.returncode == 2
-    assert "Python 3.9.18 is too old" in done.stderr and "3.10 or newer" in done.stderr
+    assert "Python 3.10.14 is too old" in done.stderr and "3.11 or newer" in done.stderr
     assert not (project / ".venv").exists()
 
 

@@ -4,7 +4,7 @@ retryable codes, reconciliation after lost replies and restarts, never a duplica
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from live.mt5_connector import MT5Connector
 from live.order_executor import OrderExecutor, OrderIntent, make_client_order_id
 from live.sim_terminal import FaultConfig
 
-BAR = datetime(2024, 1, 2, 10, tzinfo=timezone.utc)
+BAR = datetime(2024, 1, 2, 10, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def rig(live_config, make_sim, tmp_path):
             audit,
             config,
             sleep=sleeps.append,
-            now=lambda: datetime.fromtimestamp(terminal.sim_time(), tz=timezone.utc),
+            now=lambda: datetime.fromtimestamp(terminal.sim_time(), tz=UTC),
         )
         executor.sleeps = sleeps
         return executor, connector, terminal, audit

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +156,7 @@ def test_order_send_accepts_keywords_and_returns_a_trade_request(sim):
 
 def test_dates_as_naive_aware_and_epoch(sim):
     now = int(sim.sim_time())
-    aware = datetime.fromtimestamp(now, tz=timezone.utc)
+    aware = datetime.fromtimestamp(now, tz=UTC)
     naive_local = datetime.fromtimestamp(now)  # the package reads naive dates as local time
     for moment in (aware, naive_local, now):
         rates = sim.copy_rates_from("EURUSD", sim.TIMEFRAME_H1, moment, 3)

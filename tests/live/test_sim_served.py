@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import rpyc
@@ -45,14 +45,14 @@ def test_mt5linux_client_trades_and_reads_back(served_sim):
     mt5 = MetaTrader5(host="127.0.0.1", port=served_sim.port)
     assert mt5.initialize() is True
     assert mt5.version()[0] == 500
-    rates = mt5.copy_rates_from("EURUSD", mt5.TIMEFRAME_H1, datetime.now(timezone.utc), 10)
+    rates = mt5.copy_rates_from("EURUSD", mt5.TIMEFRAME_H1, datetime.now(UTC), 10)
     assert len(rates) == 10 and rates.dtype.itemsize == 60
     result = mt5.order_send(buy_request(mt5, "LTSERVED"))
     assert result.retcode == mt5.TRADE_RETCODE_DONE
     positions = mt5.positions_get(symbol="EURUSD")
     assert [(p.ticket, p.comment, p.magic) for p in positions] == [(result.order, "LTSERVED", 4242)]
-    start = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    deals = mt5.history_deals_get(start, datetime.now(timezone.utc) + timedelta(days=1))
+    start = datetime(2000, 1, 1, tzinfo=UTC)
+    deals = mt5.history_deals_get(start, datetime.now(UTC) + timedelta(days=1))
     assert [d.comment for d in deals] == ["LTSERVED"]
 
 
