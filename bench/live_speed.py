@@ -83,7 +83,9 @@ def decision_latency(
     for _ in range(bars):
         trader.iterate()
         step()
-    samples = sorted(trader._latencies_ms)  # the trader's own closed-bar -> send measurements
+    samples = sorted(
+        trader.status.metrics.latencies_ms
+    )  # the trader's own closed-bar -> send measurements
     trader.audit.close()
     return statistics.median(samples), samples[int(0.99 * (len(samples) - 1))], len(samples)
 

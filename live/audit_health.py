@@ -48,6 +48,21 @@ class AuditHealth:
     def down(self) -> bool:
         return self.down_since is not None
 
+    def event(
+        self,
+        kind: str,
+        message: str,
+        level: str = "info",
+        *,
+        symbol: str | None = None,
+        **data: Any,
+    ) -> None:
+        """Record an event; a failed write counts toward the outage instead of raising."""
+        try:
+            self.audit.record_event(kind, message, level=level, symbol=symbol, data=data or None)
+        except AuditWriteError as exc:
+            self.failed(exc)
+
     def failed(self, exc: AuditWriteError) -> None:
         """A write failed: the first one stops entries, logs and alerts; later ones are
         counted and summed up once a minute."""

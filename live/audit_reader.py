@@ -195,15 +195,14 @@ class AuditReader:
         row = self._one("SELECT min(ts) AS t FROM orders WHERE dry_run = ?", (int(dry_run),))
         return datetime.fromisoformat(row["t"]) if row and row["t"] else None
 
-    def positions_with_failed_exit(self, *, dry_run: bool) -> list[int]:
-        """Positions whose latest close order ended failed or rejected (none filled since)."""
-        rows = self.query(
-            "SELECT o.position_ticket AS t, o.status FROM orders o JOIN (SELECT "
-            "position_ticket, MAX(id) AS id FROM orders WHERE kind = 'close' AND dry_run = ? "
-            "AND position_ticket IS NOT NULL GROUP BY position_ticket) last ON o.id = last.id",
-            (int(dry_run),),
+    def client_order_id_of(self, broker_order: int) -> str | None:
+        """The client order id of the order the broker knows by `broker_order` (found by
+        ticket, so a comment the broker truncated or rewrote does not matter)."""
+        row = self._one(
+            "SELECT client_order_id FROM orders WHERE broker_order = ? ORDER BY id LIMIT 1",
+            (broker_order,),
         )
-        return [int(r["t"]) for r in rows if r["status"] in ("failed", "rejected")]
+        return str(row["client_order_id"]) if row else None
 
     def order_reason(self, client_order_id: str) -> str | None:
         """Why the order was made: the detail of its first intent row."""

@@ -198,6 +198,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             BEGIN SELECT RAISE(ABORT, 'chain_keys is append-only'); END;
     """,
     ),
+    (
+        "005_broker_order_index",
+        """
+        CREATE INDEX orders_broker_order ON orders (broker_order);
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Alert delivery outcomes after which an alert is no longer waiting to be sent.

@@ -1,8 +1,11 @@
 """The bridge from backtest strategies to MT5 orders: load, decide on the last closed bar, size,
 build the request and pre-check it.
 
-The live trader runs the very strategy class the backtest runs, on the last closed bars, and
-acts under the same rule: trade when the decision changes or an entry event fires (see
+The live trader runs the very strategy class the backtest runs, over the same kind of history:
+`BARS_LOOKBACK` closed bars (5,000 unless set), kept and extended bar by bar, so the target on
+the last bar is the position the backtest holds on it whenever the strategy's state depends on
+no older bar (a position held since a cross 300 bars back included). Entries happen where the
+backtest's do: on the bar of an entry event or a change of position (see
 backtest/strategy.py). Sizing is backtest.sizing.position_size, the function the engine uses.
 """
 
@@ -16,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from backtest.sizing import Sizing, SizingError, position_size
@@ -69,7 +73,9 @@ class Decision:
 
     `position` is the target (+1/0/-1); `act` says whether the trader must do something now
     (the decision changed or an entry event fired). sl/tp are absolute prices for an entry
-    or NaN; sl_distance/tp_distance are price distances from the fill, or NaN.
+    or NaN; sl_distance/tp_distance are price distances from the fill, or NaN. `entry_bar`
+    is the bar that entered the current target (an entry event or the change of position;
+    None when flat) and `entry_close` that bar's close.
     """
 
     symbol: str
@@ -84,6 +90,8 @@ class Decision:
     sl_distance: float
     tp_distance: float
     bars: int
+    entry_bar: datetime | None = None
+    entry_close: float = math.nan
 
     @property
     def side(self) -> str | None:
@@ -103,15 +111,20 @@ def get_strategy_from_file(
     return create_strategy(cls, dict(params or {}))
 
 
-def bars_needed(strategy: Strategy, lookback: int = 0) -> int:
-    """Closed bars to fetch per decision: `lookback` if set, else twice the warm-up.
+DEFAULT_HISTORY_BARS = 5000
 
-    Twice, because decisions that hold a state (a position kept since an older cross) are
-    reproduced faithfully only when the window covers that state's origin; see docs/live.md.
+
+def bars_needed(strategy: Strategy, lookback: int = 0) -> int:
+    """Closed bars a decision is computed over: `lookback` if set, else 5,000 (at least
+    twice the warm-up).
+
+    A long history, because decisions that hold a state (a position kept since an older
+    cross) equal the backtest's only when the bars cover that state's origin; see
+    docs/live.md.
     """
     if lookback:
         return max(lookback, strategy.warmup + 1)
-    return max(2 * strategy.warmup, strategy.warmup + 2, 3)
+    return max(DEFAULT_HISTORY_BARS, 2 * strategy.warmup, strategy.warmup + 2)
 
 
 def generate_signals(
@@ -144,6 +157,7 @@ def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
     signals = compute_signals(strategy, bars)
     actions = signals.actions()
     last = len(bars) - 1
+    entered = _entry_index(signals.position, actions)
     return Decision(
         symbol=symbol,
         bar_time=bars["time"].iloc[last].to_pydatetime(),
@@ -157,7 +171,19 @@ def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
         sl_distance=float(signals.sl_distance[last]),
         tp_distance=float(signals.tp_distance[last]),
         bars=len(bars),
+        entry_bar=None if entered is None else bars["time"].iloc[entered].to_pydatetime(),
+        entry_close=math.nan if entered is None else float(bars["close"].iloc[entered]),
     )
+
+
+def _entry_index(position: np.ndarray, actions: np.ndarray) -> int | None:
+    """The last bar that entered the last bar's position: an action (entry event or change)
+    into it, or the first bar when it is held from the start; None when flat."""
+    target = position[-1]
+    if target == 0:
+        return None
+    held_since = np.flatnonzero(actions & (position == target))
+    return int(held_since[-1]) if len(held_since) else 0
 
 
 class BacktestingBridge:
@@ -181,10 +207,37 @@ class BacktestingBridge:
         self.timeframe = timeframe
         self.lookback = lookback
         self.sizing = sizing or Sizing()
+        self._history: dict[str, pd.DataFrame] = {}
 
     def latest_bars(self, symbol: str) -> pd.DataFrame:
-        """The last closed bars the strategy needs (StrategyError if too few or bad)."""
-        return fetch_bars(self.broker, self.strategy, symbol, self.timeframe, self.lookback)
+        """The closed bars a decision is computed over (StrategyError if too few or bad):
+        fetched whole once, then extended by the bars closed since, from a few fetched."""
+        history = self._history.get(symbol)
+        if history is not None:
+            history = self._extended(symbol, history)
+        if history is None:
+            history = fetch_bars(self.broker, self.strategy, symbol, self.timeframe, self.lookback)
+        limit = bars_needed(self.strategy, self.lookback)
+        if len(history) > 2 * limit:  # keep memory flat: forget the oldest half
+            history = history.iloc[-limit:].reset_index(drop=True)
+        self._history[symbol] = history
+        return history
+
+    def _extended(self, symbol: str, history: pd.DataFrame) -> pd.DataFrame | None:
+        """`history` with the bars closed since its end; None (fetch it all again) when the
+        recent bars do not join it (a gap, a rewritten bar)."""
+        recent = self.broker.rates(symbol, self.timeframe, EXTEND_FETCH_BARS)
+        if recent.empty:
+            return history
+        last_time = history["time"].iloc[-1]
+        overlap = recent[recent["time"] <= last_time]
+        if overlap.empty or not _same_bars(overlap, history):
+            return None
+        new = recent[recent["time"] > last_time]
+        if new.empty:
+            return history
+        _check_bars(symbol, new)
+        return pd.concat([history, new], ignore_index=True)
 
     def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
         return decide(self.strategy, symbol, bars)
@@ -211,6 +264,22 @@ class BacktestingBridge:
             sl=sl,
             account_currency=account_currency,
         )
+
+
+EXTEND_FETCH_BARS = 8  # the last few closed bars, overlapping what is kept
+
+
+def _same_bars(overlap: pd.DataFrame, history: pd.DataFrame) -> bool:
+    """Whether the overlapping bars are the ones kept (same times and prices)."""
+    kept = history[history["time"].isin(overlap["time"])]
+    if len(kept) != len(overlap):
+        return False
+    columns = ["time", "open", "high", "low", "close"]
+    return bool(
+        (kept[columns].reset_index(drop=True) == overlap[columns].reset_index(drop=True))
+        .all()
+        .all()
+    )
 
 
 def _check_bars(symbol: str, bars: pd.DataFrame) -> None:

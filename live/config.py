@@ -101,7 +101,8 @@ class LiveConfig:
     bars_lookback: int = _setting(
         "BARS_LOOKBACK",
         0,
-        "Closed bars fetched per decision; 0 = twice the strategy's warm-up.",
+        "Closed bars the strategy's signals are computed over, kept and extended bar by bar "
+        "(its state may reach this far back); 0 = 5000 (at least twice the warm-up).",
         "int>=0",
         section="Strategy",
     )
@@ -193,6 +194,22 @@ class LiveConfig:
     )
     deviation_points: int = _setting(
         "DEVIATION_POINTS", 20, "Maximum slippage accepted, in points.", "int>=0", section="Orders"
+    )
+    entry_chase_bars: int = _setting(
+        "ENTRY_CHASE_BARS",
+        0,
+        "An entry missed (trader down, entry refused) is still sent up to this many bars after "
+        "its bar; 0 = never chased.",
+        "int>=0",
+        section="Orders",
+    )
+    entry_chase_max_points: float = _setting(
+        "ENTRY_CHASE_MAX_POINTS",
+        0.0,
+        "A chased entry only while the price is within this many points of its bar's close "
+        "(0 = any price).",
+        "float>=0",
+        section="Orders",
     )
     sizing_mode: str = _setting(
         "SIZING_MODE",

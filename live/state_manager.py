@@ -38,9 +38,11 @@ class KillSwitch:
 
 @dataclass(frozen=True)
 class PositionChange:
-    """A position that was open at the previous sync and is gone now."""
+    """A position that was open at the previous sync and is gone now; `identifier` stays
+    the same for a position's whole life (a netting reversal may change its ticket)."""
 
     ticket: int
+    identifier: int
     symbol: str
     position: Any
 
@@ -78,7 +80,7 @@ class StateManager:
         self._limit_recorded: tuple[str, str] | None = None
         self.kill_switch = KillSwitch(None)
         self._disabled: dict[str, str] = {}
-        self._failed_exits: set[int] = set()
+        self.foreign_lots = 0.0  # open volume of other programs and of hand trades
         self._restore()
 
     def _restore(self) -> None:
@@ -87,7 +89,6 @@ class StateManager:
             row = reader.last_signal(symbol)
             if row is not None:
                 self._last_bar[symbol] = datetime.fromisoformat(row["bar_time"])
-        self._failed_exits = set(reader.positions_with_failed_exit(dry_run=self.config.dry_run))
         hit = reader.last_event("daily_limit")
         if hit is not None:
             day = json.loads(hit["data"] or "{}").get("day")
@@ -104,29 +105,25 @@ class StateManager:
     # ------------------------------------------------------------ positions
 
     def sync_positions(self, positions: Iterable[Any]) -> list[PositionChange]:
-        """Replace the known positions with the broker's; return those that disappeared."""
+        """Replace the known positions with the broker's; return those that disappeared
+        (by identifier: a netting reversal that changes the ticket is the same position)."""
         current = {int(p.ticket): p for p in positions}
+        alive = {_identifier(p) for p in current.values()}
         gone = [
-            PositionChange(ticket, p.symbol, p)
+            PositionChange(ticket, _identifier(p), p.symbol, p)
             for ticket, p in self.positions.items()
-            if ticket not in current
+            if ticket not in current and _identifier(p) not in alive
         ]
         self.positions = current
         return gone
 
+    def sync_foreign(self, all_positions: Iterable[Any], magic: int) -> None:
+        """Positions of other magic numbers (other programs, hand trades) are never touched,
+        but their volume counts toward MAX_TOTAL_LOTS."""
+        self.foreign_lots = sum(float(p.volume) for p in all_positions if int(p.magic) != magic)
+
     def positions_for(self, symbol: str) -> list[Any]:
         return [p for p in self.positions.values() if p.symbol == symbol]
-
-    @property
-    def failed_exits(self) -> set[int]:
-        """Open positions whose last exit order failed: to be closed again."""
-        return {t for t in self._failed_exits if t in self.positions}
-
-    def exit_failed(self, ticket: int) -> None:
-        self._failed_exits.add(ticket)
-
-    def exit_done(self, ticket: int) -> None:
-        self._failed_exits.discard(ticket)
 
     @property
     def total_lots(self) -> float:
@@ -236,10 +233,12 @@ class StateManager:
             return f"MAX_OPEN_POSITIONS {cfg.max_open_positions} reached"
         if len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
             return f"MAX_POSITIONS_PER_SYMBOL {cfg.max_positions_per_symbol} reached for {symbol}"
-        if cfg.max_total_lots and self.total_lots + volume > cfg.max_total_lots + 1e-9:
+        held = self.total_lots + self.foreign_lots
+        if cfg.max_total_lots and held + volume > cfg.max_total_lots + 1e-9:
+            foreign = f" ({self.foreign_lots:g} not this trader's)" if self.foreign_lots else ""
             return (
                 f"MAX_TOTAL_LOTS {cfg.max_total_lots:g} would be exceeded "
-                f"({self.total_lots:g} open + {volume:g})"
+                f"({held:g} open{foreign} + {volume:g})"
             )
         equity = float(account.equity)
         if cfg.max_margin_pct and equity > 0:
@@ -317,3 +316,7 @@ class StateManager:
     @property
     def disabled_reasons(self) -> list[str]:
         return list(self._disabled.values())
+
+
+def _identifier(position: Any) -> int:
+    return int(getattr(position, "identifier", 0) or position.ticket)

@@ -88,7 +88,7 @@ def test_a_failing_command_is_answered_and_the_listener_keeps_going(
     trader.start()
     run_bars(trader, terminal, 30)
     good = dict(trader.last_status)
-    trader.last_status = {"mode": "dry-run"}  # a status the text cannot be made from
+    trader.status.last_status = {"mode": "dry-run"}  # a status the text cannot be made from
     caplog.set_level(logging.ERROR, logger="live.alerts")
     alerts = make_alerts(config)
     alerts.start_commands(trader, poll_timeout_s=0.2)
@@ -97,6 +97,6 @@ def test_a_failing_command_is_answered_and_the_listener_keeps_going(
     assert reply.startswith("/status failed: KeyError") and "keeps running" in reply
     assert "telegram command /status failed" in caplog.text
     assert ask(telegram, "/help") == HELP_TEXT
-    trader.last_status = good
+    trader.status.last_status = good
     assert ask(telegram, "/status") == trader.status_text()
     assert alerts.commands_listening

@@ -51,12 +51,13 @@ def request_for(broker, symbol="EURUSD", *, side="buy", volume=0.1, sl=None, tp=
     )
 
 
-def test_decision_uses_only_the_bars_needed_and_matches_the_full_history(broker):
+def test_a_decision_is_computed_over_the_history_and_matches_the_full_history(broker):
     strategy = get_strategy_from_file(SMA_CROSS, ["fast=5", "slow=12"])
+    assert bars_needed(strategy) == 5000 and bars_needed(strategy, 26) == 26
+    assert generate_signals(broker, strategy, "EURUSD", "H1", lookback=26).bars == 26
     decision = generate_signals(broker, strategy, "EURUSD", "H1")
-    assert decision.bars == bars_needed(strategy) == 26
-
-    history = broker.rates("EURUSD", "H1", 500)
+    history = broker.rates("EURUSD", "H1", 5000)
+    assert decision.bars == len(history)  # all the simulator has, up to BARS_LOOKBACK
     full = compute_signals(strategy, history)
     assert decision.bar_time == history["time"].iloc[-1].to_pydatetime()
     assert decision.position == int(full.position[-1])
@@ -186,8 +187,10 @@ def test_stale_quotes_mean_the_market_is_closed(broker):
 
 def test_bars_needed_covers_the_warmup_and_honours_a_lookback():
     strategy = get_strategy_from_file(SMA_CROSS, ["fast=10", "slow=30"])
-    assert bars_needed(strategy) == 2 * strategy.warmup
+    assert bars_needed(strategy) == 5000  # a long history: held states come out as held
     assert bars_needed(strategy, lookback=500) == 500
+    slow = get_strategy_from_file(SMA_CROSS, ["fast=10", "slow=3000"])
+    assert bars_needed(slow) == 2 * slow.warmup
     assert bars_needed(strategy, lookback=5) == strategy.warmup + 1
 
 
@@ -199,7 +202,7 @@ def test_the_bridge_object_decides_like_the_functions(broker):
     key = ("bar_time", "position", "act", "entry", "close", "bars")
     assert [getattr(decision, k) for k in key] == [getattr(same, k) for k in key]
     bars = bridge.latest_bars("EURUSD")
-    assert len(bars) == bars_needed(strategy)
+    assert len(bars) == len(broker.rates("EURUSD", "H1", bars_needed(strategy)))
     assert bridge.decide("EURUSD", bars).bar_time == decision.bar_time
     spec = broker.symbol_spec("EURUSD")
     assert (
@@ -208,3 +211,25 @@ def test_the_bridge_object_decides_like_the_functions(broker):
         )
         == 0.1
     )  # Sizing's default lots
+
+
+def test_the_history_is_extended_bar_by_bar_and_kept_bounded(broker):
+    sim = broker._api
+    strategy = get_strategy_from_file(SMA_CROSS, {"fast": 5, "slow": 12})
+    bridge = BacktestingBridge(strategy, broker, timeframe="H1", lookback=40)
+    first = bridge.latest_bars("EURUSD")
+    assert len(first) == 40
+    fetched = []
+    real_rates = broker.rates
+    broker.rates = lambda *args, **kw: fetched.append(args[2]) or real_rates(*args, **kw)
+    for _ in range(100):
+        sim.sim_step_bar()
+        bars = bridge.latest_bars("EURUSD")
+        assert bars["time"].iloc[-1] == real_rates("EURUSD", "H1", 1)["time"].iloc[-1]
+        assert bars["time"].is_monotonic_increasing and bars["time"].is_unique
+        assert 40 <= len(bars) <= 80  # extended, then the oldest half forgotten
+    assert max(fetched) < 40  # only the last few bars were fetched again
+    assert (
+        compute_signals(strategy, bars).position[-1]
+        == compute_signals(strategy, real_rates("EURUSD", "H1", len(bars))).position[-1]
+    )
