@@ -195,6 +195,27 @@ class AuditReader:
         row = self._one("SELECT min(ts) AS t FROM orders WHERE dry_run = ?", (int(dry_run),))
         return datetime.fromisoformat(row["t"]) if row and row["t"] else None
 
+    def entry_stops(self, position_ticket: int) -> tuple[float, float] | None:
+        """(sl, tp) the entry of a position asked for (0.0 for none), None when this trader
+        has no record of opening it."""
+        cid = self.open_order_of_position(position_ticket)
+        row = cid and self._one(
+            "SELECT sl, tp FROM orders WHERE client_order_id = ? AND status = 'intent' "
+            "ORDER BY id LIMIT 1",
+            (cid,),
+        )
+        return (float(row["sl"] or 0.0), float(row["tp"] or 0.0)) if row else None
+
+    def open_order_of_position(self, position_ticket: int) -> str | None:
+        """The client order id that opened a position, as recorded."""
+        filled = ",".join("?" * len(FILLED_ORDER_STATUSES))
+        row = self._one(
+            f"SELECT client_order_id FROM orders WHERE kind = 'open' AND position_ticket = ? "
+            f"AND status IN ({filled}) ORDER BY id LIMIT 1",
+            (position_ticket, *sorted(FILLED_ORDER_STATUSES)),
+        )
+        return str(row["client_order_id"]) if row else None
+
     def client_order_id_of(self, broker_order: int) -> str | None:
         """The client order id of the order the broker knows by `broker_order` (found by
         ticket, so a comment the broker truncated or rewrote does not matter)."""

@@ -40,6 +40,7 @@ from live.broker_types import (
     SYMBOL_TRADE_MODE_CLOSEONLY,
     SYMBOL_TRADE_MODE_DISABLED,
     TRADE_ACTION_DEAL,
+    TRADE_ACTION_SLTP,
     Broker,
 )
 from live.errors import OrderRejected
@@ -53,6 +54,7 @@ __all__ = [
     "bars_needed",
     "build_close_request",
     "build_order_request",
+    "build_stops_request",
     "decide",
     "estimated_margin",
     "fetch_bars",
@@ -443,6 +445,41 @@ def simulate_precheck(
     _check_stops(request, spec, tick)
     if not closing:
         _check_margin(request, spec, account)
+
+
+def build_stops_request(
+    *, position: Any, sl: float, tp: float, spec: SymbolSpec, magic: int, comment: str
+) -> dict[str, Any]:
+    """A TRADE_ACTION_SLTP request moving a position's stops (prices; 0 removes one)."""
+    return {
+        "action": TRADE_ACTION_SLTP,
+        "symbol": position.symbol,
+        "position": int(position.ticket),
+        "sl": float(spec.round_price(sl)) if sl else 0.0,
+        "tp": float(spec.round_price(tp)) if tp else 0.0,
+        "magic": int(magic),
+        "comment": comment,
+    }
+
+
+def stops_blocker(
+    position: Any, sl: float, tp: float, *, spec: SymbolSpec, tick: Any, freeze_level: int
+) -> str | None:
+    """Why the server would refuse to move `position`'s stops to (sl, tp) now, or None:
+    a new level closer than trade_stops_level to the closing price (10016), or the price
+    within trade_freeze_level of a stop already set (10029)."""
+    buying = position.type == POSITION_TYPE_BUY
+    closing = float(tick.bid if buying else tick.ask)
+    frozen = freeze_level * spec.point
+    for name, level in (("SL", float(position.sl)), ("TP", float(position.tp))):
+        if level and frozen and abs(closing - level) < frozen:
+            return f"{name} {level} is within the freeze level ({freeze_level} points)"
+    request = {"symbol": position.symbol, "type": 0 if buying else 1, "sl": sl, "tp": tp}
+    try:
+        _check_stops(request, spec, tick)
+    except PrecheckFailed as exc:
+        return str(exc)
+    return None
 
 
 def _check_stops(request: Mapping[str, Any], spec: SymbolSpec, tick: Any) -> None:

@@ -195,6 +195,21 @@ class LiveConfig:
     deviation_points: int = _setting(
         "DEVIATION_POINTS", 20, "Maximum slippage accepted, in points.", "int>=0", section="Orders"
     )
+    stops_min_step_points: float = _setting(
+        "STOPS_MIN_STEP_POINTS",
+        1.0,
+        "A position's stops are sent again only when they differ by at least this many points.",
+        "float>=0",
+        section="Orders",
+    )
+    stops_min_seconds: float = _setting(
+        "STOPS_MIN_SECONDS",
+        10.0,
+        "At most one stop change per position in this many seconds (servers answer 10024 to "
+        "a change every tick).",
+        "float>=0",
+        section="Orders",
+    )
     entry_chase_bars: int = _setting(
         "ENTRY_CHASE_BARS",
         0,

@@ -387,14 +387,23 @@ class MT5Connector:
         return self.ensure_connected()
 
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
-        """Deals since `since` (UTC) carrying this trader's magic number."""
+        """Deals since `since` (UTC) of this trader: those of its orders (its magic number),
+        and every deal of a position one of them opened (a close by hand carries magic 0: a
+        deal's magic is its order's, not its position's)."""
         until = max(datetime.now(UTC), since) + _FAR_FUTURE
         found = self._call("history_deals_get", _utc(since), until)
-        return tuple(d for d in found if d.magic == self.config.magic_number)
+        magic = self.config.magic_number
+        ours = {int(d.position_id) for d in found if d.magic == magic}
+        return tuple(d for d in found if d.magic == magic or int(d.position_id) in ours)
 
     def deals_for_position(self, position_ticket: int) -> tuple[Any, ...]:
         """Every deal of one position (entry, exits by us or by SL/TP), oldest first."""
         return tuple(self._call("history_deals_get", position=int(position_ticket)))
+
+    def deals_for_order(self, order_ticket: int) -> tuple[Any, ...]:
+        """The deals one order made (ticket= names the order, as the official docs say);
+        empty while the history has not caught up with it."""
+        return tuple(self._call("history_deals_get", ticket=int(order_ticket)))
 
     # ------------------------------------------------------------ trading
 

@@ -25,13 +25,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from live.audit_logger import AuditLogger
 from live.audit_schema import FILLED_ORDER_STATUSES, utc_now
 from live.broker_types import (
-    DEAL_ENTRY_IN,
     RETCODE_DONE_PARTIAL,
     RETCODE_INVALID_FILL,
     Broker,
@@ -44,14 +43,12 @@ from live.errors import (
     OutcomeUnknown,
     RetryableOrderError,
 )
+from live.order_lookup import CLIENT_ID_PREFIX, PENDING_AT_BROKER, Found, OrderLookup
 
 logger = logging.getLogger(__name__)
 
-CLIENT_ID_PREFIX = "LT"
-# Orders that only reduce exposure (closes; later stop changes and cancellations).
-REDUCING_KINDS = frozenset({"close"})
-PENDING_AT_BROKER = "pending order at the broker"
-RECONCILE_WINDOW = timedelta(days=7)
+# Orders that only reduce exposure or protect a position (closes, stop changes).
+REDUCING_KINDS = frozenset({"close", "modify"})
 
 
 def make_client_order_id(strategy: str, symbol: str, bar_time: datetime, action: str) -> str:
@@ -133,6 +130,14 @@ class ExecutionStats:
         }
 
 
+@dataclass(frozen=True)
+class _DealRef:
+    """The deal an order_send reply names (the position it belongs to is the order's)."""
+
+    ticket: int
+    position_id: int
+
+
 @dataclass
 class _Attempts:
     """The request being sent and how many times it has been."""
@@ -140,18 +145,6 @@ class _Attempts:
     request: dict[str, Any]
     count: int = 0
     filling_retried: bool = False
-
-
-@dataclass(frozen=True)
-class _Found:
-    """An order the broker already has: its fill price, volume and position."""
-
-    price: float
-    volume: float
-    position_ticket: int | None
-    deal: int | None = None
-    detail: str = ""
-    order: int | None = None
 
 
 class OrderExecutor:
@@ -174,6 +167,7 @@ class OrderExecutor:
         self._rng = rng or random.Random()
         self._now = now
         self.stats = ExecutionStats()
+        self.lookup = OrderLookup(broker, audit, magic=config.magic_number, now=now)
 
     # ------------------------------------------------------------ public
 
@@ -197,7 +191,7 @@ class OrderExecutor:
         results = []
         for row in self.audit.reader.unresolved_orders():
             intent = _intent_from_row(row)
-            found = self._find_at_broker(intent, since=_parse_ts(row["ts"]))
+            found = self.lookup.find(intent, since=_parse_ts(row["ts"]))
             results.append(self._record_reconciliation(intent, found, attempts=0))
         return results
 
@@ -222,7 +216,7 @@ class OrderExecutor:
             )
             return _result_from_row(intent, earlier, duplicate=True)
         # asked even after a final "absent": the broker is the truth, and asking is cheap
-        found = self._find_at_broker(intent, since=_parse_ts(earlier["ts"]))
+        found = self.lookup.find(intent, since=_parse_ts(earlier["ts"]))
         if found is None and status == "reconciled_absent":
             return None
         result = self._record_reconciliation(intent, found, attempts=0)
@@ -298,14 +292,18 @@ class OrderExecutor:
         self, intent: OrderIntent, request: dict, result: Any, attempts: int
     ) -> ExecutionResult:
         status = "partial" if result.retcode == RETCODE_DONE_PARTIAL else "filled"
+        deal = self._deal_of(result)
         ticket = intent.position_ticket if intent.kind == "close" else int(result.order)
+        if intent.kind != "close" and deal is not None:
+            ticket = int(deal.position_id)  # the deal says which position it opened or added to
         self._record(
             intent,
             status,
             attempt=attempts,
             retcode=int(result.retcode),
             broker_order=int(result.order),
-            broker_deal=int(result.deal),
+            broker_deal=int(deal.ticket) if deal is not None else None,
+            detail=_fill_detail(intent, deal),
             fill_price=float(result.price),
             fill_volume=float(result.volume),
             position_ticket=ticket,
@@ -327,6 +325,21 @@ class OrderExecutor:
             int(result.retcode),
             attempts,
         )
+
+    def _deal_of(self, result: Any) -> Any | None:
+        """The deal a fill made. Right after order_send the history can lag (the reply's deal
+        is 0): look it up, a few times with backoff, never assume it."""
+        if int(result.deal):
+            return _DealRef(int(result.deal), int(result.order))
+        if not int(result.order):
+            return None
+        for attempt in range(1, self.config.order_max_retries + 3):
+            deal = self.lookup.deal_of_order(int(result.order))
+            if deal is not None:
+                return deal
+            self._backoff(attempt)
+        logger.warning("order %s filled but its deal is not in the history yet", result.order)
+        return None
 
     def _rejected(self, intent: OrderIntent, exc: OrderRejected, attempts: int) -> ExecutionResult:
         self._record(intent, "rejected", attempt=attempts, retcode=exc.code, detail=str(exc))
@@ -412,20 +425,20 @@ class OrderExecutor:
         delay = min(base, self.config.order_retry_max_seconds)
         self._sleep(delay * (0.5 + self._rng.random() / 2))  # jitter: 50-100 % of the delay
 
-    def _pause_then_look(self, intent: OrderIntent, attempts: int) -> _Found | None:
+    def _pause_then_look(self, intent: OrderIntent, attempts: int) -> Found | None:
         self._backoff(attempts)
         try:
-            return self._find_at_broker(intent)
+            return self.lookup.find(intent)
         except BrokerUnavailable:
             return None
 
-    def _look_until_known(self, intent: OrderIntent, attempts: int) -> _Found | None:
+    def _look_until_known(self, intent: OrderIntent, attempts: int) -> Found | None:
         """After a lost reply the order's fate must be learnt before anything else."""
         for extra in range(self.config.order_max_retries + 2):
             self._backoff(attempts + extra)
             self._reconnect()
             try:
-                return self._find_at_broker(intent)
+                return self.lookup.find(intent)
             except BrokerUnavailable:
                 continue
         raise OutcomeUnknown(
@@ -455,63 +468,8 @@ class OrderExecutor:
 
     # ------------------------------------------------------------ reconciliation
 
-    def _find_at_broker(self, intent: OrderIntent, since: datetime | None = None) -> _Found | None:
-        """Does the broker already have this order? Positions, pending orders, then deals,
-        by comment."""
-        cid = intent.client_order_id
-        if intent.kind == "open":
-            for position in self.broker.positions(intent.symbol):
-                if position.comment == cid:
-                    entry = self._entry_deal(int(position.ticket), cid)
-                    return _Found(
-                        float(position.price_open),
-                        float(position.volume),
-                        int(position.ticket),
-                        None if entry is None else int(entry.ticket),
-                        detail="open position",
-                        order=None if entry is None else int(entry.order),
-                    )
-        for order in self.broker.orders(intent.symbol):
-            if order.comment == cid:  # accepted, not filled yet: it must not go again
-                return _Found(
-                    float(order.price_open),
-                    float(order.volume_current),
-                    None,
-                    detail=PENDING_AT_BROKER,
-                    order=int(order.ticket),
-                )
-        start = (since or self._now()) - RECONCILE_WINDOW
-        for deal in self.broker.deals_since(start):
-            if deal.comment == cid and (intent.kind == "close" or deal.entry == DEAL_ENTRY_IN):
-                ticket = intent.position_ticket if intent.kind == "close" else int(deal.position_id)
-                return _Found(
-                    float(deal.price),
-                    float(deal.volume),
-                    ticket,
-                    int(deal.ticket),
-                    detail="deal in history",
-                    order=int(deal.order),
-                )
-        if intent.kind == "close" and intent.position_ticket is not None:
-            still_open = any(
-                int(p.ticket) == intent.position_ticket
-                for p in self.broker.positions(intent.symbol)
-            )
-            if not still_open:
-                return _Found(0.0, 0.0, intent.position_ticket, detail="position already gone")
-        return None
-
-    def _entry_deal(self, position_ticket: int, cid: str) -> Any | None:
-        """The deal that opened a position for this order (its deal and order tickets belong
-        in the audit), None while it is not in the history yet."""
-        try:
-            deals = self.broker.deals_for_position(position_ticket)
-        except BrokerUnavailable:
-            return None
-        return next((d for d in deals if d.entry == DEAL_ENTRY_IN and d.comment == cid), None)
-
     def _record_reconciliation(
-        self, intent: OrderIntent, found: _Found | None, attempts: int
+        self, intent: OrderIntent, found: Found | None, attempts: int
     ) -> ExecutionResult:
         cid = intent.client_order_id
         if found is None:
@@ -672,3 +630,9 @@ def _result_from_row(intent: OrderIntent, row: dict, *, duplicate: bool) -> Exec
 
 def _parse_ts(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def _fill_detail(intent: OrderIntent, deal: Any | None) -> str:
+    if intent.kind == "modify":
+        return "stops set"
+    return "" if deal is not None else "its deal was not in the history yet"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ from live.broker_types import (
     RECORD_TYPES,
     RETCODE_DONE,
     STRUCT_FIELDS,
+    TRADE_ACTION_SLTP,
 )
 from live.errors import OrderRejected
 
@@ -117,6 +118,9 @@ class PaperBroker:
     def deals_for_position(self, position_ticket: int) -> tuple[Any, ...]:
         return tuple(d for d in self._deals if d.position_id == position_ticket)
 
+    def deals_for_order(self, order_ticket: int) -> tuple[Any, ...]:
+        return tuple(d for d in self._deals if d.order == order_ticket)
+
     # ------------------------------------------------------------ orders
 
     def check_order(self, request: Mapping[str, Any]) -> Any:
@@ -126,6 +130,8 @@ class PaperBroker:
 
     def send_order(self, request: Mapping[str, Any]) -> Any:
         """Validate with order_check, then fill at the current bid/ask. Never reaches a broker."""
+        if request.get("action") == TRADE_ACTION_SLTP:
+            return self._move_stops(request)
         self.check_order(request)
         tick = self.connector.tick(request["symbol"])
         buying = request["type"] == ORDER_TYPE_BUY
@@ -142,6 +148,29 @@ class PaperBroker:
         else:
             deal = self._open(request, price, int(tick.time))
         return self._send_result(request, deal, tick)
+
+    def _move_stops(self, request: Mapping[str, Any]) -> Any:
+        """A stop change of a virtual position, recorded as a paper fill of its own."""
+        ticket = int(request["position"])
+        position = self._positions.get(ticket)
+        if position is None:
+            raise OrderRejected(f"paper position {ticket} does not exist", code=10036)
+        moved = replace(
+            position, sl=float(request.get("sl") or 0), tp=float(request.get("tp") or 0)
+        )
+        self._persist("stops", position=moved, deal=None)
+        self._positions[ticket] = moved
+        tick = self.connector.tick(position.symbol)
+        return RECORD_TYPES["OrderSendResult"](
+            **{
+                **dict.fromkeys(STRUCT_FIELDS["OrderSendResult"], 0),
+                "retcode": RETCODE_DONE,
+                "bid": float(tick.bid),
+                "ask": float(tick.ask),
+                "comment": "Request executed",
+                "request": None,
+            }
+        )
 
     def update_stops(self, timeframe: str, bar_seconds: int) -> list[int]:
         """Close virtual positions whose SL or TP a closed bar since entry reached.
@@ -258,15 +287,20 @@ class PaperBroker:
         self._balance = round((self._balance or 0.0) + float(deal.profit), 2)
         self._next_ticket = max(self._next_ticket, deal.ticket + 1)
 
-    def _persist(self, action: str, *, position: VirtualPosition, deal: Any) -> None:
+    def _persist(self, action: str, *, position: VirtualPosition, deal: Any | None) -> None:
         """The paper fill is the paper book's record: a close may wait in the fallback journal
         while the audit database cannot be written (exits never wait for the disk)."""
         self.audit.record_event(
             "paper_fill",
-            f"paper {action} {position.symbol} #{position.ticket} at {deal.price}",
+            f"paper {action} {position.symbol} #{position.ticket} "
+            + (f"at {deal.price}" if deal is not None else f"SL {position.sl} TP {position.tp}"),
             symbol=position.symbol,
-            data={"action": action, "position": position.__dict__, "deal": deal._asdict()},
-            fallback=action == "close",
+            data={
+                "action": action,
+                "position": position.__dict__,
+                "deal": deal._asdict() if deal is not None else None,
+            },
+            fallback=action != "open",
         )
 
     def _restore(self) -> None:
@@ -276,6 +310,9 @@ class PaperBroker:
         for row in self.audit.reader.events_of_kind("paper_fill"):
             data = json.loads(row["data"])
             position = VirtualPosition(**data["position"])
+            if data["action"] == "stops":
+                self._positions[position.ticket] = position
+                continue
             deal = RECORD_TYPES["TradeDeal"](**data["deal"])
             if data["action"] == "open":
                 self._apply_open(position, deal)

@@ -23,16 +23,29 @@ from live.backtesting_bridge import (
     PrecheckFailed,
     build_close_request,
     build_order_request,
+    build_stops_request,
     estimated_margin,
     simulate_precheck,
     stop_levels,
+    stops_blocker,
 )
 from live.broker_types import POSITION_TYPE_BUY
 from live.config import LiveConfig
 from live.errors import AuditWriteError, OrderRejected
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
-from live.reconciler import CLOSE, OPEN, Action, ChaseRule, Holding, Market, Why, plan
+from live.reconciler import (
+    CLOSE,
+    OPEN,
+    Action,
+    ChaseRule,
+    Holding,
+    Market,
+    Stops,
+    Why,
+    plan,
+    stop_changes,
+)
 from live.risk_gate import RiskGate
 from live.state_manager import StateManager
 from live.status import SessionSummary
@@ -90,6 +103,8 @@ class PositionManager:
         self._bar_seconds = bar_seconds
         self._chase = ChaseRule(config.entry_chase_bars, config.entry_chase_max_points)
         self._skips_told: set[tuple[str, datetime | None]] = set()
+        self._stops_of_entry: dict[int, Stops | None] = {}
+        self._stops_sent: dict[int, float] = {}  # ticket -> wall time of the last change
 
     # ------------------------------------------------------------ one symbol
 
@@ -97,13 +112,15 @@ class PositionManager:
         """Bring the symbol's positions to the decision's target; what was done."""
         target = target_of(decision)
         holdings = [
-            Holding(int(p.ticket), _direction(p), float(p.volume))
+            Holding(int(p.ticket), _direction(p), float(p.volume), float(p.sl), float(p.tp))
             for p in self.state.positions_for(decision.symbol)
         ]
         market = self._market(decision) if self._chase.bars else None
         actions = plan(target, holdings, fresh=fresh, chase=self._chase, market=market)
         closes = [a for a in actions if a.kind == CLOSE]
         results = [self._close(decision, action) for action in closes]
+        closing = {a.ticket for a in closes}
+        self._keep_stops(decision, [h for h in holdings if h.ticket not in closing])
         opening = next((a for a in actions if a.kind == OPEN), None)
         if opening is not None and all(r.filled or r.status == "not_needed" for r in results):
             return self._enter(decision, opening)
@@ -297,6 +314,83 @@ class PositionManager:
             symbol=result.symbol,
         )
         return f"{result.status}: {result.message}"
+
+    # ------------------------------------------------------------ stops
+
+    def _keep_stops(self, decision: Decision, holdings: list[Holding]) -> None:
+        """Send a position's entry stops again where the broker's differ (a server that
+        filled the entry without them, a change by hand): at most one change per position
+        every STOPS_MIN_SECONDS, never when the server would refuse it now."""
+        if not holdings:
+            return
+        spec = self.broker.symbol_spec(decision.symbol)
+        wanted = {h.ticket: stops for h in holdings if (stops := self._entry_stops(h.ticket))}
+        min_step = self.config.stops_min_step_points * spec.point
+        for action in stop_changes(holdings, wanted, min_step=min_step):
+            wall, last = self.clock.wall(), self._stops_sent.get(action.ticket, -math.inf)
+            if wall - last < self.config.stops_min_seconds:
+                continue
+            self._stops_sent[action.ticket] = wall
+            self._move_stops(decision, action, spec)
+
+    def _entry_stops(self, ticket: int) -> Stops | None:
+        """The stops the position's entry set (None: it set none, or it is not ours)."""
+        if ticket not in self._stops_of_entry:
+            found = self.audit.reader.entry_stops(ticket)
+            self._stops_of_entry[ticket] = Stops(*found) if found and any(found) else None
+        return self._stops_of_entry[ticket]
+
+    def _move_stops(self, decision: Decision, action: Action, spec: Any) -> None:
+        position, stops = self.state.positions[action.ticket], action.stops
+        if stops is None:  # a MODIFY action always carries its stops
+            return
+        info = self.broker.symbol_info(position.symbol)
+        blocker = stops_blocker(
+            position,
+            stops.sl,
+            stops.tp,
+            spec=spec,
+            tick=self.broker.tick(position.symbol),
+            freeze_level=int(info.trade_freeze_level),
+        )
+        if blocker:
+            logger.info("%s #%s stops not moved now: %s", position.symbol, position.ticket, blocker)
+            return
+        cid = make_client_order_id(
+            "stops", position.symbol, decision.bar_time, f"sltp_{position.ticket}_{stops}"
+        )
+        request = build_stops_request(
+            position=position,
+            sl=stops.sl,
+            tp=stops.tp,
+            spec=spec,
+            magic=self.config.magic_number,
+            comment=cid,
+        )
+        result = self.executor.execute_order(
+            OrderIntent(
+                client_order_id=cid,
+                symbol=position.symbol,
+                side="buy" if _direction(position) > 0 else "sell",
+                volume=float(position.volume),
+                kind="modify",
+                request=request,
+                position_ticket=int(position.ticket),
+                reason="stops set again to those of the entry",
+            )
+        )
+        if result.filled and not result.duplicate:
+            logger.info(
+                "%s%s #%s stops set to SL %s TP %s",
+                self.clock.stamp(),
+                position.symbol,
+                position.ticket,
+                stops.sl or "-",
+                stops.tp or "-",
+                extra={"symbol": position.symbol},
+            )
+            self.summary.stop_changes += 1
+            self.sync()
 
     # ------------------------------------------------------------ closes
 

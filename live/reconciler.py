@@ -11,6 +11,9 @@ The rules (docs/live.md, "Reconciliation"):
   closes and re-opens, as the backtest does. An entry missed (the trader was down, or the
   entry was refused) is not chased later unless the chase rule allows it: within
   ENTRY_CHASE_BARS bars of its bar and ENTRY_CHASE_MAX_POINTS points of that bar's close.
+- A position's stops are kept where its entry set them: when the broker's differ (a server
+  that filled the entry without them, a hand change), they are sent again, if they differ by
+  at least the minimum step (`stop_changes`).
 - Positions of other magic numbers, or opened by hand, are never in `holdings`.
 """
 
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-OPEN, CLOSE, SKIP_ENTRY = "open", "close", "skip_entry"
+OPEN, CLOSE, SKIP_ENTRY, MODIFY = "open", "close", "skip_entry", "modify"
 
 
 class Why(Enum):
@@ -33,6 +36,7 @@ class Why(Enum):
     CHASED = "exit retry"  # the target does not want a position held since an earlier bar
     CHASED_ENTRY = "entry chased"  # an entry of an earlier bar, within the chase rule
     MISSED = "entry not chased"
+    STOPS = "stops"  # the broker's stops differ from those the entry set
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,21 @@ class Target:
 
 @dataclass(frozen=True)
 class Holding:
-    """A position of this trader on the symbol."""
+    """A position of this trader on the symbol (stops as prices, 0 = none)."""
 
     ticket: int
     direction: int
     volume: float
+    sl: float = 0.0
+    tp: float = 0.0
+
+
+@dataclass(frozen=True)
+class Stops:
+    """Where a position's stops belong (prices; 0 = none)."""
+
+    sl: float
+    tp: float
 
 
 @dataclass(frozen=True)
@@ -77,7 +91,8 @@ class Market:
 class Action:
     kind: str
     why: Why
-    ticket: int = 0  # the position a close is for
+    ticket: int = 0  # the position a close or a stop change is for
+    stops: Stops | None = None  # the stops a MODIFY sets
 
 
 def plan(
@@ -123,3 +138,19 @@ def _chase_allows(chase: ChaseRule, market: Market | None) -> bool:
     if not math.isfinite(market.points_from_entry):
         return False
     return chase.max_points <= 0 or market.points_from_entry <= chase.max_points
+
+
+def stop_changes(
+    holdings: Sequence[Holding], wanted: dict[int, Stops], *, min_step: float
+) -> list[Action]:
+    """MODIFY actions for the positions whose stops differ from the wanted ones by at least
+    `min_step` (a price distance); positions with no wanted stops are left as they are."""
+    actions = []
+    for holding in holdings:
+        stops = wanted.get(holding.ticket)
+        if stops is None:
+            continue
+        moved = max(abs(stops.sl - holding.sl), abs(stops.tp - holding.tp))
+        if moved >= min_step - 1e-12 and moved > 0:
+            actions.append(Action(MODIFY, Why.STOPS, holding.ticket, stops))
+    return actions

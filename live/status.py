@@ -40,6 +40,7 @@ class SessionSummary:
     errors: int = 0
     trades_closed: int = 0
     realized_pnl: float = 0.0
+    stop_changes: int = 0
     stop_reason: str = ""
 
     def lines(self, execution: Mapping[str, object], mode: str) -> list[str]:
@@ -48,8 +49,8 @@ class SessionSummary:
             f"session summary ({mode}), {runtime:.1f} s, stopped: {self.stop_reason}",
             f"  loop iterations {self.iterations}, closed bars {self.bars}, "
             f"signals acted on {self.signals}",
-            f"  entries {self.entries}, exits {self.exits}, refused {self.refused}, "
-            f"symbol errors {self.errors}",
+            f"  entries {self.entries}, exits {self.exits}, stop changes {self.stop_changes}, "
+            f"refused {self.refused}, symbol errors {self.errors}",
             f"  trades closed {self.trades_closed}, realized P/L {self.realized_pnl:,.2f}",
             f"  orders {execution['orders']}: filled {execution['filled']}, rejected "
             f"{execution['rejected']}, failed {execution['failed']}, retries "

@@ -656,6 +656,7 @@ class TradeServer:
             0.0,
             EXPERT,
             order.comment,
+            magic=order.magic,
         )
 
     def _add(
@@ -681,6 +682,7 @@ class TradeServer:
             0.0,
             EXPERT,
             order.comment,
+            magic=order.magic,
         )
 
     def _net_opposite(
@@ -706,7 +708,11 @@ class TradeServer:
         position.price_open = price
         position.sl, position.tp = float(request.get("sl") or 0), float(request.get("tp") or 0)
         position.time_update_msc = _msc(moment)
-        order.position_id = position.ticket
+        # a reversal re-tickets the position with the reversing order; its identifier stays
+        del self.positions[position.ticket]
+        position.ticket = order.ticket
+        self.positions[position.ticket] = position
+        order.position_id = position.identifier
         return self._deal(
             order.ticket,
             moment,
@@ -718,6 +724,7 @@ class TradeServer:
             profit,
             EXPERT,
             order.comment,
+            magic=order.magic,
         )
 
     def _reduce(
@@ -746,7 +753,7 @@ class TradeServer:
             else self._server_order(position, side, volume, price, moment, reason, comment)
         )
         if order is not None:
-            order.position_id = position.ticket
+            order.position_id = position.identifier or position.ticket
         return self._deal(
             order_ticket,
             moment,
@@ -758,6 +765,7 @@ class TradeServer:
             profit,
             reason,
             comment,
+            magic=position.magic if order is None else order.magic,
         )
 
     def _server_order(
@@ -803,14 +811,17 @@ class TradeServer:
         profit: float,
         reason: int,
         comment: str,
+        magic: int,
     ) -> int:
+        """A deal; its magic is the magic of the order that made it (a close sent by another
+        program carries that program's magic, a hand close 0), as a real server stamps it."""
         deal = Deal(
             ticket=self._ticket(),
             order=order,
             time_msc=_msc(moment),
             type=K.DEAL_TYPE_BUY if side == K.ORDER_TYPE_BUY else K.DEAL_TYPE_SELL,
             entry=entry,
-            magic=position.magic,
+            magic=magic,
             position_id=position.identifier or position.ticket,
             reason=reason,
             volume=volume,

@@ -23,6 +23,11 @@ class FaultConfig:
     drop_for_calls     ...for the next M calls; afterwards initialize() must be called again
     drop_rate          with this probability per call the connection drops...
     drop_seconds       ...for this many seconds of (injected) wall time; then initialize()
+    history_lag_rate   a fill answers deal=0 and its deal shows in the history only after
+                       history_lag_calls more API calls (real servers' history lags)
+    comment_truncate_rate  the server keeps only comment_keep characters of a comment
+    comment_rewrite_rate   the server replaces a comment with its own reference
+    stops_ignored_rate     a market order fills without its SL/TP (set them afterwards)
     """
 
     seed: int = 0
@@ -37,6 +42,12 @@ class FaultConfig:
     drop_for_calls: int = 0
     drop_rate: float = 0.0
     drop_seconds: float = 0.0
+    history_lag_rate: float = 0.0
+    history_lag_calls: int = 3
+    comment_truncate_rate: float = 0.0
+    comment_keep: int = 12
+    comment_rewrite_rate: float = 0.0
+    stops_ignored_rate: float = 0.0
 
     def __post_init__(self) -> None:
         for spec in fields(self):

@@ -84,6 +84,7 @@ class SimTerminal:
         self._drop_until_wall = 0.0
         self._saved_at_wall = self.config.wall()
         self._request_id = 0
+        self._lagging: dict[int, int] = {}  # deal ticket -> API call from which it shows
         self.trade_allowed = self.config.trade_allowed
         self.tradeapi_disabled = self.config.tradeapi_disabled
         self.server_connected = True
@@ -462,12 +463,12 @@ class SimTerminal:
 
     @_api
     def history_deals_total(self, date_from: Any, date_to: Any, /) -> int:
-        return len(_history(self.server.deals, (date_from, date_to), {}, "time_msc", "order"))
+        return len(_history(self._visible_deals(), (date_from, date_to), {}, "time_msc", "order"))
 
     @_api
     def history_deals_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """ticket= is the ORDER's ticket (DEAL_ORDER): the deals that order made (docs)."""
-        found = _history(self.server.deals, args, kwargs, "time_msc", "order")
+        found = _history(self._visible_deals(), args, kwargs, "time_msc", "order")
         return tuple(_deal_struct(d) for d in found)
 
     def _position_struct(self, p: Any, moment: float) -> Any:
@@ -615,6 +616,7 @@ class SimTerminal:
                 return K.TRADE_RETCODE_REQUOTE, "Requote", None
             if self._roll(self.faults.reject_rate):
                 return K.TRADE_RETCODE_REJECT, "Request rejected", None
+            request = self._as_the_server_keeps(request)
         ratio = 1.0
         partial_allowed = request.get("type_filling") in (
             K.ORDER_FILLING_IOC,
@@ -623,11 +625,35 @@ class SimTerminal:
         if partial_allowed and self._roll(self.faults.partial_fill_rate):
             ratio = self.faults.partial_fill_ratio
         fill = self.server.execute(request, moment, fill_ratio=ratio)
+        if fill.deal and self._roll(self.faults.history_lag_rate):
+            self._lagging[fill.deal] = self._calls + self.faults.history_lag_calls
+            fill = type(fill)(fill.retcode, 0, fill.order, fill.volume, fill.price)
         done = {
             K.TRADE_RETCODE_PLACED: "Request placed",
             K.TRADE_RETCODE_DONE_PARTIAL: "Request executed partially",
         }
         return fill.retcode, done.get(fill.retcode, "Request executed"), fill
+
+    def _as_the_server_keeps(self, request: dict[str, Any]) -> dict[str, Any]:
+        """What some servers do to a market order: cut or replace its comment (the client
+        order id in it), fill it without its SL/TP."""
+        faults, kept = self.faults, dict(request)
+        comment = str(request.get("comment") or "")
+        if comment and self._roll(faults.comment_rewrite_rate):
+            kept["comment"] = f"#{self._request_id}"
+        elif comment and self._roll(faults.comment_truncate_rate):
+            kept["comment"] = comment[: faults.comment_keep]
+        stops = request.get("sl") or request.get("tp")
+        if stops and not request.get("position") and self._roll(faults.stops_ignored_rate):
+            kept["sl"] = kept["tp"] = 0.0
+        return kept
+
+    def _visible_deals(self) -> list[Any]:
+        """The history's deals, without those it has not caught up with yet."""
+        if not self._lagging:
+            return self.server.deals
+        self._lagging = {t: until for t, until in self._lagging.items() if until > self._calls}
+        return [d for d in self.server.deals if d.ticket not in self._lagging]
 
     def _check_selected(self, request: dict[str, Any]) -> None:
         """A known symbol outside Market Watch has no quotes in the terminal: 10021."""

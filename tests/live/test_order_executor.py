@@ -10,7 +10,7 @@ import pytest
 
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import build_order_request
-from live.errors import AuditWriteError
+from live.errors import AuditWriteError, OutcomeUnknown
 from live.mt5_connector import MT5Connector
 from live.order_executor import OrderExecutor, OrderIntent, make_client_order_id
 from live.sim_terminal import FaultConfig
@@ -381,3 +381,55 @@ def test_execution_statistics(rig):
     assert stats["sends"] == 2 + stats["retries"]
     assert stats["by_retcode"].get(10004, 0) == stats["retries"]
     assert stats["by_retcode"][10009] == 2
+
+
+# ---------------------------------------------------------------- brokers that keep no comment
+
+
+def test_a_lost_reply_is_found_without_the_comment_the_broker_rewrote(rig):
+    executor, connector, terminal, audit = rig(
+        FaultConfig(comment_rewrite_rate=1.0, reply_lost_rate=1.0)
+    )
+    intent = open_intent(connector)
+    result = executor.execute_order(intent)
+    assert result.status == "filled" and result.message == "reconciled"
+    (position,) = terminal.positions_get()
+    assert position.comment != intent.client_order_id  # the broker kept its own reference
+    row = audit.latest_order(intent.client_order_id)
+    assert row["status"] == "reconciled_filled" and row["position_ticket"] == position.ticket
+    assert len(terminal.server.deals) == 1  # found, not sent again
+
+
+def test_a_comment_cut_short_still_names_the_order(rig):
+    executor, connector, terminal, _ = rig(
+        FaultConfig(comment_truncate_rate=1.0, reply_lost_rate=1.0)
+    )
+    intent = open_intent(connector)
+    assert executor.execute_order(intent).message == "reconciled"
+    (position,) = terminal.positions_get()
+    assert intent.client_order_id.startswith(position.comment) and len(position.comment) == 12
+
+
+def test_when_several_orders_could_be_it_nothing_is_assumed(rig):
+    executor, connector, terminal, audit = rig(FaultConfig(comment_rewrite_rate=1.0))
+    for n in range(2):  # two fills nobody recorded, alike in all but the lost comment
+        terminal.order_send({**open_intent(connector, action=f"other_{n}").request})
+    terminal.sim_set_faults(reply_lost_rate=1.0)
+    intent = open_intent(connector)
+    with pytest.raises(OutcomeUnknown, match="could be it"):
+        executor.execute_order(intent)
+    assert len(terminal.server.deals) == 3  # sent once, never again
+    assert statuses(audit, intent.client_order_id)[-1] == "unknown"
+
+
+def test_a_fill_whose_deal_the_history_does_not_show_yet_is_looked_up(rig):
+    executor, connector, terminal, audit = rig(
+        FaultConfig(history_lag_rate=1.0, history_lag_calls=4)
+    )
+    intent = open_intent(connector)
+    result = executor.execute_order(intent)
+    assert result.status == "filled"
+    (deal,) = terminal.server.deals
+    row = audit.latest_order(intent.client_order_id)
+    assert (row["broker_order"], row["broker_deal"]) == (deal.order, deal.ticket)
+    assert executor.sleeps  # it waited for the history, it did not assume

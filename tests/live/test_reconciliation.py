@@ -137,3 +137,44 @@ def test_the_live_target_is_the_backtest_position_on_every_bar(
     ]
     assert differ == []
     assert len({p for _, p in decided}) > 1  # the strategy did change its mind
+
+
+STOPPED = (
+    "from backtest.strategies.sma_cross import SmaCross\n\n\n"
+    "class Stopped(SmaCross):\n"
+    "    def signals(self, bars):\n"
+    "        out = super().signals(bars)\n"
+    "        out['sl_distance'] = 0.004\n"
+    "        out['tp_distance'] = 0.008\n"
+    "        return out\n"
+)
+
+
+def test_stops_a_server_left_out_are_set_again_once(tmp_path, live_config, make_sim, make_trader):
+    from live.sim_terminal import FaultConfig
+
+    strategy = tmp_path / "stopped.py"
+    strategy.write_text(STOPPED)
+    config = live_config(
+        strategy_path=str(strategy), strategy_params="fast=2,slow=5", dry_run=False
+    )
+    terminal = make_sim(faults=FaultConfig(stops_ignored_rate=1.0))
+    trader = make_trader(config, terminal)
+    trader.start()
+    for _ in range(300):
+        trader.iterate()
+        if trader.summary.stop_changes:
+            break
+        terminal.sim_step_bar()
+    else:
+        raise AssertionError("no stop change happened")
+    (position,) = terminal.positions_get()
+    row = trader.audit.reader.entry_stops(position.ticket)
+    assert (position.sl, position.tp) == row and position.sl > 0
+    changes = trader.summary.stop_changes
+    for _ in range(3):
+        trader.iterate()  # the stops are where they belong: nothing more is sent
+    assert trader.summary.stop_changes == changes
+    with sqlite3.connect(config.audit_db) as conn:
+        kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM orders")}
+    assert "modify" in kinds

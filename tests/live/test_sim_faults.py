@@ -154,3 +154,26 @@ def test_drop_knobs_parse_and_need_a_duration():
     assert (faults.drop_rate, faults.drop_seconds) == (0.2, 5.0)
     with pytest.raises(ValueError, match="drop_seconds"):
         FaultConfig.parse("drop_rate=0.2")
+
+
+def test_a_server_may_cut_or_replace_comments_and_leave_out_stops(make_sim):
+    sim = make_sim(faults=FaultConfig(comment_truncate_rate=1.0, comment_keep=5))
+    sim.order_send(buy(sim, comment="LTLONGCOMMENT"))
+    assert sim.positions_get()[0].comment == "LTLON"
+    sim = make_sim(faults=FaultConfig(comment_rewrite_rate=1.0, stops_ignored_rate=1.0))
+    price = sim.symbol_info_tick("EURUSD").ask
+    sim.order_send(buy(sim, comment="LTLONGCOMMENT", sl=price - 0.01, tp=price + 0.01))
+    (position,) = sim.positions_get()
+    assert position.comment.startswith("#") and (position.sl, position.tp) == (0.0, 0.0)
+    (deal,) = sim.history_deals_get(position=position.ticket)
+    assert deal.comment == position.comment
+
+
+def test_the_history_lags_behind_a_fill(make_sim):
+    sim = make_sim(faults=FaultConfig(history_lag_rate=1.0, history_lag_calls=3))
+    result = sim.order_send(buy(sim))
+    assert result.retcode == 10009 and result.deal == 0 and result.order > 0
+    assert sim.history_deals_get(ticket=result.order) == ()
+    sim.account_info()
+    sim.account_info()
+    assert len(sim.history_deals_get(ticket=result.order)) == 1  # caught up

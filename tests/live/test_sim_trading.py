@@ -85,7 +85,15 @@ def test_netting_reduces_closes_and_reverses_one_position(make_sim):
     position = sim.positions_get()[0]
     assert (position.type, position.volume) == (sim.POSITION_TYPE_SELL, pytest.approx(0.3))
     assert position.identifier == first.order
+    assert position.ticket == reversed_.order  # re-ticketed by the reversal; identifier kept
     assert sim.history_deals_get(ticket=reversed_.order)[0].entry == sim.DEAL_ENTRY_INOUT
+
+
+def test_a_deal_carries_the_magic_of_its_order_not_the_position(sim):
+    opened = sim.order_send(deal(sim, magic=77))
+    sim.order_send(deal(sim, "sell", magic=0, position=opened.order, comment="by hand"))
+    entry, out = sim.history_deals_get(position=opened.order)
+    assert (entry.magic, out.magic) == (77, 0)  # a hand close is no deal of magic 77
 
 
 def test_stop_loss_fires_on_the_path_with_the_server_comment(sim):
