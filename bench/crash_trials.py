@@ -11,7 +11,12 @@ requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
   - no client_order_id was executed twice at the broker (one deal per order comment);
   - every deal of the trader's magic has its order row in the audit DB (persisted before sent);
   - no order is left unresolved; at most one open position per symbol;
-  - every closed position has exactly one trade row; the audit hash chains verify.
+  - every closed position has exactly one trade row; the audit hash chains verify;
+  - after every restart, once its first loop is done, each symbol's positions are the
+    strategy's target, or the loop recorded why not (an entry not chased, an order refused).
+`--netting` runs the trials on a netting account; `--broker-faults` adds a server that cuts or
+rewrites comments, lags its history and fills market orders without their stops (which the
+trader then sets again: stop modifications happen under the kills too).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.invariants import (  # noqa: E402
     check_orders,
     check_positions_and_trades,
+    check_restarts,
     print_verdict,
 )
 from live.audit_reader import AuditReader  # noqa: E402
@@ -43,6 +49,12 @@ MAGIC = 240_601
 SYMBOLS = "EURUSD,GBPUSD"
 # Lost replies and timeouts are what make naive traders send twice; requotes force retries.
 DEFAULT_FAULTS = "requote_rate=0.05,reply_lost_rate=0.05,timeout_rate=0.03"
+# Servers that keep no usable comment, lag their history and drop stops from market orders.
+BROKER_FAULTS = (
+    "comment_rewrite_rate=0.25,comment_truncate_rate=0.25,history_lag_rate=0.2,"
+    "stops_ignored_rate=0.5"
+)
+STRATEGY = ROOT / "bench" / "strategies" / "sma_cross_stops.py"
 
 
 @dataclass
@@ -54,6 +66,8 @@ class TrialReport:
     orders_rows: int = 0
     broker_deals: int = 0
     closed_positions: int = 0
+    restarts_checked: int = 0
+    stop_changes: int = 0
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -65,8 +79,10 @@ def run_trials(
     seed: int = 1,
     max_orders_before_kill: int = 6,
     faults: str = DEFAULT_FAULTS,
+    netting: bool = False,
 ) -> TrialReport:
-    """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`."""
+    """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`
+    (on a netting account with `netting`)."""
     rng = random.Random(seed)
     started = time.monotonic()
     served = start_served_sim(
@@ -75,6 +91,7 @@ def run_trials(
         SYMBOLS,
         "--faults",
         f"seed={seed},{faults}" if faults else "",
+        *(["--netting"] if netting else []),
         bars=20_000,
         history_bars=200,
     )
@@ -115,7 +132,7 @@ def _trader(settings: Path, *extra: str) -> subprocess.Popen:
         "--config",
         str(settings),
         "--strategy",
-        str(ROOT / "backtest" / "strategies" / "sma_cross.py"),
+        str(STRATEGY),
         "--param",
         "fast=2",
         "--param",
@@ -176,6 +193,12 @@ def _check(db: Path, port: int, report: TrialReport) -> None:
     report.orders_rows = reader.count("orders")
     report.broker_deals = len(deals)
     report.violations += check_orders(reader, deals)
+    restarts, report.restarts_checked = check_restarts(reader)
+    report.violations += restarts
+    report.stop_changes = reader.query(
+        "SELECT count(DISTINCT client_order_id) AS n FROM orders WHERE kind = 'modify' "
+        "AND status IN ('filled', 'reconciled_filled')"
+    )[0]["n"]
     violations, report.closed_positions = check_positions_and_trades(
         reader, deals, positions, dry_run=False
     )
@@ -187,13 +210,24 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", default=DEFAULT_FAULTS, help="simulator fault knobs")
+    parser.add_argument("--netting", action="store_true", help="a netting account")
+    parser.add_argument(
+        "--broker-faults",
+        action="store_true",
+        help="also comments cut or rewritten, a lagging history, stops left out",
+    )
     args = parser.parse_args()
+    faults = f"{args.faults},{BROKER_FAULTS}" if args.broker_faults else args.faults
     with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
-        report = run_trials(args.trials, Path(folder), seed=args.seed, faults=args.faults)
+        report = run_trials(
+            args.trials, Path(folder), seed=args.seed, faults=faults, netting=args.netting
+        )
     print(
         f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
-        f"{report.seconds:.0f} s; order rows {report.orders_rows}, broker deals "
-        f"{report.broker_deals}, closed positions {report.closed_positions}"
+        f"{report.seconds:.0f} s on a {'netting' if args.netting else 'hedging'} account; "
+        f"order rows {report.orders_rows}, broker deals {report.broker_deals}, closed "
+        f"positions {report.closed_positions}, stop changes {report.stop_changes}, restarts "
+        f"checked one loop after start {report.restarts_checked}"
     )
     return print_verdict(report.violations)
 

@@ -4,27 +4,38 @@ against the audit DB. Used by the crash trials and the fault soak (and their sma
 from __future__ import annotations
 
 import collections
+import json
+from datetime import datetime
 from typing import Any
 
 from live.audit_chain import key_file_for, load_key
 from live.audit_reader import AuditReader
+from live.audit_schema import FILLED_ORDER_STATUSES
+from live.order_executor import make_client_order_id
+
+SERVER_REASONS = {4, 5, 6}  # DEAL_REASON_SL, _TP, _SO: deals the server made itself
 
 
 def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
-    """One execution per client_order_id; every deal has its order row, which names the deal's
-    ticket; none unresolved."""
-    per_comment = collections.Counter(d.comment for d in deals)
+    """One execution per client_order_id; every deal of an order of ours has its order row,
+    which names the deal's ticket; none unresolved. A deal is matched to its client id by its
+    order ticket (as recorded) or its comment: brokers may cut or rewrite comments."""
+    rows = reader.query("SELECT DISTINCT client_order_id, broker_order FROM orders")
+    known = {row["client_order_id"] for row in rows}
+    by_order = {int(r["broker_order"]): r["client_order_id"] for r in rows if r["broker_order"]}
+
+    def client_id(deal: Any) -> str | None:
+        return by_order.get(int(deal.order)) or (deal.comment if deal.comment in known else None)
+
+    ours = [d for d in deals if int(d.reason) not in SERVER_REASONS]
+    per_id = collections.Counter(cid for d in ours if (cid := client_id(d)))
     violations = [
-        f"order {cid} executed {n} times at the broker" for cid, n in per_comment.items() if n > 1
+        f"order {cid} executed {n} times at the broker" for cid, n in per_id.items() if n > 1
     ]
-    known = {
-        row["client_order_id"]
-        for row in reader.query("SELECT DISTINCT client_order_id FROM orders")
-    }
     violations += [
         f"broker deal {d.ticket} ({d.comment}) has no order row"
-        for d in deals
-        if d.comment not in known
+        for d in ours
+        if client_id(d) is None
     ]
     recorded_deals = {
         int(row["broker_deal"])
@@ -32,8 +43,8 @@ def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
     }
     violations += [
         f"broker deal {d.ticket} ({d.comment}) is in the audit only through its comment"
-        for d in deals
-        if d.comment in known and int(d.ticket) not in recorded_deals
+        for d in ours
+        if client_id(d) is not None and int(d.ticket) not in recorded_deals
     ]
     violations += [
         f"order {row['client_order_id']} left unresolved ({row['status']})"
@@ -44,6 +55,81 @@ def check_orders(reader: AuditReader, deals: list[Any]) -> list[str]:
         for c in reader.verify(load_key(key_file_for(reader.path)))
         if not c.ok
     ]
+
+
+EXPLAINED_OUTCOMES = ("refused", "failed", "rejected", "unknown", "exit failed", "placed")
+
+
+def check_restarts(reader: AuditReader) -> tuple[list[str], int]:
+    """After every restart, once its first loop is done (its first heartbeat), each symbol's
+    positions are the target's direction, or the loop recorded why not (an entry not
+    chased, an order refused, failed or with an unknown outcome).
+
+    Returns (violations, restarts checked).
+    """
+    events = reader.query(
+        "SELECT id, ts, kind, data FROM events WHERE kind IN ('startup', 'heartbeat') ORDER BY id"
+    )
+    violations, checked = [], 0
+    for index, event in enumerate(events):
+        if event["kind"] != "startup":
+            continue
+        beat = next((e for e in events[index + 1 :] if e["kind"] != "startup"), None)
+        following = next((e for e in events[index + 1 :] if e["kind"] == "startup"), None)
+        if beat is None or (following is not None and following["id"] < beat["id"]):
+            continue  # killed before its first loop ended
+        checked += 1
+        status = json.loads(beat["data"] or "{}")
+        explained = _explained(reader, event["ts"], beat["ts"])
+        held: dict[str, list[int]] = collections.defaultdict(list)
+        for position in status.get("positions", []):
+            held[position["symbol"]].append(1 if position["side"] == "buy" else -1)
+        label = json.loads(event["data"] or "{}").get("strategy", "")
+        for symbol, target in status.get("targets", {}).items():
+            direction = target["direction"]
+            wanted = [direction] if direction else []
+            entered = _entered_already(reader, label, symbol, direction, target["entry_bar"])
+            if sorted(held[symbol]) != wanted and symbol not in explained and not entered:
+                violations.append(
+                    f"restart at {event['ts']}: {symbol} held {held[symbol]} after the first loop, "
+                    f"target {direction}, and nothing recorded why"
+                )
+    return violations, checked
+
+
+def _entered_already(
+    reader: AuditReader, label: str, symbol: str, direction: int, entry_bar: str | None
+) -> bool:
+    """The target's entry was done (filled) earlier: its position closed since, by its stop,
+    its take-profit or by hand, and the strategy re-enters only on its next entry."""
+    if not direction or not entry_bar:
+        return False
+    side = "buy" if direction > 0 else "sell"
+    cid = make_client_order_id(label, symbol, datetime.fromisoformat(entry_bar), f"open_{side}")
+    row = reader.latest_order(cid)
+    return row is not None and row["status"] in FILLED_ORDER_STATUSES
+
+
+def _explained(reader: AuditReader, since: str, until: str) -> set[str]:
+    """Symbols whose divergence from the target has a recorded reason in [since, until]."""
+    told = reader.query(
+        "SELECT DISTINCT symbol FROM events WHERE kind IN ('entry_not_chased', "
+        "'outcome_unknown', 'symbol_error') AND ts >= ? AND ts <= ?",
+        (since, until),
+    )
+    signals = reader.query(
+        "SELECT symbol, outcome FROM signals WHERE ts >= ? AND ts <= ?", (since, until)
+    )
+    orders = reader.query(
+        "SELECT DISTINCT symbol FROM orders WHERE status IN ('failed', 'rejected', 'unknown') "
+        "AND ts >= ? AND ts <= ?",
+        (since, until),
+    )
+    return (
+        {row["symbol"] for row in told}
+        | {row["symbol"] for row in orders}
+        | {row["symbol"] for row in signals if str(row["outcome"]).startswith(EXPLAINED_OUTCOMES)}
+    )
 
 
 def check_positions_and_trades(

@@ -12,11 +12,23 @@ import logging
 from collections import namedtuple
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import pandas as pd
 
 from backtest.symbols import SymbolSpec
+from live.mt5_records import (
+    RECORDS,
+    STRUCT_FIELDS,
+    AccountInfo,
+    OrderCheckResult,
+    OrderSendResult,
+    SymbolInfo,
+    Tick,
+    TradeDeal,
+    TradeOrder,
+    TradePosition,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -195,276 +207,18 @@ def retcode_text(code: int | None, comment: str = "") -> str:
 
 # --- records: plain, picklable, immutable copies of the terminal's result structures
 
-# Field order of each MT5 result structure (MetaTrader5 5.0.6231), for positional conversion.
-STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
-    "AccountInfo": (
-        "login",
-        "trade_mode",
-        "leverage",
-        "limit_orders",
-        "margin_so_mode",
-        "trade_allowed",
-        "trade_expert",
-        "margin_mode",
-        "currency_digits",
-        "fifo_close",
-        "balance",
-        "credit",
-        "profit",
-        "equity",
-        "margin",
-        "margin_free",
-        "margin_level",
-        "margin_so_call",
-        "margin_so_so",
-        "margin_initial",
-        "margin_maintenance",
-        "assets",
-        "liabilities",
-        "commission_blocked",
-        "name",
-        "server",
-        "currency",
-        "company",
-    ),
-    "TerminalInfo": (
-        "community_account",
-        "community_connection",
-        "connected",
-        "dlls_allowed",
-        "trade_allowed",
-        "tradeapi_disabled",
-        "email_enabled",
-        "ftp_enabled",
-        "notifications_enabled",
-        "mqid",
-        "build",
-        "maxbars",
-        "codepage",
-        "ping_last",
-        "community_balance",
-        "retransmission",
-        "company",
-        "name",
-        "language",
-        "path",
-        "data_path",
-        "commondata_path",
-    ),
-    "SymbolInfo": (
-        "custom",
-        "chart_mode",
-        "select",
-        "visible",
-        "session_deals",
-        "session_buy_orders",
-        "session_sell_orders",
-        "volume",
-        "volumehigh",
-        "volumelow",
-        "time",
-        "digits",
-        "spread",
-        "spread_float",
-        "ticks_bookdepth",
-        "trade_calc_mode",
-        "trade_mode",
-        "start_time",
-        "expiration_time",
-        "trade_stops_level",
-        "trade_freeze_level",
-        "trade_exemode",
-        "swap_mode",
-        "swap_rollover3days",
-        "margin_hedged_use_leg",
-        "expiration_mode",
-        "filling_mode",
-        "order_mode",
-        "order_gtc_mode",
-        "option_mode",
-        "option_right",
-        "bid",
-        "bidhigh",
-        "bidlow",
-        "ask",
-        "askhigh",
-        "asklow",
-        "last",
-        "lasthigh",
-        "lastlow",
-        "volume_real",
-        "volumehigh_real",
-        "volumelow_real",
-        "option_strike",
-        "point",
-        "trade_tick_value",
-        "trade_tick_value_profit",
-        "trade_tick_value_loss",
-        "trade_tick_size",
-        "trade_contract_size",
-        "trade_accrued_interest",
-        "trade_face_value",
-        "trade_liquidity_rate",
-        "volume_min",
-        "volume_max",
-        "volume_step",
-        "volume_limit",
-        "swap_long",
-        "swap_short",
-        "margin_initial",
-        "margin_maintenance",
-        "session_volume",
-        "session_turnover",
-        "session_interest",
-        "session_buy_orders_volume",
-        "session_sell_orders_volume",
-        "session_open",
-        "session_close",
-        "session_aw",
-        "session_price_settlement",
-        "session_price_limit_min",
-        "session_price_limit_max",
-        "margin_hedged",
-        "price_change",
-        "price_volatility",
-        "price_theoretical",
-        "price_greeks_delta",
-        "price_greeks_theta",
-        "price_greeks_gamma",
-        "price_greeks_vega",
-        "price_greeks_rho",
-        "price_greeks_omega",
-        "price_sensitivity",
-        "basis",
-        "category",
-        "currency_base",
-        "currency_profit",
-        "currency_margin",
-        "bank",
-        "description",
-        "exchange",
-        "formula",
-        "isin",
-        "name",
-        "page",
-        "path",
-    ),
-    "Tick": ("time", "bid", "ask", "last", "volume", "time_msc", "flags", "volume_real"),
-    "TradeOrder": (
-        "ticket",
-        "time_setup",
-        "time_setup_msc",
-        "time_done",
-        "time_done_msc",
-        "time_expiration",
-        "type",
-        "type_time",
-        "type_filling",
-        "state",
-        "magic",
-        "position_id",
-        "position_by_id",
-        "reason",
-        "volume_initial",
-        "volume_current",
-        "price_open",
-        "sl",
-        "tp",
-        "price_current",
-        "price_stoplimit",
-        "symbol",
-        "comment",
-        "external_id",
-    ),
-    "TradePosition": (
-        "ticket",
-        "time",
-        "time_msc",
-        "time_update",
-        "time_update_msc",
-        "type",
-        "magic",
-        "identifier",
-        "reason",
-        "volume",
-        "price_open",
-        "sl",
-        "tp",
-        "price_current",
-        "swap",
-        "profit",
-        "symbol",
-        "comment",
-        "external_id",
-    ),
-    "TradeDeal": (
-        "ticket",
-        "order",
-        "time",
-        "time_msc",
-        "type",
-        "entry",
-        "magic",
-        "position_id",
-        "reason",
-        "volume",
-        "price",
-        "commission",
-        "swap",
-        "profit",
-        "fee",
-        "symbol",
-        "comment",
-        "external_id",
-    ),
-    "TradeRequest": (
-        "action",
-        "magic",
-        "order",
-        "symbol",
-        "volume",
-        "price",
-        "stoplimit",
-        "sl",
-        "tp",
-        "deviation",
-        "type",
-        "type_filling",
-        "type_time",
-        "expiration",
-        "comment",
-        "position",
-        "position_by",
-    ),
-    "OrderCheckResult": (
-        "retcode",
-        "balance",
-        "equity",
-        "profit",
-        "margin",
-        "margin_free",
-        "margin_level",
-        "comment",
-        "request",
-    ),
-    "OrderSendResult": (
-        "retcode",
-        "deal",
-        "order",
-        "volume",
-        "price",
-        "bid",
-        "ask",
-        "comment",
-        "request_id",
-        "retcode_external",
-        "request",
-    ),
-    "BookInfo": ("type", "price", "volume", "volume_dbl"),
-}
-RECORD_TYPES: dict[str, type] = {
-    name: namedtuple(name, fields) for name, fields in STRUCT_FIELDS.items()
-}
+# The records of the terminal's structures, by name (one field table: live/mt5_records.py).
+RECORD_TYPES: dict[str, type] = {cls.__name__: cls for cls in RECORDS}
+__all__ = [
+    "RECORD_TYPES",
+    "STRUCT_FIELDS",
+    "Broker",
+    "MT5Constants",
+    "TradeRequestFields",
+    "record",
+    "retcode_text",
+    "trade_request",
+]
 
 _record_types: dict[tuple[str, tuple[str, ...]], type] = {}
 
@@ -479,19 +233,54 @@ def record(type_name: str, values: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
+class TradeRequestFields(TypedDict, total=False):
+    """The fields of an MT5 trade request, as keyword arguments of send_order/check_order."""
+
+    action: int
+    magic: int
+    order: int
+    symbol: str
+    volume: float
+    price: float
+    stoplimit: float
+    sl: float
+    tp: float
+    deviation: int
+    type: int
+    type_filling: int
+    type_time: int
+    expiration: int
+    comment: str
+    position: int
+    position_by: int
+
+
+def trade_request(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as the terminal takes it (a dict); a field MT5 does not know is an error
+    here, where the terminal would silently ignore it."""
+    unknown = set(fields) - set(STRUCT_FIELDS["TradeRequest"])
+    if unknown:
+        raise TypeError(f"not fields of an MT5 trade request: {sorted(unknown)}")
+    return dict(fields)
+
+
 class Broker(Protocol):
-    """What the trader needs from a broker; MT5Connector and PaperBroker provide it."""
+    """What the trader needs from a broker; MT5Connector and PaperBroker provide it. Results
+    are the typed records of live/mt5_records.py; orders go out as keyword arguments only
+    (the fields of an MT5 trade request), so a misspelt one is an error, not an ignored key."""
 
     dry_run: bool
 
-    def account(self) -> Any: ...
+    def account(self) -> AccountInfo: ...
     def symbol_spec(self, symbol: str) -> SymbolSpec: ...
-    def symbol_info(self, symbol: str) -> Any: ...
-    def tick(self, symbol: str) -> Any: ...
+    def symbol_info(self, symbol: str) -> SymbolInfo: ...
+    def tick(self, symbol: str) -> Tick: ...
     def rates(self, symbol: str, timeframe: str, count: int) -> pd.DataFrame: ...
-    def positions(self, symbol: str | None = None) -> tuple[Any, ...]: ...
-    def orders(self, symbol: str | None = None) -> tuple[Any, ...]: ...
-    def deals_since(self, since: datetime) -> tuple[Any, ...]: ...
+    def positions(self, symbol: str | None = None) -> tuple[TradePosition, ...]: ...
+    def orders(self, symbol: str | None = None) -> tuple[TradeOrder, ...]: ...
+    def deals_since(self, since: datetime) -> tuple[TradeDeal, ...]: ...
+    def deals_for_position(self, position_ticket: int) -> tuple[TradeDeal, ...]: ...
+    def deals_for_order(self, order_ticket: int) -> tuple[TradeDeal, ...]: ...
     def filling_mode(self, symbol: str) -> int: ...
-    def check_order(self, request: Mapping[str, Any]) -> Any: ...
-    def send_order(self, request: Mapping[str, Any]) -> Any: ...
+    def check_order(self, **request: Unpack[TradeRequestFields]) -> OrderCheckResult: ...
+    def send_order(self, **request: Unpack[TradeRequestFields]) -> OrderSendResult: ...

@@ -261,7 +261,7 @@ def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, repo
         filling=filling,
     )
     try:
-        connector.check_order(request)
+        connector.check_order(**request)
         report.ok(
             f"{symbol}: order_check of {spec.volume_min:g} lots with filling "
             f"{FILLING_NAMES[filling]} passes"

@@ -203,7 +203,7 @@ class LiveTrader:
     def _status_extras(self) -> dict[str, object]:
         return {
             "paused_symbols": dict(self._paused),
-            "targets": self.targets.directions(),
+            "targets": self.targets.summary(),
             "metrics": {"alert_queue_depth": _queue_depth(self.alerts)},
             "execution": self.executor.stats.as_dict(),
         }

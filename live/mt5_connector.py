@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,10 @@ from live.broker_types import (
     SYMBOL_FILLING_IOC,
     TIMEFRAME_CODES,
     UNKNOWN_OUTCOME_ERROR_CODES,
+    TradeRequestFields,
     record,
     retcode_text,
+    trade_request,
 )
 from live.config import LiveConfig
 from live.errors import (
@@ -442,9 +444,9 @@ class MT5Connector:
     def forget_filling(self, symbol: str) -> None:
         self._filling.pop(symbol, None)
 
-    def check_order(self, request: Mapping[str, Any]) -> Any:
+    def check_order(self, **request: Unpack[TradeRequestFields]) -> Any:
         """order_check; retcode 0 passes, anything else raises OrderRejected."""
-        result = self._call("order_check", dict(request))
+        result = self._call("order_check", trade_request(request))
         if result.retcode != 0:
             raise OrderRejected(
                 f"order_check refused {request.get('symbol')}: "
@@ -455,11 +457,11 @@ class MT5Connector:
             )
         return result
 
-    def send_order(self, request: Mapping[str, Any]) -> Any:
+    def send_order(self, **request: Unpack[TradeRequestFields]) -> Any:
         """order_send. Returns the result when done; raises by what the caller must do."""
         with self._lock:
             try:
-                result = self._call("order_send", dict(request))
+                result = self._call("order_send", trade_request(request))
             except (RetryableOrderError, OrderRejected, OutcomeUnknown):
                 raise
             except BrokerError as exc:

@@ -229,7 +229,7 @@ class OrderExecutor:
             self.stats.sends += 1
             self.stats.last_send_at = time.monotonic()
             try:
-                result = self.broker.send_order(state.request)
+                result = self.broker.send_order(**state.request)
             except (RetryableOrderError, BrokerUnavailable, OutcomeUnknown, OrderRejected) as exc:
                 outcome = self._after_failure(intent, state, exc)
                 if outcome is not None:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
@@ -32,6 +32,8 @@ from live.broker_types import (
     RETCODE_DONE,
     STRUCT_FIELDS,
     TRADE_ACTION_SLTP,
+    TradeRequestFields,
+    trade_request,
 )
 from live.errors import OrderRejected
 
@@ -123,16 +125,17 @@ class PaperBroker:
 
     # ------------------------------------------------------------ orders
 
-    def check_order(self, request: Mapping[str, Any]) -> Any:
+    def check_order(self, **request: Unpack[TradeRequestFields]) -> Any:
         """order_check on the terminal; a close of a virtual position is checked without it."""
-        checked = {k: v for k, v in request.items() if k != "position"}
-        return self.connector.check_order(checked)
+        checked = {k: v for k, v in trade_request(request).items() if k != "position"}
+        return self.connector.check_order(**checked)
 
-    def send_order(self, request: Mapping[str, Any]) -> Any:
+    def send_order(self, **fields: Unpack[TradeRequestFields]) -> Any:
         """Validate with order_check, then fill at the current bid/ask. Never reaches a broker."""
+        request = trade_request(fields)
         if request.get("action") == TRADE_ACTION_SLTP:
             return self._move_stops(request)
-        self.check_order(request)
+        self.check_order(**request)
         tick = self.connector.tick(request["symbol"])
         buying = request["type"] == ORDER_TYPE_BUY
         price = float(tick.ask if buying else tick.bid)

@@ -271,7 +271,7 @@ class PositionManager:
         )
         request["type_filling"] = broker.confirm_filling(request)
         try:
-            broker.check_order(request)
+            broker.check_order(**request)
         except OrderRejected as exc:
             raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
         return request

@@ -41,6 +41,13 @@ class TargetBook:
         decision = self._decisions.get(symbol)
         return None if decision is None else target_of(decision)
 
-    def directions(self) -> dict[str, int]:
-        """Each symbol's target direction (the heartbeat and the crash trials read it)."""
-        return {symbol: d.position for symbol, d in self._decisions.items()}
+    def summary(self) -> dict[str, dict[str, object]]:
+        """Each symbol's target direction and the bar that entered it (the heartbeat shows
+        them; the crash trials check the broker against them)."""
+        return {
+            symbol: {
+                "direction": d.position,
+                "entry_bar": d.entry_bar.isoformat() if d.entry_bar else None,
+            }
+            for symbol, d in self._decisions.items()
+        }

@@ -1,16 +1,25 @@
 """A small version of bench/crash_trials.py: SIGKILL the trader mid-run against a served
-simulator that loses replies, restart it, and check nothing was sent twice or lost."""
+simulator that loses replies, restart it, and check nothing was sent twice or lost, and that
+each restart's first loop brought the broker to the target; on a hedging account, and on a
+netting one whose server cuts comments, lags its history and drops stops."""
 
 from __future__ import annotations
 
 import pytest
 
-from bench.crash_trials import run_trials
+from bench.crash_trials import BROKER_FAULTS, DEFAULT_FAULTS, run_trials
 
 
 @pytest.mark.slow
-def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(tmp_path):
-    report = run_trials(8, tmp_path, seed=3)
-    assert report.trials == 8 and report.killed_mid_run >= 6
+@pytest.mark.served
+@pytest.mark.parametrize(
+    ("netting", "faults"),
+    [(False, DEFAULT_FAULTS), (True, f"{DEFAULT_FAULTS},{BROKER_FAULTS}")],
+    ids=["hedging", "netting-broker-faults"],
+)
+def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(tmp_path, netting, faults):
+    report = run_trials(10, tmp_path, seed=3, faults=faults, netting=netting)
+    assert report.trials == 10 and report.killed_mid_run >= 7
     assert report.broker_deals > 0 and report.closed_positions > 0
+    assert report.restarts_checked > 0
     assert report.violations == []

@@ -115,10 +115,10 @@ def test_results_are_plain_records(connect):
 
 def test_send_order_success_and_positions_filtered_by_magic(connect):
     connector, sim = connect()
-    result = connector.send_order(market_request(connector, sim))
+    result = connector.send_order(**market_request(connector, sim))
     assert result.retcode == 10009
     foreign = market_request(connector, sim, magic=1)
-    connector.send_order(foreign)
+    connector.send_order(**foreign)
     assert [p.comment for p in connector.positions()] == ["LTTEST"]
     assert len(connector.all_positions()) == 2
     assert len(connector.deals_since(pd.Timestamp("2000-01-01", tz="UTC"))) == 1
@@ -136,14 +136,14 @@ def test_send_order_success_and_positions_filtered_by_magic(connect):
 def test_send_order_failures_are_typed(connect, faults, error, code):
     connector, sim = connect(faults=faults)
     with pytest.raises(error) as info:
-        connector.send_order(market_request(connector, sim))
+        connector.send_order(**market_request(connector, sim))
     assert info.value.code == code
 
 
 def test_rejections_carry_the_server_result_and_a_hint(connect):
     connector, sim = connect()
     with pytest.raises(OrderRejected) as info:
-        connector.send_order(market_request(connector, sim, volume=0.015))
+        connector.send_order(**market_request(connector, sim, volume=0.015))
     assert info.value.code == 10014 and info.value.result.retcode == 10014
     assert "volume_min + k" in str(info.value)
 
@@ -240,12 +240,12 @@ def test_mt5linux_backend_against_the_served_simulator(live_config, served_sim):
     connector = MT5Connector(live_config(backend="mt5linux", mt5linux_port=served_sim.port))
     connector.connect()
     assert connector.account().login == 10_000_001
-    result = connector.send_order(market_request(connector, None))
+    result = connector.send_order(**market_request(connector, None))
     assert type(result).__name__ == "OrderSendResult" and result.retcode == 10009
     assert type(result.request).__name__ == "TradeRequest"
     positions = connector.positions("EURUSD")
     assert [(p.ticket, p.comment) for p in positions] == [(result.order, "LTTEST")]
-    assert type(positions[0]).__module__ == "live.broker_types"  # local copies, not proxies
+    assert type(positions[0]).__module__ == "live.mt5_records"  # local copies, not proxies
     assert connector.is_simulator is False or connector.backend == "mt5linux"
     moved_from = connector.sim_call("sim_time")
     assert connector.sim_call("sim_step_bar") is True
@@ -308,7 +308,7 @@ def test_an_exception_raised_by_the_api_becomes_a_typed_error(connect):
 
     sim.on_change = crash  # raised after the deal is executed
     with pytest.raises(OutcomeUnknown, match="TerminalCrashed"):
-        connector.send_order(market_request(connector, sim))
+        connector.send_order(**market_request(connector, sim))
     assert sim.positions_total() == 1  # it did go out: OutcomeUnknown is the right answer
 
 
@@ -324,7 +324,7 @@ def test_a_remote_exception_over_rpyc_becomes_a_typed_error(live_config, served_
     conn.execute("mt5.on_change = lambda: {}['missing']")
     with pytest.raises(OutcomeUnknown, match="KeyError"):
         connector.send_order(
-            {
+            **{
                 "action": 1,
                 "symbol": "EURUSD",
                 "volume": 0.1,
@@ -383,3 +383,14 @@ def test_login_and_the_design_names(connect, live_config, make_sim):
     )
     with pytest.raises(ConfigError, match="authorization failed"):
         wrong.initialize()
+
+
+def test_orders_go_out_as_keyword_arguments_and_a_misspelt_field_is_an_error(live_config, sim):
+    connector = MT5Connector(live_config(), api=sim)
+    connector.connect()
+    request = market_request(connector, sim)
+    with pytest.raises(TypeError):
+        connector.send_order(request)  # positional: refused
+    with pytest.raises(TypeError, match="volumne"):
+        connector.send_order(**{**request, "volumne": 0.1})  # MT5 would ignore it silently
+    assert sim.positions_total() == 0
