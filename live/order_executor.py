@@ -47,8 +47,8 @@ from live.order_lookup import CLIENT_ID_PREFIX, PENDING_AT_BROKER, Found, OrderL
 
 logger = logging.getLogger(__name__)
 
-# Orders that only reduce exposure or protect a position (closes, stop changes).
-REDUCING_KINDS = frozenset({"close", "modify"})
+# Orders that only reduce exposure or protect a position (closes, stop changes, cancels).
+REDUCING_KINDS = frozenset({"close", "modify", "cancel"})
 
 
 def make_client_order_id(strategy: str, symbol: str, bar_time: datetime, action: str) -> str:
@@ -292,7 +292,7 @@ class OrderExecutor:
         self, intent: OrderIntent, request: dict, result: Any, attempts: int
     ) -> ExecutionResult:
         status = "partial" if result.retcode == RETCODE_DONE_PARTIAL else "filled"
-        deal = self._deal_of(result)
+        deal = self._deal_of(result) if intent.kind in ("open", "close") else None
         ticket = intent.position_ticket if intent.kind == "close" else int(result.order)
         if intent.kind != "close" and deal is not None:
             ticket = int(deal.position_id)  # the deal says which position it opened or added to
@@ -633,6 +633,6 @@ def _parse_ts(text: str) -> datetime:
 
 
 def _fill_detail(intent: OrderIntent, deal: Any | None) -> str:
-    if intent.kind == "modify":
-        return "stops set"
+    if intent.kind in ("modify", "cancel"):
+        return "stops set" if intent.kind == "modify" else "order removed"
     return "" if deal is not None else "its deal was not in the history yet"

@@ -70,6 +70,8 @@ class OrderLookup:
         since = since or self._now()
         if intent.kind == "modify":
             return self._stops_in_place(intent)
+        if intent.kind == "cancel":
+            return self._order_gone(intent)
         if intent.kind == "open":
             position = self._position(intent, since)
             if position is not None:
@@ -119,6 +121,14 @@ class OrderLookup:
                     )
                 return None
         return Found(0.0, 0.0, intent.position_ticket, detail="position already gone")
+
+    def _order_gone(self, intent: Any) -> Found | None:
+        """A cancel is done once the order is no longer pending (removed, or filled: then the
+        position it made is reconciled like any other)."""
+        pending = {int(o.ticket) for o in self.broker.orders(intent.symbol)}
+        if intent.position_ticket in pending:
+            return None
+        return Found(0.0, 0.0, intent.position_ticket, detail="order no longer pending")
 
     def entry_deal(self, position_ticket: int, client_order_id: str) -> Any | None:
         """The deal that opened a position for this order, None while the history lags."""

@@ -29,12 +29,13 @@ from live.backtesting_bridge import (
     stop_levels,
     stops_blocker,
 )
-from live.broker_types import POSITION_TYPE_BUY
+from live.broker_types import POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
 from live.config import LiveConfig
 from live.errors import AuditWriteError, OrderRejected
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
 from live.reconciler import (
+    CANCEL,
     CLOSE,
     OPEN,
     Action,
@@ -115,8 +116,17 @@ class PositionManager:
             Holding(int(p.ticket), _direction(p), float(p.volume), float(p.sl), float(p.tp))
             for p in self.state.positions_for(decision.symbol)
         ]
+        pending = [
+            Holding(int(o.ticket), _order_direction(o), float(o.volume_current))
+            for o in self.state.pending_for(decision.symbol)
+        ]
         market = self._market(decision) if self._chase.bars else None
-        actions = plan(target, holdings, fresh=fresh, chase=self._chase, market=market)
+        actions = plan(
+            target, holdings, fresh=fresh, chase=self._chase, market=market, pending=pending
+        )
+        for action in actions:
+            if action.kind == CANCEL:
+                self._cancel(decision, action)
         closes = [a for a in actions if a.kind == CLOSE]
         results = [self._close(decision, action) for action in closes]
         closing = {a.ticket for a in closes}
@@ -454,8 +464,38 @@ class PositionManager:
         if not self.state.positions:
             self.risk.settle_close_all()
 
+    def _cancel(self, decision: Decision, action: Action) -> ExecutionResult:
+        """Remove a pending order of this trader that goes against the target."""
+        order = next(o for o in self.state.pending if int(o.ticket) == action.ticket)
+        cid = make_client_order_id(
+            self.label, decision.symbol, decision.bar_time, f"cancel_{order.ticket}"
+        )
+        request = {
+            "action": TRADE_ACTION_REMOVE,
+            "order": int(order.ticket),
+            "symbol": order.symbol,
+            "magic": self.config.magic_number,
+            "comment": cid,
+        }
+        result = self.executor.execute_order(
+            OrderIntent(
+                client_order_id=cid,
+                symbol=order.symbol,
+                side="buy" if _order_direction(order) > 0 else "sell",
+                volume=float(order.volume_current),
+                kind="cancel",
+                request=request,
+                position_ticket=int(order.ticket),
+                reason=f"cancel: {Why.UNWANTED_ORDER.value}",
+            )
+        )
+        self.state.sync_orders(self.broker.orders())
+        return result
+
     def sync(self) -> None:
-        """Read this trader's positions from the broker; the closed ones go to the ledger."""
+        """Read this trader's positions and pending orders from the broker; the closed
+        positions go to the ledger."""
+        self.state.sync_orders(self.broker.orders())
         gone = self.state.sync_positions(self.broker.positions())
         self.ledger.closed(change.ticket for change in gone)
         if gone:
@@ -464,6 +504,11 @@ class PositionManager:
 
 def _direction(position: Any) -> int:
     return 1 if position.type == POSITION_TYPE_BUY else -1
+
+
+def _order_direction(order: Any) -> int:
+    """+1 for the buy order types (market, limit, stop, stop-limit: even), -1 for sells."""
+    return 1 if int(order.type) % 2 == 0 else -1
 
 
 def _utc(epoch_seconds: float) -> datetime:

@@ -14,6 +14,8 @@ The rules (docs/live.md, "Reconciliation"):
 - A position's stops are kept where its entry set them: when the broker's differ (a server
   that filled the entry without them, a hand change), they are sent again, if they differ by
   at least the minimum step (`stop_changes`).
+- A pending order of this trader is an entry on its way: kept while it goes the target's
+  way (no second entry is sent), cancelled when it does not.
 - Positions of other magic numbers, or opened by hand, are never in `holdings`.
 """
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 
-OPEN, CLOSE, SKIP_ENTRY, MODIFY = "open", "close", "skip_entry", "modify"
+OPEN, CLOSE, SKIP_ENTRY, MODIFY, CANCEL = "open", "close", "skip_entry", "modify", "cancel"
 
 
 class Why(Enum):
@@ -37,6 +39,7 @@ class Why(Enum):
     CHASED_ENTRY = "entry chased"  # an entry of an earlier bar, within the chase rule
     MISSED = "entry not chased"
     STOPS = "stops"  # the broker's stops differ from those the entry set
+    UNWANTED_ORDER = "pending order against the target"
 
 
 @dataclass(frozen=True)
@@ -102,13 +105,19 @@ def plan(
     fresh: bool,
     chase: ChaseRule = ChaseRule(),
     market: Market | None = None,
+    pending: Sequence[Holding] = (),
 ) -> list[Action]:
-    """The actions that bring `holdings` to `target`. `fresh`: the target was decided in this
-    loop on a bar not decided before (only then is an entry on that bar due)."""
+    """The actions that bring `holdings` (positions) and `pending` (orders not filled yet)
+    to `target`. `fresh`: the target was decided in this loop on a bar not decided before
+    (only then is an entry on that bar due)."""
     on_signal = fresh and target.acted
     reentry = on_signal and target.entry and target.direction != 0
-    actions = []
-    keep = []
+    actions = [
+        Action(CANCEL, Why.UNWANTED_ORDER, order.ticket)
+        for order in pending
+        if order.direction != target.direction
+    ]
+    keep = [order for order in pending if order.direction == target.direction]
     for holding in holdings:
         if holding.direction != target.direction or reentry:
             why = (

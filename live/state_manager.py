@@ -81,6 +81,7 @@ class StateManager:
         self.kill_switch = KillSwitch(None)
         self._disabled: dict[str, str] = {}
         self.foreign_lots = 0.0  # open volume of other programs and of hand trades
+        self.pending: list[Any] = []  # this trader's orders at the broker, not filled yet
         self._restore()
 
     def _restore(self) -> None:
@@ -116,6 +117,13 @@ class StateManager:
         ]
         self.positions = current
         return gone
+
+    def sync_orders(self, orders: Iterable[Any]) -> None:
+        """This trader's orders not filled yet (pending at the broker)."""
+        self.pending = list(orders)
+
+    def pending_for(self, symbol: str) -> list[Any]:
+        return [o for o in self.pending if o.symbol == symbol]
 
     def sync_foreign(self, all_positions: Iterable[Any], magic: int) -> None:
         """Positions of other magic numbers (other programs, hand trades) are never touched,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from live.reconciler import (
+    CANCEL,
     CLOSE,
     OPEN,
     SKIP_ENTRY,
@@ -109,3 +110,11 @@ def test_a_missed_entry_is_chased_only_within_the_rule(rule, market, chased):
     assert [(a.kind, a.why) for a in actions] == (
         [(OPEN, Why.CHASED_ENTRY)] if chased else [(SKIP_ENTRY, Why.MISSED)]
     )
+
+
+def test_a_pending_order_goes_the_targets_way_or_is_cancelled():
+    waiting_buy = Holding(21, 1, 0.1)
+    against = plan(target(-1, acted=True), [], fresh=True, pending=[waiting_buy])
+    assert [(a.kind, a.ticket) for a in against] == [(CANCEL, 21), (OPEN, 0)]
+    along = plan(target(1, acted=True), [], fresh=True, pending=[waiting_buy])
+    assert along == []  # the entry is on its way: no second one

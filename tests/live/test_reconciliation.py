@@ -178,3 +178,32 @@ def test_stops_a_server_left_out_are_set_again_once(tmp_path, live_config, make_
     with sqlite3.connect(config.audit_db) as conn:
         kinds = {k for (k,) in conn.execute("SELECT DISTINCT kind FROM orders")}
     assert "modify" in kinds
+
+
+def test_a_pending_order_against_the_target_is_cancelled(live_config, make_sim, make_trader):
+    config = live_config(dry_run=False, strategy_params="fast=2,slow=5")
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    hold(trader, terminal, -1)
+    tick = terminal.symbol_info_tick("EURUSD")
+    placed = terminal.order_send(
+        {
+            "action": terminal.TRADE_ACTION_PENDING,
+            "symbol": "EURUSD",
+            "volume": 0.01,
+            "type": terminal.ORDER_TYPE_BUY_LIMIT,
+            "price": round(tick.ask - 0.005, 5),
+            "magic": config.magic_number,
+            "comment": "left over",
+            "type_time": terminal.ORDER_TIME_GTC,
+        }
+    )
+    assert placed.retcode == 10008 and terminal.orders_total() == 1
+    trader.iterate()  # the target is short: a buy waiting to fill goes against it
+    assert terminal.orders_total() == 0
+    with sqlite3.connect(config.audit_db) as conn:
+        (status,) = conn.execute(
+            "SELECT status FROM orders WHERE kind = 'cancel' ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert status == "filled"
