@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtest.data import rates_to_frame
 from backtest.sizing import Sizing, SizingError, position_size
 from backtest.strategy import (
     Strategy,
@@ -210,6 +211,7 @@ class BacktestingBridge:
         self.lookback = lookback
         self.sizing = sizing or Sizing()
         self._history: dict[str, pd.DataFrame] = {}
+        self._tails: dict[str, list[tuple[int, float, float, float, float]]] = {}
 
     def latest_bars(self, symbol: str) -> pd.DataFrame:
         """The closed bars a decision is computed over (StrategyError if too few or bad):
@@ -219,6 +221,7 @@ class BacktestingBridge:
             history = self._extended(symbol, history)
         if history is None:
             history = fetch_bars(self.broker, self.strategy, symbol, self.timeframe, self.lookback)
+            self._tails[symbol] = _tail_of(history)
         limit = bars_needed(self.strategy, self.lookback)
         if len(history) > 2 * limit:  # keep memory flat: forget the oldest half
             history = history.iloc[-limit:].reset_index(drop=True)
@@ -227,19 +230,23 @@ class BacktestingBridge:
 
     def _extended(self, symbol: str, history: pd.DataFrame) -> pd.DataFrame | None:
         """`history` with the bars closed since its end; None (fetch it all again) when the
-        recent bars do not join it (a gap, a rewritten bar)."""
-        recent = self.broker.rates(symbol, self.timeframe, EXTEND_FETCH_BARS)
-        if recent.empty:
+        recent bars do not join it (a gap, a rewritten bar). Compared as the terminal's
+        arrays: most loops see no new bar, and must cost next to nothing."""
+        recent = self.broker.rates_array(symbol, self.timeframe, EXTEND_FETCH_BARS)
+        if len(recent) == 0:
             return history
-        last_time = history["time"].iloc[-1]
-        overlap = recent[recent["time"] <= last_time]
-        if overlap.empty or not _same_bars(overlap, history):
+        tail = self._tails[symbol]
+        times = recent["time"].astype(np.int64)
+        known = recent[times <= tail[-1][0]]
+        if len(known) == 0 or not _joins(known, tail):
             return None
-        new = recent[recent["time"] > last_time]
-        if new.empty:
+        new = recent[times > tail[-1][0]]
+        if len(new) == 0:
             return history
-        _check_bars(symbol, new)
-        return pd.concat([history, new], ignore_index=True)
+        frame = rates_to_frame(new)
+        _check_bars(symbol, frame)
+        self._tails[symbol] = _tail_of(pd.concat([history.iloc[-EXTEND_FETCH_BARS:], frame]))
+        return pd.concat([history, frame], ignore_index=True)
 
     def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
         return decide(self.strategy, symbol, bars)
@@ -271,17 +278,34 @@ class BacktestingBridge:
 EXTEND_FETCH_BARS = 8  # the last few closed bars, overlapping what is kept
 
 
-def _same_bars(overlap: pd.DataFrame, history: pd.DataFrame) -> bool:
-    """Whether the overlapping bars are the ones kept (same times and prices)."""
-    kept = history[history["time"].isin(overlap["time"])]
-    if len(kept) != len(overlap):
-        return False
-    columns = ["time", "open", "high", "low", "close"]
-    return bool(
-        (kept[columns].reset_index(drop=True) == overlap[columns].reset_index(drop=True))
-        .all()
-        .all()
+def _tail_of(bars: pd.DataFrame) -> list[tuple[int, float, float, float, float]]:
+    """The last bars kept, as (epoch seconds, open, high, low, close)."""
+    last = bars.iloc[-EXTEND_FETCH_BARS:]
+    seconds = last["time"].astype("int64") // 1_000_000_000
+    return list(
+        zip(
+            seconds.tolist(),
+            *(last[c].tolist() for c in ("open", "high", "low", "close")),
+            strict=True,
+        )
     )
+
+
+def _joins(known: np.ndarray, tail: list[tuple[int, float, float, float, float]]) -> bool:
+    """Whether the fetched bars that should already be kept are the ones kept."""
+    kept = {bar[0]: bar for bar in tail}
+    for row in known:
+        bar = kept.get(int(row["time"]))
+        if bar is None and int(row["time"]) >= tail[0][0]:
+            return False  # a bar inside what is kept, unknown to it: the history changed
+        if bar is not None and bar[1:] != (
+            float(row["open"]),
+            float(row["high"]),
+            float(row["low"]),
+            float(row["close"]),
+        ):
+            return False
+    return True
 
 
 def _check_bars(symbol: str, bars: pd.DataFrame) -> None:

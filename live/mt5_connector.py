@@ -339,11 +339,18 @@ class MT5Connector:
         """The last `count` bars before position `start_pos` (1 = skip the forming bar)."""
         from backtest.data import rates_to_frame
 
+        return rates_to_frame(self.rates_array(symbol, timeframe, count, start_pos=start_pos))
+
+    def rates_array(
+        self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1
+    ) -> np.ndarray:
+        """As `rates`, the terminal's own structured array (time in epoch seconds): cheap to
+        compare when only the last few bars are asked for, loop after loop."""
         code = TIMEFRAME_CODES.get(timeframe)
         if code is None:
             raise ConfigError(f"unknown timeframe {timeframe!r}")
         rates = self._selecting(symbol, "copy_rates_from_pos", symbol, code, start_pos, count)
-        return rates_to_frame(np.asarray(rates))
+        return np.asarray(rates)
 
     def rates_range(
         self, symbol: str, timeframe: str, date_from: datetime, date_to: datetime

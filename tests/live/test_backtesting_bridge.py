@@ -220,8 +220,8 @@ def test_the_history_is_extended_bar_by_bar_and_kept_bounded(broker):
     first = bridge.latest_bars("EURUSD")
     assert len(first) == 40
     fetched = []
-    real_rates = broker.rates
-    broker.rates = lambda *args, **kw: fetched.append(args[2]) or real_rates(*args, **kw)
+    real_rates, real_array = broker.rates, broker.rates_array
+    broker.rates_array = lambda *args, **kw: fetched.append(args[2]) or real_array(*args, **kw)
     for _ in range(100):
         sim.sim_step_bar()
         bars = bridge.latest_bars("EURUSD")
