@@ -316,26 +316,35 @@ def second_traders(folder: Path, attempts: int) -> dict:
 
 def locked_database(folder: Path, seconds: float) -> dict:
     """Another process holds the database's write lock for `seconds` while the trader trades."""
-    sim = served(folder)
-    db = folder / "locked.db"
-    env = settings(folder, sim.port, db)
-    try:
-        process = trader(env)
-        wait_started(process)
-        until(lambda: holds_positions(db), 120, "positions before the lock")
+
+    def outage(db: Path) -> None:
         holder = sqlite3.connect(db, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         time.sleep(seconds)  # the lock is the scenario: held this long, then let go
         holder.execute("ROLLBACK")
         holder.close()
+
+    return _through_outage(folder, folder / "locked.db", outage, "locked database")
+
+
+def _through_outage(folder: Path, db: Path, outage: object, what: str) -> dict:
+    """A live trader holding positions, `outage(db)` while it trades, its recovery, then
+    what the outage did (after_outage)."""
+    sim = served(folder)
+    env = settings(folder, sim.port, db)
+    try:
+        process = trader(env)
+        wait_started(process)
+        until(lambda: holds_positions(db), 120, f"positions before the {what}")
+        outage(db)
         until(
             lambda: count(db, "SELECT count(*) FROM events WHERE kind = 'audit_recovered'"),
             120,
             "the trader's recovery",
         )
-        time.sleep(2)
+        time.sleep(2)  # a few more loops after the recovery, then a clean stop
         stop(process)
-        return after_outage(db, sim.port, folder / f"logs-{db.stem}", "locked database")
+        return after_outage(db, sim.port, folder / f"logs-{db.stem}", what)
     finally:
         sim.stop()
 
@@ -363,14 +372,8 @@ def filling_disk(folder: Path, seconds: float) -> dict:
 
 
 def _inner_disk(folder: Path, seconds: float) -> dict:
-    sim = served(folder)
-    db = folder / "disk" / "audit.db"
-    env = settings(folder, sim.port, db)
-    try:
-        process = trader(env)
-        wait_started(process)
-        until(lambda: holds_positions(db), 120, "positions before the disk fills")
-        filler = folder / "disk" / "filler"
+    def outage(db: Path) -> None:
+        filler = db.parent / "filler"
         with open(filler, "wb", buffering=0) as handle:
             try:
                 while True:
@@ -379,16 +382,8 @@ def _inner_disk(folder: Path, seconds: float) -> dict:
                 pass
         time.sleep(seconds)  # the outage is the scenario: the disk stays full this long
         filler.unlink()
-        until(
-            lambda: count(db, "SELECT count(*) FROM events WHERE kind = 'audit_recovered'"),
-            120,
-            "the trader's recovery",
-        )
-        time.sleep(2)
-        stop(process)
-        return after_outage(db, sim.port, folder / f"logs-{db.stem}", "filling disk")
-    finally:
-        sim.stop()
+
+    return _through_outage(folder, folder / "disk" / "audit.db", outage, "filling disk")
 
 
 def rewritten_chains(folder: Path, db: Path) -> dict:

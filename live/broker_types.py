@@ -29,6 +29,7 @@ from live.mt5_records import (
     TradeDeal,
     TradeOrder,
     TradePosition,
+    TradeRequest,
 )
 
 logger = logging.getLogger(__name__)
@@ -235,26 +236,11 @@ def record(type_name: str, values: Mapping[str, Any]) -> Any:
     return cls(**values)
 
 
-class TradeRequestFields(TypedDict, total=False):
-    """The fields of an MT5 trade request, as keyword arguments of send_order/check_order."""
-
-    action: int
-    magic: int
-    order: int
-    symbol: str
-    volume: float
-    price: float
-    stoplimit: float
-    sl: float
-    tp: float
-    deviation: int
-    type: int
-    type_filling: int
-    type_time: int
-    expiration: int
-    comment: str
-    position: int
-    position_by: int
+# The fields of an MT5 trade request as keyword arguments of send_order/check_order: the
+# TradeRequest record's own table (live/mt5_records.py), none of them required.
+TradeRequestFields = TypedDict(  # noqa: UP013 (built from the one field table)
+    "TradeRequestFields", dict(TradeRequest.__annotations__), total=False
+)
 
 
 def trade_request(fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
+
 
 class AccountInfo(NamedTuple):
     login: int
@@ -318,23 +320,17 @@ RECORDS: tuple[type, ...] = (
 # Field order of each structure, for positional conversion.
 STRUCT_FIELDS: dict[str, tuple[str, ...]] = {cls.__name__: cls._fields for cls in RECORDS}
 
-RATES_DTYPE_FIELDS = (
-    ("time", "<i8"),
-    ("open", "<f8"),
-    ("high", "<f8"),
-    ("low", "<f8"),
-    ("close", "<f8"),
-    ("tick_volume", "<u8"),
-    ("spread", "<i4"),
-    ("real_volume", "<u8"),
-)
-TICKS_DTYPE_FIELDS = (
-    ("time", "<i8"),
-    ("bid", "<f8"),
-    ("ask", "<f8"),
-    ("last", "<f8"),
-    ("volume", "<u8"),
-    ("time_msc", "<i8"),
-    ("flags", "<u4"),
-    ("volume_real", "<f8"),
+# The dtype of copy_ticks_* arrays (packed, itemsize 60). The rates dtype is
+# backtest.data.RATES_DTYPE: the backtest reads and writes those arrays too.
+TICKS_DTYPE = np.dtype(
+    [
+        ("time", "<i8"),
+        ("bid", "<f8"),
+        ("ask", "<f8"),
+        ("last", "<f8"),
+        ("volume", "<u8"),
+        ("time_msc", "<i8"),
+        ("flags", "<u4"),
+        ("volume_real", "<f8"),
+    ]
 )

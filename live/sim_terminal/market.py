@@ -20,21 +20,10 @@ import pandas as pd
 
 from backtest.data import RATES_DTYPE, TIMEFRAMES, frame_to_rates
 from backtest.symbols import SymbolSpec
+from live.mt5_records import TICKS_DTYPE
 
 logger = logging.getLogger(__name__)
 
-TICKS_DTYPE = np.dtype(
-    [
-        ("time", "<i8"),
-        ("bid", "<f8"),
-        ("ask", "<f8"),
-        ("last", "<f8"),
-        ("volume", "<u8"),
-        ("time_msc", "<i8"),
-        ("flags", "<u4"),
-        ("volume_real", "<f8"),
-    ]
-)
 TICK_FLAGS_BID_ASK = 2 | 4
 # 1970-01-01 was a Thursday: weekly bins start on Sundays 00:00 UTC, as MT5's W1 bars do
 _SUNDAY = 3 * 86_400

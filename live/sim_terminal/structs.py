@@ -12,9 +12,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from live.mt5_records import RATES_DTYPE_FIELDS, STRUCT_FIELDS, TICKS_DTYPE_FIELDS
+from live.mt5_records import STRUCT_FIELDS
 
-__all__ = ["RATES_DTYPE_FIELDS", "STRUCT_FIELDS", "STRUCT_TYPES", "TICKS_DTYPE_FIELDS"]
+__all__ = ["STRUCT_FIELDS", "STRUCT_TYPES"]
 
 
 # The field tables are the trader's records' (one table for both): live/mt5_records.py.
