@@ -8,10 +8,12 @@ Fill model (see docs/backtest.md):
   the data's `spread` column or one constant.
 - Commission is charged per lot per side, in the account currency.
 - SL/TP are checked inside every bar the trade is held, including the entry bar, against the price
-  on the closing side. A bar that opens beyond a level fills at that open (gaps are not skipped).
-  When both SL and TP lie inside the same bar's range, the stop is assumed to have been hit first:
-  bars carry no intrabar order, and assuming the worse outcome keeps results honest.
+  on the closing side, along the one intrabar path of backtest/fills.py: a bar that opens beyond
+  a level fills at that open (gaps are not skipped); otherwise the level the path reaches first
+  (open, the nearer extreme, the other extreme, close) fills at the level.
 - A trade still open on the last bar closes at its close (reason "end") unless close_at_end=False.
+- Position management (stops that move, partial exits and scale-ins, limit and stop entries,
+  time exits) runs in backtest/managed.py on the same rules; one row per closing fill then.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from backtest.fills import low_first
+from backtest.managed import Context, quotes, trade_paths
+from backtest.managed_settle import settle
 from backtest.metrics import compute_stats
 from backtest.sizing import Sizing, SizingError, position_size
 from backtest.strategy import Signals, Strategy, compute_signals, strategy_label
@@ -47,10 +52,11 @@ TRADE_COLUMNS = (
     "entry_bar",
     "exit_bar",
     "signal_bar",
+    "position",
 )
 SPREAD_MODES = ("half", "bid")
-EXIT_REASONS = ("signal", "sl", "tp", "end")
-SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS
+EXIT_REASONS = ("signal", "sl", "tp", "end", "time", "partial")
+SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS (managed.py: all six)
 
 
 @dataclass(frozen=True)
@@ -192,18 +198,24 @@ def run_backtest(
         signals = compute_signals(strategy, bars)
     prices = _prices(bars, spec, config)
     plan = _plan_trades(signals, n, trade_from)
-    _set_entries_and_stops(plan, signals, prices, spec)
-    _resolve_exits(plan, prices, config.close_at_end, n)
-    volume, pnl, commission = _size_and_settle(plan, spec, config)
     times = _utc_index(bars["time"])
-    equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
-    trades = _trade_frame(plan, times, spec, volume, pnl, commission)
+    if signals.manages or getattr(strategy, "moving_stops", False):
+        trades, equity, exposure = _run_managed(
+            plan, signals, prices, spec, config, times, bool(strategy.moving_stops)
+        )
+    else:
+        _set_entries_and_stops(plan, signals, prices, spec)
+        _resolve_exits(plan, prices, config.close_at_end, n)
+        volume, pnl, commission = _size_and_settle(plan, spec, config)
+        equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
+        trades = _trade_frame(plan, times, spec, volume, pnl, commission)
+        exposure = _exposure_bars(plan, n)
     stats = compute_stats(
         equity=equity,
         times=times,
-        trade_pnl=trades["pnl"].to_numpy(),
+        trade_pnl=_position_pnl(trades),
         cash=config.cash,
-        exposure_bars=_exposure_bars(plan, n),
+        exposure_bars=exposure,
         trade_durations=(trades["exit_time"] - trades["entry_time"]),
     )
     return BacktestResult(
@@ -304,7 +316,10 @@ def _apply_stops(plan: _Plan, prices: _Prices, n: int) -> None:
     sl = np.repeat(plan.sl, lengths)
     tp = np.repeat(plan.tp, lengths)
     offset = prices.exit_offset(direction, bar)
-    o, hi, lo = prices.open[bar] + offset, prices.high[bar] + offset, prices.low[bar] + offset
+    # at the fill precision, so a price equal to a level compares equal (no float noise)
+    o, hi, lo = (
+        np.round(p[bar] + offset, prices.decimals) for p in (prices.open, prices.high, prices.low)
+    )
     long = direction > 0
     with np.errstate(invalid="ignore"):
         sl_gap = np.where(long, o <= sl, o >= sl)
@@ -315,7 +330,12 @@ def _apply_stops(plan: _Plan, prices: _Prices, n: int) -> None:
     first = np.minimum.reduceat(np.where(hit, np.arange(total), total), starts)
     trades = np.flatnonzero(first < starts + lengths)
     at = first[trades]
-    reason = np.where(sl_gap[at] | (~tp_gap[at] & sl_in[at]), STOP_LOSS, TAKE_PROFIT)
+    # both inside one bar: the level the path meets first (a long's stop-loss is below, met
+    # first when the path goes to the low first: see backtest/fills.py)
+    down_first = low_first(prices.open[bar[at]], prices.high[bar[at]], prices.low[bar[at]])
+    stop_first = down_first == long[at]
+    inside_stop = sl_in[at] & (~tp_in[at] | stop_first)
+    reason = np.where(sl_gap[at] | (~tp_gap[at] & inside_stop), STOP_LOSS, TAKE_PROFIT)
     price = np.where(sl_gap[at] | tp_gap[at], o[at], np.where(reason == STOP_LOSS, sl[at], tp[at]))
     plan.exit_bar[trades] = bar[at]
     plan.exit_price[trades] = np.round(price, prices.decimals)
@@ -480,6 +500,97 @@ def _trade_frame(
             "entry_bar": plan.entry_bar[keep],
             "exit_bar": plan.exit_bar[keep],
             "signal_bar": plan.signal_bar[keep],
+            "position": np.arange(1, int(keep.sum()) + 1),
         }
     )
     return frame
+
+
+def _position_pnl(trades: pd.DataFrame) -> np.ndarray:
+    """P/L per position (its partial exits summed), in position order: what the statistics
+    count as one trade."""
+    if trades.empty or trades["position"].is_unique:
+        return trades["pnl"].to_numpy()
+    return trades.groupby("position", sort=True)["pnl"].sum().to_numpy()
+
+
+def _run_managed(
+    plan: _Plan,
+    signals: Signals,
+    prices: _Prices,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    times: pd.DatetimeIndex,
+    moving: bool,
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Trades frame (a row per closing fill), equity curve and exposure under management."""
+    n = len(prices.open)
+    ctx = Context(
+        q=quotes(
+            prices.open, prices.high, prices.low, prices.close,
+            prices.ask_offset, prices.bid_offset, n, prices.decimals,
+        ),
+        spec=spec,
+        decimals=prices.decimals,
+        cash=config.cash,
+        commission_per_lot=config.commission_per_lot,
+        close_at_end=config.close_at_end,
+        volume_for=_volume_rule(spec, config, plan),
+        to_account=lambda amount, price: _to_account(amount, price, spec, config.account_currency),
+        n=n,
+    )  # fmt: skip
+    paths = trade_paths(
+        signals,
+        ctx,
+        signal_bar=plan.signal_bar,
+        scheduled_exit=plan.scheduled_exit,
+        direction=plan.direction,
+        moving=moving,
+    )
+    run = settle(ctx, paths)
+    keep = run.closed
+    trades = pd.DataFrame(
+        {
+            "entry_time": times[run.entry_bar[keep]],
+            "exit_time": times[run.exit_bar[keep]],
+            "entry_price": np.round(run.entry_price[keep], prices.decimals),
+            "exit_price": run.exit_price[keep],
+            "direction": pd.Categorical.from_codes(
+                (run.direction[keep] > 0).astype(np.int8), ["short", "long"]
+            ),
+            "volume": run.volume[keep],
+            "size": run.volume[keep] * spec.contract_size,
+            "pnl": np.round(run.pnl[keep], 2),
+            "commission": np.round(run.commission[keep], 2),
+            "exit_reason": pd.Categorical.from_codes(run.reason[keep], EXIT_REASONS),
+            "sl": run.sl[keep],
+            "tp": run.tp[keep],
+            "entry_bar": run.entry_bar[keep],
+            "exit_bar": run.exit_bar[keep],
+            "signal_bar": run.signal_bar[keep],
+            "position": run.position[keep],
+        }
+    )
+    return trades, run.equity, run.exposure_bars
+
+
+def _volume_rule(spec: SymbolSpec, config: BacktestConfig, plan: _Plan):
+    """The full volume of trade k: fixed lots, or risk sizing on the balance before it."""
+    if config.sizing.mode == "fixed":
+        lots = spec.clamp_volume(config.sizing.lots)
+        return lambda balance, price, distance, k: lots
+
+    def risk_volume(balance: float, price: float, distance: float, k: int) -> float:
+        try:
+            return position_size(
+                sizing=config.sizing,
+                spec=spec,
+                equity=balance,
+                sl_distance=distance,
+                price=price,
+                account_currency=config.account_currency,
+            )
+        except SizingError as exc:
+            raise SizingError(f"trade {k + 1}: {exc}") from None
+
+    return risk_volume

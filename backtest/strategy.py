@@ -1,18 +1,12 @@
 """The strategy contract shared by backtest and live: typed parameters, warm-up, vectorised signals.
 
 A strategy turns a bars DataFrame (columns time, open, high, low, close, tick_volume, spread)
-into one decision per bar. `position[t]` is the position to hold once bar t has closed:
-+1 long, -1 short, 0 flat. Whoever runs the strategy acts on bar t only when the decision
-changes (`position[t] != position[t-1]`) or when the optional boolean `entry[t]` asks for a
-fresh entry; the action fills at the next bar's open. An action closes the current position,
-then opens `position[t]` if it is not flat. So a position closed by its stop-loss or
-take-profit is re-opened only by a new decision: a change, or an `entry` event.
-
-Optional columns give exits for an entry decided on bar t:
-  sl, tp                    absolute price levels;
-  sl_distance, tp_distance  distances in price units from the entry fill price.
-NaN means "none"; an absolute level wins over a distance. The signal of bar t may use bars
-up to and including t only.
+into one decision per bar: the columns of backtest/signals.py (`position`, and optional stops,
+size, pending entries and time exits). Whoever runs the strategy acts on bar t only when the
+decision changes (`position[t] != position[t-1]`) or when the optional boolean `entry[t]`
+asks for a fresh entry; the action fills at the next bar's open. An action closes the current
+position, then opens `position[t]` if it is not flat. So a position closed by its stop-loss
+or take-profit is re-opened only by a new decision: a change, or an `entry` event.
 """
 
 from __future__ import annotations
@@ -35,10 +29,32 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from backtest.signals import (
+    SIGNAL_COLUMNS,
+    SignalError,
+    Signals,
+    check_against_prices,
+    normalize_signals,
+    plain,
+)
+
 logger = logging.getLogger(__name__)
 
-SIGNAL_COLUMNS = ("position", "sl", "tp", "sl_distance", "tp_distance", "entry")
-_LEVEL_COLUMNS = ("sl", "tp", "sl_distance", "tp_distance")
+__all__ = [
+    "SIGNAL_COLUMNS",
+    "InvalidParameters",
+    "Parameter",
+    "Signals",
+    "Strategy",
+    "StrategyError",
+    "compute_signals",
+    "create_strategy",
+    "get_strategy_from_file",
+    "normalize_signals",
+    "strategy_label",
+    "strategy_warmup",
+]
+
 PARAM_TYPES = (int, float, bool, str)
 
 
@@ -83,29 +99,6 @@ class Parameter:
             ) from None
 
 
-@dataclass(frozen=True)
-class Signals:
-    """Normalised strategy output: numpy arrays of the bars' length (see module docstring)."""
-
-    position: np.ndarray
-    sl: np.ndarray
-    tp: np.ndarray
-    sl_distance: np.ndarray
-    tp_distance: np.ndarray
-    entry: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.position)
-
-    def actions(self) -> np.ndarray:
-        """Boolean array: True on bars that trade (a changed decision or a fresh entry)."""
-        previous = np.concatenate(([0], self.position[:-1]))
-        return (self.position != previous) | (self.entry & (self.position != 0))
-
-    def tail(self, n: int) -> Signals:
-        return Signals(*(getattr(self, c)[-n:] for c in SIGNAL_COLUMNS))
-
-
 class Strategy:
     """Base class. Declare parameters as annotated class attributes, implement `signals`.
 
@@ -129,6 +122,9 @@ class Strategy:
     source: ClassVar[str] = ""
     source_file: ClassVar[str] = ""
     source_code: ClassVar[str] = ""
+    # True: the stop columns are read on every bar and move the stops (a level set on bar t
+    # applies from bar t+1); False: they are read on the bar that enters only
+    moving_stops: ClassVar[bool] = False
 
     def __init__(self, **params: object) -> None:
         declared = self.parameters()
@@ -220,7 +216,7 @@ def strategy_warmup(strategy: Strategy) -> int:
         value = strategy.warmup
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise StrategyError(
-            f"{describe(type(strategy))}: warmup must be an integer >= 0, got {_plain(value)!r}"
+            f"{describe(type(strategy))}: warmup must be an integer >= 0, got {plain(value)!r}"
         )
     return int(value)
 
@@ -237,77 +233,27 @@ def strategy_label(strategy: Strategy) -> str:
 
 
 def compute_signals(strategy: Strategy, bars: pd.DataFrame) -> Signals:
-    """Run the strategy on bars and validate its output. Raises StrategyError on any fault."""
+    """Run the strategy on bars and validate its output against them. Raises StrategyError
+    naming the class, its file, the column and the row on any fault."""
     cls = type(strategy)
     with user_code(cls, "signals()"):
         raw = strategy.signals(bars)
+    who = describe(cls)
     try:
-        return normalize_signals(raw, len(bars), describe(cls))
+        signals = normalize_signals(raw, len(bars), who)
+        check_against_prices(
+            signals,
+            bars["close"].to_numpy(dtype=float),
+            who,
+            moving_stops=bool(getattr(strategy, "moving_stops", False)),
+        )
+    except SignalError as exc:
+        raise StrategyError(str(exc)) from None
     except (TypeError, ValueError) as exc:  # e.g. a position column of strings
         raise StrategyError(
-            f"{describe(cls)}: signals() returned unusable values: {type(exc).__name__}: {exc}"
+            f"{who}: signals() returned unusable values: {type(exc).__name__}: {exc}"
         ) from None
-
-
-def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signals:
-    """Turn a Series/DataFrame/ndarray of decisions into validated `Signals` arrays."""
-    if isinstance(raw, pd.DataFrame):
-        unknown = [c for c in raw.columns if c not in SIGNAL_COLUMNS]
-        if unknown or "position" not in raw.columns:
-            raise StrategyError(
-                f"{who}.signals must return a 'position' column and optionally "
-                f"{', '.join(SIGNAL_COLUMNS[1:])}; got columns {list(raw.columns)}"
-            )
-        columns = {c: raw[c].to_numpy() for c in raw.columns}
-    elif isinstance(raw, (pd.Series, np.ndarray)):
-        columns = {"position": np.asarray(raw)}
-    else:
-        raise StrategyError(f"{who}.signals returned {type(raw).__name__}, expected a DataFrame")
-    position = columns["position"]
-    if len(position) != n_bars:
-        raise StrategyError(f"{who}.signals returned {len(position)} rows for {n_bars} bars")
-    position = _position_array(position, who)
-    nan = np.full(n_bars, np.nan)
-    nan.flags.writeable = False  # shared by every missing level column
-    entry = columns.get("entry")
-    entry = np.zeros(n_bars, dtype=bool) if entry is None else _bool_array(entry)
-    return Signals(
-        position,
-        *(np.asarray(columns.get(c, nan), dtype=float) for c in _LEVEL_COLUMNS),
-        entry,
-    )
-
-
-def _position_array(position: np.ndarray, who: str) -> np.ndarray:
-    """int8 positions; NaN (no opinion yet) is flat; anything but -1, 0, 1 is an error."""
-    if np.issubdtype(position.dtype, np.integer) or position.dtype == np.bool_:
-        values = position.astype(np.int8, copy=False)
-        bad = (
-            (position < -1) | (position > 1)
-            if len(position) and (position.min() < -1 or position.max() > 1)
-            else None
-        )
-    else:
-        as_float = np.nan_to_num(position.astype(float), nan=0.0)
-        values = as_float.astype(np.int8)
-        bad = values != as_float
-        bad = bad if bad.any() else None
-        if bad is None:
-            bad = (values < -1) | (values > 1)
-            bad = bad if bad.any() else None
-    if bad is not None:
-        row = int(np.argmax(bad))
-        raise StrategyError(
-            f"{who}.signals: position must be -1, 0 or 1; row {row} is {_plain(position[row])!r}"
-        )
-    return values
-
-
-def _bool_array(values: np.ndarray) -> np.ndarray:
-    if values.dtype == np.bool_:
-        return values
-    as_float = np.asarray(values, dtype=float)
-    return np.nan_to_num(as_float, nan=0.0) != 0
+    return signals
 
 
 def get_strategy_from_file(path: str | Path) -> type[Strategy]:
@@ -424,9 +370,3 @@ def _unknown_param_message(cls: type, key: str, declared: dict[str, Parameter]) 
     hint = f"; did you mean {close[0]!r}?" if close else ""
     known = ", ".join(declared) or "none"
     return f"{cls.__name__} has no parameter {key!r}{hint} (parameters: {known})"
-
-
-def _plain(value: object) -> object:
-    """A numpy scalar as the Python number it holds: messages say 2.0, not np.float64(2.0)."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and getattr(value, "ndim", None) == 0 else value

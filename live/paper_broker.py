@@ -3,8 +3,8 @@
 It sits inside the broker boundary (same interface as MT5Connector), so the executor and the
 loop cannot tell a dry run from a live one. Virtual positions, their P/L and the paper balance
 are rebuilt at start-up from `paper_fill` events in the audit log, so a restart keeps them.
-Stop-loss and take-profit of virtual positions are checked against each new bar's range, the
-stop first when both lie inside one bar, as in the backtest.
+Stop-loss and take-profit of virtual positions are checked against each new bar on the intrabar
+path of backtest/fills.py, as in the backtest and the simulator.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Unpack
 
+from backtest.fills import low_first
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
 from live.broker_types import (
@@ -179,7 +180,8 @@ class PaperBroker:
         """Close virtual positions whose SL or TP a closed bar since entry reached.
 
         Bars are checked once each, from the bar containing the entry; a bar opening beyond
-        a level fills at its open; the stop wins when both levels lie inside one bar.
+        a level fills at its open; when both levels lie inside one bar, the one the bar's
+        path (backtest/fills.py) meets first.
         """
         closed = []
         for position in list(self._positions.values()):
@@ -411,8 +413,13 @@ def _level_hit(
         return open_, DEAL_REASON_SL
     if tp and (open_ >= tp if long else open_ <= tp):
         return open_, DEAL_REASON_TP
-    if sl and (low <= sl if long else high >= sl):  # both inside: the stop is assumed first
+    sl_inside = bool(sl) and (low <= sl if long else high >= sl)
+    tp_inside = bool(tp) and (high >= tp if long else low <= tp)
+    if sl_inside and tp_inside:  # both: the one the bar's path meets first (backtest/fills.py)
+        stop_first = bool(low_first(open_, high, low)) == long
+        return (sl, DEAL_REASON_SL) if stop_first else (tp, DEAL_REASON_TP)
+    if sl_inside:
         return sl, DEAL_REASON_SL
-    if tp and (high >= tp if long else low <= tp):
+    if tp_inside:
         return tp, DEAL_REASON_TP
     return None

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.data import RATES_DTYPE, TIMEFRAMES, frame_to_rates
+from backtest.fills import low_first
 from backtest.symbols import SymbolSpec
 from live.mt5_records import TICKS_DTYPE
 
@@ -234,7 +235,7 @@ class SymbolFeed:
         """Times and bid prices of bar i's path: open, first extreme, second extreme, close."""
         t0, w = int(self.times[i]), self.width
         o, h, lo, c = self.open[i], self.high[i], self.low[i], self.close[i]
-        first, second = (lo, h) if (o - lo) <= (h - o) else (h, lo)
+        first, second = (lo, h) if low_first(o, h, lo) else (h, lo)
         times = np.array([t0, t0 + w / 3.0, t0 + 2.0 * w / 3.0, t0 + w - 1.0])
         return times, np.array([o, first, second, c], dtype=np.float64)
 

@@ -160,17 +160,22 @@ def test_gap_through_the_stop_fills_at_the_open():
     assert (trade.exit_reason, trade.exit_price) == ("sl", 1.095)
 
 
-def test_stop_is_assumed_first_when_sl_and_tp_share_a_bar():
-    rows = [
-        (1.1, 1.101, 1.099, 1.1),
-        (1.1, 1.101, 1.0995, 1.1),
-        (1.1, 1.105, 1.095, 1.1),
-        (1.1, 1.101, 1.099, 1.1),
-    ]
+@pytest.mark.parametrize(
+    ("bar", "direction", "expected"),
+    [
+        ((1.1, 1.105, 1.095, 1.1), 1, ("sl", 1.097)),  # a tie goes to the low first
+        ((1.1, 1.104, 1.095, 1.1), 1, ("tp", 1.103)),  # the high is nearer the open
+        ((1.1, 1.105, 1.096, 1.1), 1, ("sl", 1.097)),  # the low is nearer
+        ((1.1, 1.105, 1.096, 1.1), -1, ("tp", 1.097)),  # a short's target is below
+        ((1.1, 1.104, 1.095, 1.1), -1, ("sl", 1.103)),
+    ],
+)
+def test_sl_and_tp_in_one_bar_fill_in_the_order_the_path_meets_them(bar, direction, expected):
+    rows = [(1.1, 1.101, 1.099, 1.1), (1.1, 1.101, 1.0995, 1.1), bar, (1.1, 1.101, 1.099, 1.1)]
     trade = backtest(
-        make_bars(rows), [1, 1, 1, 1], sl_distance=[0.003] * 4, tp_distance=[0.003] * 4
+        make_bars(rows), [direction] * 4, sl_distance=[0.003] * 4, tp_distance=[0.003] * 4
     ).trades.iloc[0]
-    assert (trade.exit_reason, trade.exit_price) == ("sl", pytest.approx(1.097))
+    assert (trade.exit_reason, trade.exit_price) == (expected[0], pytest.approx(expected[1]))
 
 
 def test_take_profit_for_a_short():

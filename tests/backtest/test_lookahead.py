@@ -47,6 +47,23 @@ class NormalisedByWholeSeries(Strategy):
         return pd.DataFrame({"position": position, "sl_distance": scaled * 0.01})
 
 
+class SizeFromTheNextBar(Strategy):
+    """Leaks through a management column only: the position itself is honest."""
+
+    def signals(self, bars):
+        position = (bars["close"] > sma(bars["close"], 20)).astype(int)
+        size = (bars["close"].shift(-1) > bars["close"]).astype(float) * 0.5 + 0.5
+        return pd.DataFrame({"position": position, "size": size})
+
+
+class StopFromTheWholeSeries(Strategy):
+    moving_stops = True
+
+    def signals(self, bars):
+        stop = pd.Series(bars["low"].min() - 0.01, index=bars.index)
+        return pd.DataFrame({"position": 1, "sl": stop}, index=bars.index)
+
+
 class HonestSma(Strategy):
     @property
     def warmup(self) -> int:
@@ -56,7 +73,16 @@ class HonestSma(Strategy):
         return pd.Series((bars["close"] > sma(bars["close"], 20)).astype(int), index=bars.index)
 
 
-@pytest.mark.parametrize("leaky", [PeeksNextClose, CentredAverage, NormalisedByWholeSeries])
+@pytest.mark.parametrize(
+    "leaky",
+    [
+        PeeksNextClose,
+        CentredAverage,
+        NormalisedByWholeSeries,
+        SizeFromTheNextBar,
+        StopFromTheWholeSeries,
+    ],
+)
 def test_leaky_strategies_are_caught(leaky, bars):
     report = check_lookahead(leaky(), bars, checkpoints=40)
     assert not report.ok
