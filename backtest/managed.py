@@ -112,6 +112,7 @@ def enter(
     direction: np.ndarray,
     decimals: int,
     n: int,
+    digits: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Rows]:
     """(entry bar, entry tau on the path, entry price) per trade, NaN price when a limit or
     stop entry expired unfilled; and the rows from each trade's first bar to its last."""
@@ -127,7 +128,7 @@ def enter(
     pending = kind != MARKET
     if pending.any():
         bar, tau, price = _fill_pending(
-            signals, q, rows, signal_bar, scheduled_exit, direction, kind, decimals
+            signals, q, rows, signal_bar, scheduled_exit, direction, kind, decimals, digits
         )
         entry_bar = np.where(pending, bar, entry_bar)
         entry_tau = np.where(pending, tau, entry_tau)
@@ -135,11 +136,12 @@ def enter(
     return entry_bar, entry_tau, entry_price, rows
 
 
-def _fill_pending(signals, q, rows, signal_bar, scheduled_exit, direction, kind, decimals):
-    """Where each limit or stop entry fills: the first touch of its price within its
-    window (until it expires, or the open of the bar where the decision changed)."""
+def _fill_pending(signals, q, rows, signal_bar, scheduled_exit, direction, kind, decimals, digits):
+    """Where each limit or stop entry fills: the first touch of its price (rounded to the
+    symbol's digits, as the order carries it) within its window (until it expires, or the
+    open of the bar where the decision changed)."""
     trade = rows.trade
-    price = signals.entry_price[signal_bar][trade]
+    price = np.round(signals.entry_price[signal_bar], digits)[trade]
     expiry = signals.expiry_bars[signal_bar][trade]
     window_end = np.where(np.isfinite(expiry), signal_bar[trade] + expiry, np.inf)
     buying = direction[trade] > 0
@@ -292,7 +294,7 @@ def trade_paths(
     """Fill every planned trade under the management columns; see the module docstring."""
     q, n = ctx.q, ctx.n
     entry_bar, entry_tau, entry_price, rows = enter(
-        signals, q, signal_bar, scheduled_exit, direction, ctx.decimals, n
+        signals, q, signal_bar, scheduled_exit, direction, ctx.decimals, n, ctx.spec.digits
     )
     keep = np.isfinite(entry_price)  # a limit or stop entry that never filled is no trade
     if not keep.all():

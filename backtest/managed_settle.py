@@ -75,7 +75,11 @@ def settle(ctx: Context, paths: TradePaths) -> ManagedRun:
     """Size, fill and account every trade of `paths`."""
     book = _Book(len(paths.rows.trade))
     changes = _size_changes(paths)
-    opens = ctx.q.side(paths.direction[paths.rows.trade] > 0, paths.rows.bar)[0]
+    buying = paths.direction[paths.rows.trade] > 0
+    opens = (  # at each row's open: adding to the position, and closing part of it
+        ctx.q.side(buying, paths.rows.bar)[0],
+        ctx.q.side(~buying, paths.rows.bar)[0],
+    )
     balance = ctx.cash
     for k in range(len(paths.entry_row)):
         first = int(paths.entry_row[k])
@@ -94,7 +98,7 @@ def _size_changes(paths: TradePaths) -> list[np.ndarray]:
     row = np.arange(len(trade))
     before = np.concatenate(([np.nan], sizes[:-1]))
     inside = (paths.reason == STOP_LOSS) | (paths.reason == TAKE_PROFIT)
-    inside &= paths.exit_tau > 0
+    inside = (inside & (paths.exit_tau > 0)) | (paths.reason == END)  # after that open
     last_change = np.where(inside, paths.exit_row, paths.exit_row - 1)
     changed = (row > paths.entry_row[trade]) & (row <= last_change[trade]) & (sizes != before)
     changed &= np.isfinite(sizes)
@@ -116,8 +120,9 @@ def _one_trade(ctx, paths, book, k, full, changes, opens) -> float:
         target = _lots(spec, full * paths.sizes[at])
         if math.isclose(target, volume, abs_tol=1e-9):
             continue
-        price = float(np.round(opens[at], ctx.decimals))
-        if target > volume:  # a scale-in: the added volume at the open
+        adding = target > volume
+        price = float(np.round(opens[0 if adding else 1][at], ctx.decimals))
+        if adding:  # a scale-in: the added volume at the open
             average = round((average * volume + price * (target - volume)) / target, 10)
         else:
             realised += book.close(ctx, k, int(at), average, price, volume - target, d, SCALE)

@@ -384,8 +384,16 @@ class AuditLogger:
     def record_trade(
         self, *, symbol: str, position_ticket: int, dry_run: bool, **fields: object
     ) -> int | None:
-        """A closed round trip. Recording the same position twice is ignored (returns None)."""
-        if self.reader.trade_for_position(position_ticket, dry_run) is not None:
+        """A closed round trip, or a partial exit of a position (one row per exit). Recording
+        the same exit twice is ignored (returns None)."""
+        exit_key = tuple(
+            str(stored_value(fields.get(name), "TEXT"))
+            for name in ("exit_time", "exit_client_order_id")
+        )
+        if "exit_time" in fields and "exit_client_order_id" in fields:
+            if exit_key in self.reader.recorded_exits(position_ticket, dry_run):
+                return None
+        elif self.reader.trade_for_position(position_ticket, dry_run) is not None:
             return None
         return self.insert(
             "trades",

@@ -235,10 +235,20 @@ class AuditReader:
         return row["detail"] if row else None
 
     def trade_for_position(self, position_ticket: int, dry_run: bool) -> dict[str, object] | None:
+        """The last trade row of a position (its final exit, or a partial one)."""
         return self._one(
-            "SELECT * FROM trades WHERE position_ticket = ? AND dry_run = ?",
+            "SELECT * FROM trades WHERE position_ticket = ? AND dry_run = ? ORDER BY id DESC",
             (position_ticket, int(dry_run)),
         )
+
+    def recorded_exits(self, position_ticket: int, dry_run: bool) -> set[tuple[str, str]]:
+        """(exit time, exit client id) of the trade rows a position has: one per exit."""
+        rows = self.query(
+            "SELECT exit_time, exit_client_order_id FROM trades "
+            "WHERE position_ticket = ? AND dry_run = ?",
+            (position_ticket, int(dry_run)),
+        )
+        return {(str(r["exit_time"]), str(r["exit_client_order_id"])) for r in rows}
 
     def recent_trades(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
         return self.query("SELECT * FROM trades ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))

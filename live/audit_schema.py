@@ -204,6 +204,15 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX orders_broker_order ON orders (broker_order);
     """,
     ),
+    (
+        # a position's partial exits are trade rows of their own: one row per exit deal
+        "006_trade_per_exit",
+        """
+        DROP INDEX trades_position;
+        CREATE UNIQUE INDEX trades_position_exit
+            ON trades (position_ticket, dry_run, exit_time, exit_client_order_id);
+    """,
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 # Alert delivery outcomes after which an alert is no longer waiting to be sent.

@@ -179,7 +179,8 @@ def live_trades(
     )
     for column in ("entry_time", "exit_time"):
         frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
-    return _window(frame.sort_values("entry_time", ignore_index=True), since, until)
+    ordered = frame.sort_values("entry_time", ignore_index=True, kind="stable")  # exits in order
+    return _window(ordered, since, until)
 
 
 def _window(

@@ -60,7 +60,9 @@ def make_client_order_id(strategy: str, symbol: str, bar_time: datetime, action:
 
 @dataclass(frozen=True)
 class OrderIntent:
-    """What the trader wants done. `kind` is "open" or "close"; closes name the position."""
+    """What the trader wants done. `kind`: "open" (a market entry), "pending" (a limit or
+    stop entry), "close" (whole or partial: names the position), "modify" (its stops) or
+    "cancel" (a pending order)."""
 
     client_order_id: str
     symbol: str
@@ -292,6 +294,8 @@ class OrderExecutor:
         self, intent: OrderIntent, request: dict, result: Any, attempts: int
     ) -> ExecutionResult:
         status = "partial" if result.retcode == RETCODE_DONE_PARTIAL else "filled"
+        if intent.kind == "pending":  # accepted: it waits at the broker until its price
+            status = "placed"
         deal = self._deal_of(result) if intent.kind in ("open", "close") else None
         ticket = intent.position_ticket if intent.kind == "close" else int(result.order)
         if intent.kind != "close" and deal is not None:
@@ -635,4 +639,6 @@ def _parse_ts(text: str) -> datetime:
 def _fill_detail(intent: OrderIntent, deal: Any | None) -> str:
     if intent.kind in ("modify", "cancel"):
         return "stops set" if intent.kind == "modify" else "order removed"
+    if intent.kind == "pending":
+        return "placed: waits at the broker for its price"
     return "" if deal is not None else "its deal was not in the history yet"

@@ -72,7 +72,7 @@ class OrderLookup:
             return self._stops_in_place(intent)
         if intent.kind == "cancel":
             return self._order_gone(intent)
-        if intent.kind == "open":
+        if intent.kind in ("open", "pending"):  # a pending entry may have filled since
             position = self._position(intent, since)
             if position is not None:
                 entry = self.entry_deal(int(position.ticket), intent.client_order_id)

@@ -3,8 +3,10 @@
 It sits inside the broker boundary (same interface as MT5Connector), so the executor and the
 loop cannot tell a dry run from a live one. Virtual positions, their P/L and the paper balance
 are rebuilt at start-up from `paper_fill` events in the audit log, so a restart keeps them.
-Stop-loss and take-profit of virtual positions are checked against each new bar on the intrabar
-path of backtest/fills.py, as in the backtest and the simulator.
+Stop-loss and take-profit of virtual positions, and virtual limit and stop orders
+(live/paper_orders.py), are filled on each new bar's intrabar path (backtest/fills.py), as in
+the backtest and the simulator. A deal naming a position with a smaller volume closes part
+of it.
 """
 
 from __future__ import annotations
@@ -16,14 +18,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Unpack
 
-from backtest.fills import low_first
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
 from live.broker_types import (
     DEAL_ENTRY_IN,
     DEAL_ENTRY_OUT,
     DEAL_REASON_SL,
-    DEAL_REASON_TP,
     DEAL_TYPE_BUY,
     DEAL_TYPE_SELL,
     ORDER_TYPE_BUY,
@@ -32,11 +32,14 @@ from live.broker_types import (
     RECORD_TYPES,
     RETCODE_DONE,
     STRUCT_FIELDS,
+    TRADE_ACTION_PENDING,
+    TRADE_ACTION_REMOVE,
     TRADE_ACTION_SLTP,
     TradeRequestFields,
     trade_request,
 )
 from live.errors import OrderRejected
+from live.paper_orders import BarQuote, PaperOrders, stop_touch
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,7 @@ class PaperBroker:
         self.audit = audit
         self._now = now
         self._positions: dict[int, VirtualPosition] = {}
+        self.pending = PaperOrders(self, audit)
         self._deals: list[Any] = []
         self._balance: float | None = None
         self._next_ticket = PAPER_TICKET_BASE + 1
@@ -111,8 +115,8 @@ class PaperBroker:
         )
 
     def orders(self, symbol: str | None = None) -> tuple[Any, ...]:
-        """Paper fills are immediate: no order is ever pending."""
-        return ()
+        """The virtual pending orders (limit and stop entries waiting for their price)."""
+        return self.pending.records(symbol)
 
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
         cutoff = since.timestamp()
@@ -134,23 +138,39 @@ class PaperBroker:
     def send_order(self, **fields: Unpack[TradeRequestFields]) -> Any:
         """Validate with order_check, then fill at the current bid/ask. Never reaches a broker."""
         request = trade_request(fields)
-        if request.get("action") == TRADE_ACTION_SLTP:
+        action = request.get("action")
+        if action == TRADE_ACTION_SLTP:
             return self._move_stops(request)
+        if action == TRADE_ACTION_REMOVE:
+            return self.pending.remove(request)
         self.check_order(**request)
+        if action == TRADE_ACTION_PENDING:
+            return self.pending.place(request, self.connector.tick(request["symbol"]))
         tick = self.connector.tick(request["symbol"])
         buying = request["type"] == ORDER_TYPE_BUY
         price = float(tick.ask if buying else tick.bid)
         ticket = request.get("position")
         if ticket:
-            if int(ticket) not in self._positions:
+            position = self._positions.get(int(ticket))
+            if position is None:
                 raise OrderRejected(
                     f"paper position {ticket} does not exist (already closed)", code=10036
                 )
+            volume = float(request["volume"])
+            if volume > position.volume + 1e-9:
+                raise OrderRejected(
+                    f"close volume {volume} exceeds paper position {ticket}'s {position.volume}",
+                    code=10038,
+                )
             deal = self._close(
-                int(ticket), price, reason=_EXPERT_REASON, comment=request.get("comment", "")
+                int(ticket),
+                price,
+                reason=_EXPERT_REASON,
+                comment=request.get("comment", ""),
+                volume=volume,
             )
         else:
-            deal = self._open(request, price, int(tick.time))
+            deal = self.open_position(request, price, int(tick.time))
         return self._send_result(request, deal, tick)
 
     def _move_stops(self, request: Mapping[str, Any]) -> Any:
@@ -177,49 +197,61 @@ class PaperBroker:
         )
 
     def update_stops(self, timeframe: str, bar_seconds: int) -> list[int]:
-        """Close virtual positions whose SL or TP a closed bar since entry reached.
+        """Fill the virtual pending orders and close the virtual positions that the closed
+        bars since reached, on each bar's path (backtest/fills.py); the tickets closed.
 
-        Bars are checked once each, from the bar containing the entry; a bar opening beyond
-        a level fills at its open; when both levels lie inside one bar, the one the bar's
-        path (backtest/fills.py) meets first.
+        Bars are checked once each, from the bar containing the entry (or the order); a bar
+        opening beyond a level fills at its open.
         """
+        self.pending.trigger(timeframe, bar_seconds)
         closed = []
         for position in list(self._positions.values()):
             if not (position.sl or position.tp):
                 continue
-            hit = self._stop_hit(position, timeframe, bar_seconds)
-            if hit is not None:
-                price, reason = hit
-                label = "sl" if reason == DEAL_REASON_SL else "tp"
-                self._close(position.ticket, price, reason=reason, comment=f"[{label} {price}]")
-                closed.append(position.ticket)
+            bars = self.new_bars(
+                position.ticket, position.symbol, position.time, timeframe, bar_seconds
+            )
+            for bar, _start in bars:
+                if self.stops_on(position, bar):
+                    closed.append(position.ticket)
+                    break
         return closed
 
     # ------------------------------------------------------------ internals
 
-    def _stop_hit(
-        self, position: VirtualPosition, timeframe: str, bar_seconds: int
-    ) -> tuple[float, int] | None:
-        bars = self.connector.rates(position.symbol, timeframe, 5)
-        spec = self.connector.symbol_spec(position.symbol)
-        long = position.type == POSITION_TYPE_BUY
-        checked = self._checked_until.get(position.ticket, position.time - bar_seconds)
+    def new_bars(
+        self, key: int, symbol: str, since: int, timeframe: str, bar_seconds: int
+    ) -> list[tuple[BarQuote, int]]:
+        """The closed bars from the one containing `since` that `key` has not seen yet."""
+        bars = self.connector.rates(symbol, timeframe, 5)
+        point = self.connector.symbol_spec(symbol).point
+        checked = self._checked_until.get(key, since - bar_seconds)
+        found = []
         for bar in bars.itertuples(index=False):
             start = int(bar.time.timestamp())
-            if start + bar_seconds <= position.time or start <= checked:
+            if start + bar_seconds <= since or start <= checked:
                 continue
-            self._checked_until[position.ticket] = start
-            # bars are bid prices; a short closes at the ask, a spread above
-            shift = 0.0 if long else float(bar.spread) * spec.point
-            hit = _level_hit(
-                long, position.sl, position.tp, bar.open + shift, bar.high + shift, bar.low + shift
-            )
-            if hit is not None:
-                return hit
-        return None
+            self._checked_until[key] = start
+            spread = float(bar.spread) * point  # bars are bid prices; the ask is above
+            found.append((BarQuote(bar.open, bar.high, bar.low, bar.close, spread), start))
+        return found
 
-    def _open(self, request: Mapping[str, Any], price: float, when: int) -> Any:
-        ticket = self._next_ticket
+    def stops_on(self, position: VirtualPosition, bar: BarQuote, start: float = 0.0) -> bool:
+        """Close `position` when its SL or TP is on the bar's path from `start`."""
+        hit = stop_touch(position.type == POSITION_TYPE_BUY, position.sl, position.tp, bar, start)
+        if hit is None:
+            return False
+        price, reason = hit
+        label = "sl" if reason == DEAL_REASON_SL else "tp"
+        self._close(position.ticket, price, reason=reason, comment=f"[{label} {price}]")
+        return True
+
+    def open_position(
+        self, request: Mapping[str, Any], price: float, when: int, *, ticket: int = 0
+    ) -> Any:
+        """A virtual position (a pending order's fill keeps the order's ticket, as MT5's
+        position identifier is the ticket of the order that opened it)."""
+        ticket = ticket or self._next_ticket
         position = VirtualPosition(
             ticket=ticket,
             symbol=request["symbol"],
@@ -237,13 +269,29 @@ class PaperBroker:
         self._apply_open(position, deal)
         return deal
 
-    def _close(self, ticket: int, price: float, *, reason: int, comment: str) -> Any:
+    def _close(
+        self, ticket: int, price: float, *, reason: int, comment: str, volume: float = 0.0
+    ) -> Any:
+        """Close a virtual position, or `volume` of it when that is less."""
         position = self._positions[ticket]
-        profit = round(self._profit(position, price), 2)
-        deal = self._deal(position, DEAL_ENTRY_OUT, price, profit, reason, comment)
-        self._persist("close", position=position, deal=deal)
-        self._apply_close(ticket, deal)
+        part = volume and volume < position.volume - 1e-9
+        closed = replace(position, volume=volume) if part else position
+        profit = round(self._profit(closed, price), 2)
+        deal = self._deal(closed, DEAL_ENTRY_OUT, price, profit, reason, comment)
+        if part:
+            left = replace(position, volume=round(position.volume - volume, 8))
+            self._persist("partial", position=left, deal=deal)
+            self._apply_partial(left, deal)
+        else:
+            self._persist("close", position=position, deal=deal)
+            self._apply_close(ticket, deal)
         return deal
+
+    def _apply_partial(self, left: VirtualPosition, deal: Any) -> None:
+        self._positions[left.ticket] = left
+        self._deals.append(deal)
+        self._balance = round((self._balance or 0.0) + float(deal.profit), 2)
+        self._next_ticket = max(self._next_ticket, deal.ticket + 1)
 
     def _deal(
         self,
@@ -280,6 +328,19 @@ class PaperBroker:
         )
         return RECORD_TYPES["TradeDeal"](**fields)
 
+    def take_ticket(self) -> int:
+        """A new ticket for a virtual order (positions take theirs as they open)."""
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        return ticket
+
+    def position(self, ticket: int) -> VirtualPosition:
+        return self._positions[ticket]
+
+    def seen_until(self, ticket: int, bar_start: int) -> None:
+        """Bars up to `bar_start` are checked for this ticket's stops already."""
+        self._checked_until[ticket] = bar_start
+
     def _apply_open(self, position: VirtualPosition, deal: Any) -> None:
         self._positions[position.ticket] = position
         self._deals.append(deal)
@@ -312,6 +373,8 @@ class PaperBroker:
         start = self.audit.reader.last_event("paper_account")
         if start is not None:
             self._balance = float(json.loads(start["data"])["balance"])
+        for order in self.pending.restore(self.audit.reader.events_of_kind("paper_order")):
+            self._next_ticket = max(self._next_ticket, order.ticket + 1)
         for row in self.audit.reader.events_of_kind("paper_fill"):
             data = json.loads(row["data"])
             position = VirtualPosition(**data["position"])
@@ -321,6 +384,8 @@ class PaperBroker:
             deal = RECORD_TYPES["TradeDeal"](**data["deal"])
             if data["action"] == "open":
                 self._apply_open(position, deal)
+            elif data["action"] == "partial":
+                self._apply_partial(position, deal)
             else:
                 self._apply_close(position.ticket, deal)
         if self._positions or self._deals:
@@ -403,23 +468,3 @@ class PaperBroker:
             retcode_external=0,
             request=RECORD_TYPES["TradeRequest"](**request_fields),
         )
-
-
-def _level_hit(
-    long: bool, sl: float, tp: float, open_: float, high: float, low: float
-) -> tuple[float, int] | None:
-    """Which level a bar reached, and the fill: the open when it gapped beyond, else the level."""
-    if sl and (open_ <= sl if long else open_ >= sl):
-        return open_, DEAL_REASON_SL
-    if tp and (open_ >= tp if long else open_ <= tp):
-        return open_, DEAL_REASON_TP
-    sl_inside = bool(sl) and (low <= sl if long else high >= sl)
-    tp_inside = bool(tp) and (high >= tp if long else low <= tp)
-    if sl_inside and tp_inside:  # both: the one the bar's path meets first (backtest/fills.py)
-        stop_first = bool(low_first(open_, high, low)) == long
-        return (sl, DEAL_REASON_SL) if stop_first else (tp, DEAL_REASON_TP)
-    if sl_inside:
-        return sl, DEAL_REASON_SL
-    if tp_inside:
-        return tp, DEAL_REASON_TP
-    return None

@@ -1,7 +1,8 @@
 """The position manager: carries out the reconciler's actions for one symbol through the
-executor, each with a write-ahead client id: entries (sized as the backtest sizes them, gated
-by the risk gate, pre-checked and order_check'ed), closes (never held back by the disk), and
-the kill switch's close_all. It tells what it did as the signal row's action and outcome.
+executor, each with a write-ahead client id: cancels of pending orders, closes (never held
+back by the disk), the care of held positions (live/position_care.py: stops, size, time
+exits), entries (live/entries.py), and the kill switch's close_all. It tells what it did as
+the signal row's action and outcome.
 """
 
 from __future__ import annotations
@@ -16,24 +17,18 @@ from typing import Any
 from backtest.strategy import Strategy
 from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
-from live.audit_schema import FILLED_ORDER_STATUSES
 from live.backtesting_bridge import (
     BacktestingBridge,
     Decision,
-    PrecheckFailed,
     build_close_request,
-    build_order_request,
-    build_stops_request,
-    estimated_margin,
-    simulate_precheck,
-    stop_levels,
-    stops_blocker,
 )
 from live.broker_types import POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
 from live.config import LiveConfig
-from live.errors import AuditWriteError, OrderRejected
+from live.entries import EntryDesk, pending_expiry
+from live.errors import AuditWriteError
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
+from live.position_care import PositionCare
 from live.reconciler import (
     CANCEL,
     CLOSE,
@@ -42,10 +37,8 @@ from live.reconciler import (
     ChaseRule,
     Holding,
     Market,
-    Stops,
     Why,
     plan,
-    stop_changes,
 )
 from live.risk_gate import RiskGate
 from live.state_manager import StateManager
@@ -103,9 +96,37 @@ class PositionManager:
         self._changed = on_change
         self._bar_seconds = bar_seconds
         self._chase = ChaseRule(config.entry_chase_bars, config.entry_chase_max_points)
-        self._skips_told: set[tuple[str, datetime | None]] = set()
-        self._stops_of_entry: dict[int, Stops | None] = {}
-        self._stops_sent: dict[int, float] = {}  # ticket -> wall time of the last change
+        self.entries = EntryDesk(
+            config,
+            broker=broker,
+            executor=executor,
+            bridge=bridge,
+            label=self.label,
+            state=state,
+            risk=risk,
+            audit=audit,
+            health=health,
+            clock=clock,
+            summary=summary,
+            alerts=alerts,
+            on_filled=self._after_entry,
+            bar_seconds=bar_seconds,
+        )
+        self.care = PositionCare(
+            config,
+            broker=broker,
+            executor=executor,
+            label=self.label,
+            state=state,
+            audit=audit,
+            clock=clock,
+            summary=summary,
+            close=self.close,
+            sync=self.sync,
+            on_partial=ledger.partly_closed,
+            open_id=self.entries.open_id,
+            bar_seconds=bar_seconds,
+        )
 
     # ------------------------------------------------------------ one symbol
 
@@ -116,10 +137,7 @@ class PositionManager:
             Holding(int(p.ticket), _direction(p), float(p.volume), float(p.sl), float(p.tp))
             for p in self.state.positions_for(decision.symbol)
         ]
-        pending = [
-            Holding(int(o.ticket), _order_direction(o), float(o.volume_current))
-            for o in self.state.pending_for(decision.symbol)
-        ]
+        pending = self._pending_of_target(decision)
         market = self._market(decision) if self._chase.bars else None
         actions = plan(
             target, holdings, fresh=fresh, chase=self._chase, market=market, pending=pending
@@ -130,13 +148,37 @@ class PositionManager:
         closes = [a for a in actions if a.kind == CLOSE]
         results = [self._close(decision, action) for action in closes]
         closing = {a.ticket for a in closes}
-        self._keep_stops(decision, [h for h in holdings if h.ticket not in closing])
+        self.care.care(decision, [h for h in holdings if h.ticket not in closing], fresh=fresh)
         opening = next((a for a in actions if a.kind == OPEN), None)
         if opening is not None and all(r.filled or r.status == "not_needed" for r in results):
-            return self._enter(decision, opening)
-        if any(a.kind not in (OPEN, CLOSE) for a in actions):
-            self._tell_skip(decision)
+            return Outcome(*self.entries.enter(decision, opening))
+        if any(a.kind not in (OPEN, CLOSE, CANCEL) for a in actions):
+            self.entries.tell_skip(decision)
         return self._close_outcome(decision, results, holdings, fresh=fresh)
+
+    def _pending_of_target(self, decision: Decision) -> list[Holding]:
+        """This trader's pending orders on the symbol, less those that no longer belong to
+        the target (an older entry's, or past their bars), which are removed now."""
+        orders = list(self.state.pending_for(decision.symbol))
+        current = self.entries.open_id(decision)
+        expiry = pending_expiry(decision, self._bar_seconds)
+        expired = expiry is not None and self.clock.now() >= expiry
+        kept = []
+        for order in orders:
+            mine = self.audit.reader.client_order_id_of(int(order.ticket)) or str(order.comment)
+            if mine != current or expired or decision.position == 0:
+                why = "its bars have passed" if mine == current and expired else "a new target"
+                self._cancel(decision, Action(CANCEL, Why.UNWANTED_ORDER, int(order.ticket)), why)
+            else:
+                kept.append(
+                    Holding(int(order.ticket), _order_direction(order), float(order.volume_current))
+                )
+        return kept
+
+    def _after_entry(self) -> None:
+        self.state.sync_orders(self.broker.orders())
+        self.state.sync_positions(self.broker.positions())
+        self._changed()
 
     def _close_outcome(
         self,
@@ -168,239 +210,6 @@ class PositionManager:
             return Market(bars, math.nan)
         price = float(tick.ask if decision.position > 0 else tick.bid)
         return Market(bars, abs(price - decision.entry_close) / spec.point)
-
-    def _tell_skip(self, decision: Decision) -> None:
-        """A missed entry not chased: said once per entry bar, unless it was tried (and its
-        outcome recorded) already."""
-        key = (decision.symbol, decision.entry_bar)
-        if key in self._skips_told or decision.entry_bar is None:
-            return
-        self._skips_told.add(key)
-        if self.audit.latest_order(self._open_id(decision)) is not None:
-            return
-        self._health.event(
-            "entry_not_chased",
-            f"{decision.symbol}: the strategy entered {decision.side} on the bar of "
-            f"{decision.entry_bar.isoformat()}, which this trader did not trade (it was down or "
-            f"the entry was refused); not chased at a later price (ENTRY_CHASE_BARS="
-            f"{self.config.entry_chase_bars})",
-            "warning",
-            symbol=decision.symbol,
-            entry_bar=decision.entry_bar.isoformat(),
-            direction=decision.position,
-        )
-
-    # ------------------------------------------------------------ entries
-
-    def _open_id(self, decision: Decision) -> str:
-        entered = decision.entry_bar or decision.bar_time
-        return make_client_order_id(self.label, decision.symbol, entered, f"open_{decision.side}")
-
-    def _enter(self, decision: Decision, action: Action) -> Outcome:
-        cid = self._open_id(decision)
-        name = f"open_{decision.side}"
-        if self._already_opened(cid):
-            return Outcome(name, "already_executed", cid)
-        blocker = self.risk.entry_blocker()
-        if blocker:
-            self.summary.refused += 1
-            logger.info(
-                "%s%s entry refused: %s",
-                self.clock.stamp(),
-                decision.symbol,
-                blocker,
-                extra={"symbol": decision.symbol},
-            )
-            return Outcome(name, f"refused: {blocker}", cid)
-        try:
-            request = self._entry_request(decision, cid)
-        except PrecheckFailed as exc:
-            self.summary.refused += 1
-            logger.warning(
-                "%s entry refused: %s", decision.symbol, exc, extra={"symbol": decision.symbol}
-            )
-            return Outcome(name, f"refused: {exc}", cid)
-        reason = f"{self.label} bar {decision.bar_time.isoformat()}"
-        if action.why is Why.CHASED_ENTRY:
-            reason = f"{reason}: {Why.CHASED_ENTRY.value} from {decision.entry_bar}"
-        result = self.executor.execute_order(
-            OrderIntent(
-                client_order_id=cid,
-                symbol=decision.symbol,
-                side=decision.side or "",
-                volume=request["volume"],
-                kind="open",
-                request=request,
-                reason=reason,
-            )
-        )
-        return Outcome(name, self._entry_outcome(result), cid)
-
-    def _already_opened(self, cid: str) -> bool:
-        row = self.audit.latest_order(cid)
-        return row is not None and row["status"] in FILLED_ORDER_STATUSES
-
-    def _entry_request(self, decision: Decision, cid: str) -> dict[str, Any]:
-        symbol, buying = decision.symbol, decision.position > 0
-        broker = self.broker
-        tick, spec, account = broker.tick(symbol), broker.symbol_spec(symbol), broker.account()
-        price = float(tick.ask if buying else tick.bid)
-        sl, tp = stop_levels(decision, spec, price)
-        volume = self.bridge.position_size(
-            spec=spec,
-            equity=float(account.equity),
-            entry_price=price,
-            sl=sl,
-            account_currency=account.currency,
-        )
-        request = build_order_request(
-            symbol=symbol,
-            side=decision.side or "",
-            volume=volume,
-            price=price,
-            spec=spec,
-            magic=self.config.magic_number,
-            comment=cid,
-            deviation=self.config.deviation_points,
-            filling=broker.filling_mode(symbol),
-            sl=sl,
-            tp=tp,
-        )
-        margin = estimated_margin(volume, price, spec, account)
-        refusal = self.state.entry_refusal(symbol, volume, margin, account)
-        if refusal:
-            raise PrecheckFailed(refusal)
-        simulate_precheck(
-            request,
-            spec=spec,
-            symbol_info=broker.symbol_info(symbol),
-            tick=tick,
-            account=account,
-            now=self.clock.now(),
-            max_tick_age_s=max(3.0 * self._bar_seconds, 900.0),
-        )
-        request["type_filling"] = broker.confirm_filling(request)
-        try:
-            broker.check_order(**request)
-        except OrderRejected as exc:
-            raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
-        return request
-
-    def _entry_outcome(self, result: ExecutionResult) -> str:
-        if result.filled:
-            if not result.duplicate:
-                self.summary.entries += 1
-                logger.info(
-                    "%s%s opened %s %s lots at %s (%s)",
-                    self.clock.stamp(),
-                    result.symbol,
-                    result.side,
-                    result.volume,
-                    result.price,
-                    result.client_order_id,
-                    extra={"symbol": result.symbol, "client_order_id": result.client_order_id},
-                )
-                self.alerts.notify(
-                    "trade_opened",
-                    f"opened {result.symbol} {result.side} {result.volume} lots at {result.price}",
-                    symbol=result.symbol,
-                )
-            self.state.sync_positions(self.broker.positions())
-            self._changed()
-            return "executed" if not result.duplicate else "already_executed"
-        if result.status == "placed":  # accepted, fills later: adopted with the positions
-            logger.info(
-                "%s order %s is pending at the broker",
-                result.symbol,
-                result.client_order_id,
-                extra={"symbol": result.symbol},
-            )
-            return "placed"
-        self.summary.refused += 1
-        self.alerts.notify(
-            "order_failed",
-            f"{result.symbol} {result.side} order {result.status}: {result.message}",
-            severity="error",
-            symbol=result.symbol,
-        )
-        return f"{result.status}: {result.message}"
-
-    # ------------------------------------------------------------ stops
-
-    def _keep_stops(self, decision: Decision, holdings: list[Holding]) -> None:
-        """Send a position's entry stops again where the broker's differ (a server that
-        filled the entry without them, a change by hand): at most one change per position
-        every STOPS_MIN_SECONDS, never when the server would refuse it now."""
-        if not holdings:
-            return
-        spec = self.broker.symbol_spec(decision.symbol)
-        wanted = {h.ticket: stops for h in holdings if (stops := self._entry_stops(h.ticket))}
-        min_step = self.config.stops_min_step_points * spec.point
-        for action in stop_changes(holdings, wanted, min_step=min_step):
-            wall, last = self.clock.wall(), self._stops_sent.get(action.ticket, -math.inf)
-            if wall - last < self.config.stops_min_seconds:
-                continue
-            self._stops_sent[action.ticket] = wall
-            self._move_stops(decision, action, spec)
-
-    def _entry_stops(self, ticket: int) -> Stops | None:
-        """The stops the position's entry set (None: it set none, or it is not ours)."""
-        if ticket not in self._stops_of_entry:
-            found = self.audit.reader.entry_stops(ticket)
-            self._stops_of_entry[ticket] = Stops(*found) if found and any(found) else None
-        return self._stops_of_entry[ticket]
-
-    def _move_stops(self, decision: Decision, action: Action, spec: Any) -> None:
-        position, stops = self.state.positions[action.ticket], action.stops
-        if stops is None:  # a MODIFY action always carries its stops
-            return
-        info = self.broker.symbol_info(position.symbol)
-        blocker = stops_blocker(
-            position,
-            stops.sl,
-            stops.tp,
-            spec=spec,
-            tick=self.broker.tick(position.symbol),
-            freeze_level=int(info.trade_freeze_level),
-        )
-        if blocker:
-            logger.info("%s #%s stops not moved now: %s", position.symbol, position.ticket, blocker)
-            return
-        cid = make_client_order_id(
-            "stops", position.symbol, decision.bar_time, f"sltp_{position.ticket}_{stops}"
-        )
-        request = build_stops_request(
-            position=position,
-            sl=stops.sl,
-            tp=stops.tp,
-            spec=spec,
-            magic=self.config.magic_number,
-            comment=cid,
-        )
-        result = self.executor.execute_order(
-            OrderIntent(
-                client_order_id=cid,
-                symbol=position.symbol,
-                side="buy" if _direction(position) > 0 else "sell",
-                volume=float(position.volume),
-                kind="modify",
-                request=request,
-                position_ticket=int(position.ticket),
-                reason="stops set again to those of the entry",
-            )
-        )
-        if result.filled and not result.duplicate:
-            logger.info(
-                "%s%s #%s stops set to SL %s TP %s",
-                self.clock.stamp(),
-                position.symbol,
-                position.ticket,
-                stops.sl or "-",
-                stops.tp or "-",
-                extra={"symbol": position.symbol},
-            )
-            self.summary.stop_changes += 1
-            self.sync()
 
     # ------------------------------------------------------------ closes
 
@@ -464,9 +273,13 @@ class PositionManager:
         if not self.state.positions:
             self.risk.settle_close_all()
 
-    def _cancel(self, decision: Decision, action: Action) -> ExecutionResult:
-        """Remove a pending order of this trader that goes against the target."""
-        order = next(o for o in self.state.pending if int(o.ticket) == action.ticket)
+    def _cancel(
+        self, decision: Decision, action: Action, why: str = Why.UNWANTED_ORDER.value
+    ) -> ExecutionResult | None:
+        """Remove a pending order of this trader that the target no longer wants."""
+        order = next((o for o in self.state.pending if int(o.ticket) == action.ticket), None)
+        if order is None:
+            return None
         cid = make_client_order_id(
             self.label, decision.symbol, decision.bar_time, f"cancel_{order.ticket}"
         )
@@ -486,7 +299,7 @@ class PositionManager:
                 kind="cancel",
                 request=request,
                 position_ticket=int(order.ticket),
-                reason=f"cancel: {Why.UNWANTED_ORDER.value}",
+                reason=f"cancel: {why}",
             )
         )
         self.state.sync_orders(self.broker.orders())
@@ -494,12 +307,26 @@ class PositionManager:
 
     def sync(self) -> None:
         """Read this trader's positions and pending orders from the broker; the closed
-        positions go to the ledger."""
-        self.state.sync_orders(self.broker.orders())
+        positions go to the ledger, also those a pending order opened and the server closed
+        between two loops (never seen open)."""
+        gone_orders = self.state.sync_orders(self.broker.orders())
         gone = self.state.sync_positions(self.broker.positions())
-        self.ledger.closed(change.ticket for change in gone)
-        if gone:
+        closed = {change.ticket for change in gone} | self._filled_and_closed(gone_orders)
+        self.ledger.closed(sorted(closed))
+        if closed:
             self._changed()
+
+    def _filled_and_closed(self, order_tickets: list[int]) -> set[int]:
+        """Positions opened by these (gone) pending orders that are no longer open."""
+        if not order_tickets:
+            return set()
+        open_now = {int(getattr(p, "identifier", 0) or p.ticket) for p in self.broker.positions()}
+        found = set()
+        for ticket in order_tickets:
+            for deal in self.broker.deals_for_order(ticket):
+                if int(deal.position_id) not in open_now:
+                    found.add(int(deal.position_id))
+        return found
 
 
 def _direction(position: Any) -> int:

@@ -118,9 +118,12 @@ class StateManager:
         self.positions = current
         return gone
 
-    def sync_orders(self, orders: Iterable[Any]) -> None:
-        """This trader's orders not filled yet (pending at the broker)."""
+    def sync_orders(self, orders: Iterable[Any]) -> list[int]:
+        """This trader's orders not filled yet (pending at the broker); returns the tickets
+        of those that are gone since (filled, expired or removed)."""
+        before = {int(o.ticket) for o in self.pending}
         self.pending = list(orders)
+        return sorted(before - {int(o.ticket) for o in self.pending})
 
     def pending_for(self, symbol: str) -> list[Any]:
         return [o for o in self.pending if o.symbol == symbol]

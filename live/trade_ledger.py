@@ -1,5 +1,7 @@
-"""The trade ledger: every closed position of this trader becomes one trade row, built from
-its deals (the broker's record), also for positions that closed while the trader was down.
+"""The trade ledger: every exit of a position of this trader becomes one trade row, built
+from its deals (the broker's record), also for positions that closed while the trader was
+down. A position closed at once is one row; a partial exit is a row of its own naming the
+position, so a position's P/L is the sum of its rows (the entry's costs shared by volume).
 
 A position is known by its identifier (a netting reversal may change its ticket, never its
 identifier). A trade whose row cannot be written yet (the terminal away, the deals not in the
@@ -15,6 +17,7 @@ from typing import Any
 
 from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
+from live.audit_schema import iso
 from live.broker_types import DEAL_ENTRY_IN, DEAL_REASON_SL, DEAL_REASON_TP, DEAL_TYPE_BUY
 from live.errors import AuditWriteError, BrokerError
 from live.status import SessionSummary
@@ -45,6 +48,10 @@ class TradeLedger:
         self.summary = summary  # trades closed and realized P/L are counted in it
         self._unrecorded: set[int] = set()  # closed positions whose trade row is not written
 
+    def partly_closed(self, identifier: int) -> None:
+        """A position that is still open lost part of its volume: its exit rows now."""
+        self.closed([identifier])
+
     def closed(self, identifiers: Iterable[int]) -> None:
         """Positions that disappeared: write their rows now, or on a later loop."""
         self._unrecorded.update(identifiers)
@@ -74,9 +81,7 @@ class TradeLedger:
             int(d.position_id) for d in self.broker.deals_since(since) if d.entry != DEAL_ENTRY_IN
         } - still_open
         for identifier in sorted(closed):
-            if self.audit.reader.trade_for_position(identifier, self.broker.dry_run) is None:
-                logger.info("recording trade of position %s closed while away", identifier)
-                self._record(identifier)
+            self._record(identifier)  # only the exits not recorded yet
 
     def _backfill_since(self) -> datetime | None:
         """From a day before the last recorded trade's exit (or the first order) onwards."""
@@ -85,40 +90,48 @@ class TradeLedger:
         return anchor - timedelta(days=1) if anchor else None
 
     def _record(self, identifier: int) -> bool:
-        """Write the trade row of a closed position from its deals. False when its deals are
-        not all in the history yet."""
+        """Write a trade row for each exit deal of a position not recorded yet. False when its
+        deals are not all in the history yet."""
         deals = self.broker.deals_for_position(identifier)
         entries = [d for d in deals if d.entry == DEAL_ENTRY_IN]
         exits = [d for d in deals if d.entry != DEAL_ENTRY_IN]
         if not exits or not entries:
             logger.warning("position %s is gone but its deals are not all there yet", identifier)
             return False
-        first, last = entries[0], exits[-1]
-        volume = sum(float(d.volume) for d in entries)
+        dry_run = self.broker.dry_run
+        recorded = self.audit.reader.recorded_exits(identifier, dry_run)
+        entry_volume = sum(float(d.volume) for d in entries)
+        entry_costs = sum(_costs(d) for d in entries)
+        first = entries[0]
         direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
-        pnl = sum(
-            float(d.profit) + float(d.commission) + float(d.swap) + float(d.fee) for d in deals
-        )
-        reason = self._exit_reason(last)
-        trade_id = self.audit.record_trade(
-            symbol=first.symbol,
-            position_ticket=int(identifier),
-            dry_run=self.broker.dry_run,
-            direction=direction,
-            volume=volume,
-            entry_time=_utc(first.time),
-            entry_price=round(_average_price(entries), 10),
-            exit_time=_utc(last.time),
-            exit_price=round(_average_price(exits), 10),
-            pnl=round(pnl, 2),
-            commission=sum(float(d.commission) for d in deals),
-            swap=sum(float(d.swap) for d in deals),
-            exit_reason=reason,
-            entry_client_order_id=self._client_id(first),
-            exit_client_order_id=self._client_id(last),
-        )
-        if trade_id is not None:
-            self._announce(first.symbol, direction, volume, pnl, reason)
+        for deal in exits:
+            exit_time, exit_cid = _utc(deal.time), self._client_id(deal)
+            if (iso(exit_time), exit_cid) in recorded:
+                continue
+            before = [d for d in entries if float(d.time) <= float(deal.time)] or entries
+            share = float(deal.volume) / entry_volume if entry_volume else 1.0
+            pnl = float(deal.profit) + _costs(deal) + entry_costs * share
+            reason = self._exit_reason(deal)
+            trade_id = self.audit.record_trade(
+                symbol=first.symbol,
+                position_ticket=int(identifier),
+                dry_run=dry_run,
+                direction=direction,
+                volume=float(deal.volume),
+                entry_time=_utc(first.time),
+                entry_price=round(_average_price(before), 10),
+                exit_time=exit_time,
+                exit_price=float(deal.price),
+                pnl=round(pnl, 2),
+                commission=float(deal.commission)
+                + sum(float(d.commission) for d in entries) * share,
+                swap=float(deal.swap) + sum(float(d.swap) for d in entries) * share,
+                exit_reason=reason,
+                entry_client_order_id=self._client_id(first),
+                exit_client_order_id=exit_cid,
+            )
+            if trade_id is not None:
+                self._announce(first.symbol, direction, float(deal.volume), pnl, reason)
         return True
 
     def _announce(
@@ -164,11 +177,19 @@ class TradeLedger:
             return "kill_switch"
         if why.startswith("exit retry"):
             return "exit_retry"
+        if why.startswith("partial exit") or why.startswith("size "):
+            return "partial"
+        if why.startswith("time exit"):
+            return "time"
         return "signal"
 
 
 def _identifier(position: Any) -> int:
     return int(getattr(position, "identifier", 0) or position.ticket)
+
+
+def _costs(deal: Any) -> float:
+    return float(deal.commission) + float(deal.swap) + float(deal.fee)
 
 
 def _average_price(deals: list[Any]) -> float:

@@ -44,6 +44,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--password", help="require this password at login")
     run.add_argument("--faults", default="", help="e.g. requote_rate=0.1,reply_lost_rate=0.05")
     run.add_argument(
+        "--stop-slippage-points",
+        type=int,
+        default=0,
+        help="stop-losses and buy/sell stop orders fill this many points worse than their "
+        "level; take-profits and limits never slip (default 0: off)",
+    )
+    run.add_argument(
+        "--max-requests-per-second",
+        type=int,
+        default=0,
+        help="order_send requests beyond this many within one second of simulated time "
+        "answer 10024, too many requests (default 0: no limit)",
+    )
+    run.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host (anyone reaching it can run code)",
@@ -68,6 +82,8 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         netting=args.netting,
         real_account=args.real_account,
         password=args.password,
+        stop_slippage_points=args.stop_slippage_points,
+        max_requests_per_second=args.max_requests_per_second,
         faults=FaultConfig.parse(args.faults),
     )
 

@@ -86,6 +86,12 @@ class SimConfig:
     data: a bars CSV replayed for `data_symbol` (default the first symbol); the other symbols
     get seeded synthetic bars on the same calendar. speed: simulated seconds per wall second;
     None means the clock moves only when driven (sim_step_bar, sim_advance).
+
+    Trade-server rules that are off by default (for parity with the backtest):
+    stop_slippage_points     stop-losses and buy/sell stop orders fill this many points worse
+                             than their level (take-profits and limits never slip)
+    max_requests_per_second  order_send requests beyond this many within one second of
+                             simulated time answer 10024 (too many requests); 0 = no limit
     """
 
     symbols: tuple[str, ...] = ("EURUSD",)
@@ -107,6 +113,8 @@ class SimConfig:
     server: str = "Sim-Demo"
     trade_allowed: bool = True
     tradeapi_disabled: bool = False
+    stop_slippage_points: int = 0
+    max_requests_per_second: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
@@ -128,6 +136,10 @@ class SimConfig:
             raise ValueError(f"speed must be > 0 or None (stepped), got {self.speed!r}")
         if self.balance <= 0 or self.leverage < 1:
             raise ValueError("balance must be > 0 and leverage >= 1")
+        for name in ("stop_slippage_points", "max_requests_per_second"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0 (0 = off), got {value!r}")
 
     def _check_symbols_known(self) -> None:
         """A symbol the simulator has no spec for is only allowed as the replayed CSV's."""

@@ -1,8 +1,8 @@
 """Every constant the MetaTrader5 package exports (223), with the same names and values.
 
-Values as in MetaTrader5 5.0.6231 (its __init__.py). SYMBOL_FILLING_* flags and
-TRADE_RETCODE_HEDGE_PROHIBITED are documented for MQL5 but not exported by the package;
-they live in INTERNAL_FLAGS, not among the public constants.
+Values as in MetaTrader5 5.0.6231 (its __init__.py). SYMBOL_FILLING_* and
+SYMBOL_EXPIRATION_* flags and TRADE_RETCODE_HEDGE_PROHIBITED are documented for MQL5 but not
+exported by the package; they live in INTERNAL_FLAGS, not among the public constants.
 """
 
 from __future__ import annotations
@@ -240,6 +240,11 @@ INTERNAL_FLAGS: dict[str, int] = {
     "SYMBOL_FILLING_FOK": 1,
     "SYMBOL_FILLING_IOC": 2,
     "SYMBOL_FILLING_BOC": 4,
+    # flags of symbol_info().expiration_mode: the ORDER_TIME_* a symbol's pending orders take
+    "SYMBOL_EXPIRATION_GTC": 1,
+    "SYMBOL_EXPIRATION_DAY": 2,
+    "SYMBOL_EXPIRATION_SPECIFIED": 4,
+    "SYMBOL_EXPIRATION_SPECIFIED_DAY": 8,
 }
 
 # Attribute access for the simulator's own code: K.TRADE_RETCODE_DONE, K.ORDER_TYPE_BUY, ...

@@ -42,7 +42,9 @@ class SimSymbol:
     """A symbol's trading specification, as symbol_info() reports it.
 
     filling_flags is the SYMBOL_FILLING_* mask (FOK=1, IOC=2); exemode a
-    SYMBOL_TRADE_EXECUTION_* value; trade_mode a SYMBOL_TRADE_MODE_* value.
+    SYMBOL_TRADE_EXECUTION_* value; trade_mode a SYMBOL_TRADE_MODE_* value; expiration_mode
+    the SYMBOL_EXPIRATION_* mask of the ORDER_TIME_* pending orders may take (GTC=1, DAY=2,
+    SPECIFIED=4, SPECIFIED_DAY=8; 15 allows all).
     """
 
     name: str
@@ -59,6 +61,7 @@ class SimSymbol:
     filling_flags: int = 3
     trade_mode: int = 4
     exemode: int = 2
+    expiration_mode: int = 15
     visible: bool = True
     calc_mode: int = 0
     start_price: float = 1.0

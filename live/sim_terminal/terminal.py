@@ -24,7 +24,7 @@ from backtest.synthetic import START_PRICES, generate_bars
 from live.sim_terminal import arguments, structs
 from live.sim_terminal.arguments import INVALID, WRONG_COUNT
 from live.sim_terminal.arguments import CallFailed as _Fail
-from live.sim_terminal.broker import Account, TradeRefused, TradeServer
+from live.sim_terminal.broker import Account, RequestRate, TradeRefused, TradeServer
 from live.sim_terminal.config import FaultConfig, SimConfig
 from live.sim_terminal.constants import CONSTANTS, K
 from live.sim_terminal.market import (
@@ -108,7 +108,13 @@ class SimTerminal:
             if self.config.real_account
             else K.ACCOUNT_TRADE_MODE_DEMO,
         )
-        self.server = TradeServer(account, feeds, processed_until=start)
+        self.server = TradeServer(
+            account,
+            feeds,
+            processed_until=start,
+            stop_slippage_points=self.config.stop_slippage_points,
+            request_rate=RequestRate(self.config.max_requests_per_second),
+        )
 
     # ------------------------------------------------------------ plumbing
 
@@ -508,7 +514,7 @@ class SimTerminal:
             o.state,
             o.magic,
             o.position_id,
-            0,
+            o.position_by_id,
             o.reason,
             o.volume_initial,
             o.volume_current,
@@ -607,6 +613,7 @@ class SimTerminal:
         if not self.server_connected:
             return K.TRADE_RETCODE_CONNECTION, "No connection", None
         try:
+            self.server.request_rate.admit(moment)  # what is sent to execute counts
             self._check_selected(request)
             self.server.validate(request, moment, trade_allowed=self.trade_allowed)
         except TradeRefused as refused:
@@ -979,7 +986,7 @@ def _symbol_fields(
         trade_freeze_level=spec.freeze_level,
         trade_exemode=spec.exemode,
         filling_mode=spec.filling_flags,
-        expiration_mode=15,
+        expiration_mode=spec.expiration_mode,
         order_mode=127,
         order_gtc_mode=0,
         bid=bid,

@@ -245,3 +245,15 @@ def test_managed_path_without_management_equals_the_plain_engine(config):
     assert set(plain.trades["exit_reason"]) >= {"sl", "tp", "signal"}
     pd.testing.assert_frame_equal(plain.trades, managed.trades)
     np.testing.assert_allclose(plain.equity.to_numpy(), managed.equity.to_numpy(), atol=1e-6)
+
+
+def test_a_partial_exit_of_a_short_buys_at_the_ask_and_a_scale_in_sells_at_the_bid():
+    bars = make_bars(flat_bars(6), spread=10)  # bid prices, the ask 10 points above
+    frame = pd.DataFrame({"position": -1, "size": [0.5, 0.5, 1.0, 1.0, 0.5, NAN]})
+    config = BacktestConfig(spread_mode="bid")
+    result = run_backtest(
+        bars, Moving(), spec=EURUSD, config=config, signals=normalize_signals(frame, 6)
+    )
+    partial = result.trades.iloc[0]
+    assert partial.exit_reason == "partial" and partial.exit_price == pytest.approx(1.1001)
+    assert partial.entry_price == pytest.approx(1.1)  # shorts enter at the bid, scale-in too

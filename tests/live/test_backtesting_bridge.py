@@ -17,9 +17,9 @@ from live.backtesting_bridge import (
     generate_signals,
     get_strategy_from_file,
     simulate_precheck,
-    stop_levels,
 )
 from live.mt5_connector import MT5Connector
+from live.order_requests import stop_levels
 from tests.live.conftest import SMA_CROSS
 
 SYMBOLS = ("EURUSD", "XAUUSD", "USDTRY", "USDJPY")

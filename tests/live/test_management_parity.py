@@ -1,0 +1,91 @@
+"""Position management live equals the backtest, trade for trade: each shipped example that
+moves stops, exits partly, enters with pending orders or exits on time is replayed through
+the simulator in lockstep, and its trade rows (partial exits included) are the backtest's on
+the same bars: entry and exit bar, prices, volume and reason."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backtest.data import rates_to_frame
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.sizing import Sizing
+from live.audit_reader import AuditReader
+from live.backtesting_bridge import get_strategy_from_file
+from tests.live.conftest import ROOT, run_bars
+
+STRATEGIES = ROOT / "backtest" / "strategies"
+CASES = {
+    "donchian_chandelier": ("channel=10,period=10,atr_period=10", {"sl"}),
+    "breakeven_partial": ("fast=5,slow=20,atr_period=10,max_bars=30", {"partial", "sl"}),
+    "pending_breakout": (
+        "channel=8,fast=5,slow=20,atr_period=10,expiry_bars=3,max_bars=12",
+        {"sl", "time"},
+    ),
+}
+
+
+def live_rows(db: Path) -> pd.DataFrame:
+    rows = AuditReader(db).trades()
+    frame = pd.DataFrame(rows)
+    for column in ("entry_time", "exit_time"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame.sort_values(["entry_time", "id"], kind="stable", ignore_index=True)
+
+
+def comparable(frame: pd.DataFrame, reasons: dict[str, str]) -> list[tuple]:
+    return [
+        (
+            t.entry_time.floor("h"),  # the bar: a stop fills inside it
+            t.exit_time.floor("h"),
+            t.direction,
+            round(float(t.entry_price), 5),
+            round(float(t.exit_price), 5),
+            round(float(t.volume), 2),
+            reasons.get(str(t.exit_reason), str(t.exit_reason)),
+        )
+        for t in frame.itertuples()
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_lockstep_replay_equals_the_backtest(name, tmp_path, live_config, make_sim, make_trader):
+    params, must_have = CASES[name]
+    path = STRATEGIES / f"{name}.py"
+    config = live_config(
+        dry_run=False, strategy_path=str(path), strategy_params=params, lot_size=0.1
+    )
+    terminal = make_sim(history_bars=400, n_bars=2400)
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 1500)
+    now = datetime.fromtimestamp(terminal.sim_time(), tz=UTC)
+    rates = terminal.copy_rates_range(
+        "EURUSD", terminal.TIMEFRAME_H1, datetime(1970, 1, 2, tzinfo=UTC), now
+    )
+    trader.shutdown()
+    bars = rates_to_frame(rates)
+    reader = AuditReader(config.audit_db)
+    first_decided = pd.Timestamp(reader.signal_span("EURUSD")[0])
+    first = int((bars["time"] < first_decided).sum())
+    strategy = get_strategy_from_file(path, params.split(","))
+    spec = terminal.server.feeds["EURUSD"].symbol.as_symbol_spec()  # the broker's spec
+    backtest = run_backtest(
+        bars,
+        strategy,
+        spec=spec,
+        config=BacktestConfig(
+            close_at_end=False, spread_mode="bid", sizing=Sizing(mode="fixed", lots=0.1)
+        ),
+        trade_from=first,
+    ).trades
+    live = live_rows(config.audit_db)
+    assert len(backtest) >= 10, "the replay must trade"
+    assert must_have <= set(backtest["exit_reason"].astype(str))
+    done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
+    assert comparable(live, {}) == comparable(done, {})
