@@ -18,9 +18,7 @@ Fill model (see docs/backtest.md):
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,107 +26,35 @@ import pandas as pd
 
 from backtest.fills import low_first
 from backtest.managed import Context, quotes, trade_paths
-from backtest.managed_settle import settle
+from backtest.managed_settle import settle, stops_by_bar, trades_frame
 from backtest.metrics import compute_stats
-from backtest.sizing import Sizing, SizingError, position_size
+from backtest.results import (
+    END,
+    EXIT_REASONS,
+    SIGNAL,
+    SPREAD_MODES,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TRADE_COLUMNS,
+    BacktestConfig,
+    BacktestResult,
+)
+from backtest.sizing import SizingError, position_size, volume_rule
 from backtest.strategy import Signals, Strategy, compute_signals, strategy_label
 from backtest.symbols import SymbolSpec
 
+__all__ = [
+    "EXIT_REASONS",
+    "SPREAD_MODES",
+    "TRADE_COLUMNS",
+    "BacktestConfig",
+    "BacktestResult",
+    "fill_decimals",
+    "run_backtest",
+    "trade_exposure_bars",
+]
+
 logger = logging.getLogger(__name__)
-
-TRADE_COLUMNS = (
-    "entry_time",
-    "exit_time",
-    "entry_price",
-    "exit_price",
-    "direction",
-    "volume",
-    "size",
-    "pnl",
-    "commission",
-    "exit_reason",
-    "sl",
-    "tp",
-    "entry_bar",
-    "exit_bar",
-    "signal_bar",
-    "position",
-)
-SPREAD_MODES = ("half", "bid")
-EXIT_REASONS = ("signal", "sl", "tp", "end", "time", "partial")
-SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS (managed.py: all six)
-
-
-@dataclass(frozen=True)
-class BacktestConfig:
-    """Account and cost settings. Money in the account currency, spread in points."""
-
-    cash: float = 10_000.0
-    commission_per_lot: float = 0.0
-    spread_points: float | None = None
-    spread_mode: str = "half"
-    sizing: Sizing = field(default_factory=Sizing)
-    account_currency: str = "USD"
-    close_at_end: bool = True
-
-    def __post_init__(self) -> None:
-        if not (self.cash > 0 and math.isfinite(self.cash)):
-            raise ValueError(f"cash must be a positive number, got {self.cash!r}")
-        if self.commission_per_lot < 0:
-            raise ValueError(f"commission must be >= 0, got {self.commission_per_lot!r}")
-        if self.spread_points is not None and self.spread_points < 0:
-            raise ValueError(f"spread must be >= 0 points, got {self.spread_points!r}")
-        if self.spread_mode not in SPREAD_MODES:
-            raise ValueError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
-
-
-@dataclass(frozen=True)
-class BacktestResult:
-    """Trades (one row per round trip), the per-bar equity curve and summary statistics."""
-
-    trades: pd.DataFrame
-    equity: pd.Series
-    stats: dict[str, float | int | str | None]
-    symbol: str
-    strategy: str
-
-    def trades_records(self) -> list[dict[str, object]]:
-        """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""
-        return json.loads(self.trades_json())
-
-    def trades_json(self, price_decimals: int = 6) -> str:
-        """The trades as a JSON array (fast: encoded column-wise by pandas).
-
-        Prices carry `price_decimals` places (the fill precision), money and units two, so
-        binary float noise (-32.299999999999997) never reaches the file.
-        """
-        columns = [
-            "entry_time",
-            "exit_time",
-            "entry_price",
-            "exit_price",
-            "direction",
-            "size",
-            "volume",
-            "pnl",
-            "exit_reason",
-        ]
-        frame = self.trades.loc[:, columns].copy()
-        for column in ("entry_time", "exit_time"):
-            seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
-            frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
-        # the encoder prints the shortest text that reads back as the rounded double
-        decimals = {
-            "entry_price": price_decimals,
-            "exit_price": price_decimals,
-            "size": 2,
-            "volume": 4,
-            "pnl": 2,
-        }
-        for column, places in decimals.items():
-            frame[column] = frame[column].to_numpy(dtype=float).round(places)
-        # double_precision counts decimal places: more than the rounding would print noise
-        return frame.to_json(orient="records", double_precision=max(price_decimals, 4))
 
 
 @dataclass(frozen=True)
@@ -200,7 +126,7 @@ def run_backtest(
     plan = _plan_trades(signals, n, trade_from)
     times = _utc_index(bars["time"])
     if signals.manages or getattr(strategy, "moving_stops", False):
-        trades, equity, exposure = _run_managed(
+        trades, equity, exposure, stops = _run_managed(
             plan, signals, prices, spec, config, times, bool(strategy.moving_stops)
         )
     else:
@@ -210,6 +136,7 @@ def run_backtest(
         equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
         trades = _trade_frame(plan, times, spec, volume, pnl, commission)
         exposure = _exposure_bars(plan, n)
+        stops = _plain_stop_path(plan, n)
     stats = compute_stats(
         equity=equity,
         times=times,
@@ -224,6 +151,7 @@ def run_backtest(
         stats=stats,
         symbol=spec.name,
         strategy=strategy_label(strategy),
+        stops=pd.DataFrame({"sl": stops[0], "tp": stops[1]}, index=times),
     )
 
 
@@ -506,6 +434,19 @@ def _trade_frame(
     return frame
 
 
+def _plain_stop_path(plan: _Plan, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per bar, the levels in force: a trade's own from its entry bar to its exit bar."""
+    sl, tp = np.full(n, np.nan), np.full(n, np.nan)
+    if not len(plan) or not (np.isfinite(plan.sl).any() or np.isfinite(plan.tp).any()):
+        return sl, tp
+    last = np.where(plan.closed, plan.exit_bar, n - 1)
+    lengths = np.maximum(last - plan.entry_bar + 1, 0)
+    starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    bars = np.repeat(plan.entry_bar - starts, lengths) + np.arange(int(lengths.sum()))
+    sl[bars], tp[bars] = np.repeat(plan.sl, lengths), np.repeat(plan.tp, lengths)
+    return sl, tp
+
+
 def _position_pnl(trades: pd.DataFrame) -> np.ndarray:
     """P/L per position (its partial exits summed), in position order: what the statistics
     count as one trade."""
@@ -522,8 +463,9 @@ def _run_managed(
     config: BacktestConfig,
     times: pd.DatetimeIndex,
     moving: bool,
-) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Trades frame (a row per closing fill), equity curve and exposure under management."""
+) -> tuple[pd.DataFrame, np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
+    """Trades frame (a row per closing fill), equity curve, exposure and the stops in force
+    per bar, under management."""
     n = len(prices.open)
     ctx = Context(
         q=quotes(
@@ -535,7 +477,7 @@ def _run_managed(
         cash=config.cash,
         commission_per_lot=config.commission_per_lot,
         close_at_end=config.close_at_end,
-        volume_for=_volume_rule(spec, config, plan),
+        volume_for=volume_rule(spec, config.sizing, config.account_currency),
         to_account=lambda amount, price: _to_account(amount, price, spec, config.account_currency),
         n=n,
     )  # fmt: skip
@@ -548,49 +490,5 @@ def _run_managed(
         moving=moving,
     )
     run = settle(ctx, paths)
-    keep = run.closed
-    trades = pd.DataFrame(
-        {
-            "entry_time": times[run.entry_bar[keep]],
-            "exit_time": times[run.exit_bar[keep]],
-            "entry_price": np.round(run.entry_price[keep], prices.decimals),
-            "exit_price": run.exit_price[keep],
-            "direction": pd.Categorical.from_codes(
-                (run.direction[keep] > 0).astype(np.int8), ["short", "long"]
-            ),
-            "volume": run.volume[keep],
-            "size": run.volume[keep] * spec.contract_size,
-            "pnl": np.round(run.pnl[keep], 2),
-            "commission": np.round(run.commission[keep], 2),
-            "exit_reason": pd.Categorical.from_codes(run.reason[keep], EXIT_REASONS),
-            "sl": run.sl[keep],
-            "tp": run.tp[keep],
-            "entry_bar": run.entry_bar[keep],
-            "exit_bar": run.exit_bar[keep],
-            "signal_bar": run.signal_bar[keep],
-            "position": run.position[keep],
-        }
-    )
-    return trades, run.equity, run.exposure_bars
-
-
-def _volume_rule(spec: SymbolSpec, config: BacktestConfig, plan: _Plan):
-    """The full volume of trade k: fixed lots, or risk sizing on the balance before it."""
-    if config.sizing.mode == "fixed":
-        lots = spec.clamp_volume(config.sizing.lots)
-        return lambda balance, price, distance, k: lots
-
-    def risk_volume(balance: float, price: float, distance: float, k: int) -> float:
-        try:
-            return position_size(
-                sizing=config.sizing,
-                spec=spec,
-                equity=balance,
-                sl_distance=distance,
-                price=price,
-                account_currency=config.account_currency,
-            )
-        except SizingError as exc:
-            raise SizingError(f"trade {k + 1}: {exc}") from None
-
-    return risk_volume
+    frame = trades_frame(run, times, spec.contract_size, prices.decimals, EXIT_REASONS)
+    return frame, run.equity, run.exposure_bars, stops_by_bar(paths, n)

@@ -50,6 +50,20 @@ def first_touch(
     start = np.broadcast_to(np.asarray(start, dtype=float), level.shape)
     tau = np.full(level.shape, NEVER)
     with np.errstate(invalid="ignore"):
+        # only where the bar's range reaches the level at all: most bars do not
+        low = np.minimum(points[1], points[2])
+        high = np.maximum(points[1], points[2])
+        reach = np.flatnonzero(np.where(falling, low <= level, high >= level))
+    if len(reach):
+        tau[reach] = _touch(
+            level[reach], falling[reach], tuple(p[reach] for p in points), start[reach]
+        )
+    return tau
+
+
+def _touch(level, falling, points, start) -> np.ndarray:
+    tau = np.full(level.shape, NEVER)
+    with np.errstate(invalid="ignore", divide="ignore"):
         at_open = (start == 0) & np.where(falling, points[0] <= level, points[0] >= level)
         tau[at_open] = 0.0
         for leg in range(3):

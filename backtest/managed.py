@@ -169,7 +169,7 @@ def _fill_pending(signals, q, rows, signal_bar, scheduled_exit, direction, kind,
 
 def stop_path(
     rows: Rows,
-    q: Quotes,
+    opening: np.ndarray,
     spec: SymbolSpec,
     *,
     signal_bar: np.ndarray,
@@ -182,7 +182,8 @@ def stop_path(
     moving: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(level in force at each row's open, level in force along each row's path) for the
-    stop-loss (sign -1) or take-profit (sign +1); NaN where none."""
+    stop-loss (sign -1) or take-profit (sign +1); NaN where none. `opening`: each row's
+    open on the side that closes the position."""
     trade = rows.trade
     d = direction[trade]
     entry_price_row = entry_price[trade]
@@ -196,7 +197,6 @@ def stop_path(
         previous = np.maximum(rows.bar - 1, 0)
         asked = _level(absolute[previous], distance[previous], entry_price_row, sign * d)
         asked = np.round(asked, spec.digits)
-        opening = q.side(d < 0, rows.bar)[0]  # a long's stops watch the bid, a short's the ask
         margin = spec.stops_level * spec.point
         stop_side = (sign < 0) == (d > 0)  # below the price: a long's SL, a short's TP
         allowed = np.where(stop_side, asked < opening - margin, asked > opening + margin)
@@ -221,18 +221,19 @@ def stop_touch(
     at_open: np.ndarray,
     in_force: np.ndarray,
     start: np.ndarray,
+    points: tuple[np.ndarray, ...],
     *,
     stop_loss: bool,
 ) -> np.ndarray:
     """Where on each row's path the stop is reached (NEVER when not): a level in force at
-    the open that the open has passed fills at 0; the level set at the open from `start`."""
+    the open that the open has passed fills at 0; the level set at the open from `start`.
+    `points` are the path's points on the closing side (a long sells at the bid)."""
     d = direction[rows.trade]
-    points = q.side(d < 0, rows.bar)  # closing a long sells at the bid, a short buys
     falling = (d > 0) == stop_loss  # a long's stop-loss is below, its take-profit above
-    gap = first_touch(at_open, falling, points, 0.0)
-    gap = np.where(gap == 0.0, 0.0, NEVER)
+    with np.errstate(invalid="ignore"):
+        passed = np.where(falling, points[0] <= at_open, points[0] >= at_open)
     path = first_touch(in_force, falling, points, np.maximum(start, OPEN_ORDER))
-    return np.minimum(gap, path)
+    return np.where(passed, 0.0, path)
 
 
 # ---------------------------------------------------------------- volumes and money
@@ -311,14 +312,19 @@ def trade_paths(
     start = np.where(on_entry, entry_tau[rows.trade], 0.0)
     # an entry at the open meets a level the open has already passed at once (a gap)
     gaps_at_entry = on_entry & (start == 0.0)
+    closing = q.side(direction[rows.trade] < 0, rows.bar)  # a long sells at the bid
     stops = {}
     for name, sign, absolute, distance in (
         ("sl", -1, signals.sl, signals.sl_distance),
         ("tp", 1, signals.tp, signals.tp_distance),
     ):
+        if not (np.isfinite(absolute).any() or np.isfinite(distance).any()):
+            none = np.full(len(rows.trade), np.nan)  # the strategy never sets this level
+            stops[name] = (none, none, np.full(len(rows.trade), NEVER))
+            continue
         at_open, in_force = stop_path(
             rows,
-            q,
+            closing[0],
             ctx.spec,
             signal_bar=signal_bar,
             entry_row=entry_row,
@@ -330,7 +336,9 @@ def trade_paths(
             moving=moving,
         )
         at_open = np.where(gaps_at_entry, in_force, at_open)
-        touch = stop_touch(rows, q, direction, at_open, in_force, start, stop_loss=name == "sl")
+        touch = stop_touch(
+            rows, q, direction, at_open, in_force, start, closing, stop_loss=name == "sl"
+        )
         stops[name] = (at_open, in_force, touch)
     sizes = _size_path(signals, rows, signal_bar, entry_row)
     exit_row, exit_tau, reason = _first_exits(

@@ -1,5 +1,6 @@
 """The HTML report of a backtest: one self-contained file (chart library, data and styles inline)
-that opens offline, with the price and trade markers, equity, drawdown, statistics and trades.
+that opens offline, with the price and trade markers (partial exits their own), the path of
+the stop-loss and take-profit in force, equity, drawdown, statistics and trades.
 
 Large backtests stay light: candles are resampled to a coarser timeframe beyond MAX_CANDLES,
 the equity and drawdown keep each bucket's low and high, and markers and trades are capped.
@@ -76,6 +77,7 @@ def render_report(
         "stats": [[label, _stat(result.stats.get(key))] for key, label in STAT_LABELS.items()],
         "candles": _candles(display, candle_times),
         "markers": _markers(result.trades, candle_times),
+        "stop_paths": _stop_paths(result.stops, candle_times),
         **_equity_and_drawdown(result.equity),
         "trade_columns": list(TRADE_COLUMNS),
         "trades": _trade_rows(result.trades),
@@ -235,32 +237,57 @@ def _candles(bars: pd.DataFrame, times: np.ndarray) -> list[dict[str, float]]:
 
 
 def _markers(trades: pd.DataFrame, candle_times: np.ndarray) -> list[dict[str, Any]]:
-    """Entry arrows and exit dots on the display candle holding each fill (latest MAX_MARKERS)."""
+    """Entry arrows (one per position) and exit dots on the display candle holding each fill
+    (latest MAX_MARKERS); a partial exit is a square labelled with the volume it closed."""
     if trades.empty:
         return []
     shown = trades.tail(MAX_MARKERS // 2)
+    positions = shown["position"] if "position" in shown else pd.Series(range(len(shown)))
+    first_row = ~positions.duplicated().to_numpy()
     markers = []  # every marker carries its label; the page shows labels only when zoomed in
-    for trade in shown.itertuples(index=False):
+    for trade, first in zip(shown.itertuples(index=False), first_row, strict=True):
         long = trade.direction == "long"
-        markers.append(
-            {
-                "time": _candle_at(trade.entry_time, candle_times),
-                "position": "belowBar" if long else "aboveBar",
-                "color": "#2962ff" if long else "#ff6d00",
-                "shape": "arrowUp" if long else "arrowDown",
-                "text": "L" if long else "S",
-            }
-        )
+        if first:
+            markers.append(
+                {
+                    "time": _candle_at(trade.entry_time, candle_times),
+                    "position": "belowBar" if long else "aboveBar",
+                    "color": "#2962ff" if long else "#ff6d00",
+                    "shape": "arrowUp" if long else "arrowDown",
+                    "text": "L" if long else "S",
+                }
+            )
+        partial = str(trade.exit_reason) == "partial"
         markers.append(
             {
                 "time": _candle_at(trade.exit_time, candle_times),
                 "position": "aboveBar" if long else "belowBar",
                 "color": "#1a9e5c" if trade.pnl > 0 else "#d2453d",
-                "shape": "circle",
-                "text": f"{trade.pnl:+.2f}",
+                "shape": "square" if partial else "circle",
+                "text": (f"partial {trade.volume:g} " if partial else "") + f"{trade.pnl:+.2f}",
             }
         )
     return sorted(markers, key=lambda m: m["time"])
+
+
+def _stop_paths(stops: pd.DataFrame | None, candle_times: np.ndarray) -> dict[str, list]:
+    """The stop-loss and take-profit in force at the end of each display candle, as line
+    points; a candle with none is a gap in the line (a point without a value)."""
+    if stops is None or stops.empty:
+        return {"sl": [], "tp": []}
+    bar_times = _epoch(pd.Series(stops.index))
+    last_bar = np.searchsorted(bar_times, np.append(candle_times[1:], np.iinfo(np.int64).max)) - 1
+    paths = {}
+    for name in ("sl", "tp"):
+        values = stops[name].to_numpy()[np.clip(last_bar, 0, len(bar_times) - 1)]
+        if not np.isfinite(values).any():
+            paths[name] = []
+            continue
+        paths[name] = [
+            {"time": int(t), "value": float(v)} if math.isfinite(v) else {"time": int(t)}
+            for t, v in zip(candle_times, values, strict=True)
+        ]
+    return paths
 
 
 def _candle_at(moment: pd.Timestamp, candle_times: np.ndarray) -> int:

@@ -49,7 +49,12 @@ _FLOAT_COLUMNS = (*LEVEL_COLUMNS, "size", "entry_price", "expiry_bars", "max_bar
 
 
 class SignalError(ValueError):
-    """A signal column the strategy returned is unusable; the message names column and row."""
+    """A signal column the strategy returned is unusable; the message names column and row
+    (`row`, when one row is at fault)."""
+
+    def __init__(self, message: str, row: int | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 @dataclass(frozen=True)
@@ -89,15 +94,19 @@ class Signals:
         )
 
 
-def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signals:
-    """Turn a Series/DataFrame/ndarray of decisions into validated `Signals` arrays."""
+def normalize_signals(
+    raw: object, n_bars: int, who: str = "strategy", *, check_from: int = 0
+) -> Signals:
+    """Turn a Series/DataFrame/ndarray of decisions into validated `Signals` arrays. Rows
+    before `check_from` are not checked (a trader decides on the last bar only): their bad
+    values are dropped (NaN, a market entry) instead."""
     columns = _columns(raw, who)
     position = columns["position"]
     if len(position) != n_bars:
         raise SignalError(f"{who}.signals returned {len(position)} rows for {n_bars} bars")
     nan = np.full(n_bars, np.nan)
     nan.flags.writeable = False  # shared by every missing column
-    floats = {c: _floats(columns, c, nan, who) for c in _FLOAT_COLUMNS}
+    floats = {c: _floats(columns, c, nan, who, copy=check_from > 0) for c in _FLOAT_COLUMNS}
     entry = columns.get("entry")
     signals = Signals(
         position=_position_array(position, who),
@@ -107,40 +116,52 @@ def normalize_signals(raw: object, n_bars: int, who: str = "strategy") -> Signal
         tp_distance=floats["tp_distance"],
         entry=np.zeros(n_bars, dtype=bool) if entry is None else _bool_array(entry),
         size=floats["size"],
-        entry_type=_entry_types(columns.get("entry_type"), n_bars, who),
+        entry_type=_entry_types(columns.get("entry_type"), n_bars, who, check_from),
         entry_price=floats["entry_price"],
         expiry_bars=floats["expiry_bars"],
         max_bars=floats["max_bars"],
     )
-    _check_ranges(signals, who)
+    _check_ranges(signals, who, check_from, given=set(columns))
     return signals
 
 
 def check_against_prices(
-    signals: Signals, close: np.ndarray, who: str, *, moving_stops: bool = False
+    signals: Signals,
+    close: np.ndarray,
+    who: str,
+    *,
+    moving_stops: bool = False,
+    check_from: int = 0,
 ) -> None:
     """Levels on the wrong side of the price on the bars they are decided for (the bars that
     enter, every held bar when stops move): a long's stop-loss at or above the close, its
     take-profit at or below it (the reverse for a short); a buy limit at or above the close,
     a buy stop at or below it."""
     acting = signals.actions()
+    acting[:check_from] = False
     deciding = (signals.position != 0) if moving_stops else acting
-    long, short = deciding & (signals.position > 0), deciding & (signals.position < 0)
+    deciding[:check_from] = False
+    rows = np.flatnonzero(deciding)  # few rows without moving stops: checked on those only
+    long, short = signals.position[rows] > 0, signals.position[rows] < 0
     with np.errstate(invalid="ignore"):
-        _refuse(
-            who,
-            "sl",
-            (long & (signals.sl >= close)) | (short & (signals.sl <= close)),
-            signals.sl,
-            "on the wrong side of the close for the position",
-        )
-        _refuse(
-            who,
-            "tp",
-            (long & (signals.tp <= close)) | (short & (signals.tp >= close)),
-            signals.tp,
-            "on the wrong side of the close for the position",
-        )
+        for name, above in (("sl", False), ("tp", True)):
+            level, at_close = getattr(signals, name)[rows], close[rows]
+            high, low = level >= at_close, level <= at_close
+            wrong = (long & (low if above else high)) | (short & (high if above else low))
+            if wrong.any():
+                mask = np.zeros(len(signals), dtype=bool)
+                mask[rows[wrong]] = True
+                _refuse(
+                    who,
+                    name,
+                    mask,
+                    getattr(signals, name),
+                    "on the wrong side of the close for the position",
+                )
+        if not signals.entry_type.any():
+            return
+        long = acting & (signals.position > 0)
+        short = acting & (signals.position < 0)
         pending = acting & (signals.entry_type != MARKET)
         price = signals.entry_price
         limit, stop = signals.entry_type == LIMIT, signals.entry_type == STOP
@@ -173,12 +194,14 @@ def _columns(raw: object, who: str) -> dict[str, np.ndarray]:
     raise SignalError(f"{who}.signals returned {type(raw).__name__}, expected a DataFrame")
 
 
-def _floats(columns: dict, name: str, nan: np.ndarray, who: str) -> np.ndarray:
+def _floats(
+    columns: dict, name: str, nan: np.ndarray, who: str, *, copy: bool = False
+) -> np.ndarray:
     values = columns.get(name)
     if values is None:
         return nan
     try:
-        return np.asarray(values, dtype=float)
+        return np.array(values, dtype=float, copy=copy) if copy else np.asarray(values, float)
     except (TypeError, ValueError):
         row = next(i for i, v in enumerate(values) if not _is_number(v))
         raise SignalError(
@@ -194,7 +217,7 @@ def _is_number(value: object) -> bool:
     return True
 
 
-def _entry_types(values: object, n_bars: int, who: str) -> np.ndarray:
+def _entry_types(values: object, n_bars: int, who: str, check_from: int = 0) -> np.ndarray:
     if values is None:
         return np.zeros(n_bars, dtype=np.int8)
     values = np.asarray(values)
@@ -207,34 +230,44 @@ def _entry_types(values: object, n_bars: int, who: str) -> np.ndarray:
     else:
         numbers = np.nan_to_num(values.astype(float), nan=float(MARKET))
         codes = np.where(np.isin(numbers, (0, 1, 2)), numbers, -1).astype(np.int8)
+    codes[:check_from][codes[:check_from] < 0] = MARKET  # unchecked rows
     bad = codes < 0
     if bad.any():
         row = int(np.argmax(bad))
         raise SignalError(
             f"{who}.signals: entry_type must be one of {', '.join(ENTRY_TYPES)} (or 0, 1, 2); "
-            f"row {row} is {plain(values[row])!r}"
+            f"row {row} is {plain(values[row])!r}",
+            row,
         )
     return codes
 
 
-def _check_ranges(signals: Signals, who: str) -> None:
+def _check_ranges(signals: Signals, who: str, check_from: int, *, given: set[str]) -> None:
+    """Range checks of the columns the strategy gave (the others are all NaN)."""
     with np.errstate(invalid="ignore"):
-        _refuse(
-            who,
-            "size",
-            (signals.size < 0) | (signals.size > 1),
-            signals.size,
-            "outside 0..1 (a fraction of the full volume)",
-        )
+        if "size" in given:
+            _refuse(
+                who,
+                "size",
+                (signals.size < 0) | (signals.size > 1),
+                signals.size,
+                "outside 0..1 (a fraction of the full volume)",
+                check_from,
+            )
         for name in ("expiry_bars", "max_bars"):
+            if name not in given:
+                continue
             values = getattr(signals, name)
             _refuse(
                 who,
                 name,
-                (values < 0) | (np.isfinite(values) & (values != np.round(values))),
+                (values < 1) | (np.isfinite(values) & (values != np.round(values))),
                 values,
-                "not a whole number of bars >= 0",
+                "not a whole number of bars >= 1",
+                check_from,
             )
+        if "entry_type" not in given:
+            return
         pending = signals.entry_type != MARKET
         missing = pending & (signals.position != 0) & ~(signals.entry_price > 0)
         _refuse(
@@ -243,15 +276,25 @@ def _check_ranges(signals: Signals, who: str) -> None:
             missing,
             signals.entry_price,
             "missing or not a positive price for a limit or stop entry",
+            check_from,
         )
 
 
-def _refuse(who: str, column: str, bad: np.ndarray, values: np.ndarray, why: str) -> None:
+def _refuse(
+    who: str, column: str, bad: np.ndarray, values: np.ndarray, why: str, check_from: int = 0
+) -> None:
+    """Raise naming the first bad row; rows before `check_from` are made NaN instead."""
+    if check_from and bad[:check_from].any():
+        if values.flags.writeable:
+            values[:check_from][bad[:check_from]] = np.nan
+        bad = bad.copy()
+        bad[:check_from] = False
     if bad.any():
         row = int(np.argmax(bad))
         raise SignalError(
             f"{who}.signals: {column} {plain(values[row])!r} at row {row} is {why}"
-            + (f" ({int(bad.sum()) - 1} more rows)" if bad.sum() > 1 else "")
+            + (f" ({int(bad.sum()) - 1} more rows)" if bad.sum() > 1 else ""),
+            row,
         )
 
 

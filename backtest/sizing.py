@@ -74,3 +74,26 @@ def position_size(
         sl_distance * spec.contract_size, price if price else 0.0, account_currency
     )
     return spec.clamp_volume(risk_money / loss_per_lot)
+
+
+def volume_rule(spec: SymbolSpec, sizing: Sizing, account_currency: str):
+    """The full volume of trade k as (balance, price, SL distance, k) -> lots: fixed lots,
+    or risk sizing on the balance before it (SizingError naming the trade)."""
+    if sizing.mode == "fixed":
+        lots = spec.clamp_volume(sizing.lots)
+        return lambda balance, price, distance, k: lots
+
+    def risk_volume(balance: float, price: float, distance: float, k: int) -> float:
+        try:
+            return position_size(
+                sizing=sizing,
+                spec=spec,
+                equity=balance,
+                sl_distance=distance,
+                price=price,
+                account_currency=account_currency,
+            )
+        except SizingError as exc:
+            raise SizingError(f"trade {k + 1}: {exc}") from None
+
+    return risk_volume

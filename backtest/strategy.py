@@ -232,23 +232,26 @@ def strategy_label(strategy: Strategy) -> str:
     return value
 
 
-def compute_signals(strategy: Strategy, bars: pd.DataFrame) -> Signals:
+def compute_signals(strategy: Strategy, bars: pd.DataFrame, *, check_from: int = 0) -> Signals:
     """Run the strategy on bars and validate its output against them. Raises StrategyError
-    naming the class, its file, the column and the row on any fault."""
+    naming the class, its file, the column, the row and its bar on any fault. Rows before
+    `check_from` are not checked (the live trader decides on the last bar only)."""
     cls = type(strategy)
     with user_code(cls, "signals()"):
         raw = strategy.signals(bars)
     who = describe(cls)
     try:
-        signals = normalize_signals(raw, len(bars), who)
+        signals = normalize_signals(raw, len(bars), who, check_from=check_from)
         check_against_prices(
             signals,
             bars["close"].to_numpy(dtype=float),
             who,
             moving_stops=bool(getattr(strategy, "moving_stops", False)),
+            check_from=check_from,
         )
     except SignalError as exc:
-        raise StrategyError(str(exc)) from None
+        when = f" (bar {bars['time'].iloc[exc.row]})" if exc.row is not None else ""
+        raise StrategyError(f"{exc}{when}") from None
     except (TypeError, ValueError) as exc:  # e.g. a position column of strings
         raise StrategyError(
             f"{who}: signals() returned unusable values: {type(exc).__name__}: {exc}"

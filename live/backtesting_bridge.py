@@ -193,8 +193,9 @@ def fetch_bars(
 
 
 def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
-    """The decision on the last bar of `bars` (all closed)."""
-    signals = compute_signals(strategy, bars)
+    """The decision on the last bar of `bars` (all closed). Only that bar's columns are
+    checked: a bad value skips its bar (StrategyError), not every later one."""
+    signals = compute_signals(strategy, bars, check_from=len(bars) - 1)
     actions = signals.actions()
     last = len(bars) - 1
     entered = _entry_index(signals.position, actions)
@@ -228,13 +229,13 @@ def _management(strategy: Strategy, signals: Signals, entered: int | None) -> Ma
     asked = tuple(float(c[-1]) for c in columns) if moving else (math.nan,) * 4
     held = tuple(_last_finite(c[entered + 1 :]) for c in columns) if moving else asked
     entry_size = float(signals.size[entered])
-    entry_size = entry_size if math.isfinite(entry_size) else 1.0
+    entry_size = min(max(entry_size, 0.0), 1.0) if math.isfinite(entry_size) else 1.0
     later = _last_finite(signals.size[entered + 1 :])
     return Management(
         moving_stops=moving,
         stops_asked=asked,  # type: ignore[arg-type]
         stops_held=held,  # type: ignore[arg-type]
-        size=later if math.isfinite(later) else entry_size,
+        size=min(max(later, 0.0), 1.0) if math.isfinite(later) else entry_size,
         entry_size=entry_size,
         entry_type=int(signals.entry_type[entered]),
         entry_price=float(signals.entry_price[entered]),

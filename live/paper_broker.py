@@ -233,7 +233,8 @@ class PaperBroker:
                 continue
             self._checked_until[key] = start
             spread = float(bar.spread) * point  # bars are bid prices; the ask is above
-            found.append((BarQuote(bar.open, bar.high, bar.low, bar.close, spread), start))
+            quote = BarQuote(bar.open, bar.high, bar.low, bar.close, spread, start, bar_seconds)
+            found.append((quote, start))
         return found
 
     def stops_on(self, position: VirtualPosition, bar: BarQuote, start: float = 0.0) -> bool:
@@ -241,9 +242,15 @@ class PaperBroker:
         hit = stop_touch(position.type == POSITION_TYPE_BUY, position.sl, position.tp, bar, start)
         if hit is None:
             return False
-        price, reason = hit
+        tau, price, reason = hit
         label = "sl" if reason == DEAL_REASON_SL else "tp"
-        self._close(position.ticket, price, reason=reason, comment=f"[{label} {price}]")
+        self._close(
+            position.ticket,
+            price,
+            reason=reason,
+            comment=f"[{label} {price}]",
+            when=bar.time_at(tau),
+        )
         return True
 
     def open_position(
@@ -264,20 +271,30 @@ class PaperBroker:
             magic=int(request.get("magic", 0)),
             comment=request.get("comment", ""),
         )
-        deal = self._deal(position, DEAL_ENTRY_IN, price, 0.0, _EXPERT_REASON, position.comment)
+        deal = self._deal(
+            position, DEAL_ENTRY_IN, price, 0.0, _EXPERT_REASON, position.comment, when
+        )
         self._persist("open", position=position, deal=deal)
         self._apply_open(position, deal)
         return deal
 
     def _close(
-        self, ticket: int, price: float, *, reason: int, comment: str, volume: float = 0.0
+        self,
+        ticket: int,
+        price: float,
+        *,
+        reason: int,
+        comment: str,
+        volume: float = 0.0,
+        when: int | None = None,
     ) -> Any:
-        """Close a virtual position, or `volume` of it when that is less."""
+        """Close a virtual position, or `volume` of it when that is less (at `when`, the
+        moment on a bar's path a stop filled; now by default)."""
         position = self._positions[ticket]
         part = volume and volume < position.volume - 1e-9
         closed = replace(position, volume=volume) if part else position
         profit = round(self._profit(closed, price), 2)
-        deal = self._deal(closed, DEAL_ENTRY_OUT, price, profit, reason, comment)
+        deal = self._deal(closed, DEAL_ENTRY_OUT, price, profit, reason, comment, when)
         if part:
             left = replace(position, volume=round(position.volume - volume, 8))
             self._persist("partial", position=left, deal=deal)
@@ -301,14 +318,15 @@ class PaperBroker:
         profit: float,
         reason: int,
         comment: str,
+        when: int | None = None,
     ) -> Any:
         opening = entry == DEAL_ENTRY_IN
         buy = (position.type == POSITION_TYPE_BUY) == opening
-        now = int(self._now().timestamp())
+        now = int(self._now().timestamp()) if when is None else int(when)
         fields = dict.fromkeys(STRUCT_FIELDS["TradeDeal"], 0)
         fields.update(
             ticket=self._next_ticket if opening else self._next_ticket + 1,
-            order=0,
+            order=position.ticket if opening else 0,  # the order that opened it: its ticket
             time=now,
             time_msc=now * 1000,
             type=DEAL_TYPE_BUY if buy else DEAL_TYPE_SELL,

@@ -94,6 +94,12 @@ class BarQuote:
     low: float
     close: float
     spread: float  # in price
+    start: int = 0  # the bar's open time (epoch seconds) and length
+    seconds: int = 0
+
+    def time_at(self, tau: float) -> int:
+        """When the path is at `tau` (its points at thirds of the bar, as the simulator's)."""
+        return int(self.start + min(tau, 3.0) / 3.0 * max(self.seconds - 1, 0))
 
     def path(self, buying: bool) -> tuple[np.ndarray, ...]:
         """The path's four points as a buyer (ask) or a seller (bid) meets them."""
@@ -158,7 +164,7 @@ class PaperOrders:
                 "magic": order.magic,
                 "comment": order.comment,
             }
-            deal = self.book.open_position(request, price, start, ticket=order.ticket)
+            deal = self.book.open_position(request, price, bar.time_at(tau), ticket=order.ticket)
             position = self.book.position(deal.position_id)
             self.book.seen_until(position.ticket, start)  # this bar: from the fill on
             self.book.stops_on(position, bar, tau)
@@ -192,7 +198,7 @@ class PaperOrders:
         self._drop(order, "removed")
         return _order_result(order, self.book.connector.tick(order.symbol))
 
-    def _drop_order(self, order: VirtualOrder, why: str) -> None:
+    def _drop(self, order: VirtualOrder, why: str) -> None:
         self._persist(why, order)
         self._orders.pop(order.ticket, None)
 
@@ -238,9 +244,10 @@ def order_touch(order: VirtualOrder, bar: BarQuote) -> tuple[float, float] | Non
 
 def stop_touch(
     long: bool, sl: float, tp: float, bar: BarQuote, start: float = 0.0
-) -> tuple[float, int] | None:
-    """(fill price, deal reason) of the first of SL and TP the bar's path meets from `start`
-    (0: from the open, where a level already passed fills at the open); None when neither."""
+) -> tuple[float, float, int] | None:
+    """(place on the path, fill price, deal reason) of the first of SL and TP the bar's
+    path meets from `start` (0: from the open, where a level already passed fills at the
+    open); None when neither."""
     points = bar.path(not long)  # a long is closed at the bid, a short at the ask
     hits = []
     for level, reason, falling in ((sl, DEAL_REASON_SL, long), (tp, DEAL_REASON_TP, not long)):
@@ -251,4 +258,4 @@ def stop_touch(
     if not hits:
         return None
     tau, reason, level = min(hits)
-    return (float(points[0][0]) if tau == 0.0 else level), reason
+    return tau, (float(points[0][0]) if tau == 0.0 else level), reason

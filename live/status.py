@@ -185,6 +185,7 @@ class StatusReporter:
         return {
             "account": _account_dict(account),
             "positions": [position_dict(p) for p in self._state.positions.values()],
+            "pending_orders": [order_dict(o) for o in self._state.pending],
             "limits": {
                 "entries_today": self._audit.reader.entries_filled_since(
                     day_start, dry_run=config.dry_run
@@ -262,6 +263,35 @@ def position_dict(position: Any) -> dict[str, Any]:
         "profit": float(position.profit),
         "time": datetime.fromtimestamp(float(position.time), tz=UTC).isoformat(),
         "comment": position.comment,
+    }
+
+
+ORDER_TYPE_NAMES = {
+    0: "buy",
+    1: "sell",
+    2: "buy limit",
+    3: "sell limit",
+    4: "buy stop",
+    5: "sell stop",
+    6: "buy stop limit",
+    7: "sell stop limit",
+}
+
+
+def order_dict(order: Any) -> dict[str, Any]:
+    """A pending order as the dashboard shows it (expiry None: good till cancelled)."""
+    expires = int(getattr(order, "time_expiration", 0) or 0)
+    return {
+        "ticket": int(order.ticket),
+        "symbol": order.symbol,
+        "type": ORDER_TYPE_NAMES.get(int(order.type), str(order.type)),
+        "volume": float(order.volume_current),
+        "price": float(order.price_open),
+        "sl": float(order.sl),
+        "tp": float(order.tp),
+        "placed": datetime.fromtimestamp(float(order.time_setup), tz=UTC).isoformat(),
+        "expires": datetime.fromtimestamp(expires, tz=UTC).isoformat() if expires else None,
+        "comment": order.comment,
     }
 
 

@@ -243,8 +243,17 @@
       ["Open", "price_open", "num"], ["Now", "price_current", "num"], ["SL", "sl", "price"],
       ["TP", "tp", "price"], ["Comment", "comment", "text", "wide"]],
       status.positions || [], "no open positions");
+    document.getElementById("pending-note").textContent =
+      status.heartbeat_ts ? "as of " + shortTime(status.heartbeat_ts) : "";
+    fillTable("pending", [["Ticket", "ticket", "num", "wide"], ["Symbol", "symbol"],
+      ["Type", "type"], ["Lots", "volume", "num"], ["Price", "price", "price"],
+      ["SL", "sl", "price"], ["TP", "tp", "price"], ["Placed", "placed", "time", "wide"],
+      ["Expires", "expires", "time"], ["Comment", "comment", "text", "wide"]],
+      status.pending_orders || [], "no pending orders");
+    // a stop change (kind "modify") shows the SL/TP it set; a pending entry its price
     fillTable("orders", [["Time", "ts", "time"], ["Symbol", "symbol"], ["Kind", "kind"],
       ["Side", "side"], ["Lots", "volume", "num"], ["Status", "status"],
+      ["Price", "price", "price", "wide"], ["SL", "sl", "price"], ["TP", "tp", "price"],
       ["Retcode", "retcode", "num", "wide"], ["Fill", "fill_price", "num"],
       ["Id", "client_order_id", "text", "wide"], ["Detail", "detail", "text", "wide"]],
       r[3].rows, "no orders yet");

@@ -154,3 +154,30 @@ def test_walkforward_report_renders_offline(page_probe, tmp_path):
         "JSON.parse(document.getElementById('report-data').textContent).markers.map(m => m.text)"
     )
     assert markers == ["W1", "W2", "W3", "W4"]
+
+
+def test_the_stop_path_is_drawn_and_partial_exits_are_marked(page_probe, tmp_path):
+    bars = generate_bars("EURUSD", "H1", 3000, seed=11)
+    strategy = get_strategy_from_file(ROOT / "backtest" / "strategies" / "breakeven_partial.py")
+    path = tmp_path / "managed.html"
+    result = report_for(strategy(), bars, path)
+    assert (result.trades["exit_reason"] == "partial").any()
+    probe = open_report(page_probe, path)
+    assert probe.errors == [] and probe.blocked == []
+    page = probe.page
+    stop_points = page.evaluate(
+        "() => window.__report.series.stops.sl.data().filter(p => p.value !== undefined)"
+    )
+    in_force = result.stops["sl"].dropna()
+    assert len(stop_points) > 100
+    # the line follows the stop as it moves: break-even lifts it within positions
+    assert len({round(p["value"], 5) for p in stop_points}) > len(result.trades) / 2
+    assert {round(p["value"], 5) for p in stop_points} <= set(in_force.round(5))
+    markers = page.evaluate(
+        "() => JSON.parse(document.getElementById('report-data').textContent).markers"
+    )
+    squares = [m for m in markers if m["shape"] == "square"]
+    assert len(squares) == (result.trades["exit_reason"] == "partial").sum()
+    assert all(m["text"].startswith("partial ") for m in squares)
+    arrows = [m for m in markers if m["shape"].startswith("arrow")]
+    assert len(arrows) == result.trades["position"].nunique()  # one entry per position

@@ -138,3 +138,66 @@ def test_the_no_data_page_names_the_database(tmp_path, page_probe):
         probe.page.locator("#headline", has_text=str(missing)).wait_for()
         assert str(missing) in probe.page.locator("#db-path").inner_text()
         assert probe.errors == []
+
+
+def managed_run_db(live_config, make_sim, make_trader, tmp_path, name, params, until) -> object:
+    """A live run on the simulator of a shipped management example, stopped as soon as
+    `until(trader)` holds; its database copied as an operator would find it."""
+    from tests.live.conftest import ROOT, copy_audit_db, run_bars
+
+    config = live_config(
+        dry_run=False,
+        strategy_path=str(ROOT / "backtest" / "strategies" / f"{name}.py"),
+        strategy_params=params,
+        lot_size=0.1,
+        audit_db=tmp_path / name / "audit.db",
+    )
+    terminal = make_sim(history_bars=400)
+    trader = make_trader(config, terminal)
+    trader.start()
+    for _ in range(1500):
+        run_bars(trader, terminal, 1)
+        if until(trader):
+            break
+    trader.status.heartbeat(True)  # the page reads the newest heartbeat
+    trader.shutdown()
+    return copy_audit_db(config.audit_db, tmp_path / name / "served.db")
+
+
+@pytest.mark.browser
+def test_pending_orders_and_stop_changes_are_shown(
+    live_config, make_sim, make_trader, page_probe, tmp_path
+):
+    pending_db = managed_run_db(
+        live_config, make_sim, make_trader, tmp_path, "pending_breakout",
+        "channel=8,fast=5,slow=20,atr_period=10", lambda t: bool(t.state.pending),
+    )  # fmt: skip
+    with served(pending_db) as base:
+        status = requests.get(base + "/api/status", timeout=10).json()
+        (order,) = status["pending_orders"]
+        probe = page_probe((base,), width=1280, height=900)
+        page = probe.page
+        page.goto(base + "/")
+        page.locator("#pending tr").nth(1).wait_for()
+        row = page.locator("#pending tr").nth(1).inner_text()
+        assert order["type"] in ("buy stop", "sell stop") and order["type"] in row
+        assert f"{order['price']}" in row and f"{order['sl']}" in row
+        assert order["expires"] is not None  # the symbol allows a specified expiry
+        assert probe.errors == []
+
+    moved_db = managed_run_db(
+        live_config, make_sim, make_trader, tmp_path, "donchian_chandelier",
+        "channel=10,period=10,atr_period=10", lambda t: t.summary.stop_changes >= 2,
+    )  # fmt: skip
+    with served(moved_db) as base:
+        probe = page_probe((base,), width=1280, height=900)
+        page = probe.page
+        page.goto(base + "/")
+        page.locator("#orders tr").nth(2).wait_for()
+        rows = page.locator("#orders tr").all_inner_texts()
+        changes = [r for r in rows if "modify" in r]
+        assert changes, rows
+        sl = requests.get(base + "/api/orders?limit=25", timeout=10).json()["rows"]
+        modified = [r for r in sl if r["kind"] == "modify"]
+        assert any(f"{r['sl']}" in changes[0] for r in modified)  # the SL it set is shown
+        assert probe.errors == []

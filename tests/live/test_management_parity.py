@@ -89,3 +89,41 @@ def test_lockstep_replay_equals_the_backtest(name, tmp_path, live_config, make_s
     assert must_have <= set(backtest["exit_reason"].astype(str))
     done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
     assert comparable(live, {}) == comparable(done, {})
+
+
+BAD_SIZE_ON_SOME_BARS = '''
+import numpy as np
+import pandas as pd
+from backtest.strategy import Strategy
+
+class BadSizeAtNoon(Strategy):
+    """Long from 01:00 to midnight; its size column is out of range on the noon bars."""
+
+    def signals(self, bars):
+        hour = bars["time"].dt.hour.to_numpy()
+        size = np.where(hour == 12, 1.5, 1.0)
+        return pd.DataFrame({"position": (hour > 0).astype(int), "size": size}, index=bars.index)
+'''
+
+
+def test_a_bad_management_value_skips_its_bar_live_with_an_event_naming_it(
+    tmp_path, live_config, make_sim, make_trader
+):
+    path = tmp_path / "bad_size.py"
+    path.write_text(BAD_SIZE_ON_SOME_BARS)
+    config = live_config(dry_run=False, strategy_path=str(path))
+    terminal = make_sim()
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 30)
+    events = [e for e in AuditReader(config.audit_db).events_of_kind("strategy_error")]
+    assert events, "the noon bar must be refused"
+    assert all("size 1.5" in e["message"] and "12:00" in e["message"] for e in events)
+    assert len(events) <= 2  # only the noon bars: the others decide (and hold the long)
+    signals = AuditReader(config.audit_db).query("SELECT COUNT(*) AS n FROM signals")[0]["n"]
+    assert signals >= 27
+    opened = AuditReader(config.audit_db).query(
+        "SELECT COUNT(*) AS n FROM signals WHERE action = 'open_buy' AND outcome = 'executed'"
+    )[0]["n"]
+    assert opened >= 1  # the good bars trade
+    trader.shutdown()

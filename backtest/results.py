@@ -1,0 +1,113 @@
+"""What a backtest takes and gives: the account and cost settings (BacktestConfig), the
+result (BacktestResult: trades, equity, statistics, the stops' path) and the trades' columns
+and exit reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backtest.sizing import Sizing
+
+TRADE_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "entry_price",
+    "exit_price",
+    "direction",
+    "volume",
+    "size",
+    "pnl",
+    "commission",
+    "exit_reason",
+    "sl",
+    "tp",
+    "entry_bar",
+    "exit_bar",
+    "signal_bar",
+    "position",
+)
+SPREAD_MODES = ("half", "bid")
+EXIT_REASONS = ("signal", "sl", "tp", "end", "time", "partial")
+SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS (managed.py: all six)
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """Account and cost settings. Money in the account currency, spread in points."""
+
+    cash: float = 10_000.0
+    commission_per_lot: float = 0.0
+    spread_points: float | None = None
+    spread_mode: str = "half"
+    sizing: Sizing = field(default_factory=Sizing)
+    account_currency: str = "USD"
+    close_at_end: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.cash > 0 and math.isfinite(self.cash)):
+            raise ValueError(f"cash must be a positive number, got {self.cash!r}")
+        if self.commission_per_lot < 0:
+            raise ValueError(f"commission must be >= 0, got {self.commission_per_lot!r}")
+        if self.spread_points is not None and self.spread_points < 0:
+            raise ValueError(f"spread must be >= 0 points, got {self.spread_points!r}")
+        if self.spread_mode not in SPREAD_MODES:
+            raise ValueError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """Trades (one row per round trip), the per-bar equity curve and summary statistics."""
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    stats: dict[str, float | int | str | None]
+    symbol: str
+    strategy: str
+    # per bar, the stop-loss and take-profit in force (NaN when flat or none): the report
+    # draws their path
+    stops: pd.DataFrame | None = None
+
+    def trades_records(self) -> list[dict[str, object]]:
+        """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""
+        return json.loads(self.trades_json())
+
+    def trades_json(self, price_decimals: int = 6) -> str:
+        """The trades as a JSON array (fast: encoded column-wise by pandas).
+
+        Prices carry `price_decimals` places (the fill precision), money and units two, so
+        binary float noise (-32.299999999999997) never reaches the file.
+        """
+        columns = [
+            "entry_time",
+            "exit_time",
+            "entry_price",
+            "exit_price",
+            "direction",
+            "size",
+            "volume",
+            "pnl",
+            "exit_reason",
+            "position",
+        ]
+        frame = self.trades.loc[:, columns].copy()
+        for column in ("entry_time", "exit_time"):
+            seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
+            frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
+        # the encoder prints the shortest text that reads back as the rounded double
+        decimals = {
+            "entry_price": price_decimals,
+            "exit_price": price_decimals,
+            "size": 2,
+            "volume": 4,
+            "pnl": 2,
+        }
+        for column, places in decimals.items():
+            frame[column] = frame[column].to_numpy(dtype=float).round(places)
+        # double_precision counts decimal places: more than the rounding would print noise
+        return frame.to_json(orient="records", double_precision=max(price_decimals, 4))
