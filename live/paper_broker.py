@@ -408,9 +408,9 @@ class PaperBroker:
                 self._apply_close(position.ticket, deal)
         if self._positions or self._deals:
             logger.info(
-                "paper book restored: %d open virtual positions, balance %.2f",
+                "paper book restored: %d open virtual positions, balance %s",
                 len(self._positions),
-                self._balance,
+                "not known yet" if self._balance is None else f"{self._balance:.2f}",
             )
 
     def _start_balance(self, balance: float) -> None:

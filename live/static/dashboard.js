@@ -235,6 +235,14 @@
     if (follow) chart.timeScale().fitContent();
   }
 
+  // an order's SL / TP in one cell ("–" for a level not set): a stop change shows the
+  // levels it set
+  function withStops(row) {
+    var set = function (v) { return v ? v : "–"; };
+    var stops = row.sl || row.tp ? set(row.sl) + " / " + set(row.tp) : "";
+    return Object.assign({}, row, { stops: stops });
+  }
+
   function showTables(status, r) {
     document.getElementById("positions-note").textContent =
       status.heartbeat_ts ? "as of " + shortTime(status.heartbeat_ts) : "";
@@ -253,10 +261,9 @@
     // a stop change (kind "modify") shows the SL/TP it set; a pending entry its price
     fillTable("orders", [["Time", "ts", "time"], ["Symbol", "symbol"], ["Kind", "kind"],
       ["Side", "side"], ["Lots", "volume", "num"], ["Status", "status"],
-      ["Price", "price", "price", "wide"], ["SL", "sl", "price"], ["TP", "tp", "price"],
-      ["Retcode", "retcode", "num", "wide"], ["Fill", "fill_price", "num"],
+      ["SL / TP", "stops"], ["Retcode", "retcode", "num", "wide"], ["Fill", "fill_price", "num"],
       ["Id", "client_order_id", "text", "wide"], ["Detail", "detail", "text", "wide"]],
-      r[3].rows, "no orders yet");
+      r[3].rows.map(withStops), "no orders yet");
     fillTable("signals", [["Bar", "bar_time", "time"], ["Symbol", "symbol"],
       ["Target", "position", "num"], ["Action", "action"], ["Outcome", "outcome"],
       ["Decided", "ts", "time", "wide"]], r[4].rows, "no signals yet");

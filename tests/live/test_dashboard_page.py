@@ -199,5 +199,5 @@ def test_pending_orders_and_stop_changes_are_shown(
         assert changes, rows
         sl = requests.get(base + "/api/orders?limit=25", timeout=10).json()["rows"]
         modified = [r for r in sl if r["kind"] == "modify"]
-        assert any(f"{r['sl']}" in changes[0] for r in modified)  # the SL it set is shown
+        assert any(f"{r['sl']} / " in changes[0] for r in modified)  # the SL it set is shown
         assert probe.errors == []

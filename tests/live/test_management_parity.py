@@ -5,6 +5,7 @@ the same bars: entry and exit bar, prices, volume and reason."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,14 +20,20 @@ from live.backtesting_bridge import get_strategy_from_file
 from tests.live.conftest import ROOT, run_bars
 
 STRATEGIES = ROOT / "backtest" / "strategies"
-CASES = {
-    "donchian_chandelier": ("channel=10,period=10,atr_period=10", {"sl"}),
-    "breakeven_partial": ("fast=5,slow=20,atr_period=10,max_bars=30", {"partial", "sl"}),
-    "pending_breakout": (
-        "channel=8,fast=5,slow=20,atr_period=10,expiry_bars=3,max_bars=12",
-        {"sl", "time"},
-    ),
-}
+PENDING = "channel=8,fast=5,slow=20,atr_period=10,expiry_bars=3,max_bars=12"
+CASES = {  # id: (strategy, parameters, exit reasons that must occur, account and symbol)
+    "donchian_chandelier": ("donchian_chandelier", "channel=10,period=10,atr_period=10",
+                            {"sl"}, {}),
+    "breakeven_partial": ("breakeven_partial", "fast=5,slow=20,atr_period=10,max_bars=30",
+                          {"partial", "sl", "time"}, {}),
+    "breakeven_partial_netting": ("breakeven_partial",
+                                  "fast=5,slow=20,atr_period=10,max_bars=30",
+                                  {"partial", "sl", "time"}, {"netting": True}),
+    "pending_breakout": ("pending_breakout", PENDING, {"sl", "time"}, {}),
+    # a symbol without specified expiries: GTC orders the trader removes when due
+    "pending_breakout_gtc_only": ("pending_breakout", PENDING, {"sl", "time"},
+                                  {"expiration_mode": 1 | 2}),
+}  # fmt: skip
 
 
 def live_rows(db: Path) -> pd.DataFrame:
@@ -53,14 +60,17 @@ def comparable(frame: pd.DataFrame, reasons: dict[str, str]) -> list[tuple]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_lockstep_replay_equals_the_backtest(name, tmp_path, live_config, make_sim, make_trader):
-    params, must_have = CASES[name]
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_lockstep_replay_equals_the_backtest(case, tmp_path, live_config, make_sim, make_trader):
+    name, params, must_have, setting = CASES[case]
     path = STRATEGIES / f"{name}.py"
     config = live_config(
         dry_run=False, strategy_path=str(path), strategy_params=params, lot_size=0.1
     )
-    terminal = make_sim(history_bars=400, n_bars=2400)
+    terminal = make_sim(history_bars=400, n_bars=2400, netting=setting.get("netting", False))
+    if "expiration_mode" in setting:
+        feed = terminal.server.feeds["EURUSD"]
+        feed.symbol = replace(feed.symbol, expiration_mode=setting["expiration_mode"])
     trader = make_trader(config, terminal)
     trader.start()
     run_bars(trader, terminal, 1500)
@@ -89,6 +99,12 @@ def test_lockstep_replay_equals_the_backtest(name, tmp_path, live_config, make_s
     assert must_have <= set(backtest["exit_reason"].astype(str))
     done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
     assert comparable(live, {}) == comparable(done, {})
+    if "expiration_mode" in setting:  # the trader, not the server, removed the orders
+        removed = reader.query(
+            "SELECT COUNT(*) AS n FROM orders WHERE kind = 'cancel' AND status = 'intent' "
+            "AND detail LIKE '%its bars have passed%'"
+        )[0]["n"]
+        assert removed > 0
 
 
 BAD_SIZE_ON_SOME_BARS = '''

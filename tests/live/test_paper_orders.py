@@ -113,3 +113,12 @@ def test_removed_and_expired_orders_are_gone_for_good(paper):
         broker.update_stops("H1", 3600)
     assert broker.orders() == () and broker.positions() == ()
     assert restarted(broker, config).orders() == ()
+
+
+def test_a_book_restored_before_its_balance_is_known_logs_cleanly(paper, caplog):
+    broker, _, config = paper
+    deal(broker, "buy", 0.1)  # no account() yet: no paper balance recorded
+    with caplog.at_level("INFO", logger="live.paper_broker"):
+        again = restarted(broker, config)
+    assert len(again.positions()) == 1
+    assert any("balance not known yet" in r.getMessage() for r in caplog.records)
