@@ -14,7 +14,9 @@ requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
   - every closed position has exactly one trade row; the audit hash chains verify;
   - after every restart, once its first loop is done, each symbol's positions are the
     strategy's target, or the loop recorded why not (an entry not chased, an order refused).
-`--netting` runs the trials on a netting account; `--broker-faults` adds a server that cuts or
+`--managed` trades a strategy that moves its stops to break-even, exits partly and on time
+(one trade row per exit deal then). `--netting` runs the trials on a netting account;
+`--broker-faults` adds a server that cuts or
 rewrites comments, lags its history and fills market orders without their stops (which the
 trader then sets again: stop modifications happen under the kills too).
 """
@@ -55,6 +57,11 @@ BROKER_FAULTS = (
     "stops_ignored_rate=0.5"
 )
 STRATEGY = ROOT / "bench" / "strategies" / "sma_cross_stops.py"
+STRATEGY_PARAMS = ("fast=2", "slow=4")
+# --managed: stops moved to break-even, partial exits and time exits, all under the kills
+MANAGED = ROOT / "backtest" / "strategies" / "breakeven_partial.py"
+MANAGED_PARAMS = ("fast=2", "slow=4", "atr_period=3", "atr_stop=2.0", "partial_r=1.0",
+                  "max_bars=8")  # fmt: skip
 
 
 @dataclass
@@ -80,9 +87,10 @@ def run_trials(
     max_orders_before_kill: int = 6,
     faults: str = DEFAULT_FAULTS,
     netting: bool = False,
+    managed: bool = False,
 ) -> TrialReport:
     """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`
-    (on a netting account with `netting`)."""
+    (on a netting account with `netting`; trading the managed strategy with `managed`)."""
     rng = random.Random(seed)
     started = time.monotonic()
     served = start_served_sim(
@@ -95,7 +103,9 @@ def run_trials(
         bars=20_000,
         history_bars=200,
     )
-    settings = _settings(workdir, served.port)
+    # managed: 0.1 lots, so half of a position is a volume of its own (0.005 would close it)
+    strategy = (MANAGED, MANAGED_PARAMS, 0.1) if managed else (STRATEGY, STRATEGY_PARAMS, 0.01)
+    settings = _settings(workdir, served.port, *strategy)
     report = TrialReport()
     try:
         for _ in range(trials):
@@ -113,7 +123,9 @@ def run_trials(
     return report
 
 
-def _settings(workdir: Path, port: int) -> Path:
+def _settings(
+    workdir: Path, port: int, strategy: Path, params: tuple[str, ...], lots: float
+) -> Path:
     path = workdir / "trials.env"
     path.write_text(
         f"AUDIT_DB={workdir / 'audit.db'}\nLOG_DIR={workdir / 'logs'}\n"
@@ -121,6 +133,7 @@ def _settings(workdir: Path, port: int) -> Path:
         f"MT5LINUX_PORT={port}\nMAGIC_NUMBER={MAGIC}\nSYMBOLS={SYMBOLS}\n"
         "MAX_TRADES_PER_DAY=0\nMAX_DAILY_LOSS_PCT=0\nORDER_RETRY_BASE_SECONDS=0\n"
         "ORDER_RETRY_MAX_SECONDS=0\nLOG_LEVEL=WARNING\n"
+        f"STRATEGY_PATH={strategy}\nSTRATEGY_PARAMS={','.join(params)}\nLOT_SIZE={lots}\n"
     )
     return path
 
@@ -131,12 +144,6 @@ def _trader(settings: Path, *extra: str) -> subprocess.Popen:
         str(ROOT / "live" / "live_trader.py"),
         "--config",
         str(settings),
-        "--strategy",
-        str(STRATEGY),
-        "--param",
-        "fast=2",
-        "--param",
-        "slow=4",
         "--live",
         "--sim-speed",
         "max",
@@ -216,11 +223,21 @@ def main() -> int:
         action="store_true",
         help="also comments cut or rewritten, a lagging history, stops left out",
     )
+    parser.add_argument(
+        "--managed",
+        action="store_true",
+        help="trade backtest/strategies/breakeven_partial.py: moving stops, partial and time exits",
+    )
     args = parser.parse_args()
     faults = f"{args.faults},{BROKER_FAULTS}" if args.broker_faults else args.faults
     with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
         report = run_trials(
-            args.trials, Path(folder), seed=args.seed, faults=faults, netting=args.netting
+            args.trials,
+            Path(folder),
+            seed=args.seed,
+            faults=faults,
+            netting=args.netting,
+            managed=args.managed,
         )
     print(
         f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "

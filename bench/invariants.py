@@ -135,13 +135,15 @@ def _explained(reader: AuditReader, since: str, until: str) -> set[str]:
 def check_positions_and_trades(
     reader: AuditReader, deals: list[Any], positions: list[Any], *, dry_run: bool
 ) -> tuple[list[str], int]:
-    """At most one open position per symbol; exactly one trade row per closed position.
+    """At most one open position per symbol; a closed position has one trade row per exit
+    deal (one, unless it was closed in parts), none missing and none twice.
 
     Returns (violations, number of closed positions).
     """
     per_symbol = collections.Counter(p.symbol for p in positions)
     violations = [f"{symbol}: {n} open positions" for symbol, n in per_symbol.items() if n > 1]
     closed = {d.position_id for d in deals if d.entry != 0} - {p.ticket for p in positions}
+    exits = collections.Counter(d.position_id for d in deals if d.entry != 0)
     trades = collections.Counter(
         row["position_ticket"]
         for row in reader.query(
@@ -149,7 +151,9 @@ def check_positions_and_trades(
         )
     )
     violations += [
-        f"closed position {t} has {trades[t]} trade rows" for t in sorted(closed) if trades[t] != 1
+        f"closed position {t} has {trades[t]} trade rows for {exits[t]} exit deals"
+        for t in sorted(closed)
+        if trades[t] != exits[t]
     ]
     return violations, len(closed)
 
