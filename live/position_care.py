@@ -22,13 +22,14 @@ from typing import Any
 
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import Decision
-from live.broker_types import POSITION_TYPE_BUY
+from live.broker_types import ACCOUNT_MARGIN_MODE_RETAIL_HEDGING, POSITION_TYPE_BUY
 from live.config import LiveConfig
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
 from live.order_requests import (
     build_order_request,
     build_stops_request,
+    estimated_margin,
     stop_levels,
     stops_blocker,
 )
@@ -57,6 +58,7 @@ class PositionCare:
         sync: Callable[[], None],
         on_partial: Callable[[int], None],
         open_id: Callable[[Decision], str],
+        entry_blocker: Callable[[], str | None],
         bar_seconds: int,
     ) -> None:
         self.config = config
@@ -71,6 +73,7 @@ class PositionCare:
         self._sync = sync
         self._on_partial = on_partial
         self._open_id = open_id
+        self._entry_blocker = entry_blocker
         self._bar_seconds = bar_seconds
         self._stops_of_entry: dict[int, Stops | None] = {}
         self._stops_sent: dict[int, float] = {}  # ticket -> wall time of the last change
@@ -127,7 +130,17 @@ class PositionCare:
         if abs(wanted - held) < spec.volume_step / 2:
             return holdings
         if wanted > held:
-            self._scale_in(decision, holdings, round(wanted - held, 8), spec)
+            refusal = self._scale_in_refusal(decision, round(wanted - held, 8), spec)
+            if refusal:
+                logger.info(
+                    "%s scale-in to %s lots not sent: %s",
+                    decision.symbol,
+                    wanted,
+                    refusal,
+                    extra={"symbol": decision.symbol},
+                )
+            else:
+                self._scale_in(decision, holdings, round(wanted - held, 8), spec)
             return holdings
         return self._reduce(decision, holdings, round(held - wanted, 8), wanted)
 
@@ -218,6 +231,21 @@ class PositionCare:
         self._sync()
         if result.filled:
             self._on_partial(int(getattr(position, "identifier", 0) or position.ticket))
+
+    def _scale_in_refusal(self, decision: Decision, volume: float, spec: Any) -> str | None:
+        """A scale-in adds exposure: refused like an entry (kill switch, daily limits, lots
+        and margin limits)."""
+        blocker = self._entry_blocker()
+        if blocker:
+            return blocker
+        account = self.broker.account()
+        tick = self.broker.tick(decision.symbol)
+        price = float(tick.ask if decision.position > 0 else tick.bid)
+        margin = estimated_margin(volume, price, spec, account)
+        hedging = int(getattr(account, "margin_mode", 0)) == ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
+        return self.state.entry_refusal(
+            decision.symbol, volume, margin, account, new_position=hedging
+        )
 
     def _scale_in(
         self, decision: Decision, holdings: list[Holding], volume: float, spec: Any

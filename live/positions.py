@@ -125,6 +125,7 @@ class PositionManager:
             sync=self.sync,
             on_partial=ledger.partly_closed,
             open_id=self.entries.open_id,
+            entry_blocker=risk.entry_blocker,
             bar_seconds=bar_seconds,
         )
 
@@ -163,11 +164,18 @@ class PositionManager:
         current = self.entries.open_id(decision)
         expiry = pending_expiry(decision, self._bar_seconds)
         expired = expiry is not None and self.clock.now() >= expiry
+        blocked = self.risk.entry_blocker()  # a waiting entry must not fill while blocked
         kept = []
         for order in orders:
             mine = self.audit.reader.client_order_id_of(int(order.ticket)) or str(order.comment)
-            if mine != current or expired or decision.position == 0:
-                why = "its bars have passed" if mine == current and expired else "a new target"
+            if mine != current or expired or decision.position == 0 or blocked:
+                why = (
+                    f"entries blocked ({blocked})"
+                    if blocked
+                    else "its bars have passed"
+                    if mine == current and expired
+                    else "a new target"
+                )
                 self._cancel(decision, Action(CANCEL, Why.UNWANTED_ORDER, int(order.ticket)), why)
             else:
                 kept.append(
@@ -261,7 +269,16 @@ class PositionManager:
         return result
 
     def close_all(self) -> None:
-        """The kill switch's close_all: every position of this trader, then halt."""
+        """The kill switch's close_all: every pending entry and position of this trader,
+        then halt."""
+        for order in list(self.state.pending):
+            cid = make_client_order_id(
+                "close_all", order.symbol, _utc(order.time_setup), f"cancel_{order.ticket}"
+            )
+            try:
+                self._remove(order, cid, "kill switch close_all")
+            except AuditWriteError as exc:
+                self._health.failed(exc)
         for position in list(self.state.positions.values()):
             cid = make_client_order_id(
                 "close_all", position.symbol, _utc(position.time), f"close_{position.ticket}"
@@ -283,6 +300,11 @@ class PositionManager:
         cid = make_client_order_id(
             self.label, decision.symbol, decision.bar_time, f"cancel_{order.ticket}"
         )
+        return self._remove(order, cid, f"cancel: {why}")
+
+    def _remove(self, order: Any, cid: str, reason: str) -> ExecutionResult:
+        """TRADE_ACTION_REMOVE of one pending order (a reducing order: never waits for the
+        disk)."""
         request = {
             "action": TRADE_ACTION_REMOVE,
             "order": int(order.ticket),
@@ -299,7 +321,7 @@ class PositionManager:
                 kind="cancel",
                 request=request,
                 position_ticket=int(order.ticket),
-                reason=f"cancel: {why}",
+                reason=reason,
             )
         )
         self.state.sync_orders(self.broker.orders())

@@ -237,12 +237,19 @@ class StateManager:
 
     # ------------------------------------------------------------ portfolio limits
 
-    def entry_refusal(self, symbol: str, volume: float, margin: float, account: Any) -> str | None:
-        """Why a new entry of `volume` lots needing `margin` would break a portfolio limit."""
+    def entry_refusal(
+        self, symbol: str, volume: float, margin: float, account: Any, *, new_position: bool = True
+    ) -> str | None:
+        """Why a new entry of `volume` lots needing `margin` would break a portfolio limit
+        (`new_position` False: it adds to a position, as a scale-in on a netting account)."""
         cfg = self.config
-        if cfg.max_open_positions and len(self.positions) >= cfg.max_open_positions:
+        if (
+            new_position
+            and cfg.max_open_positions
+            and len(self.positions) >= cfg.max_open_positions
+        ):
             return f"MAX_OPEN_POSITIONS {cfg.max_open_positions} reached"
-        if len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
+        if new_position and len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
             return f"MAX_POSITIONS_PER_SYMBOL {cfg.max_positions_per_symbol} reached for {symbol}"
         held = self.total_lots + self.foreign_lots
         if cfg.max_total_lots and held + volume > cfg.max_total_lots + 1e-9:

@@ -143,3 +143,96 @@ def test_a_bad_management_value_skips_its_bar_live_with_an_event_naming_it(
     )[0]["n"]
     assert opened >= 1  # the good bars trade
     trader.shutdown()
+
+
+@pytest.mark.parametrize("level", ["", "close_all"])
+def test_the_kill_switch_removes_waiting_entries_within_one_loop(
+    level, live_config, make_sim, make_trader
+):
+    config = live_config(
+        dry_run=False,
+        strategy_path=str(STRATEGIES / "pending_breakout.py"),
+        strategy_params="channel=8,fast=5,slow=20,atr_period=10,expiry_bars=50",
+        lot_size=0.1,
+    )
+    terminal = make_sim(history_bars=400)
+    trader = make_trader(config, terminal)
+    trader.start()
+    for _ in range(500):
+        trader.iterate()
+        if terminal.orders_get():  # placed at this bar's open, waiting for its price
+            break
+        terminal.sim_step_bar()
+    (order,) = terminal.orders_get()
+    positions = len(terminal.positions_get())
+    config.kill_switch_file.write_text(level)  # halt (empty) or close_all
+    trader.iterate()
+    assert terminal.orders_get() == ()  # gone at once: it must not fill while halted
+    reader = AuditReader(config.audit_db)
+    (removal,) = reader.query(
+        "SELECT * FROM orders WHERE kind = 'cancel' AND status = 'intent' AND position_ticket = ?",
+        (order.ticket,),
+    )
+    assert "kill" in removal["detail"]
+    run_bars(trader, terminal, 30)
+    assert terminal.orders_get() == ()
+    assert len(terminal.positions_get()) <= positions  # nothing opened while halted
+    trader.shutdown()
+
+
+SCALING = '''
+import numpy as np
+import pandas as pd
+from backtest.strategy import Strategy
+
+class Scaling(Strategy):
+    """Long from 02:00 to 20:00: half a position, scaled to a whole at 06:00, back to half
+    at 12:00 (a partial exit)."""
+
+    def signals(self, bars):
+        hour = bars["time"].dt.hour.to_numpy()
+        position = ((hour >= 2) & (hour < 20)).astype(int)
+        size = np.where(hour < 6, 0.5, np.where(hour < 12, 1.0, 0.5))
+        return pd.DataFrame({"position": position, "size": size}, index=bars.index)
+'''
+
+
+@pytest.mark.parametrize("netting", [True, False], ids=["netting", "hedging"])
+def test_scale_ins_and_outs_live_equal_the_backtest(
+    netting, tmp_path, live_config, make_sim, make_trader
+):
+    path = tmp_path / "scaling.py"
+    path.write_text(SCALING)
+    # a scale-in on a hedging account is a position of its own: allow two per symbol
+    config = live_config(
+        dry_run=False, strategy_path=str(path), lot_size=0.2, max_positions_per_symbol=2
+    )
+    terminal = make_sim(netting=netting)
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 120)
+    now = datetime.fromtimestamp(terminal.sim_time(), tz=UTC)
+    rates = terminal.copy_rates_range(
+        "EURUSD", terminal.TIMEFRAME_H1, datetime(1970, 1, 2, tzinfo=UTC), now
+    )
+    trader.shutdown()
+    bars = rates_to_frame(rates)
+    reader = AuditReader(config.audit_db)
+    first = int((bars["time"] < pd.Timestamp(reader.signal_span("EURUSD")[0])).sum())
+    backtest = run_backtest(
+        bars,
+        get_strategy_from_file(path),
+        spec=terminal.server.feeds["EURUSD"].symbol.as_symbol_spec(),
+        config=BacktestConfig(
+            close_at_end=False, spread_mode="bid", sizing=Sizing(mode="fixed", lots=0.2)
+        ),
+        trade_from=first,
+    ).trades
+    live = live_rows(config.audit_db)
+    done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
+    assert (done["exit_reason"] == "partial").sum() >= 3
+    if netting:  # one position: the entry price is the average, as MT5 nets it
+        assert comparable(live, {}) == comparable(done, {})
+    else:  # a position per scale-in: the rows differ, the money does not
+        assert live["pnl"].sum() == pytest.approx(done["pnl"].sum(), abs=0.05)
+        assert live["volume"].sum() == pytest.approx(done["volume"].sum())
