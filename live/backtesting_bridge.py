@@ -125,6 +125,12 @@ class Management:
     stops_held: tuple[float, float, float, float] = (math.nan,) * 4
     size: float = 1.0
     entry_size: float = 1.0
+    # the columns (sl, tp, sl_distance, tp_distance, size) from the entry bar on, and the
+    # open times of those bars: what is in force for a position filled at a given moment
+    since_entry: tuple[np.ndarray, ...] = field(default=(), compare=False, repr=False)
+    since_times: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.int64), compare=False, repr=False
+    )
     entry_type: int = 0
     entry_price: float = math.nan
     expiry_bars: float = math.nan
@@ -133,6 +139,22 @@ class Management:
     @property
     def pending(self) -> bool:
         return self.entry_type != 0
+
+    def in_force(self, filled_at: float) -> tuple[tuple[float, float, float, float], float]:
+        """(stops asked, size) in force for a position filled at `filled_at`: the last of
+        each asked from the bar of the fill on (a limit or stop entry's position ignores
+        what was asked while it waited, as the backtest does); NaN / the entry's size when
+        nothing was."""
+        if not self.since_entry:
+            return self.stops_held, self.size
+        fill_bar = int(np.searchsorted(self.since_times, filled_at, side="right")) - 1
+        start = max(fill_bar, 1)  # the entry bar's own values are the entry's
+        stops = tuple(_last_finite(c[start:]) for c in self.since_entry[:4])
+        size = _last_finite(self.since_entry[4][start:])
+        if not self.moving_stops:
+            stops = (math.nan,) * 4
+        size = min(max(size, 0.0), 1.0) if math.isfinite(size) else self.entry_size
+        return stops, size  # type: ignore[return-value]
 
 
 NO_MANAGEMENT = Management()
@@ -196,6 +218,7 @@ def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
     """The decision on the last bar of `bars` (all closed). Only that bar's columns are
     checked: a bad value skips its bar (StrategyError), not every later one."""
     signals = compute_signals(strategy, bars, check_from=len(bars) - 1)
+    times = bars["time"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     actions = signals.actions()
     last = len(bars) - 1
     entered = _entry_index(signals.position, actions)
@@ -214,12 +237,14 @@ def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
         bars=len(bars),
         entry_bar=None if entered is None else bars["time"].iloc[entered].to_pydatetime(),
         entry_close=math.nan if entered is None else float(bars["close"].iloc[entered]),
-        manage=_management(strategy, signals, entered),
-        bar_times=bars["time"].to_numpy(dtype="datetime64[s]").astype(np.int64),
+        manage=_management(strategy, signals, entered, times),
+        bar_times=times,
     )
 
 
-def _management(strategy: Strategy, signals: Signals, entered: int | None) -> Management:
+def _management(
+    strategy: Strategy, signals: Signals, entered: int | None, times: np.ndarray
+) -> Management:
     """The management columns in force after the last bar, for the position entered on bar
     `entered` (NaN and defaults when flat or unused)."""
     if entered is None:
@@ -241,6 +266,8 @@ def _management(strategy: Strategy, signals: Signals, entered: int | None) -> Ma
         entry_price=float(signals.entry_price[entered]),
         expiry_bars=float(signals.expiry_bars[entered]),
         max_bars=float(signals.max_bars[entered]),
+        since_entry=tuple(c[entered:] for c in (*columns, signals.size)),
+        since_times=times[entered:],
     )
 
 

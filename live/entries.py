@@ -117,7 +117,7 @@ class EntryDesk:
             )
             return name, f"refused: {blocker}", cid
         try:
-            request, kind = self._request(decision, cid)
+            request, kind, full = self._request(decision, cid)
         except PrecheckFailed as exc:
             self.summary.refused += 1
             logger.warning(
@@ -127,6 +127,8 @@ class EntryDesk:
         reason = f"{self.label} bar {decision.bar_time.isoformat()}"
         if action.why is Why.CHASED_ENTRY:
             reason = f"{reason}: {Why.CHASED_ENTRY.value} from {decision.entry_bar}"
+        if decision.manage.entry_size < 1.0:  # partial exits and scale-ins are fractions of it
+            reason = f"{reason}; full volume {full:g} lots"
         result = self.executor.execute_order(
             OrderIntent(
                 client_order_id=cid,
@@ -167,9 +169,10 @@ class EntryDesk:
 
     # ------------------------------------------------------------ the request
 
-    def _request(self, decision: Decision, cid: str) -> tuple[dict[str, Any], str]:
-        """The entry's request and its kind: "pending" for a limit or stop order still on
-        the right side of the market, else "open" (a market order)."""
+    def _request(self, decision: Decision, cid: str) -> tuple[dict[str, Any], str, float]:
+        """The entry's request, its kind ("pending" for a limit or stop order still on the
+        right side of the market, else "open": a market order) and the full volume its
+        size is a fraction of."""
         symbol, buying = decision.symbol, decision.position > 0
         broker = self.broker
         tick, spec, account = broker.tick(symbol), broker.symbol_spec(symbol), broker.account()
@@ -185,6 +188,7 @@ class EntryDesk:
             sl=sl,
             account_currency=account.currency,
         )
+        full = volume  # the size fraction is of this: recorded with the entry
         volume = spec.floor_volume(volume * manage.entry_size)
         if volume < spec.volume_min:
             raise PrecheckFailed(
@@ -210,7 +214,7 @@ class EntryDesk:
             raise PrecheckFailed(refusal)
         if pending:
             self._make_pending(request, decision, symbol)
-            return request, "pending"
+            return request, "pending", full
         simulate_precheck(
             request,
             spec=spec,
@@ -225,7 +229,7 @@ class EntryDesk:
             broker.check_order(**request)
         except OrderRejected as exc:
             raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
-        return request, "open"
+        return request, "open", full
 
     def _make_pending(self, request: dict[str, Any], decision: Decision, symbol: str) -> None:
         """Turn a market request into the pending limit or stop order of the decision, with
@@ -283,14 +287,29 @@ class EntryDesk:
         return f"{result.status}: {result.message}"
 
 
+def pending_expired(decision: Decision) -> bool:
+    """Whether a pending entry's bars have passed: it may fill on the `expiry_bars` bars
+    after its entry bar and is removed once the last of them has closed (bars, not hours:
+    a weekend does not count, as in the backtest)."""
+    bars = decision.manage.expiry_bars
+    if not math.isfinite(bars) or decision.entry_bar is None:
+        return False
+    return decision.bars_held_since(decision.entry_bar.timestamp()) > bars
+
+
 def pending_expiry(decision: Decision, bar_seconds: int) -> Any:
-    """When a pending entry stops waiting: the open of the bar after its `expiry_bars` bars
-    (it may fill on bars entry+1 .. entry+expiry_bars); None when it waits until the target
-    changes."""
+    """The server-side expiry of a pending entry: a backstop for a trader that is down (the
+    trader removes it itself after its bars, `pending_expired`). The bars' span in hours,
+    two days more when it crosses a weekend, so it never ends before its last bar; None
+    when the entry waits until the target changes."""
     bars = decision.manage.expiry_bars
     if not math.isfinite(bars) or decision.entry_bar is None:
         return None
-    return decision.entry_bar + timedelta(seconds=(int(bars) + 1) * bar_seconds)
+    start = decision.entry_bar
+    end = start + timedelta(seconds=(int(bars) + 1) * bar_seconds)
+    days = (end.date() - start.date()).days + 1
+    weekend = any((start + timedelta(days=d)).weekday() >= 5 for d in range(days))
+    return end + timedelta(days=2) if weekend else end
 
 
 def _waits(entry_type: int, direction: int, manage: Any, market: float) -> bool:

@@ -357,6 +357,9 @@ class LiveTrader:
             if not self.risk.account_allowed(account):
                 return 0
             self.risk.check_daily_limits(float(account.equity))
+            blocked = self.risk.entry_blocker()
+            if blocked and self.state.pending:  # every symbol's, reconciled or not
+                self.positions.remove_waiting_entries(f"entries blocked ({blocked})")
         except (BrokerError, OSError) as exc:
             logger.warning("skipping this iteration: %s", exc)
             return 0
@@ -512,6 +515,7 @@ class LiveTrader:
 
     def _pause(self, symbol: str, why: str) -> None:
         self._paused[symbol] = why
+        self.positions.remove_waiting_entries(f"{symbol} paused", symbol=symbol)
         self.status.changed()
         text = (
             f"{symbol} paused: {why}. No new decisions for it; its open positions keep their "

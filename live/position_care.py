@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,8 @@ from live.state_manager import StateManager
 from live.status import SessionSummary
 
 logger = logging.getLogger(__name__)
+
+FULL_VOLUME = re.compile(r"full volume ([0-9.]+) lots")  # written by live/entries.py
 
 
 class PositionCare:
@@ -95,23 +98,22 @@ class PositionCare:
     # ------------------------------------------------------------ time exits
 
     def _time_exits(self, decision: Decision, holdings: list[Holding]) -> list[Holding]:
+        """The whole trade closes once its first position has been held `max_bars` bars
+        (on hedging accounts a scale-in is a position of its own: it goes with the trade)."""
         limit = decision.manage.max_bars
-        if not math.isfinite(limit):
+        positions = [self.state.positions.get(h.ticket) for h in holdings]
+        if not math.isfinite(limit) or None in positions:
             return holdings
-        kept = []
-        for holding in holdings:
-            position = self.state.positions.get(holding.ticket)
-            if position is None:
-                continue
-            # bars, not hours: a weekend does not count, as in the backtest
-            if decision.bars_held_since(float(position.time)) >= limit:
-                cid = make_client_order_id(
-                    self.label, decision.symbol, decision.bar_time, f"time_{holding.ticket}"
-                )
-                self._close(position, cid, f"time exit after {int(limit)} bars")
-            else:
-                kept.append(holding)
-        return kept
+        opened = min(float(p.time) for p in positions)
+        # bars, not hours: a weekend does not count, as in the backtest
+        if decision.bars_held_since(opened) < limit:
+            return holdings
+        for position in positions:
+            cid = make_client_order_id(
+                self.label, decision.symbol, decision.bar_time, f"time_{position.ticket}"
+            )
+            self._close(position, cid, f"time exit after {int(limit)} bars")
+        return []
 
     # ------------------------------------------------------------ size
 
@@ -122,8 +124,10 @@ class PositionCare:
         full = self._full_volume(decision, manage.entry_size)
         if full is None:
             return holdings
+        first = self.state.positions.get(min(h.ticket for h in holdings))
+        _, size = manage.in_force(float(first.time)) if first is not None else (0, manage.size)
         spec = self.broker.symbol_spec(decision.symbol)
-        wanted = spec.floor_volume(full * manage.size) if manage.size > 0 else 0.0
+        wanted = spec.floor_volume(full * size) if size > 0 else 0.0
         if wanted < spec.volume_min - 1e-12:
             wanted = 0.0
         held = round(sum(h.volume for h in holdings), 8)
@@ -145,12 +149,17 @@ class PositionCare:
         return self._reduce(decision, holdings, round(held - wanted, 8), wanted)
 
     def _full_volume(self, decision: Decision, entry_size: float) -> float | None:
-        """The entry's volume before its size: what the size fraction is of."""
-        row = self.audit.latest_order(self._open_id(decision))
+        """The entry's volume before its size: what the size fraction is of (recorded with
+        the entry when its size was a fraction; its volume otherwise)."""
+        cid = self._open_id(decision)
+        row = self.audit.latest_order(cid)
         if row is None or not row["volume"]:
             if decision.manage.size != decision.manage.entry_size:
                 self._tell_no_full_volume(decision)
             return None
+        recorded = FULL_VOLUME.search(self.audit.reader.order_reason(cid) or "")
+        if recorded:
+            return float(recorded.group(1))
         return float(row["volume"]) / (entry_size or 1.0)
 
     def _tell_no_full_volume(self, decision: Decision) -> None:
@@ -168,6 +177,7 @@ class PositionCare:
     def _reduce(
         self, decision: Decision, holdings: list[Holding], excess: float, wanted: float
     ) -> list[Holding]:
+        minimum = float(self.broker.symbol_spec(decision.symbol).volume_min)
         kept = []
         for holding in sorted(holdings, key=lambda h: -h.ticket):  # newest first
             position = self.state.positions.get(holding.ticket)
@@ -175,6 +185,11 @@ class PositionCare:
                 kept.append(holding)
                 continue
             cut = min(excess, holding.volume)
+            # a server takes no deal below volume_min (10014): where the minimum is above
+            # the step, the cut grows to it, and what would stay below it goes too
+            cut = min(max(cut, minimum), holding.volume)
+            if holding.volume - cut < minimum - 1e-9:
+                cut = holding.volume
             cid = make_client_order_id(
                 self.label, decision.symbol, decision.bar_time, f"size_{holding.ticket}_{wanted}"
             )
@@ -310,23 +325,34 @@ class PositionCare:
         manage = decision.manage
         if not manage.moving_stops:
             return self._entry_stops(holding.ticket)
+        position = self.state.positions.get(holding.ticket)
+        if position is None:
+            return None
         first_look = holding.ticket not in self._seen
         self._seen.add(holding.ticket)
+        held, _ = manage.in_force(float(position.time))
         if fresh and not first_look:
-            asked = manage.stops_asked  # this bar's asks
+            asked = manage.stops_asked  # this bar's asks (the bar closed after the fill)
         elif first_look:
-            asked = manage.stops_held  # what is in force, for a trader that was away
+            asked = held  # what is in force, for a trader that was away
+            if not any(math.isfinite(level) for level in asked):
+                return self._entry_stops(holding.ticket)  # nothing moved them yet
         else:
             return None  # between bars nothing moves
         if not any(math.isfinite(level) for level in asked):
             return None
-        position = self.state.positions.get(holding.ticket)
-        if position is None:
-            return None
-        moved = _asked_levels(decision, asked, spec, float(position.price_open))
+        moved = _asked_levels(decision, asked, spec, self._entry_price(decision, position))
         sl = moved[0] if moved[0] is not None else holding.sl
         tp = moved[1] if moved[1] is not None else holding.tp
         return Stops(sl, tp)
+
+    def _entry_price(self, decision: Decision, position: Any) -> float:
+        """The fill of the trade's entry: distances are from it, as in the backtest (a
+        netting position's price becomes an average after a scale-in)."""
+        row = self.audit.latest_order(self._open_id(decision))
+        if row is not None and row["fill_price"] and row["position_ticket"] == position.ticket:
+            return float(row["fill_price"])
+        return float(position.price_open)
 
     def _entry_stops(self, ticket: int) -> Stops | None:
         """The stops the position's entry set (None: it set none, or it is not ours)."""
@@ -335,19 +361,32 @@ class PositionCare:
             self._stops_of_entry[ticket] = Stops(*found) if found and any(found) else None
         return self._stops_of_entry[ticket]
 
+    def _movable(self, position: Any, stops: Stops, spec: Any) -> tuple[Stops, str | None]:
+        """The stops a server would take now: a level it would refuse (inside the stops
+        level, the wrong side of the price) stays where it is, as the backtest keeps it;
+        a reason when nothing can move (or a stop in force is inside the freeze level)."""
+        info = self.broker.symbol_info(position.symbol)
+        tick = self.broker.tick(position.symbol)
+        current = Stops(float(position.sl), float(position.tp))
+
+        def refused(sl: float, tp: float) -> str | None:
+            return stops_blocker(
+                position, sl, tp, spec=spec, tick=tick, freeze_level=int(info.trade_freeze_level)
+            )
+
+        why_sl = refused(stops.sl, current.tp) if stops.sl != current.sl else None
+        sl = current.sl if why_sl else stops.sl
+        why_tp = refused(sl, stops.tp) if stops.tp != current.tp else None
+        moved = Stops(sl, current.tp if why_tp else stops.tp)
+        if moved == current:
+            return moved, why_sl or why_tp or "nothing to move"
+        return moved, None
+
     def _move_stops(self, decision: Decision, action: Action, spec: Any) -> None:
         position, stops = self.state.positions.get(action.ticket), action.stops
         if stops is None or position is None or action.kind != MODIFY:
             return
-        info = self.broker.symbol_info(position.symbol)
-        blocker = stops_blocker(
-            position,
-            stops.sl,
-            stops.tp,
-            spec=spec,
-            tick=self.broker.tick(position.symbol),
-            freeze_level=int(info.trade_freeze_level),
-        )
+        stops, blocker = self._movable(position, stops, spec)
         if blocker:
             logger.info("%s #%s stops not moved now: %s", position.symbol, position.ticket, blocker)
             return

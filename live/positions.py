@@ -24,7 +24,7 @@ from live.backtesting_bridge import (
 )
 from live.broker_types import POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
 from live.config import LiveConfig
-from live.entries import EntryDesk, pending_expiry
+from live.entries import EntryDesk, pending_expired
 from live.errors import AuditWriteError
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
@@ -162,8 +162,7 @@ class PositionManager:
         the target (an older entry's, or past their bars), which are removed now."""
         orders = list(self.state.pending_for(decision.symbol))
         current = self.entries.open_id(decision)
-        expiry = pending_expiry(decision, self._bar_seconds)
-        expired = expiry is not None and self.clock.now() >= expiry
+        expired = pending_expired(decision)
         blocked = self.risk.entry_blocker()  # a waiting entry must not fill while blocked
         kept = []
         for order in orders:
@@ -184,8 +183,7 @@ class PositionManager:
         return kept
 
     def _after_entry(self) -> None:
-        self.state.sync_orders(self.broker.orders())
-        self.state.sync_positions(self.broker.positions())
+        self.sync()  # whatever else closed meanwhile goes to the ledger too
         self._changed()
 
     def _close_outcome(
@@ -271,14 +269,7 @@ class PositionManager:
     def close_all(self) -> None:
         """The kill switch's close_all: every pending entry and position of this trader,
         then halt."""
-        for order in list(self.state.pending):
-            cid = make_client_order_id(
-                "close_all", order.symbol, _utc(order.time_setup), f"cancel_{order.ticket}"
-            )
-            try:
-                self._remove(order, cid, "kill switch close_all")
-            except AuditWriteError as exc:
-                self._health.failed(exc)
+        self.remove_waiting_entries("kill switch close_all")
         for position in list(self.state.positions.values()):
             cid = make_client_order_id(
                 "close_all", position.symbol, _utc(position.time), f"close_{position.ticket}"
@@ -287,8 +278,22 @@ class PositionManager:
                 self.close(position, cid, "kill switch close_all")
             except AuditWriteError as exc:
                 self._health.failed(exc)
-        if not self.state.positions:
+        if not self.state.positions and not self.state.pending:
             self.risk.settle_close_all()
+
+    def remove_waiting_entries(self, reason: str, symbol: str | None = None) -> None:
+        """Remove this trader's pending entries (of `symbol`, or all): none may fill while
+        entries are blocked or its symbol is paused. Once per order (its ticket is its key)."""
+        for order in list(self.state.pending):
+            if symbol is not None and order.symbol != symbol:
+                continue
+            cid = make_client_order_id(
+                "remove", order.symbol, _utc(order.time_setup), f"cancel_{order.ticket}"
+            )
+            try:
+                self._remove(order, cid, f"cancel: {reason}")
+            except AuditWriteError as exc:
+                self._health.failed(exc)
 
     def _cancel(
         self, decision: Decision, action: Action, why: str = Why.UNWANTED_ORDER.value
@@ -324,7 +329,7 @@ class PositionManager:
                 reason=reason,
             )
         )
-        self.state.sync_orders(self.broker.orders())
+        self.sync()
         return result
 
     def sync(self) -> None:

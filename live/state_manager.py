@@ -63,6 +63,9 @@ def kill_switch_file_level(path: Path, default: str) -> str | None:
     return level
 
 
+_PENDING_ENTRY_TYPES = frozenset(range(2, 8))  # buy/sell limit, stop, stop limit
+
+
 class StateManager:
     """Holds what the loop must know between iterations and across restarts."""
 
@@ -241,22 +244,25 @@ class StateManager:
         self, symbol: str, volume: float, margin: float, account: Any, *, new_position: bool = True
     ) -> str | None:
         """Why a new entry of `volume` lots needing `margin` would break a portfolio limit
-        (`new_position` False: it adds to a position, as a scale-in on a netting account)."""
+        (`new_position` False: it adds to a position, as a scale-in on a netting account).
+        This trader's pending entries count as the positions and lots they will become."""
         cfg = self.config
-        if (
-            new_position
-            and cfg.max_open_positions
-            and len(self.positions) >= cfg.max_open_positions
-        ):
-            return f"MAX_OPEN_POSITIONS {cfg.max_open_positions} reached"
-        if new_position and len(self.positions_for(symbol)) >= cfg.max_positions_per_symbol:
+        waiting = [o for o in self.pending if int(o.type) in _PENDING_ENTRY_TYPES]
+        count = len(self.positions) + len(waiting)
+        if new_position and cfg.max_open_positions and count >= cfg.max_open_positions:
+            pending = f" (with {len(waiting)} pending)" if waiting else ""
+            return f"MAX_OPEN_POSITIONS {cfg.max_open_positions} reached{pending}"
+        on_symbol = len(self.positions_for(symbol)) + sum(o.symbol == symbol for o in waiting)
+        if new_position and on_symbol >= cfg.max_positions_per_symbol:
             return f"MAX_POSITIONS_PER_SYMBOL {cfg.max_positions_per_symbol} reached for {symbol}"
-        held = self.total_lots + self.foreign_lots
+        pending_lots = sum(float(o.volume_current) for o in waiting)
+        held = self.total_lots + self.foreign_lots + pending_lots
         if cfg.max_total_lots and held + volume > cfg.max_total_lots + 1e-9:
             foreign = f" ({self.foreign_lots:g} not this trader's)" if self.foreign_lots else ""
+            pending = f", {pending_lots:g} pending" if pending_lots else ""
             return (
                 f"MAX_TOTAL_LOTS {cfg.max_total_lots:g} would be exceeded "
-                f"({held:g} open{foreign} + {volume:g})"
+                f"({held:g} open{foreign}{pending} + {volume:g})"
             )
         equity = float(account.equity)
         if cfg.max_margin_pct and equity > 0:

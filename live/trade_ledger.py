@@ -105,7 +105,8 @@ class TradeLedger:
         first = entries[0]
         direction = "long" if int(first.type) == DEAL_TYPE_BUY else "short"
         for deal in exits:
-            exit_time, exit_cid = _utc(deal.time), self._client_id(deal)
+            # to the millisecond: one close filled in several deals in a second is several rows
+            exit_time, exit_cid = _deal_time(deal), self._client_id(deal)
             if (iso(exit_time), exit_cid) in recorded:
                 continue
             before = [d for d in entries if float(d.time) <= float(deal.time)] or entries
@@ -195,6 +196,11 @@ def _costs(deal: Any) -> float:
 def _average_price(deals: list[Any]) -> float:
     volume = sum(float(d.volume) for d in deals)
     return sum(float(d.price) * float(d.volume) for d in deals) / volume
+
+
+def _deal_time(deal: Any) -> datetime:
+    msc = int(getattr(deal, "time_msc", 0) or 0)
+    return _utc(msc / 1000.0) if msc else _utc(deal.time)
 
 
 def _utc(epoch_seconds: float) -> datetime:

@@ -187,25 +187,38 @@ from backtest.strategy import Strategy
 
 class Scaling(Strategy):
     """Long from 02:00 to 20:00: half a position, scaled to a whole at 06:00, back to half
-    at 12:00 (a partial exit)."""
+    at 12:00 (a partial exit); with max_bars, a time exit first."""
+
+    max_bars: int = 0
 
     def signals(self, bars):
         hour = bars["time"].dt.hour.to_numpy()
         position = ((hour >= 2) & (hour < 20)).astype(int)
         size = np.where(hour < 6, 0.5, np.where(hour < 12, 1.0, 0.5))
-        return pd.DataFrame({"position": position, "size": size}, index=bars.index)
+        limit = float(self.max_bars) if self.max_bars else np.nan
+        return pd.DataFrame(
+            {"position": position, "size": size, "max_bars": limit}, index=bars.index
+        )
 '''
 
 
-@pytest.mark.parametrize("netting", [True, False], ids=["netting", "hedging"])
+@pytest.mark.parametrize(
+    ("netting", "max_bars"),
+    [(True, 0), (False, 0), (True, 8), (False, 8)],
+    ids=["netting", "hedging", "netting-time-exit", "hedging-time-exit"],
+)
 def test_scale_ins_and_outs_live_equal_the_backtest(
-    netting, tmp_path, live_config, make_sim, make_trader
+    netting, max_bars, tmp_path, live_config, make_sim, make_trader
 ):
     path = tmp_path / "scaling.py"
     path.write_text(SCALING)
     # a scale-in on a hedging account is a position of its own: allow two per symbol
     config = live_config(
-        dry_run=False, strategy_path=str(path), lot_size=0.2, max_positions_per_symbol=2
+        dry_run=False,
+        strategy_path=str(path),
+        strategy_params=f"max_bars={max_bars}",
+        lot_size=0.2,
+        max_positions_per_symbol=2,
     )
     terminal = make_sim(netting=netting)
     trader = make_trader(config, terminal)
@@ -221,7 +234,7 @@ def test_scale_ins_and_outs_live_equal_the_backtest(
     first = int((bars["time"] < pd.Timestamp(reader.signal_span("EURUSD")[0])).sum())
     backtest = run_backtest(
         bars,
-        get_strategy_from_file(path),
+        get_strategy_from_file(path, [f"max_bars={max_bars}"]),
         spec=terminal.server.feeds["EURUSD"].symbol.as_symbol_spec(),
         config=BacktestConfig(
             close_at_end=False, spread_mode="bid", sizing=Sizing(mode="fixed", lots=0.2)
@@ -230,9 +243,68 @@ def test_scale_ins_and_outs_live_equal_the_backtest(
     ).trades
     live = live_rows(config.audit_db)
     done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
-    assert (done["exit_reason"] == "partial").sum() >= 3
+    reasons = set(done["exit_reason"].astype(str))
+    assert {"time"} <= reasons if max_bars else (done["exit_reason"] == "partial").sum() >= 3
     if netting:  # one position: the entry price is the average, as MT5 nets it
         assert comparable(live, {}) == comparable(done, {})
     else:  # a position per scale-in: the rows differ, the money does not
         assert live["pnl"].sum() == pytest.approx(done["pnl"].sum(), abs=0.05)
         assert live["volume"].sum() == pytest.approx(done["volume"].sum())
+
+
+def test_a_halt_removes_waiting_entries_of_symbols_it_does_not_reconcile(
+    live_config, make_sim, make_trader
+):
+    """A pending order of this trader on a symbol the loop does not decide on (paused,
+    failing, or dropped from SYMBOLS since) goes too: none may fill while halted."""
+    config = live_config(dry_run=False, symbols=("EURUSD",))
+    terminal = make_sim(symbols=("EURUSD", "GBPUSD"))
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 2)
+    tick = terminal.symbol_info_tick("GBPUSD")
+    placed = terminal.order_send(
+        {
+            "action": terminal.TRADE_ACTION_PENDING,
+            "symbol": "GBPUSD",
+            "volume": 0.01,
+            "type": terminal.ORDER_TYPE_BUY_LIMIT,
+            "price": round(tick.ask - 0.0050, 5),
+            "magic": config.magic_number,
+            "comment": "left by an earlier run",
+            "type_time": terminal.ORDER_TIME_GTC,
+            "type_filling": terminal.ORDER_FILLING_RETURN,
+        }
+    )
+    assert placed.retcode == terminal.TRADE_RETCODE_PLACED
+    trader.iterate()
+    assert len(terminal.orders_get(symbol="GBPUSD")) == 1  # not halted: left alone
+    config.kill_switch_file.write_text("")
+    trader.iterate()
+    assert terminal.orders_get(symbol="GBPUSD") == ()
+    trader.shutdown()
+
+
+def test_pending_entries_count_toward_the_portfolio_limits(live_config, make_sim, make_trader):
+    config = live_config(
+        dry_run=False,
+        strategy_path=str(STRATEGIES / "pending_breakout.py"),
+        strategy_params="channel=8,fast=5,slow=20,atr_period=10,expiry_bars=50",
+        symbols=("EURUSD", "GBPUSD"),
+        max_open_positions=1,
+        lot_size=0.1,
+    )
+    terminal = make_sim(symbols=("EURUSD", "GBPUSD"), history_bars=400)
+    trader = make_trader(config, terminal)
+    trader.start()
+    most = 0
+    for _ in range(400):
+        trader.iterate()
+        waiting = len(terminal.orders_get() or ()) + len(terminal.positions_get() or ())
+        most = max(most, waiting)
+        terminal.sim_step_bar()
+    refused = AuditReader(config.audit_db).query(
+        "SELECT COUNT(*) AS n FROM signals WHERE outcome LIKE '%MAX_OPEN_POSITIONS%'"
+    )[0]["n"]
+    assert most == 1 and refused > 0  # a waiting order took the one place
+    trader.shutdown()
