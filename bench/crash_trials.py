@@ -15,7 +15,8 @@ requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
   - after every restart, once its first loop is done, each symbol's positions are the
     strategy's target, or the loop recorded why not (an entry not chased, an order refused).
 `--managed` trades a strategy that moves its stops to break-even, exits partly and on time
-(one trade row per exit deal then). `--netting` runs the trials on a netting account;
+(one trade row per exit deal then); `--pending` one that enters with buy and sell stop
+orders that wait, expire or fill at the server. `--netting` runs the trials on a netting account;
 `--broker-faults` adds a server that cuts or
 rewrites comments, lags its history and fills market orders without their stops (which the
 trader then sets again: stop modifications happen under the kills too).
@@ -62,6 +63,10 @@ STRATEGY_PARAMS = ("fast=2", "slow=4")
 MANAGED = ROOT / "backtest" / "strategies" / "breakeven_partial.py"
 MANAGED_PARAMS = ("fast=2", "slow=4", "atr_period=3", "atr_stop=2.0", "partial_r=1.0",
                   "max_bars=8")  # fmt: skip
+# --pending: buy/sell stop entries that wait, fill at the server, expire or are replaced
+PENDING = ROOT / "backtest" / "strategies" / "pending_breakout.py"
+PENDING_PARAMS = ("channel=4", "fast=2", "slow=6", "atr_period=3", "buffer_atr=0.0",
+                  "expiry_bars=2", "max_bars=6")  # fmt: skip
 
 
 @dataclass
@@ -88,6 +93,7 @@ def run_trials(
     faults: str = DEFAULT_FAULTS,
     netting: bool = False,
     managed: bool = False,
+    pending: bool = False,
 ) -> TrialReport:
     """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`
     (on a netting account with `netting`; trading the managed strategy with `managed`)."""
@@ -105,6 +111,8 @@ def run_trials(
     )
     # managed: 0.1 lots, so half of a position is a volume of its own (0.005 would close it)
     strategy = (MANAGED, MANAGED_PARAMS, 0.1) if managed else (STRATEGY, STRATEGY_PARAMS, 0.01)
+    if pending:
+        strategy = (PENDING, PENDING_PARAMS, 0.01)
     settings = _settings(workdir, served.port, *strategy)
     report = TrialReport()
     try:
@@ -224,6 +232,11 @@ def main() -> int:
         help="also comments cut or rewritten, a lagging history, stops left out",
     )
     parser.add_argument(
+        "--pending",
+        action="store_true",
+        help="trade backtest/strategies/pending_breakout.py: pending entries that expire",
+    )
+    parser.add_argument(
         "--managed",
         action="store_true",
         help="trade backtest/strategies/breakeven_partial.py: moving stops, partial and time exits",
@@ -238,6 +251,7 @@ def main() -> int:
             faults=faults,
             netting=args.netting,
             managed=args.managed,
+            pending=args.pending,
         )
     print(
         f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "

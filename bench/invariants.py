@@ -100,14 +100,16 @@ def check_restarts(reader: AuditReader) -> tuple[list[str], int]:
 def _entered_already(
     reader: AuditReader, label: str, symbol: str, direction: int, entry_bar: str | None
 ) -> bool:
-    """The target's entry was done (filled) earlier: its position closed since, by its stop,
-    its take-profit or by hand, and the strategy re-enters only on its next entry."""
+    """The target's entry was done earlier (filled, or a pending entry placed: it waits, or
+    it expired or filled and closed since), or tried and refused (an entry is not chased):
+    the strategy enters again only on its next entry."""
     if not direction or not entry_bar:
         return False
     side = "buy" if direction > 0 else "sell"
     cid = make_client_order_id(label, symbol, datetime.fromisoformat(entry_bar), f"open_{side}")
     row = reader.latest_order(cid)
-    return row is not None and row["status"] in FILLED_ORDER_STATUSES
+    tried = FILLED_ORDER_STATUSES | {"placed", "expired", "rejected", "failed", "dry_rejected"}
+    return row is not None and row["status"] in tried
 
 
 def _explained(reader: AuditReader, since: str, until: str) -> set[str]:

@@ -113,11 +113,20 @@ class AuditReader:
             sorted(FINAL_ORDER_STATUSES),
         )
 
+    def placed_orders(self) -> list[dict[str, object]]:
+        """The latest row of every pending entry last known waiting at the broker."""
+        return self.query(
+            "SELECT o.* FROM orders o JOIN (SELECT client_order_id, MAX(id) AS id FROM orders "
+            "WHERE kind = 'pending' GROUP BY client_order_id) last ON o.id = last.id "
+            "WHERE o.status = 'placed' ORDER BY o.id"
+        )
+
     def entries_filled_since(self, since: datetime, *, dry_run: bool) -> int:
         """New positions opened since `since` (distinct orders, kind 'open')."""
         filled = ",".join("?" * len(FILLED_ORDER_STATUSES))
         row = self._one(
-            f"SELECT COUNT(DISTINCT client_order_id) AS n FROM orders WHERE kind = 'open' "
+            f"SELECT COUNT(DISTINCT client_order_id) AS n FROM orders "
+            f"WHERE kind IN ('open', 'pending') "
             f"AND status IN ({filled}) AND ts >= ? AND dry_run = ?",
             (*sorted(FILLED_ORDER_STATUSES), iso(since), int(dry_run)),
         )
@@ -210,7 +219,8 @@ class AuditReader:
         """The client order id that opened a position, as recorded."""
         filled = ",".join("?" * len(FILLED_ORDER_STATUSES))
         row = self._one(
-            f"SELECT client_order_id FROM orders WHERE kind = 'open' AND position_ticket = ? "
+            f"SELECT client_order_id FROM orders WHERE kind IN ('open', 'pending') "
+            f"AND position_ticket = ? "
             f"AND status IN ({filled}) ORDER BY id LIMIT 1",
             (position_ticket, *sorted(FILLED_ORDER_STATUSES)),
         )

@@ -98,6 +98,7 @@ FINAL_ORDER_STATUSES = frozenset(
         "filled",
         "partial",
         "placed",
+        "expired",  # a pending entry the broker expired unfilled
         "rejected",
         "failed",
         "reconciled_filled",

@@ -53,7 +53,7 @@ PENDING_TYPES = {
     (STOP, -1): ORDER_TYPE_SELL_STOP,
 }
 # statuses after which an entry is not sent again: filled, or waiting at the broker
-DONE_ENTRY_STATUSES = FILLED_ORDER_STATUSES | {"placed"}
+DONE_ENTRY_STATUSES = FILLED_ORDER_STATUSES | {"placed", "expired"}
 
 
 class EntryDesk:

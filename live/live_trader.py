@@ -221,6 +221,7 @@ class LiveTrader:
         self.clock.resume_after(self.state.last_decided_bar(), self._bar_seconds)
         results = self.executor.reconcile_pending()
         self.state.sync_positions(self.broker.positions())  # adopt; nothing is "gone" yet
+        self.positions.settle_placed()  # pending entries that filled or expired meanwhile
         self.ledger.backfill()
         kill = self.state.update_kill_switch()
         text = self._startup_text(account)

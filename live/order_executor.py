@@ -207,6 +207,7 @@ class OrderExecutor:
             "not_needed",
             "dry_rejected",
             "placed",
+            "expired",
             "partial",
         ):
             self.stats.duplicates_suppressed += 1
@@ -582,6 +583,26 @@ class OrderExecutor:
             fallback=intent.kind in REDUCING_KINDS,
             **base,
         )
+
+    def record_pending_outcome(self, row: dict, deal: Any | None) -> None:
+        """The end of a pending entry the broker filled (`deal`: its entry deal) or expired
+        (None), as a row of its order: its deal is then in the record like any fill's."""
+        intent = _intent_from_row(row)
+        if deal is None:
+            self._record(intent, "expired", broker_order=row["broker_order"],
+                         detail="expired at the broker unfilled")  # fmt: skip
+            return
+        self._record(
+            intent,
+            "filled",
+            broker_order=int(deal.order),
+            broker_deal=int(deal.ticket),
+            fill_price=float(deal.price),
+            fill_volume=float(deal.volume),
+            position_ticket=int(deal.position_id),
+            detail="the pending entry filled at the broker",
+        )
+        self.stats.filled += 1
 
     def _note_slippage(self, intent: OrderIntent, request: dict, fill: float) -> None:
         asked = request.get("price")

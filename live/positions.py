@@ -22,7 +22,7 @@ from live.backtesting_bridge import (
     Decision,
     build_close_request,
 )
-from live.broker_types import POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
+from live.broker_types import DEAL_ENTRY_IN, POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
 from live.config import LiveConfig
 from live.entries import EntryDesk, pending_expired
 from live.errors import AuditWriteError
@@ -338,10 +338,42 @@ class PositionManager:
         between two loops (never seen open)."""
         gone_orders = self.state.sync_orders(self.broker.orders())
         gone = self.state.sync_positions(self.broker.positions())
+        self._pending_outcomes(gone_orders)
         closed = {change.ticket for change in gone} | self._filled_and_closed(gone_orders)
         self.ledger.closed(sorted(closed))
         if closed:
             self._changed()
+
+    def settle_placed(self) -> None:
+        """At start-up: pending entries the record has waiting that left the broker's book
+        while the trader was down get their outcome (the fill's deal, or expired)."""
+        waiting = {int(o.ticket) for o in self.broker.orders()}
+        gone = [
+            int(row["broker_order"])
+            for row in self.audit.reader.placed_orders()
+            if row["broker_order"] and int(row["broker_order"]) not in waiting
+        ]
+        self._pending_outcomes(gone)
+
+    def _pending_outcomes(self, order_tickets: list[int]) -> None:
+        """A pending entry that left the broker's book filled (its deal recorded with its
+        order) or expired; one removed by this trader has its cancel rows already."""
+        for ticket in order_tickets:
+            cid = self.audit.reader.client_order_id_of(ticket)
+            row = self.audit.latest_order(cid) if cid else None
+            if row is None or row["status"] != "placed":
+                continue
+            deals = self.broker.deals_for_order(ticket)
+            entry = next((d for d in deals if int(d.entry) == DEAL_ENTRY_IN), None)
+            if entry is not None or not self._removed_by_us(ticket):
+                self.executor.record_pending_outcome(row, entry)
+
+    def _removed_by_us(self, ticket: int) -> bool:
+        rows = self.audit.reader.query(
+            "SELECT 1 FROM orders WHERE kind = 'cancel' AND position_ticket = ? LIMIT 1",
+            (ticket,),
+        )
+        return bool(rows)
 
     def _filled_and_closed(self, order_tickets: list[int]) -> set[int]:
         """Positions opened by these (gone) pending orders that are no longer open."""

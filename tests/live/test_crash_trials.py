@@ -1,8 +1,9 @@
 """A small version of bench/crash_trials.py: SIGKILL the trader mid-run against a served
 simulator that loses replies, restart it, and check nothing was sent twice or lost, and that
 each restart's first loop brought the broker to the target; on a hedging account, on a
-netting one whose server cuts comments, lags its history and drops stops, and with a strategy
-that moves its stops and exits in parts and on time."""
+netting one whose server cuts comments, lags its history and drops stops, with a strategy
+that moves its stops and exits in parts and on time, and with one that enters by pending
+orders."""
 
 from __future__ import annotations
 
@@ -14,18 +15,27 @@ from bench.crash_trials import BROKER_FAULTS, DEFAULT_FAULTS, run_trials
 @pytest.mark.slow
 @pytest.mark.served
 @pytest.mark.parametrize(
-    ("netting", "faults", "managed"),
+    ("netting", "faults", "kind"),
     [
-        (False, DEFAULT_FAULTS, False),
-        (True, f"{DEFAULT_FAULTS},{BROKER_FAULTS}", False),
-        (True, DEFAULT_FAULTS, True),  # break-even stops, partial and time exits under kills
+        (False, DEFAULT_FAULTS, "plain"),
+        (True, f"{DEFAULT_FAULTS},{BROKER_FAULTS}", "plain"),
+        (True, DEFAULT_FAULTS, "managed"),  # break-even stops, partial and time exits
+        (False, DEFAULT_FAULTS, "pending"),  # stop entries that wait, fill or expire
     ],
-    ids=["hedging", "netting-broker-faults", "netting-managed"],
+    ids=["hedging", "netting-broker-faults", "netting-managed", "hedging-pending"],
 )
 def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(
-    tmp_path, netting, faults, managed
+    tmp_path, netting, faults, kind
 ):
-    report = run_trials(10, tmp_path, seed=3, faults=faults, netting=netting, managed=managed)
+    report = run_trials(
+        10,
+        tmp_path,
+        seed=3,
+        faults=faults,
+        netting=netting,
+        managed=kind == "managed",
+        pending=kind == "pending",
+    )
     assert report.trials == 10 and report.killed_mid_run >= 7
     assert report.broker_deals > 0 and report.closed_positions > 0
     assert report.restarts_checked > 0

@@ -78,6 +78,7 @@ def test_lockstep_replay_equals_the_backtest(case, tmp_path, live_config, make_s
     rates = terminal.copy_rates_range(
         "EURUSD", terminal.TIMEFRAME_H1, datetime(1970, 1, 2, tzinfo=UTC), now
     )
+    terminal_deals = terminal.history_deals_get(0, 2**40) or ()
     trader.shutdown()
     bars = rates_to_frame(rates)
     reader = AuditReader(config.audit_db)
@@ -99,6 +100,19 @@ def test_lockstep_replay_equals_the_backtest(case, tmp_path, live_config, make_s
     assert must_have <= set(backtest["exit_reason"].astype(str))
     done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
     assert comparable(live, {}) == comparable(done, {})
+    if name == "pending_breakout":  # each fill of a pending entry is in its order's rows
+        deals = terminal_deals
+        recorded = {
+            int(r["broker_deal"])
+            for r in reader.query("SELECT broker_deal FROM orders WHERE broker_deal > 0")
+        }
+        entries = [d for d in deals if d.entry == 0]
+        assert entries and all(int(d.ticket) in recorded for d in entries)
+        filled = reader.query(
+            "SELECT COUNT(DISTINCT client_order_id) AS n FROM orders "
+            "WHERE kind IN ('pending', 'open') AND status = 'filled'"
+        )[0]["n"]
+        assert filled == len(entries)
     if "expiration_mode" in setting:  # the trader, not the server, removed the orders
         removed = reader.query(
             "SELECT COUNT(*) AS n FROM orders WHERE kind = 'cancel' AND status = 'intent' "
