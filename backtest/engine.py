@@ -478,6 +478,7 @@ def _run_managed(
         commission_per_lot=config.commission_per_lot,
         close_at_end=config.close_at_end,
         volume_for=volume_rule(spec, config.sizing, config.account_currency),
+        sized_by_balance=config.sizing.mode != "fixed",
         to_account=lambda amount, price: _to_account(amount, price, spec, config.account_currency),
         n=n,
     )  # fmt: skip

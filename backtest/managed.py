@@ -260,6 +260,7 @@ class Context:
     commission_per_lot: float
     close_at_end: bool
     volume_for: Callable[[float, float, float, int], float]  # balance, price, SL distance, k
+    sized_by_balance: bool  # risk sizing: each entry's volume depends on the trades before
     to_account: Callable[[np.ndarray, np.ndarray], np.ndarray]  # profit currency -> account
     n: int
 

@@ -87,7 +87,7 @@ def settle(ctx: Context, paths: TradePaths) -> ManagedRun:
             strict=True,
         )
     )
-    risk = getattr(ctx.volume_for, "__name__", "") == "risk_volume"
+    risk = ctx.sized_by_balance
     if not risk:
         full = ctx.volume_for(ctx.cash, 0.0, 0.0, 0)  # fixed lots: the same for every trade
         done = _fixed_fills(ctx, paths, full, change_rows, cutting_price)

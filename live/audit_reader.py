@@ -121,6 +121,15 @@ class AuditReader:
             "WHERE o.status = 'placed' ORDER BY o.id"
         )
 
+    def cancel_recorded(self, order_ticket: int) -> bool:
+        """Whether this trader asked to remove the pending order `order_ticket`."""
+        return bool(
+            self.query(
+                "SELECT 1 FROM orders WHERE kind = 'cancel' AND position_ticket = ? LIMIT 1",
+                (order_ticket,),
+            )
+        )
+
     def entries_filled_since(self, since: datetime, *, dry_run: bool) -> int:
         """New positions opened since `since` (distinct orders, kind 'open')."""
         filled = ",".join("?" * len(FILLED_ORDER_STATUSES))

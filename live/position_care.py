@@ -82,6 +82,7 @@ class PositionCare:
         self._stops_sent: dict[int, float] = {}  # ticket -> wall time of the last change
         self._seen: set[int] = set()  # positions whose stops were brought to the strategy's
         self._no_full_volume: set[str] = set()  # told once: size not managed
+        self._full_volumes: dict[str, float] = {}  # entry client id -> its full volume
 
     def care(self, decision: Decision, holdings: list[Holding], *, fresh: bool) -> list[Holding]:
         """Time exits, size and stops of the positions held in the target's direction;
@@ -152,15 +153,17 @@ class PositionCare:
         """The entry's volume before its size: what the size fraction is of (recorded with
         the entry when its size was a fraction; its volume otherwise)."""
         cid = self._open_id(decision)
+        if cid in self._full_volumes:  # fixed once the entry is recorded: read it once
+            return self._full_volumes[cid]
         row = self.audit.latest_order(cid)
         if row is None or not row["volume"]:
             if decision.manage.size != decision.manage.entry_size:
                 self._tell_no_full_volume(decision)
             return None
         recorded = FULL_VOLUME.search(self.audit.reader.order_reason(cid) or "")
-        if recorded:
-            return float(recorded.group(1))
-        return float(row["volume"]) / (entry_size or 1.0)
+        full = float(recorded.group(1)) if recorded else float(row["volume"]) / (entry_size or 1.0)
+        self._full_volumes[cid] = full
+        return full
 
     def _tell_no_full_volume(self, decision: Decision) -> None:
         if decision.symbol in self._no_full_volume:

@@ -365,15 +365,8 @@ class PositionManager:
                 continue
             deals = self.broker.deals_for_order(ticket)
             entry = next((d for d in deals if int(d.entry) == DEAL_ENTRY_IN), None)
-            if entry is not None or not self._removed_by_us(ticket):
+            if entry is not None or not self.audit.reader.cancel_recorded(ticket):
                 self.executor.record_pending_outcome(row, entry)
-
-    def _removed_by_us(self, ticket: int) -> bool:
-        rows = self.audit.reader.query(
-            "SELECT 1 FROM orders WHERE kind = 'cancel' AND position_ticket = ? LIMIT 1",
-            (ticket,),
-        )
-        return bool(rows)
 
     def _filled_and_closed(self, order_tickets: list[int]) -> set[int]:
         """Positions opened by these (gone) pending orders that are no longer open."""
