@@ -13,11 +13,12 @@ import math
 import os
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
+from backtest.broker_clock import BrokerZone, BrokerZoneError, parse_zone
+from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.metrics import STAT_LABELS, stats_for_output
@@ -31,6 +32,7 @@ from backtest.strategy import (
     strategy_warmup,
 )
 from backtest.symbols import DEFAULT_SYMBOLS, SymbolSpec, get_symbol_spec
+from backtest.trading_windows import with_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +137,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
     _add_data_options(parser)
+    add_window_options(parser)
     parser.add_argument(
         "--param",
         action="append",
@@ -334,7 +337,7 @@ def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolS
         if args.data is not None:
             bars = load_csv(args.data, tz=args.tz)
             if args.timeframe:
-                bars = resample_bars(bars, args.timeframe)
+                bars = resample_bars(bars, args.timeframe, _broker_zone(args))
         else:
             from backtest.synthetic import generate_bars
 
@@ -345,7 +348,17 @@ def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolS
             )
     except DataError as exc:
         raise UsageError(str(exc)) from None
-    return _slice_dates(bars, args.date_from, args.date_to), spec
+    bars = with_broker_time(_slice_dates(bars, args.date_from, args.date_to), _broker_zone(args))
+    return bars, spec
+
+
+def _broker_zone(args: argparse.Namespace) -> BrokerZone:
+    """The zone bars are cut on: --broker-tz, else the file's --tz (an MT5 export is
+    stamped in its server's time)."""
+    try:
+        return parse_zone(getattr(args, "broker_tz", None) or args.tz or "UTC", "--broker-tz")
+    except BrokerZoneError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def load_strategy_from_args(args: argparse.Namespace) -> tuple[type[Strategy], dict[str, object]]:
@@ -364,6 +377,7 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         spread_points=args.spread,
         spread_mode=args.spread_mode,
         sizing=sizing,
+        rules=rules_from_args(args),
     )
 
 
@@ -376,8 +390,9 @@ def result_json_text(
     split a point), money to cents. The trades array is encoded column-wise by pandas, which
     keeps a million-bar run fast.
     """
-    setup = asdict(config)
+    setup = {k: v for k, v in vars(config).items() if k not in ("sizing", "rules")}
     setup["sizing"] = config.sizing.describe()
+    setup["rules"] = config.rules.describe()
     head = json.dumps(
         {
             "symbol": result.symbol,

@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import UTC_ZONE, BrokerZone, parse_zone
+
 logger = logging.getLogger(__name__)
 
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "tick_volume", "spread", "real_volume")
@@ -33,9 +35,6 @@ TIMEFRAMES: dict[str, int] = {
     "D1": 86_400,
     "W1": 7 * 86_400,
 }
-# 1970-01-01 was a Thursday; weeks start on Sunday 00:00 UTC, as MT5's W1 bars do, so the
-# FX week that opens on Sunday evening is one bar, not the tail of the week before
-_SUNDAY_OFFSET = 3 * 86_400
 
 RATES_DTYPE = np.dtype(
     [
@@ -298,14 +297,7 @@ def _fractional(column: object) -> bool:
 def _arrow_to_frame(table: object, tz: str) -> pd.DataFrame:
     # One block per column (no consolidation copy); pyarrow frees the table as it converts.
     frame = table.to_pandas(split_blocks=True, self_destruct=True)
-    times = frame["time"]
-    if times.dt.tz is None:
-        times = (
-            times.dt.tz_localize("UTC")
-            if tz == "UTC"
-            else times.dt.tz_localize(tz, ambiguous="infer", nonexistent="shift_forward")
-        )
-    frame["time"] = times.dt.tz_convert("UTC").dt.as_unit("ns")
+    frame["time"] = _localize(frame["time"], tz).dt.tz_convert("UTC").dt.as_unit("ns")
     for column in PRICE_COLUMNS:
         if frame[column].dtype != np.float64:
             frame[column] = frame[column].astype(np.float64)
@@ -383,10 +375,23 @@ def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
     if times.dt.tz is not None:
         return times.dt.tz_convert("UTC")
     try:
-        localized = times.dt.tz_localize(tz, ambiguous="infer", nonexistent="shift_forward")
+        localized = _localize(times, tz)
     except Exception as exc:  # pytz/zoneinfo raise several types for bad zones and DST
         raise DataError(f"{path}: cannot read times in timezone {tz!r}: {exc}") from None
     return localized.dt.tz_convert("UTC")
+
+
+def _localize(times: pd.Series, tz: str) -> pd.Series:
+    """Naive times read on the clock `tz`: an IANA name, or a broker zone such as UTC+2 or
+    NY+7 (an MT5 export is stamped in its server's time)."""
+    if times.dt.tz is not None or tz == "UTC":
+        return times if times.dt.tz is not None else times.dt.tz_localize("UTC")
+    zone = parse_zone(tz, "tz")
+    if zone.base == tz:  # a plain IANA zone
+        return times.dt.tz_localize(tz, ambiguous="infer", nonexistent="shift_forward")
+    wall = times.to_numpy(dtype="datetime64[s]").astype(np.int64)
+    utc = pd.to_datetime(zone.to_utc(wall), unit="s", utc=True)
+    return pd.Series(utc, index=times.index, name=times.name).dt.as_unit("ns")
 
 
 def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column: str) -> None:
@@ -596,17 +601,16 @@ def common_step(df: pd.DataFrame) -> int | None:
     return int(values[np.argmax(counts)]) if len(values) else None
 
 
-def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
-    """Aggregate bars into a coarser timeframe, bins aligned to UTC (weeks from Sunday).
+def resample_bars(df: pd.DataFrame, timeframe: str, zone: BrokerZone = UTC_ZONE) -> pd.DataFrame:
+    """Aggregate bars into a coarser timeframe, cut on the broker's clock `zone` as MT5 cuts
+    them: D1 at the server's midnight, W1 at its Sunday 00:00 (times stay UTC).
 
     open first, high max, low min, close last, volumes summed; spread is the minimum in the
     bin, as an MT5 bar's spread is the lowest spread seen during the bar. Empty bins vanish.
     """
     width = timeframe_seconds(timeframe)
     _check_resample(df, timeframe, width)
-    seconds = _epoch_seconds(df["time"])
-    offset = _SUNDAY_OFFSET if timeframe.upper() == "W1" else 0
-    bins = (seconds - offset) // width
+    bins, opens = zone.bin_opens(_epoch_seconds(df["time"]), width)
     starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
     ends = np.append(starts[1:], len(df)) - 1
 
@@ -617,7 +621,7 @@ def resample_bars(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
 
     frame = pd.DataFrame(
         {
-            "time": pd.to_datetime(bins[starts] * width + offset, unit="s", utc=True).as_unit("ns"),
+            "time": pd.to_datetime(opens[starts], unit="s", utc=True).as_unit("ns"),
             "open": column("open")[starts],
             "high": np.maximum.reduceat(column("high"), starts),
             "low": np.minimum.reduceat(column("low"), starts),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.sizing import Sizing
+from backtest.trading_windows import TradingRules
 
 TRADE_COLUMNS = (
     "entry_time",
@@ -48,6 +49,8 @@ class BacktestConfig:
     sizing: Sizing = field(default_factory=Sizing)
     account_currency: str = "USD"
     close_at_end: bool = True
+    # the broker's clock, sessions, trade hours and news windows (off by default)
+    rules: TradingRules = field(default_factory=TradingRules)
 
     def __post_init__(self) -> None:
         if not (self.cash > 0 and math.isfinite(self.cash)):

@@ -29,6 +29,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import UTC_ZONE
 from backtest.signals import (
     SIGNAL_COLUMNS,
     SignalError,
@@ -37,6 +38,7 @@ from backtest.signals import (
     normalize_signals,
     plain,
 )
+from backtest.trading_windows import with_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +237,11 @@ def strategy_label(strategy: Strategy) -> str:
 def compute_signals(strategy: Strategy, bars: pd.DataFrame, *, check_from: int = 0) -> Signals:
     """Run the strategy on bars and validate its output against them. Raises StrategyError
     naming the class, its file, the column, the row and its bar on any fault. Rows before
-    `check_from` are not checked (the live trader decides on the last bar only)."""
+    `check_from` are not checked (the live trader decides on the last bar only). Bars
+    without a `broker_time` column get one on UTC (callers that know the broker's zone
+    add it themselves)."""
+    if "broker_time" not in bars.columns and "time" in bars.columns:
+        bars = with_broker_time(bars, UTC_ZONE)
     cls = type(strategy)
     with user_code(cls, "signals()"):
         raw = strategy.signals(bars)

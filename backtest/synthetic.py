@@ -2,20 +2,29 @@
 
 The model, per bar: log-returns with a slowly varying volatility (a log-volatility AR(1)),
 an intraday seasonality (quiet Asian session, busier London and New York), and a slow drift
-that comes and goes, so trend and reversal strategies both find something. FX hours: no bars
-from Friday 22:00 to Sunday 22:00 UTC. Spreads widen in the Asian session and at the
-21:00-23:00 UTC rollover; tick volume follows volatility. Same (symbol, timeframe, seed),
-same bars.
+that comes and goes, so trend and reversal strategies both find something. FX hours: bars
+only while the session is open, by default the forex week from Sunday 17:00 to Friday 17:00
+New York (22:00 UTC in winter, 21:00 in summer); its daily break stops trading, not bars.
+Bars are cut on the broker's clock (D1 at its midnight, W1 from its Sunday), UTC by default.
+Spreads widen in the Asian session and at the 21:00-23:00 UTC rollover; tick volume follows
+volatility. Same (symbol, timeframe, seed, session, zone, holidays), same bars.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import date
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import DAY, UTC_ZONE, WEEK, BrokerZone
 from backtest.data import timeframe_seconds
+from backtest.sessions import FOREX_DEFAULT, WeeklySession
 from backtest.symbols import SymbolSpec, get_symbol_spec
 
 START_PRICES = {"EURUSD": 1.10, "GBPUSD": 1.27, "USDJPY": 145.0, "XAUUSD": 1950.0}
@@ -50,7 +59,8 @@ _SEASONALITY = np.array(
         0.55,
     ]
 )
-_WEEK = 7 * 86_400
+# the finest grid bars are looked for on: every zone's offset is a whole half hour
+_HALF_HOUR = 1800
 
 
 def generate_bars(
@@ -62,17 +72,26 @@ def generate_bars(
     seed: int = 0,
     spec: SymbolSpec | None = None,
     start_price: float | None = None,
+    session: WeeklySession | None = None,
+    zone: BrokerZone | None = None,
+    holidays: Iterable[str | date] = (),
 ) -> pd.DataFrame:
     """`n_bars` bars of `symbol` on `timeframe` from `start` (UTC), as the canonical frame.
 
     The first open is `start_price` (default: a typical level for known symbols, else 1.0).
+    A bar exists when `session` (default: the forex week) is open at its open time, a W1 bar
+    when it opens at all that week; none on `holidays` (ISO dates on `zone`'s clock). Bars
+    are cut on `zone`'s clock (default UTC), as the broker's server cuts them.
     """
     if n_bars < 1:
         raise ValueError(f"n_bars must be >= 1, got {n_bars}")
     spec = spec or get_symbol_spec(symbol)
     width = timeframe_seconds(timeframe)
     rng = np.random.default_rng([seed, zlib.crc32(f"{symbol}|{timeframe}".encode())])
-    seconds = _open_times(pd.Timestamp(start, tz="UTC"), width, n_bars)
+    first = int(pd.Timestamp(start, tz="UTC").timestamp())
+    closed_days = tuple(sorted({_day_number(day) for day in holidays}))
+    week = FOREX_DEFAULT if session is None else session
+    seconds = _open_times(first, width, n_bars, week, zone or UTC_ZONE, closed_days)
     hours = (seconds // 3600) % 24
     activity = _SEASONALITY[hours] if width < 86_400 else np.ones(n_bars)
     key = symbol.upper()[:6]
@@ -102,25 +121,60 @@ def generate_bars(
     ]
 
 
-def is_fx_open(seconds: np.ndarray) -> np.ndarray:
-    """True for epoch seconds inside FX trading hours (not Fri 22:00 - Sun 22:00 UTC)."""
-    # seconds since Monday 00:00 UTC of the week (1970-01-05 was a Monday)
-    in_week = (seconds - 4 * 86_400) % _WEEK
-    friday_close = 4 * 86_400 + 22 * 3600
-    sunday_open = 6 * 86_400 + 22 * 3600
-    return (in_week < friday_close) | (in_week >= sunday_open)
+def is_fx_open(seconds: np.ndarray, session: WeeklySession = FOREX_DEFAULT) -> np.ndarray:
+    """True for epoch seconds (UTC) inside the trading week of `session` (default the forex
+    week: Sunday 17:00 to Friday 17:00 New York); its daily breaks do not count."""
+    return replace(session, breaks=()).is_open(np.asarray(seconds))
 
 
-def _open_times(start: pd.Timestamp, width: int, n_bars: int) -> np.ndarray:
-    first = int(start.timestamp()) // width * width
-    if width >= 86_400:  # daily bars: Monday to Friday
-        candidates = first + width * np.arange(int(n_bars * 1.5) + 10)
-        weekday = ((candidates // 86_400) + 3) % 7  # 0 = Monday
-        times = candidates[weekday < 5]
-    else:
-        candidates = first + width * np.arange(int(n_bars * 1.45) + 400)
-        times = candidates[is_fx_open(candidates)]
-    return times[:n_bars].astype(np.int64)
+@lru_cache(maxsize=32)
+def _open_times(
+    first: int,
+    width: int,
+    n_bars: int,
+    session: WeeklySession,
+    zone: BrokerZone,
+    closed_days: tuple[int, ...],
+) -> np.ndarray:
+    """Open times (UTC) of the first `n_bars` bars from the one holding `first`, cut on
+    `zone`'s clock and kept where the market trades (cached: a simulator asks for the same
+    calendar once per symbol; the array is read-only)."""
+    step = math.gcd(width, _HALF_HOUR)  # fine enough to find every bar edge on any zone
+    origin = int(zone.bin_opens(np.array([first]), width)[1][0])
+    span = int(n_bars * 1.5) + 400
+    while True:
+        fine = origin + step * np.arange(span * (width // step), dtype=np.int64)
+        keys, opens = zone.bin_opens(fine, width)
+        starts = np.flatnonzero(np.diff(keys, prepend=keys[0] - 1))
+        if width >= WEEK:  # a week bar opens on a closed Sunday: it exists if the week trades
+            exists = np.logical_or.reduceat(_trades(fine, session, zone, closed_days), starts)
+        else:
+            exists = _trades(opens[starts], session, zone, closed_days)
+        times = opens[starts][exists]
+        if len(times) >= n_bars:
+            times = times[:n_bars].astype(np.int64)
+            times.setflags(write=False)
+            return times
+        span *= 2  # long holiday lists: look further
+
+
+def _trades(
+    seconds: np.ndarray, session: WeeklySession, zone: BrokerZone, closed_days: tuple[int, ...]
+) -> np.ndarray:
+    """Whether bars are made at each UTC epoch: inside the trading week, not on a holiday."""
+    open_ = is_fx_open(seconds, session)
+    if closed_days:
+        days = (seconds + zone.offsets(seconds)) // DAY
+        open_ &= ~np.isin(days, np.asarray(closed_days, dtype=np.int64))
+    return open_
+
+
+def _day_number(day: str | date) -> int:
+    """An ISO date (or a date) as days since 1970-01-01."""
+    try:
+        return int(np.datetime64(str(day), "D").astype(np.int64))
+    except ValueError:
+        raise ValueError(f"holidays: {day!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _slow_ar1(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:

@@ -34,6 +34,7 @@ from backtest.strategy import (
 from backtest.strategy import get_strategy_from_file as load_strategy_class
 from backtest.symbols import SymbolSpec
 from live.broker_types import Broker
+from live.market_hours import MarketHours
 from live.order_requests import (
     PrecheckFailed,
     build_close_request,
@@ -214,10 +215,18 @@ def fetch_bars(
     return bars
 
 
-def decide(strategy: Strategy, symbol: str, bars: pd.DataFrame) -> Decision:
+def decide(
+    strategy: Strategy, symbol: str, bars: pd.DataFrame, market: MarketHours | None = None
+) -> Decision:
     """The decision on the last bar of `bars` (all closed). Only that bar's columns are
-    checked: a bad value skips its bar (StrategyError), not every later one."""
+    checked: a bad value skips its bar (StrategyError), not every later one. With `market`
+    the strategy gets the bars' broker_time and its signals pass the trading windows, as
+    in the backtest."""
+    if market is not None:
+        bars = market.prepare(bars)
     signals = compute_signals(strategy, bars, check_from=len(bars) - 1)
+    if market is not None:
+        signals = market.restrict(symbol, signals, bars)
     times = bars["time"].to_numpy(dtype="datetime64[s]").astype(np.int64)
     actions = signals.actions()
     last = len(bars) - 1
@@ -301,8 +310,10 @@ class BacktestingBridge:
         timeframe: str,
         lookback: int = 0,
         sizing: Sizing | None = None,
+        market: MarketHours | None = None,
     ) -> None:
         self.strategy = strategy
+        self.market = market
         self.broker = broker
         self.timeframe = timeframe
         self.lookback = lookback
@@ -346,7 +357,7 @@ class BacktestingBridge:
         return pd.concat([history, frame], ignore_index=True)
 
     def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
-        return decide(self.strategy, symbol, bars)
+        return decide(self.strategy, symbol, bars, self.market)
 
     def generate_signals(self, symbol: str) -> Decision:
         """The decision on the last closed bar of `symbol`."""

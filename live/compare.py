@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import parse_zone
 from backtest.data import (
     DataError,
     infer_timeframe,
@@ -37,6 +39,7 @@ from backtest.data import (
 from backtest.engine import BacktestConfig, run_backtest
 from backtest.strategy import Strategy, StrategyError
 from backtest.symbols import SymbolSpec, get_symbol_spec
+from backtest.trading_windows import TradingRules
 from live.audit_reader import AuditReader
 from live.backtesting_bridge import get_strategy_from_file
 from live.config import LiveConfig
@@ -266,6 +269,9 @@ def simulator_bars(
     )
     if rates is None or not len(rates):
         raise ValueError(f"the simulator has no {symbol} bars: {terminal.last_error()}")
+    # the simulator stamps bars in its server's time, as a broker does; the record is UTC
+    zone = parse_zone(str(settings.get("server_tz") or "UTC"), "SIM_SERVER_TZ")
+    rates["time"] = zone.to_utc(rates["time"].astype(np.int64))
     what = (
         f"replay of {settings['data']}"
         if settings.get("data")
@@ -274,10 +280,23 @@ def simulator_bars(
     return rates_to_frame(rates), f"the built-in simulator's {what} ({origin})"
 
 
+def _trader_rules(config: LiveConfig, *, sim: bool) -> TradingRules:
+    """The trader's window settings on its broker's clock: BROKER_TZ when named, else the
+    simulator's zone for a simulator run (`auto` reads it), else UTC."""
+    from live.market_hours import load_calendar_setting, rules_from_config
+
+    if config.broker_tz.lower() != "auto":
+        zone = parse_zone(config.broker_tz)
+    else:
+        zone = parse_zone(config.sim_server_tz if sim else "UTC")
+    return rules_from_config(config, zone, load_calendar_setting(config))
+
+
 def _sim_settings(recorded: dict, config: LiveConfig) -> tuple[dict[str, object], str]:
     sim = recorded.get("sim")
     if isinstance(sim, dict):
         keys = ("symbols", "timeframe", "seed", "n_bars", "data", "data_symbol", "data_tz")
+        keys += ("server_tz", "sessions")
         settings = {k: sim[k] for k in keys if sim.get(k) is not None}
         settings["symbols"] = tuple(
             settings.get("symbols") or recorded.get("symbols") or config.symbols
@@ -289,6 +308,8 @@ def _sim_settings(recorded: dict, config: LiveConfig) -> tuple[dict[str, object]
         "timeframe": recorded.get("timeframe") or config.timeframe,
         "seed": config.sim_seed,
         "data": config.sim_data or None,
+        "server_tz": config.sim_server_tz,
+        "sessions": config.sessions,
     }
     return settings, (
         "SIM_SEED and SIM_DATA of the settings: the start-up record has no "
@@ -488,7 +509,12 @@ def run(args: argparse.Namespace) -> Comparison:
         bars,
         strategy,
         spec=spec,
-        config=BacktestConfig(close_at_end=False, spread_points=args.spread, spread_mode="bid"),
+        config=BacktestConfig(
+            close_at_end=False,
+            spread_points=args.spread,
+            spread_mode="bid",
+            rules=_trader_rules(config, sim=args.sim),
+        ),
         trade_from=first,
     ).trades
     seconds = timeframe_seconds(infer_timeframe(bars))

@@ -23,6 +23,7 @@ from datetime import UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from backtest.broker_clock import BrokerZoneError, parse_zone
 from live.broker_types import MT5Constants  # noqa: F401  (re-exported: the design's home)
 from live.errors import ConfigError
 
@@ -54,6 +55,8 @@ TIMEFRAMES = (
     "D1",
 )
 ALERT_LEVELS = ("info", "warning", "error", "critical")
+BROKER_TZ_AUTO = "auto"  # BROKER_TZ: read the server's offset from tick times
+TRADING_DAY_BROKER = "broker"  # TRADING_DAY_TZ: the server's zone, as BROKER_TZ resolves it
 
 
 def _setting(
@@ -183,6 +186,15 @@ class LiveConfig:
         "float>0",
         section="Terminal",
     )
+    broker_tz: str = _setting(
+        "BROKER_TZ",
+        "auto",
+        "Time zone the trade server stamps times in: auto (read from tick times), an IANA "
+        "name (Europe/Athens), UTC+2, or NY+7 (New York close brokers: UTC+2 winter, +3 "
+        "summer).",
+        "broker_tz",
+        section="Terminal",
+    )
 
     # --- orders and sizing
     magic_number: int = _setting(
@@ -292,6 +304,87 @@ class LiveConfig:
         section="Loop",
     )
 
+    # --- sessions and news (the backtest's options of the same names apply the same rules)
+    sessions: str = _setting(
+        "SESSIONS",
+        "",
+        "Trading sessions in broker time, per symbol: 'EURUSD,GBPUSD=Mon 00:00-Fri 23:55 "
+        "break 23:57-00:02; *=...' (empty = forex: Sun 17:00-Fri 17:00 New York, closed "
+        "16:55-17:00 daily).",
+        "sessions",
+        section="Sessions and news",
+    )
+    trade_hours: str = _setting(
+        "TRADE_HOURS",
+        "",
+        "Enter only between these broker hours, e.g. 08:00-12:00,13:00-20:00 (empty = any).",
+        "hours",
+        section="Sessions and news",
+    )
+    no_entry_after_open_min: float = _setting(
+        "NO_ENTRY_AFTER_OPEN_MIN",
+        0.0,
+        "No entries in the first minutes of a session (after the weekly open and each break).",
+        "float>=0",
+        section="Sessions and news",
+    )
+    no_entry_before_close_min: float = _setting(
+        "NO_ENTRY_BEFORE_CLOSE_MIN",
+        0.0,
+        "No entries in the last minutes before a session closes (wide spreads).",
+        "float>=0",
+        section="Sessions and news",
+    )
+    flat_before_weekend_min: float | None = _setting(
+        "FLAT_BEFORE_WEEKEND",
+        None,
+        "Be flat this many minutes before the weekly close (empty = hold over weekends).",
+        "minutes_or_off",
+        section="Sessions and news",
+    )
+    calendar_file: Path | None = _setting(  # noqa: RUF009
+        "CALENDAR_FILE",
+        None,
+        "Economic calendar CSV for news blackouts (format: docs/backtest.md); empty = none.",
+        "path_or_empty",
+        section="Sessions and news",
+    )
+    calendar_tz: str = _setting(
+        "CALENDAR_TZ",
+        "UTC",
+        "Zone of a ForexFactory export's times (the project's own format is UTC).",
+        "timezone",
+        section="Sessions and news",
+    )
+    news_before_min: float = _setting(
+        "NEWS_BEFORE_MIN",
+        0.0,
+        "No entries from this many minutes before a calendar event of the symbol's currencies.",
+        "float>=0",
+        section="Sessions and news",
+    )
+    news_after_min: float = _setting(
+        "NEWS_AFTER_MIN",
+        0.0,
+        "...until this many minutes after it.",
+        "float>=0",
+        section="Sessions and news",
+    )
+    news_impact: str = _setting(
+        "NEWS_IMPACT",
+        "high",
+        "Impacts that black out, comma-separated (low, medium, high, holiday).",
+        "impacts",
+        section="Sessions and news",
+    )
+    news_flatten: bool = _setting(
+        "NEWS_FLATTEN",
+        False,
+        "Also close positions for a blackout (at the open of the bar it starts in).",
+        "bool",
+        section="Sessions and news",
+    )
+
     # --- limits
     max_trades_per_day: int = _setting(
         "MAX_TRADES_PER_DAY",
@@ -337,9 +430,10 @@ class LiveConfig:
     )
     trading_day_timezone: str = _setting(
         "TRADING_DAY_TZ",
-        "UTC",
-        "Timezone of the trading-day boundary (IANA name, e.g. America/New_York).",
-        "timezone",
+        "broker",
+        "Timezone of the trading-day boundary: broker (the server's, see BROKER_TZ) or an "
+        "IANA name, e.g. America/New_York.",
+        "trading_day_tz",
         section="Limits",
     )
     trading_day_start_hour: int = _setting(
@@ -418,6 +512,14 @@ class LiveConfig:
         1000,
         "Bars of history before the simulated clock starts.",
         "int>0",
+        section="Simulator",
+    )
+    sim_server_tz: str = _setting(
+        "SIM_SERVER_TZ",
+        "NY+7",
+        "The simulated server's time zone (as BROKER_TZ; NY+7: UTC+2 winter, +3 summer, as "
+        "most MT5 brokers). Its sessions follow SESSIONS.",
+        "server_tz",
         section="Simulator",
     )
 
@@ -621,6 +723,8 @@ def _parse(spec: dataclasses.Field, text: str) -> object:
             return Path(raw)
         if kind == "path_or_empty":
             return Path(raw) if raw else None
+        if kind == "minutes_or_off":
+            return None if raw.lower() in ("", "off") else float(raw)
     except ValueError:
         expected = {"bool": "true or false"}.get(kind, "a number")
         raise ConfigError(f"{key}={text!r}: expected {expected}") from None
@@ -675,12 +779,80 @@ def _check_symbols(value: object) -> str | None:
     return None
 
 
+def _check_sessions(value: object) -> str | None:
+    """Syntax only here: the table is read on the broker's clock once it is known."""
+    from backtest.broker_clock import UTC_ZONE
+    from backtest.sessions import SessionError, parse_sessions
+
+    try:
+        parse_sessions(str(value), UTC_ZONE, "")
+    except SessionError as exc:
+        return str(exc).removeprefix(": ").removeprefix(" ")
+    return None
+
+
+def _check_hours(value: object) -> str | None:
+    from backtest.sessions import SessionError, parse_hours
+
+    try:
+        parse_hours(str(value), "")
+    except SessionError as exc:
+        return str(exc).removeprefix(": ")
+    return None
+
+
+def _check_impacts(value: object) -> str | None:
+    from backtest.cli_windows import parse_impacts
+
+    try:
+        parse_impacts(str(value), "")
+    except ValueError as exc:
+        return str(exc).removeprefix(": ")
+    return None
+
+
 def _check_timezone(value: object) -> str | None:
     try:
         ZoneInfo(str(value))
     except (ZoneInfoNotFoundError, ValueError):
         return "unknown timezone; use an IANA name such as UTC or Europe/London"
     return None
+
+
+def _check_broker_tz(value: object) -> str | None:
+    if value == BROKER_TZ_AUTO:
+        return None
+    try:
+        parse_zone(str(value), "BROKER_TZ")
+    except BrokerZoneError as exc:
+        return str(exc).removeprefix("BROKER_TZ: ")
+    return None
+
+
+def _check_server_tz(value: object) -> str | None:
+    try:
+        parse_zone(str(value), "SIM_SERVER_TZ")
+    except BrokerZoneError as exc:
+        return str(exc).removeprefix("SIM_SERVER_TZ: ")
+    return None
+
+
+def _check_trading_day_tz(value: object) -> str | None:
+    if value == TRADING_DAY_BROKER:
+        return None
+    try:
+        parse_zone(str(value), "TRADING_DAY_TZ")
+    except BrokerZoneError:
+        return (
+            "unknown timezone; use broker (the server's zone) or an IANA name such as UTC or "
+            "Europe/London"
+        )
+    return None
+
+
+def _zone_keyword(keyword: str) -> Callable[[str], str]:
+    """A zone setting's keyword in any case (AUTO, Broker); zone names as written."""
+    return lambda value: keyword if value.lower() == keyword else value
 
 
 def _check_speed(value: object) -> str | None:
@@ -719,9 +891,16 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "alert_level": _choice(ALERT_LEVELS),
     "symbols": _check_symbols,
     "timezone": _check_timezone,
+    "broker_tz": _check_broker_tz,
+    "server_tz": _check_server_tz,
+    "trading_day_tz": _check_trading_day_tz,
     "speed": _check_speed,
     "url": _check_url,
     "url_or_empty": lambda v: _check_url(v, allow_empty=True),
+    "minutes_or_off": lambda v: None if v is None else _number(0)(v),
+    "sessions": _check_sessions,
+    "hours": _check_hours,
+    "impacts": _check_impacts,
 }
 
 
@@ -732,6 +911,8 @@ _CANONICAL_CASE: dict[str, Callable[[str], str]] = {
     "kill_action": str.lower,
     "sizing": str.lower,
     "alert_level": str.lower,
+    "broker_tz": _zone_keyword(BROKER_TZ_AUTO),
+    "trading_day_tz": _zone_keyword(TRADING_DAY_BROKER),
 }
 
 

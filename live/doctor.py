@@ -1,6 +1,7 @@
 """The connection doctor behind `live_trader.py --check`: validates the settings, connects,
 prints the terminal, account and symbol facts the trader will rely on (including the filling
-mode it will use), and says plainly what is wrong and how to fix it. Sends no order.
+mode it will use and the server's clock), and says plainly what is wrong and how to fix it.
+Sends no order.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def run_check(
     connector = connector or MT5Connector(config)
     if _connect(connector, report):
         _check_terminal(connector, config, report)
+        _check_clock(connector, report)
+        _check_market_hours(connector, config, report)
         for symbol in config.symbols:
             _check_symbol(connector, config, symbol, report)
         connector.shutdown()
@@ -227,6 +230,60 @@ def _check_terminal(connector: MT5Connector, config: LiveConfig, report: Report)
         )
     elif real:
         report.warn("this is a REAL account")
+
+
+def _check_clock(connector: MT5Connector, report: Report) -> None:
+    """The server's time zone and where it comes from (BROKER_TZ, or a tick for auto)."""
+    clock = connector.clock
+    try:
+        text = f"broker clock: {clock.describe()}"
+    except BrokerError as exc:  # UTC now is the simulator's clock, and it went away
+        report.warn(f"broker clock: cannot read the market's time: {exc}")
+        return
+    if clock.disagreement:
+        report.warn(f"{text}; {clock.disagreement}")
+    elif not clock.resolved:
+        report.warn(f"{text}; set BROKER_TZ (e.g. NY+7 or Europe/Athens) to be sure")
+    else:
+        report.ok(text)
+
+
+def _check_market_hours(connector: MT5Connector, config: LiveConfig, report: Report) -> None:
+    """Sessions now, the window rules in force and the next news blackout per symbol."""
+    from backtest.trading_windows import symbol_currencies
+    from live.market_hours import MarketHours
+
+    try:
+        now = datetime.fromtimestamp(connector.market_now(), tz=UTC)
+        hours = MarketHours(
+            config,
+            zone=lambda: connector.clock.zone,
+            currencies=lambda symbol: symbol_currencies(connector.symbol_spec(symbol)),
+            now=lambda: now,
+        )
+    except ConfigError as exc:
+        report.fail(str(exc), "fix the setting it names")
+        return
+    except BrokerError as exc:
+        report.warn(f"market hours: cannot read the market's time: {exc}")
+        return
+    for symbol in config.symbols:
+        state = "open" if hours.is_open(symbol, now) else "closed"
+        report.ok(f"{symbol}: session {state} at {now:%Y-%m-%d %H:%M} UTC")
+    rules = hours.rules
+    if rules.active:
+        described = rules.describe()
+        shown = {k: v for k, v in described.items() if v not in (None, 0, 0.0, [], False, "")}
+        report.ok("trading windows: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    for symbol in config.symbols:
+        blackout = hours.next_blackout(symbol, now)
+        if blackout is not None:
+            report.ok(
+                f"{symbol}: next news blackout {blackout['start'][:16]} to "
+                f"{blackout['end'][:16]} UTC ({blackout['event']})"
+            )
+        elif rules.calendar is not None:
+            report.ok(f"{symbol}: no news blackout to come in {config.calendar_file}")
 
 
 def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, report: Report) -> None:

@@ -28,9 +28,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `live` and `backtest` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import pandas as pd
+
 from backtest.data import DataError, timeframe_seconds
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
+from backtest.trading_windows import symbol_currencies
 from live.audit_chain import HEADS_LOG_PREFIX, head_text
 from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
@@ -45,6 +48,7 @@ from live.errors import (
 )
 from live.instance_lock import account_lock, database_lock, needs_account_lock
 from live.market_clock import MarketClock
+from live.market_hours import MarketHours, load_calendar_setting
 from live.mt5_connector import ConnectionState, MT5Connector
 from live.order_executor import OrderExecutor
 from live.paper_broker import PaperBroker
@@ -84,6 +88,7 @@ class LiveTrader:
         alerts: Any = None,
         sleep: Callable[[float], None] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        calendar: pd.DataFrame | None = None,
     ) -> None:
         self.config = config
         self.connector = connector
@@ -97,11 +102,18 @@ class LiveTrader:
         self.broker: Any = (
             PaperBroker(connector, audit, now=self.clock.now) if config.dry_run else connector
         )
-        self.state = StateManager(config, audit, now=self.clock.now)
+        self.state = StateManager(config, audit, now=self.clock.now, broker_clock=connector.clock)
         self.audit_health = AuditHealth(audit, self.state, self.alerts, wall_clock=wall_clock)
         self.executor = OrderExecutor(self.broker, audit, config, sleep=sleep, now=self.clock.now)
         sizing = Sizing(
             mode=config.sizing_mode, lots=config.lot_size, risk_percent=config.risk_percent
+        )
+        self.market_hours = MarketHours(
+            config,
+            zone=lambda: connector.clock.zone,
+            currencies=lambda symbol: symbol_currencies(connector.symbol_spec(symbol)),
+            now=self.clock.now,
+            calendar=calendar,
         )
         self.bridge = BacktestingBridge(
             strategy,
@@ -109,6 +121,7 @@ class LiveTrader:
             timeframe=config.timeframe,
             lookback=config.bars_lookback,
             sizing=sizing,
+            market=self.market_hours,
         )
         self._bar_seconds = timeframe_seconds(config.timeframe)
         self._wire_rooms()
@@ -206,7 +219,15 @@ class LiveTrader:
             "targets": self.targets.summary(),
             "metrics": {"alert_queue_depth": _queue_depth(self.alerts)},
             "execution": self.executor.stats.as_dict(),
+            "market": self._market_status(),
         }
+
+    def _market_status(self) -> dict[str, object]:
+        """The broker's clock, the window rules and the next news blackouts (dashboard)."""
+        status = self.market_hours.describe(self.clock.now())
+        status["broker_clock"] = self.connector.clock.source
+        status["closed_sessions"] = self.market_hours.closed_symbols
+        return status
 
     # ------------------------------------------------------------ lifecycle
 
@@ -439,7 +460,12 @@ class LiveTrader:
             self.targets.update(decision)
         if decision is None:  # no target yet (the last decision failed): nothing to reconcile
             return 0
+        if not self.market_hours.gate(symbol, self.clock.now(), self.clock.stamp()):
+            return 0  # the session is closed: the server would answer 10018
         outcome = self.positions.reconcile(decision, fresh=new_bar)
+        mismatch = self.market_hours.broker_said(symbol, self.clock.now(), outcome.outcome)
+        if mismatch:
+            self.audit_health.event("session_mismatch", mismatch, level="warning", symbol=symbol)
         if not new_bar:
             return 0
         self.state.mark_processed(symbol, decision.bar_time)  # decided, recorded or not
@@ -651,6 +677,7 @@ def _build_trader(config: LiveConfig, held: ExitStack) -> LiveTrader:
     that cannot start leaves no empty database behind; take the instance locks (`held`
     keeps them) before anything is written."""
     strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
+    calendar = load_calendar_setting(config)  # a bad row stops us before anything is written
     connector = MT5Connector(config)
     connector.connect()
     for symbol in config.symbols:
@@ -670,7 +697,12 @@ def _build_trader(config: LiveConfig, held: ExitStack) -> LiveTrader:
     held.enter_context(database_lock(config.audit_db, command=command))
     audit = AuditLogger(config.audit_db, key_file=config.audit_key_file, busy_timeout_s=2.0)
     return LiveTrader(
-        config, connector=connector, strategy=strategy, audit=audit, alerts=_alerts(config, audit)
+        config,
+        connector=connector,
+        strategy=strategy,
+        audit=audit,
+        alerts=_alerts(config, audit),
+        calendar=calendar,
     )
 
 

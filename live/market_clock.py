@@ -131,5 +131,7 @@ class MarketClock:
                 "timeframe": config.timeframe,
                 "seed": config.sim_seed,
                 "data": config.sim_data or None,
+                "server_tz": config.sim_server_tz,
+                "sessions": config.sessions,
             }
         }

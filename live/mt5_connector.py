@@ -5,6 +5,11 @@ becomes a typed error from live.errors carrying the `last_error()` code or the t
 code, and results come back as plain records (live.broker_types), never as a bare None.
 Exceptions the API raises (a dying link, or any exception a remote terminal sends back over
 RPyC) become typed errors too: nothing from the API escapes untyped.
+
+Time is UTC on this side: the server stamps every epoch in its own clock (MT5_NOTES §2), so
+`_call` converts both ways with the connector's BrokerClock (live.broker_time): the moments it
+sends (history ranges, copy_* dates, an order's expiration) to server time, every epoch field
+and column it gets back to UTC.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.symbols import SymbolSpec
+from live.broker_time import BrokerClock, moment_to_server, request_to_server, results_to_utc
 from live.broker_types import (
     IPC_ERROR_CODES,
     ORDER_FILLING_FOK,
@@ -60,6 +66,19 @@ _TRANSPORT_ERRORS = (EOFError, ConnectionError, TimeoutError, OSError)
 # its own type (TypeError, NameError, ...); it still means the call failed.
 _API_ERRORS = (Exception,)
 _FAR_FUTURE = timedelta(days=3)
+# The positional arguments each function reads as a moment (server time on the server's side).
+MOMENT_ARGUMENTS: dict[str, tuple[int, ...]] = {
+    "copy_rates_from": (2,),
+    "copy_rates_range": (2, 3),
+    "copy_ticks_from": (1,),
+    "copy_ticks_range": (1, 2),
+    "history_orders_total": (0, 1),
+    "history_orders_get": (0, 1),
+    "history_deals_total": (0, 1),
+    "history_deals_get": (0, 1),
+}
+# The functions taking a trade request (its `expiration` is a moment too).
+REQUEST_FUNCTIONS = frozenset({"order_check", "order_send"})
 
 
 class ConnectionState(enum.Enum):
@@ -72,7 +91,9 @@ class MT5Connector:
     """The live broker: a terminal reached through the backend chosen by the config.
 
     `api` may be given (a module-like object with the MetaTrader5 functions), which is how
-    tests pass a simulator they drive; otherwise it is created from `config.backend`.
+    tests pass a simulator they drive; otherwise it is created from `config.backend`. `clock`
+    is the server's zone (default: BROKER_TZ, with UTC now read from the simulator's clock on a
+    simulator, else from `wall_clock`).
     """
 
     dry_run = False
@@ -84,6 +105,8 @@ class MT5Connector:
         api: Any = None,
         backend: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: BrokerClock | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.backend = backend or (config.backend if api is None else "injected")
@@ -97,6 +120,8 @@ class MT5Connector:
         self._specs: dict[str, SymbolSpec] = {}
         self._filling: dict[str, int] = {}
         self._served_sim = False
+        self._wall = wall_clock
+        self.clock = clock or BrokerClock(config.broker_tz, utc_now=self.market_now)
 
     # ------------------------------------------------------------ connection
 
@@ -157,10 +182,12 @@ class MT5Connector:
 
         Never blocks for long: the trading loop calls this every iteration and keeps
         checking the kill switch while the terminal is away. Backoff doubles from 1 s up to
-        RECONNECT_MAX_SECONDS.
+        RECONNECT_MAX_SECONDS. While connected, the broker clock looks at the ticks when due.
         """
         with self._lock:
             if self._connected and self._probe():
+                if self._clock_due():
+                    self.look_at_clock()
                 return ConnectionState.CONNECTED
             if self._connected:
                 logger.warning("connection to the MT5 terminal lost")
@@ -208,6 +235,7 @@ class MT5Connector:
         self._connected = True
         self._specs.clear()
         self._served_sim = self.backend == "mt5linux" and self._serves_simulator()
+        self.look_at_clock()
 
     def _serves_simulator(self) -> bool:
         """Whether the mt5linux server is this project's simulator (its clock can be stepped)."""
@@ -224,6 +252,43 @@ class MT5Connector:
         except _API_ERRORS:  # a terminal that raises is as good as gone: reconnect
             return False
 
+    # ------------------------------------------------------------ the server's clock
+
+    def market_now(self) -> float:
+        """UTC now as the market knows it (epoch seconds): the simulator's clock on a
+        simulator, else the wall clock."""
+        if self.is_simulator and self._api is not None:
+            try:
+                return float(self.sim_call("sim_time"))
+            except BrokerError:
+                logger.debug("simulator clock unreadable; using the wall clock")
+        return float(self._wall())
+
+    def look_at_clock(self) -> None:
+        """Show the broker clock the traded symbols' last tick times, as the server stamps
+        them (see live.broker_time). A symbol without a quote is left out; never raises."""
+        ticks: dict[str, float] = {}
+        for symbol in self.config.symbols:
+            try:
+                tick = self._selecting(symbol, "symbol_info_tick", symbol, raw=True)
+            except BrokerUnavailable:
+                return
+            except BrokerError as exc:
+                logger.debug("broker clock: no tick for %s: %s", symbol, exc)
+                continue
+            msc = int(tick.time_msc or 0)
+            ticks[symbol] = msc / 1000 if msc else float(tick.time)
+        try:
+            self.clock.observe(ticks)
+        except BrokerError as exc:  # UTC now is the simulator's clock, and it is away
+            logger.debug("broker clock: look skipped: %s", exc)
+
+    def _clock_due(self) -> bool:
+        try:
+            return self.clock.due()
+        except BrokerError:
+            return False
+
     # ------------------------------------------------------------ calls
 
     def _last_error(self) -> tuple[int, str]:
@@ -236,7 +301,20 @@ class MT5Connector:
             return -1, f"last_error raised {_described(exc)}"
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Call the API under the lock; None/False becomes a BrokerError with last_error()."""
+        """Call the API in UTC: the moments sent are converted to the server's clock, the
+        epochs returned back to UTC (one zone for both ways). Errors as `_call_raw`."""
+        zone = self.clock.zone
+        positions = MOMENT_ARGUMENTS.get(name, ())
+        sent = tuple(
+            moment_to_server(arg, zone) if i in positions else arg for i, arg in enumerate(args)
+        )
+        if name in REQUEST_FUNCTIONS and sent and isinstance(sent[0], Mapping):
+            sent = (request_to_server(sent[0], zone), *sent[1:])
+        return results_to_utc(self._call_raw(name, *sent, **kwargs), zone)
+
+    def _call_raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the API under the lock, times as the server has them; None/False becomes a
+        BrokerError with last_error()."""
         with self._lock:
             if self._api is None:
                 raise BrokerUnavailable(f"{name}: not connected (call connect() first)")
@@ -309,17 +387,19 @@ class MT5Connector:
     def tick(self, symbol: str) -> Any:
         return self._selecting(symbol, "symbol_info_tick", symbol)
 
-    def _selecting(self, symbol: str, name: str, *args: Any) -> Any:
-        """Call `name`; when it fails because `symbol` is not in Market Watch (a terminal
-        gives no prices then), select the symbol and try once more."""
+    def _selecting(self, symbol: str, name: str, *args: Any, raw: bool = False) -> Any:
+        """Call `name` (`raw`: times as the server stamps them); when it fails because
+        `symbol` is not in Market Watch (a terminal gives no prices then), select the symbol
+        and try once more."""
+        call = self._call_raw if raw else self._call
         try:
-            return self._call(name, *args)
+            return call(name, *args)
         except BrokerUnavailable:
             raise
         except BrokerError:
             if not self._select_hidden(symbol):
                 raise
-        return self._call(name, *args)
+        return call(name, *args)
 
     def _select_hidden(self, symbol: str) -> bool:
         """Put `symbol` into Market Watch if it exists and is hidden; whether it was."""
@@ -398,8 +478,10 @@ class MT5Connector:
     def deals_since(self, since: datetime) -> tuple[Any, ...]:
         """Deals since `since` (UTC) of this trader: those of its orders (its magic number),
         and every deal of a position one of them opened (a close by hand carries magic 0: a
-        deal's magic is its order's, not its position's)."""
-        until = max(datetime.now(UTC), since) + _FAR_FUTURE
+        deal's magic is its order's, not its position's). The range ends past the market's
+        now (the simulator's clock on a simulator), which `_call` sends in server time."""
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        until = max(now, _utc(since)) + _FAR_FUTURE
         found = self._call("history_deals_get", _utc(since), until)
         magic = self.config.magic_number
         ours = {int(d.position_id) for d in found if d.magic == magic}
@@ -615,6 +697,8 @@ def create_simulator(config: LiveConfig) -> Any:
             seed=config.sim_seed,
             speed=None if config.sim_lockstep else float(config.sim_speed),
             history_bars=config.sim_history_bars,
+            server_tz=config.sim_server_tz,
+            sessions=config.sessions,
         )
         # building reads the CSV: a bad file or one of another timeframe is a setting error
         return SimTerminal(sim_config)

@@ -5,7 +5,8 @@ The trader keeps local, immutable copies of what the terminal returns as these r
 (MT5Connector converts them; PaperBroker makes them); the simulator builds its
 PyStructSequence-like types from the same field lists (`live.sim_terminal.structs`).
 Prices, volumes and money are floats, tickets, times (epoch seconds, or milliseconds in the
-*_msc fields), codes and flags ints.
+*_msc fields), codes and flags ints. The trader's records hold UTC times; the terminal's
+structures hold the server's clock (`EPOCH_FIELDS` names the fields the connector converts).
 """
 
 from __future__ import annotations
@@ -320,6 +321,24 @@ RECORDS: tuple[type, ...] = (
 # Field order of each structure, for positional conversion.
 STRUCT_FIELDS: dict[str, tuple[str, ...]] = {cls.__name__: cls._fields for cls in RECORDS}
 
+# The fields of each structure that hold a moment: epoch seconds, or milliseconds in the *_msc
+# fields. A server stamps them in its own wall clock read as UTC (MT5_NOTES §2); the connector
+# turns them into UTC (live.broker_time). 0 means "none" (no expiry, not done yet) and stays 0.
+EPOCH_FIELDS: dict[str, tuple[str, ...]] = {
+    "SymbolInfo": ("time", "start_time", "expiration_time"),
+    "Tick": ("time", "time_msc"),
+    "TradeOrder": (
+        "time_setup",
+        "time_setup_msc",
+        "time_done",
+        "time_done_msc",
+        "time_expiration",
+    ),
+    "TradePosition": ("time", "time_msc", "time_update", "time_update_msc"),
+    "TradeDeal": ("time", "time_msc"),
+    "TradeRequest": ("expiration",),
+}
+
 # The dtype of copy_ticks_* arrays (packed, itemsize 60). The rates dtype is
 # backtest.data.RATES_DTYPE: the backtest reads and writes those arrays too.
 TICKS_DTYPE = np.dtype(
@@ -334,3 +353,6 @@ TICKS_DTYPE = np.dtype(
         ("volume_real", "<f8"),
     ]
 )
+# The moment columns of copy_rates_* (time) and copy_ticks_* (time, time_msc) arrays: server
+# clock, like EPOCH_FIELDS.
+EPOCH_COLUMNS: tuple[str, ...] = ("time", "time_msc")

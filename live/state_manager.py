@@ -3,6 +3,9 @@ one action per symbol per closed bar, and whether trading is enabled.
 
 The broker is the truth for positions; the audit DB is the memory that survives a restart
 (the day's starting equity, the kill-switch state, the last bar processed per symbol).
+Trading days start at TRADING_DAY_START_HOUR in TRADING_DAY_TZ: by default `broker`, the
+server's own zone as the connector's BrokerClock knows it (so daily limits reset at the
+broker's midnight, which moves against UTC with daylight saving).
 """
 
 from __future__ import annotations
@@ -11,14 +14,15 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from backtest.broker_clock import DAY, BrokerZone, parse_zone
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
-from live.config import KILL_SWITCH_ACTIONS, LiveConfig
+from live.broker_time import BrokerClock
+from live.config import KILL_SWITCH_ACTIONS, TRADING_DAY_BROKER, LiveConfig
 from live.errors import AuditWriteError
 
 logger = logging.getLogger(__name__)
@@ -67,15 +71,27 @@ _PENDING_ENTRY_TYPES = frozenset(range(2, 8))  # buy/sell limit, stop, stop limi
 
 
 class StateManager:
-    """Holds what the loop must know between iterations and across restarts."""
+    """Holds what the loop must know between iterations and across restarts.
+
+    `broker_clock` is the connector's (`connector.clock`): with TRADING_DAY_TZ=broker, days
+    follow its zone as it resolves; without one, a clock is made from BROKER_TZ (for `auto`
+    that means UTC, as nothing here sees a tick). Another TRADING_DAY_TZ ignores it.
+    """
 
     def __init__(
-        self, config: LiveConfig, audit: AuditLogger, *, now: Callable[[], datetime] = utc_now
+        self,
+        config: LiveConfig,
+        audit: AuditLogger,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        broker_clock: BrokerClock | None = None,
     ) -> None:
         self.config = config
         self.audit = audit
         self._now = now
-        self._zone = ZoneInfo(config.trading_day_timezone)
+        self._day_clock: BrokerClock | None = None  # TRADING_DAY_TZ=broker: the days' zone
+        if config.trading_day_timezone == TRADING_DAY_BROKER:
+            self._day_clock = broker_clock or BrokerClock(config.broker_tz)
         self.positions: dict[int, Any] = {}
         self._last_bar: dict[str, datetime] = {}
         self._day_start: tuple[str, float] | None = None
@@ -159,15 +175,24 @@ class StateManager:
 
     # ------------------------------------------------------------ daily limits
 
+    @property
+    def day_zone(self) -> BrokerZone:
+        """The zone trading days are counted in (the broker's as its clock knows it now)."""
+        if self._day_clock is not None:
+            return self._day_clock.zone
+        return parse_zone(self.config.trading_day_timezone, "TRADING_DAY_TZ")
+
     def trading_day(self, moment: datetime) -> tuple[str, datetime]:
-        """The trading day containing `moment` (its label) and its start in UTC."""
-        local = moment.astimezone(self._zone)
-        start = local.replace(
-            hour=self.config.trading_day_start_hour, minute=0, second=0, microsecond=0
-        )
-        if local < start:
-            start -= timedelta(days=1)
-        return start.date().isoformat(), start.astimezone(UTC)
+        """The trading day containing `moment` (its label: the date it starts on in the day's
+        zone) and its start in UTC."""
+        zone = self.day_zone
+        utc = int(moment.timestamp())
+        start_hour = self.config.trading_day_start_hour * 3600
+        wall = utc + zone.offset_at(utc)
+        start_wall = (wall - start_hour) // DAY * DAY + start_hour
+        start = datetime.fromtimestamp(float(zone.to_utc(start_wall)), UTC)
+        label = datetime.fromtimestamp(start_wall, UTC).date().isoformat()
+        return label, start
 
     def day_start_equity(self, equity: float) -> float:
         """The equity at the start of the current trading day, recorded once per day.

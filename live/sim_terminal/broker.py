@@ -15,6 +15,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from backtest.broker_clock import UTC_ZONE, BrokerZone
 from live.sim_terminal import triggers
 from live.sim_terminal.constants import K
 from live.sim_terminal.money import Book
@@ -56,6 +57,7 @@ class TradeServer(Book):
     next_ticket: int = 5_000_001
     processed_until: float = 0.0
     stop_slippage_points: int = 0  # how much worse stop fills come (triggers.py)
+    zone: BrokerZone = UTC_ZONE  # the server's clock: its days end pending orders of the day
     request_rate: RequestRate = field(default_factory=RequestRate)
     rules: RequestRules = field(init=False, repr=False, compare=False)
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
 from backtest.data import TIMEFRAMES
+from live.sim_terminal.trading_hours import MarketCalendar
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,17 @@ class SimConfig:
                              than their level (take-profits and limits never slip)
     max_requests_per_second  order_send requests beyond this many within one second of
                              simulated time answer 10024 (too many requests); 0 = no limit
+
+    The server's clock and market hours (trading_hours.py, server_clock.py):
+    server_tz                the zone the server stamps API times in (a broker_clock zone:
+                             UTC, UTC+2, Europe/Athens, NY+7); the clock, the sim_* controls
+                             and everything inside stay UTC
+    sessions                 a sessions table on the server's clock ('EURUSD=Mon 00:00-Fri
+                             23:55 break 23:57-00:02; *=...'); empty: the forex week with its
+                             daily break not enforced; 'forex': that break enforced
+    holidays                 ISO dates on the server's clock, closed all day
+    rollover_spread_factor   spreads this many times wider within rollover_minutes of a
+                             closure (the daily break, the weekend); 1 = off
     """
 
     symbols: tuple[str, ...] = ("EURUSD",)
@@ -115,6 +127,11 @@ class SimConfig:
     tradeapi_disabled: bool = False
     stop_slippage_points: int = 0
     max_requests_per_second: int = 0
+    server_tz: str = "UTC"
+    sessions: str = ""
+    holidays: tuple[str, ...] = ()
+    rollover_spread_factor: float = 1.0
+    rollover_minutes: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
@@ -140,6 +157,17 @@ class SimConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0 (0 = off), got {value!r}")
+        self.market_calendar()  # refuses a bad zone, table, holiday or rollover setting
+
+    def market_calendar(self) -> MarketCalendar:
+        """The server's zone, sessions, holidays and rollover spread, parsed."""
+        return MarketCalendar.parse(
+            server_tz=self.server_tz,
+            sessions=self.sessions,
+            holidays=self.holidays,
+            rollover_spread_factor=self.rollover_spread_factor,
+            rollover_minutes=self.rollover_minutes,
+        )
 
     def _check_symbols_known(self) -> None:
         """A symbol the simulator has no spec for is only allowed as the replayed CSV's."""

@@ -3,7 +3,9 @@
 Bars are bid prices (as MT5 bars are); ask = bid + spread × point. Inside a bar the price moves
 on a path: open -> the extreme nearer to the open -> the other extreme -> close, linearly in
 time over thirds of the bar (the close is reached one second before the bar ends). A bar is
-closed once the clock reaches its end; nothing after the clock is ever visible.
+closed once the clock reaches its end; nothing after the clock is ever visible. Times are UTC;
+higher timeframes are cut on the server's clock, and a feed's trading hours
+(trading_hours.py) close it outside its session.
 """
 
 from __future__ import annotations
@@ -14,20 +16,24 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import UTC_ZONE, BrokerZone
 from backtest.data import RATES_DTYPE, TIMEFRAMES, frame_to_rates
 from backtest.fills import low_first
 from backtest.symbols import SymbolSpec
 from live.mt5_records import TICKS_DTYPE
 
+if TYPE_CHECKING:  # the hours cut the feed's path; they import nothing from here at run time
+    from live.sim_terminal.trading_hours import TradingHours
+
 logger = logging.getLogger(__name__)
 
 TICK_FLAGS_BID_ASK = 2 | 4
-# 1970-01-01 was a Thursday: weekly bins start on Sundays 00:00 UTC, as MT5's W1 bars do
-_SUNDAY = 3 * 86_400
+Piece = tuple[float, float, float, float, int, bool]
 MONTHLY = "MN1"  # calendar months: no fixed width, so not in backtest.data.TIMEFRAMES
 TIMEFRAME_NAMES = (*TIMEFRAMES, MONTHLY)
 
@@ -202,13 +208,28 @@ class SimClock:
 
 
 class SymbolFeed:
-    """One symbol's bars at the base timeframe and the prices they imply at any moment."""
+    """One symbol's bars at the base timeframe and the prices they imply at any moment.
 
-    def __init__(self, symbol: SimSymbol, bars: pd.DataFrame, width: int) -> None:
+    Times are UTC. `zone` is the server's clock, where bars of higher timeframes are cut;
+    `hours`, when given, closes the market outside the symbol's session (no ticks, a frozen
+    quote, no fills) and widens spreads around the rollover.
+    """
+
+    def __init__(
+        self,
+        symbol: SimSymbol,
+        bars: pd.DataFrame,
+        width: int,
+        *,
+        zone: BrokerZone = UTC_ZONE,
+        hours: TradingHours | None = None,
+    ) -> None:
         if bars.empty:
             raise ValueError(f"{symbol.name}: no bars to replay")
         self.symbol = symbol
         self.width = width
+        self.zone = zone
+        self.hours = hours
         rates = frame_to_rates(bars)
         self.rates = rates
         self.times = rates["time"].astype(np.int64)
@@ -223,10 +244,14 @@ class SymbolFeed:
         """The last bar whose open time is <= moment (-1 before the first bar)."""
         return int(np.searchsorted(self.times, math.floor(moment), side="right")) - 1
 
-    def is_open(self, moment: float) -> bool:
-        """True inside a bar; False in session gaps (weekends) and after the data."""
+    def inside_bar(self, moment: float) -> bool:
+        """True inside a bar; False between bars (weekends in the data) and after the data."""
         i = self.index_at(moment)
         return i >= 0 and moment < self.times[i] + self.width
+
+    def is_open(self, moment: float) -> bool:
+        """Whether the symbol trades at `moment`: inside a bar and inside its session."""
+        return self.inside_bar(moment) and (self.hours is None or self.hours.is_open(moment))
 
     @property
     def end(self) -> int:
@@ -247,40 +272,58 @@ class SymbolFeed:
         times, prices = self.path(i)
         return round(float(np.interp(moment, times, prices)), self.symbol.digits)
 
-    def quote(self, moment: float) -> tuple[int, float, float] | None:
-        """(tick time, bid, ask) at `moment`: the last price before it, None before any bar."""
+    def raw_quote(self, moment: float) -> tuple[float, float, int] | None:
+        """(tick time, bid, spread points) of the bars at `moment`, sessions aside: the last
+        price before it (a bar's close between bars), None before any bar."""
         i = self.index_at(moment)
         if i < 0:
             return None
-        inside = moment < self.times[i] + self.width
-        at = moment if inside else self.times[i] + self.width - 1
-        bid = self.bid_at(i, at)
-        ask = round(bid + int(self.spread[i]) * self.symbol.point, self.symbol.digits)
-        return int(at), bid, float(ask)
+        at = moment if moment < self.times[i] + self.width else self.times[i] + self.width - 1
+        return float(at), self.bid_at(i, at), int(self.spread[i])
+
+    def quote(self, moment: float) -> tuple[float, float, float] | None:
+        """(tick time, bid, ask) at `moment`: the last tick before it (before the session
+        closed, while it is closed), None before any bar. The tick time has milliseconds."""
+        at = moment if self.hours is None else self.hours.quote_moment(moment)
+        raw = self.raw_quote(at)
+        if raw is None:
+            return None
+        when, bid, spread = raw
+        if self.hours is not None:
+            spread = self.hours.widen(spread, when)
+        ask = round(bid + spread * self.symbol.point, self.symbol.digits)
+        return when, bid, float(ask)
 
     # ------------------------------------------------------------ bars and ticks
 
     def rates_until(self, moment: float, timeframe: str, tail: int | None = None) -> np.ndarray:
         """Bars of `timeframe` with open time <= moment (the last `tail` of them if given);
-        the last one may be forming."""
+        the last one may be forming (frozen at the last tick while the market is closed)."""
         k = self.index_at(moment)
         if k < 0:
             return np.empty(0, dtype=RATES_DTYPE)
         if timeframe != MONTHLY and TIMEFRAMES[timeframe] < self.width:
             raise ValueError(f"{timeframe} is finer than the replayed data")
         bins = self._bins.get(timeframe) or self._bins.setdefault(timeframe, _Bins(self, timeframe))
-        return bins.until(k, moment, tail)
+        seen = moment if self.hours is None else self.hours.quote_moment(moment)
+        return bins.until(k, moment, tail, seen)
 
-    def segments(
-        self, start: float, stop: float
-    ) -> list[tuple[float, float, float, float, int, bool]]:
-        """Pieces of the bid path in (start, stop]: (t_a, bid_a, t_b, bid_b, spread, gap).
+    def segments(self, start: float, stop: float) -> list[Piece]:
+        """Pieces of the bid path in (start, stop] while the market is open:
+        (t_a, bid_a, t_b, bid_b, spread, gap).
 
-        `gap` marks the jump from one bar's close to the next bar's open (a session gap);
-        a level crossed by a gap fills at the open, not at the level.
+        `gap` marks a jump: from one bar's close to the next bar's open, or from the price a
+        closure froze to the reopening price; a level crossed by a gap fills at the new price,
+        not at the level.
         """
+        if self.hours is None:
+            return self.path_segments(start, stop)
+        return self.hours.segments(self, start, stop)
+
+    def path_segments(self, start: float, stop: float) -> list[Piece]:
+        """Pieces of the bars' bid path in (start, stop], sessions aside (see segments)."""
         first, last = self.index_at(start), self.index_at(stop)
-        pieces: list[tuple[float, float, float, float, int, bool]] = []
+        pieces: list[Piece] = []
         for i in range(max(first, 0), last + 1):
             times, prices = self.path(i)
             if i > 0 and start < times[0] <= stop:
@@ -296,42 +339,49 @@ class SymbolFeed:
                 pieces.append((max(t_a, start), a, min(t_b, stop), b, int(self.spread[i]), False))
         return pieces
 
-    def partial_bar(self, i: int, moment: float) -> np.void:
-        """Bar i as it stands at `moment` (complete once the clock has passed its end)."""
+    def partial_bar(self, i: int, moment: float, seen: float | None = None) -> np.void:
+        """Bar i as it stands at `moment` (complete once the clock has passed its end); while
+        the market is closed inside it, as it stood at the last tick (`seen`)."""
         bar = self.rates[i].copy()
         end = self.times[i] + self.width
         if moment >= end:
             return bar
+        if seen is not None:
+            moment = max(min(seen, moment), float(self.times[i]))
         times, prices = self.path(i)
-        seen = prices[times <= moment]
+        seen_prices = prices[times <= moment]
         current = self.bid_at(i, moment)
-        bar["high"] = max(seen.max(), current)
-        bar["low"] = min(seen.min(), current)
+        bar["high"] = max(seen_prices.max(), current)
+        bar["low"] = min(seen_prices.min(), current)
         bar["close"] = current
         fraction = max(0.0, (moment - self.times[i]) / self.width)
         bar["tick_volume"] = max(1, int(bar["tick_volume"] * fraction))
         return bar
 
     def ticks_between(self, start: float, stop: float) -> np.ndarray:
-        """The path points with start <= time <= stop, as MT5 tick records."""
+        """The path points with start <= time <= stop while the market is open, as MT5 tick
+        records (UTC; time_msc keeps the milliseconds, time the whole seconds)."""
         first = max(self.index_at(start), 0)
         last = self.index_at(stop)
         if last < first:
             return np.empty(0, dtype=TICKS_DTYPE)
-        rows = []
+        moments, bids = [], []
         for i in range(first, last + 1):
             times, prices = self.path(i)
-            for t, bid in zip(times, prices, strict=True):
-                if start <= t <= stop:
-                    rows.append((int(t), round(bid, self.symbol.digits)))
-        ticks = np.zeros(len(rows), dtype=TICKS_DTYPE)
-        if rows:
-            t, bid = (np.array(col) for col in zip(*rows, strict=True))
-            spreads = self.spread[np.searchsorted(self.times, t, side="right") - 1]
-            ticks["time"], ticks["bid"] = t, bid
-            ticks["ask"] = np.round(bid + spreads * self.symbol.point, self.symbol.digits)
-            ticks["time_msc"] = t * 1000
-            ticks["flags"] = TICK_FLAGS_BID_ASK
+            inside = (times >= start) & (times <= stop)
+            moments.append(times[inside])
+            bids.append(np.round(prices[inside], self.symbol.digits))
+        t, bid = np.concatenate(moments), np.concatenate(bids)
+        spreads = self.spread[np.searchsorted(self.times, np.floor(t), side="right") - 1]
+        if self.hours is not None:
+            open_ = self.hours.open_mask(t)
+            t, bid, spreads = t[open_], bid[open_], self.hours.spreads(spreads[open_], t[open_])
+        ticks = np.zeros(len(t), dtype=TICKS_DTYPE)
+        ticks["time_msc"] = np.rint(t * 1000).astype(np.int64)
+        ticks["time"] = ticks["time_msc"] // 1000
+        ticks["bid"] = bid
+        ticks["ask"] = np.round(bid + spreads * self.symbol.point, self.symbol.digits)
+        ticks["flags"] = TICK_FLAGS_BID_ASK
         return ticks
 
 
@@ -340,7 +390,7 @@ class _Bins:
 
     def __init__(self, feed: SymbolFeed, timeframe: str) -> None:
         self.feed = feed
-        self.bin_of, opens = _bin_keys(feed.times, timeframe)
+        self.bin_of, opens = _bin_keys(feed.times, timeframe, feed.zone)
         starts = np.flatnonzero(np.concatenate(([True], self.bin_of[1:] != self.bin_of[:-1])))
         self.starts = starts
         ends = np.append(starts[1:], len(feed.times)) - 1
@@ -355,8 +405,11 @@ class _Bins:
         rates["real_volume"] = np.add.reduceat(feed.rates["real_volume"], starts)
         self.rates = rates
 
-    def until(self, k: int, moment: float, tail: int | None = None) -> np.ndarray:
-        """Bins up to the one holding base bar k, that one rebuilt from what is visible."""
+    def until(
+        self, k: int, moment: float, tail: int | None = None, seen: float | None = None
+    ) -> np.ndarray:
+        """Bins up to the one holding base bar k, that one rebuilt from what is visible
+        (`seen`: the last tick's moment, for a market closed inside bar k)."""
         b = int(np.searchsorted(self.starts, k, side="right")) - 1
         low = 0 if tail is None else max(0, b + 1 - tail)
         out = self.rates[low : b + 1].copy()
@@ -366,7 +419,7 @@ class _Bins:
         # base bars before k are closed (the clock is past their ends); only k may be forming,
         # so a month of H1 bars costs one partial bar, not hundreds
         closed = self.feed.rates[first:k]
-        current = self.feed.partial_bar(k, moment)
+        current = self.feed.partial_bar(k, moment, seen)
         last = out[-1]
         last["open"] = closed["open"][0] if len(closed) else current["open"]
         last["high"] = max(float(closed["high"].max(initial=-np.inf)), float(current["high"]))
@@ -378,15 +431,15 @@ class _Bins:
         return out
 
 
-def _bin_keys(times: np.ndarray, timeframe: str) -> tuple[np.ndarray, np.ndarray]:
-    """For each base bar: the key of the `timeframe` bar holding it, and that bar's open time.
-
-    Fixed widths are aligned to UTC (weeks from Sunday 00:00); MN1 bars are calendar months.
-    """
-    if timeframe == MONTHLY:
-        months = times.astype("datetime64[s]").astype("datetime64[M]")
-        return months.astype(np.int64), months.astype("datetime64[s]").astype(np.int64)
-    width = TIMEFRAMES[timeframe]
-    offset = _SUNDAY if timeframe == "W1" else 0
-    keys = (times - offset) // width
-    return keys, keys * width + offset
+def _bin_keys(
+    times: np.ndarray, timeframe: str, zone: BrokerZone = UTC_ZONE
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each base bar: the key of the `timeframe` bar holding it, and that bar's open time
+    (UTC). Bars are cut on the server's clock, as a real server cuts them: fixed widths from
+    its midnight (weeks from its Sunday 00:00), MN1 at its month starts."""
+    if timeframe != MONTHLY:
+        return zone.bin_opens(times, TIMEFRAMES[timeframe])
+    wall = times + zone.offsets(times)
+    months = wall.astype("datetime64[s]").astype("datetime64[M]")
+    opens_wall = months.astype("datetime64[s]").astype(np.int64)
+    return months.astype(np.int64), np.asarray(zone.to_utc(opens_wall), dtype=np.int64)

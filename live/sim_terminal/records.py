@@ -11,6 +11,7 @@ import logging
 import math
 from dataclasses import dataclass
 
+from backtest.broker_clock import UTC_ZONE, BrokerZone
 from live.sim_terminal.constants import K
 from live.sim_terminal.market import SimSymbol
 
@@ -138,16 +139,25 @@ def same_price(a: float, b: float, spec: SimSymbol) -> bool:
     return abs(a - b) < spec.point / 2
 
 
-def expires_at(type_time: int, expiration: int, placed: float) -> float:
-    """The moment an order of `type_time` expires (the server's day is the UTC day).
+def expires_at(
+    type_time: int, expiration: int, placed: float, zone: BrokerZone = UTC_ZONE
+) -> float:
+    """The UTC moment an order of `type_time` expires; days are the server's (`zone`).
 
-    DAY: the end of the day it was placed; SPECIFIED: `expiration`; SPECIFIED_DAY: the end
-    of the day of `expiration`; GTC (or no expiration given): never.
+    DAY: the server's next midnight after it was placed; SPECIFIED: `expiration` (UTC here:
+    the API edge converts the client's server time); SPECIFIED_DAY: the server's midnight
+    after `expiration`; GTC (or no expiration given): never.
     """
     if type_time == K.ORDER_TIME_DAY:
-        return (math.floor(placed) // _DAY + 1) * _DAY
+        return server_day_end(placed, zone)
     if type_time == K.ORDER_TIME_SPECIFIED and expiration:
         return float(expiration)
     if type_time == K.ORDER_TIME_SPECIFIED_DAY and expiration:
-        return float((expiration // _DAY + 1) * _DAY)
+        return server_day_end(expiration, zone)
     return math.inf
+
+
+def server_day_end(moment: float, zone: BrokerZone = UTC_ZONE) -> float:
+    """The UTC moment of the server's first midnight after `moment` (UTC)."""
+    wall = math.floor(moment) + zone.offset_at(moment)
+    return float(zone.to_utc((wall // _DAY + 1) * _DAY))

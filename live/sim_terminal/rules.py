@@ -268,16 +268,16 @@ class RequestRules:
         if not allowed.get(filling, False):
             raise TradeRefused(K.TRADE_RETCODE_INVALID_FILL, "Unsupported filling mode")
 
-    @staticmethod
-    def _check_expiration(spec: SimSymbol, request: dict[str, Any], moment: float) -> None:
+    def _check_expiration(self, spec: SimSymbol, request: dict[str, Any], moment: float) -> None:
         """type_time must be one the symbol's expiration_mode allows; a specified expiration
-        must lie in the future."""
+        must lie in the future (UTC here: the API edge converts the client's server time)."""
         kind, expiration = int(request.get("type_time", 0)), int(request.get("expiration", 0))
         flag = _EXPIRATION_FLAGS.get(kind, 0)
         if not flag & spec.expiration_mode:
             raise TradeRefused(K.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
         specified = kind in (K.ORDER_TIME_SPECIFIED, K.ORDER_TIME_SPECIFIED_DAY)
-        if specified and (not expiration or expires_at(kind, expiration, moment) <= moment):
+        zone = self.server.zone
+        if specified and (not expiration or expires_at(kind, expiration, moment, zone) <= moment):
             raise TradeRefused(K.TRADE_RETCODE_INVALID_EXPIRATION, "Invalid expiration")
 
     # ------------------------------------------------------------ deals

@@ -19,22 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from backtest.data import TIMEFRAMES, common_step, load_csv, timeframe_of
-from backtest.synthetic import START_PRICES, generate_bars
-from live.sim_terminal import arguments, structs
+from live.sim_terminal import arguments, replies, structs
 from live.sim_terminal.arguments import INVALID, WRONG_COUNT
 from live.sim_terminal.arguments import CallFailed as _Fail
 from live.sim_terminal.broker import Account, RequestRate, TradeRefused, TradeServer
 from live.sim_terminal.config import FaultConfig, SimConfig
 from live.sim_terminal.constants import CONSTANTS, K
-from live.sim_terminal.market import (
-    CATALOG,
-    SimClock,
-    SimSymbol,
-    SymbolFeed,
-    finer_than,
-)
+from live.sim_terminal.feeds import build_feeds
 from live.sim_terminal.market import TIMEFRAME_NAMES as _TIMEFRAMES
+from live.sim_terminal.market import SimClock, SymbolFeed, finer_than
+from live.sim_terminal.server_clock import ServerClock
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +83,10 @@ class SimTerminal:
         self.tradeapi_disabled = self.config.tradeapi_disabled
         self.server_connected = True
         self.on_change: Callable[[], None] | None = None
-        feeds = _build_feeds(self.config)
+        calendar = self.config.market_calendar()
+        feeds = build_feeds(self.config, calendar)
+        # inside: UTC; at the API edge: the server's clock (server_clock.py)
+        self.server_clock = ServerClock(calendar.zone)
         self._selected = {name for name, feed in feeds.items() if feed.symbol.visible}
         start = self.config.start
         if start is None:
@@ -114,6 +111,7 @@ class SimTerminal:
             processed_until=start,
             stop_slippage_points=self.config.stop_slippage_points,
             request_rate=RequestRate(self.config.max_requests_per_second),
+            zone=calendar.zone,
         )
 
     # ------------------------------------------------------------ plumbing
@@ -330,7 +328,9 @@ class SimTerminal:
         moment = self.clock.now()
         quote = feed.quote(moment) if name in self._selected else None
         when, bid, ask = quote if quote else (0, 0.0, 0.0)
-        values = _symbol_fields(spec, name in self._selected, when, bid, ask)
+        values = replies.symbol_fields(
+            self.server_clock, spec, name in self._selected, when, bid, ask
+        )
         tick_value = self.server.tick_value(spec, moment)
         values.update(
             trade_tick_value=tick_value,
@@ -345,7 +345,7 @@ class SimTerminal:
         if quote is None:
             raise _Fail(-1, "Terminal: Call failed")
         when, bid, ask = quote
-        return structs.Tick(when, bid, ask, 0.0, 0, when * 1000, 6, 0.0)
+        return replies.tick(self.server_clock, when, bid, ask)
 
     @_api
     def symbol_select(self, symbol: str, enable: bool = True, /) -> bool:
@@ -391,10 +391,10 @@ class SimTerminal:
         self, symbol: str, timeframe: int, date_from: Any, count: int, /
     ) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
-        until = min(arguments.seconds(date_from), self.clock.now())
+        until = min(self.server_clock.date_argument(date_from), self.clock.now())
         wanted = arguments.count(count)
         rates = feed.rates_until(self.clock.now(), name)
-        return rates[rates["time"] <= until][-wanted:]
+        return self.server_clock.rates(rates[rates["time"] <= until][-wanted:])
 
     @_api
     def copy_rates_from_pos(
@@ -408,30 +408,36 @@ class SimTerminal:
         rates = feed.rates_until(self.clock.now(), name, tail=start_pos + arguments.count(count))
         if start_pos >= len(rates):
             raise _Fail(-1, "Terminal: Call failed")
-        return rates[: len(rates) - start_pos]
+        return self.server_clock.rates(rates[: len(rates) - start_pos])
 
     @_api
     def copy_rates_range(
         self, symbol: str, timeframe: int, date_from: Any, date_to: Any, /
     ) -> np.ndarray:
         feed, name = self._feed(symbol), self._timeframe(timeframe)
-        first, last = arguments.seconds(date_from), arguments.seconds(date_to)
+        first, last = self._dates(date_from, date_to)
         rates = feed.rates_until(self.clock.now(), name)
-        return rates[(rates["time"] >= first) & (rates["time"] <= last)]
+        return self.server_clock.rates(rates[(rates["time"] >= first) & (rates["time"] <= last)])
 
     @_api
     def copy_ticks_from(self, symbol: str, date_from: Any, count: int, flags: int, /) -> np.ndarray:
-        feed, first = self._feed(symbol), arguments.seconds(date_from)
+        feed, first = self._feed(symbol), self.server_clock.date_argument(date_from)
         wanted = arguments.count(count)
-        return _ticks_of_kind(feed.ticks_between(first, self.clock.now()), flags)[:wanted]
+        ticks = _ticks_of_kind(feed.ticks_between(first, self.clock.now()), flags)[:wanted]
+        return self.server_clock.ticks(ticks)
 
     @_api
     def copy_ticks_range(
         self, symbol: str, date_from: Any, date_to: Any, flags: int, /
     ) -> np.ndarray:
         feed = self._feed(symbol)
-        first, last = arguments.seconds(date_from), arguments.seconds(date_to)
-        return _ticks_of_kind(feed.ticks_between(first, min(last, self.clock.now())), flags)
+        first, last = self._dates(date_from, date_to)
+        ticks = _ticks_of_kind(feed.ticks_between(first, min(last, self.clock.now())), flags)
+        return self.server_clock.ticks(ticks)
+
+    def _dates(self, date_from: Any, date_to: Any) -> tuple[float, float]:
+        """A client's date range (server time) in UTC."""
+        return self.server_clock.date_argument(date_from), self.server_clock.date_argument(date_to)
 
     # ------------------------------------------------------------ positions and orders
 
@@ -452,81 +458,61 @@ class SimTerminal:
     @_api
     def orders_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         chosen = arguments.filtered(self.server.orders.values(), args, kwargs)
-        return tuple(self._order_struct(o) for o in chosen)
+        return tuple(replies.order(self.server_clock, o) for o in chosen)
 
     @_api
     def history_orders_total(self, date_from: Any, date_to: Any, /) -> int:
-        return len(
-            _history(
-                self.server.history_orders, (date_from, date_to), {}, "time_setup_msc", "ticket"
-            )
-        )
+        orders = self.server.history_orders
+        return len(self._history(orders, (date_from, date_to), {}, "time_setup_msc", "ticket"))
 
     @_api
     def history_orders_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
-        found = _history(self.server.history_orders, args, kwargs, "time_setup_msc", "ticket")
-        return tuple(self._order_struct(o) for o in found)
+        found = self._history(self.server.history_orders, args, kwargs, "time_setup_msc", "ticket")
+        return tuple(replies.order(self.server_clock, o) for o in found)
 
     @_api
     def history_deals_total(self, date_from: Any, date_to: Any, /) -> int:
-        return len(_history(self._visible_deals(), (date_from, date_to), {}, "time_msc", "order"))
+        deals = self._visible_deals()
+        return len(self._history(deals, (date_from, date_to), {}, "time_msc", "order"))
 
     @_api
     def history_deals_get(self, *args: Any, **kwargs: Any) -> tuple[Any, ...]:
         """ticket= is the ORDER's ticket (DEAL_ORDER): the deals that order made (docs)."""
-        found = _history(self._visible_deals(), args, kwargs, "time_msc", "order")
-        return tuple(_deal_struct(d) for d in found)
+        found = self._history(self._visible_deals(), args, kwargs, "time_msc", "order")
+        return tuple(replies.deal(self.server_clock, d) for d in found)
+
+    def _history(
+        self,
+        items: list[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        time_field: str,
+        ticket_field: str,
+    ) -> list[Any]:
+        """history_*_get's three forms: ticket= (an order's ticket), position=, or the dates
+        (server time) with an optional group=; the first present wins, as the binary does."""
+        for key, field in (("ticket", ticket_field), ("position", "position_id")):
+            if key in kwargs:
+                wanted = kwargs[key]
+                if not arguments.is_int(wanted):
+                    raise _Fail(-2, INVALID)
+                return [i for i in items if getattr(i, field) == wanted]
+        if len(args) != 2:
+            raise _Fail(-2, INVALID)
+        first, last = (round(moment * 1000) for moment in self._dates(*args))
+        group = kwargs.get("group")
+        if group is not None:
+            group = arguments.group_mask(group)
+        return [
+            i
+            for i in items
+            if first <= getattr(i, time_field) <= last
+            and (group is None or arguments.group_match(i.symbol, group))
+        ]
 
     def _position_struct(self, p: Any, moment: float) -> Any:
-        return structs.TradePosition(
-            p.ticket,
-            p.time_msc // 1000,
-            p.time_msc,
-            p.time_update_msc // 1000,
-            p.time_update_msc,
-            p.type,
-            p.magic,
-            p.identifier or p.ticket,
-            p.reason,
-            p.volume,
-            p.price_open,
-            p.sl,
-            p.tp,
-            self.server.closing_price(p, moment),
-            0.0,
-            self.server.floating(p, moment),
-            p.symbol,
-            p.comment,
-            "",
-        )
-
-    def _order_struct(self, o: Any) -> Any:
-        return structs.TradeOrder(
-            o.ticket,
-            o.time_setup_msc // 1000,
-            o.time_setup_msc,
-            o.time_done_msc // 1000,
-            o.time_done_msc,
-            o.time_expiration,
-            o.type,
-            o.type_time,
-            o.type_filling,
-            o.state,
-            o.magic,
-            o.position_id,
-            o.position_by_id,
-            o.reason,
-            o.volume_initial,
-            o.volume_current,
-            o.price_open,
-            o.sl,
-            o.tp,
-            o.price_current or o.price_open,
-            0.0,
-            o.symbol,
-            o.comment,
-            "",
-        )
+        price = self.server.closing_price(p, moment)
+        return replies.position(self.server_clock, p, price, self.server.floating(p, moment))
 
     # ------------------------------------------------------------ calculations
 
@@ -557,7 +543,8 @@ class SimTerminal:
     def order_check(self, *args: Any, **kwargs: Any) -> Any:
         request = arguments.request(args, kwargs)
         moment = self.clock.now()
-        trade_request = structs.TradeRequest(**request)
+        trade_request = structs.TradeRequest(**request)  # as sent: server time
+        request = self.server_clock.request(request)
         before = self.server.totals(moment)
         try:
             self._check_selected(request)
@@ -588,7 +575,7 @@ class SimTerminal:
         moment = self.clock.now()
         if self._roll(self.faults.timeout_rate):
             raise _Fail(*IPC_TIMEOUT)
-        code, comment, fill = self._send(request, moment)
+        code, comment, fill = self._send(self.server_clock.request(request), moment)
         _, bid, ask = self._quote_or_zero(request.get("symbol"), moment)
         result = structs.OrderSendResult(
             code,
@@ -765,6 +752,11 @@ class SimTerminal:
         """The simulated clock, in epoch seconds (UTC)."""
         return self.clock.now()
 
+    def sim_server_offset(self) -> int:
+        """Seconds the server's clock (API times) runs ahead of UTC now: for tests; a trader
+        on a real terminal has no such call and reads the offset from tick times."""
+        return self.server_clock.offset(self.clock.now())
+
     def sim_set_time(self, moment: float) -> float:
         with self._lock:
             self.clock.set(float(moment))
@@ -869,35 +861,6 @@ def _check_types(*pairs: tuple[object, type]) -> None:
             raise _Fail(-2, INVALID)
 
 
-def _history(
-    items: list[Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    time_field: str,
-    ticket_field: str,
-) -> list[Any]:
-    """history_*_get's three forms: ticket= (an order's ticket), position=, or the dates
-    with an optional group=; the first present wins, as the binary does."""
-    for key, field in (("ticket", ticket_field), ("position", "position_id")):
-        if key in kwargs:
-            wanted = kwargs[key]
-            if not arguments.is_int(wanted):
-                raise _Fail(-2, INVALID)
-            return [i for i in items if getattr(i, field) == wanted]
-    if len(args) != 2:
-        raise _Fail(-2, INVALID)
-    first, last = arguments.seconds(args[0]) * 1000, arguments.seconds(args[1]) * 1000
-    group = kwargs.get("group")
-    if group is not None:
-        group = arguments.group_mask(group)
-    return [
-        i
-        for i in items
-        if first <= getattr(i, time_field) <= last
-        and (group is None or arguments.group_match(i.symbol, group))
-    ]
-
-
 def _ticks_of_kind(ticks: np.ndarray, flags: object) -> np.ndarray:
     """COPY_TICKS_ALL / INFO (bid or ask changed) / TRADE (last or volume changed).
 
@@ -926,153 +889,3 @@ def _check_numbers(before: dict[str, float], extra_margin: float) -> tuple[float
         round(equity - margin, 2),
         round(level, 2),
     )
-
-
-def _deal_struct(d: Any) -> Any:
-    return structs.TradeDeal(
-        d.ticket,
-        d.order,
-        d.time_msc // 1000,
-        d.time_msc,
-        d.type,
-        d.entry,
-        d.magic,
-        d.position_id,
-        d.reason,
-        d.volume,
-        d.price,
-        d.commission,
-        d.swap,
-        d.profit,
-        d.fee,
-        d.symbol,
-        d.comment,
-        "",
-    )
-
-
-def _symbol_fields(
-    spec: SimSymbol, selected: bool, when: int, bid: float, ask: float
-) -> dict[str, Any]:
-    values: dict[str, Any] = dict.fromkeys(structs.STRUCT_FIELDS["SymbolInfo"], 0)
-    for text in (
-        "basis",
-        "category",
-        "currency_base",
-        "currency_profit",
-        "currency_margin",
-        "bank",
-        "description",
-        "exchange",
-        "formula",
-        "isin",
-        "name",
-        "page",
-        "path",
-    ):
-        values[text] = ""
-    point = spec.point
-    values.update(
-        custom=False,
-        select=selected,
-        visible=selected,
-        time=when,
-        digits=spec.digits,
-        spread=round((ask - bid) / point) if bid else 0,
-        spread_float=True,
-        trade_calc_mode=spec.calc_mode,
-        trade_mode=spec.trade_mode,
-        trade_stops_level=spec.stops_level,
-        trade_freeze_level=spec.freeze_level,
-        trade_exemode=spec.exemode,
-        filling_mode=spec.filling_flags,
-        expiration_mode=spec.expiration_mode,
-        order_mode=127,
-        order_gtc_mode=0,
-        bid=bid,
-        bidhigh=bid,
-        bidlow=bid,
-        ask=ask,
-        askhigh=ask,
-        asklow=ask,
-        point=point,
-        trade_tick_size=point,
-        trade_contract_size=spec.contract_size,
-        volume_min=spec.volume_min,
-        volume_max=spec.volume_max,
-        volume_step=spec.volume_step,
-        volume_limit=0.0,
-        currency_base=spec.currency_base,
-        currency_profit=spec.currency_profit,
-        currency_margin=spec.currency_margin,
-        description=spec.description,
-        name=spec.name,
-        path=f"Forex\\{spec.name}" if spec.calc_mode == 0 else f"Metals\\{spec.name}",
-        swap_mode=1,
-        swap_rollover3days=3,
-        margin_hedged=spec.contract_size / 2,
-        margin_hedged_use_leg=False,
-        margin_initial=0.0,
-        margin_maintenance=0.0,
-    )
-    return values
-
-
-# ---------------------------------------------------------------- market construction
-
-
-def _build_feeds(config: SimConfig) -> dict[str, SymbolFeed]:
-    """A feed for every catalog symbol and every configured one, on one calendar."""
-    width = TIMEFRAMES[config.timeframe]
-    replayed = config.data_symbol or config.symbols[0]
-    names = list(dict.fromkeys([*config.symbols, *CATALOG]))
-    feeds: dict[str, SymbolFeed] = {}
-    start, n_bars = "2020-01-06", config.n_bars
-    if config.data:
-        bars = load_csv(config.data, tz=config.data_tz)
-        _check_spacing(config.data, bars, config.timeframe)
-        feeds[replayed] = SymbolFeed(_spec(replayed), bars, width)
-        start, n_bars = str(bars["time"].iloc[0]), len(bars)
-    for name in names:
-        if name not in feeds:
-            spec = _spec(name)
-            bars = generate_bars(
-                name,
-                config.timeframe,
-                n_bars,
-                start=start,
-                seed=config.seed,
-                spec=spec.as_symbol_spec(),
-                start_price=spec.start_price,
-            )
-            feeds[name] = SymbolFeed(spec, bars, width)
-    return feeds
-
-
-def _spec(name: str) -> SimSymbol:
-    known = CATALOG.get(name)
-    if known is not None:
-        return known
-    base, quote = (name[:3], name[3:6]) if len(name) >= 6 else (name, "USD")
-    return SimSymbol(
-        name,
-        f"{base} vs {quote}",
-        5,
-        100_000,
-        base,
-        quote or "USD",
-        start_price=START_PRICES.get(name[:6], 1.0),
-    )
-
-
-def _check_spacing(path: str, bars: Any, timeframe: str) -> None:
-    """Refuse a CSV whose bars are not `timeframe` apart: replayed as another timeframe, a
-    D1 file would be H1 bars with 23 closed hours in between."""
-    common = common_step(bars)
-    if common is not None and common != TIMEFRAMES[timeframe]:
-        found = timeframe_of(common)
-        spacing = f"{found} ({common} s)" if found else f"{common} s"
-        hint = f"; use timeframe {found} (--timeframe {found})" if found else ""
-        raise ValueError(
-            f"{path}: its bars are {spacing} apart, but the timeframe is {timeframe}{hint}"
-        )

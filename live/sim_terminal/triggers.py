@@ -46,22 +46,23 @@ def process(server: TradeServer, moment: float) -> bool:
     for symbol in sorted(busy):
         for piece in server.feeds[symbol].segments(start, moment):
             _fire_on(server, symbol, piece)
-    for order in [o for o in server.orders.values() if expiry(o) <= moment]:
+    for order in [o for o in server.orders.values() if expiry(o, server) <= moment]:
         _expire(server, order)
     server.processed_until = moment
     # every event leaves a deal or a history order behind
     return (len(server.deals), len(server.history_orders)) != before
 
 
-def expiry(order: Order) -> float:
-    """When a pending order expires (inf for good-till-cancelled)."""
-    return expires_at(order.type_time, order.time_expiration, order.time_setup_msc / 1000)
+def expiry(order: Order, server: TradeServer) -> float:
+    """When a pending order expires (inf for good-till-cancelled), days on the server's clock."""
+    placed = order.time_setup_msc / 1000
+    return expires_at(order.type_time, order.time_expiration, placed, server.zone)
 
 
 def _expire(server: TradeServer, order: Order) -> None:
     del server.orders[order.ticket]
     order.state = K.ORDER_STATE_EXPIRED
-    order.time_done_msc = msc(expiry(order))
+    order.time_done_msc = msc(expiry(order, server))
     server.history_orders.append(order)
 
 
@@ -72,9 +73,9 @@ def _fire_on(server: TradeServer, symbol: str, piece: Piece) -> None:
     slip = server.stop_slippage_points * spec.point
     events: list[Event] = []
     for position in [p for p in server.positions.values() if p.symbol == symbol]:
-        events.extend(_stop_events(position, a, b, shift))
+        events.extend(_stop_events(position, a, b, shift, spec.digits))
     for order in [o for o in server.orders.values() if o.symbol == symbol]:
-        events.extend(_pending_events(order, a, b, shift))
+        events.extend(_pending_events(order, a, b, shift, spec.digits))
     events.sort(key=lambda e: e[0])
     while events:
         fraction, kind, item, level = events.pop(0)
@@ -98,10 +99,10 @@ def _stops_after_fill(
     position = next((p for p in server.positions.values() if p.identifier == order.ticket), None)
     if position is None:
         return []
-    here = a + fraction * (b - a)
+    here, digits = a + fraction * (b - a), server.symbol(position.symbol).digits
     return [
         (fraction + (1.0 - fraction) * part, kind, item, level)
-        for part, kind, item, level in _stop_events(position, here, b, shift)
+        for part, kind, item, level in _stop_events(position, here, b, shift, digits)
     ]
 
 
@@ -122,7 +123,7 @@ def _fire(
         return
     if item.ticket not in server.orders:
         return
-    if expiry(item) <= moment:  # it expired before the price reached it
+    if expiry(item, server) <= moment:  # it expired before the price reached it
         _expire(server, item)
         return
     del server.orders[item.ticket]
@@ -142,11 +143,19 @@ def _crossing(a: float, b: float, level: float, falling: bool) -> float | None:
     return None
 
 
-def _stop_events(position: Position, a: float, b: float, shift: float) -> list[Event]:
+def _sides(a: float, b: float, shift: float, digits: int) -> tuple[tuple[float, float], ...]:
+    """The segment a -> b at the bid and at the ask, at the symbol's precision: a price equal
+    to a level compares equal, as the quoted ask and the backtest's rounded path do."""
+    bid = (round(a, digits), round(b, digits))
+    return bid, (round(a + shift, digits), round(b + shift, digits))
+
+
+def _stop_events(position: Position, a: float, b: float, shift: float, digits: int) -> list[Event]:
     """SL/TP crossings on a bid segment a -> b: longs close at the bid, shorts at the ask."""
-    long = position.type == K.POSITION_TYPE_BUY
-    lo, hi = (a, b) if long else (a + shift, b + shift)
+    bid, ask = _sides(a, b, shift, digits)
+    lo, hi = bid if position.type == K.POSITION_TYPE_BUY else ask
     events: list[Event] = []
+    long = position.type == K.POSITION_TYPE_BUY
     for kind, level, falling in (("sl", position.sl, long), ("tp", position.tp, not long)):
         if level:
             fraction = _crossing(lo, hi, level, falling)
@@ -155,9 +164,9 @@ def _stop_events(position: Position, a: float, b: float, shift: float) -> list[E
     return events
 
 
-def _pending_events(order: Order, a: float, b: float, shift: float) -> list[Event]:
-    buying = order.type in BUY_SIDE
-    start, end = (a + shift, b + shift) if buying else (a, b)  # buys fill at the ask
+def _pending_events(order: Order, a: float, b: float, shift: float, digits: int) -> list[Event]:
+    bid, ask = _sides(a, b, shift, digits)
+    start, end = ask if order.type in BUY_SIDE else bid  # buys fill at the ask
     falling = order.type in (K.ORDER_TYPE_BUY_LIMIT, K.ORDER_TYPE_SELL_STOP)
     fraction = _crossing(start, end, order.price_open, falling)
     return [] if fraction is None else [(fraction, "pending", order, order.price_open)]

@@ -121,6 +121,17 @@
     return card("New entries", "allowed");
   }
 
+  // the next news blackout (CALENDAR_FILE), with the broker's clock it is read against
+  function blackoutCard(market) {
+    var next = (market.next_blackouts || []).slice().sort(function (a, b) {
+      return a.start < b.start ? -1 : 1;
+    })[0];
+    var clock = market.broker_offset ? "broker " + market.broker_offset : "";
+    if (!next) return card("Next news blackout", "none", clock || "no calendar");
+    return card("Next news blackout", next.symbol + " " + shortTime(next.start),
+      "until " + shortTime(next.end) + " UTC" + (clock ? " · " + clock : ""));
+  }
+
   function showStatus(s, summary) {
     var pill = document.getElementById("state");
     pill.dataset.state = s.state;
@@ -146,7 +157,8 @@
       card("Entries today", limits.entries_today === undefined ? "–"
         : limits.entries_today + " / " + (limits.max_trades_per_day || "∞")),
       card("Daily loss", limits.daily_loss_pct === undefined ? "–"
-        : limits.daily_loss_pct.toFixed(2) + "% / " + limits.max_daily_loss_pct + "%"));
+        : limits.daily_loss_pct.toFixed(2) + "% / " + limits.max_daily_loss_pct + "%"),
+      blackoutCard(s.market || {}));
     showBanners(s);
   }
 

@@ -127,6 +127,29 @@ def test_kill_switch_blocks_entries_on_the_page(tmp_path, page_probe):
 
 
 @pytest.mark.browser
+def test_the_next_news_blackout_is_shown(tmp_path, page_probe):
+    audit, _ = clocked(tmp_path / "audit.db")
+    snapshot(audit, 10_000.0)
+    blackout = {
+        "symbol": "EURUSD",
+        "start": "2024-03-08T12:45:00+00:00",
+        "end": "2024-03-08T14:00:00+00:00",
+        "event": "USD high: Non-Farm Employment Change",
+    }
+    market = {"broker_offset": "NY+7 (UTC+02:00 now)", "next_blackouts": [blackout]}
+    heartbeat(audit, strategy="S", symbols=["EURUSD"], timeframe="H1", market=market)
+    with served(audit.path) as base:
+        probe = page_probe((base,))
+        probe.page.goto(base + "/")
+        card = probe.page.locator(".card", has_text="Next news blackout")
+        card.locator(".sub").wait_for()
+        text = card.inner_text()
+        assert "EURUSD 2024-03-08 12:45" in text and "until 2024-03-08 14:00" in text
+        assert "NY+7 (UTC+02:00 now)" in text
+        assert probe.errors == []
+
+
+@pytest.mark.browser
 def test_the_no_data_page_names_the_database(tmp_path, page_probe):
     missing = tmp_path / "not-yet" / "audit.db"
     with served(missing) as base:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 
 from live.doctor import run_check
 from live.mt5_connector import MT5Connector
 from tests.live.conftest import ROOT, SMA_CROSS
+from tests.live.test_broker_time import ServerClockTerminal
 
 
 def check(config, terminal) -> tuple[int, str]:
@@ -133,3 +135,37 @@ def test_a_kill_switch_file_is_reported_before_any_database_exists(live_config, 
     code, text = check(config, make_sim())
     assert code == 0
     assert f"WARN  kill-switch file {config.kill_switch_file} exists" in text
+
+
+@pytest.mark.parametrize(
+    ("server_zone", "broker_tz", "line"),
+    [
+        ("NY+7", "NY+7", "OK    broker clock: NY+7 (UTC+02:00 now), from BROKER_TZ"),
+        (
+            "UTC+3",
+            "auto",
+            "OK    broker clock: UTC+03:00 (UTC+03:00 now), auto from EURUSD tick at ",
+        ),
+        ("UTC", "auto", "OK    broker clock: UTC+00:00 (UTC+00:00 now), auto from EURUSD tick at "),
+    ],
+)
+def test_the_check_names_the_broker_clock_and_where_it_comes_from(
+    live_config, make_sim, server_zone, broker_tz, line
+):
+    server = ServerClockTerminal(make_sim(), server_zone)
+    server.shutdown()  # the doctor connects by itself
+    code, text = check(live_config(broker_tz=broker_tz), server)
+    assert code == 0, text
+    assert line in text
+    if broker_tz == "auto":  # the tick's time as the server stamped it, and how sure it is
+        stamped = datetime.fromtimestamp(server.server_now(), UTC).strftime("%Y-%m-%d %H:%M")
+        assert f"{line}{stamped} server (provisional until a newer tick)" in text
+
+
+def test_a_broker_tz_the_ticks_contradict_is_a_warning(live_config, make_sim):
+    server = ServerClockTerminal(make_sim(), "UTC+3")
+    server.shutdown()
+    code, text = check(live_config(broker_tz="UTC+2"), server)
+    assert code == 0  # a warning: the trader can start, but its times are an hour off
+    assert "WARN  broker clock: UTC+2 (UTC+02:00 now), from BROKER_TZ; BROKER_TZ=UTC+2" in text
+    assert "says UTC+03:00: BROKER_TZ is likely wrong" in text

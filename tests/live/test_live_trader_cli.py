@@ -97,10 +97,19 @@ def test_a_strategy_that_fails_to_load_exits_2_and_writes_no_database(tmp_path, 
         ({"AUDIT_DB": "{tmp}/a_file/audit.db"}, "a_file"),
         ({"LOG_DIR": "{tmp}/a_file/logs"}, "LOG_DIR"),
         ({"SYMBOLS": "EURUSD,NOSUCH"}, "NOSUCH"),
+        ({"BROKER_TZ": "Mars/Olympus"}, "BROKER_TZ"),
+        ({"SESSIONS": "EURUSD=Fri 10:00-Mon 08:00"}, "inverted"),
+        ({"SESSIONS": "*=Mon 00:00-Fri 23:00 break 10:00-12:00 break 11:00-13:00"}, "overlaps"),
+        ({"TRADE_HOURS": "20:00-08:00"}, "TRADE_HOURS"),
+        ({"CALENDAR_FILE": "{tmp}/calendar.csv", "NEWS_BEFORE_MIN": "30"}, "line 3"),
+        ({"NEWS_IMPACT": "huge"}, "NEWS_IMPACT"),
     ],
 )
 def test_settings_that_cannot_work_exit_2_and_write_no_database(tmp_path, setting, message):
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "calendar.csv").write_text(  # its second event names no currency
+        "time,currency,impact,title\n2020-03-09 13:30,USD,high,CPI\n2020-03-10 13:30,US,high,X\n"
+    )
     extra = {k: v.format(tmp=tmp_path) for k, v in setting.items()}
     config = settings(tmp_path, **extra)
     done = subprocess.run(

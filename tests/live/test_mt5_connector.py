@@ -1,11 +1,13 @@
 """MT5Connector against the simulator: typed errors, reconnects, filling modes, backends,
-conversion of results, and the cached history loader."""
+conversion of results (times to UTC from a server in another zone, and back), and the cached
+history loader."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,9 @@ from live.mt5_connector import (
     error_for_last_error,
     error_for_retcode,
 )
+from live.order_requests import PrecheckFailed, simulate_precheck
 from live.sim_terminal import FaultConfig
+from tests.live.test_broker_time import ServerClockTerminal
 
 REFERENCE = json.loads(
     (Path(__file__).resolve().parents[1] / "data" / "mt5_api.json").read_text(encoding="utf-8")
@@ -394,3 +398,150 @@ def test_orders_go_out_as_keyword_arguments_and_a_misspelt_field_is_an_error(liv
     with pytest.raises(TypeError, match="volumne"):
         connector.send_order(**{**request, "volumne": 0.1})  # MT5 would ignore it silently
     assert sim.positions_total() == 0
+
+
+# ---------------------------------------------------------------- the server's clock
+
+
+@pytest.fixture
+def connect_shifted(live_config, make_sim):
+    """Factory: (connector, server) where the server stamps in `zone` (ServerClockTerminal)."""
+
+    def factory(zone, broker_tz="auto", **sim_options):
+        server = ServerClockTerminal(make_sim(**sim_options), zone)
+        connector = MT5Connector(live_config(broker_tz=broker_tz), api=server)
+        connector.connect()
+        return connector, server
+
+    return factory
+
+
+def utc_of(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@pytest.mark.parametrize(
+    ("zone", "broker_tz"), [("UTC+3", "auto"), ("NY+7", "NY+7"), ("UTC-5", "auto")]
+)
+def test_a_fresh_tick_at_a_server_in_another_zone_is_seconds_old(connect_shifted, zone, broker_tz):
+    """The stale-quote check (MAX tick age) sees UTC ticks: a live quote is not hours old (or
+    hours in the future) because the server stamps it in its own clock."""
+    connector, server = connect_shifted(zone, broker_tz)
+    now = utc_of(server.sim_time())
+    tick = connector.tick("EURUSD")
+    assert abs(now.timestamp() - tick.time) <= 1
+    assert abs(now.timestamp() * 1000 - tick.time_msc) <= 1000
+    spec, account = connector.symbol_spec("EURUSD"), connector.account()
+    request = market_request(connector, server)
+    checks = {"spec": spec, "symbol_info": connector.symbol_info("EURUSD"), "account": account}
+    simulate_precheck(request, tick=tick, now=now, max_tick_age_s=60, **checks)
+    if server.zone.offset_at(now.timestamp()) < 0:  # unconverted, the quote looked hours old
+        with pytest.raises(PrecheckFailed, match="market closed"):
+            simulate_precheck(
+                request,
+                tick=server.symbol_info_tick("EURUSD"),
+                now=now,
+                max_tick_age_s=60,
+                **checks,
+            )
+
+
+def test_times_coming_back_from_a_ny7_server_are_utc(connect_shifted):
+    connector, server = connect_shifted("NY+7", "NY+7")
+    sim = server.sim
+    now = sim.sim_time()
+    bars = connector.rates_array("EURUSD", "H1", 30)
+    assert list(bars["time"]) == list(
+        sim.copy_rates_from_pos("EURUSD", sim.TIMEFRAME_H1, 1, 30)["time"]
+    )
+    start, end = utc_of(now - 10 * 3600), utc_of(now)
+    ranged = connector.rates_range("EURUSD", "H1", start, end)
+    assert ranged["time"].iloc[0] == pd.Timestamp(start) and len(ranged) == 11
+    assert abs(connector.symbol_info("EURUSD").time - now) <= 1
+    result = connector.send_order(**market_request(connector, server))
+    position = connector.positions()[0]
+    assert abs(position.time - now) <= 1 and abs(position.time_update_msc / 1000 - now) <= 1
+    (deal,) = connector.deals_for_position(position.ticket)
+    assert deal.time == position.time and deal.order == result.order
+    ticks = connector._call("copy_ticks_range", "EURUSD", start, end, sim.COPY_TICKS_ALL)
+    plain = sim.copy_ticks_range("EURUSD", start, end, sim.COPY_TICKS_ALL)
+    assert len(ticks) == len(plain) > 0
+    assert list(ticks["time_msc"]) == list(plain["time_msc"])
+    moments = dict(server.received)
+    assert moments["copy_rates_range"] == (server._wall(start.timestamp()), server._wall(now))
+
+
+def test_an_order_expiration_goes_out_in_server_time(connect_shifted):
+    """A pending order sent to expire in 2 hours (UTC) expires then, not 3 hours early."""
+    connector, server = connect_shifted("UTC+3", "UTC+3")
+    now = int(server.sim_time())
+    expires = now + 2 * 3600
+    tick = connector.tick("EURUSD")
+    connector.send_order(
+        **market_request(
+            connector,
+            server,
+            action=5,
+            type=2,  # buy limit, well below the market
+            price=round(tick.bid - 0.01, 5),
+            type_filling=2,
+            type_time=2,  # ORDER_TIME_SPECIFIED
+            expiration=expires,
+        )
+    )
+    assert ("order_send", (expires + 3 * 3600,)) in server.received
+    (order,) = connector.orders()
+    assert order.time_expiration == expires and abs(order.time_setup - now) <= 1
+    server.sim_advance(2 * 3600 - 600)
+    assert len(connector.orders()) == 1
+    server.sim_advance(1200)
+    assert connector.orders() == ()
+
+
+def test_deals_since_at_a_utc_plus_3_server_is_read_in_utc(connect_shifted):
+    """history_deals_get(from, to) reads both as server time: from must not reach 3 hours
+    back, to must reach the server's now (3 hours past UTC)."""
+    connector, server = connect_shifted("UTC+3")
+    filled_at = server.sim_time()
+    connector.send_order(**market_request(connector, server))
+    server.sim_advance(2 * 3600)
+    assert connector.deals_since(utc_of(filled_at + 3600)) == ()
+    (deal,) = connector.deals_since(utc_of(filled_at - 60))
+    assert abs(deal.time - filled_at) <= 1
+    name, (sent_from, sent_to) = server.received[-1]
+    assert name == "history_deals_get"
+    assert sent_from == int(filled_at - 60) + 3 * 3600
+    assert sent_to >= server.server_now()
+
+
+def test_the_auto_clock_runs_on_the_simulators_time_and_confirms_as_it_moves(connect_shifted):
+    connector, server = connect_shifted("UTC+3")
+    clock = connector.clock
+    assert clock.now() == server.sim_time()  # the market's clock, not the wall's
+    assert clock.zone.shift == 3 * 3600 and not clock.confirmed
+    assert connector.ensure_connected() is ConnectionState.CONNECTED
+    assert not clock.confirmed  # not due yet: the simulated clock has not moved
+    server.sim_step_bar()
+    connector.ensure_connected()
+    assert clock.confirmed and clock.source.startswith("auto: EURUSD tick at ")
+    assert clock.source.endswith("server = UTC+03:00")
+
+
+def test_the_simulators_own_server_zone_is_converted_too(live_config, make_sim):
+    """The simulator's SimConfig.server_tz (when it stamps in it) needs no wrapper."""
+    try:
+        sim = make_sim(server_tz="UTC+3")
+    except TypeError:
+        pytest.skip("SimConfig has no server_tz yet")
+    now = sim.sim_time()
+    if abs(sim.symbol_info_tick("EURUSD").time - (now + 3 * 3600)) > 1:
+        pytest.skip("the simulator does not stamp server_tz yet")
+    connector = MT5Connector(live_config(broker_tz="auto"), api=sim)
+    connector.connect()
+    assert connector.clock.zone.shift == 3 * 3600
+    assert abs(connector.tick("EURUSD").time - now) <= 1
+    connector.send_order(**market_request(connector, sim))
+    sim.sim_advance(2 * 3600)
+    assert connector.deals_since(utc_of(now + 3600)) == ()
+    (deal,) = connector.deals_since(utc_of(now - 60))
+    assert abs(deal.time - now) <= 1

@@ -1,5 +1,5 @@
-"""Trader state: trading days in the configured timezone, limits that survive restarts,
-portfolio limits, one decision per bar, kill-switch file levels."""
+"""Trader state: trading days in the configured timezone (by default the broker's), limits
+that survive restarts, portfolio limits, one decision per bar, kill-switch file levels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from live.audit_logger import AuditLogger
+from live.broker_time import BrokerClock
 from live.state_manager import StateManager
 
 Position = namedtuple("Position", "ticket symbol volume type")
@@ -47,6 +48,62 @@ def make_state(live_config):
 def test_trading_day_follows_the_configured_timezone_and_hour(make_state, moment, day, start):
     state = make_state(trading_day_timezone="America/New_York", trading_day_start_hour=17)
     assert state.trading_day(utc(moment)) == (day, utc(start))
+
+
+@pytest.mark.parametrize(
+    ("moment", "day", "start"),
+    [
+        ("2024-03-08 21:59", "2024-03-08", "2024-03-07 22:00"),  # Friday, winter: UTC+2
+        ("2024-03-08 22:00", "2024-03-09", "2024-03-08 22:00"),
+        ("2024-03-10 20:59", "2024-03-10", "2024-03-09 22:00"),  # the US switch day: 23 h
+        ("2024-03-10 21:00", "2024-03-11", "2024-03-10 21:00"),  # summer: UTC+3
+        ("2024-03-11 21:00", "2024-03-12", "2024-03-11 21:00"),
+        ("2024-11-01 21:00", "2024-11-02", "2024-11-01 21:00"),  # before the fall-back
+        ("2024-11-04 21:30", "2024-11-04", "2024-11-03 22:00"),  # after it: 22:00 again
+    ],
+)
+def test_a_ny7_brokers_day_starts_at_21_utc_in_summer_and_22_in_winter(
+    make_state, moment, day, start
+):
+    state = make_state(broker_tz="NY+7")  # TRADING_DAY_TZ defaults to broker
+    assert state.trading_day(utc(moment)) == (day, utc(start))
+
+
+def test_the_day_follows_the_connectors_clock_as_auto_resolves_it(live_config):
+    """With BROKER_TZ=auto the zone is known only once the connector has seen a tick: the
+    state reads it from the connector's clock at every question, not once at start."""
+    now = [utc("2024-07-01 12:00").timestamp()]
+    clock = BrokerClock("auto", utc_now=lambda: now[0])
+    config = live_config()
+    audit = AuditLogger(config.audit_db)
+    try:
+        state = StateManager(config, audit, broker_clock=clock)
+        assert state.trading_day(utc("2024-07-01 21:30"))[1] == utc("2024-07-01 00:00")  # UTC
+        clock.observe({"EURUSD": now[0] + 3 * 3600})
+        assert state.trading_day(utc("2024-07-01 21:30")) == ("2024-07-02", utc("2024-07-01 21:00"))
+    finally:
+        audit.close()
+
+
+def test_an_iana_day_zone_ignores_the_broker_clock(live_config):
+    clock = BrokerClock("UTC+3")
+    config = live_config(trading_day_timezone="Europe/London", trading_day_start_hour=8)
+    audit = AuditLogger(config.audit_db)
+    try:
+        state = StateManager(config, audit, broker_clock=clock)
+        assert state.trading_day(utc("2024-07-01 06:59")) == ("2024-06-30", utc("2024-06-30 07:00"))
+    finally:
+        audit.close()
+
+
+def test_daily_limits_reset_at_the_brokers_midnight(make_state):
+    state = make_state(broker_tz="NY+7", max_daily_loss_pct=3.0)
+    make_state.clock["now"] = utc("2024-07-01 20:00")  # 23:00 on the server
+    assert state.daily_limit_reason(10_000.0) is None
+    assert "daily loss 4.00%" in state.daily_limit_reason(9_600.0)
+    make_state.clock["now"] = utc("2024-07-01 21:00")  # the server's midnight
+    assert state.daily_limit_reason(9_600.0) is None
+    assert state.day_start_equity(9_000.0) == 9_600.0
 
 
 def test_day_start_equity_survives_a_restart(make_state):

@@ -1,0 +1,183 @@
+"""The broker's clock: the time zone an MT5 server stamps its bars, ticks and deals in.
+
+MT5 epochs are the server's wall clock read as if it were UTC (at a GMT+2/+3 broker a bar
+stamped 00:00 opened at 22:00 or 21:00 UTC). Inside this project every time is UTC; a
+`BrokerZone` converts at the edges, and cuts D1/W1 bars at the broker's midnight.
+
+A zone is written as:
+  UTC                  the server runs on UTC
+  UTC+2, UTC-05:30     a fixed offset
+  Europe/Athens        any IANA name (the server follows that zone's daylight saving)
+  NY+7                 "New York close" brokers: New York time plus 7 hours, so midnight on
+                       the server is 17:00 in New York (UTC+2 in winter, UTC+3 in summer,
+                       switching with the US); NY+N for other shifts
+`auto` (the live trader's default) is resolved from tick times into a fixed offset; see
+`offset_from_tick`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
+import pandas as pd
+
+HALF_HOUR = 1800
+DAY = 86_400
+WEEK = 7 * DAY
+# 1970-01-01 was a Thursday: weekly bins counted from Sunday 00:00 start 3 days later
+_SUNDAY = 3 * DAY
+_FIXED = re.compile(r"^(?:UTC|GMT)\s*([+-])\s*(\d{1,2})(?::?(\d{2}))?$", re.IGNORECASE)
+_NEW_YORK = re.compile(r"^NY\s*([+-])\s*(\d{1,2})$", re.IGNORECASE)
+_FIRST, _LAST = -2_208_988_800, 7_258_118_400  # 1900-01-01, 2200-01-01
+# the zones whose daylight-saving switches real brokers follow (US or EU dates)
+DST_REFERENCES = ("America/New_York", "Europe/London")
+
+
+class BrokerZoneError(ValueError):
+    """A time zone that cannot be used; the message names the setting and the value."""
+
+
+@dataclass(frozen=True)
+class BrokerZone:
+    """A server time zone: an IANA zone (`base`, None for UTC) plus a fixed shift in seconds."""
+
+    name: str
+    base: str | None = None
+    shift: int = 0
+
+    @property
+    def fixed(self) -> bool:
+        """True when the offset never changes (no daylight saving)."""
+        return self.base is None
+
+    def offsets(self, utc_seconds: np.ndarray | float) -> np.ndarray:
+        """Seconds east of UTC at each UTC epoch."""
+        seconds = np.atleast_1d(np.asarray(utc_seconds, dtype=np.float64))
+        if self.base is None:
+            return np.full(seconds.shape, self.shift, dtype=np.int64)
+        # zone rules are only known within years 1900-2200; far moments (a history query's
+        # "until forever") take the offset at the edge
+        floored = np.clip(np.floor(seconds), _FIRST, _LAST).astype(np.int64)
+        index = pd.DatetimeIndex(floored.astype("datetime64[s]"), tz="UTC")
+        local = index.tz_convert(self.base).tz_localize(None)
+        wall = local.values.astype("datetime64[s]").astype(np.int64)
+        return wall - floored + self.shift
+
+    def offset_at(self, utc_seconds: float) -> int:
+        """Seconds east of UTC at one UTC epoch."""
+        return int(self.offsets(utc_seconds)[0])
+
+    def to_server(self, utc_seconds: np.ndarray | float) -> np.ndarray | float:
+        """UTC epochs as the server stamps them (its wall clock read as UTC)."""
+        if np.ndim(utc_seconds) == 0:
+            return float(utc_seconds) + self.offset_at(float(utc_seconds))
+        values = np.asarray(utc_seconds)
+        return values + self.offsets(values).astype(values.dtype)
+
+    def to_utc(self, server_seconds: np.ndarray | float) -> np.ndarray | float:
+        """Server-stamped epochs back to UTC. In the hour a fall-back switch repeats, the
+        earlier of the two instants is taken (as the server's own D1 cut does)."""
+        if self.base is None:
+            return server_seconds - self.shift
+        scalar = np.ndim(server_seconds) == 0
+        wall = np.atleast_1d(np.asarray(server_seconds))
+        # at most one switch within a day: the offsets a day either side are the two candidates
+        before = wall - self.offsets(wall - DAY)
+        after = wall - self.offsets(wall + DAY)
+        before_ok = before + self.offsets(before) == wall
+        after_ok = after + self.offsets(after) == wall
+        result = np.where(
+            before_ok & after_ok,
+            np.minimum(before, after),
+            np.where(before_ok | ~after_ok, before, after),
+        )
+        result = result.astype(wall.dtype, copy=False)
+        return float(result[0]) if scalar else result
+
+    def local_times(self, utc: pd.Series | pd.DatetimeIndex) -> pd.Series:
+        """The broker's wall clock (naive datetimes) for tz-aware UTC times."""
+        index = pd.DatetimeIndex(utc)
+        seconds = index.tz_convert("UTC").tz_localize(None).values.astype("datetime64[s]")
+        epochs = seconds.astype(np.int64)
+        wall = (epochs + self.offsets(epochs)).astype("datetime64[s]").astype("datetime64[ns]")
+        name = utc.name if isinstance(utc, pd.Series) else None
+        return pd.Series(wall, index=utc.index if isinstance(utc, pd.Series) else None, name=name)
+
+    def bin_opens(self, utc_seconds: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each UTC epoch: the key of the `width`-second bar holding it on the server's
+        clock (weeks from Sunday 00:00), and that bar's open time in UTC."""
+        epochs = np.asarray(utc_seconds, dtype=np.int64)
+        wall = epochs + self.offsets(epochs)
+        origin = _SUNDAY if width == WEEK else 0
+        keys = (wall - origin) // width
+        opens_wall = keys * width + origin
+        return keys, np.asarray(self.to_utc(opens_wall), dtype=np.int64)
+
+    def switches_between(self, start: float, end: float) -> bool:
+        """Whether this zone's offset changes between two UTC epochs."""
+        return self.offset_at(start) != self.offset_at(end)
+
+    def describe(self, utc_seconds: float) -> str:
+        """'NY+7 (UTC+02:00 now)' for logs, --check and the dashboard."""
+        return f"{self.name} (UTC{format_offset(self.offset_at(utc_seconds))} now)"
+
+
+UTC_ZONE = BrokerZone("UTC")
+
+
+def format_offset(seconds: int) -> str:
+    """+02:00 / -05:30."""
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(int(seconds)) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def fixed_zone(offset_seconds: int, name: str | None = None) -> BrokerZone:
+    """A zone with a constant offset (what `auto` resolves to)."""
+    return BrokerZone(name or f"UTC{format_offset(offset_seconds)}", None, int(offset_seconds))
+
+
+@lru_cache(maxsize=64)
+def parse_zone(text: str, key: str = "BROKER_TZ") -> BrokerZone:
+    """A zone from its written form (see the module docstring); `auto` is not resolved here."""
+    value = str(text).strip()
+    if value.upper() in ("UTC", "GMT", "Z"):
+        return UTC_ZONE
+    fixed = _FIXED.match(value)
+    if fixed:
+        sign, hours, minutes = fixed.groups()
+        seconds = int(hours) * 3600 + int(minutes or 0) * 60
+        if seconds > 14 * 3600:
+            raise BrokerZoneError(f"{key}: offset {value!r} is beyond UTC±14:00")
+        return fixed_zone(-seconds if sign == "-" else seconds, value)
+    new_york = _NEW_YORK.match(value)
+    if new_york:
+        sign, hours = new_york.groups()
+        shift = int(hours) * 3600 * (-1 if sign == "-" else 1)
+        if not -9 * 3600 <= shift <= 18 * 3600:  # New York is UTC-5/-4: stay within ±14 h
+            raise BrokerZoneError(f"{key}: {value!r} is beyond UTC±14:00")
+        return BrokerZone(value, "America/New_York", shift)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BrokerZoneError(
+            f"{key}: unknown time zone {value!r}; use an IANA name such as Europe/Athens, "
+            "UTC, UTC+2, NY+7 (New York close brokers) or auto"
+        ) from None
+    return BrokerZone(value, value, 0)
+
+
+def offset_from_tick(server_tick_seconds: float, utc_now: float) -> int:
+    """The server's offset from a fresh tick's time against UTC now, rounded to 30 minutes."""
+    return round((server_tick_seconds - utc_now) / HALF_HOUR) * HALF_HOUR
+
+
+def near_dst_switch(utc_seconds: float, *, days: float = 8.0) -> bool:
+    """Whether a US or EU daylight-saving switch falls within `days` of this moment: an
+    offset seen to change then is expected, at any other time it is suspicious."""
+    before, after = utc_seconds - days * DAY, utc_seconds + days * DAY
+    return any(BrokerZone(zone, zone).switches_between(before, after) for zone in DST_REFERENCES)

@@ -1,0 +1,295 @@
+"""Trading windows: when a strategy may enter and when it must be flat, beyond its signals.
+
+One rule for the backtest and the live trader, so both act alike on the same bars. A
+decision on bar t acts at the next bar's open m (after a weekend, the first bar of the week;
+the live trader decides bar t when that bar has opened):
+
+- an entry (a new position, a flip's new side, an `entry` re-entry or a scale-in) is refused
+  when m is outside the trade hours, in the first or last minutes of a session, or inside a
+  news blackout; a position already held is kept, a flip only closes;
+- the position is closed when the bar starting at m, [m, m + width), reaches into a flat
+  window: the minutes before the weekly close (FLAT_BEFORE_WEEKEND) and, with news_flatten,
+  a news blackout. Closing at the open of the bar that holds the flat moment never holds a
+  position past it, whatever the timeframe.
+
+Times are UTC epochs; hours are read on the broker's clock (`backtest.broker_clock`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
+from backtest.sessions import SessionTable, WeeklySession, within_hours
+from backtest.signals import Signals
+
+_EMPTY = np.empty((0, 2), dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class TradingRules:
+    """The window settings (all off by default). Minutes are whole or fractional minutes."""
+
+    zone: BrokerZone = UTC_ZONE
+    sessions: SessionTable = field(default_factory=SessionTable)
+    trade_hours: tuple[tuple[int, int], ...] = ()
+    no_entry_after_open_min: float = 0.0
+    no_entry_before_close_min: float = 0.0
+    flat_before_weekend_min: float | None = None
+    calendar: pd.DataFrame | None = field(default=None, compare=False)
+    news_before_min: float = 0.0
+    news_after_min: float = 0.0
+    news_impacts: tuple[str, ...] = ("high",)
+    news_flatten: bool = False
+
+    @property
+    def active(self) -> bool:
+        """Whether any rule can change a decision."""
+        return bool(
+            self.trade_hours
+            or self.no_entry_after_open_min
+            or self.no_entry_before_close_min
+            or self.flat_before_weekend_min is not None
+            or self._news
+        )
+
+    def describe(self) -> dict[str, object]:
+        """The settings as plain values (for the --json document and logs)."""
+        return {
+            "broker_tz": self.zone.name,
+            "sessions": "custom" if self.sessions.by_symbol else "default",
+            "trade_hours": ",".join(f"{_clock(a)}-{_clock(b)}" for a, b in self.trade_hours),
+            "no_entry_after_open_min": self.no_entry_after_open_min,
+            "no_entry_before_close_min": self.no_entry_before_close_min,
+            "flat_before_weekend_min": self.flat_before_weekend_min,
+            "calendar_events": 0 if self.calendar is None else len(self.calendar),
+            "news_before_min": self.news_before_min,
+            "news_after_min": self.news_after_min,
+            "news_impacts": list(self.news_impacts),
+            "news_flatten": self.news_flatten,
+        }
+
+    @property
+    def _news(self) -> bool:
+        return self.calendar is not None and (self.news_before_min or self.news_after_min) > 0
+
+    def windows(
+        self, symbol: str, currencies: tuple[str, ...], start: float, end: float
+    ) -> SymbolWindows:
+        """The windows of one symbol between two UTC epochs (a week of margin each side)."""
+        start, end = float(start) - WEEK, float(end) + WEEK
+        session = self.sessions.for_symbol(symbol)
+        no_entry = [self._session_edges(session, start, end)]
+        flat = [self._weekend(session, start, end)]
+        news = self._blackouts(currencies, start, end)
+        no_entry.append(news)
+        if self.news_flatten:
+            flat.append(news)
+        return SymbolWindows(
+            symbol=symbol,
+            zone=self.zone,
+            trade_hours=self.trade_hours,
+            no_entry=_merge(np.concatenate(no_entry)),
+            flat=_merge(np.concatenate(flat)),
+            news=news,
+            span=(start, end),
+        )
+
+    def _session_edges(self, session: WeeklySession, start: float, end: float) -> np.ndarray:
+        after, before = self.no_entry_after_open_min * 60, self.no_entry_before_close_min * 60
+        if not (after or before):
+            return _EMPTY
+        stretches = session.stretches(start, end)
+        edges = []
+        if after:
+            edges.append(np.column_stack([stretches[:, 0], stretches[:, 0] + after]))
+        if before:
+            edges.append(np.column_stack([stretches[:, 1] - before, stretches[:, 1]]))
+        return np.concatenate(edges).astype(np.int64)
+
+    def _weekend(self, session: WeeklySession, start: float, end: float) -> np.ndarray:
+        if self.flat_before_weekend_min is None:
+            return _EMPTY
+        closes = session.week_closes(start, end)
+        reopens = np.array(
+            [_next_open(session, close) for close in closes], dtype=np.int64
+        ).reshape(-1)
+        flat_from = closes - round(self.flat_before_weekend_min * 60)
+        return np.column_stack([flat_from, reopens]).astype(np.int64)
+
+    def _blackouts(self, currencies: tuple[str, ...], start: float, end: float) -> np.ndarray:
+        if not self._news:
+            return _EMPTY
+        from backtest.econ_calendar import blackout_intervals
+
+        intervals = blackout_intervals(
+            self.calendar,
+            currencies,
+            impacts=self.news_impacts,
+            before_minutes=self.news_before_min,
+            after_minutes=self.news_after_min,
+        )
+        keep = (intervals[:, 1] >= start) & (intervals[:, 0] <= end)
+        return np.asarray(intervals[keep], dtype=np.int64).reshape(-1, 2)
+
+
+def _clock(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def _next_open(session: WeeklySession, close: int) -> int:
+    """When the market opens again after a weekly close (the close itself if it never
+    does within two weeks, which only a broken table can cause)."""
+    stretches = session.stretches(close, close + 2 * WEEK)
+    later = stretches[stretches[:, 0] > close]
+    return int(later[0, 0]) if len(later) else int(close)
+
+
+def _merge(intervals: np.ndarray) -> np.ndarray:
+    """Sorted, non-overlapping [start, end) intervals covering the same moments."""
+    intervals = intervals[intervals[:, 1] > intervals[:, 0]]
+    if not len(intervals):
+        return _EMPTY
+    intervals = intervals[np.argsort(intervals[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(intervals[:, 1])
+    new = np.concatenate(([True], intervals[1:, 0] > reach[:-1]))
+    starts = intervals[new, 0]
+    ends = reach[np.append(np.flatnonzero(new)[1:] - 1, len(intervals) - 1)]
+    return np.column_stack([starts, ends]).astype(np.int64)
+
+
+def _inside(intervals: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """Whether each moment falls in one of the merged [start, end) intervals."""
+    if not len(intervals):
+        return np.zeros(moments.shape, dtype=bool)
+    k = np.searchsorted(intervals[:, 0], moments, side="right") - 1
+    return (k >= 0) & (moments < intervals[np.maximum(k, 0), 1])
+
+
+def _overlapping(intervals: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Whether each span [start, start + width) meets one of the merged intervals."""
+    if not len(intervals):
+        return np.zeros(starts.shape, dtype=bool)
+    k = np.searchsorted(intervals[:, 0], starts + width, side="left") - 1
+    return (k >= 0) & (intervals[np.maximum(k, 0), 1] > starts)
+
+
+@dataclass(frozen=True)
+class SymbolWindows:
+    """One symbol's merged no-entry and flat intervals ([start, end) UTC epochs)."""
+
+    symbol: str
+    zone: BrokerZone
+    trade_hours: tuple[tuple[int, int], ...]
+    no_entry: np.ndarray
+    flat: np.ndarray
+    news: np.ndarray
+    span: tuple[float, float]
+
+    def covers(self, start: float, end: float) -> bool:
+        return self.span[0] <= start and end <= self.span[1] - WEEK / 2
+
+    def entry_blocked(self, moments: np.ndarray) -> np.ndarray:
+        """Whether an entry acting at each UTC epoch is refused."""
+        moments = np.asarray(moments, dtype=np.int64)
+        outside_hours = ~within_hours(self.trade_hours, self.zone, moments)
+        return outside_hours | _inside(self.no_entry, moments)
+
+    def flat_due(self, moments: np.ndarray, width: int) -> np.ndarray:
+        """Whether a position must be closed at each bar opening at `moments`."""
+        return _overlapping(self.flat, np.asarray(moments, dtype=np.int64), int(width))
+
+    def next_blackout(self, after: float) -> tuple[int, int] | None:
+        """The next news blackout [start, end) that has not ended by `after`."""
+        later = self.news[self.news[:, 1] > after]
+        return (int(later[0, 0]), int(later[0, 1])) if len(later) else None
+
+    def restrict(
+        self, signals: Signals, times: np.ndarray, width: int, next_open: float | None = None
+    ) -> Signals:
+        """`signals` with the windows applied (see the module docstring). `times` are the
+        bars' open times in UTC epoch seconds; `next_open` the open of the bar after the
+        last (a live trader knows it: the bar forming now)."""
+        acting = acting_moments(times, width, next_open)
+        flat = self.flat_due(acting, width)
+        blocked = self.entry_blocked(acting) | flat
+        if not blocked.any():
+            return signals
+        wanted = signals.position.astype(np.int64)
+        position = np.where(flat, 0, wanted)
+        for t in np.flatnonzero(blocked & ~flat):
+            held = position[t - 1] if t else 0
+            position[t] = held if wanted[t] == held else 0
+        size = signals.size.copy()
+        growing = blocked & (size > _size_held(signals.size))
+        size[growing] = np.nan
+        return replace(
+            signals,
+            position=position.astype(signals.position.dtype),
+            entry=signals.entry & ~blocked,
+            size=size,
+        )
+
+
+def acting_moments(times: np.ndarray, width: int, next_open: float | None = None) -> np.ndarray:
+    """When each bar's decision acts: the next bar's open (after a weekend, Sunday's), for
+    the last bar `next_open`, else one bar width after it."""
+    times = np.asarray(times, dtype=np.int64)
+    last = times[-1] + int(width) if next_open is None else int(next_open)
+    return np.append(times[1:], max(last, times[-1] + 1)) if len(times) else times
+
+
+def _size_held(size: np.ndarray) -> np.ndarray:
+    """The size in force before each bar (the last finite one; 1 before any)."""
+    return pd.Series(size).shift(1).ffill().fillna(1.0).to_numpy()
+
+
+def bar_seconds(bars: pd.DataFrame) -> int:
+    """The bars' width: their most common spacing (a week's gap is not a bar)."""
+    from backtest.data import common_step
+
+    return int(common_step(bars) or 60)
+
+
+def epoch_seconds(times: pd.Series) -> np.ndarray:
+    return pd.DatetimeIndex(times).as_unit("s").asi8
+
+
+def restrict_to_windows(
+    rules: TradingRules,
+    signals: Signals,
+    bars: pd.DataFrame,
+    symbol: str,
+    currencies: tuple[str, ...],
+    windows: SymbolWindows | None = None,
+    next_open: float | None = None,
+) -> tuple[Signals, SymbolWindows | None]:
+    """Apply `rules` to a strategy's signals on `bars`; the windows are returned so a
+    caller deciding bar after bar can keep them (pass them back while they cover).
+    `next_open`: the open of the bar after the last one, when known (live)."""
+    if not rules.active or len(bars) == 0:
+        return signals, windows
+    times = epoch_seconds(bars["time"])
+    width = bar_seconds(bars)
+    first, last = float(times[0]), float(times[-1] + 2 * width)
+    if windows is None or not windows.covers(first, last):
+        windows = rules.windows(symbol, currencies, first, last)
+    return windows.restrict(signals, times, width, next_open), windows
+
+
+def with_broker_time(bars: pd.DataFrame, zone: BrokerZone) -> pd.DataFrame:
+    """`bars` plus a `broker_time` column: each bar's open on the broker's clock (naive), for
+    strategies whose logic is in broker hours (`time` stays UTC)."""
+    return bars.assign(broker_time=zone.local_times(bars["time"]).to_numpy())
+
+
+def symbol_currencies(spec: object) -> tuple[str, ...]:
+    """The currencies a symbol's news moves: its base and profit currencies."""
+    from backtest.econ_calendar import symbol_currencies as currencies_of
+
+    return currencies_of(
+        str(spec.name), getattr(spec, "currency_base", None), getattr(spec, "currency_profit", None)
+    )
