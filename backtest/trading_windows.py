@@ -114,9 +114,11 @@ class TradingRules:
         if self.flat_before_weekend_min is None:
             return _EMPTY
         closes = session.week_closes(start, end)
-        reopens = np.array(
-            [_next_open(session, close) for close in closes], dtype=np.int64
-        ).reshape(-1)
+        opens = session.stretches(float(closes[0]), float(closes[-1]) + 2 * WEEK)[:, 0]
+        # the weekly reopening: the first stretch opening after each close (the close itself
+        # if none does, which only a broken table can cause)
+        later = np.searchsorted(opens, closes, side="right")
+        reopens = np.where(later < len(opens), opens[np.minimum(later, len(opens) - 1)], closes)
         flat_from = closes - round(self.flat_before_weekend_min * 60)
         return np.column_stack([flat_from, reopens]).astype(np.int64)
 
@@ -138,14 +140,6 @@ class TradingRules:
 
 def _clock(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
-
-
-def _next_open(session: WeeklySession, close: int) -> int:
-    """When the market opens again after a weekly close (the close itself if it never
-    does within two weeks, which only a broken table can cause)."""
-    stretches = session.stretches(close, close + 2 * WEEK)
-    later = stretches[stretches[:, 0] > close]
-    return int(later[0, 0]) if len(later) else int(close)
 
 
 def _merge(intervals: np.ndarray) -> np.ndarray:
