@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 
 from backtest.broker_clock import BrokerZoneError, parse_zone
-from backtest.sessions import SessionError, parse_hours, parse_sessions
-from backtest.trading_windows import TradingRules
-
-IMPACTS = ("low", "medium", "high", "holiday")
+from backtest.sessions import SessionError
+from backtest.trading_windows import TradingRules, rules_from_settings
 
 
 def add_window_options(parser: argparse.ArgumentParser) -> None:
@@ -35,10 +33,18 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
         metavar="HH:MM-HH:MM[,...]",
         help="enter only between these broker hours",
     )
-    group.add_argument("--no-entry-after-open", type=float, default=0.0, metavar="MIN")
-    group.add_argument("--no-entry-before-close", type=float, default=0.0, metavar="MIN")
+    minutes = {
+        "--no-entry-after-open": "no entries in a session's first MIN minutes",
+        "--no-entry-before-close": "no entries in a session's last MIN minutes",
+        "--news-before": "no entries from MIN minutes before a calendar event...",
+        "--news-after": "...until MIN minutes after it",
+    }
+    for option, text in minutes.items():
+        dest = option.removeprefix("--").replace("-", "_") + "_min"
+        group.add_argument(option, dest=dest, type=float, default=0.0, metavar="MIN", help=text)
     group.add_argument(
         "--flat-before-weekend",
+        dest="flat_before_weekend_min",
         type=float,
         default=None,
         metavar="MIN",
@@ -48,54 +54,37 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--calendar-tz", default="UTC", help="zone of a ForexFactory export's times (default UTC)"
     )
-    group.add_argument("--news-before", type=float, default=0.0, metavar="MIN")
-    group.add_argument("--news-after", type=float, default=0.0, metavar="MIN")
     group.add_argument(
         "--news-impact",
         default="high",
         help="impacts that black out, comma-separated (default high)",
     )
     group.add_argument(
-        "--news-flatten", action="store_true", help="also close positions in a blackout"
+        "--news-flatten",
+        dest="news_flatten",
+        action="store_true",
+        help="also close positions in a blackout",
     )
 
 
 def rules_from_args(args: argparse.Namespace) -> TradingRules:
     """The rules the command line asks for; ValueError (exit 2) naming the option."""
+    for name in ("no_entry_after_open_min", "no_entry_before_close_min", "news_before_min",
+                 "news_after_min"):  # fmt: skip
+        if getattr(args, name) < 0:
+            raise ValueError(f"{_option(name)} must be >= 0 minutes")
+    if args.flat_before_weekend_min is not None and args.flat_before_weekend_min < 0:
+        raise ValueError("--flat-before-weekend must be >= 0 minutes")
     try:
         zone = parse_zone(args.broker_tz or args.tz or "UTC", "--broker-tz")
-        sessions = parse_sessions(args.sessions, zone, "--sessions")
-        hours = parse_hours(args.trade_hours, "--trade-hours")
+        keys = {name: _option(name) for name in ("sessions", "trade_hours", "news_impact")}
+        return rules_from_settings(args, zone, _calendar(args), keys)
     except (BrokerZoneError, SessionError) as exc:
         raise ValueError(str(exc)) from None
-    for option in ("no_entry_after_open", "no_entry_before_close", "news_before", "news_after"):
-        if getattr(args, option) < 0:
-            raise ValueError(f"--{option.replace('_', '-')} must be >= 0 minutes")
-    if args.flat_before_weekend is not None and args.flat_before_weekend < 0:
-        raise ValueError("--flat-before-weekend must be >= 0 minutes")
-    return TradingRules(
-        zone=zone,
-        sessions=sessions,
-        trade_hours=hours,
-        no_entry_after_open_min=args.no_entry_after_open,
-        no_entry_before_close_min=args.no_entry_before_close,
-        flat_before_weekend_min=args.flat_before_weekend,
-        calendar=_calendar(args),
-        news_before_min=args.news_before,
-        news_after_min=args.news_after,
-        news_impacts=parse_impacts(args.news_impact, "--news-impact"),
-        news_flatten=args.news_flatten,
-    )
 
 
-def parse_impacts(text: str, key: str) -> tuple[str, ...]:
-    impacts = tuple(part.strip().lower() for part in str(text).split(",") if part.strip())
-    unknown = [impact for impact in impacts if impact not in IMPACTS]
-    if unknown or not impacts:
-        raise ValueError(
-            f"{key}: {', '.join(unknown) or 'nothing'} is not one of {', '.join(IMPACTS)}"
-        )
-    return impacts
+def _option(name: str) -> str:
+    return "--" + name.removesuffix("_min").replace("_", "-")
 
 
 def _calendar(args: argparse.Namespace) -> object:

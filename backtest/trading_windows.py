@@ -23,7 +23,13 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
-from backtest.sessions import SessionTable, WeeklySession, within_hours
+from backtest.sessions import (
+    SessionTable,
+    WeeklySession,
+    parse_hours,
+    parse_sessions,
+    within_hours,
+)
 from backtest.signals import Signals
 
 _EMPTY = np.empty((0, 2), dtype=np.int64)
@@ -272,6 +278,44 @@ def restrict_to_windows(
     if windows is None or not windows.covers(first, last):
         windows = rules.windows(symbol, currencies, first, last)
     return windows.restrict(signals, times, width, next_open), windows
+
+
+IMPACTS = ("low", "medium", "high", "holiday")
+# settings read as they are, under the same names on LiveConfig and the backtest's options
+PLAIN_SETTINGS = (
+    "no_entry_after_open_min",
+    "no_entry_before_close_min",
+    "flat_before_weekend_min",
+    "news_before_min",
+    "news_after_min",
+    "news_flatten",
+)
+
+
+def rules_from_settings(
+    source: object, zone: BrokerZone, calendar: pd.DataFrame | None, keys: dict[str, str]
+) -> TradingRules:
+    """TradingRules from an object holding the settings by name (`sessions`, `trade_hours`,
+    `news_impact` as text, the PLAIN_SETTINGS as values): LiveConfig, or the backtest's
+    parsed options. `keys` names the texts for errors (SessionError / ValueError)."""
+    return TradingRules(
+        zone=zone,
+        sessions=parse_sessions(source.sessions, zone, keys["sessions"]),
+        trade_hours=parse_hours(source.trade_hours, keys["trade_hours"]),
+        news_impacts=parse_impacts(source.news_impact, keys["news_impact"]),
+        calendar=calendar,
+        **{name: getattr(source, name) for name in PLAIN_SETTINGS},
+    )
+
+
+def parse_impacts(text: str, key: str) -> tuple[str, ...]:
+    """`high,medium` as a tuple of calendar impacts; ValueError naming `key` otherwise."""
+    impacts = tuple(part.strip().lower() for part in str(text).split(",") if part.strip())
+    unknown = [impact for impact in impacts if impact not in IMPACTS]
+    if unknown or not impacts:
+        given = ", ".join(unknown) or "nothing"
+        raise ValueError(f"{key}: {given} is not one of {', '.join(IMPACTS)}")
+    return impacts
 
 
 def with_broker_time(bars: pd.DataFrame, zone: BrokerZone) -> pd.DataFrame:

@@ -802,7 +802,7 @@ def _check_hours(value: object) -> str | None:
 
 
 def _check_impacts(value: object) -> str | None:
-    from backtest.cli_windows import parse_impacts
+    from backtest.trading_windows import parse_impacts
 
     try:
         parse_impacts(str(value), "")

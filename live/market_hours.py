@@ -18,14 +18,14 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import BrokerZone
-from backtest.cli_windows import parse_impacts
-from backtest.sessions import SessionError, parse_hours, parse_sessions
+from backtest.sessions import SessionError
 from backtest.signals import Signals
 from backtest.trading_windows import (
     SymbolWindows,
     TradingRules,
     bar_seconds,
     restrict_to_windows,
+    rules_from_settings,
     with_broker_time,
 )
 from live.config import LiveConfig
@@ -50,25 +50,11 @@ def rules_from_config(
     config: LiveConfig, zone: BrokerZone, calendar: pd.DataFrame | None
 ) -> TradingRules:
     """The window rules the settings ask for, on the broker's clock `zone`."""
+    keys = {"sessions": "SESSIONS", "trade_hours": "TRADE_HOURS", "news_impact": "NEWS_IMPACT"}
     try:
-        sessions = parse_sessions(config.sessions, zone)
-        hours = parse_hours(config.trade_hours)
-        impacts = parse_impacts(config.news_impact, "NEWS_IMPACT")
+        return rules_from_settings(config, zone, calendar, keys)
     except (SessionError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
-    return TradingRules(
-        zone=zone,
-        sessions=sessions,
-        trade_hours=hours,
-        no_entry_after_open_min=config.no_entry_after_open_min,
-        no_entry_before_close_min=config.no_entry_before_close_min,
-        flat_before_weekend_min=config.flat_before_weekend_min,
-        calendar=calendar,
-        news_before_min=config.news_before_min,
-        news_after_min=config.news_after_min,
-        news_impacts=impacts,
-        news_flatten=config.news_flatten,
-    )
 
 
 class MarketHours:
