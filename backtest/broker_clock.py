@@ -100,12 +100,12 @@ class BrokerZone:
 
     def local_times(self, utc: pd.Series | pd.DatetimeIndex) -> pd.Series:
         """The broker's wall clock (naive datetimes) for tz-aware UTC times."""
-        index = pd.DatetimeIndex(utc)
-        seconds = index.tz_convert("UTC").tz_localize(None).values.astype("datetime64[s]")
-        epochs = seconds.astype(np.int64)
-        wall = (epochs + self.offsets(epochs)).astype("datetime64[s]").astype("datetime64[ns]")
-        name = utc.name if isinstance(utc, pd.Series) else None
-        return pd.Series(wall, index=utc.index if isinstance(utc, pd.Series) else None, name=name)
+        nanos = pd.DatetimeIndex(utc).as_unit("ns").asi8
+        shift = self.offsets(nanos // 1_000_000_000) * 1_000_000_000
+        wall = (nanos + shift).view("datetime64[ns]")
+        if isinstance(utc, pd.Series):
+            return pd.Series(wall, index=utc.index, name=utc.name)
+        return pd.Series(wall)
 
     def bin_opens(self, utc_seconds: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
         """For each UTC epoch: the key of the `width`-second bar holding it on the server's

@@ -94,6 +94,7 @@ def run_trials(
     netting: bool = False,
     managed: bool = False,
     pending: bool = False,
+    server_tz: str = "NY+7",
 ) -> TrialReport:
     """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`
     (on a netting account with `netting`; trading the managed strategy with `managed`)."""
@@ -106,6 +107,8 @@ def run_trials(
         "--faults",
         f"seed={seed},{faults}" if faults else "",
         *(["--netting"] if netting else []),
+        "--server-tz",
+        server_tz,
         bars=20_000,
         history_bars=200,
     )
@@ -241,6 +244,11 @@ def main() -> int:
         action="store_true",
         help="trade backtest/strategies/breakeven_partial.py: moving stops, partial and time exits",
     )
+    parser.add_argument(
+        "--server-tz",
+        default="NY+7",
+        help="the served simulator's clock (default NY+7; the trader reads it, BROKER_TZ=auto)",
+    )
     args = parser.parse_args()
     faults = f"{args.faults},{BROKER_FAULTS}" if args.broker_faults else args.faults
     with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
@@ -252,6 +260,7 @@ def main() -> int:
             netting=args.netting,
             managed=args.managed,
             pending=args.pending,
+            server_tz=args.server_tz,
         )
     print(
         f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
