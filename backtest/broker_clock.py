@@ -150,6 +150,8 @@ def parse_zone(text: str, key: str = "BROKER_TZ") -> BrokerZone:
     fixed = _FIXED.match(value)
     if fixed:
         sign, hours, minutes = fixed.groups()
+        if int(minutes or 0) >= 60:
+            raise BrokerZoneError(f"{key}: {value!r} has {minutes} minutes")
         seconds = int(hours) * 3600 + int(minutes or 0) * 60
         if seconds > 14 * 3600:
             raise BrokerZoneError(f"{key}: offset {value!r} is beyond UTC±14:00")

@@ -26,7 +26,8 @@ MINUTES_PER_DAY = 1440
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 _SUNDAY_EPOCH = 3 * DAY  # 1970-01-04 was a Sunday
 WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_WEEK = re.compile(r"^(\w{3})\w*\s+(\d{1,2}):(\d{2})\s*-\s*(\w{3})\w*\s+(\d{1,2}):(\d{2})$")
+_WEEK = re.compile(r"^([a-z]+)\s+(\d{1,2}):(\d{2})\s*-\s*([a-z]+)\s+(\d{1,2}):(\d{2})$", re.I)
+DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
@@ -118,7 +119,8 @@ class SessionTable:
     fallback: WeeklySession = FOREX_DEFAULT
 
     def for_symbol(self, symbol: str) -> WeeklySession:
-        return self.by_symbol.get(symbol, self.fallback)
+        """The symbol's session; names match in any case (EURUSDm, eurusdm)."""
+        return self.by_symbol.get(symbol.upper(), self.fallback)
 
 
 def parse_sessions(text: str, zone: BrokerZone, key: str = "SESSIONS") -> SessionTable:
@@ -131,6 +133,8 @@ def parse_sessions(text: str, zone: BrokerZone, key: str = "SESSIONS") -> Sessio
             raise SessionError(f"{key}: {entry!r} is not SYMBOLS=Day HH:MM-Day HH:MM")
         session = _parse_session(spec.strip(), zone, f"{key} ({names.strip()})")
         for name in (n.strip().upper() for n in names.split(",")):
+            if not name:
+                raise SessionError(f"{key}: {entry!r} names an empty symbol")
             if name in by_symbol or (name == "*" and fallback is not FOREX_DEFAULT):
                 raise SessionError(f"{key}: {name} is given twice")
             if name == "*":
@@ -208,10 +212,12 @@ def within_hours(
 
 
 def _weekday(text: str, where: str) -> int:
-    try:
-        return WEEKDAYS.index(text.lower())
-    except ValueError:
-        raise SessionError(f"{where}: unknown weekday {text!r}") from None
+    """Mon or Monday (any case)."""
+    name = text.lower()
+    for number, (short, full) in enumerate(zip(WEEKDAYS, DAY_NAMES, strict=True)):
+        if name in (short, full):
+            return number
+    raise SessionError(f"{where}: unknown weekday {text!r}")
 
 
 def _minute(hours: str, minutes: str, where: str) -> int:

@@ -6,11 +6,14 @@ the live trader decides bar t when that bar has opened):
 
 - an entry (a new position, a flip's new side, an `entry` re-entry or a scale-in) is refused
   when m is outside the trade hours, in the first or last minutes of a session, or inside a
-  news blackout; a position already held is kept, a flip only closes;
+  news blackout; a position already held is kept, a flip only closes. A refused entry is
+  not taken later (its stops and size were the refused bar's): the position stays flat until
+  the strategy's next action, a changed position or an `entry` flag on a bar that may enter;
 - the position is closed when the bar starting at m, [m, m + width), reaches into a flat
   window: the minutes before the weekly close (FLAT_BEFORE_WEEKEND) and, with news_flatten,
   a news blackout. Closing at the open of the bar that holds the flat moment never holds a
-  position past it, whatever the timeframe.
+  position past it, whatever the timeframe. After the window, as after a refused entry, the
+  strategy's next action opens again.
 
 Times are UTC epochs; hours are read on the broker's clock (`backtest.broker_clock`).
 """
@@ -125,7 +128,8 @@ class TradingRules:
         # if none does, which only a broken table can cause)
         later = np.searchsorted(opens, closes, side="right")
         reopens = np.where(later < len(opens), opens[np.minimum(later, len(opens) - 1)], closes)
-        flat_from = closes - round(self.flat_before_weekend_min * 60)
+        # at least a second before the close, so 0 still closes on the week's last bar
+        flat_from = closes - max(round(self.flat_before_weekend_min * 60), 1)
         return np.column_stack([flat_from, reopens]).astype(np.int64)
 
     def _blackouts(self, currencies: tuple[str, ...], start: float, end: float) -> np.ndarray:
@@ -141,7 +145,9 @@ class TradingRules:
             after_minutes=self.news_after_min,
         )
         keep = (intervals[:, 1] >= start) & (intervals[:, 0] <= end)
-        return np.asarray(intervals[keep], dtype=np.int64).reshape(-1, 2)
+        kept = np.asarray(intervals[keep], dtype=np.int64).reshape(-1, 2).copy()
+        kept[:, 1] += 1  # a blackout's end is inside it (the event itself with 0 after)
+        return kept
 
 
 def _clock(minute: int) -> str:
@@ -208,30 +214,76 @@ class SymbolWindows:
         return (int(later[0, 0]), int(later[0, 1])) if len(later) else None
 
     def restrict(
-        self, signals: Signals, times: np.ndarray, width: int, next_open: float | None = None
+        self,
+        signals: Signals,
+        times: np.ndarray,
+        width: int,
+        next_open: float | None = None,
+        *,
+        held_at_start: bool = False,
     ) -> Signals:
         """`signals` with the windows applied (see the module docstring). `times` are the
         bars' open times in UTC epoch seconds; `next_open` the open of the bar after the
-        last (a live trader knows it: the bar forming now)."""
+        last (a live trader knows it: the bar forming now). `held_at_start`: the first bar's
+        position is taken as held (a live trader's bars start in the middle of a run)."""
         acting = acting_moments(times, width, next_open)
         flat = self.flat_due(acting, width)
         blocked = self.entry_blocked(acting) | flat
         if not blocked.any():
             return signals
-        wanted = signals.position.astype(np.int64)
-        position = np.where(flat, 0, wanted)
-        for t in np.flatnonzero(blocked & ~flat):
-            held = position[t - 1] if t else 0
-            position[t] = held if wanted[t] == held else 0
-        size = signals.size.copy()
-        growing = blocked & (size > _size_held(signals.size))
-        size[growing] = np.nan
+        position = _restricted_positions(signals, blocked, flat, held_at_start)
         return replace(
             signals,
             position=position.astype(signals.position.dtype),
             entry=signals.entry & ~blocked,
-            size=size,
+            size=_restricted_sizes(signals.size, blocked, position),
         )
+
+
+def _restricted_positions(
+    signals: Signals, blocked: np.ndarray, flat: np.ndarray, held_at_start: bool
+) -> np.ndarray:
+    """The positions once refused entries are refused: from each bar that acts freely (or
+    is flat) the position is the strategy's while its wish stays the same, else flat. A
+    refused entry is not taken later: the strategy's next action decides."""
+    wanted = signals.position.astype(np.int64)
+    n = len(wanted)
+    free_action = signals.actions() & ~blocked
+    resets = free_action | flat
+    start = np.where(flat, 0, wanted)
+    if not resets[0]:  # the first bar neither acts nor is flat: held, or not, as told
+        start[0] = wanted[0] if held_at_start else 0
+    resets[0] = True
+    last_reset = np.maximum.accumulate(np.where(resets, np.arange(n), 0))
+    changes = np.concatenate(([0], np.cumsum(wanted[1:] != wanted[:-1])))
+    unchanged = changes == changes[last_reset]
+    return np.where(unchanged, start[last_reset], 0)
+
+
+def _restricted_sizes(size: np.ndarray, blocked: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """Sizes with each scale-in asked on a refused bar taken out until the size asked
+    changes again (a refused scale-in is not taken later either)."""
+    finite = np.isfinite(size)
+    if not (finite & blocked).any():
+        return size
+    asked = pd.Series(size).ffill().to_numpy()
+    before = np.concatenate(([np.nan], asked[:-1]))
+    changes = np.flatnonzero(finite & ~(size == before))
+    entries = np.flatnonzero((position != 0) & (np.concatenate(([0], position[:-1])) != position))
+    out, in_force = size.copy(), 1.0
+    bounds = np.append(changes, len(size))
+    marks = sorted({*changes.tolist(), *entries.tolist()})
+    for t in marks:
+        if t in entries:
+            in_force = 1.0 if not finite[t] else float(size[t])
+            continue
+        value = float(size[t])
+        if blocked[t] and value > in_force and position[t] != 0:
+            end = bounds[np.searchsorted(bounds, t, side="right")]
+            out[t:end][finite[t:end]] = np.nan
+        else:
+            in_force = value
+    return out
 
 
 def acting_moments(times: np.ndarray, width: int, next_open: float | None = None) -> np.ndarray:
@@ -240,11 +292,6 @@ def acting_moments(times: np.ndarray, width: int, next_open: float | None = None
     times = np.asarray(times, dtype=np.int64)
     last = times[-1] + int(width) if next_open is None else int(next_open)
     return np.append(times[1:], max(last, times[-1] + 1)) if len(times) else times
-
-
-def _size_held(size: np.ndarray) -> np.ndarray:
-    """The size in force before each bar (the last finite one; 1 before any)."""
-    return pd.Series(size).shift(1).ffill().fillna(1.0).to_numpy()
 
 
 def bar_seconds(bars: pd.DataFrame) -> int:
@@ -266,6 +313,8 @@ def restrict_to_windows(
     currencies: tuple[str, ...],
     windows: SymbolWindows | None = None,
     next_open: float | None = None,
+    *,
+    held_at_start: bool = False,
 ) -> tuple[Signals, SymbolWindows | None]:
     """Apply `rules` to a strategy's signals on `bars`; the windows are returned so a
     caller deciding bar after bar can keep them (pass them back while they cover).
@@ -275,9 +324,12 @@ def restrict_to_windows(
     times = epoch_seconds(bars["time"])
     width = bar_seconds(bars)
     first, last = float(times[0]), float(times[-1] + 2 * width)
+    if next_open is not None:
+        last = max(last, float(next_open) + width)
     if windows is None or not windows.covers(first, last):
         windows = rules.windows(symbol, currencies, first, last)
-    return windows.restrict(signals, times, width, next_open), windows
+    restricted = windows.restrict(signals, times, width, next_open, held_at_start=held_at_start)
+    return restricted, windows
 
 
 IMPACTS = ("low", "medium", "high", "holiday")

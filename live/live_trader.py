@@ -52,7 +52,7 @@ from live.market_hours import MarketHours, load_calendar_setting
 from live.mt5_connector import ConnectionState, MT5Connector
 from live.order_executor import OrderExecutor
 from live.paper_broker import PaperBroker
-from live.positions import PositionManager
+from live.positions import Outcome, PositionManager
 from live.risk_gate import RiskGate
 from live.state_manager import StateManager
 from live.status import SessionSummary, StatusReporter
@@ -224,8 +224,11 @@ class LiveTrader:
 
     def _market_status(self) -> dict[str, object]:
         """The broker's clock, the window rules and the next news blackouts (dashboard)."""
-        status = self.market_hours.describe(self.clock.now())
-        status["broker_clock"] = self.connector.clock.source
+        try:
+            status = self.market_hours.describe(self.clock.now())
+            status["broker_clock"] = self.connector.clock.source
+        except Exception as exc:  # never stops the heartbeat (a link down, a clock away)
+            return {"error": f"{type(exc).__name__}: {exc}"}
         status["closed_sessions"] = self.market_hours.closed_symbols
         return status
 
@@ -460,12 +463,7 @@ class LiveTrader:
             self.targets.update(decision)
         if decision is None:  # no target yet (the last decision failed): nothing to reconcile
             return 0
-        if not self.market_hours.gate(symbol, self.clock.now(), self.clock.stamp()):
-            return 0  # the session is closed: the server would answer 10018
-        outcome = self.positions.reconcile(decision, fresh=new_bar)
-        mismatch = self.market_hours.broker_said(symbol, self.clock.now(), outcome.outcome)
-        if mismatch:
-            self.audit_health.event("session_mismatch", mismatch, level="warning", symbol=symbol)
+        outcome = self._reconcile_in_session(decision, fresh=new_bar)
         if not new_bar:
             return 0
         self.state.mark_processed(symbol, decision.bar_time)  # decided, recorded or not
@@ -485,6 +483,18 @@ class LiveTrader:
             fallback=outcome.action != "none",  # a decision that acted is kept through an outage
         )
         return 1
+
+    def _reconcile_in_session(self, decision: Decision, *, fresh: bool) -> Outcome:
+        """Reconcile while the symbol's session is open; while it is closed the server would
+        answer 10018, so nothing is sent (the decision is kept for the reopening)."""
+        symbol, now = decision.symbol, self.clock.now()
+        if not self.market_hours.gate(symbol, now, self.clock.stamp()):
+            return Outcome("none", "market closed")
+        outcome = self.positions.reconcile(decision, fresh=fresh)
+        mismatch = self.market_hours.broker_said(symbol, now, outcome.outcome)
+        if mismatch:
+            self.audit_health.event("session_mismatch", mismatch, level="warning", symbol=symbol)
+        return outcome
 
     def _count_bar(self, decision: Decision) -> None:
         self._count_bar_time(decision.bar_time)

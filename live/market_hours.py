@@ -72,7 +72,8 @@ class MarketHours:
         self._config = config
         self._zone = zone
         self._now = now
-        self._currencies = currencies
+        self._known_currencies: dict[str, tuple[str, ...]] = {}
+        self._ask_currencies = currencies
         self._calendar = calendar if calendar is not None else load_calendar_setting(config)
         self._rules = rules_from_config(config, zone(), self._calendar)
         self._windows: dict[str, SymbolWindows] = {}
@@ -110,6 +111,7 @@ class MarketHours:
             self._currencies(symbol),
             self._windows.get(symbol),
             next_open=self._forming_bar_open(bars),
+            held_at_start=True,  # the bars begin in the middle of the backtest's run
         )
         if windows is not None:
             self._windows[symbol] = windows
@@ -131,6 +133,13 @@ class MarketHours:
         if not self._config.sessions.strip():
             session = replace(session, breaks=())
         return bool(session.is_open(now.timestamp())[0])
+
+    def _currencies(self, symbol: str) -> tuple[str, ...]:
+        """The symbol's currencies, asked of the broker once (it may be away later)."""
+        known = self._known_currencies.get(symbol)
+        if known is None:
+            known = self._known_currencies[symbol] = tuple(self._ask_currencies(symbol))
+        return known
 
     @property
     def closed_symbols(self) -> list[str]:
@@ -185,8 +194,14 @@ class MarketHours:
         }
 
     def describe(self, now: datetime) -> dict[str, object]:
-        """What --check and the heartbeat show: the zone, the rules, the next blackouts."""
-        blackouts = [self.next_blackout(s, now) for s in self._config.symbols]
+        """What --check and the heartbeat show: the zone, the rules, the next blackouts (a
+        symbol whose currencies the broker cannot tell now is left out)."""
+        blackouts = []
+        for symbol in self._config.symbols:
+            try:
+                blackouts.append(self.next_blackout(symbol, now))
+            except Exception as exc:  # the link is down: the heartbeat still goes out
+                logger.debug("%s: next blackout unknown: %s", symbol, exc)
         return {
             **self.rules.describe(),
             "broker_offset": self.zone.describe(now.timestamp()),

@@ -40,12 +40,29 @@ class Blocks(Strategy):
 
 
 class AlwaysLong(Strategy):
+    """Long on every bar; with `weekly`, a fresh entry on each week's first bar."""
+
+    weekly: bool = False
+
     @property
     def warmup(self) -> int:
         return 1
 
     def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame({"position": np.ones(len(bars), dtype=int)})
+        new_week = bars["time"].diff() > pd.Timedelta(hours=24)
+        return pd.DataFrame(
+            {"position": np.ones(len(bars), dtype=int), "entry": new_week & self.weekly}
+        )
+
+
+class StoppedBlocks(Blocks):
+    """Blocks with a stop-loss 50 points away and half the volume on every entry."""
+
+    def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+        frame = super().signals(bars)
+        frame["sl_distance"] = 0.0050
+        frame["size"] = 0.5
+        return frame
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +86,7 @@ def test_entries_only_in_the_trade_hours_of_the_broker_clock(bars):
 def test_no_position_is_held_over_a_weekend(bars):
     held = trades(bars, AlwaysLong())
     assert len(held) == 1  # one trade from start to end without the rule
-    flat = trades(bars, AlwaysLong(), flat_before_weekend_min=30)
+    flat = trades(bars, AlwaysLong(weekly=True), flat_before_weekend_min=30)
     closes = FOREX_DEFAULT.week_closes(
         epoch_seconds(bars["time"])[0], bars["time"].iloc[-1].timestamp()
     )
@@ -79,6 +96,18 @@ def test_no_position_is_held_over_a_weekend(bars):
         assert exit_ <= week_close - 1800  # closed at the open of the bar holding the moment
         assert exit_ > week_close - 1800 - 3600
     assert len(flat) >= 14  # one trade a week
+
+
+def test_a_refused_entry_is_not_taken_later(bars):
+    """Entries refused outside the trade hours are not made when the hours open (they would
+    come without the stop and size of the bar that asked): every trade has both."""
+    limited = trades(bars, StoppedBlocks(length=7), trade_hours=parse_hours("08:00-12:00"))
+    free = trades(bars, StoppedBlocks(length=7))
+    assert len(limited) >= 10 and len(limited) < len(free) / 3
+    assert limited["sl"].notna().all() and (limited["volume"] == free["volume"].iloc[0]).all()
+    still_long = trades(bars, AlwaysLong(), flat_before_weekend_min=0)
+    assert len(still_long) == 1  # flattened on the first Friday, not back without an entry
+    assert still_long["exit_time"].iloc[0] < bars["time"].iloc[24 * 5]
 
 
 def test_no_entry_in_the_first_minutes_of_a_session(bars):
@@ -109,7 +138,7 @@ def test_news_blackouts_block_entries_and_can_flatten(bars):
         return ((gap >= -3600) & (gap < 1800)).any(axis=1)
 
     assert entered_in_blackout(free).any() and not entered_in_blackout(blocked).any()
-    flattened = trades(bars, AlwaysLong(), news_flatten=True, **rules)
+    flattened = trades(bars, AlwaysLong(weekly=True), news_flatten=True, **rules)
     for trade in flattened.itertuples():
         entry, exit_ = trade.entry_time.timestamp(), trade.exit_time.timestamp()
         inside = (moments + 1800 > entry) & (moments - 3600 < exit_)
@@ -175,3 +204,27 @@ def test_a_bad_calendar_row_exits_2_naming_the_row(tmp_path, capsys):
                  "--calendar", str(calendar), "--news-before", "30"])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "line 3" in err and "25:99" in err
+
+
+def test_a_refused_scale_in_stays_refused_and_a_trailing_window_keeps_what_is_held():
+    """Outside the trade hours: a scale-in asked on a refused bar is not taken on the next
+    bars either; a live trader's bars, all outside the hours, keep the position held."""
+    hours = pd.date_range("2024-01-10 14:00", periods=4, freq="h", tz="UTC")  # 16:00 on NY+7
+    bars = pd.DataFrame({"time": hours, "close": 1.1})
+    raw = normalize_signals(
+        pd.DataFrame({"position": [1, 1, 1, 1], "size": [0.5, 1.0, 1.0, 1.0]}), 4
+    )
+    rules = TradingRules(zone=NY7, trade_hours=parse_hours("08:00-12:00"))
+    live, _ = restrict_to_windows(rules, raw, bars, "EURUSD", ("EUR", "USD"), held_at_start=True)
+    assert live.position.tolist() == [1, 1, 1, 1]
+    assert live.size[0] == 0.5 and np.isnan(live.size[1:]).all()
+    fresh, _ = restrict_to_windows(rules, raw, bars, "EURUSD", ("EUR", "USD"))
+    assert fresh.position.tolist() == [0, 0, 0, 0]  # from the start: the entry was refused
+
+
+def test_session_names_match_in_any_case():
+    from backtest.sessions import parse_sessions
+
+    table = parse_sessions("XAUUSDm=Mon 01:00-Fri 23:00", NY7)
+    assert table.for_symbol("XAUUSDm").open_minute == 24 * 60 + 60
+    assert table.for_symbol("xauusdm") is table.for_symbol("XAUUSDM")

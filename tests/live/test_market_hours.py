@@ -89,3 +89,21 @@ def test_nothing_is_sent_while_the_session_is_closed(live_config, make_sim, make
         ["EURUSD"],
         None,
     )
+
+
+def test_the_heartbeat_goes_out_while_the_link_is_down(live_config, make_sim, make_trader):
+    """With news rules on, a heartbeat names each symbol's next blackout; a terminal gone
+    away (its symbol details forgotten at a reconnect) must not stop the loop."""
+    config = live_config(
+        calendar_file=CALENDAR, news_before_min=30.0, news_after_min=15.0, dry_run=False
+    )
+    terminal = make_sim(history_bars=300)
+    trader = make_trader(config, terminal)
+    trader.start()
+    trader.iterate()
+    assert "next_blackouts" in trader.status.last_status["market"]
+    trader.connector._specs.clear()  # as a reconnect does
+    terminal.sim_drop_connection(calls=1000)
+    trader.status.changed()
+    trader.iterate()  # raises nothing
+    assert trader.status.last_status["connected"] is False
