@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,6 +60,10 @@ class BrokerZone:
         seconds = np.atleast_1d(np.asarray(utc_seconds, dtype=np.float64))
         if self.base is None:
             return np.full(seconds.shape, self.shift, dtype=np.int64)
+        if seconds.size <= 4:  # a few moments: zoneinfo is far quicker than pandas
+            return np.array([self._offset_of(float(t)) for t in seconds.ravel()]).reshape(
+                seconds.shape
+            )
         # zone rules are only known within years 1900-2200; far moments (a history query's
         # "until forever") take the offset at the edge
         floored = np.clip(np.floor(seconds), _FIRST, _LAST).astype(np.int64)
@@ -66,6 +71,10 @@ class BrokerZone:
         local = index.tz_convert(self.base).tz_localize(None)
         wall = local.values.astype("datetime64[s]").astype(np.int64)
         return wall - floored + self.shift
+
+    def _offset_of(self, utc_seconds: float) -> int:
+        moment = datetime.fromtimestamp(min(max(utc_seconds, _FIRST), _LAST), tz=_zone(self.base))
+        return int(moment.utcoffset().total_seconds()) + self.shift
 
     def offset_at(self, utc_seconds: float) -> int:
         """Seconds east of UTC at one UTC epoch."""
@@ -127,6 +136,11 @@ class BrokerZone:
 
 
 UTC_ZONE = BrokerZone("UTC")
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
 
 
 def format_offset(seconds: int) -> str:
