@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from backtest.broker_clock import BrokerZone, BrokerZoneError, parse_zone
+from backtest.challenge import ChallengeReport
+from backtest.cli_challenge import add_rules_option, challenge_of, preset_from_args
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="backtest one parameter set")
     _add_common(run)
+    add_rules_option(run)
     run.add_argument("--json", type=Path, help="write stats and trades as JSON to this file")
     run.add_argument("--report", type=Path, help="write a self-contained HTML report")
     run.add_argument(
@@ -207,13 +210,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     strategy_cls, params = load_strategy_from_args(args)
     strategy = create_strategy(strategy_cls, params)
     config = config_from_args(args)
+    preset = preset_from_args(args)  # a bad preset stops us before any output
     _warn_if_too_short(bars, strategy)
     result = run_backtest(bars, strategy, spec=spec, config=config)
     print(format_stats(result))
+    challenge = challenge_of(preset, result, bars, spec, config)
+    if challenge is not None:
+        print("\n".join(challenge.lines()))
     if args.show_trades:
         print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
     if args.json:
-        write_atomic(args.json, result_json_text(result, strategy, config, spec))
+        write_atomic(args.json, result_json_text(result, strategy, config, spec, challenge))
         print(f"wrote {args.json}")
     if args.report:
         from backtest.report import write_report  # imported late: only report users pay for it
@@ -382,7 +389,11 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
 
 
 def result_json_text(
-    result: BacktestResult, strategy: Strategy, config: BacktestConfig, spec: SymbolSpec
+    result: BacktestResult,
+    strategy: Strategy,
+    config: BacktestConfig,
+    spec: SymbolSpec,
+    challenge: ChallengeReport | None = None,
 ) -> str:
     """The `--json` document: setup and stats, then the trades (ISO-8601 times, size in units).
 
@@ -400,6 +411,7 @@ def result_json_text(
             "params": strategy.params,
             "config": setup,
             "stats": stats_for_output(result.stats),
+            **({"challenge": challenge.as_dict()} if challenge is not None else {}),
         },
         indent=1,
     )

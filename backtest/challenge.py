@@ -1,0 +1,271 @@
+"""A prop-firm challenge on a backtest: the account-protection rules of a preset
+(`backtest.prop_rules`) evaluated on the run's equity path, bar by bar.
+
+Equity is checked at its worst inside each bar: the open positions marked at the bar's
+adverse extreme (the low for a long, the high for a short), so a dip through a floor that
+recovers within the bar still breaches. Days start at the preset's reset (a wall time in a
+named zone, or the broker's). What comes out: passed, failed (which rule, when, the numbers)
+or still open; the days each phase's target took; the trading days; the consistency ratio.
+Pause-type breaches are counted, not enforced: the backtest's trades are the strategy's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backtest.broker_clock import DAY, BrokerZone, parse_zone
+from backtest.prop_rules import DailyFloor, MaxLoss, Preset, Reset
+from backtest.results import BacktestResult
+from backtest.symbols import SymbolSpec
+
+
+@dataclass(frozen=True)
+class Breach:
+    rule: str
+    time: pd.Timestamp
+    equity: float
+    floor: float
+    effect: str
+
+
+@dataclass
+class ChallengeReport:
+    """The outcome of a preset on one run."""
+
+    preset: str
+    outcome: str = "open"  # passed | failed | open
+    breach: Breach | None = None
+    paused_days: int = 0
+    phases: list[dict[str, object]] = field(default_factory=list)
+    trading_days: int = 0
+    consistency_ratio: float | None = None
+
+    def lines(self) -> list[str]:
+        """The report as text lines for the command line."""
+        out = [f"challenge {self.preset}: {self.outcome.upper()}"]
+        if self.breach is not None:
+            b = self.breach
+            out.append(
+                f"  breach: {b.rule} at {b.time:%Y-%m-%d %H:%M} UTC, equity {b.equity:,.2f} "
+                f"below {b.floor:,.2f} ({b.effect})"
+            )
+        for phase in self.phases:
+            reached = phase["passed_at"]
+            when = f"passed after {phase['days']} days" if reached else "not reached"
+            out.append(f"  phase {phase['phase']}: target {phase['target_pct']:g}% {when}")
+        ratio = "-" if self.consistency_ratio is None else f"{100 * self.consistency_ratio:.1f}%"
+        out.append(f"  trading days {self.trading_days}; best day / profit {ratio}")
+        if self.paused_days:
+            out.append(f"  paused days (pause-type breaches): {self.paused_days}")
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        breach = None
+        if self.breach is not None:
+            breach = {**vars(self.breach), "time": self.breach.time.isoformat()}
+        return {
+            "preset": self.preset,
+            "outcome": self.outcome,
+            "breach": breach,
+            "paused_days": self.paused_days,
+            "phases": [
+                {**p, "passed_at": p["passed_at"].isoformat() if p["passed_at"] else None}
+                for p in self.phases
+            ],
+            "trading_days": self.trading_days,
+            "consistency_ratio": self.consistency_ratio,
+        }
+
+
+@dataclass(frozen=True)
+class _Path:
+    """Per bar: times (UTC epochs), closed balance, close equity, worst equity, open flag,
+    and each bar's trading day."""
+
+    times: pd.DatetimeIndex
+    balance: np.ndarray
+    equity: np.ndarray
+    worst: np.ndarray
+    holding: np.ndarray
+    day: np.ndarray
+
+
+def evaluate(
+    preset: Preset,
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    spec: SymbolSpec,
+    *,
+    cash: float,
+    broker_zone: BrokerZone,
+) -> ChallengeReport:
+    """The preset's rules on the run's equity path (see the module docstring)."""
+    reset = preset.daily_floor.reset if preset.daily_floor else Reset()
+    path = _equity_path(result, bars, spec, cash, _day_zone(reset, broker_zone), reset)
+    report = ChallengeReport(preset.name)
+    buffer = preset.buffer_pct / 100.0 * cash
+    floors = []
+    if preset.daily_floor is not None:
+        floors.append(("daily floor", _daily_floor(preset.daily_floor, path, cash) + buffer,
+                       preset.daily_floor.effect))  # fmt: skip
+    if preset.max_loss is not None:
+        floors.append(("maximum loss", _max_loss(preset.max_loss, path, cash) + buffer, "fail"))
+    end = _first_failure(report, path, floors)
+    marks = _trading_days(report, preset, result, path, end)
+    _phases(report, preset, path, cash, end, marks)
+    return report
+
+
+def _day_zone(reset: Reset, broker_zone: BrokerZone) -> BrokerZone:
+    return broker_zone if reset.zone == "broker" else parse_zone(reset.zone, "reset")
+
+
+def _equity_path(
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    spec: SymbolSpec,
+    cash: float,
+    zone: BrokerZone,
+    reset: Reset,
+) -> _Path:
+    n = len(bars)
+    trades = result.trades
+    balance = np.full(n, cash, dtype=np.float64)
+    exposure = np.zeros(n, dtype=np.float64)  # signed units held through each bar
+    for trade in trades.itertuples():
+        exit_bar, entry_bar = int(trade.exit_bar), int(trade.entry_bar)
+        balance[exit_bar:] += float(trade.pnl)  # net of commission, as the equity curve
+        side = 1.0 if trade.direction == "long" else -1.0
+        # held from the entry bar's open; through the exit bar only when it left inside it
+        last = exit_bar + 1 if str(trade.exit_reason) in ("sl", "tp") else exit_bar
+        exposure[entry_bar:last] += side * float(trade.volume) * spec.contract_size
+    close = bars["close"].to_numpy(dtype=np.float64)
+    adverse = np.where(exposure > 0, bars["low"].to_numpy(), bars["high"].to_numpy()) - close
+    to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close  # USD accounts
+    equity = result.equity.to_numpy(dtype=np.float64)
+    worst = equity + np.minimum(adverse * exposure * to_account, 0.0)
+    times = pd.DatetimeIndex(bars["time"])
+    epochs = times.as_unit("s").asi8
+    wall = epochs + zone.offsets(epochs) - (reset.hour * 3600 + reset.minute * 60)
+    return _Path(times, balance, equity, worst, exposure != 0, wall // DAY)
+
+
+def _day_starts(path: _Path) -> np.ndarray:
+    return np.flatnonzero(np.concatenate(([True], path.day[1:] != path.day[:-1])))
+
+
+def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
+    """Per bar, the day's floor: the day base at the reset minus the limit."""
+    starts = _day_starts(path)
+    before = np.maximum(starts - 1, 0)  # the last bar before the reset
+    balance, equity = path.balance[before], path.equity[before]
+    balance[starts == 0], equity[starts == 0] = cash, cash
+    base = {"balance": balance, "equity": equity, "higher": np.maximum(balance, equity)}[
+        rule.day_base
+    ]
+    of = np.full(len(starts), cash) if rule.of == "initial" else base
+    limit = rule.limit_amount if rule.limit_amount is not None else of * rule.limit_pct / 100
+    day_floor = base - limit
+    return day_floor[np.searchsorted(starts, np.arange(len(path.day)), side="right") - 1]
+
+
+def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
+    """Per bar, the maximum-loss floor: static, or trailing a high-water mark (only up)."""
+    limit = rule.limit_amount if rule.limit_amount is not None else cash * rule.limit_pct / 100
+    if rule.mode == "static":
+        return np.full(len(path.day), cash - limit)
+    if rule.high_water == "intraday_equity":
+        mark = np.maximum.accumulate(np.maximum(path.equity, cash))
+    else:  # the end-of-day balance, known from the next day on
+        starts = _day_starts(path)
+        closing = path.balance[np.append(starts[1:], len(path.day)) - 1]
+        peak = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))
+        mark = np.maximum(peak, cash)[
+            np.searchsorted(starts, np.arange(len(path.day)), "right") - 1
+        ]
+    floor = mark - limit
+    return np.minimum(floor, cash) if rule.lock_at_initial else floor
+
+
+def _first_failure(
+    report: ChallengeReport, path: _Path, floors: list[tuple[str, np.ndarray, str]]
+) -> int:
+    """Record the first fail-type breach (and count paused days); the bar it ends at."""
+    end = len(path.day)
+    for rule, floor, effect in floors:
+        below = np.flatnonzero(path.worst < floor)
+        if effect == "pause":
+            report.paused_days += len(np.unique(path.day[below]))
+            continue
+        if len(below) and below[0] < end:
+            end = int(below[0])
+            report.breach = Breach(
+                rule, path.times[end], float(path.worst[end]), float(floor[end]), effect
+            )
+    if report.breach is not None:
+        report.outcome = "failed"
+    return end
+
+
+def _trading_days(
+    report: ChallengeReport, preset: Preset, result: BacktestResult, path: _Path, end: int
+) -> np.ndarray:
+    """Count the trading days (the preset's definition) and the consistency ratio; return a
+    per-bar mark on the bar each trading day becomes one (for the phases' minimum days)."""
+    n = len(path.day)
+    starts = _day_starts(path)
+    closing = path.balance[np.append(starts[1:], n) - 1]
+    opening = np.concatenate(([path.balance[0]], closing[:-1]))
+    gains = closing - opening
+    marks = np.zeros(n, dtype=np.int64)
+    if preset.trading_day == "profitable":
+        good = gains >= opening * preset.profitable_day_pct / 100
+        marks[(np.append(starts[1:], n) - 1)[good]] = 1
+    elif len(result.trades):
+        entries = np.sort(result.trades["entry_bar"].to_numpy(dtype=np.int64))
+        first_of_day = np.unique(path.day[entries], return_index=True)[1]
+        marks[entries[first_of_day]] = 1
+    marks[end:] = 0
+    report.trading_days = int(marks.sum())
+    total = float(path.balance[max(min(end, n) - 1, 0)] - path.balance[0])
+    best = float(gains[starts < end].max()) if (starts < end).any() else 0.0
+    report.consistency_ratio = best / total if total > 0 else None
+    return marks
+
+
+def _phases(
+    report: ChallengeReport,
+    preset: Preset,
+    path: _Path,
+    cash: float,
+    end: int,
+    marks: np.ndarray,
+) -> None:
+    """Each target in turn, from the previous pass: closed balance at the target with
+    nothing open, and the minimum trading days within the phase."""
+    start, base = 0, cash
+    counted = np.cumsum(marks)
+    for number, target in enumerate(preset.targets_pct, start=1):
+        days_in = counted - (counted[start - 1] if start else 0)
+        reached = (path.balance >= base * (1 + target / 100)) & ~path.holding
+        reached &= days_in >= preset.min_trading_days
+        reached[:start] = False
+        reached[end:] = False
+        hit = np.flatnonzero(reached)
+        passed_at = path.times[hit[0]] if len(hit) else None
+        days = int(path.day[hit[0]] - path.day[start]) + 1 if len(hit) else None
+        report.phases.append(
+            {"phase": number, "target_pct": target, "passed_at": passed_at, "days": days}
+        )
+        if not len(hit):
+            return
+        start, base = int(hit[0]), float(path.balance[hit[0]])
+    consistent = not preset.consistency_pct or (
+        report.consistency_ratio is not None
+        and report.consistency_ratio <= preset.consistency_pct / 100
+    )
+    if report.outcome != "failed" and preset.targets_pct and consistent:
+        report.outcome = "passed"

@@ -1,0 +1,184 @@
+"""A prop-firm challenge on a backtest's equity path: a dip through a floor inside one bar
+breaches, days reset at the named zone's midnight across a daylight-saving switch, a loss
+held across the reset breaches on a balance base, a trailing floor only rises and locks,
+pause and fail differ, and targets pass with their minimum trading days."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtest.broker_clock import parse_zone
+from backtest.challenge import evaluate
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.prop_rules import DailyFloor, MaxLoss, Preset, Reset
+from backtest.sizing import Sizing
+from backtest.strategy import Strategy
+from backtest.symbols import get_symbol_spec
+
+SPEC = get_symbol_spec("EURUSD")  # 1 lot: 0.01 of price is 1,000 USD
+CASH = 100_000.0
+PRAGUE = Reset(0, 0, "Europe/Prague")
+
+
+def holding(rows: list[int], total: int) -> Strategy:
+    """A strategy long on the given rows (each decision acts at the next bar's open)."""
+
+    class Holding(Strategy):
+        @property
+        def warmup(self) -> int:
+            return 1
+
+        def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+            wanted = np.zeros(len(bars), dtype=int)
+            wanted[rows] = 1
+            return pd.DataFrame({"position": wanted})
+
+    return Holding()
+
+
+def hourly(start: str, prices: list[tuple[float, float, float, float]]) -> pd.DataFrame:
+    """Bars an hour apart from `start` (UTC) from (open, high, low, close) rows."""
+    o, h, lo, c = (np.array(column) for column in zip(*prices, strict=True))
+    return pd.DataFrame(
+        {
+            "time": pd.date_range(start, periods=len(prices), freq="h", tz="UTC"),
+            "open": o, "high": h, "low": lo, "close": c,
+            "tick_volume": 1, "spread": 0,
+        }
+    )  # fmt: skip
+
+
+def flat(price: float, n: int) -> list[tuple[float, float, float, float]]:
+    return [(price, price, price, price)] * n
+
+
+def challenge(preset: Preset, bars: pd.DataFrame, rows: list[int] | None = None):
+    rows = list(range(len(bars))) if rows is None else rows
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0), spread_points=0.0)
+    result = run_backtest(bars, holding(rows, len(bars)), spec=SPEC, config=config)
+    return evaluate(preset, result, bars, SPEC, cash=CASH, broker_zone=parse_zone("NY+7"))
+
+
+def test_a_dip_through_the_floor_inside_one_bar_breaches():
+    dip = (1.10, 1.10, 1.044, 1.10)  # 5,600 under water at its low, back by its close
+    bars = hourly("2024-01-08 08:00", [*flat(1.10, 3), dip, *flat(1.10, 3)])
+    rule = Preset("daily", daily_floor=DailyFloor(limit_pct=5.0, reset=PRAGUE))
+    report = challenge(rule, bars)
+    assert report.outcome == "failed" and report.breach.rule == "daily floor"  # in at bar 1
+    assert report.breach.time == bars["time"].iloc[3]
+    assert report.breach.floor == pytest.approx(95_000.0)
+    shallow = challenge(rule, bars.assign(low=np.maximum(bars["low"], 1.052)))
+    assert shallow.outcome == "open" and shallow.breach is None
+
+
+@pytest.mark.parametrize("start", ["2024-01-10 19:00", "2024-04-10 18:00"])
+def test_the_day_resets_at_the_zones_midnight_across_a_switch(start):
+    """A 4% loss closed just before the Prague midnight (23:00 UTC in winter, 22:00 from
+    March 31), 3% more just after: two days and no breach of a 5% daily floor; with the
+    day cut at UTC midnight both fall in one day and it breaches."""
+    prices = [
+        (1.10, 1.10, 1.10, 1.10),
+        (1.10, 1.10, 1.08, 1.08),
+        (1.08, 1.08, 1.06, 1.06),
+        (1.06, 1.06, 1.06, 1.06),  # the first trade closes at this open: -4,000
+        (1.06, 1.06, 1.04, 1.04),  # the second opens here, on the Prague midnight
+        (1.04, 1.04, 1.03, 1.03),
+        (1.03, 1.03, 1.03, 1.03),  # ...and closes here: -3,000
+        (1.03, 1.03, 1.03, 1.03),
+    ]
+    bars = hourly(start, prices)
+    assert bars["time"].iloc[4].tz_convert("Europe/Prague").hour == 0
+    rows = [0, 1, 3, 4]
+
+    def rule(zone: str) -> Preset:
+        return Preset("d", daily_floor=DailyFloor(limit_pct=5.0, reset=Reset(0, 0, zone)))
+
+    assert challenge(rule("Europe/Prague"), bars, rows).breach is None
+    cut_at_utc = challenge(rule("UTC"), bars, rows)
+    assert cut_at_utc.outcome == "failed" and cut_at_utc.breach.time == bars["time"].iloc[4]
+
+
+def test_a_floating_loss_held_over_the_reset_breaches_on_a_balance_base():
+    prices = [*flat(1.10, 2), (1.10, 1.10, 1.058, 1.058), *flat(1.058, 2)]  # -4,200 floating
+    prices += [(1.058, 1.058, 1.050, 1.050), *flat(1.050, 2)]  # -800 more after the reset
+    bars = hourly("2024-01-10 20:00", prices)  # the Prague midnight falls at 23:00 UTC
+    on_balance = Preset("b", daily_floor=DailyFloor(limit_pct=4.5, day_base="balance",
+                                                    reset=PRAGUE))  # fmt: skip
+    on_equity = Preset("e", daily_floor=DailyFloor(limit_pct=4.5, day_base="equity",
+                                                   reset=PRAGUE))  # fmt: skip
+    trapped = challenge(on_balance, bars)
+    assert trapped.outcome == "failed"
+    assert trapped.breach.time > pd.Timestamp("2024-01-10 23:00", tz="UTC")
+    assert challenge(on_equity, bars).outcome == "open"
+
+
+def test_a_trailing_floor_only_rises_and_locks_at_the_initial_balance():
+    """12% won and closed on the first broker day (it ends at 22:00 UTC on NY+7), then in
+    again and down 11% inside a bar: the floor trails that day's closing balance
+    (112,000 - 10,000) and only rises; locked, it stops at the initial balance."""
+    prices = [
+        (1.10, 1.10, 1.10, 1.10),
+        (1.10, 1.16, 1.10, 1.16),
+        (1.16, 1.22, 1.16, 1.22),
+        *flat(1.22, 4),  # closed at the first of these: +12,000
+        (1.22, 1.22, 1.11, 1.22),  # 23:00, the next broker day: in at 1.22, dips to 1.11
+        *flat(1.22, 2),
+    ]
+    bars = hourly("2024-01-08 16:00", prices)
+    rows = [0, 1, 6, 7, 8]
+
+    def rule(**options: object) -> Preset:
+        return Preset("t", max_loss=MaxLoss(limit_amount=10_000, **options))
+
+    trailing = challenge(rule(mode="trailing"), bars, rows)
+    assert trailing.outcome == "failed" and trailing.breach.floor == pytest.approx(102_000)
+    assert trailing.breach.time == bars["time"].iloc[7]
+    assert challenge(rule(mode="trailing", lock_at_initial=True), bars, rows).breach is None
+    assert challenge(rule(mode="static"), bars, rows).breach is None
+
+
+def test_pause_and_fail_differ():
+    dip = (1.10, 1.10, 1.04, 1.10)
+    bars = hourly("2024-01-08 08:00", [*flat(1.10, 3), dip, *flat(1.10, 3)])
+    fail = challenge(Preset("f", daily_floor=DailyFloor(limit_pct=5.0, effect="fail")), bars)
+    pause = challenge(Preset("p", daily_floor=DailyFloor(limit_pct=5.0, effect="pause")), bars)
+    assert fail.outcome == "failed" and fail.paused_days == 0
+    assert pause.outcome == "open" and pause.breach is None and pause.paused_days == 1
+
+
+def test_targets_pass_on_closed_balance_with_their_minimum_trading_days():
+    rising = [(1.10 + k * 0.001,) * 4 for k in range(60)]
+    bars = hourly("2024-01-08 00:00", rising)
+    rows = [*range(0, 20), *range(30, 50)]  # two trades, on two broker days (22:00 UTC)
+    easy = challenge(Preset("x", targets_pct=(1.0, 1.0), min_trading_days=1), bars, rows)
+    assert easy.outcome == "passed" and easy.trading_days == 2
+    first = easy.phases[0]["passed_at"]
+    assert first == bars["time"].iloc[21]  # closed at that open, nothing held: +2,000
+    held = challenge(Preset("h", targets_pct=(1.0,)), bars, list(range(60)))
+    # well above the target for days, but open: reached only when closed at the end
+    assert held.phases[0]["passed_at"] == bars["time"].iloc[-1]
+    strict = challenge(Preset("y", targets_pct=(1.0,), min_trading_days=3), bars, rows)
+    assert strict.outcome == "open"
+
+
+def test_the_command_line_reports_the_challenge_and_refuses_a_bad_preset(tmp_path, capsys):
+    import json
+
+    from backtest.cli import main
+
+    out = tmp_path / "run.json"
+    args = ["run", "--strategy", "backtest/strategies/sma_cross.py", "--synthetic", "3000",
+            "--lots", "1", "--broker-tz", "NY+7"]  # fmt: skip
+    assert main([*args, "--rules", "static_5_10", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "challenge static_5_10: FAILED" in printed and "daily floor" in printed
+    document = json.loads(out.read_text())
+    assert document["challenge"]["outcome"] == "failed"
+    assert document["challenge"]["breach"]["rule"] == "daily floor"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[daily_floor]\nlimit_pct = -5\n')
+    assert main([*args, "--rules", str(bad)]) == 2
+    err = capsys.readouterr()
+    assert "limit_pct" in err.err and "bad.toml" in err.err and "challenge" not in err.out
