@@ -67,6 +67,21 @@ class BrokerZone:
         # zone rules are only known within years 1900-2200; far moments (a history query's
         # "until forever") take the offset at the edge
         floored = np.clip(np.floor(seconds), _FIRST, _LAST).astype(np.int64)
+        if floored.size > 2_000:  # many moments: one look per day, exact only on switch days
+            return self._offsets_by_day(floored).reshape(seconds.shape)
+        return self._pandas_offsets(floored)
+
+    def _offsets_by_day(self, floored: np.ndarray) -> np.ndarray:
+        days, where = np.unique(floored.ravel() // DAY, return_inverse=True)
+        first = self._pandas_offsets(days * DAY)
+        last = self._pandas_offsets(days * DAY + DAY - 1)
+        out = first[where]
+        switching = (first != last)[where]
+        if switching.any():
+            out[switching] = self._pandas_offsets(floored.ravel()[switching])
+        return out
+
+    def _pandas_offsets(self, floored: np.ndarray) -> np.ndarray:
         index = pd.DatetimeIndex(floored.astype("datetime64[s]"), tz="UTC")
         local = index.tz_convert(self.base).tz_localize(None)
         wall = local.values.astype("datetime64[s]").astype(np.int64)

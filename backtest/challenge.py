@@ -42,6 +42,7 @@ class ChallengeReport:
     phases: list[dict[str, object]] = field(default_factory=list)
     trading_days: int = 0
     consistency_ratio: float | None = None
+    monte_carlo: dict[str, object] | None = None  # --mc: the bootstrap pass probability
 
     def lines(self) -> list[str]:
         """The report as text lines for the command line."""
@@ -77,6 +78,7 @@ class ChallengeReport:
             ],
             "trading_days": self.trading_days,
             "consistency_ratio": self.consistency_ratio,
+            "monte_carlo": self.monte_carlo,
         }
 
 
@@ -104,7 +106,7 @@ def evaluate(
 ) -> ChallengeReport:
     """The preset's rules on the run's equity path (see the module docstring)."""
     reset = preset.daily_floor.reset if preset.daily_floor else Reset()
-    path = _equity_path(result, bars, spec, cash, _day_zone(reset, broker_zone), reset)
+    path = _equity_path(result, bars, spec, cash, day_zone(reset, broker_zone), reset)
     report = ChallengeReport(preset.name)
     buffer = preset.buffer_pct / 100.0 * cash
     floors = []
@@ -119,7 +121,7 @@ def evaluate(
     return report
 
 
-def _day_zone(reset: Reset, broker_zone: BrokerZone) -> BrokerZone:
+def day_zone(reset: Reset, broker_zone: BrokerZone) -> BrokerZone:
     return broker_zone if reset.zone == "broker" else parse_zone(reset.zone, "reset")
 
 
@@ -133,15 +135,20 @@ def _equity_path(
 ) -> _Path:
     n = len(bars)
     trades = result.trades
-    balance = np.full(n, cash, dtype=np.float64)
-    exposure = np.zeros(n, dtype=np.float64)  # signed units held through each bar
-    for trade in trades.itertuples():
-        exit_bar, entry_bar = int(trade.exit_bar), int(trade.entry_bar)
-        balance[exit_bar:] += float(trade.pnl)  # net of commission, as the equity curve
-        side = 1.0 if trade.direction == "long" else -1.0
-        # held from the entry bar's open; through the exit bar only when it left inside it
-        last = exit_bar + 1 if str(trade.exit_reason) in ("sl", "tp") else exit_bar
-        exposure[entry_bar:last] += side * float(trade.volume) * spec.contract_size
+    entry = trades["entry_bar"].to_numpy(dtype=np.int64)
+    exit_ = trades["exit_bar"].to_numpy(dtype=np.int64)
+    closed = np.zeros(n + 1)
+    np.add.at(closed, exit_, trades["pnl"].to_numpy(dtype=np.float64))  # net of commission
+    balance = cash + np.cumsum(closed[:n])
+    # held from the entry bar's open; through the exit bar only when it left inside it
+    inside = trades["exit_reason"].astype(str).isin(("sl", "tp")).to_numpy()
+    side = np.where(trades["direction"].to_numpy() == "long", 1.0, -1.0)
+    units = side * trades["volume"].to_numpy(dtype=np.float64) * spec.contract_size
+    change = np.zeros(n + 1)
+    np.add.at(change, entry, units)
+    np.add.at(change, exit_ + inside, -units)
+    exposure = np.cumsum(change[:n])
+    exposure[np.abs(exposure) < 1e-9] = 0.0
     close = bars["close"].to_numpy(dtype=np.float64)
     adverse = np.where(exposure > 0, bars["low"].to_numpy(), bars["high"].to_numpy()) - close
     to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close  # USD accounts

@@ -19,7 +19,12 @@ import pandas as pd
 
 from backtest.broker_clock import BrokerZone, BrokerZoneError, parse_zone
 from backtest.challenge import ChallengeReport
-from backtest.cli_challenge import add_rules_option, challenge_of, preset_from_args
+from backtest.cli_challenge import (
+    add_rules_option,
+    challenge_of,
+    pass_probability_of,
+    preset_from_args,
+)
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
@@ -216,7 +221,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_stats(result))
     challenge = challenge_of(preset, result, bars, spec, config)
     if challenge is not None:
-        print("\n".join(challenge.lines()))
+        chances = pass_probability_of(args, preset, result, bars, spec, config)
+        challenge.monte_carlo = None if chances is None else chances.as_dict()
+        print("\n".join(challenge.lines() + ([chances.line()] if chances else [])))
     if args.show_trades:
         print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
     if args.json:

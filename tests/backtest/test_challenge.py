@@ -182,3 +182,49 @@ def test_the_command_line_reports_the_challenge_and_refuses_a_bad_preset(tmp_pat
     assert main([*args, "--rules", str(bad)]) == 2
     err = capsys.readouterr()
     assert "limit_pct" in err.err and "bad.toml" in err.err and "challenge" not in err.out
+
+
+def _mc_run(step: float, n: int = 120):
+    """Alternating one-bar trades on a price that moves `step` per bar (all win or all lose)."""
+    prices = [(1.10 + k * step,) * 4 for k in range(n)]
+    bars = hourly("2024-01-08 00:00", prices)
+    rows = list(range(0, n - 2, 3))
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0), spread_points=0.0)
+    result = run_backtest(bars, holding(rows, n), spec=SPEC, config=config)
+    return result, bars
+
+
+def test_the_pass_probability_is_seeded_and_bounded():
+    from backtest.challenge_mc import pass_probability
+
+    preset = Preset(
+        "p",
+        daily_floor=DailyFloor(limit_pct=5.0, reset=PRAGUE),
+        max_loss=MaxLoss(limit_pct=10.0),
+        targets_pct=(2.0,),
+        min_trading_days=1,
+    )
+    zone = parse_zone("NY+7")
+    winning, bars = _mc_run(0.001)
+    sure = pass_probability(preset, winning, bars, SPEC, cash=CASH, broker_zone=zone, paths=500)
+    # each trade wins 100 (0.001 on a lot): 2% of 100,000 takes 20 of them
+    assert sure.probability == 1.0 and sure.failed == 0 and sure.median_trades_to_pass == 20
+    losing, falling = _mc_run(-0.003)
+    lost = pass_probability(preset, losing, falling, SPEC, cash=CASH, broker_zone=zone, paths=500)
+    assert lost.probability == 0.0 and lost.failed == 500
+    mixed = winning.trades.copy()
+    mixed.loc[mixed.index[::2], "pnl"] *= -0.6  # half the trades lose 60, half win 100
+    coin = type(winning)(**{**vars(winning), "trades": mixed})
+    preset = Preset("c", max_loss=MaxLoss(limit_pct=1.0), targets_pct=(1.0,), min_trading_days=1)
+    one = pass_probability(
+        preset, coin, bars, SPEC, cash=CASH, broker_zone=zone, paths=2000, seed=3
+    )
+    again = pass_probability(
+        preset, coin, bars, SPEC, cash=CASH, broker_zone=zone, paths=2000, seed=3
+    )
+    other = pass_probability(
+        preset, coin, bars, SPEC, cash=CASH, broker_zone=zone, paths=2000, seed=4
+    )
+    assert one == again and 0.0 < one.probability < 1.0 and one.passed != other.passed
+    low, high = one.interval
+    assert low < one.probability < high and high - low < 0.05

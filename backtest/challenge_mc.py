@@ -1,0 +1,203 @@
+"""The probability of passing a challenge: a seeded Monte Carlo bootstrap of the run's
+trade sequence under a preset's rules (`backtest.prop_rules`).
+
+Each path draws the run's trades with replacement, in the run's day pattern (the number of
+trades closed on each trading day stays as it was, so a daily floor sees a day's trades
+together). A trade moves the balance by its P/L; while it is open, equity sinks by its
+worst floating loss (its adverse excursion, from the bars). Trades are taken one after the
+other. Checked on each path: the daily floor (from the balance at the day's start), the
+maximum loss (static, or trailing the end-of-day balance, locked or not), and each phase's
+target on closed balance after its minimum trading days (here a trading day is a day a
+trade closed). The consistency rule and pause-type breaches are left out here
+(`backtest.challenge` reports them on the run itself).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from backtest.broker_clock import DAY, BrokerZone
+from backtest.challenge import day_zone
+from backtest.prop_rules import Preset, Reset
+from backtest.results import BacktestResult
+from backtest.symbols import SymbolSpec
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class PassProbability:
+    """The share of paths that passed, with its 95% (Wilson) interval."""
+
+    paths: int
+    passed: int
+    failed: int
+    median_trades_to_pass: float | None
+    seed: int
+
+    @property
+    def probability(self) -> float:
+        return self.passed / self.paths if self.paths else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        n, p = self.paths, self.probability
+        if not n:
+            return 0.0, 0.0
+        centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+        half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+        return max(0.0, centre - half), min(1.0, centre + half)
+
+    def line(self) -> str:
+        low, high = self.interval
+        median = "-" if self.median_trades_to_pass is None else f"{self.median_trades_to_pass:g}"
+        return (
+            f"  pass probability {100 * self.probability:.1f}% (95% CI {100 * low:.1f}-"
+            f"{100 * high:.1f}%) over {self.paths:,} bootstrap paths, seed {self.seed}; "
+            f"failed {100 * self.failed / max(self.paths, 1):.1f}%; median trades to pass "
+            f"{median}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        low, high = self.interval
+        return {
+            "paths": self.paths,
+            "seed": self.seed,
+            "pass_probability": self.probability,
+            "ci95": [low, high],
+            "fail_share": self.failed / max(self.paths, 1),
+            "median_trades_to_pass": self.median_trades_to_pass,
+        }
+
+
+def trade_excursions(result: BacktestResult, bars: pd.DataFrame, spec: SymbolSpec) -> np.ndarray:
+    """Each trade's worst floating loss in account money (<= 0), from its bars' extremes."""
+    trades = result.trades
+    lows, highs = bars["low"].to_numpy(float), bars["high"].to_numpy(float)
+    close = bars["close"].to_numpy(float)
+    worst = np.zeros(len(trades))
+    for k, trade in enumerate(trades.itertuples()):
+        span = slice(int(trade.entry_bar), int(trade.exit_bar) + 1)
+        units = float(trade.volume) * spec.contract_size
+        if trade.direction == "long":
+            move = lows[span].min() - float(trade.entry_price)
+        else:
+            move = float(trade.entry_price) - highs[span].max()
+        to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close[span].mean()
+        worst[k] = min(0.0, move * units * to_account, float(trade.pnl))
+    return worst
+
+
+def pass_probability(
+    preset: Preset,
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    spec: SymbolSpec,
+    *,
+    cash: float,
+    broker_zone: BrokerZone,
+    paths: int = 10_000,
+    seed: int = 0,
+) -> PassProbability:
+    """Bootstrap `paths` trade sequences (seeded) and count those that pass the preset."""
+    trades = result.trades
+    if not len(trades) or not preset.targets_pct:
+        return PassProbability(paths, 0, 0, None, seed)
+    pnl = trades["pnl"].to_numpy(float)
+    worst = trade_excursions(result, bars, spec)
+    day = _trade_days(trades, bars, preset, broker_zone)
+    rng = np.random.default_rng(seed)
+    passed = failed = 0
+    to_pass: list[np.ndarray] = []
+    for size in _chunks(paths):  # a thousand paths at a time stay in the CPU caches
+        draws = rng.integers(0, len(pnl), size=(size, len(pnl)), dtype=np.int32)
+        chunk_passed, chunk_failed, passed_at = _evaluate_paths(
+            preset, pnl[draws], worst[draws], day, cash
+        )
+        passed, failed = passed + chunk_passed, failed + chunk_failed
+        to_pass.append(passed_at)
+    reached = np.concatenate(to_pass)
+    median = float(np.median(reached + 1)) if len(reached) else None
+    return PassProbability(paths, passed, failed, median, seed)
+
+
+def _chunks(paths: int, size: int = 1000) -> list[int]:
+    return [min(size, paths - start) for start in range(0, paths, size)]
+
+
+def _trade_days(
+    trades: pd.DataFrame, bars: pd.DataFrame, preset: Preset, broker_zone: BrokerZone
+) -> np.ndarray:
+    """Each trade's position in the run's sequence of trading days (0, 0, 1, 2, 2, ...)."""
+    reset = preset.daily_floor.reset if preset.daily_floor else Reset()
+    zone = day_zone(reset, broker_zone)
+    exits = pd.DatetimeIndex(bars["time"]).as_unit("s").asi8[trades["exit_bar"].to_numpy(int)]
+    wall = exits + zone.offsets(exits) - (reset.hour * 3600 + reset.minute * 60)
+    labels = wall // DAY
+    return np.concatenate(([0], np.cumsum(labels[1:] != labels[:-1])))
+
+
+def _evaluate_paths(
+    preset: Preset, pnl: np.ndarray, worst: np.ndarray, day: np.ndarray, cash: float
+) -> tuple[int, int, np.ndarray]:
+    """Passed and failed paths, and the trade each passed path passed at."""
+    paths, n = pnl.shape
+    after = cash + np.cumsum(pnl, axis=1)
+    before = np.concatenate((np.full((paths, 1), cash), after[:, :-1]), axis=1)
+    low = before + worst  # equity at its worst while each trade is open
+    first_of_day = np.concatenate(([True], day[1:] != day[:-1]))
+    day_start = before[:, np.maximum.accumulate(np.where(first_of_day, np.arange(n), 0))]
+    breach = np.zeros((paths, n), dtype=bool)
+    buffer = preset.buffer_pct / 100 * cash
+    rule = preset.daily_floor
+    if rule is not None and rule.effect == "fail":
+        of = cash if rule.of == "initial" else day_start
+        limit = rule.limit_amount if rule.limit_amount is not None else of * rule.limit_pct / 100
+        breach |= low < day_start - limit + buffer
+    if preset.max_loss is not None:
+        breach |= low < _max_loss_floor(preset, after, day, cash) + buffer
+    failed_at = np.where(breach.any(axis=1), breach.argmax(axis=1), n)
+    passed_at = _phases_passed(preset, after, day, failed_at, cash)
+    passed = passed_at < n
+    failed = (failed_at < n) & ~passed  # a breach after the last pass is no failure
+    return int(passed.sum()), int(failed.sum()), passed_at[passed]
+
+
+def _max_loss_floor(preset: Preset, after: np.ndarray, day: np.ndarray, cash: float) -> np.ndarray:
+    rule = preset.max_loss
+    limit = rule.limit_amount if rule.limit_amount is not None else cash * rule.limit_pct / 100
+    if rule.mode == "static":
+        return np.full(after.shape, cash - limit)
+    # the balance at each day's end, known from the next day on (equity peaks: the same,
+    # trades being sequential here); worked per day, then spread over the day's trades
+    last_of_day = np.flatnonzero(np.append(day[1:] != day[:-1], True))
+    peak = np.maximum(np.maximum.accumulate(after[:, last_of_day], axis=1), cash)
+    known = np.concatenate((np.full((after.shape[0], 1), cash), peak[:, :-1]), axis=1)
+    floor = known[:, day] - limit
+    return np.minimum(floor, cash) if rule.lock_at_initial else floor
+
+
+def _phases_passed(
+    preset: Preset, after: np.ndarray, day: np.ndarray, failed_at: np.ndarray, cash: float
+) -> np.ndarray:
+    """Per path, the trade at which the last phase passed (n when it did not)."""
+    paths, n = after.shape
+    index = np.arange(n)
+    start = np.full(paths, -1)
+    base = np.full(paths, cash)
+    alive = np.ones(paths, dtype=bool)
+    for target in preset.targets_pct:
+        begun = day[np.clip(start, 0, n - 1)]
+        days_in = day[None, :] - np.where(start >= 0, begun, -1)[:, None]
+        ok = (after >= base[:, None] * (1 + target / 100)) & (index[None, :] > start[:, None])
+        ok &= days_in >= max(preset.min_trading_days, 1)
+        ok &= index[None, :] < failed_at[:, None]
+        hit = ok.any(axis=1)
+        alive &= hit
+        start = np.where(hit, ok.argmax(axis=1), n)
+        base = np.where(hit, after[np.arange(paths), np.minimum(start, n - 1)], cash)
+    return np.where(alive, start, n)

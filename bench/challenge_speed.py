@@ -1,0 +1,85 @@
+"""Benchmark: what the account-protection rules cost a backtest, and the Monte Carlo.
+
+    .venv/bin/python -m bench.challenge_speed [--bars 100000] [--paths 10000] [--trades 1000]
+
+Prints, on seeded EURUSD H1 bars, in one run:
+
+1. SmaCross (10/30, 1 lot on 100,000): run_backtest alone, and run_backtest followed by the
+   challenge evaluation (`backtest.challenge.evaluate`) of each shipped preset; medians of 7;
+   the ratio (issue target: at most 1.2x).
+2. The bootstrap pass probability (`backtest.challenge_mc`): PATHS paths of the first TRADES
+   trades of that run, each shipped preset (issue target: 10,000 paths of 1,000 trades in
+   under 2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from backtest.broker_clock import parse_zone
+from backtest.challenge import evaluate
+from backtest.challenge_mc import pass_probability
+from backtest.engine import BacktestConfig, run_backtest
+from backtest.prop_rules import list_presets, load_preset
+from backtest.sizing import Sizing
+from backtest.strategy import get_strategy_from_file
+from backtest.symbols import get_symbol_spec
+from backtest.synthetic import generate_bars
+from backtest.trading_windows import with_broker_time
+
+ROOT = Path(__file__).resolve().parent.parent
+CASH = 100_000.0
+
+
+def median_seconds(action, repeats: int = 7) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bars", type=int, default=100_000)
+    parser.add_argument("--paths", type=int, default=10_000)
+    parser.add_argument("--trades", type=int, default=1_000)
+    args = parser.parse_args()
+    zone = parse_zone("NY+7")
+    bars = with_broker_time(generate_bars("EURUSD", "H1", args.bars, seed=5), zone)
+    spec = get_symbol_spec("EURUSD")
+    strategy = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")()
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0))
+    result = run_backtest(bars, strategy, spec=spec, config=config)
+    alone = median_seconds(lambda: run_backtest(bars, strategy, spec=spec, config=config))
+    print(f"{args.bars:,} H1 bars, {len(result.trades):,} trades; run_backtest {alone:.3f} s")
+    presets = [load_preset(name) for name in list_presets()]
+    for preset in presets:
+
+        def both(preset=preset):
+            run = run_backtest(bars, strategy, spec=spec, config=config)
+            evaluate(preset, run, bars, spec, cash=CASH, broker_zone=zone)
+
+        with_rules = median_seconds(both)
+        print(f"  with {preset.name:24s} {with_rules:.3f} s  ({with_rules / alone:.2f}x)")
+    first = type(result)(**{**vars(result), "trades": result.trades.iloc[: args.trades]})
+    print(f"Monte Carlo: {args.paths:,} paths of {len(first.trades):,} trades")
+    for preset in presets:
+        started = time.perf_counter()
+        chances = pass_probability(
+            preset, first, bars, spec, cash=CASH, broker_zone=zone, paths=args.paths, seed=1
+        )
+        seconds = time.perf_counter() - started
+        print(f"  {preset.name:24s} {seconds:.2f} s  pass {100 * chances.probability:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
