@@ -105,8 +105,7 @@ def evaluate(
     broker_zone: BrokerZone,
 ) -> ChallengeReport:
     """The preset's rules on the run's equity path (see the module docstring)."""
-    reset = preset.daily_floor.reset if preset.daily_floor else Reset()
-    path = _equity_path(result, bars, spec, cash, day_zone(reset, broker_zone), reset)
+    path = _equity_path(result, bars, spec, cash, preset, broker_zone)
     report = ChallengeReport(preset.name)
     buffer = preset.buffer_pct / 100.0 * cash
     floors = []
@@ -121,8 +120,16 @@ def evaluate(
     return report
 
 
-def day_zone(reset: Reset, broker_zone: BrokerZone) -> BrokerZone:
-    return broker_zone if reset.zone == "broker" else parse_zone(reset.zone, "reset")
+def trading_day_labels(
+    utc_seconds: np.ndarray, preset: Preset, broker_zone: BrokerZone
+) -> np.ndarray:
+    """The trading day of each UTC epoch: days start at the preset's reset, a wall time in
+    its zone (`broker`: the server's), whatever that zone's daylight saving does."""
+    reset = preset.daily_floor.reset if preset.daily_floor else Reset()
+    zone = broker_zone if reset.zone == "broker" else parse_zone(reset.zone, "reset")
+    epochs = np.asarray(utc_seconds, dtype=np.int64)
+    wall = epochs + zone.offsets(epochs) - (reset.hour * 3600 + reset.minute * 60)
+    return wall // DAY
 
 
 def _equity_path(
@@ -130,8 +137,8 @@ def _equity_path(
     bars: pd.DataFrame,
     spec: SymbolSpec,
     cash: float,
-    zone: BrokerZone,
-    reset: Reset,
+    preset: Preset,
+    broker_zone: BrokerZone,
 ) -> _Path:
     n = len(bars)
     trades = result.trades
@@ -155,9 +162,8 @@ def _equity_path(
     equity = result.equity.to_numpy(dtype=np.float64)
     worst = equity + np.minimum(adverse * exposure * to_account, 0.0)
     times = pd.DatetimeIndex(bars["time"])
-    epochs = times.as_unit("s").asi8
-    wall = epochs + zone.offsets(epochs) - (reset.hour * 3600 + reset.minute * 60)
-    return _Path(times, balance, equity, worst, exposure != 0, wall // DAY)
+    day = trading_day_labels(times.as_unit("s").asi8, preset, broker_zone)
+    return _Path(times, balance, equity, worst, exposure != 0, day)
 
 
 def _day_starts(path: _Path) -> np.ndarray:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backtest.broker_clock import DAY, BrokerZone
-from backtest.challenge import day_zone
-from backtest.prop_rules import Preset, Reset
+from backtest.broker_clock import BrokerZone
+from backtest.challenge import trading_day_labels
+from backtest.prop_rules import Preset
 from backtest.results import BacktestResult
 from backtest.symbols import SymbolSpec
 
@@ -133,11 +133,8 @@ def _trade_days(
     trades: pd.DataFrame, bars: pd.DataFrame, preset: Preset, broker_zone: BrokerZone
 ) -> np.ndarray:
     """Each trade's position in the run's sequence of trading days (0, 0, 1, 2, 2, ...)."""
-    reset = preset.daily_floor.reset if preset.daily_floor else Reset()
-    zone = day_zone(reset, broker_zone)
     exits = pd.DatetimeIndex(bars["time"]).as_unit("s").asi8[trades["exit_bar"].to_numpy(int)]
-    wall = exits + zone.offsets(exits) - (reset.hour * 3600 + reset.minute * 60)
-    labels = wall // DAY
+    labels = trading_day_labels(exits, preset, broker_zone)
     return np.concatenate(([0], np.cumsum(labels[1:] != labels[:-1])))
 
 
