@@ -72,7 +72,13 @@ class BrokerZone:
         return self._pandas_offsets(floored)
 
     def _offsets_by_day(self, floored: np.ndarray) -> np.ndarray:
-        days, where = np.unique(floored.ravel() // DAY, return_inverse=True)
+        all_days = floored.ravel() // DAY
+        steps = np.diff(all_days)
+        if (steps >= 0).all():  # bar times: sorted, so the days come in runs (no sort)
+            new_day = np.concatenate(([True], steps > 0))
+            days, where = all_days[new_day], np.cumsum(new_day) - 1
+        else:
+            days, where = np.unique(all_days, return_inverse=True)
         first = self._pandas_offsets(days * DAY)
         last = self._pandas_offsets(days * DAY + DAY - 1)
         out = first[where]
