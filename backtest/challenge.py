@@ -93,6 +93,9 @@ class _Path:
     worst: np.ndarray
     holding: np.ndarray
     day: np.ndarray
+    starts: np.ndarray  # each day's first bar
+    ends: np.ndarray  # each day's last bar
+    day_index: np.ndarray  # per bar, its day's number (0, 1, ...)
 
 
 def evaluate(
@@ -163,16 +166,16 @@ def _equity_path(
     worst = equity + np.minimum(adverse * exposure * to_account, 0.0)
     times = pd.DatetimeIndex(bars["time"])
     day = trading_day_labels(times.as_unit("s").asi8, preset, broker_zone)
-    return _Path(times, balance, equity, worst, exposure != 0, day)
-
-
-def _day_starts(path: _Path) -> np.ndarray:
-    return np.flatnonzero(np.concatenate(([True], path.day[1:] != path.day[:-1])))
+    new_day = np.concatenate(([True], day[1:] != day[:-1]))
+    starts = np.flatnonzero(new_day)
+    ends = np.append(starts[1:], n) - 1
+    day_index = np.cumsum(new_day) - 1
+    return _Path(times, balance, equity, worst, exposure != 0, day, starts, ends, day_index)
 
 
 def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
     """Per bar, the day's floor: the day base at the reset minus the limit."""
-    starts = _day_starts(path)
+    starts = path.starts
     before = np.maximum(starts - 1, 0)  # the last bar before the reset
     balance, equity = path.balance[before], path.equity[before]
     balance[starts == 0], equity[starts == 0] = cash, cash
@@ -182,7 +185,7 @@ def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
     of = np.full(len(starts), cash) if rule.of == "initial" else base
     limit = rule.limit_amount if rule.limit_amount is not None else of * rule.limit_pct / 100
     day_floor = base - limit
-    return day_floor[np.searchsorted(starts, np.arange(len(path.day)), side="right") - 1]
+    return day_floor[path.day_index]
 
 
 def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
@@ -193,12 +196,9 @@ def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
     if rule.high_water == "intraday_equity":
         mark = np.maximum.accumulate(np.maximum(path.equity, cash))
     else:  # the end-of-day balance, known from the next day on
-        starts = _day_starts(path)
-        closing = path.balance[np.append(starts[1:], len(path.day)) - 1]
+        closing = path.balance[path.ends]
         peak = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))
-        mark = np.maximum(peak, cash)[
-            np.searchsorted(starts, np.arange(len(path.day)), "right") - 1
-        ]
+        mark = np.maximum(peak, cash)[path.day_index]
     floor = mark - limit
     return np.minimum(floor, cash) if rule.lock_at_initial else floor
 
@@ -229,14 +229,14 @@ def _trading_days(
     """Count the trading days (the preset's definition) and the consistency ratio; return a
     per-bar mark on the bar each trading day becomes one (for the phases' minimum days)."""
     n = len(path.day)
-    starts = _day_starts(path)
-    closing = path.balance[np.append(starts[1:], n) - 1]
+    starts = path.starts
+    closing = path.balance[path.ends]
     opening = np.concatenate(([path.balance[0]], closing[:-1]))
     gains = closing - opening
     marks = np.zeros(n, dtype=np.int64)
     if preset.trading_day == "profitable":
         good = gains >= opening * preset.profitable_day_pct / 100
-        marks[(np.append(starts[1:], n) - 1)[good]] = 1
+        marks[path.ends[good]] = 1
     elif len(result.trades):
         entries = np.sort(result.trades["entry_bar"].to_numpy(dtype=np.int64))
         first_of_day = np.unique(path.day[entries], return_index=True)[1]

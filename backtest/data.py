@@ -495,7 +495,7 @@ def validate_bars(
         if bad.any():
             row = int(np.argmax(bad))
             raise fail(row, describe(row), int(bad.sum()))
-    seconds = _epoch_seconds(df["time"])
+    seconds = epoch_seconds(df["time"])
     step = np.diff(seconds)
     for bad, what in (
         (step < 0, "earlier than the bar before (unsorted)"),
@@ -517,7 +517,8 @@ def _check_finite(prices: list[np.ndarray], fail: Callable[[int, str, int], Data
         raise fail(row, f"non-finite price ({shown})", int(bad.sum()))
 
 
-def _epoch_seconds(times: pd.Series) -> np.ndarray:
+def epoch_seconds(times: pd.Series) -> np.ndarray:
+    """Tz-aware times as integer epoch seconds."""
     return pd.DatetimeIndex(times).as_unit("s").asi8
 
 
@@ -596,7 +597,7 @@ def common_step(df: pd.DataFrame) -> int | None:
     """The most common spacing between bars in seconds (None for fewer than 2 bars)."""
     if len(df) < 2:
         return None
-    steps = np.diff(_epoch_seconds(df["time"]))
+    steps = np.diff(epoch_seconds(df["time"]))
     values, counts = np.unique(steps[steps > 0], return_counts=True)
     return int(values[np.argmax(counts)]) if len(values) else None
 
@@ -610,7 +611,7 @@ def resample_bars(df: pd.DataFrame, timeframe: str, zone: BrokerZone = UTC_ZONE)
     """
     width = timeframe_seconds(timeframe)
     _check_resample(df, timeframe, width)
-    bins, opens = zone.bin_opens(_epoch_seconds(df["time"]), width)
+    bins, opens = zone.bin_opens(epoch_seconds(df["time"]), width)
     starts = np.flatnonzero(np.concatenate(([True], bins[1:] != bins[:-1])))
     ends = np.append(starts[1:], len(df)) - 1
 
@@ -655,7 +656,7 @@ def rates_to_frame(rates: np.ndarray) -> pd.DataFrame:
 def frame_to_rates(df: pd.DataFrame) -> np.ndarray:
     """The canonical frame as an MT5 rates structured array (packed, itemsize 60)."""
     rates = np.empty(len(df), dtype=RATES_DTYPE)
-    rates["time"] = _epoch_seconds(df["time"])
+    rates["time"] = epoch_seconds(df["time"])
     for name in PRICE_COLUMNS:
         rates[name] = df[name].to_numpy(dtype=np.float64)
     for name in INT_COLUMNS:

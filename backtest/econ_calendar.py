@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from backtest.data import _encoding
+from backtest.data import _encoding, epoch_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -351,7 +351,7 @@ def blackout_intervals(
     """
     before = _minutes_as_seconds("before_minutes", before_minutes)
     after = _minutes_as_seconds("after_minutes", after_minutes)
-    times = _epoch_seconds(events["time"][_selected(events, currencies, impacts)])
+    times = epoch_seconds(events["time"][_selected(events, currencies, impacts)])
     if times.size == 0:
         return np.empty((0, 2), dtype=np.int64)
     starts = np.sort(times) - before
@@ -386,7 +386,7 @@ def next_event(
     """
     # loaded frames are sorted already; sorting again keeps a hand-built frame correct
     chosen = events[_selected(events, currencies, impacts)].sort_values("time", kind="stable")
-    seconds = _epoch_seconds(chosen["time"])
+    seconds = epoch_seconds(chosen["time"])
     index = int(np.searchsorted(seconds, after, side="left"))
     if index == seconds.size:
         return None
@@ -421,7 +421,3 @@ def _codes(currencies: Iterable[str]) -> set[str]:
 def _as_tuple(values: Iterable[str]) -> tuple[str, ...]:
     # a lone string is one value, not its letters ("USD", not "U", "S", "D")
     return (values,) if isinstance(values, str) else tuple(values)
-
-
-def _epoch_seconds(times: pd.Series) -> np.ndarray:
-    return times.to_numpy(dtype="datetime64[s]").astype(np.int64)

@@ -42,7 +42,7 @@ from backtest.results import (
 from backtest.sizing import SizingError, position_size, volume_rule
 from backtest.strategy import Signals, Strategy, compute_signals, strategy_label
 from backtest.symbols import SymbolSpec
-from backtest.trading_windows import restrict_to_windows, symbol_currencies, with_broker_time
+from backtest.trading_windows import ensure_broker_time, restrict_to_windows, symbol_currencies
 
 __all__ = [
     "EXIT_REASONS",
@@ -122,8 +122,7 @@ def run_backtest(
     if n < 2:
         raise ValueError(f"need at least 2 bars to backtest, got {n}")
     if signals is None:
-        if "broker_time" not in bars:
-            bars = with_broker_time(bars, config.rules.zone)
+        bars = ensure_broker_time(bars, config.rules.zone)
         signals = compute_signals(strategy, bars)
     if config.rules.active:
         currencies = symbol_currencies(spec)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from backtest.broker_clock import UTC_ZONE
 from backtest.strategy import (
     SIGNAL_COLUMNS,
     Strategy,
@@ -19,6 +20,7 @@ from backtest.strategy import (
     strategy_label,
     strategy_warmup,
 )
+from backtest.trading_windows import ensure_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,7 @@ def check_lookahead(
             f"check needs at least {bars_needed(warmup)} bars (a few hundred more make it "
             f"stronger); the data has {len(bars)}"
         )
+    bars = ensure_broker_time(bars, UTC_ZONE)  # once, not per prefix
     full = compute_signals(strategy, bars)
     points = _points(len(bars), warmup, count)
     mismatches = []

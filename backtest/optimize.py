@@ -28,6 +28,7 @@ from backtest.strategy import (
     load_strategy_code,
 )
 from backtest.symbols import SymbolSpec
+from backtest.trading_windows import ensure_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +219,7 @@ def run_grid(
     check_request(grid, fixed_params, metric)
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
+    bars = ensure_broker_time(bars, config.rules.zone)  # once, not per combination
     job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}))
     combos = list(combinations(grid))
     if cluster:

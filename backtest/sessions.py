@@ -187,7 +187,9 @@ def _refuse_overlap(ranges: tuple[tuple[int, int], ...], where: str) -> None:
     for start, end in ranges:
         covered = _within_daily(np.arange(MINUTES_PER_DAY), start, end)
         if (minutes[covered] > 0).any():
-            raise SessionError(f"{where}: {_clock(start)}-{_clock(end)} overlaps another range")
+            raise SessionError(
+                f"{where}: {clock_text(start)}-{clock_text(end)} overlaps another range"
+            )
         minutes[covered] += 1
 
 
@@ -227,5 +229,6 @@ def _minute(hours: str, minutes: str, where: str) -> int:
     return h * 60 + m
 
 
-def _clock(minute: int) -> str:
+def clock_text(minute: int) -> str:
+    """A minute of the day as HH:MM."""
     return f"{minute // 60:02d}:{minute % 60:02d}"

@@ -38,7 +38,7 @@ from backtest.signals import (
     normalize_signals,
     plain,
 )
-from backtest.trading_windows import with_broker_time
+from backtest.trading_windows import ensure_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -240,8 +240,8 @@ def compute_signals(strategy: Strategy, bars: pd.DataFrame, *, check_from: int =
     `check_from` are not checked (the live trader decides on the last bar only). Bars
     without a `broker_time` column get one on UTC (callers that know the broker's zone
     add it themselves)."""
-    if "broker_time" not in bars.columns and "time" in bars.columns:
-        bars = with_broker_time(bars, UTC_ZONE)
+    if "time" in bars.columns:
+        bars = ensure_broker_time(bars, UTC_ZONE)
     cls = type(strategy)
     with user_code(cls, "signals()"):
         raw = strategy.signals(bars)

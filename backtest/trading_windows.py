@@ -26,9 +26,11 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
+from backtest.data import common_step, epoch_seconds
 from backtest.sessions import (
     SessionTable,
     WeeklySession,
+    clock_text,
     parse_hours,
     parse_sessions,
     within_hours,
@@ -70,7 +72,9 @@ class TradingRules:
         return {
             "broker_tz": self.zone.name,
             "sessions": "custom" if self.sessions.by_symbol else "default",
-            "trade_hours": ",".join(f"{_clock(a)}-{_clock(b)}" for a, b in self.trade_hours),
+            "trade_hours": ",".join(
+                f"{clock_text(a)}-{clock_text(b)}" for a, b in self.trade_hours
+            ),
             "no_entry_after_open_min": self.no_entry_after_open_min,
             "no_entry_before_close_min": self.no_entry_before_close_min,
             "flat_before_weekend_min": self.flat_before_weekend_min,
@@ -148,10 +152,6 @@ class TradingRules:
         kept = np.asarray(intervals[keep], dtype=np.int64).reshape(-1, 2).copy()
         kept[:, 1] += 1  # a blackout's end is inside it (the event itself with 0 after)
         return kept
-
-
-def _clock(minute: int) -> str:
-    return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
 def _merge(intervals: np.ndarray) -> np.ndarray:
@@ -296,13 +296,7 @@ def acting_moments(times: np.ndarray, width: int, next_open: float | None = None
 
 def bar_seconds(bars: pd.DataFrame) -> int:
     """The bars' width: their most common spacing (a week's gap is not a bar)."""
-    from backtest.data import common_step
-
     return int(common_step(bars) or 60)
-
-
-def epoch_seconds(times: pd.Series) -> np.ndarray:
-    return pd.DatetimeIndex(times).as_unit("s").asi8
 
 
 def restrict_to_windows(
@@ -368,6 +362,12 @@ def parse_impacts(text: str, key: str) -> tuple[str, ...]:
         given = ", ".join(unknown) or "nothing"
         raise ValueError(f"{key}: {given} is not one of {', '.join(IMPACTS)}")
     return impacts
+
+
+def ensure_broker_time(bars: pd.DataFrame, zone: BrokerZone) -> pd.DataFrame:
+    """`bars` as they are when they carry `broker_time`, else with it (one copy, made once
+    by whoever runs a strategy many times on the same bars)."""
+    return bars if "broker_time" in bars.columns else with_broker_time(bars, zone)
 
 
 def with_broker_time(bars: pd.DataFrame, zone: BrokerZone) -> pd.DataFrame:

@@ -22,6 +22,7 @@ from backtest.metrics import STAT_LABELS, compute_stats, stats_for_output
 from backtest.optimize import GridError, check_request, run_grid
 from backtest.strategy import Strategy, create_strategy, strategy_warmup
 from backtest.symbols import SymbolSpec
+from backtest.trading_windows import ensure_broker_time
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def run_walkforward(
     winners; see the module docstring."""
     fixed = dict(fixed_params or {})
     check_request(grid, fixed, metric)
+    bars = ensure_broker_time(bars, config.rules.zone)  # once, not per window and combination
     rows, equities, trades, in_sample = [], [], [], []
     exposure = 0
     equity = config.cash

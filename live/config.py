@@ -23,7 +23,7 @@ from datetime import UTC
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backtest.broker_clock import BrokerZoneError, parse_zone
+from backtest.broker_clock import UTC_ZONE, BrokerZoneError, parse_zone
 from live.broker_types import MT5Constants  # noqa: F401  (re-exported: the design's home)
 from live.errors import ConfigError
 
@@ -779,36 +779,36 @@ def _check_symbols(value: object) -> str | None:
     return None
 
 
-def _check_sessions(value: object) -> str | None:
+def _parsed_by(parse: Callable[[str], object]) -> Callable[[object], str | None]:
+    """A text setting's check: `parse` raises ValueError naming what is wrong."""
+
+    def check(value: object) -> str | None:
+        try:
+            parse(str(value))
+        except ValueError as exc:
+            return str(exc).removeprefix(": ").removeprefix(" ")
+        return None
+
+    return check
+
+
+def _parse_sessions(text: str) -> object:
     """Syntax only here: the table is read on the broker's clock once it is known."""
-    from backtest.broker_clock import UTC_ZONE
-    from backtest.sessions import SessionError, parse_sessions
+    from backtest.sessions import parse_sessions
 
-    try:
-        parse_sessions(str(value), UTC_ZONE, "")
-    except SessionError as exc:
-        return str(exc).removeprefix(": ").removeprefix(" ")
-    return None
+    return parse_sessions(text, UTC_ZONE, "")
 
 
-def _check_hours(value: object) -> str | None:
-    from backtest.sessions import SessionError, parse_hours
+def _parse_hours(text: str) -> object:
+    from backtest.sessions import parse_hours
 
-    try:
-        parse_hours(str(value), "")
-    except SessionError as exc:
-        return str(exc).removeprefix(": ")
-    return None
+    return parse_hours(text, "")
 
 
-def _check_impacts(value: object) -> str | None:
+def _parse_impacts(text: str) -> object:
     from backtest.trading_windows import parse_impacts
 
-    try:
-        parse_impacts(str(value), "")
-    except ValueError as exc:
-        return str(exc).removeprefix(": ")
-    return None
+    return parse_impacts(text, "")
 
 
 def _check_timezone(value: object) -> str | None:
@@ -819,22 +819,19 @@ def _check_timezone(value: object) -> str | None:
     return None
 
 
-def _check_broker_tz(value: object) -> str | None:
-    if value == BROKER_TZ_AUTO:
+def _zone_check(key: str, keyword: str | None = None) -> Callable[[object], str | None]:
+    """A zone setting's check: anything parse_zone reads, or its keyword (auto)."""
+
+    def check(value: object) -> str | None:
+        if keyword is not None and value == keyword:
+            return None
+        try:
+            parse_zone(str(value), key)
+        except BrokerZoneError as exc:
+            return str(exc).removeprefix(f"{key}: ")
         return None
-    try:
-        parse_zone(str(value), "BROKER_TZ")
-    except BrokerZoneError as exc:
-        return str(exc).removeprefix("BROKER_TZ: ")
-    return None
 
-
-def _check_server_tz(value: object) -> str | None:
-    try:
-        parse_zone(str(value), "SIM_SERVER_TZ")
-    except BrokerZoneError as exc:
-        return str(exc).removeprefix("SIM_SERVER_TZ: ")
-    return None
+    return check
 
 
 def _check_trading_day_tz(value: object) -> str | None:
@@ -891,16 +888,16 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "alert_level": _choice(ALERT_LEVELS),
     "symbols": _check_symbols,
     "timezone": _check_timezone,
-    "broker_tz": _check_broker_tz,
-    "server_tz": _check_server_tz,
+    "broker_tz": _zone_check("BROKER_TZ", BROKER_TZ_AUTO),
+    "server_tz": _zone_check("SIM_SERVER_TZ"),
     "trading_day_tz": _check_trading_day_tz,
     "speed": _check_speed,
     "url": _check_url,
     "url_or_empty": lambda v: _check_url(v, allow_empty=True),
     "minutes_or_off": lambda v: None if v is None else _number(0)(v),
-    "sessions": _check_sessions,
-    "hours": _check_hours,
-    "impacts": _check_impacts,
+    "sessions": _parsed_by(_parse_sessions),
+    "hours": _parsed_by(_parse_hours),
+    "impacts": _parsed_by(_parse_impacts),
 }
 
 

@@ -528,14 +528,10 @@ def test_the_auto_clock_runs_on_the_simulators_time_and_confirms_as_it_moves(con
 
 
 def test_the_simulators_own_server_zone_is_converted_too(live_config, make_sim):
-    """The simulator's SimConfig.server_tz (when it stamps in it) needs no wrapper."""
-    try:
-        sim = make_sim(server_tz="UTC+3")
-    except TypeError:
-        pytest.skip("SimConfig has no server_tz yet")
+    """The simulator's SimConfig.server_tz needs no wrapper: it stamps in server time."""
+    sim = make_sim(server_tz="UTC+3")
     now = sim.sim_time()
-    if abs(sim.symbol_info_tick("EURUSD").time - (now + 3 * 3600)) > 1:
-        pytest.skip("the simulator does not stamp server_tz yet")
+    assert abs(sim.symbol_info_tick("EURUSD").time - (now + 3 * 3600)) <= 1
     connector = MT5Connector(live_config(broker_tz="auto"), api=sim)
     connector.connect()
     assert connector.clock.zone.shift == 3 * 3600
