@@ -110,7 +110,7 @@ def evaluate(
     """The preset's rules on the run's equity path (see the module docstring)."""
     path = _equity_path(result, bars, spec, cash, preset, broker_zone)
     report = ChallengeReport(preset.name)
-    buffer = preset.buffer_pct / 100.0 * cash
+    buffer = preset.buffer(cash)
     floors = []
     if preset.daily_floor is not None:
         floors.append(("daily floor", _daily_floor(preset.daily_floor, path, cash) + buffer,
@@ -179,28 +179,17 @@ def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
     before = np.maximum(starts - 1, 0)  # the last bar before the reset
     balance, equity = path.balance[before], path.equity[before]
     balance[starts == 0], equity[starts == 0] = cash, cash
-    base = {"balance": balance, "equity": equity, "higher": np.maximum(balance, equity)}[
-        rule.day_base
-    ]
-    of = np.full(len(starts), cash) if rule.of == "initial" else base
-    limit = rule.limit_amount if rule.limit_amount is not None else of * rule.limit_pct / 100
-    day_floor = base - limit
-    return day_floor[path.day_index]
+    return rule.level(rule.base_of(balance, equity), cash)[path.day_index]
 
 
 def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
     """Per bar, the maximum-loss floor: static, or trailing a high-water mark (only up)."""
-    limit = rule.limit_amount if rule.limit_amount is not None else cash * rule.limit_pct / 100
-    if rule.mode == "static":
-        return np.full(len(path.day), cash - limit)
-    if rule.high_water == "intraday_equity":
-        mark = np.maximum.accumulate(np.maximum(path.equity, cash))
+    if rule.mode == "static" or rule.high_water == "intraday_equity":
+        mark = np.maximum.accumulate(path.equity)
     else:  # the end-of-day balance, known from the next day on
         closing = path.balance[path.ends]
-        peak = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))
-        mark = np.maximum(peak, cash)[path.day_index]
-    floor = mark - limit
-    return np.minimum(floor, cash) if rule.lock_at_initial else floor
+        mark = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))[path.day_index]
+    return np.broadcast_to(rule.level(mark, cash), path.day.shape)
 
 
 def _first_failure(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from backtest.broker_clock import BrokerZoneError, parse_zone
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -35,6 +37,14 @@ class Reset:
     minute: int = 0
     zone: str = "broker"
 
+    @property
+    def seconds(self) -> int:
+        """Seconds after the zone's midnight the day starts."""
+        return self.hour * 3600 + self.minute * 60
+
+    def label(self) -> str:
+        return f"{self.hour:02d}:{self.minute:02d} {self.zone}"
+
 
 @dataclass(frozen=True)
 class DailyFloor:
@@ -46,6 +56,21 @@ class DailyFloor:
     day_base: str = "balance"
     reset: Reset = field(default_factory=Reset)
     effect: str = "fail"
+
+    def base_of(self, balance: Any, equity: Any) -> Any:
+        """The day base snapshotted at the reset (numbers or numpy arrays)."""
+        if self.day_base == "balance":
+            return balance
+        if self.day_base == "equity":
+            return equity
+        return np.maximum(balance, equity)
+
+    def level(self, base: Any, initial: float) -> Any:
+        """The floor of a day whose base is `base`."""
+        if self.limit_amount is not None:
+            return base - self.limit_amount
+        of = initial if self.of == "initial" else base
+        return base - of * self.limit_pct / 100.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,28 @@ class MaxLoss:
     mode: str = "static"
     high_water: str = "eod_balance"
     lock_at_initial: bool = False
+
+    def level(self, mark: Any, initial: float) -> Any:
+        """The floor under a high-water mark `mark` (ignored when static)."""
+        limit = self.limit_amount
+        if limit is None:
+            limit = initial * self.limit_pct / 100.0
+        if self.mode == "static":
+            return initial - limit
+        floor = np.maximum(mark, initial) - limit
+        return np.minimum(floor, initial) if self.lock_at_initial else floor
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Limits on what may be opened (0 or false = no limit). `max_risk_pct` is the loss of a
+    new entry at its stop, % of the initial balance; `require_stop` refuses an entry
+    without one."""
+
+    max_lots_per_order: float = 0.0
+    max_open_lots: float = 0.0
+    max_risk_pct: float = 0.0
+    require_stop: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +124,11 @@ class Preset:
     profitable_day_pct: float = 0.5
     max_days: int = 0
     consistency_pct: float = 0.0
+    exposure: Exposure = field(default_factory=Exposure)
+
+    def buffer(self, initial: float) -> float:
+        """How far inside every floor the trader stops, in money."""
+        return initial * self.buffer_pct / 100.0
 
 
 # ---------------------------------------------------------------- the preset file loader
@@ -105,6 +157,7 @@ _TOP_KEYS: dict[str, Any] = {
     "consistency_pct": "amount",
     "daily_floor": "table",
     "max_loss": "table",
+    "exposure": "table",
 }
 _DAILY_KEYS: dict[str, Any] = {
     "limit_pct": "amount",
@@ -120,6 +173,12 @@ _MAX_LOSS_KEYS: dict[str, Any] = {
     "mode": MAX_LOSS_MODES,
     "high_water": HIGH_WATER,
     "lock_at_initial": "flag",
+}
+_EXPOSURE_KEYS: dict[str, Any] = {
+    "max_lots_per_order": "amount",
+    "max_open_lots": "amount",
+    "max_risk_pct": "amount",
+    "require_stop": "flag",
 }
 _LIMITS = ("limit_pct", "limit_amount")
 _RESET = re.compile(r"^(\d{1,2}):(\d{2})(?:\s+(\S.*))?$")
@@ -181,6 +240,10 @@ def _build_preset(path: Path, data: dict[str, Any]) -> Preset:
     ):
         if table in values:
             values[table] = cls(**_read_limit_table(path, values[table], keys, table))
+    if "exposure" in values:
+        values["exposure"] = Exposure(
+            **_read_table(path, values["exposure"], _EXPOSURE_KEYS, prefix="exposure.")
+        )
     values.setdefault("name", path.stem)
     return Preset(**values)
 

@@ -47,6 +47,7 @@ TITLES = {
     "error": "Error",
     "kill_switch": "Kill switch",
     "daily_limit": "Daily limit reached",
+    "account_rules": "Account rule breached",
     "disconnect": "Terminal disconnected",
     "reconnect": "Terminal reconnected",
 }

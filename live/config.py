@@ -443,6 +443,22 @@ class LiveConfig:
         "hour",
         section="Limits",
     )
+    account_rules: str = _setting(
+        "ACCOUNT_RULES",
+        "",
+        "Account-protection preset (a name in presets/ or a .toml path): equity floors that "
+        "close and halt, checked every loop; empty = off. Format: docs/backtest.md.",
+        "preset",
+        section="Limits",
+    )
+    account_size: float = _setting(
+        "ACCOUNT_SIZE",
+        0.0,
+        "Initial balance the ACCOUNT_RULES percentages are of (0 = the balance when the rules "
+        "first run on this audit database).",
+        "float>=0",
+        section="Limits",
+    )
 
     # --- storage and logs
     audit_db: Path = _setting(  # noqa: RUF009
@@ -805,6 +821,12 @@ def _parse_hours(text: str) -> object:
     return parse_hours(text, "")
 
 
+def _parse_preset(text: str) -> object:
+    from backtest.prop_rules import load_preset
+
+    return load_preset(text.strip()) if text.strip() else None
+
+
 def _parse_impacts(text: str) -> object:
     from backtest.trading_windows import parse_impacts
 
@@ -898,6 +920,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "sessions": _parsed_by(_parse_sessions),
     "hours": _parsed_by(_parse_hours),
     "impacts": _parsed_by(_parse_impacts),
+    "preset": _parsed_by(_parse_preset),
 }
 
 

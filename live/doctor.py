@@ -87,6 +87,7 @@ def run_check(
         _check_terminal(connector, config, report)
         _check_clock(connector, report)
         _check_market_hours(connector, config, report)
+        _check_account_rules(connector, config, report)
         for symbol in config.symbols:
             _check_symbol(connector, config, symbol, report)
         connector.shutdown()
@@ -284,6 +285,48 @@ def _check_market_hours(connector: MT5Connector, config: LiveConfig, report: Rep
             )
         elif rules.calendar is not None:
             report.ok(f"{symbol}: no news blackout to come in {config.calendar_file}")
+
+
+def _check_account_rules(connector: MT5Connector, config: LiveConfig, report: Report) -> None:
+    """Each ACCOUNT_RULES floor against the terminal's account now: where the trader acts,
+    the firm's level, the distance and the next reset (the audit database's memory read,
+    nothing written)."""
+    if not config.account_rules:
+        return
+    from backtest.prop_rules import load_preset
+    from live.account_guard import AccountGuard
+
+    preset = load_preset(config.account_rules)
+    reader = AuditReader(config.audit_db) if config.audit_db.is_file() else None
+    try:
+        now = datetime.fromtimestamp(connector.market_now(), tz=UTC)
+        account = connector.account()
+        guard = AccountGuard(
+            preset,
+            reader,
+            record=None,
+            zone=lambda: connector.clock.zone,
+            now=lambda: now,
+            account_size=config.account_size,
+        )
+        guard.check(float(account.balance), float(account.equity))
+    except BrokerError as exc:
+        report.warn(f"account rules: cannot read the account: {exc}")
+        return
+    report.ok(
+        f"account rules {preset.name}: initial balance {guard.initial:,.2f}, equity "
+        f"{float(account.equity):,.2f} (the terminal's account), buffer {preset.buffer_pct:g}%"
+    )
+    for floor in guard.floors:
+        reset = f", resets {floor.next_reset:%Y-%m-%d %H:%M} UTC" if floor.next_reset else ""
+        pct = 100.0 * floor.distance / guard.initial if guard.initial else 0.0
+        line = (
+            f"  {floor.rule}: stop at {floor.stop_at:,.2f} (firm's level {floor.level:,.2f}), "
+            f"{floor.distance:,.2f} away ({pct:.2f}%){reset}"
+        )
+        (report.ok if floor.distance > 0 else report.warn)(line)
+    if guard.breach is not None:
+        report.warn(guard.breach.text())
 
 
 def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, report: Report) -> None:

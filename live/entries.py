@@ -210,6 +210,7 @@ class EntryDesk:
         )
         margin = estimated_margin(volume, price, spec, account)
         refusal = self.state.entry_refusal(symbol, volume, margin, account)
+        refusal = refusal or self._rules_refusal(request, account)
         if refusal:
             raise PrecheckFailed(refusal)
         if pending:
@@ -230,6 +231,40 @@ class EntryDesk:
         except OrderRejected as exc:
             raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
         return request, "open", full
+
+    def _rules_refusal(self, request: dict[str, Any], account: Any) -> str | None:
+        """The account rules' check: the exposure limits, and the floors if this entry's stop
+        and every open position's stop were all hit (a position without a stop counts at its
+        current price: its loss cannot be bounded)."""
+        guard = self.risk.guard
+        if guard is None:
+            return None
+        sl = float(request.get("sl") or 0.0)
+        new_risk = None
+        if sl:
+            new_risk = self._loss_at_stop(
+                request["type"], request["symbol"], request["volume"], request["price"], sl
+            )
+        open_risk = sum(
+            self._loss_at_stop(p.type, p.symbol, p.volume, p.price_current, p.sl)
+            for p in self.state.positions.values()
+            if float(p.sl)
+        )
+        return guard.entry_refusal(
+            new_risk=new_risk,
+            open_risk=open_risk,
+            equity=float(account.equity),
+            lots=float(request["volume"]),
+            open_lots=self.state.total_lots,
+        )
+
+    def _loss_at_stop(
+        self, side: int, symbol: str, volume: float, price: float, sl: float
+    ) -> float:
+        """The money lost from `price` to the stop `sl` (0 for a stop on the winning side);
+        `side` 0 buy, 1 sell, as order and position types both number them."""
+        profit = self.broker.calc_profit(int(side) % 2, symbol, float(volume), float(price), sl)
+        return max(0.0, -profit)
 
     def _make_pending(self, request: dict[str, Any], decision: Decision, symbol: str) -> None:
         """Turn a market request into the pending limit or stop order of the decision, with

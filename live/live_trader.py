@@ -31,9 +31,11 @@ if __package__ in (None, ""):  # run as a script: make `live` and `backtest` imp
 import pandas as pd
 
 from backtest.data import DataError, timeframe_seconds
+from backtest.prop_rules import load_preset
 from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
 from backtest.trading_windows import symbol_currencies
+from live.account_guard import AccountGuard
 from live.audit_chain import HEADS_LOG_PREFIX, head_text
 from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
@@ -142,6 +144,7 @@ class LiveTrader:
             alerts=alerts,
             on_change=lambda: self.status.changed(),
             request_stop=self.request_stop,
+            guard=self._account_guard(),
         )
         self.status = StatusReporter(
             config,
@@ -179,6 +182,19 @@ class LiveTrader:
             alerts=alerts,
             on_change=self.status.changed,
             bar_seconds=self._bar_seconds,
+        )
+
+    def _account_guard(self) -> AccountGuard | None:
+        """The ACCOUNT_RULES preset's guard (None when the setting is empty)."""
+        if not self.config.account_rules:
+            return None
+        return AccountGuard(
+            load_preset(self.config.account_rules),
+            self.audit.reader,
+            record=self.audit.record_event,
+            zone=lambda: self.connector.clock.zone,
+            now=self.clock.now,
+            account_size=self.config.account_size,
         )
 
     @property
@@ -220,6 +236,7 @@ class LiveTrader:
             "metrics": {"alert_queue_depth": _queue_depth(self.alerts)},
             "execution": self.executor.stats.as_dict(),
             "market": self._market_status(),
+            "account_rules": self.risk.guard.describe() if self.risk.guard else None,
         }
 
     def _market_status(self) -> dict[str, object]:
@@ -381,6 +398,7 @@ class LiveTrader:
             account = self.broker.account()
             if not self.risk.account_allowed(account):
                 return 0
+            self._protect_account(account)
             self.risk.check_daily_limits(float(account.equity))
             blocked = self.risk.entry_blocker()
             if blocked and self.state.pending:  # every symbol's, reconciled or not
@@ -394,6 +412,17 @@ class LiveTrader:
         made = sum(self._process_symbol_safely(symbol) for symbol in self.config.symbols)
         self.status.snapshot()
         return made
+
+    def _protect_account(self, account: Any) -> None:
+        """The account rules on this loop's equity: on a fail-type breach close everything
+        first (never waiting for the disk), then halt, alert and record, in that order."""
+        breach = self.risk.check_account_rules(account)
+        try:
+            if self.risk.rules_flatten and (self.state.positions or self.state.pending):
+                self.positions.close_all(self.risk.guard.blocker() or "account rules")
+        finally:
+            if breach is not None:
+                self.risk.announce(breach)
 
     def _connected(self) -> bool:
         state = self.connector.ensure_connected()

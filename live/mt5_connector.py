@@ -533,6 +533,15 @@ class MT5Connector:
     def forget_filling(self, symbol: str) -> None:
         self._filling.pop(symbol, None)
 
+    def calc_profit(
+        self, order_type: int, symbol: str, volume: float, price_open: float, price_close: float
+    ) -> float:
+        """The profit (negative: a loss) of `volume` lots from one price to another, in the
+        account's currency, as the terminal computes it (order_calc_profit)."""
+        return float(
+            self._call("order_calc_profit", order_type, symbol, volume, price_open, price_close)
+        )
+
     def check_order(self, **request: Unpack[TradeRequestFields]) -> Any:
         """order_check; retcode 0 passes, anything else raises OrderRejected."""
         result = self._call("order_check", trade_request(request))

@@ -25,7 +25,7 @@ from live.backtesting_bridge import (
 from live.broker_types import DEAL_ENTRY_IN, POSITION_TYPE_BUY, TRADE_ACTION_REMOVE
 from live.config import LiveConfig
 from live.entries import EntryDesk, pending_expired
-from live.errors import AuditWriteError
+from live.errors import AuditWriteError, BrokerError
 from live.market_clock import MarketClock
 from live.order_executor import ExecutionResult, OrderExecutor, OrderIntent, make_client_order_id
 from live.position_care import PositionCare
@@ -266,18 +266,20 @@ class PositionManager:
         self.sync()
         return result
 
-    def close_all(self) -> None:
-        """The kill switch's close_all: every pending entry and position of this trader,
-        then halt."""
-        self.remove_waiting_entries("kill switch close_all")
+    def close_all(self, reason: str = "kill switch close_all") -> None:
+        """Every pending entry and position of this trader (the kill switch's close_all, an
+        account rule's breach); a close that fails is chased on the next loop."""
+        self.remove_waiting_entries(reason)
         for position in list(self.state.positions.values()):
             cid = make_client_order_id(
                 "close_all", position.symbol, _utc(position.time), f"close_{position.ticket}"
             )
             try:
-                self.close(position, cid, "kill switch close_all")
+                self.close(position, cid, reason)
             except AuditWriteError as exc:
                 self._health.failed(exc)
+            except BrokerError as exc:  # the others are closed all the same
+                logger.error("%s: closing #%s failed: %s", reason, position.ticket, exc)
         if not self.state.positions and not self.state.pending:
             self.risk.settle_close_all()
 

@@ -1,6 +1,7 @@
 """The risk gate: whether the trader may trade now, and why not. It owns the kill-switch file's
 effect (halt, reduce, close_all), the daily limits, the account guards (a real account, a
-terminal switched to another account) and the list of reasons new entries are blocked.
+terminal switched to another account), the effect of an account-rules breach
+(live/account_guard.py decides it) and the list of reasons new entries are blocked.
 
 State that must survive a restart lives in the StateManager; this module decides with it and
 says so (log, audit event, alert).
@@ -12,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from live.account_guard import AccountGuard, Breach
 from live.audit_health import AuditHealth
 from live.broker_types import ACCOUNT_TRADE_MODE_REAL
 from live.config import LiveConfig
@@ -33,6 +35,7 @@ class RiskGate:
         alerts: Any,
         on_change: Callable[[], None],
         request_stop: Callable[[str], None],
+        guard: AccountGuard | None = None,
     ) -> None:
         self.config = config
         self.state = state
@@ -41,6 +44,7 @@ class RiskGate:
         self._changed = on_change
         self._request_stop = request_stop
         self._login = 0  # the account the trader started on
+        self.guard = guard
 
     # ------------------------------------------------------------ account
 
@@ -142,6 +146,29 @@ class RiskGate:
         elif not reason and self.state.enable("daily_limit"):
             self._health.event("daily_limit_reset", "new trading day: entries allowed again")
 
+    # ------------------------------------------------------------ account rules
+
+    def check_account_rules(self, account: Any) -> Breach | None:
+        """Hold the account's equity against the preset's floors (every loop); a new breach
+        is returned for the caller to close first, then `announce`."""
+        if self.guard is None:
+            return None
+        breach = self.guard.check(float(account.balance), float(account.equity))
+        if breach is not None:
+            logger.critical("%s", breach.text())
+            self._changed()
+        return breach
+
+    @property
+    def rules_flatten(self) -> bool:
+        """A fail-type breach is in force: this trader's positions must all be closed."""
+        return self.guard is not None and self.guard.flattening
+
+    def announce(self, breach: Breach) -> None:
+        """After the close: alert, then record the event with the numbers."""
+        self._alerts.notify("account_rules", breach.text(), severity="critical", **breach.data())
+        self.guard.record_breach(breach)
+
     # ------------------------------------------------------------ entries
 
     def entry_blocker(self) -> str | None:
@@ -150,12 +177,15 @@ class RiskGate:
             return f"kill_switch_{self.state.kill_switch.level}"
         if not self.state.entries_enabled:
             return "disabled: " + "; ".join(self.state.disabled_reasons)
-        return None
+        return self.guard.blocker() if self.guard is not None else None
 
     def blocking_reasons(self) -> list[str]:
         kill = self.state.kill_switch
-        return ([f"kill switch {kill.level}"] if kill.blocks_entries else []) + (
-            self.state.disabled_reasons
+        rules = self.guard.blocker() if self.guard is not None else None
+        return (
+            ([f"kill switch {kill.level}"] if kill.blocks_entries else [])
+            + self.state.disabled_reasons
+            + ([rules] if rules else [])
         )
 
     @property

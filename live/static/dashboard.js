@@ -132,6 +132,18 @@
       "until " + shortTime(next.end) + " UTC" + (clock ? " · " + clock : ""));
   }
 
+  // each account-rules floor (ACCOUNT_RULES): its level, the distance to it and its reset
+  function floorCards(rules) {
+    if (!rules || !rules.floors) return [];
+    return rules.floors.map(function (f) {
+      var pct = f.distance_pct === null ? "" : " (" + f.distance_pct.toFixed(2) + "%)";
+      var reset = f.next_reset ? " · resets " + shortTime(f.next_reset) + " UTC" : "";
+      var tight = f.distance <= 0 ? "blocked" : "";
+      return card(rules.preset + ": " + f.rule, money(f.stop_at),
+        money(f.distance) + pct + " away · firm's level " + money(f.level) + reset, tight);
+    });
+  }
+
   function showStatus(s, summary) {
     var pill = document.getElementById("state");
     pill.dataset.state = s.state;
@@ -143,7 +155,7 @@
     if (s.db) document.getElementById("db-path").textContent = s.db;
     var account = s.latest_account || {}, limits = s.limits || {};
     var asOf = account.ts ? "as of " + shortTime(account.ts) : "";
-    document.getElementById("cards").replaceChildren(
+    var cards = [
       card("Balance", money(account.balance), asOf),
       card("Equity", money(account.equity), asOf),
       card("Margin / free", money(account.margin) + " / " + money(account.margin_free)),
@@ -158,7 +170,9 @@
         : limits.entries_today + " / " + (limits.max_trades_per_day || "∞")),
       card("Daily loss", limits.daily_loss_pct === undefined ? "–"
         : limits.daily_loss_pct.toFixed(2) + "% / " + limits.max_daily_loss_pct + "%"),
-      blackoutCard(s.market || {}));
+      blackoutCard(s.market || {})].concat(floorCards(s.account_rules));
+    var box = document.getElementById("cards");
+    box.replaceChildren.apply(box, cards);
     showBanners(s);
   }
 
