@@ -22,6 +22,7 @@ from backtest.challenge import ChallengeReport
 from backtest.cli_challenge import (
     add_rules_option,
     challenge_of,
+    grid_challenge,
     pass_probability_of,
     preset_from_args,
 )
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize = commands.add_parser("optimize", help="run a parameter grid on all cores")
     _add_common(optimize)
     _add_grid_options(optimize)
+    add_rules_option(optimize, ranks=True)
     optimize.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     optimize.add_argument("--csv", type=Path, help="write every grid result to this CSV")
     optimize.set_defaults(handler=cmd_optimize)
@@ -265,6 +267,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         workers=args.workers or None,
         cluster=args.cluster,
         progress=not args.no_progress,
+        challenge=grid_challenge(args),
     )
     print(table_heading(table, len(bars), args.metric))
     print(table.head(args.top).to_string(index=False, float_format=_fmt_float))

@@ -9,17 +9,25 @@ import pandas as pd
 
 from backtest.challenge import ChallengeReport, evaluate
 from backtest.challenge_mc import PassProbability, pass_probability
+from backtest.optimize import Challenge
 from backtest.prop_rules import Preset, PresetError, load_preset
 from backtest.results import BacktestConfig, BacktestResult
 from backtest.symbols import SymbolSpec
 
 
-def add_rules_option(parser: argparse.ArgumentParser) -> None:
+def add_rules_option(parser: argparse.ArgumentParser, *, ranks: bool = False) -> None:
+    """--rules, --mc, --mc-seed; `ranks`: for a grid, whose rows gain pass_rate."""
+    what = (
+        "judge each combination by an account-protection preset (adds pass_rate and the "
+        "verdict; rank with --metric pass_rate)"
+        if ranks
+        else "evaluate an account-protection preset on the run"
+    )
     parser.add_argument(
         "--rules",
         metavar="PRESET",
-        help="evaluate an account-protection preset on the run: a name in presets/ "
-        "(static_5_10, higher_of_5_10, one_step_eod_trailing, futures_trailing) or a .toml file",
+        help=f"{what}: a name in presets/ (static_5_10, higher_of_5_10, one_step_eod_trailing, "
+        "futures_trailing) or a .toml file",
     )
     parser.add_argument(
         "--mc",
@@ -40,6 +48,22 @@ def preset_from_args(args: argparse.Namespace) -> Preset | None:
         return load_preset(args.rules)
     except PresetError as exc:
         raise ValueError(str(exc)) from None
+
+
+def grid_challenge(args: argparse.Namespace) -> Challenge | None:
+    """The --rules preset of a grid, with --mc (at least 100 paths) for the pass rate."""
+    preset = preset_from_args(args)
+    if preset is None:
+        return None
+    return Challenge(preset, _mc_paths(args), args.mc_seed)
+
+
+def _mc_paths(args: argparse.Namespace) -> int:
+    """--mc: 0 (off) or at least 100 paths (ValueError, exit 2)."""
+    paths = getattr(args, "mc", 0) or 0
+    if paths and paths < 100:
+        raise ValueError(f"--mc needs at least 100 paths, got {paths}")
+    return paths
 
 
 def challenge_of(
@@ -64,10 +88,8 @@ def pass_probability_of(
     config: BacktestConfig,
 ) -> PassProbability | None:
     """--mc PATHS: the bootstrap pass probability (None without it)."""
-    if preset is None or not getattr(args, "mc", 0):
+    if preset is None or not _mc_paths(args):
         return None
-    if args.mc < 100:
-        raise ValueError(f"--mc needs at least 100 paths, got {args.mc}")
     return pass_probability(
         preset,
         result,

@@ -1,5 +1,6 @@
 """Parameter grids: parsing `name=start:stop:step` specs and running every combination on all
-cores (or on a Dask distributed cluster), ranked by one statistic."""
+cores (or on a Dask distributed cluster), ranked by one statistic, or by the pass rate of an
+account-protection preset (`Challenge`: its verdict, or its bootstrap pass probability)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pandas as pd
 
 from backtest.engine import BacktestConfig, run_backtest
 from backtest.metrics import LOWER_IS_BETTER, NUMERIC_STATS, STAT_LABELS
+from backtest.prop_rules import Preset
 from backtest.strategy import (
     InvalidParameters,
     Parameter,
@@ -48,8 +50,22 @@ TABLE_STATS = (
 )
 
 
+PASS_RATE = "pass_rate"  # the metric a Challenge adds: 1/0 by the verdict, or the MC share
+CHALLENGE_STATS = (PASS_RATE, "challenge")
+
+
 class GridError(StrategyError):
     """A grid spec that cannot be used; the message names the spec and why."""
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A preset judged on every combination: `mc_paths` 0 gives pass_rate 1 or 0 from the
+    run's verdict, more the seeded bootstrap's pass probability."""
+
+    preset: Preset
+    mc_paths: int = 0
+    mc_seed: int = 0
 
 
 def parse_grid(strategy_cls: type[Strategy], specs: list[str]) -> dict[str, list[Any]]:
@@ -114,9 +130,16 @@ def combinations(grid: dict[str, list[Any]]) -> Iterator[dict[str, Any]]:
         yield dict(zip(names, values, strict=True))
 
 
-def check_request(grid: dict[str, list[Any]], fixed: dict[str, Any] | None, metric: str) -> None:
+def check_request(
+    grid: dict[str, list[Any]],
+    fixed: dict[str, Any] | None,
+    metric: str,
+    challenge: Challenge | None = None,
+) -> None:
     """Refuse a metric that cannot rank, and a parameter both fixed and searched."""
-    if metric not in NUMERIC_STATS:
+    if metric == PASS_RATE and challenge is None:
+        raise GridError(f"metric {PASS_RATE!r} needs a preset: add --rules PRESET")
+    if metric not in NUMERIC_STATS and metric != PASS_RATE:
         what = "is not a number to rank by" if metric in STAT_LABELS else "is unknown"
         raise GridError(f"metric {metric!r} {what}; use one of: {', '.join(NUMERIC_STATS)}")
     both = [name for name in grid if name in (fixed or {})]
@@ -159,6 +182,7 @@ class _Job:
     spec: SymbolSpec
     config: BacktestConfig
     fixed: dict[str, Any]
+    challenge: Challenge | None = None
 
 
 _WORKER: dict[str, Any] = {}
@@ -191,12 +215,32 @@ def evaluate_params(
     values = {**job.fixed, **params}
     try:
         strategy = create_strategy(cls, values)
-        return run_backtest(bars, strategy, spec=job.spec, config=job.config).stats
+        result = run_backtest(bars, strategy, spec=job.spec, config=job.config)
+        if job.challenge is None:
+            return result.stats
+        return {**result.stats, **_challenge_stats(job, result, bars)}
     except InvalidParameters as exc:
         return str(exc)  # e.g. fast >= slow: not a valid combination, just skipped
     except StrategyError as exc:
         shown = ", ".join(f"{k}={v}" for k, v in values.items())
         raise StrategyError(f"{exc} (parameters {shown})") from None
+
+
+def _challenge_stats(job: _Job, result: Any, bars: pd.DataFrame) -> dict[str, Any]:
+    """The verdict of the job's preset on one run, and its pass rate."""
+    from backtest.challenge import evaluate
+    from backtest.challenge_mc import pass_probability
+
+    challenge, config = job.challenge, job.config
+    zone = config.rules.zone
+    report = evaluate(challenge.preset, result, bars, job.spec, cash=config.cash, broker_zone=zone)
+    rate = float(report.outcome == "passed")
+    if challenge.mc_paths:
+        rate = pass_probability(
+            challenge.preset, result, bars, job.spec, cash=config.cash, broker_zone=zone,
+            paths=challenge.mc_paths, seed=challenge.mc_seed,
+        ).probability  # fmt: skip
+    return {PASS_RATE: rate, "challenge": report.outcome}
 
 
 def run_grid(
@@ -211,16 +255,19 @@ def run_grid(
     workers: int | None = None,
     cluster: str | None = None,
     progress: bool = True,
+    challenge: Challenge | None = None,
 ) -> pd.DataFrame:
     """Backtest every combination; one row each, best `metric` first (undefined ones last).
 
-    Best is the highest value, or the lowest for LOWER_IS_BETTER statistics.
+    Best is the highest value, or the lowest for LOWER_IS_BETTER statistics. With a
+    `challenge`, each row also has `pass_rate` and `challenge` (the verdict), and
+    `metric` may be `pass_rate`.
     """
-    check_request(grid, fixed_params, metric)
+    check_request(grid, fixed_params, metric, challenge)
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
     bars = ensure_broker_time(bars, config.rules.zone)  # once, not per combination
-    job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}))
+    job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}), challenge)
     combos = list(combinations(grid))
     if cluster:
         from backtest.cluster import run_on_cluster
@@ -270,8 +317,9 @@ def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.D
             refusals.append(stats)
             continue
         record = dict(params)
-        for key in (metric, *[s for s in TABLE_STATS if s != metric]):
-            record[key] = stats.get(key)
+        for key in (metric, *[s for s in (*CHALLENGE_STATS, *TABLE_STATS) if s != metric]):
+            if key in stats or key not in CHALLENGE_STATS:
+                record[key] = stats.get(key)
         records.append(record)
     skipped = total - len(records)
     if skipped:

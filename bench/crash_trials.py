@@ -19,7 +19,9 @@ requotes (DEFAULT_FAULTS). After the last trial a clean run reconciles, then:
 orders that wait, expire or fill at the server. `--netting` runs the trials on a netting account;
 `--broker-faults` adds a server that cuts or
 rewrites comments, lags its history and fills market orders without their stops (which the
-trader then sets again: stop modifications happen under the kills too).
+trader then sets again: stop modifications happen under the kills too). `--rules` trades
+under a tight daily floor (RULES_PRESET: breaches come often), and checks that no entry is
+sent while a breach holds and that no snapshot at or below the floor goes without a breach.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.invariants import (  # noqa: E402
+    check_account_rules,
     check_orders,
     check_positions_and_trades,
     check_restarts,
@@ -57,6 +60,19 @@ BROKER_FAULTS = (
     "comment_rewrite_rate=0.25,comment_truncate_rate=0.25,history_lag_rate=0.2,"
     "stops_ignored_rate=0.5"
 )
+# --rules: a daily floor 1 USD under the day's balance (0.01 lots: 10 pips), reset at the
+# server's midnight; a breach closes everything and halts until then. The strategy trades
+# without stops there: with them, the check before an entry keeps it off the floor.
+RULES_STRATEGY = ROOT / "backtest" / "strategies" / "sma_cross.py"
+RULES_FLOOR = 1.0
+RULES_PRESET = f"""
+[daily_floor]
+limit_amount = {RULES_FLOOR}
+of = "day_base"
+day_base = "balance"
+reset = "00:00 broker"
+effect = "fail"
+"""
 STRATEGY = ROOT / "bench" / "strategies" / "sma_cross_stops.py"
 STRATEGY_PARAMS = ("fast=2", "slow=4")
 # --managed: stops moved to break-even, partial exits and time exits, all under the kills
@@ -80,6 +96,7 @@ class TrialReport:
     closed_positions: int = 0
     restarts_checked: int = 0
     stop_changes: int = 0
+    breaches: int = 0
     violations: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -95,6 +112,7 @@ def run_trials(
     managed: bool = False,
     pending: bool = False,
     server_tz: str = "NY+7",
+    rules: bool = False,
 ) -> TrialReport:
     """Run `trials` kill/restart cycles in `workdir` against a simulator injecting `faults`
     (on a netting account with `netting`; trading the managed strategy with `managed`)."""
@@ -116,7 +134,13 @@ def run_trials(
     strategy = (MANAGED, MANAGED_PARAMS, 0.1) if managed else (STRATEGY, STRATEGY_PARAMS, 0.01)
     if pending:
         strategy = (PENDING, PENDING_PARAMS, 0.01)
+    if rules:
+        strategy = (RULES_STRATEGY, STRATEGY_PARAMS, 0.01)
     settings = _settings(workdir, served.port, *strategy)
+    if rules:
+        (workdir / "rules.toml").write_text(RULES_PRESET)
+        with settings.open("a") as handle:
+            handle.write(f"ACCOUNT_RULES={workdir / 'rules.toml'}\nSNAPSHOT_SECONDS=1\n")
     report = TrialReport()
     try:
         for _ in range(trials):
@@ -128,6 +152,11 @@ def run_trials(
         if final.wait(timeout=120) != 0:
             report.violations.append(f"final clean run exited {final.returncode}")
         _check(workdir / "audit.db", served.port, report)
+        if rules:
+            violations, report.breaches = check_account_rules(
+                AuditReader(workdir / "audit.db"), RULES_FLOOR
+            )
+            report.violations += violations
     finally:
         served.stop()
     report.seconds = time.monotonic() - started
@@ -249,6 +278,11 @@ def main() -> int:
         default="NY+7",
         help="the served simulator's clock (default NY+7; the trader reads it, BROKER_TZ=auto)",
     )
+    parser.add_argument(
+        "--rules",
+        action="store_true",
+        help="under a tight daily floor that closes and halts (RULES_PRESET)",
+    )
     args = parser.parse_args()
     faults = f"{args.faults},{BROKER_FAULTS}" if args.broker_faults else args.faults
     with tempfile.TemporaryDirectory(prefix="crash_trials_") as folder:
@@ -261,6 +295,7 @@ def main() -> int:
             managed=args.managed,
             pending=args.pending,
             server_tz=args.server_tz,
+            rules=args.rules,
         )
     print(
         f"trials {report.trials} (killed mid-run {report.killed_mid_run}) in "
@@ -268,6 +303,7 @@ def main() -> int:
         f"order rows {report.orders_rows}, broker deals {report.broker_deals}, closed "
         f"positions {report.closed_positions}, stop changes {report.stop_changes}, restarts "
         f"checked one loop after start {report.restarts_checked}"
+        + (f", account-rule breaches {report.breaches}" if args.rules else "")
     )
     return print_verdict(report.violations)
 

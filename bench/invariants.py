@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import collections
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from live.audit_chain import key_file_for, load_key
 from live.audit_reader import AuditReader
-from live.audit_schema import FILLED_ORDER_STATUSES
+from live.audit_schema import FILLED_ORDER_STATUSES, iso
 from live.order_executor import make_client_order_id
 
 SERVER_REASONS = {4, 5, 6}  # DEAL_REASON_SL, _TP, _SO: deals the server made itself
@@ -158,6 +158,46 @@ def check_positions_and_trades(
         if trades[t] != exits[t]
     ]
     return violations, len(closed)
+
+
+def check_account_rules(reader: AuditReader, floor_amount: float) -> tuple[list[str], int]:
+    """Under a daily floor `floor_amount` below the day's base (no buffer): no entry was
+    sent while a breach held (from its event to its `until`), and every account snapshot
+    at or below the day's floor has a breach of that day recorded by the next snapshot (the
+    loop after an entry's spread pushed it there, or the first loop after a restart).
+
+    Returns (violations, breaches recorded)."""
+    events = reader.query(
+        "SELECT ts, kind, data FROM events WHERE kind IN ('account_day', 'account_breach') "
+        "ORDER BY id"
+    )
+    breaches = [(e["ts"], json.loads(e["data"])) for e in events if e["kind"] == "account_breach"]
+    violations = []
+    for ts, data in breaches:
+        until = iso(datetime.fromisoformat(data["until"])) if data.get("until") else "9999"
+        sent = reader.query(
+            "SELECT client_order_id, ts FROM orders WHERE kind = 'open' AND status = 'intent' "
+            "AND ts > ? AND ts < ?",
+            (ts, until),
+        )
+        violations += [
+            f"entry {row['client_order_id']} sent at {row['ts']} during the breach of {ts}"
+            for row in sent
+        ]
+    days = [(e["ts"], json.loads(e["data"])) for e in events if e["kind"] == "account_day"]
+    snapshots = reader.query("SELECT ts, equity FROM account_snapshots ORDER BY id")
+    for index, snap in enumerate(snapshots):
+        day = next((d for ts, d in reversed(days) if ts <= snap["ts"]), None)
+        if day is None or snap["equity"] > day["base"] - floor_amount + 1e-6:
+            continue
+        by = snapshots[index + 1]["ts"] if index + 1 < len(snapshots) else "9999"
+        label = datetime.fromtimestamp(int(day["day"]) * 86400, UTC).date().isoformat()
+        if not any(b["day"] == label and ts <= by for ts, b in breaches):
+            violations.append(
+                f"equity {snap['equity']:.2f} at {snap['ts']} at or below the floor "
+                f"{day['base'] - floor_amount:.2f} of day {label}, and no breach recorded"
+            )
+    return violations, len(breaches)
 
 
 def print_verdict(violations: list[str]) -> int:

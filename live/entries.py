@@ -210,7 +210,7 @@ class EntryDesk:
         )
         margin = estimated_margin(volume, price, spec, account)
         refusal = self.state.entry_refusal(symbol, volume, margin, account)
-        refusal = refusal or self._rules_refusal(request, account)
+        refusal = refusal or self._rules_refusal(request, account, tick)
         if refusal:
             raise PrecheckFailed(refusal)
         if pending:
@@ -232,19 +232,22 @@ class EntryDesk:
             raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
         return request, "open", full
 
-    def _rules_refusal(self, request: dict[str, Any], account: Any) -> str | None:
+    def _rules_refusal(self, request: dict[str, Any], account: Any, tick: Any) -> str | None:
         """The account rules' check: the exposure limits, and the floors if this entry's stop
         and every open position's stop were all hit (a position without a stop counts at its
-        current price: its loss cannot be bounded)."""
+        current price: its loss cannot be bounded). A stopless entry still costs its spread
+        at once: that counts as its risk."""
         guard = self.risk.guard
         if guard is None:
             return None
+        side, symbol, volume, price = (request[k] for k in ("type", "symbol", "volume", "price"))
         sl = float(request.get("sl") or 0.0)
         new_risk = None
         if sl:
-            new_risk = self._loss_at_stop(
-                request["type"], request["symbol"], request["volume"], request["price"], sl
-            )
+            new_risk = self._loss_at_stop(side, symbol, volume, price, sl)
+        spread = self._loss_at_stop(
+            side, symbol, volume, price, tick.bid if side == 0 else tick.ask
+        )
         open_risk = sum(
             self._loss_at_stop(p.type, p.symbol, p.volume, p.price_current, p.sl)
             for p in self.state.positions.values()
@@ -252,7 +255,7 @@ class EntryDesk:
         )
         return guard.entry_refusal(
             new_risk=new_risk,
-            open_risk=open_risk,
+            open_risk=open_risk + (0.0 if sl else spread),
             equity=float(account.equity),
             lots=float(request["volume"]),
             open_lots=self.state.total_lots,

@@ -313,3 +313,32 @@ def test_worker_processes_rebuild_the_class_without_its_file(tmp_path, bars):
         bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="sharpe", workers=1, progress=False
     )
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_a_preset_ranks_the_grid_by_pass_rate(bars):
+    """Each row's pass rate is the bootstrap probability of that combination's own run
+    (the same seed gives the same number), its verdict the single run's; best first."""
+    from backtest.broker_clock import UTC_ZONE
+    from backtest.challenge import evaluate
+    from backtest.challenge_mc import pass_probability
+    from backtest.optimize import Challenge
+    from backtest.prop_rules import load_preset
+
+    preset = load_preset("static_5_10")
+    grid = {"fast": [5, 10], "slow": [20, 40]}
+    table = run_grid(
+        bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="pass_rate", workers=1,
+        progress=False, challenge=Challenge(preset, mc_paths=200, mc_seed=4),
+    )  # fmt: skip
+    assert list(table["pass_rate"]) == sorted(table["pass_rate"], reverse=True)
+    for row in table.itertuples():
+        result = run_backtest(
+            bars, SmaCross(fast=row.fast, slow=row.slow), spec=SPEC, config=CONFIG
+        )
+        odds = pass_probability(
+            preset, result, bars, SPEC, cash=CONFIG.cash, broker_zone=UTC_ZONE, paths=200, seed=4
+        )
+        verdict = evaluate(preset, result, bars, SPEC, cash=CONFIG.cash, broker_zone=UTC_ZONE)
+        assert row.pass_rate == odds.probability and row.challenge == verdict.outcome
+    with pytest.raises(GridError, match="needs a preset"):
+        run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="pass_rate", workers=1)

@@ -2,8 +2,9 @@
 simulator that loses replies, restart it, and check nothing was sent twice or lost, and that
 each restart's first loop brought the broker to the target; on a hedging account, on a
 netting one whose server cuts comments, lags its history and drops stops, with a strategy
-that moves its stops and exits in parts and on time, and with one that enters by pending
-orders."""
+that moves its stops and exits in parts and on time, with one that enters by pending
+orders, and under a tight daily floor that closes and halts (no entry sent while a breach
+holds, no snapshot below the floor without a breach)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from bench.crash_trials import BROKER_FAULTS, DEFAULT_FAULTS, run_trials
     ("netting", "faults", "kind"),
     [
         (False, DEFAULT_FAULTS, "plain"),
+        (False, DEFAULT_FAULTS, "rules"),  # a daily floor breached again and again
         (True, f"{DEFAULT_FAULTS},{BROKER_FAULTS}", "plain"),
         (True, DEFAULT_FAULTS, "managed"),  # break-even stops, partial and time exits
         (False, DEFAULT_FAULTS, "pending"),  # stop entries that wait, fill or expire
     ],
-    ids=["hedging", "netting-broker-faults", "netting-managed", "hedging-pending"],
+    ids=["hedging", "hedging-rules", "netting-broker-faults", "netting-managed", "hedging-pending"],
 )
 def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(
     tmp_path, netting, faults, kind
@@ -35,8 +37,10 @@ def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(
         netting=netting,
         managed=kind == "managed",
         pending=kind == "pending",
+        rules=kind == "rules",
     )
     assert report.trials == 10 and report.killed_mid_run >= 7
     assert report.broker_deals > 0 and report.closed_positions > 0
     assert report.restarts_checked > 0
     assert report.violations == []
+    assert kind != "rules" or report.breaches > 0
