@@ -57,35 +57,74 @@ class BrokerZone:
 
     def offsets(self, utc_seconds: np.ndarray | float) -> np.ndarray:
         """Seconds east of UTC at each UTC epoch."""
-        seconds = np.atleast_1d(np.asarray(utc_seconds, dtype=np.float64))
+        seconds = np.atleast_1d(np.asarray(utc_seconds))
         if self.base is None:
             return np.full(seconds.shape, self.shift, dtype=np.int64)
         if seconds.size <= 4:  # a few moments: zoneinfo is far quicker than pandas
             return np.array([self._offset_of(float(t)) for t in seconds.ravel()]).reshape(
                 seconds.shape
             )
+        if seconds.dtype.kind not in "iu":  # whole seconds: bar times come as integers
+            seconds = np.floor(seconds.astype(np.float64))
+        floored = seconds.astype(np.int64, copy=False)
         # zone rules are only known within years 1900-2200; far moments (a history query's
         # "until forever") take the offset at the edge
-        floored = np.clip(np.floor(seconds), _FIRST, _LAST).astype(np.int64)
+        if floored.min() < _FIRST or floored.max() > _LAST:
+            floored = np.clip(floored, _FIRST, _LAST)
         if floored.size > 2_000:  # many moments: one look per day, exact only on switch days
             return self._offsets_by_day(floored).reshape(seconds.shape)
         return self._pandas_offsets(floored)
 
     def _offsets_by_day(self, floored: np.ndarray) -> np.ndarray:
-        all_days = floored.ravel() // DAY
-        steps = np.diff(all_days)
-        if (steps >= 0).all():  # bar times: sorted, so the days come in runs (no sort)
-            new_day = np.concatenate(([True], steps > 0))
-            days, where = all_days[new_day], np.cumsum(new_day) - 1
-        else:
-            days, where = np.unique(all_days, return_inverse=True)
+        flat = floored.ravel()
+        if flat.size and (np.diff(flat) >= 0).all():  # bar times: sorted
+            return self._offsets_sorted(flat)
+        days, where = np.unique(flat // DAY, return_inverse=True)
         first = self._pandas_offsets(days * DAY)
         last = self._pandas_offsets(days * DAY + DAY - 1)
         out = first[where]
         switching = (first != last)[where]
         if switching.any():
-            out[switching] = self._pandas_offsets(floored.ravel()[switching])
+            out[switching] = self._pandas_offsets(flat[switching])
         return out
+
+    def _offsets_sorted(self, sorted_seconds: np.ndarray) -> np.ndarray:
+        """Sorted moments: the runs between the zone's switches filled with their offsets
+        (no per-moment lookup)."""
+        first_day, last_day = int(sorted_seconds[0] // DAY), int(sorted_seconds[-1] // DAY)
+        switches, values = self._switches(first_day, last_day)
+        if not switches.size:
+            return np.full(sorted_seconds.shape, values[0], dtype=np.int64)
+        bounds = np.searchsorted(sorted_seconds, switches)
+        return np.repeat(values, np.diff(bounds, prepend=0, append=len(sorted_seconds)))
+
+    @lru_cache(maxsize=64)  # noqa: B019  (zones are few, frozen and hashable)
+    def _switches(self, first_day: int, last_day: int) -> tuple[np.ndarray, np.ndarray]:
+        """The exact UTC seconds the offset switches between the two days' midnights, and
+        the offset before the first switch and after each."""
+        midnights = np.arange(first_day, last_day + 2, dtype=np.int64) * DAY
+        at_midnight = self._pandas_offsets(midnights)
+        switch_days = np.flatnonzero(at_midnight[1:] != at_midnight[:-1])
+        values = np.concatenate((at_midnight[:1], at_midnight[switch_days + 1]))
+        switches = switch_days
+        if switch_days.size:
+            switches = self._switch_seconds(midnights[switch_days], at_midnight[switch_days])
+        for shared in (switches, values):  # cached: read-only
+            shared.setflags(write=False)
+        return switches, values
+
+    def _switch_seconds(self, day_starts: np.ndarray, before: np.ndarray) -> np.ndarray:
+        """The first second of each day whose offset differs from `before` (one switch a
+        day): narrowed by hours, then minutes, then seconds, one lookup each."""
+        start = day_starts.copy()
+        for step, count in ((3600, 25), (60, 61), (1, 61)):
+            probes = start[:, None] + step * np.arange(count, dtype=np.int64)
+            changed = self._pandas_offsets(probes.ravel()).reshape(probes.shape) != before[:, None]
+            first = changed.argmax(axis=1)  # the first probe past the switch
+            start = start + step * np.maximum(first - 1, 0)
+            if step == 1:
+                return start + np.where(first > 0, step, 0)
+        return start
 
     def _pandas_offsets(self, floored: np.ndarray) -> np.ndarray:
         index = pd.DatetimeIndex(floored.astype("datetime64[s]"), tz="UTC")

@@ -21,6 +21,8 @@ from backtest.prop_rules import DailyFloor, MaxLoss, Preset, Reset
 from backtest.results import BacktestResult
 from backtest.symbols import SymbolSpec
 
+_NANOS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # per second, by unit
+
 
 @dataclass(frozen=True)
 class Breach:
@@ -147,16 +149,14 @@ def _equity_path(
     trades = result.trades
     entry = trades["entry_bar"].to_numpy(dtype=np.int64)
     exit_ = trades["exit_bar"].to_numpy(dtype=np.int64)
-    closed = np.zeros(n + 1)
-    np.add.at(closed, exit_, trades["pnl"].to_numpy(dtype=np.float64))  # net of commission
+    closed = np.bincount(exit_, trades["pnl"].to_numpy(dtype=np.float64), n + 1)  # net
     balance = cash + np.cumsum(closed[:n])
     # held from the entry bar's open; through the exit bar only when it left inside it
-    inside = trades["exit_reason"].astype(str).isin(("sl", "tp")).to_numpy()
-    side = np.where(trades["direction"].to_numpy() == "long", 1.0, -1.0)
+    reason = trades["exit_reason"]
+    inside = ((reason == "sl") | (reason == "tp")).to_numpy()
+    side = np.where((trades["direction"] == "long").to_numpy(), 1.0, -1.0)
     units = side * trades["volume"].to_numpy(dtype=np.float64) * spec.contract_size
-    change = np.zeros(n + 1)
-    np.add.at(change, entry, units)
-    np.add.at(change, exit_ + inside, -units)
+    change = np.bincount(entry, units, n + 1) - np.bincount(exit_ + inside, units, n + 2)[:-1]
     exposure = np.cumsum(change[:n])
     exposure[np.abs(exposure) < 1e-9] = 0.0
     close = bars["close"].to_numpy(dtype=np.float64)
@@ -165,7 +165,7 @@ def _equity_path(
     equity = result.equity.to_numpy(dtype=np.float64)
     worst = equity + np.minimum(adverse * exposure * to_account, 0.0)
     times = pd.DatetimeIndex(bars["time"])
-    day = trading_day_labels(times.as_unit("s").asi8, preset, broker_zone)
+    day = trading_day_labels(times.asi8 // _NANOS[times.unit], preset, broker_zone)
     new_day = np.concatenate(([True], day[1:] != day[:-1]))
     starts = np.flatnonzero(new_day)
     ends = np.append(starts[1:], n) - 1
@@ -184,7 +184,9 @@ def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
 
 def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
     """Per bar, the maximum-loss floor: static, or trailing a high-water mark (only up)."""
-    if rule.mode == "static" or rule.high_water == "intraday_equity":
+    if rule.mode == "static":
+        return np.full(path.day.shape, rule.level(0.0, cash))
+    if rule.high_water == "intraday_equity":
         mark = np.maximum.accumulate(path.equity)
     else:  # the end-of-day balance, known from the next day on
         closing = path.balance[path.ends]
