@@ -49,8 +49,13 @@ class ChallengeReport:
     def lines(self) -> list[str]:
         """The report as text lines for the command line."""
         out = [f"challenge {self.preset}: {self.outcome.upper()}"]
-        if self.breach is not None:
-            b = self.breach
+        b = self.breach
+        if b is not None and b.rule == "time limit":
+            out.append(
+                f"  time limit passed at {b.time:%Y-%m-%d %H:%M} UTC: balance {b.equity:,.2f}, "
+                f"target {b.floor:,.2f}"
+            )
+        elif b is not None:
             out.append(
                 f"  breach: {b.rule} at {b.time:%Y-%m-%d %H:%M} UTC, equity {b.equity:,.2f} "
                 f"below {b.floor:,.2f} ({b.effect})"
@@ -240,6 +245,12 @@ def _trading_days(
     return marks
 
 
+def _out_of_time(report: ChallengeReport, path: _Path, at: int, target: float) -> None:
+    """The phase's time limit passed at bar `at` with its target not reached."""
+    report.outcome = "failed"
+    report.breach = Breach("time limit", path.times[at], float(path.balance[at]), target, "fail")
+
+
 def _phases(
     report: ChallengeReport,
     preset: Preset,
@@ -258,6 +269,11 @@ def _phases(
         reached &= days_in >= preset.min_trading_days
         reached[:start] = False
         reached[end:] = False
+        if preset.max_days:  # the phase's time limit, in trading days from its start
+            late = path.day >= path.day[start] + preset.max_days
+            reached &= ~late
+            if not reached.any() and late[:end].any():
+                _out_of_time(report, path, int(np.argmax(late)), base * (1 + target / 100))
         hit = np.flatnonzero(reached)
         passed_at = path.times[hit[0]] if len(hit) else None
         days = int(path.day[hit[0]] - path.day[start]) + 1 if len(hit) else None

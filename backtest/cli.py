@@ -216,8 +216,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     strategy = create_strategy(strategy_cls, params)
-    config = config_from_args(args)
     preset = preset_from_args(args)  # a bad preset stops us before any output
+    config = config_from_args(args)  # with the preset's windows
     _warn_if_too_short(bars, strategy)
     result = run_backtest(bars, strategy, spec=spec, config=config)
     print(format_stats(result))
@@ -256,6 +256,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, fixed = load_strategy_from_args(args)
     grid = parse_grid(strategy_cls, args.grid)
+    challenge = grid_challenge(args)  # before the config: the preset's windows count
     table = run_grid(
         bars,
         strategy_cls,
@@ -267,7 +268,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         workers=args.workers or None,
         cluster=args.cluster,
         progress=not args.no_progress,
-        challenge=grid_challenge(args),
+        challenge=challenge,
     )
     print(table_heading(table, len(bars), args.metric))
     print(table.head(args.top).to_string(index=False, float_format=_fmt_float))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 import pandas as pd
 
@@ -41,13 +42,24 @@ def add_rules_option(parser: argparse.ArgumentParser, *, ranks: bool = False) ->
 
 def preset_from_args(args: argparse.Namespace) -> Preset | None:
     """The --rules preset, read before the run; ValueError (exit 2) naming the file, the
-    key and the allowed values when it cannot be used."""
+    key and the allowed values when it cannot be used. Its [windows] tighten the window
+    options in `args` (the run trades under them, as the live trader does)."""
     if not getattr(args, "rules", None):
         return None
     try:
-        return load_preset(args.rules)
+        preset = load_preset(args.rules)
     except PresetError as exc:
         raise ValueError(str(exc)) from None
+    if preset.windows is not None:
+        for name, value in preset.windows.tightened(args).items():
+            setattr(args, name, value)
+        if preset.windows.news and not getattr(args, "calendar", None):
+            print(
+                f"warning: preset {preset.name} blacks out news, but no --calendar is given: "
+                "no blackout applies",
+                file=sys.stderr,
+            )
+    return preset
 
 
 def grid_challenge(args: argparse.Namespace) -> Challenge | None:

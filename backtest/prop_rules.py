@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from backtest.broker_clock import BrokerZoneError, parse_zone
+from backtest.econ_calendar import IMPACTS
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -109,6 +110,38 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class Windows:
+    """Trading windows a firm imposes (news blackouts, flat before the weekend). They
+    tighten the trader's and the backtest's own window settings of the same names: the
+    longer minutes, the union of impacts, flattening if either says so."""
+
+    news_before_min: float = 0.0
+    news_after_min: float = 0.0
+    news_impact: tuple[str, ...] = ("high",)
+    news_flatten: bool = False
+    flat_before_weekend_min: float | None = None
+
+    @property
+    def news(self) -> bool:
+        return bool(self.news_before_min or self.news_after_min)
+
+    def tightened(self, settings: Any) -> dict[str, Any]:
+        """The window settings of `settings` (LiveConfig, the backtest's options) made at
+        least as strict as these, by name."""
+        changes: dict[str, Any] = {}
+        for name in ("news_before_min", "news_after_min"):
+            changes[name] = max(float(getattr(settings, name) or 0.0), getattr(self, name))
+        if self.news:
+            own = [i.strip() for i in str(settings.news_impact).split(",") if i.strip()]
+            changes["news_impact"] = ",".join(dict.fromkeys([*own, *self.news_impact]))
+            changes["news_flatten"] = bool(settings.news_flatten) or self.news_flatten
+        if self.flat_before_weekend_min is not None:
+            own_flat = settings.flat_before_weekend_min
+            changes["flat_before_weekend_min"] = max(own_flat or 0.0, self.flat_before_weekend_min)
+        return changes
+
+
+@dataclass(frozen=True)
 class Preset:
     """One account's rules. Percentages are of the initial balance unless said otherwise;
     `buffer_pct` stops that much inside every floor (firms take minutes to liquidate)."""
@@ -125,6 +158,7 @@ class Preset:
     max_days: int = 0
     consistency_pct: float = 0.0
     exposure: Exposure = field(default_factory=Exposure)
+    windows: Windows | None = None
 
     def buffer(self, initial: float) -> float:
         """How far inside every floor the trader stops, in money."""
@@ -158,6 +192,7 @@ _TOP_KEYS: dict[str, Any] = {
     "daily_floor": "table",
     "max_loss": "table",
     "exposure": "table",
+    "windows": "table",
 }
 _DAILY_KEYS: dict[str, Any] = {
     "limit_pct": "amount",
@@ -179,6 +214,13 @@ _EXPOSURE_KEYS: dict[str, Any] = {
     "max_open_lots": "amount",
     "max_risk_pct": "amount",
     "require_stop": "flag",
+}
+_WINDOWS_KEYS: dict[str, Any] = {
+    "news_before_min": "amount",
+    "news_after_min": "amount",
+    "news_impact": "impacts",
+    "news_flatten": "flag",
+    "flat_before_weekend_min": "amount",
 }
 _LIMITS = ("limit_pct", "limit_amount")
 _RESET = re.compile(r"^(\d{1,2}):(\d{2})(?:\s+(\S.*))?$")
@@ -244,6 +286,10 @@ def _build_preset(path: Path, data: dict[str, Any]) -> Preset:
         values["exposure"] = Exposure(
             **_read_table(path, values["exposure"], _EXPOSURE_KEYS, prefix="exposure.")
         )
+    if "windows" in values:
+        values["windows"] = Windows(
+            **_read_table(path, values["windows"], _WINDOWS_KEYS, prefix="windows.")
+        )
     values.setdefault("name", path.stem)
     return Preset(**values)
 
@@ -295,6 +341,7 @@ def _convert(path: Path, key: str, value: Any, kind: Any) -> Any:
         "flag": _flag,
         "reset": _reset,
         "table": _table,
+        "impacts": _impacts,
     }
     return converters[kind](path, key, value)
 
@@ -332,6 +379,13 @@ def _amounts(path: Path, key: str, value: Any) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise _bad(path, key, value, "is not a list; write numbers >= 0 such as [10.0, 5.0]")
     return tuple(_amount(path, f"{key}[{i}]", item) for i, item in enumerate(value))
+
+
+def _impacts(path: Path, key: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) and item in IMPACTS for item in items):
+        raise _bad(path, key, value, f'is not a list of {", ".join(IMPACTS)} (such as ["high"])')
+    return tuple(items)
 
 
 def _count(path: Path, key: str, value: Any) -> int:

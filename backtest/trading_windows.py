@@ -27,6 +27,7 @@ import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
 from backtest.data import common_step, epoch_seconds
+from backtest.econ_calendar import IMPACTS
 from backtest.sessions import (
     SessionTable,
     WeeklySession,
@@ -326,7 +327,6 @@ def restrict_to_windows(
     return restricted, windows
 
 
-IMPACTS = ("low", "medium", "high", "holiday")
 # settings read as they are, under the same names on LiveConfig and the backtest's options
 PLAIN_SETTINGS = (
     "no_entry_after_open_min",

@@ -624,11 +624,21 @@ class LiveConfig:
                 object.__setattr__(self, spec.name, None)
         object.__setattr__(self, "strategy_path", _resolve_strategy(self.strategy_path))
         object.__setattr__(self, "sim_data", _resolve_existing(self.sim_data))
+        self._tighten_windows()
         if self.order_retry_max_seconds < self.order_retry_base_seconds:
             raise ConfigError(
                 f"ORDER_RETRY_MAX_SECONDS={self.order_retry_max_seconds} must be >= "
                 f"ORDER_RETRY_BASE_SECONDS={self.order_retry_base_seconds}"
             )
+
+    def _tighten_windows(self) -> None:
+        """An ACCOUNT_RULES preset's [windows] (news blackouts, flat before the weekend)
+        make the trader's window settings at least as strict (idempotent)."""
+        preset = _parse_preset(self.account_rules)
+        if preset is None or preset.windows is None:
+            return
+        for name, value in preset.windows.tightened(self).items():
+            object.__setattr__(self, name, value)
 
     @classmethod
     def load(

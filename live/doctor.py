@@ -327,6 +327,11 @@ def _check_account_rules(connector: MT5Connector, config: LiveConfig, report: Re
         (report.ok if floor.distance > 0 else report.warn)(line)
     if guard.breach is not None:
         report.warn(guard.breach.text())
+    if preset.windows is not None and preset.windows.news and config.calendar_file is None:
+        report.warn(
+            f"account rules {preset.name} black out news, but CALENDAR_FILE is empty: "
+            "no blackout applies"
+        )
 
 
 def _check_symbol(connector: MT5Connector, config: LiveConfig, symbol: str, report: Report) -> None:

@@ -228,3 +228,43 @@ def test_the_pass_probability_is_seeded_and_bounded():
     assert one == again and 0.0 < one.probability < 1.0 and one.passed != other.passed
     low, high = one.interval
     assert low < one.probability < high and high - low < 0.05
+
+
+def test_a_phase_not_passed_within_its_time_limit_fails():
+    """+10% closed on the third NY+7 day: within a 3-day limit it passes; with a 2-day
+    limit the challenge fails when the third day starts, the target not reached."""
+    prices = [*flat(1.10, 60), (1.10, 1.21, 1.10, 1.21), *flat(1.21, 30)]  # in, then +11,000
+    bars = hourly("2024-01-08 22:00", prices)  # a NY+7 day starts at 22:00 UTC in winter
+    rows = list(range(61))  # closed at the open of bar 62, Jan 11 12:00 UTC: the third day
+
+    def rule(days: int) -> Preset:
+        return Preset("t", targets_pct=(10.0,), max_days=days)
+
+    assert challenge(rule(3), bars, rows).outcome == "passed"
+    late = challenge(rule(2), bars, rows)
+    assert late.outcome == "failed" and late.breach.rule == "time limit"
+    assert late.breach.time == pd.Timestamp("2024-01-10 22:00", tz="UTC")
+    assert "time limit passed" in "\n".join(late.lines())
+
+
+def test_a_presets_windows_govern_the_run(tmp_path, capsys):
+    """`[windows] flat_before_weekend_min = 120` in the preset trades the run as
+    `--flat-before-weekend 120` does: the same trades, which differ from the run without."""
+    import json
+
+    from backtest.cli import main
+
+    preset = tmp_path / "flat.toml"
+    preset.write_text("[windows]\nflat_before_weekend_min = 120\n")
+    args = ["run", "--strategy", "backtest/strategies/sma_cross.py", "--synthetic", "3000",
+            "--lots", "1", "--broker-tz", "NY+7"]  # fmt: skip
+
+    def trades(*extra: str) -> list:
+        out = tmp_path / "run.json"
+        assert main([*args, *extra, "--json", str(out)]) == 0
+        return json.loads(out.read_text())["trades"]
+
+    by_preset = trades("--rules", str(preset))
+    assert by_preset == trades("--flat-before-weekend", "120")
+    assert by_preset != trades()
+    capsys.readouterr()

@@ -190,6 +190,10 @@ BAD = [
         "daily_floor.of",
         ["is not one of initial, day_base"],
     ),
+    ("[exposure]\nmax_risk_pct = -1.0\n", "exposure.max_risk_pct", ["-1.0", "negative"]),
+    ("[exposure]\nrequire_sl = true\n", "exposure.require_sl", ["exposure.require_stop"]),
+    ("[windows]\nnews_impact = ['huge']\n", "windows.news_impact", ["low, medium, high"]),
+    ("[windows]\nnews_before_min = -2\n", "windows.news_before_min", ["-2", "negative"]),
 ]
 
 
@@ -241,3 +245,26 @@ def test_the_shipped_folder_is_listed_when_a_name_is_unknown():
 
 def test_preset_error_is_a_value_error():
     assert issubclass(PresetError, ValueError)
+
+
+def test_preset_windows_tighten_the_settings_they_are_given(tmp_path):
+    """A firm's windows make the trader's own stricter, never looser: the longer minutes,
+    the union of impacts, flattening if either says so."""
+    from types import SimpleNamespace
+
+    preset = load_preset(
+        write(
+            tmp_path,
+            "[windows]\nnews_before_min = 2\nnews_after_min = 2\nnews_impact = ['medium']\n"
+            "flat_before_weekend_min = 30\n",
+        )
+    )
+    own = SimpleNamespace(news_before_min=5.0, news_after_min=0.0, news_impact="high",
+                          news_flatten=False, flat_before_weekend_min=None)  # fmt: skip
+    assert preset.windows.tightened(own) == {
+        "news_before_min": 5.0,
+        "news_after_min": 2.0,
+        "news_impact": "high,medium",
+        "news_flatten": False,
+        "flat_before_weekend_min": 30.0,
+    }

@@ -398,3 +398,21 @@ def test_an_entry_whose_stop_could_breach_the_floor_is_refused_in_the_simulator(
     if not opened:
         assert outcomes and "if every stop were hit" in outcomes[0]
     trader.shutdown()
+
+
+def test_a_presets_windows_tighten_the_traders_settings(tmp_path, live_config):
+    """ACCOUNT_RULES with [windows]: the trader's news and weekend settings become at least
+    as strict (its own longer minutes kept); a bad preset is a config error naming it."""
+    from live.errors import ConfigError
+
+    preset = write_preset(
+        tmp_path,
+        "[windows]\nnews_before_min = 2\nnews_after_min = 2\nflat_before_weekend_min = 30\n",
+    )
+    config = live_config(account_rules=str(preset), news_before_min=10.0)
+    assert (config.news_before_min, config.news_after_min) == (10.0, 2.0)
+    assert config.flat_before_weekend_min == 30.0
+    assert config.replace(news_after_min=1.0).news_after_min == 2.0  # never looser
+    bad = write_preset(tmp_path, "[windows]\nnews_impact = 'loud'\n", name="bad")
+    with pytest.raises(ConfigError, match=r"ACCOUNT_RULES=.*bad\.toml.*windows\.news_impact"):
+        live_config(account_rules=str(bad))
