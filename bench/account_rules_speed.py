@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import statistics
 import sys
@@ -24,28 +23,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.live_speed import make_config, make_trader  # noqa: E402
+from bench.live_speed import (  # noqa: E402
+    hundred_names,
+    hundred_symbol_loops,
+    make_config,
+    make_trader,
+)
+from live.live_trader import LiveTrader  # noqa: E402
 from live.sim_terminal import SimConfig, SimTerminal  # noqa: E402
-from live.sim_terminal.market import CATALOG  # noqa: E402
 
-NAMES = [f"FX{i:03d}" for i in range(100)]
 PRESET = "static_5_10"
-
-
-def _symbols() -> None:
-    for name in NAMES:  # copies of EURUSD under new names, for this benchmark only
-        CATALOG.setdefault(name, dataclasses.replace(CATALOG["EURUSD"], name=name))
 
 
 def loop_cost(loops: int, rules: str) -> tuple[list[float], list[float]]:
     """(loop seconds, rule-check seconds) over `loops` loops on 100 symbols."""
-    with tempfile.TemporaryDirectory() as folder:
-        sim = SimTerminal(SimConfig(symbols=tuple(NAMES), n_bars=1100 + loops, history_bars=1000))
-        config = make_config(
-            Path(folder), symbols=tuple(NAMES), account_rules=rules, max_total_lots=0.0
-        )
-        trader = make_trader(config, sim, fast=10, slow=30)
-        checks: list[float] = []
+    checks: list[float] = []
+
+    def time_the_check(trader: LiveTrader) -> None:
         protect = trader._protect_account
 
         def timed(account: object) -> None:
@@ -54,32 +48,27 @@ def loop_cost(loops: int, rules: str) -> tuple[list[float], list[float]]:
             checks.append(time.perf_counter() - started)
 
         trader._protect_account = timed
-        trader.start()
-        loops_s = []
-        for _ in range(loops):
-            started = time.perf_counter()
-            trader.iterate()
-            loops_s.append(time.perf_counter() - started)
-            sim.sim_step_bar()
-        trader.audit.close()
+
+    loops_s = hundred_symbol_loops(loops, time_the_check, account_rules=rules, max_total_lots=0.0)
     return loops_s, checks
 
 
 def pre_trade_cost(calls: int) -> tuple[float, int]:
     """(median seconds, open positions) of the check before an entry, 100 stops held."""
+    names = hundred_names()
     with tempfile.TemporaryDirectory() as folder:
-        sim = SimTerminal(SimConfig(symbols=tuple(NAMES), n_bars=1100, history_bars=1000))
-        config = make_config(Path(folder), symbols=tuple(NAMES), account_rules=PRESET)
+        sim = SimTerminal(SimConfig(symbols=tuple(names), n_bars=1100, history_bars=1000))
+        config = make_config(Path(folder), symbols=tuple(names), account_rules=PRESET)
         trader = make_trader(config, sim, fast=10, slow=30)
         trader.start()
-        for name in NAMES:
+        for name in names:
             tick = sim.symbol_info_tick(name)
             order = {"action": 1, "symbol": name, "volume": 0.01, "type": 0, "price": tick.ask,
                      "sl": round(tick.bid - 0.005, 5), "magic": config.magic_number}  # fmt: skip
             sim.order_send(order)
         trader.positions.sync()
-        account, tick = trader.broker.account(), sim.symbol_info_tick(NAMES[0])
-        request = {"symbol": NAMES[0], "type": 0, "volume": 0.01, "price": 1.1, "sl": 1.095}
+        account, tick = trader.broker.account(), sim.symbol_info_tick(names[0])
+        request = {"symbol": names[0], "type": 0, "volume": 0.01, "price": 1.1, "sl": 1.095}
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
@@ -96,7 +85,6 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)
-    _symbols()
     with_rules, checks = loop_cost(args.loops, PRESET)
     without, _ = loop_cost(args.loops, "")
     pre_trade, held = pre_trade_cost(args.calls)

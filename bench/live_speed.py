@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,14 +132,26 @@ def latency_rows(bars: int) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------- 2. 100 symbols
 
 
-def hundred_symbols(loops: int) -> list[tuple[str, str]]:
+def hundred_names() -> list[str]:
+    """100 copies of EURUSD under new names (FX000...), for the benchmarks only."""
     names = [f"FX{i:03d}" for i in range(100)]
-    for name in names:  # copies of EURUSD under new names, for this benchmark only
+    for name in names:
         CATALOG.setdefault(name, dataclasses.replace(CATALOG["EURUSD"], name=name))
+    return names
+
+
+def hundred_symbol_loops(
+    loops: int, prepare: Callable[[LiveTrader], None] | None = None, **settings: object
+) -> list[float]:
+    """Seconds of each of `loops` loops over 100 symbols, a bar closed on each (in-process
+    simulator); `prepare` sees the trader before its start."""
+    names = hundred_names()
     with tempfile.TemporaryDirectory() as folder:
         sim = SimTerminal(SimConfig(symbols=tuple(names), n_bars=1100 + loops, history_bars=1000))
-        config = make_config(Path(folder), symbols=tuple(names), dry_run=True)
+        config = make_config(Path(folder), symbols=tuple(names), **settings)
         trader = make_trader(config, sim, fast=10, slow=30)
+        if prepare is not None:
+            prepare(trader)
         trader.start()
         seconds = []
         for _ in range(loops):
@@ -147,6 +160,11 @@ def hundred_symbols(loops: int) -> list[tuple[str, str]]:
             seconds.append(time.perf_counter() - started)
             sim.sim_step_bar()
         trader.audit.close()
+    return seconds
+
+
+def hundred_symbols(loops: int) -> list[tuple[str, str]]:
+    seconds = hundred_symbol_loops(loops, dry_run=True)
     return [
         (
             "one loop over 100 symbols, a bar closed on each (dry run)",
