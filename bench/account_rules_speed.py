@@ -72,7 +72,7 @@ def pre_trade_cost(calls: int) -> tuple[float, int]:
         samples = []
         for _ in range(calls):
             started = time.perf_counter()
-            trader.positions.entries._rules_refusal(request, account, tick)
+            trader.positions.entries.rules_refusal(request, account, tick)
             samples.append(time.perf_counter() - started)
         held = len(trader.state.positions)
         trader.audit.close()

@@ -210,7 +210,7 @@ class EntryDesk:
         )
         margin = estimated_margin(volume, price, spec, account)
         refusal = self.state.entry_refusal(symbol, volume, margin, account)
-        refusal = refusal or self._rules_refusal(request, account, tick)
+        refusal = refusal or self.rules_refusal(request, account, tick)
         if refusal:
             raise PrecheckFailed(refusal)
         if pending:
@@ -232,8 +232,9 @@ class EntryDesk:
             raise PrecheckFailed(f"order_check: {exc}", code=exc.code) from None
         return request, "open", full
 
-    def _rules_refusal(self, request: dict[str, Any], account: Any, tick: Any) -> str | None:
-        """The account rules' check: the exposure limits, and the floors if this entry's stop
+    def rules_refusal(self, request: dict[str, Any], account: Any, tick: Any) -> str | None:
+        """The account rules' check of an entry or a scale-in (`request`: its type, symbol,
+        volume, price and sl): the exposure limits, and the floors if this entry's stop
         and every open position's stop were all hit (a position without a stop counts at its
         current price: its loss cannot be bounded). A stopless entry still costs its spread
         at once: that counts as its risk."""

@@ -62,6 +62,7 @@ class PositionCare:
         on_partial: Callable[[int], None],
         open_id: Callable[[Decision], str],
         entry_blocker: Callable[[], str | None],
+        rules_refusal: Callable[[dict[str, Any], Any, Any], str | None],
         bar_seconds: int,
     ) -> None:
         self.config = config
@@ -77,6 +78,7 @@ class PositionCare:
         self._on_partial = on_partial
         self._open_id = open_id
         self._entry_blocker = entry_blocker
+        self._rules_refusal = rules_refusal
         self._bar_seconds = bar_seconds
         self._stops_of_entry: dict[int, Stops | None] = {}
         self._stops_sent: dict[int, float] = {}  # ticket -> wall time of the last change
@@ -135,7 +137,8 @@ class PositionCare:
         if abs(wanted - held) < spec.volume_step / 2:
             return holdings
         if wanted > held:
-            refusal = self._scale_in_refusal(decision, round(wanted - held, 8), spec)
+            sl = float(first.sl) if first is not None else 0.0
+            refusal = self._scale_in_refusal(decision, round(wanted - held, 8), spec, sl)
             if refusal:
                 logger.info(
                     "%s scale-in to %s lots not sent: %s",
@@ -250,9 +253,11 @@ class PositionCare:
         if result.filled:
             self._on_partial(int(getattr(position, "identifier", 0) or position.ticket))
 
-    def _scale_in_refusal(self, decision: Decision, volume: float, spec: Any) -> str | None:
+    def _scale_in_refusal(
+        self, decision: Decision, volume: float, spec: Any, sl: float
+    ) -> str | None:
         """A scale-in adds exposure: refused like an entry (kill switch, daily limits, lots
-        and margin limits)."""
+        and margin limits, the account rules with its stop `sl`, the position's)."""
         blocker = self._entry_blocker()
         if blocker:
             return blocker
@@ -261,9 +266,12 @@ class PositionCare:
         price = float(tick.ask if decision.position > 0 else tick.bid)
         margin = estimated_margin(volume, price, spec, account)
         hedging = int(getattr(account, "margin_mode", 0)) == ACCOUNT_MARGIN_MODE_RETAIL_HEDGING
-        return self.state.entry_refusal(
+        refusal = self.state.entry_refusal(
             decision.symbol, volume, margin, account, new_position=hedging
         )
+        request = {"type": 0 if decision.position > 0 else 1, "symbol": decision.symbol,
+                   "volume": volume, "price": price, "sl": sl}  # fmt: skip
+        return refusal or self._rules_refusal(request, account, tick)
 
     def _scale_in(
         self, decision: Decision, holdings: list[Holding], volume: float, spec: Any

@@ -126,6 +126,7 @@ class PositionManager:
             on_partial=ledger.partly_closed,
             open_id=self.entries.open_id,
             entry_blocker=risk.entry_blocker,
+            rules_refusal=self.entries.rules_refusal,
             bar_seconds=bar_seconds,
         )
 

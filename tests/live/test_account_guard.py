@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -416,3 +417,44 @@ def test_a_presets_windows_tighten_the_traders_settings(tmp_path, live_config):
     bad = write_preset(tmp_path, "[windows]\nnews_impact = 'loud'\n", name="bad")
     with pytest.raises(ConfigError, match=r"ACCOUNT_RULES=.*bad\.toml.*windows\.news_impact"):
         live_config(account_rules=str(bad))
+
+
+class LongThenScaleIn(LongWithStop):
+    """Half the volume at the entry, the whole from the next bar on (a scale-in)."""
+
+    def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+        frame = super().signals(bars)
+        frame["size"] = np.where(bars["time"] > self.start, 1.0, 0.5)
+        return frame
+
+
+@pytest.mark.parametrize("rules", [False, True])
+def test_a_scale_in_is_checked_like_an_entry(
+    tmp_path, live_config, make_sim, make_trader, rules, caplog
+):
+    """Half a lot in with a 200-pip stop (1,000 at risk, 1,500 of room): allowed. The other
+    half would put 2,000 at risk with both stops hit: under the rules it is not sent."""
+    caplog.set_level("INFO", logger="live.position_care")
+    data, bars = dipping_bars(tmp_path, 300)
+    preset = write_preset(
+        tmp_path, 'buffer_pct = 0.5\n[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\n'
+    )
+    config = live_config(
+        dry_run=False,
+        lot_size=1.0,
+        account_rules=str(preset) if rules else "",
+        max_daily_loss_pct=0.0,
+        max_positions_per_symbol=2,  # a scale-in is a position of its own when hedging
+    )
+    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
+    strategy = LongThenScaleIn(bars["time"].iloc[227], 0.02)
+    trader = make_trader(config, terminal, strategy=strategy)
+    trader.start()
+    for _ in range(5):
+        trader.iterate()
+        terminal.sim_step_bar()
+    held = sum(p.volume for p in terminal.positions_get())
+    assert held == pytest.approx(0.5 if rules else 1.0)
+    said = "scale-in to 1.0 lots not sent: account rules: if every stop were hit"
+    assert (said in caplog.text) is rules
+    trader.shutdown()

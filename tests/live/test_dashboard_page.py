@@ -150,6 +150,52 @@ def test_the_next_news_blackout_is_shown(tmp_path, page_probe):
 
 
 @pytest.mark.browser
+def test_each_account_rule_floor_is_shown_and_a_breach_blocks_entries(tmp_path, page_probe):
+    """What the trader's guard describes (a real AccountGuard after a breach): a card per
+    floor with where it stops, the distance in money and %, the firm's level and the next
+    reset; the breach as a banner and on the entries card."""
+    from backtest.broker_clock import UTC_ZONE
+    from backtest.prop_rules import load_preset
+    from live.account_guard import AccountGuard
+
+    audit, _ = clocked(tmp_path / "audit.db")
+    snapshot(audit, 100_000.0)
+    guard = AccountGuard(
+        load_preset("static_5_10"),
+        None,
+        record=None,
+        zone=lambda: UTC_ZONE,
+        now=lambda: datetime.fromisoformat("2024-03-08T12:00:00+00:00"),
+        account_size=100_000.0,
+    )
+    guard.check(100_000.0, 97_000.0)
+    healthy = guard.describe()
+    guard.check(100_000.0, 95_400.0)
+    heartbeat(audit, strategy="S", symbols=["EURUSD"], timeframe="H1",
+              account_rules=healthy)  # fmt: skip
+    with served(audit.path) as base:
+        probe = page_probe((base,))
+        probe.page.goto(base + "/")
+        daily = probe.page.locator(".card", has_text="static_5_10: daily floor")
+        daily.locator(".sub").wait_for()
+        text = daily.inner_text()
+        assert "95,500.00" in text and "1,500.00 (1.50%) away" in text
+        assert "firm's level 95,000.00" in text and "resets 2024-03-08 23:00" in text
+        assert "90,500.00" in probe.page.locator(".card", has_text="maximum loss").inner_text()
+        assert probe.errors == []
+    heartbeat(audit, strategy="S", symbols=["EURUSD"], timeframe="H1", entries_enabled=False,
+              disabled_reasons=[guard.blocker()], account_rules=guard.describe())  # fmt: skip
+    with served(audit.path) as base:
+        probe = page_probe((base,))
+        probe.page.goto(base + "/")
+        banner = probe.page.locator(".banner.warning", has_text="account rules")
+        banner.wait_for()
+        assert "daily floor breached" in banner.inner_text() and "halted" in banner.inner_text()
+        assert "blocked" in probe.page.locator(".card", has_text="New entries").inner_text()
+        assert probe.errors == []
+
+
+@pytest.mark.browser
 def test_the_no_data_page_names_the_database(tmp_path, page_probe):
     missing = tmp_path / "not-yet" / "audit.db"
     with served(missing) as base:
