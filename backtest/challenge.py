@@ -91,18 +91,38 @@ class ChallengeReport:
 
 @dataclass(frozen=True)
 class _Path:
-    """Per bar: times (UTC epochs), closed balance, close equity, worst equity, open flag,
-    and each bar's trading day."""
+    """Per bar: UTC epochs, closed balance, close equity, worst equity and whether a position
+    is open; per trading day: its first and last bar and its label (days since the epoch in
+    the reset's zone)."""
 
-    times: pd.DatetimeIndex
+    seconds: np.ndarray
     balance: np.ndarray
     equity: np.ndarray
     worst: np.ndarray
     holding: np.ndarray
-    day: np.ndarray
     starts: np.ndarray  # each day's first bar
     ends: np.ndarray  # each day's last bar
-    day_index: np.ndarray  # per bar, its day's number (0, 1, ...)
+    labels: np.ndarray
+
+    def time(self, bar: int) -> pd.Timestamp:
+        return pd.Timestamp(int(self.seconds[bar]), unit="s", tz="UTC")
+
+    def day_of(self, bars: np.ndarray | int) -> np.ndarray | int:
+        """The day number (0, 1, ...) of bar indices."""
+        return np.searchsorted(self.starts, bars, side="right") - 1
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """One rule's floor, per day (`daily`) or per bar (`per_bar`, a trailing intraday one)."""
+
+    rule: str
+    effect: str
+    daily: np.ndarray | None = None
+    per_bar: np.ndarray | None = None
+
+    def at(self, bar: int, day: int) -> float:
+        return float(self.per_bar[bar] if self.per_bar is not None else self.daily[day])
 
 
 def evaluate(
@@ -120,10 +140,10 @@ def evaluate(
     buffer = preset.buffer(cash)
     floors = []
     if preset.daily_floor is not None:
-        floors.append(("daily floor", _daily_floor(preset.daily_floor, path, cash) + buffer,
-                       preset.daily_floor.effect))  # fmt: skip
+        level = _daily_floor(preset.daily_floor, path, cash) + buffer
+        floors.append(_Floor("daily floor", preset.daily_floor.effect, daily=level))
     if preset.max_loss is not None:
-        floors.append(("maximum loss", _max_loss(preset.max_loss, path, cash) + buffer, "fail"))
+        floors.append(_max_loss(preset.max_loss, path, cash, buffer))
     end = _first_failure(report, path, floors)
     marks = _trading_days(report, preset, result, path, end)
     _phases(report, preset, path, cash, end, marks)
@@ -160,87 +180,101 @@ def _equity_path(
     reason = trades["exit_reason"]
     inside = ((reason == "sl") | (reason == "tp")).to_numpy()
     side = np.where((trades["direction"] == "long").to_numpy(), 1.0, -1.0)
-    units = side * trades["volume"].to_numpy(dtype=np.float64) * spec.contract_size
+    # in whole ten-thousandths of a unit, so the running sum is exact: flat is exactly 0
+    units = np.rint(side * trades["volume"].to_numpy(np.float64) * spec.contract_size * 1e4)
     change = np.bincount(entry, units, n + 1) - np.bincount(exit_ + inside, units, n + 2)[:-1]
     exposure = np.cumsum(change[:n])
-    exposure[np.abs(exposure) < 1e-9] = 0.0
     close = bars["close"].to_numpy(dtype=np.float64)
     adverse = np.where(exposure > 0, bars["low"].to_numpy(), bars["high"].to_numpy()) - close
-    to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close  # USD accounts
+    adverse *= exposure
+    adverse *= 1e-4 if spec.currency_profit == "USD" else 1e-4 / close  # USD accounts
     equity = result.equity.to_numpy(dtype=np.float64)
-    worst = equity + np.minimum(adverse * exposure * to_account, 0.0)
+    worst = equity + np.minimum(adverse, 0.0)
     times = pd.DatetimeIndex(bars["time"])
-    day = trading_day_labels(times.asi8 // _NANOS[times.unit], preset, broker_zone)
-    new_day = np.concatenate(([True], day[1:] != day[:-1]))
-    starts = np.flatnonzero(new_day)
+    seconds = times.asi8 // _NANOS[times.unit]
+    day = trading_day_labels(seconds, preset, broker_zone)
+    starts = np.flatnonzero(np.diff(day, prepend=day[0] - 1))
     ends = np.append(starts[1:], n) - 1
-    day_index = np.cumsum(new_day) - 1
-    return _Path(times, balance, equity, worst, exposure != 0, day, starts, ends, day_index)
+    return _Path(seconds, balance, equity, worst, exposure != 0, starts, ends, day[starts])
 
 
 def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
-    """Per bar, the day's floor: the day base at the reset minus the limit."""
+    """Per day, its floor: the day base at the reset minus the limit."""
     starts = path.starts
     before = np.maximum(starts - 1, 0)  # the last bar before the reset
     balance, equity = path.balance[before], path.equity[before]
     balance[starts == 0], equity[starts == 0] = cash, cash
-    return rule.level(rule.base_of(balance, equity), cash)[path.day_index]
+    return rule.level(rule.base_of(balance, equity), cash)
 
 
-def _max_loss(rule: MaxLoss, path: _Path, cash: float) -> np.ndarray:
-    """Per bar, the maximum-loss floor: static, or trailing a high-water mark (only up)."""
+def _max_loss(rule: MaxLoss, path: _Path, cash: float, buffer: float) -> _Floor:
+    """The maximum-loss floor: static, or trailing a high-water mark (only up): the
+    end-of-day balance (per day) or the equity peak (per bar)."""
+    days = len(path.starts)
     if rule.mode == "static":
-        return np.full(path.day.shape, rule.level(0.0, cash))
+        return _Floor("maximum loss", "fail", daily=np.full(days, rule.level(0.0, cash) + buffer))
     if rule.high_water == "intraday_equity":
         mark = np.maximum.accumulate(path.equity)
-    else:  # the end-of-day balance, known from the next day on
-        closing = path.balance[path.ends]
-        mark = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))[path.day_index]
-    return np.broadcast_to(rule.level(mark, cash), path.day.shape)
+        return _Floor("maximum loss", "fail", per_bar=rule.level(mark, cash) + buffer)
+    closing = path.balance[path.ends]  # known from the next day on
+    mark = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))
+    return _Floor("maximum loss", "fail", daily=rule.level(mark, cash) + buffer)
 
 
-def _first_failure(
-    report: ChallengeReport, path: _Path, floors: list[tuple[str, np.ndarray, str]]
-) -> int:
+def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -> int:
     """Record the first fail-type breach (and count paused days); the bar it ends at."""
-    end = len(path.day)
-    for rule, floor, effect in floors:
-        below = np.flatnonzero(path.worst < floor)
-        if effect == "pause":
-            report.paused_days += len(np.unique(path.day[below]))
-            continue
-        if len(below) and below[0] < end:
-            end = int(below[0])
-            report.breach = Breach(
-                rule, path.times[end], float(path.worst[end]), float(floor[end]), effect
-            )
+    end = len(path.worst)
+    day_low = np.minimum.reduceat(path.worst, path.starts) if len(path.worst) else path.worst
+    for floor in floors:
+        if floor.per_bar is not None:
+            below = np.flatnonzero(path.worst < floor.per_bar)
+            bad_days = np.unique(path.day_of(below))
+            first = int(below[0]) if len(below) else None
+        else:
+            bad_days = np.flatnonzero(day_low < floor.daily)
+            first = _first_bar_below(path, floor.daily, bad_days)
+        if floor.effect == "pause":
+            report.paused_days += len(bad_days)
+        elif first is not None and first < end:
+            end = first
+            day = int(path.day_of(first))
+            report.breach = Breach(floor.rule, path.time(first), float(path.worst[first]),
+                                   floor.at(first, day), floor.effect)  # fmt: skip
     if report.breach is not None:
         report.outcome = "failed"
     return end
 
 
+def _first_bar_below(path: _Path, daily: np.ndarray, bad_days: np.ndarray) -> int | None:
+    """The first bar of the first failing day whose worst equity is under that day's floor."""
+    if not len(bad_days):
+        return None
+    day = int(bad_days[0])
+    start, last = int(path.starts[day]), int(path.ends[day])
+    return start + int(np.argmax(path.worst[start : last + 1] < daily[day]))
+
+
 def _trading_days(
     report: ChallengeReport, preset: Preset, result: BacktestResult, path: _Path, end: int
 ) -> np.ndarray:
-    """Count the trading days (the preset's definition) and the consistency ratio; return a
-    per-bar mark on the bar each trading day becomes one (for the phases' minimum days)."""
-    n = len(path.day)
-    starts = path.starts
+    """Count the trading days (the preset's definition) and the consistency ratio; return
+    the bars on which each trading day becomes one, sorted (for the phases' minimum days)."""
+    n = len(path.worst)
     closing = path.balance[path.ends]
-    opening = np.concatenate(([path.balance[0]], closing[:-1]))
+    opening = np.concatenate((path.balance[:1], closing[:-1]))
     gains = closing - opening
-    marks = np.zeros(n, dtype=np.int64)
     if preset.trading_day == "profitable":
-        good = gains >= opening * preset.profitable_day_pct / 100
-        marks[path.ends[good]] = 1
+        marks = path.ends[gains >= opening * preset.profitable_day_pct / 100]
     elif len(result.trades):
         entries = np.sort(result.trades["entry_bar"].to_numpy(dtype=np.int64))
-        first_of_day = np.unique(path.day[entries], return_index=True)[1]
-        marks[entries[first_of_day]] = 1
-    marks[end:] = 0
-    report.trading_days = int(marks.sum())
+        marks = entries[np.unique(path.day_of(entries), return_index=True)[1]]
+    else:
+        marks = np.zeros(0, dtype=np.int64)
+    marks = marks[marks < end]
+    report.trading_days = len(marks)
     total = float(path.balance[max(min(end, n) - 1, 0)] - path.balance[0])
-    best = float(gains[starts < end].max()) if (starts < end).any() else 0.0
+    before_end = path.starts < end
+    best = float(gains[before_end].max()) if before_end.any() else 0.0
     report.consistency_ratio = best / total if total > 0 else None
     return marks
 
@@ -248,7 +282,7 @@ def _trading_days(
 def _out_of_time(report: ChallengeReport, path: _Path, at: int, target: float) -> None:
     """The phase's time limit passed at bar `at` with its target not reached."""
     report.outcome = "failed"
-    report.breach = Breach("time limit", path.times[at], float(path.balance[at]), target, "fail")
+    report.breach = Breach("time limit", path.time(at), float(path.balance[at]), target, "fail")
 
 
 def _phases(
@@ -260,29 +294,31 @@ def _phases(
     marks: np.ndarray,
 ) -> None:
     """Each target in turn, from the previous pass: closed balance at the target with
-    nothing open, and the minimum trading days within the phase."""
+    nothing open, the minimum trading days within the phase, inside its time limit."""
     start, base = 0, cash
-    counted = np.cumsum(marks)
     for number, target in enumerate(preset.targets_pct, start=1):
-        days_in = counted - (counted[start - 1] if start else 0)
-        reached = (path.balance >= base * (1 + target / 100)) & ~path.holding
-        reached &= days_in >= preset.min_trading_days
-        reached[:start] = False
-        reached[end:] = False
+        goal = base * (1 + target / 100)
+        reached = np.flatnonzero((path.balance >= goal) & ~path.holding)
+        reached = reached[(reached >= start) & (reached < end)]
+        if preset.min_trading_days:  # the days marked from the phase's start to each bar
+            days_in = np.searchsorted(marks, reached, "right") - np.searchsorted(marks, start)
+            reached = reached[days_in >= preset.min_trading_days]
+        first_label = path.labels[path.day_of(start)]
         if preset.max_days:  # the phase's time limit, in trading days from its start
-            late = path.day >= path.day[start] + preset.max_days
-            reached &= ~late
-            if not reached.any() and late[:end].any():
-                _out_of_time(report, path, int(np.argmax(late)), base * (1 + target / 100))
-        hit = np.flatnonzero(reached)
-        passed_at = path.times[hit[0]] if len(hit) else None
-        days = int(path.day[hit[0]] - path.day[start]) + 1 if len(hit) else None
+            late_day = int(np.searchsorted(path.labels, first_label + preset.max_days))
+            late = int(path.starts[late_day]) if late_day < len(path.starts) else len(path.worst)
+            reached = reached[reached < late]
+            if not len(reached) and late < end:
+                _out_of_time(report, path, late, goal)
+        hit = int(reached[0]) if len(reached) else None
+        days = None if hit is None else int(path.labels[path.day_of(hit)] - first_label) + 1
         report.phases.append(
-            {"phase": number, "target_pct": target, "passed_at": passed_at, "days": days}
-        )
-        if not len(hit):
+            {"phase": number, "target_pct": target,
+             "passed_at": None if hit is None else path.time(hit), "days": days}
+        )  # fmt: skip
+        if hit is None:
             return
-        start, base = int(hit[0]), float(path.balance[hit[0]])
+        start, base = hit, float(path.balance[hit])
     consistent = not preset.consistency_pct or (
         report.consistency_ratio is not None
         and report.consistency_ratio <= preset.consistency_pct / 100
