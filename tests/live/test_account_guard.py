@@ -458,3 +458,47 @@ def test_a_scale_in_is_checked_like_an_entry(
     said = "scale-in to 1.0 lots not sent: account rules: if every stop were hit"
     assert (said in caplog.text) is rules
     trader.shutdown()
+
+
+def test_a_breach_on_a_full_disk_closes_at_once_and_its_record_waits_in_the_journal(
+    tmp_path, live_config, make_sim, make_trader
+):
+    """The database cannot be written when the dip comes: the close goes out all the same
+    (its rows and the breach event go to the fallback journal) and nothing opens; once
+    there is room, the rows move in."""
+    from tests.live.conftest import WallClock
+    from tests.live.test_audit_outage import fill_the_database, make_room
+
+    dip = 230
+    data, bars = dipping_bars(tmp_path, dip)
+    preset = write_preset(
+        tmp_path, '[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\neffect = "fail"\n'
+    )
+    config = live_config(
+        dry_run=False, lot_size=1.0, account_rules=str(preset), max_daily_loss_pct=0.0
+    )
+    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
+    wall = WallClock()
+    trader = make_trader(
+        config, terminal, strategy=LongFrom(bars["time"].iloc[dip - 3]), wall_clock=wall
+    )
+    trader.start()
+    while terminal.sim_time() < bars["time"].iloc[dip].timestamp():
+        trader.iterate()
+        terminal.sim_step_bar()
+    assert len(terminal.positions_get()) == 1
+    fill_the_database(trader.audit)
+    for _ in range(12):
+        trader.iterate()
+        terminal.sim_advance(300)
+        wall.advance(1.0)
+    assert terminal.positions_get() == ()
+    kinds = [r["row"].get("kind") for r in trader.audit.journal.records if r["table"] == "events"]
+    assert "account_breach" in kinds
+    make_room(trader.audit)
+    wall.advance(120)  # the next probe is due
+    trader.iterate()
+    assert trader.audit.journal.records == []
+    assert len(events(tmp_path, "account_breach")) == 1
+    assert "account rules" in (trader.risk.entry_blocker() or "")
+    trader.shutdown()
