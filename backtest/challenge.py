@@ -227,11 +227,11 @@ def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -
     day_low = np.minimum.reduceat(path.worst, path.starts) if len(path.worst) else path.worst
     for floor in floors:
         if floor.per_bar is not None:
-            below = np.flatnonzero(path.worst < floor.per_bar)
+            below = np.flatnonzero(path.worst <= floor.per_bar)
             bad_days = np.unique(path.day_of(below))
             first = int(below[0]) if len(below) else None
         else:
-            bad_days = np.flatnonzero(day_low < floor.daily)
+            bad_days = np.flatnonzero(day_low <= floor.daily)
             first = _first_bar_below(path, floor.daily, bad_days)
         if floor.effect == "pause":
             report.paused_days += len(bad_days)
@@ -251,7 +251,7 @@ def _first_bar_below(path: _Path, daily: np.ndarray, bad_days: np.ndarray) -> in
         return None
     day = int(bad_days[0])
     start, last = int(path.starts[day]), int(path.ends[day])
-    return start + int(np.argmax(path.worst[start : last + 1] < daily[day]))
+    return start + int(np.argmax(path.worst[start : last + 1] <= daily[day]))
 
 
 def _trading_days(

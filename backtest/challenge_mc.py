@@ -154,9 +154,9 @@ def _evaluate_paths(
     if rule is not None and rule.effect == "fail":
         of = cash if rule.of == "initial" else day_start
         limit = rule.limit_amount if rule.limit_amount is not None else of * rule.limit_pct / 100
-        breach |= low < day_start - limit + buffer
+        breach |= low <= day_start - limit + buffer
     if preset.max_loss is not None:
-        breach |= low < _max_loss_floor(preset, after, day, cash) + buffer
+        breach |= low <= _max_loss_floor(preset, after, day, cash) + buffer
     failed_at = np.where(breach.any(axis=1), breach.argmax(axis=1), n)
     passed_at = _phases_passed(preset, after, day, failed_at, cash)
     passed = passed_at < n

@@ -268,3 +268,15 @@ def test_a_presets_windows_govern_the_run(tmp_path, capsys):
     assert by_preset == trades("--flat-before-weekend", "120")
     assert by_preset != trades()
     capsys.readouterr()
+
+
+def test_touching_the_floor_is_a_breach_as_live():
+    """Exactly at the floor counts (firms fail an account that touches its limit; the live
+    guard acts at equity <= its stop too). Prices exact in binary: 6,250 under water."""
+    touch = (1.25, 1.25, 1.1875, 1.25)
+    bars = hourly("2024-01-08 08:00", [*flat(1.25, 3), touch, *flat(1.25, 3)])
+    floor = Preset("touch", daily_floor=DailyFloor(limit_amount=6_250.0, reset=PRAGUE))
+    report = challenge(floor, bars)
+    assert report.outcome == "failed" and report.breach.equity == report.breach.floor == 93_750.0
+    below = Preset("below", daily_floor=DailyFloor(limit_amount=6_250.5, reset=PRAGUE))
+    assert challenge(below, bars).breach is None

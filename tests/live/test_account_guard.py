@@ -502,3 +502,10 @@ def test_a_breach_on_a_full_disk_closes_at_once_and_its_record_waits_in_the_jour
     assert len(events(tmp_path, "account_breach")) == 1
     assert "account rules" in (trader.risk.entry_blocker() or "")
     trader.shutdown()
+
+
+def test_equity_touching_the_stop_is_a_breach(tmp_path):
+    clock = Clock("2024-01-10 12:00")
+    guard = guard_on(tmp_path, DAILY_5.format(base="balance", effect="fail"), clock)
+    assert guard.check(CASH, 95_500.01) is None
+    assert guard.check(CASH, 95_500.0).stop_at == 95_500.0
