@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import DAY, BrokerZone, parse_zone
+from backtest.fills import low_first
 from backtest.prop_rules import DailyFloor, MaxLoss, Preset, Reset
 from backtest.results import BacktestResult
 from backtest.symbols import SymbolSpec
@@ -190,12 +191,32 @@ def _equity_path(
     adverse *= 1e-4 if spec.currency_profit == "USD" else 1e-4 / close  # USD accounts
     equity = result.equity.to_numpy(dtype=np.float64)
     worst = equity + np.minimum(adverse, 0.0)
+    if inside.any():  # the bar a stop or target closed in: from the exit price, not the close
+        at = exit_[inside]
+        worst[at] = equity[at] + _dip_before_exit(trades[inside], at, bars, spec, units[inside])
     times = pd.DatetimeIndex(bars["time"])
     seconds = times.asi8 // _NANOS[times.unit]
     day = trading_day_labels(seconds, preset, broker_zone)
     starts = np.flatnonzero(np.diff(day, prepend=day[0] - 1))
     ends = np.append(starts[1:], n) - 1
     return _Path(seconds, balance, equity, worst, exposure != 0, starts, ends, day[starts])
+
+
+def _dip_before_exit(
+    exits: pd.DataFrame, at: np.ndarray, bars: pd.DataFrame, spec: SymbolSpec, units: np.ndarray
+) -> np.ndarray:
+    """What a position closed inside bar `at` lost beyond its exit before it: nothing for a
+    stop-loss (it fills first); for a take-profit, the adverse extreme when the bar's path
+    (backtest/fills.py: the extreme nearer the open first) reached it before the target."""
+    o, h, lo = (bars[c].to_numpy(np.float64)[at] for c in ("open", "high", "low"))
+    longs = units > 0
+    first_low = low_first(o, h, lo)
+    adverse = np.where(longs, lo, h)
+    before = np.where(longs, first_low, ~first_low) & (exits["exit_reason"] == "tp").to_numpy()
+    move = (adverse - exits["exit_price"].to_numpy(np.float64)) * units * 1e-4
+    if spec.currency_profit != "USD":  # USD accounts, as the rest of the path
+        move = move / bars["close"].to_numpy(np.float64)[at]
+    return np.where(before, np.minimum(move, 0.0), 0.0)
 
 
 def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:

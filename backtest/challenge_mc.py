@@ -22,6 +22,7 @@ import pandas as pd
 
 from backtest.broker_clock import BrokerZone
 from backtest.challenge import trading_day_labels
+from backtest.fills import low_first
 from backtest.prop_rules import Preset
 from backtest.results import BacktestResult
 from backtest.symbols import SymbolSpec
@@ -75,21 +76,29 @@ class PassProbability:
 
 
 def trade_excursions(result: BacktestResult, bars: pd.DataFrame, spec: SymbolSpec) -> np.ndarray:
-    """Each trade's worst floating loss in account money (<= 0), from its bars' extremes."""
+    """Each trade's worst floating loss in account money (<= 0), from the extremes of the
+    bars it was held through. The bar it closed in counts only as far as it was held: not
+    at all after an exit at the open, to the exit for a stop-loss (its pnl), and for a
+    take-profit the adverse extreme if the bar's path reached it first (backtest/fills.py)."""
     trades = result.trades
-    lows, highs = bars["low"].to_numpy(float), bars["high"].to_numpy(float)
+    opens, lows, highs = (bars[c].to_numpy(float) for c in ("open", "low", "high"))
     close = bars["close"].to_numpy(float)
     worst = np.zeros(len(trades))
     for k, trade in enumerate(trades.itertuples()):
-        span = slice(int(trade.entry_bar), int(trade.exit_bar) + 1)
-        units = float(trade.volume) * spec.contract_size
-        if trade.direction == "long":
-            move = lows[span].min() - float(trade.entry_price)
-        else:
-            move = float(trade.entry_price) - highs[span].max()
-        to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close[span].mean()
-        worst[k] = min(0.0, move * units * to_account, float(trade.pnl))
-    return worst
+        entry, exit_ = int(trade.entry_bar), int(trade.exit_bar)
+        held = slice(entry, exit_ + 1 if trade.exit_reason == "end" else exit_)
+        long = trade.direction == "long"
+        extremes = list(lows[held] if long else highs[held])
+        first_low = low_first(opens[exit_], highs[exit_], lows[exit_])
+        if trade.exit_reason == "tp" and first_low == long:
+            extremes.append(lows[exit_] if long else highs[exit_])
+        if not extremes:
+            continue
+        price = float(trade.entry_price)
+        move = (min(extremes) - price) if long else (price - max(extremes))
+        to_account = 1.0 if spec.currency_profit == "USD" else 1.0 / close[entry : exit_ + 1].mean()
+        worst[k] = min(0.0, move * float(trade.volume) * spec.contract_size * to_account)
+    return np.minimum(worst, np.minimum(trades["pnl"].to_numpy(float), 0.0))
 
 
 def pass_probability(

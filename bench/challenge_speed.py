@@ -6,7 +6,8 @@ Prints, on seeded EURUSD H1 bars, in one run:
 
 1. SmaCross (10/30, 1 lot on 100,000): run_backtest alone, and run_backtest followed by the
    challenge evaluation (`backtest.challenge.evaluate`) of each shipped preset; median and
-   best of 15 and their ratios (issue target: at most 1.2x).
+   best of 15 and their ratios (issue target: at most 1.2x); then static_5_10 after three
+   other shipped strategies, whose runs take longer.
 2. The bootstrap pass probability (`backtest.challenge_mc`): PATHS paths of the first TRADES
    trades of that run, each shipped preset (issue target: 10,000 paths of 1,000 trades in
    under 2 s).
@@ -35,6 +36,7 @@ from backtest.trading_windows import with_broker_time
 
 ROOT = Path(__file__).resolve().parent.parent
 CASH = 100_000.0
+OTHER_STRATEGIES = ("rsi_reversion", "session_momentum", "breakeven_partial")
 
 
 def timed(action, repeats: int = 15) -> tuple[float, float]:
@@ -75,6 +77,22 @@ def main() -> int:
         print(
             f"  with {preset.name:24s} median {with_rules:.4f} s ({with_rules / alone:.2f}x), "
             f"best {best:.4f} s ({best / alone_best:.2f}x)"
+        )
+    print("static_5_10 on other shipped strategies (the same cost, a different run time):")
+    preset = load_preset("static_5_10")
+    for name in OTHER_STRATEGIES:
+        other = get_strategy_from_file(ROOT / "backtest" / "strategies" / f"{name}.py")()
+        alone_other, _ = timed(lambda o=other: run_backtest(bars, o, spec=spec, config=config), 7)
+        with_other, _ = timed(
+            lambda o=other: evaluate(
+                preset, run_backtest(bars, o, spec=spec, config=config), bars, spec,
+                cash=CASH, broker_zone=zone,
+            ),
+            7,
+        )  # fmt: skip
+        print(
+            f"  {name:24s} alone {alone_other:.4f} s, with the rules {with_other:.4f} s "
+            f"({with_other / alone_other:.2f}x)"
         )
     first = type(result)(**{**vars(result), "trades": result.trades.iloc[: args.trades]})
     print(f"Monte Carlo: {args.paths:,} paths of {len(first.trades):,} trades")

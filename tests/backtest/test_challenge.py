@@ -280,3 +280,42 @@ def test_touching_the_floor_is_a_breach_as_live():
     assert report.outcome == "failed" and report.breach.equity == report.breach.floor == 93_750.0
     below = Preset("below", daily_floor=DailyFloor(limit_amount=6_250.5, reset=PRAGUE))
     assert challenge(below, bars).breach is None
+
+
+def with_stops(rows: list[int], sl: float | None = None, tp: float | None = None) -> Strategy:
+    """Long on `rows` with fixed stop-loss and take-profit levels."""
+
+    class Stopped(Strategy):
+        @property
+        def warmup(self) -> int:
+            return 1
+
+        def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
+            wanted = np.zeros(len(bars), dtype=int)
+            wanted[rows] = 1
+            frame = pd.DataFrame({"position": wanted})
+            frame["sl"], frame["tp"] = sl or np.nan, tp or np.nan
+            return frame
+
+    return Stopped()
+
+
+def test_the_bar_a_stop_closes_in_counts_from_the_exit_not_the_close():
+    """A stop-loss at 1.095 fills first: the bar's low of 1.05 below it costs nothing more
+    (equity 99,500, no breach of a floor at 99,000). A take-profit at 1.11 reached after a
+    dip to 1.09 (the nearer extreme comes first) counts that dip: equity 99,000 on the way."""
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0), spread_points=0.0)
+    zone = parse_zone("NY+7")
+    stopped = hourly("2024-01-08 08:00", [*flat(1.10, 3), (1.10, 1.10, 1.05, 1.06), *flat(1.06, 3)])
+    run = run_backtest(stopped, with_stops([0, 1, 2, 3], sl=1.095), spec=SPEC, config=config)
+    assert run.trades["exit_reason"].tolist() == ["sl"]
+    floor = Preset("f", daily_floor=DailyFloor(limit_amount=1_000.0, reset=PRAGUE))
+    assert evaluate(floor, run, stopped, SPEC, cash=CASH, broker_zone=zone).breach is None
+    target = hourly(
+        "2024-01-08 08:00", [*flat(1.10, 3), (1.10, 1.12, 1.09, 1.115), *flat(1.115, 3)]
+    )
+    run = run_backtest(target, with_stops([0, 1, 2, 3], tp=1.11), spec=SPEC, config=config)
+    assert run.trades["exit_reason"].tolist() == ["tp"]
+    tight = Preset("t", daily_floor=DailyFloor(limit_amount=500.0, reset=PRAGUE))
+    report = evaluate(tight, run, target, SPEC, cash=CASH, broker_zone=zone)
+    assert report.breach.equity == pytest.approx(99_000.0)
