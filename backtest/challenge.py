@@ -193,7 +193,10 @@ def _equity_path(
     worst = equity + np.minimum(adverse, 0.0)
     if inside.any():  # the bar a stop or target closed in: from the exit price, not the close
         at = exit_[inside]
-        worst[at] = equity[at] + _dip_before_exit(trades[inside], at, bars, spec, units[inside])
+        took_profit = (reason == "tp").to_numpy()[inside]
+        exit_price = trades["exit_price"].to_numpy(np.float64)[inside]
+        dip = _dip_before_exit(took_profit, exit_price, at, bars, spec, units[inside])
+        worst[at] = equity[at] + dip
     times = pd.DatetimeIndex(bars["time"])
     seconds = times.asi8 // _NANOS[times.unit]
     day = trading_day_labels(seconds, preset, broker_zone)
@@ -203,7 +206,12 @@ def _equity_path(
 
 
 def _dip_before_exit(
-    exits: pd.DataFrame, at: np.ndarray, bars: pd.DataFrame, spec: SymbolSpec, units: np.ndarray
+    took_profit: np.ndarray,
+    exit_price: np.ndarray,
+    at: np.ndarray,
+    bars: pd.DataFrame,
+    spec: SymbolSpec,
+    units: np.ndarray,
 ) -> np.ndarray:
     """What a position closed inside bar `at` lost beyond its exit before it: nothing for a
     stop-loss (it fills first); for a take-profit, the adverse extreme when the bar's path
@@ -211,9 +219,8 @@ def _dip_before_exit(
     o, h, lo = (bars[c].to_numpy(np.float64)[at] for c in ("open", "high", "low"))
     longs = units > 0
     first_low = low_first(o, h, lo)
-    adverse = np.where(longs, lo, h)
-    before = np.where(longs, first_low, ~first_low) & (exits["exit_reason"] == "tp").to_numpy()
-    move = (adverse - exits["exit_price"].to_numpy(np.float64)) * units * 1e-4
+    before = took_profit & np.where(longs, first_low, ~first_low)
+    move = (np.where(longs, lo, h) - exit_price) * units * 1e-4
     if spec.currency_profit != "USD":  # USD accounts, as the rest of the path
         move = move / bars["close"].to_numpy(np.float64)[at]
     return np.where(before, np.minimum(move, 0.0), 0.0)
