@@ -28,6 +28,7 @@ from bench.live_speed import (  # noqa: E402
     hundred_symbol_loops,
     make_config,
     make_trader,
+    print_rows,
 )
 from live.live_trader import LiveTrader  # noqa: E402
 from live.sim_terminal import SimConfig, SimTerminal  # noqa: E402
@@ -107,9 +108,7 @@ def main() -> int:
             f"median {1e3 * pre_trade:.2f} ms (only when an entry is sent)",
         ),
     ]
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value}")
+    print_rows(rows)
     return 0
 
 

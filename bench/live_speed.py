@@ -301,10 +301,15 @@ def main() -> int:
         *memory_growth(args.iterations, bar_every=10),
         *audit_rates(args.audit_rows),
     ]
+    print_rows(rows)
+    return 0
+
+
+def print_rows(rows: list[tuple[str, str]]) -> None:
+    """Each (what, figure) on a line, the figures aligned."""
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ CASH = 100_000.0
 PRAGUE = Reset(0, 0, "Europe/Prague")
 
 
-def holding(rows: list[int], total: int) -> Strategy:
-    """A strategy long on the given rows (each decision acts at the next bar's open)."""
+def holding(rows: list[int], total: int = 0, *, sl: float = np.nan, tp: float = np.nan):
+    """A strategy long on the given rows (each decision acts at the next bar's open), with
+    fixed stop-loss and take-profit levels when given."""
 
     class Holding(Strategy):
         @property
@@ -33,7 +34,7 @@ def holding(rows: list[int], total: int) -> Strategy:
         def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
             wanted = np.zeros(len(bars), dtype=int)
             wanted[rows] = 1
-            return pd.DataFrame({"position": wanted})
+            return pd.DataFrame({"position": wanted, "sl": sl, "tp": tp})
 
     return Holding()
 
@@ -282,24 +283,6 @@ def test_touching_the_floor_is_a_breach_as_live():
     assert challenge(below, bars).breach is None
 
 
-def with_stops(rows: list[int], sl: float | None = None, tp: float | None = None) -> Strategy:
-    """Long on `rows` with fixed stop-loss and take-profit levels."""
-
-    class Stopped(Strategy):
-        @property
-        def warmup(self) -> int:
-            return 1
-
-        def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
-            wanted = np.zeros(len(bars), dtype=int)
-            wanted[rows] = 1
-            frame = pd.DataFrame({"position": wanted})
-            frame["sl"], frame["tp"] = sl or np.nan, tp or np.nan
-            return frame
-
-    return Stopped()
-
-
 def test_the_bar_a_stop_closes_in_counts_from_the_exit_not_the_close():
     """A stop-loss at 1.095 fills first: the bar's low of 1.05 below it costs nothing more
     (equity 99,500, no breach of a floor at 99,000). A take-profit at 1.11 reached after a
@@ -307,14 +290,14 @@ def test_the_bar_a_stop_closes_in_counts_from_the_exit_not_the_close():
     config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0), spread_points=0.0)
     zone = parse_zone("NY+7")
     stopped = hourly("2024-01-08 08:00", [*flat(1.10, 3), (1.10, 1.10, 1.05, 1.06), *flat(1.06, 3)])
-    run = run_backtest(stopped, with_stops([0, 1, 2, 3], sl=1.095), spec=SPEC, config=config)
+    run = run_backtest(stopped, holding([0, 1, 2, 3], sl=1.095), spec=SPEC, config=config)
     assert run.trades["exit_reason"].tolist() == ["sl"]
     floor = Preset("f", daily_floor=DailyFloor(limit_amount=1_000.0, reset=PRAGUE))
     assert evaluate(floor, run, stopped, SPEC, cash=CASH, broker_zone=zone).breach is None
     target = hourly(
         "2024-01-08 08:00", [*flat(1.10, 3), (1.10, 1.12, 1.09, 1.115), *flat(1.115, 3)]
     )
-    run = run_backtest(target, with_stops([0, 1, 2, 3], tp=1.11), spec=SPEC, config=config)
+    run = run_backtest(target, holding([0, 1, 2, 3], tp=1.11), spec=SPEC, config=config)
     assert run.trades["exit_reason"].tolist() == ["tp"]
     tight = Preset("t", daily_floor=DailyFloor(limit_amount=500.0, reset=PRAGUE))
     report = evaluate(tight, run, target, SPEC, cash=CASH, broker_zone=zone)

@@ -270,6 +270,34 @@ def dipping_bars(tmp_path: Path, dip_row: int) -> tuple[Path, pd.DataFrame]:
     return path, bars
 
 
+DIP = 230  # the bar of dipping_bars that dips
+DAILY_2 = (
+    'buffer_pct = {buffer}\n[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\n'
+    'effect = "{effect}"\n'
+)
+
+
+def long_before_the_dip(tmp_path, live_config, make_sim, make_trader, *, effect="fail",
+                        buffer=0.5, **trader_options):  # fmt: skip
+    """A trader under a daily floor 2% below 100,000 (stop at 98,500 with the buffer), one
+    lot long from three bars before the dip, stepped to the dipping bar's open:
+    (config, terminal, trader)."""
+    data, bars = dipping_bars(tmp_path, DIP)
+    preset = write_preset(tmp_path, DAILY_2.format(buffer=buffer, effect=effect))
+    config = live_config(
+        dry_run=False, lot_size=1.0, account_rules=str(preset), max_daily_loss_pct=0.0
+    )
+    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
+    strategy = LongFrom(bars["time"].iloc[DIP - 3])
+    trader = make_trader(config, terminal, strategy=strategy, **trader_options)
+    trader.start()
+    while terminal.sim_time() < bars["time"].iloc[DIP].timestamp():
+        trader.iterate()
+        terminal.sim_step_bar()
+    assert len(terminal.positions_get()) == 1
+    return config, terminal, trader
+
+
 @pytest.mark.parametrize("effect", ["fail", "pause"])
 def test_a_dip_through_the_floor_inside_one_bar_closes_everything_in_the_simulator(
     tmp_path, live_config, make_sim, make_trader, effect
@@ -278,26 +306,10 @@ def test_a_dip_through_the_floor_inside_one_bar_closes_everything_in_the_simulat
     loop, the dip is seen: a fail-type rule closes, halts, alerts and records; a pause-type
     one only pauses entries. At the bar's close the equity is back above the floor, so a
     check on closed bars alone would have missed it."""
-    dip = 230
-    data, bars = dipping_bars(tmp_path, dip)
-    preset = write_preset(
-        tmp_path,
-        f'buffer_pct = 0.5\n[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\n'
-        f'effect = "{effect}"\n',
-    )
-    config = live_config(
-        dry_run=False, lot_size=1.0, account_rules=str(preset), max_daily_loss_pct=0.0
-    )
-    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
     alerts = RecordingAlerts()
-    trader = make_trader(
-        config, terminal, strategy=LongFrom(bars["time"].iloc[dip - 3]), alerts=alerts
+    config, terminal, trader = long_before_the_dip(
+        tmp_path, live_config, make_sim, make_trader, effect=effect, alerts=alerts
     )
-    trader.start()
-    while terminal.sim_time() < bars["time"].iloc[dip].timestamp():
-        trader.iterate()
-        terminal.sim_step_bar()
-    assert len(terminal.positions_get()) == 1
     for _ in range(12):  # five-minute loops through the dipping bar
         trader.iterate()
         terminal.sim_advance(300)
@@ -321,23 +333,15 @@ def test_a_dip_through_the_floor_inside_one_bar_closes_everything_in_the_simulat
 
 
 def test_a_restart_during_a_breach_keeps_the_halt(tmp_path, live_config, make_sim, make_trader):
-    dip = 230
-    data, bars = dipping_bars(tmp_path, dip)
-    preset = write_preset(
-        tmp_path, '[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\neffect = "fail"\n'
+    config, terminal, trader = long_before_the_dip(
+        tmp_path, live_config, make_sim, make_trader, buffer=0.0
     )
-    config = live_config(
-        dry_run=False, lot_size=1.0, account_rules=str(preset), max_daily_loss_pct=0.0
-    )
-    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
-    trader = make_trader(config, terminal, strategy=LongFrom(bars["time"].iloc[dip - 3]))
-    trader.start()
-    while terminal.sim_time() <= bars["time"].iloc[dip].timestamp() + 2400:
+    for _ in range(5):  # ten-minute loops into the dip
         trader.iterate()
         terminal.sim_advance(600)
     assert not terminal.positions_get()
     trader.audit.close()  # as a SIGKILL leaves it: no shutdown
-    again = make_trader(config, terminal, strategy=LongFrom(bars["time"].iloc[dip - 3]))
+    again = make_trader(config, terminal, strategy=trader.strategy)
     again.start()
     for _ in range(3):
         terminal.sim_step_bar()
@@ -469,24 +473,10 @@ def test_a_breach_on_a_full_disk_closes_at_once_and_its_record_waits_in_the_jour
     from tests.live.conftest import WallClock
     from tests.live.test_audit_outage import fill_the_database, make_room
 
-    dip = 230
-    data, bars = dipping_bars(tmp_path, dip)
-    preset = write_preset(
-        tmp_path, '[daily_floor]\nlimit_pct = 2.0\nreset = "00:00 UTC"\neffect = "fail"\n'
-    )
-    config = live_config(
-        dry_run=False, lot_size=1.0, account_rules=str(preset), max_daily_loss_pct=0.0
-    )
-    terminal = make_sim(data=str(data), history_bars=225, balance=CASH)
     wall = WallClock()
-    trader = make_trader(
-        config, terminal, strategy=LongFrom(bars["time"].iloc[dip - 3]), wall_clock=wall
+    _, terminal, trader = long_before_the_dip(
+        tmp_path, live_config, make_sim, make_trader, buffer=0.0, wall_clock=wall
     )
-    trader.start()
-    while terminal.sim_time() < bars["time"].iloc[dip].timestamp():
-        trader.iterate()
-        terminal.sim_step_bar()
-    assert len(terminal.positions_get()) == 1
     fill_the_database(trader.audit)
     for _ in range(12):
         trader.iterate()
