@@ -189,7 +189,11 @@ class AccountGuard:
                 f"exposure.max_open_lots {exposure.max_open_lots:g}"
             )
         risk = new_risk or 0.0
-        if exposure.max_risk_pct and 100.0 * risk / self.initial > exposure.max_risk_pct:
+        if (
+            exposure.max_risk_pct
+            and self.initial
+            and 100.0 * risk / self.initial > exposure.max_risk_pct
+        ):
             return (
                 f"account rules: a loss of {risk:,.2f} at the stop is "
                 f"{100.0 * risk / self.initial:.2f}% of {self.initial:,.2f}, over "
