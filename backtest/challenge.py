@@ -179,23 +179,24 @@ def _equity_path(
     balance = cash + np.cumsum(closed[:n])
     # held from the entry bar's open; through the exit bar only when it left inside it
     reason = trades["exit_reason"]
-    inside = ((reason == "sl") | (reason == "tp")).to_numpy()
+    took_profit = (reason == "tp").to_numpy()
+    inside = (reason == "sl").to_numpy() | took_profit
     side = np.where((trades["direction"] == "long").to_numpy(), 1.0, -1.0)
     # in whole ten-thousandths of a unit, so the running sum is exact: flat is exactly 0
     units = np.rint(side * trades["volume"].to_numpy(np.float64) * spec.contract_size * 1e4)
     change = np.bincount(entry, units, n + 1) - np.bincount(exit_ + inside, units, n + 2)[:-1]
     exposure = np.cumsum(change[:n])
-    close = bars["close"].to_numpy(dtype=np.float64)
-    adverse = np.where(exposure > 0, bars["low"].to_numpy(), bars["high"].to_numpy()) - close
+    close, low, high = (bars[c].to_numpy(np.float64) for c in ("close", "low", "high"))
+    adverse = np.where(exposure > 0, low, high) - close
     adverse *= exposure
     adverse *= 1e-4 if spec.currency_profit == "USD" else 1e-4 / close  # USD accounts
     equity = result.equity.to_numpy(dtype=np.float64)
     worst = equity + np.minimum(adverse, 0.0)
     if inside.any():  # the bar a stop or target closed in: from the exit price, not the close
         at = exit_[inside]
-        took_profit = (reason == "tp").to_numpy()[inside]
         exit_price = trades["exit_price"].to_numpy(np.float64)[inside]
-        dip = _dip_before_exit(took_profit, exit_price, at, bars, spec, units[inside])
+        bar = (bars["open"].to_numpy(np.float64)[at], high[at], low[at], close[at])
+        dip = _dip_before_exit(took_profit[inside], exit_price, bar, spec, units[inside])
         worst[at] = equity[at] + dip
     times = pd.DatetimeIndex(bars["time"])
     seconds = times.asi8 // _NANOS[times.unit]
@@ -208,21 +209,21 @@ def _equity_path(
 def _dip_before_exit(
     took_profit: np.ndarray,
     exit_price: np.ndarray,
-    at: np.ndarray,
-    bars: pd.DataFrame,
+    bar: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     spec: SymbolSpec,
     units: np.ndarray,
 ) -> np.ndarray:
-    """What a position closed inside bar `at` lost beyond its exit before it: nothing for a
-    stop-loss (it fills first); for a take-profit, the adverse extreme when the bar's path
-    (backtest/fills.py: the extreme nearer the open first) reached it before the target."""
-    o, h, lo = (bars[c].to_numpy(np.float64)[at] for c in ("open", "high", "low"))
+    """What a position closed inside its exit bar (`bar`: that bar's open, high, low and
+    close) lost beyond its exit before it: nothing for a stop-loss (it fills first); for a
+    take-profit, the adverse extreme when the bar's path (backtest/fills.py: the extreme
+    nearer the open first) reached it before the target."""
+    o, h, lo, close = bar
     longs = units > 0
     first_low = low_first(o, h, lo)
     before = took_profit & np.where(longs, first_low, ~first_low)
     move = (np.where(longs, lo, h) - exit_price) * units * 1e-4
     if spec.currency_profit != "USD":  # USD accounts, as the rest of the path
-        move = move / bars["close"].to_numpy(np.float64)[at]
+        move = move / close
     return np.where(before, np.minimum(move, 0.0), 0.0)
 
 

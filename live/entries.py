@@ -243,12 +243,12 @@ class EntryDesk:
             return None
         side, symbol, volume, price = (request[k] for k in ("type", "symbol", "volume", "price"))
         sl = float(request.get("sl") or 0.0)
-        new_risk = None
-        if sl:
+        new_risk, spread = None, 0.0
+        if sl:  # its loss at the stop includes the spread
             new_risk = self._loss_at_stop(side, symbol, volume, price, sl)
-        spread = self._loss_at_stop(
-            side, symbol, volume, price, tick.bid if side == 0 else tick.ask
-        )
+        else:
+            exit_now = tick.bid if side == 0 else tick.ask
+            spread = self._loss_at_stop(side, symbol, volume, price, exit_now)
         open_risk = sum(
             self._loss_at_stop(p.type, p.symbol, p.volume, p.price_current, p.sl)
             for p in self.state.positions.values()
@@ -256,7 +256,7 @@ class EntryDesk:
         )
         return guard.entry_refusal(
             new_risk=new_risk,
-            open_risk=open_risk + (0.0 if sl else spread),
+            open_risk=open_risk + spread,
             equity=float(account.equity),
             lots=float(request["volume"]),
             open_lots=self.state.total_lots,
