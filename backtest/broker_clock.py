@@ -67,18 +67,20 @@ class BrokerZone:
         if seconds.dtype.kind not in "iu":  # whole seconds: bar times come as integers
             seconds = np.floor(seconds.astype(np.float64))
         floored = seconds.astype(np.int64, copy=False)
+        flat = floored.ravel()
+        in_order = flat.size > 2_000 and bool(np.all(flat[1:] >= flat[:-1]))  # bar times
+        low, high = (flat[0], flat[-1]) if in_order else (flat.min(), flat.max())
         # zone rules are only known within years 1900-2200; far moments (a history query's
         # "until forever") take the offset at the edge
-        if floored.min() < _FIRST or floored.max() > _LAST:
-            floored = np.clip(floored, _FIRST, _LAST)
-        if floored.size > 2_000:  # many moments: one look per day, exact only on switch days
-            return self._offsets_by_day(floored).reshape(seconds.shape)
-        return self._pandas_offsets(floored)
+        if low < _FIRST or high > _LAST:
+            flat = np.clip(flat, _FIRST, _LAST)
+        if in_order:  # the runs between the zone's switches
+            return self._offsets_sorted(flat).reshape(seconds.shape)
+        if flat.size > 2_000:  # many moments: one look per day, exact only on switch days
+            return self._offsets_by_day(flat).reshape(seconds.shape)
+        return self._pandas_offsets(flat).reshape(seconds.shape)
 
-    def _offsets_by_day(self, floored: np.ndarray) -> np.ndarray:
-        flat = floored.ravel()
-        if flat.size and (np.diff(flat) >= 0).all():  # bar times: sorted
-            return self._offsets_sorted(flat)
+    def _offsets_by_day(self, flat: np.ndarray) -> np.ndarray:
         days, where = np.unique(flat // DAY, return_inverse=True)
         first = self._pandas_offsets(days * DAY)
         last = self._pandas_offsets(days * DAY + DAY - 1)

@@ -12,6 +12,7 @@ Pause-type breaches are counted, not enforced: the backtest's trades are the str
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ import pandas as pd
 from backtest.broker_clock import DAY, BrokerZone, parse_zone
 from backtest.fills import low_first
 from backtest.prop_rules import DailyFloor, MaxLoss, Preset, Reset
-from backtest.results import BacktestResult
+from backtest.results import STOP_LOSS, TAKE_PROFIT, BacktestResult
 from backtest.symbols import SymbolSpec
 
 _NANOS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # per second, by unit
@@ -91,22 +92,55 @@ class ChallengeReport:
 
 
 @dataclass(frozen=True)
-class _Path:
-    """Per bar: UTC epochs, closed balance, close equity, worst equity and whether a position
-    is open; per trading day: its first and last bar and its label (days since the epoch in
-    the reset's zone)."""
+class _Balance:
+    """The closed balance: `levels[k]` from the bar of the k-th exit (`steps`, sorted) on;
+    `levels[0]` before the first. Indexed by bar like an array."""
 
-    seconds: np.ndarray
-    balance: np.ndarray
+    steps: np.ndarray
+    levels: np.ndarray
+
+    @classmethod
+    def of(cls, exit_bars: np.ndarray, pnl: np.ndarray, cash: float) -> _Balance:
+        if np.any(exit_bars[1:] < exit_bars[:-1]):
+            order = np.argsort(exit_bars, kind="stable")
+            exit_bars, pnl = exit_bars[order], pnl[order]
+        return cls(exit_bars, cash + np.concatenate(([0.0], np.cumsum(pnl))))
+
+    def __getitem__(self, bars: np.ndarray | int) -> np.ndarray | float:
+        return self.levels[np.searchsorted(self.steps, bars, side="right")]
+
+    def stretches(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each level's bars: [first, stop)."""
+        return np.concatenate(([0], self.steps)), np.append(self.steps, n)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """Per bar: UTC times, closed balance (steps at the exits), close equity, worst equity
+    and the units held; per trading day: its first and last bar and its label (days since
+    the epoch in the reset's zone)."""
+
+    times: pd.DatetimeIndex
+    balance: _Balance
     equity: np.ndarray
     worst: np.ndarray
-    holding: np.ndarray
+    units: np.ndarray
     starts: np.ndarray  # each day's first bar
     ends: np.ndarray  # each day's last bar
     labels: np.ndarray
 
     def time(self, bar: int) -> pd.Timestamp:
-        return pd.Timestamp(int(self.seconds[bar]), unit="s", tz="UTC")
+        return self.times[bar]
+
+    @cached_property
+    def closing_balance(self) -> np.ndarray:
+        """Each day's closed balance at its last bar."""
+        return self.balance[self.ends]
+
+    @cached_property
+    def flat_bars(self) -> np.ndarray:
+        """The bars closing with nothing open."""
+        return np.flatnonzero(self.units == 0)
 
     def day_of(self, bars: np.ndarray | int) -> np.ndarray | int:
         """The day number (0, 1, ...) of bar indices."""
@@ -136,7 +170,8 @@ def evaluate(
     broker_zone: BrokerZone,
 ) -> ChallengeReport:
     """The preset's rules on the run's equity path (see the module docstring)."""
-    path = _equity_path(result, bars, spec, cash, preset, broker_zone)
+    trades = _Trades.of(result, spec)
+    path = _equity_path(trades, result.equity, bars, spec, cash, preset, broker_zone)
     report = ChallengeReport(preset.name)
     buffer = preset.buffer(cash)
     floors = []
@@ -146,7 +181,7 @@ def evaluate(
     if preset.max_loss is not None:
         floors.append(_max_loss(preset.max_loss, path, cash, buffer))
     end = _first_failure(report, path, floors)
-    marks = _trading_days(report, preset, result, path, end)
+    marks = _trading_days(report, preset, trades.entry, path, end)
     _phases(report, preset, path, cash, end, marks)
     return report
 
@@ -156,15 +191,89 @@ def trading_day_labels(
 ) -> np.ndarray:
     """The trading day of each UTC epoch: days start at the preset's reset, a wall time in
     its zone (`broker`: the server's), whatever that zone's daylight saving does."""
+    zone, reset = _reset_of(preset, broker_zone)
+    epochs = np.asarray(utc_seconds, dtype=np.int64)
+    wall = zone.offsets(epochs) + (epochs - reset)
+    wall //= DAY
+    return wall
+
+
+def _firsts(sorted_values: np.ndarray) -> np.ndarray:
+    """The index of each run's first element in sorted values (np.diff's prepend and
+    np.unique are many times slower on long arrays)."""
+    if not len(sorted_values):
+        return np.zeros(0, dtype=np.int64)
+    changes = np.flatnonzero(sorted_values[1:] != sorted_values[:-1])
+    changes += 1
+    return np.concatenate(([0], changes))
+
+
+def _reset_of(preset: Preset, broker_zone: BrokerZone) -> tuple[BrokerZone, int]:
+    """The zone the trading day is kept in and the reset's seconds after its midnight."""
     reset = preset.daily_floor.reset if preset.daily_floor else Reset()
     zone = broker_zone if reset.zone == "broker" else parse_zone(reset.zone, "reset")
-    epochs = np.asarray(utc_seconds, dtype=np.int64)
-    wall = epochs + zone.offsets(epochs) - (reset.hour * 3600 + reset.minute * 60)
-    return wall // DAY
+    return zone, reset.seconds
+
+
+@dataclass(frozen=True)
+class _Trades:
+    """The trade columns the path reads, as arrays (each read once from the frame)."""
+
+    entry: np.ndarray
+    exit: np.ndarray
+    pnl: np.ndarray
+    units: np.ndarray  # signed, in whole ten-thousandths of a unit: a flat sum is exactly 0
+    took_profit: np.ndarray
+    inside: np.ndarray  # left inside its exit bar: a stop or a target
+    exit_price: np.ndarray
+
+    @classmethod
+    def of(cls, result: BacktestResult, spec: SymbolSpec) -> _Trades:
+        """From the engine's arrays, or from the trades table of a result built otherwise."""
+        arrays = result.trade_arrays
+        if arrays is None or len(arrays) != len(result.trades):
+            return cls._of_frame(result.trades, spec)
+        took_profit = arrays.exit_reason == TAKE_PROFIT
+        units = np.where(arrays.direction > 0, 1e4, -1e4) * arrays.volume
+        return cls(
+            entry=arrays.entry_bar.astype(np.int64, copy=False),
+            exit=arrays.exit_bar.astype(np.int64, copy=False),
+            pnl=arrays.pnl,
+            units=np.rint(units * spec.contract_size),
+            took_profit=took_profit,
+            inside=took_profit | (arrays.exit_reason == STOP_LOSS),
+            exit_price=arrays.exit_price,
+        )
+
+    @classmethod
+    def _of_frame(cls, trades: pd.DataFrame, spec: SymbolSpec) -> _Trades:
+        took_profit, stopped = _matches(trades["exit_reason"], "tp", "sl")
+        (long,) = _matches(trades["direction"], "long")
+        units = np.where(long, 1e4, -1e4) * trades["volume"].to_numpy(np.float64)
+        return cls(
+            entry=trades["entry_bar"].to_numpy(dtype=np.int64),
+            exit=trades["exit_bar"].to_numpy(dtype=np.int64),
+            pnl=trades["pnl"].to_numpy(dtype=np.float64),
+            units=np.rint(units * spec.contract_size),
+            took_profit=took_profit,
+            inside=took_profit | stopped,
+            exit_price=trades["exit_price"].to_numpy(np.float64),
+        )
+
+
+def _matches(column: pd.Series, *values: str) -> list[np.ndarray]:
+    """`column == value` for each value, as arrays; a categorical column (the engine's) by
+    its codes."""
+    array = column.array
+    if isinstance(array, pd.Categorical):
+        names = np.append(np.asarray(array.categories, dtype=object), None)  # code -1: missing
+        return [(names == value)[array.codes] for value in values]
+    return [np.asarray(array == value, dtype=bool) for value in values]
 
 
 def _equity_path(
-    result: BacktestResult,
+    trades: _Trades,
+    equity_curve: pd.Series,
     bars: pd.DataFrame,
     spec: SymbolSpec,
     cash: float,
@@ -172,38 +281,77 @@ def _equity_path(
     broker_zone: BrokerZone,
 ) -> _Path:
     n = len(bars)
-    trades = result.trades
-    entry = trades["entry_bar"].to_numpy(dtype=np.int64)
-    exit_ = trades["exit_bar"].to_numpy(dtype=np.int64)
-    closed = np.bincount(exit_, trades["pnl"].to_numpy(dtype=np.float64), n + 1)  # net
-    balance = cash + np.cumsum(closed[:n])
-    # held from the entry bar's open; through the exit bar only when it left inside it
-    reason = trades["exit_reason"]
-    took_profit = (reason == "tp").to_numpy()
-    inside = (reason == "sl").to_numpy() | took_profit
-    side = np.where((trades["direction"] == "long").to_numpy(), 1.0, -1.0)
-    # in whole ten-thousandths of a unit, so the running sum is exact: flat is exactly 0
-    units = np.rint(side * trades["volume"].to_numpy(np.float64) * spec.contract_size * 1e4)
-    change = np.bincount(entry, units, n + 1) - np.bincount(exit_ + inside, units, n + 2)[:-1]
-    exposure = np.cumsum(change[:n])
+    balance = _Balance.of(trades.exit, trades.pnl, cash)
+    exposure = _exposure(trades, n)
     close, low, high = (bars[c].to_numpy(np.float64) for c in ("close", "low", "high"))
-    adverse = np.where(exposure > 0, low, high) - close
+    adverse = np.where(exposure > 0, low, high)
+    adverse -= close
     adverse *= exposure
-    adverse *= 1e-4 if spec.currency_profit == "USD" else 1e-4 / close  # USD accounts
-    equity = result.equity.to_numpy(dtype=np.float64)
-    worst = equity + np.minimum(adverse, 0.0)
-    if inside.any():  # the bar a stop or target closed in: from the exit price, not the close
-        at = exit_[inside]
-        exit_price = trades["exit_price"].to_numpy(np.float64)[inside]
+    np.minimum(adverse, 0.0, out=adverse)
+    if spec.currency_profit != "USD":  # USD accounts
+        adverse /= close
+    equity = equity_curve.to_numpy(dtype=np.float64)
+    worst = equity + adverse
+    if trades.inside.any():  # the bar a stop or target closed in: from the exit, not the close
+        inside = trades.inside
+        at = trades.exit[inside]
         bar = (bars["open"].to_numpy(np.float64)[at], high[at], low[at], close[at])
-        dip = _dip_before_exit(took_profit[inside], exit_price, bar, spec, units[inside])
+        dip = _dip_before_exit(
+            trades.took_profit[inside], trades.exit_price[inside], bar, spec, trades.units[inside]
+        )
         worst[at] = equity[at] + dip
-    times = pd.DatetimeIndex(bars["time"])
-    seconds = times.asi8 // _NANOS[times.unit]
-    day = trading_day_labels(seconds, preset, broker_zone)
-    starts = np.flatnonzero(np.diff(day, prepend=day[0] - 1))
+    times = equity_curve.index if len(equity_curve) == n else pd.DatetimeIndex(bars["time"])
+    starts, labels = _day_starts(times, preset, broker_zone)
     ends = np.append(starts[1:], n) - 1
-    return _Path(seconds, balance, equity, worst, exposure != 0, starts, ends, day[starts])
+    return _Path(times, balance, equity, worst, exposure, starts, ends, labels)
+
+
+# the last bar times' days: a grid or a walk-forward evaluates run after run on the same bars
+_last_days: tuple[np.ndarray, tuple[BrokerZone, int], np.ndarray, np.ndarray] | None = None
+
+
+def _day_starts(
+    times: pd.DatetimeIndex, preset: Preset, broker_zone: BrokerZone
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each trading day's first bar and its label; remembered for the last bar times seen
+    (a copy, compared value by value before reuse)."""
+    global _last_days
+    stamps, reset = times.asi8, _reset_of(preset, broker_zone)
+    last = _last_days
+    if last is not None and last[1] == reset and np.array_equal(last[0], stamps):
+        return last[2], last[3]
+    day = trading_day_labels(stamps // _NANOS[times.unit], preset, broker_zone)
+    starts = _firsts(day)
+    labels = day[starts]
+    for shared in (starts, labels):
+        shared.setflags(write=False)
+    _last_days = (stamps.copy(), reset, starts, labels)
+    return starts, labels
+
+
+def _exposure(trades: _Trades, n: int) -> np.ndarray:
+    """Per bar, the signed units held: from the entry bar's open; through the exit bar only
+    when the trade left inside it."""
+    held_to = trades.exit + trades.inside
+    if _one_at_a_time(trades.entry, held_to):
+        # constant between the trades' edges: np.repeat fills each stretch in one pass
+        edges = np.empty(2 * len(held_to) + 2, dtype=np.int64)
+        edges[0], edges[-1] = 0, n
+        edges[1:-1:2], edges[2:-1:2] = trades.entry, np.minimum(held_to, n)
+        stretch_units = np.zeros(2 * len(held_to) + 1)
+        stretch_units[1::2] = trades.units * 1e-4
+        return np.repeat(stretch_units, np.diff(edges))
+    change = np.bincount(trades.entry, trades.units, n + 1)
+    change -= np.bincount(held_to, trades.units, n + 2)[:-1]
+    exposure = np.cumsum(change[:n])  # exact: flat is exactly 0
+    exposure *= 1e-4
+    return exposure
+
+
+def _one_at_a_time(entry: np.ndarray, held_to: np.ndarray) -> bool:
+    """Whether the trades come in order, each held before the next starts (a plain run; a
+    managed one's partial exits share their position's entry)."""
+    return bool(np.all(entry <= held_to) and np.all(entry[1:] >= held_to[:-1]))
 
 
 def _dip_before_exit(
@@ -229,11 +377,14 @@ def _dip_before_exit(
 
 def _daily_floor(rule: DailyFloor, path: _Path, cash: float) -> np.ndarray:
     """Per day, its floor: the day base at the reset minus the limit."""
-    starts = path.starts
-    before = np.maximum(starts - 1, 0)  # the last bar before the reset
-    balance, equity = path.balance[before], path.equity[before]
-    balance[starts == 0], equity[starts == 0] = cash, cash
+    balance = _day_before(path.closing_balance, cash)  # at the last bar before the reset
+    equity = _day_before(path.equity[path.ends], cash)
     return rule.level(rule.base_of(balance, equity), cash)
+
+
+def _day_before(per_day: np.ndarray, first: float) -> np.ndarray:
+    """Each day's value of the day before (`first` for the first day)."""
+    return np.concatenate(([first], per_day[:-1]))
 
 
 def _max_loss(rule: MaxLoss, path: _Path, cash: float, buffer: float) -> _Floor:
@@ -245,8 +396,7 @@ def _max_loss(rule: MaxLoss, path: _Path, cash: float, buffer: float) -> _Floor:
     if rule.high_water == "intraday_equity":
         mark = np.maximum.accumulate(path.equity)
         return _Floor("maximum loss", "fail", per_bar=rule.level(mark, cash) + buffer)
-    closing = path.balance[path.ends]  # known from the next day on
-    mark = np.maximum.accumulate(np.concatenate(([cash], closing[:-1])))
+    mark = np.maximum.accumulate(_day_before(path.closing_balance, cash))  # known the day after
     return _Floor("maximum loss", "fail", daily=rule.level(mark, cash) + buffer)
 
 
@@ -257,7 +407,8 @@ def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -
     for floor in floors:
         if floor.per_bar is not None:
             below = np.flatnonzero(path.worst <= floor.per_bar)
-            bad_days = np.unique(path.day_of(below))
+            days_below = path.day_of(below)
+            bad_days = days_below[_firsts(days_below)]
             first = int(below[0]) if len(below) else None
         else:
             bad_days = np.flatnonzero(day_low <= floor.daily)
@@ -284,19 +435,22 @@ def _first_bar_below(path: _Path, daily: np.ndarray, bad_days: np.ndarray) -> in
 
 
 def _trading_days(
-    report: ChallengeReport, preset: Preset, result: BacktestResult, path: _Path, end: int
+    report: ChallengeReport, preset: Preset, entry_bars: np.ndarray, path: _Path, end: int
 ) -> np.ndarray:
     """Count the trading days (the preset's definition) and the consistency ratio; return
     the bars on which each trading day becomes one, sorted (for the phases' minimum days)."""
     n = len(path.worst)
-    closing = path.balance[path.ends]
-    opening = np.concatenate((path.balance[:1], closing[:-1]))
+    closing = path.closing_balance
+    opening = _day_before(closing, path.balance[0])
     gains = closing - opening
     if preset.trading_day == "profitable":
         marks = path.ends[gains >= opening * preset.profitable_day_pct / 100]
-    elif len(result.trades):
-        entries = np.sort(result.trades["entry_bar"].to_numpy(dtype=np.int64))
-        marks = entries[np.unique(path.day_of(entries), return_index=True)[1]]
+    elif len(entry_bars):
+        entries = entry_bars
+        if np.any(entries[1:] < entries[:-1]):  # a managed run's rows come by exit
+            entries = np.sort(entries)
+        day = path.day_of(entries)
+        marks = entries[_firsts(day)]  # each day's first entry
     else:
         marks = np.zeros(0, dtype=np.int64)
     marks = marks[marks < end]
@@ -306,6 +460,22 @@ def _trading_days(
     best = float(gains[before_end].max()) if before_end.any() else 0.0
     report.consistency_ratio = best / total if total > 0 else None
     return marks
+
+
+def _first_flat_at(path: _Path, goal: float, first: int, stop: int) -> int | None:
+    """The first bar in [first, stop) closing with the balance at `goal` and nothing open."""
+    if first >= stop:
+        return None
+    begins, ends = path.balance.stretches(len(path.worst))
+    there = path.balance.levels >= goal
+    begins = np.maximum(begins[there], first)
+    ends = np.minimum(ends[there], stop)
+    flat = path.flat_bars
+    candidates = np.searchsorted(flat, begins)  # each stretch's first flat bar
+    found = candidates < len(flat)
+    bars = flat[np.minimum(candidates, len(flat) - 1)] if len(flat) else candidates
+    found &= bars < ends
+    return int(bars[np.argmax(found)]) if found.any() else None
 
 
 def _out_of_time(report: ChallengeReport, path: _Path, at: int, target: float) -> None:
@@ -327,19 +497,17 @@ def _phases(
     start, base = 0, cash
     for number, target in enumerate(preset.targets_pct, start=1):
         goal = base * (1 + target / 100)
-        reached = np.flatnonzero((path.balance >= goal) & ~path.holding)
-        reached = reached[(reached >= start) & (reached < end)]
-        if preset.min_trading_days:  # the days marked from the phase's start to each bar
-            days_in = np.searchsorted(marks, reached, "right") - np.searchsorted(marks, start)
-            reached = reached[days_in >= preset.min_trading_days]
+        earliest, latest = start, end
+        if preset.min_trading_days:  # not before the phase's last required day is marked
+            needed = int(np.searchsorted(marks, start)) + preset.min_trading_days - 1
+            earliest = int(marks[needed]) if needed < len(marks) else end
         first_label = path.labels[path.day_of(start)]
         if preset.max_days:  # the phase's time limit, in trading days from its start
             late_day = int(np.searchsorted(path.labels, first_label + preset.max_days))
-            late = int(path.starts[late_day]) if late_day < len(path.starts) else len(path.worst)
-            reached = reached[reached < late]
-            if not len(reached) and late < end:
-                _out_of_time(report, path, late, goal)
-        hit = int(reached[0]) if len(reached) else None
+            latest = int(path.starts[late_day]) if late_day < len(path.starts) else len(path.worst)
+        hit = _first_flat_at(path, goal, earliest, min(latest, end))
+        if hit is None and latest < end:
+            _out_of_time(report, path, latest, goal)
         days = None if hit is None else int(path.labels[path.day_of(hit)] - first_label) + 1
         report.phases.append(
             {"phase": number, "target_pct": target,

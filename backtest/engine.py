@@ -26,7 +26,7 @@ import pandas as pd
 
 from backtest.fills import low_first
 from backtest.managed import Context, quotes, trade_paths
-from backtest.managed_settle import settle, stops_by_bar, trades_frame
+from backtest.managed_settle import settle, stops_by_bar, trade_arrays
 from backtest.metrics import compute_stats
 from backtest.results import (
     END,
@@ -38,6 +38,7 @@ from backtest.results import (
     TRADE_COLUMNS,
     BacktestConfig,
     BacktestResult,
+    TradeArrays,
 )
 from backtest.sizing import SizingError, position_size, volume_rule
 from backtest.strategy import Signals, Strategy, compute_signals, strategy_label
@@ -131,17 +132,18 @@ def run_backtest(
     plan = _plan_trades(signals, n, trade_from)
     times = _utc_index(bars["time"])
     if signals.manages or getattr(strategy, "moving_stops", False):
-        trades, equity, exposure, stops = _run_managed(
-            plan, signals, prices, spec, config, times, bool(strategy.moving_stops)
+        arrays, equity, exposure, stops = _run_managed(
+            plan, signals, prices, spec, config, bool(strategy.moving_stops)
         )
     else:
         _set_entries_and_stops(plan, signals, prices, spec)
         _resolve_exits(plan, prices, config.close_at_end, n)
         volume, pnl, commission = _size_and_settle(plan, spec, config)
         equity = _equity_curve(plan, prices, spec, config, volume, pnl, n)
-        trades = _trade_frame(plan, times, spec, volume, pnl, commission)
+        arrays = _trade_arrays(plan, volume, pnl, commission)
         exposure = _exposure_bars(plan, n)
         stops = _plain_stop_path(plan, n)
+    trades = arrays.frame(times, spec.contract_size)
     stats = compute_stats(
         equity=equity,
         times=times,
@@ -157,6 +159,7 @@ def run_backtest(
         symbol=spec.name,
         strategy=strategy_label(strategy),
         stops=pd.DataFrame({"sl": stops[0], "tp": stops[1]}, index=times),
+        trade_arrays=arrays,
     )
 
 
@@ -405,38 +408,25 @@ def _utc_index(times: pd.Series) -> pd.DatetimeIndex:
     return index.tz_localize("UTC") if index.tz is None else index
 
 
-def _trade_frame(
-    plan: _Plan,
-    index: pd.DatetimeIndex,
-    spec: SymbolSpec,
-    volume: np.ndarray,
-    pnl: np.ndarray,
-    commission: np.ndarray,
-) -> pd.DataFrame:
+def _trade_arrays(
+    plan: _Plan, volume: np.ndarray, pnl: np.ndarray, commission: np.ndarray
+) -> TradeArrays:
     keep = plan.closed
-    frame = pd.DataFrame(
-        {
-            "entry_time": index[plan.entry_bar[keep]],
-            "exit_time": index[plan.exit_bar[keep]],
-            "entry_price": plan.entry_price[keep],
-            "exit_price": plan.exit_price[keep],
-            "direction": pd.Categorical.from_codes(
-                (plan.direction[keep] > 0).astype(np.int8), ["short", "long"]
-            ),
-            "volume": volume[keep],
-            "size": volume[keep] * spec.contract_size,
-            "pnl": np.round(pnl[keep], 2),
-            "commission": np.round(commission[keep], 2),
-            "exit_reason": pd.Categorical.from_codes(plan.exit_reason[keep], EXIT_REASONS),
-            "sl": plan.sl[keep],
-            "tp": plan.tp[keep],
-            "entry_bar": plan.entry_bar[keep],
-            "exit_bar": plan.exit_bar[keep],
-            "signal_bar": plan.signal_bar[keep],
-            "position": np.arange(1, int(keep.sum()) + 1),
-        }
+    return TradeArrays(
+        entry_bar=plan.entry_bar[keep],
+        exit_bar=plan.exit_bar[keep],
+        signal_bar=plan.signal_bar[keep],
+        position=np.arange(1, int(keep.sum()) + 1),
+        direction=plan.direction[keep],
+        entry_price=plan.entry_price[keep],
+        exit_price=plan.exit_price[keep],
+        volume=volume[keep],
+        pnl=np.round(pnl[keep], 2),
+        commission=np.round(commission[keep], 2),
+        exit_reason=plan.exit_reason[keep],
+        sl=plan.sl[keep],
+        tp=plan.tp[keep],
     )
-    return frame
 
 
 def _plain_stop_path(plan: _Plan, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -466,11 +456,10 @@ def _run_managed(
     prices: _Prices,
     spec: SymbolSpec,
     config: BacktestConfig,
-    times: pd.DatetimeIndex,
     moving: bool,
-) -> tuple[pd.DataFrame, np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
-    """Trades frame (a row per closing fill), equity curve, exposure and the stops in force
-    per bar, under management."""
+) -> tuple[TradeArrays, np.ndarray, int, tuple[np.ndarray, np.ndarray]]:
+    """Trades (a row per closing fill), equity curve, exposure and the stops in force per
+    bar, under management."""
     n = len(prices.open)
     ctx = Context(
         q=quotes(
@@ -496,5 +485,4 @@ def _run_managed(
         moving=moving,
     )
     run = settle(ctx, paths)
-    frame = trades_frame(run, times, spec.contract_size, prices.decimals, EXIT_REASONS)
-    return frame, run.equity, run.exposure_bars, stops_by_bar(paths, n)
+    return trade_arrays(run, prices.decimals), run.equity, run.exposure_bars, stops_by_bar(paths, n)

@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from backtest.managed import (
     END,
@@ -23,6 +22,7 @@ from backtest.managed import (
     TradePaths,
     volume_steps,
 )
+from backtest.results import TradeArrays
 
 
 @dataclass
@@ -312,32 +312,23 @@ def _equity(ctx, paths, book, fill_row, fill_money, fill_fee, closed) -> tuple[n
     return equity, exposure + int(inside.sum())
 
 
-def trades_frame(
-    run: ManagedRun, times: pd.DatetimeIndex, contract_size: float, decimals: int, reasons
-) -> pd.DataFrame:
-    """The trades frame of the engine: one row per closing fill (partial exits included)."""
+def trade_arrays(run: ManagedRun, decimals: int) -> TradeArrays:
+    """The engine's trades: one row per closing fill (partial exits included)."""
     keep = run.closed
-    return pd.DataFrame(
-        {
-            "entry_time": times[run.entry_bar[keep]],
-            "exit_time": times[run.exit_bar[keep]],
-            "entry_price": np.round(run.entry_price[keep], decimals),
-            "exit_price": run.exit_price[keep],
-            "direction": pd.Categorical.from_codes(
-                (run.direction[keep] > 0).astype(np.int8), ["short", "long"]
-            ),
-            "volume": run.volume[keep],
-            "size": run.volume[keep] * contract_size,
-            "pnl": np.round(run.pnl[keep], 2),
-            "commission": np.round(run.commission[keep], 2),
-            "exit_reason": pd.Categorical.from_codes(run.reason[keep], reasons),
-            "sl": run.sl[keep],
-            "tp": run.tp[keep],
-            "entry_bar": run.entry_bar[keep],
-            "exit_bar": run.exit_bar[keep],
-            "signal_bar": run.signal_bar[keep],
-            "position": run.position[keep],
-        }
+    return TradeArrays(
+        entry_bar=run.entry_bar[keep],
+        exit_bar=run.exit_bar[keep],
+        signal_bar=run.signal_bar[keep],
+        position=run.position[keep],
+        direction=run.direction[keep],
+        entry_price=np.round(run.entry_price[keep], decimals),
+        exit_price=run.exit_price[keep],
+        volume=run.volume[keep],
+        pnl=np.round(run.pnl[keep], 2),
+        commission=np.round(run.commission[keep], 2),
+        exit_reason=run.reason[keep],
+        sl=run.sl[keep],
+        tp=run.tp[keep],
     )
 
 

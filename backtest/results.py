@@ -64,6 +64,55 @@ class BacktestConfig:
 
 
 @dataclass(frozen=True)
+class TradeArrays:
+    """The trades as the engine holds them: one numpy array per column, a row per closing
+    fill (partial exits included), money already rounded. `frame` gives the table of
+    TRADE_COLUMNS; readers on a hot path (the challenge) use the arrays and skip pandas."""
+
+    entry_bar: np.ndarray
+    exit_bar: np.ndarray
+    signal_bar: np.ndarray
+    position: np.ndarray
+    direction: np.ndarray  # +1 long, -1 short
+    entry_price: np.ndarray
+    exit_price: np.ndarray
+    volume: np.ndarray
+    pnl: np.ndarray
+    commission: np.ndarray
+    exit_reason: np.ndarray  # codes into EXIT_REASONS
+    sl: np.ndarray
+    tp: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.entry_bar)
+
+    def frame(self, times: pd.DatetimeIndex, contract_size: float) -> pd.DataFrame:
+        """The trades table (TRADE_COLUMNS), times from the bars' UTC index."""
+        return pd.DataFrame(
+            {
+                "entry_time": times[self.entry_bar],
+                "exit_time": times[self.exit_bar],
+                "entry_price": self.entry_price,
+                "exit_price": self.exit_price,
+                "direction": pd.Categorical.from_codes(
+                    (self.direction > 0).astype(np.int8), ["short", "long"]
+                ),
+                "volume": self.volume,
+                "size": self.volume * contract_size,
+                "pnl": self.pnl,
+                "commission": self.commission,
+                "exit_reason": pd.Categorical.from_codes(self.exit_reason, EXIT_REASONS),
+                "sl": self.sl,
+                "tp": self.tp,
+                "entry_bar": self.entry_bar,
+                "exit_bar": self.exit_bar,
+                "signal_bar": self.signal_bar,
+                "position": self.position,
+            }
+        )
+
+
+@dataclass(frozen=True)
 class BacktestResult:
     """Trades (one row per round trip), the per-bar equity curve and summary statistics."""
 
@@ -75,6 +124,8 @@ class BacktestResult:
     # per bar, the stop-loss and take-profit in force (NaN when flat or none): the report
     # draws their path
     stops: pd.DataFrame | None = None
+    # the engine's arrays behind `trades` (None for a result built by hand)
+    trade_arrays: TradeArrays | None = field(default=None, repr=False, compare=False)
 
     def trades_records(self) -> list[dict[str, object]]:
         """Trades as JSON-ready dicts: ISO-8601 UTC times, size in units (lots × contract size)."""

@@ -139,3 +139,17 @@ def test_many_sorted_moments_get_the_exact_offset_of_each_second(name):
     for moments in (minutes, scattered, scattered + 0.75):
         whole = np.floor(moments).astype(np.int64)
         assert (zone.offsets(moments) == zone._pandas_offsets(whole)).all()
+
+
+def test_sorted_moments_beyond_the_zone_rules_take_the_offset_at_the_edge():
+    """Sorted moments running past 2200 (a query's "until forever") or before 1900 are
+    clipped to the known years on the fast path as on the general one."""
+    zone = parse_zone("Europe/Prague", "BROKER_TZ")
+    moments = np.concatenate(
+        ([-4_000_000_000], np.arange(1_546_300_800, 1_546_300_800 + 3_000 * 3600, 3600),
+         [7_300_000_000, 9_000_000_000])
+    )  # fmt: skip
+    fast = zone.offsets(moments)
+    general = zone.offsets(moments[::-1])[::-1]  # not sorted: one look per day
+    assert (fast == general).all()
+    assert fast[-1] == 3600 and fast[0] == zone.offsets(np.array([-2_208_988_800] * 5))[0]

@@ -302,3 +302,58 @@ def test_the_bar_a_stop_closes_in_counts_from_the_exit_not_the_close():
     tight = Preset("t", daily_floor=DailyFloor(limit_amount=500.0, reset=PRAGUE))
     report = evaluate(tight, run, target, SPEC, cash=CASH, broker_zone=zone)
     assert report.breach.equity == pytest.approx(99_000.0)
+
+
+@pytest.mark.parametrize("name", ["sma_cross", "breakeven_partial"])
+def test_the_engines_arrays_and_the_trades_table_give_one_verdict(name):
+    """The challenge reads the engine's trade arrays; a result without them (built by hand,
+    or its table replaced) is read from the table: every preset's report is the same, for
+    a plain run and for one with partial exits."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from backtest.prop_rules import list_presets, load_preset
+    from backtest.strategy import get_strategy_from_file
+    from backtest.synthetic import generate_bars
+
+    zone = parse_zone("NY+7")
+    bars = generate_bars("EURUSD", "H1", 3_000, seed=3)
+    folder = Path(__file__).resolve().parents[2] / "backtest" / "strategies"
+    strategy = get_strategy_from_file(folder / f"{name}.py")()
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(5.0))
+    result = run_backtest(bars, strategy, spec=SPEC, config=config)
+    assert result.trade_arrays is not None and len(result.trade_arrays) == len(result.trades)
+    table_only = replace(result, trade_arrays=None)
+    outcomes = set()
+    for preset in map(load_preset, list_presets()):
+        fast = evaluate(preset, result, bars, SPEC, cash=CASH, broker_zone=zone)
+        slow = evaluate(preset, table_only, bars, SPEC, cash=CASH, broker_zone=zone)
+        assert fast.as_dict() == slow.as_dict()
+        outcomes.add(fast.outcome)
+    assert outcomes - {"open"}  # a verdict was reached, not only "still open"
+
+
+def test_the_trading_days_of_other_bars_with_the_same_ends_are_not_reused():
+    """Days are remembered for the last bar times (a grid runs on the same bars). Bars with
+    the same count, first and last time but moved in between get their own days: the two
+    losses of the reset test, brought before the Prague midnight, fall on one day."""
+    prices = [
+        (1.10, 1.10, 1.10, 1.10),
+        (1.10, 1.10, 1.08, 1.08),
+        (1.08, 1.08, 1.06, 1.06),
+        (1.06, 1.06, 1.06, 1.06),  # the first trade closes at this open: -4,000
+        (1.06, 1.06, 1.04, 1.04),
+        (1.04, 1.04, 1.03, 1.03),
+        (1.03, 1.03, 1.03, 1.03),  # ...the second closes here: -3,000
+        (1.03, 1.03, 1.03, 1.03),
+    ]
+    two_days = hourly("2024-01-10 19:00", prices)
+    one_day = two_days.copy()
+    one_day.loc[1:6, "time"] = two_days["time"].iloc[0] + pd.to_timedelta(
+        np.arange(1, 7) * 10, unit="min"
+    )  # 19:10 to 20:00 UTC: all before the Prague midnight (23:00 UTC)
+    rule = Preset("d", daily_floor=DailyFloor(limit_pct=5.0, reset=PRAGUE))
+    rows = [0, 1, 3, 4]
+    for _ in range(2):
+        assert challenge(rule, two_days, rows).breach is None
+        assert challenge(rule, one_day, rows).outcome == "failed"
