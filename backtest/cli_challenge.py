@@ -42,23 +42,23 @@ def add_rules_option(parser: argparse.ArgumentParser, *, ranks: bool = False) ->
 
 def preset_from_args(args: argparse.Namespace) -> Preset | None:
     """The --rules preset, read before the run; ValueError (exit 2) naming the file, the
-    key and the allowed values when it cannot be used. Its [windows] tighten the window
-    options in `args` (the run trades under them, as the live trader does)."""
+    key and the allowed values when it cannot be used. Its [windows] and minimum trade
+    duration tighten those options in `args` (the run trades under them, as the live trader
+    does)."""
     if not getattr(args, "rules", None):
         return None
     try:
         preset = load_preset(args.rules)
     except PresetError as exc:
         raise ValueError(str(exc)) from None
-    if preset.windows is not None:
-        for name, value in preset.windows.tightened(args).items():
-            setattr(args, name, value)
-        if preset.windows.news and not getattr(args, "calendar", None):
-            print(
-                f"warning: preset {preset.name} blacks out news, but no --calendar is given: "
-                "no blackout applies",
-                file=sys.stderr,
-            )
+    for name, value in preset.tightened(args).items():
+        setattr(args, name, value)
+    if preset.windows is not None and preset.windows.news and not getattr(args, "calendar", None):
+        print(
+            f"warning: preset {preset.name} blacks out news, but no --calendar is given: "
+            "no blackout applies",
+            file=sys.stderr,
+        )
     return preset
 
 

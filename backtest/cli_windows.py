@@ -50,6 +50,14 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
         metavar="MIN",
         help="be flat this many minutes before the weekly close",
     )
+    group.add_argument(
+        "--min-trade-seconds",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep a position at least this long: a strategy exit sooner waits for the first "
+        "bar open that late (stops and flat windows do not)",
+    )
     group.add_argument("--calendar", metavar="CSV", help="economic calendar for news blackouts")
     group.add_argument(
         "--calendar-tz", default="UTC", help="zone of a ForexFactory export's times (default UTC)"
@@ -75,6 +83,8 @@ def rules_from_args(args: argparse.Namespace) -> TradingRules:
             raise ValueError(f"{_option(name)} must be >= 0 minutes")
     if args.flat_before_weekend_min is not None and args.flat_before_weekend_min < 0:
         raise ValueError("--flat-before-weekend must be >= 0 minutes")
+    if args.min_trade_seconds < 0:
+        raise ValueError(f"--min-trade-seconds must be >= 0, got {args.min_trade_seconds:g}")
     try:
         zone = parse_zone(args.broker_tz or args.tz or "UTC", "--broker-tz")
         keys = {name: _option(name) for name in ("sessions", "trade_hours", "news_impact")}

@@ -107,6 +107,7 @@ class Exposure:
     max_open_lots: float = 0.0
     max_risk_pct: float = 0.0
     require_stop: bool = False
+    min_trade_seconds: float = 0.0  # a position is kept this long (backtest.min_hold)
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,15 @@ class Preset:
     consistency_pct: float = 0.0
     exposure: Exposure = field(default_factory=Exposure)
     windows: Windows | None = None
+
+    def tightened(self, settings: Any) -> dict[str, Any]:
+        """The settings of `settings` (LiveConfig, the backtest's options) this preset makes
+        stricter, by name: its [windows], and its minimum trade duration."""
+        changes = self.windows.tightened(settings) if self.windows is not None else {}
+        if self.exposure.min_trade_seconds:
+            own = float(getattr(settings, "min_trade_seconds", 0.0) or 0.0)
+            changes["min_trade_seconds"] = max(own, self.exposure.min_trade_seconds)
+        return changes
 
     def buffer(self, initial: float) -> float:
         """How far inside every floor the trader stops, in money."""
@@ -214,6 +224,7 @@ _EXPOSURE_KEYS: dict[str, Any] = {
     "max_open_lots": "amount",
     "max_risk_pct": "amount",
     "require_stop": "flag",
+    "min_trade_seconds": "amount",
 }
 _WINDOWS_KEYS: dict[str, Any] = {
     "news_before_min": "amount",

@@ -15,6 +15,9 @@ the live trader decides bar t when that bar has opened):
   position past it, whatever the timeframe. After the window, as after a refused entry, the
   strategy's next action opens again.
 
+A minimum trade duration (`min_trade_seconds`, `backtest.min_hold`) is applied first: the
+windows' flattening outweighs it.
+
 Times are UTC epochs; hours are read on the broker's clock (`backtest.broker_clock`).
 """
 
@@ -28,6 +31,7 @@ import pandas as pd
 from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
 from backtest.data import common_step, epoch_seconds
 from backtest.econ_calendar import IMPACTS
+from backtest.min_hold import hold_minimum
 from backtest.sessions import (
     SessionTable,
     WeeklySession,
@@ -56,10 +60,16 @@ class TradingRules:
     news_after_min: float = 0.0
     news_impacts: tuple[str, ...] = ("high",)
     news_flatten: bool = False
+    min_trade_seconds: float = 0.0
 
     @property
     def active(self) -> bool:
         """Whether any rule can change a decision."""
+        return self.min_trade_seconds > 0 or self.windowed
+
+    @property
+    def windowed(self) -> bool:
+        """Whether a window rule (hours, session edges, weekend, news) is set."""
         return bool(
             self.trade_hours
             or self.no_entry_after_open_min
@@ -84,6 +94,7 @@ class TradingRules:
             "news_after_min": self.news_after_min,
             "news_impacts": list(self.news_impacts),
             "news_flatten": self.news_flatten,
+            "min_trade_seconds": self.min_trade_seconds,
         }
 
     @property
@@ -318,6 +329,13 @@ def restrict_to_windows(
         return signals, windows
     times = epoch_seconds(bars["time"])
     width = bar_seconds(bars)
+    if rules.min_trade_seconds > 0:
+        acting = acting_moments(times, width, next_open)
+        signals = hold_minimum(
+            signals, acting, rules.min_trade_seconds, held_at_start=held_at_start
+        )
+    if not rules.windowed:
+        return signals, windows
     first, last = float(times[0]), float(times[-1] + 2 * width)
     if next_open is not None:
         last = max(last, float(next_open) + width)
@@ -335,6 +353,7 @@ PLAIN_SETTINGS = (
     "news_before_min",
     "news_after_min",
     "news_flatten",
+    "min_trade_seconds",
 )
 
 

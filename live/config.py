@@ -384,6 +384,14 @@ class LiveConfig:
         "bool",
         section="Sessions and news",
     )
+    min_trade_seconds: float = _setting(
+        "MIN_TRADE_SECONDS",
+        0.0,
+        "Keep a position at least this long after its entry: a strategy exit sooner waits "
+        "for the first bar open that late (0 = off; stops and flat windows do not wait).",
+        "float>=0",
+        section="Sessions and news",
+    )
 
     # --- limits
     max_trades_per_day: int = _setting(
@@ -624,20 +632,34 @@ class LiveConfig:
                 object.__setattr__(self, spec.name, None)
         object.__setattr__(self, "strategy_path", _resolve_strategy(self.strategy_path))
         object.__setattr__(self, "sim_data", _resolve_existing(self.sim_data))
-        self._tighten_windows()
+        self._tighten_from_preset()
+        self._check_hold_span()
         if self.order_retry_max_seconds < self.order_retry_base_seconds:
             raise ConfigError(
                 f"ORDER_RETRY_MAX_SECONDS={self.order_retry_max_seconds} must be >= "
                 f"ORDER_RETRY_BASE_SECONDS={self.order_retry_base_seconds}"
             )
 
-    def _tighten_windows(self) -> None:
-        """An ACCOUNT_RULES preset's [windows] (news blackouts, flat before the weekend)
-        make the trader's window settings at least as strict (idempotent)."""
+    def _check_hold_span(self) -> None:
+        """A minimum trade duration must fit in the bars a decision sees (BARS_LOOKBACK):
+        a position entered before them counts as old enough."""
+        from backtest.data import timeframe_seconds
+
+        span = self.bars_lookback * timeframe_seconds(self.timeframe)
+        if self.bars_lookback and self.min_trade_seconds > span:
+            raise ConfigError(
+                f"MIN_TRADE_SECONDS={self.min_trade_seconds:g} is longer than the "
+                f"BARS_LOOKBACK={self.bars_lookback} {self.timeframe} bars decisions see "
+                f"({span} s): raise BARS_LOOKBACK or set 0 (5000 bars)"
+            )
+
+    def _tighten_from_preset(self) -> None:
+        """An ACCOUNT_RULES preset's [windows] (news blackouts, flat before the weekend) and
+        minimum trade duration make the trader's settings at least as strict (idempotent)."""
         preset = _parse_preset(self.account_rules)
-        if preset is None or preset.windows is None:
+        if preset is None:
             return
-        for name, value in preset.windows.tightened(self).items():
+        for name, value in preset.tightened(self).items():
             object.__setattr__(self, name, value)
 
     @classmethod

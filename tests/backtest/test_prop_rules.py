@@ -194,6 +194,11 @@ BAD = [
     ("[exposure]\nrequire_sl = true\n", "exposure.require_sl", ["exposure.require_stop"]),
     ("[windows]\nnews_impact = ['huge']\n", "windows.news_impact", ["low, medium, high"]),
     ("[windows]\nnews_before_min = -2\n", "windows.news_before_min", ["-2", "negative"]),
+    (
+        "[exposure]\nmin_trade_seconds = -60\n",
+        "exposure.min_trade_seconds",
+        ["-60", "negative"],
+    ),
 ]
 
 
@@ -268,3 +273,15 @@ def test_preset_windows_tighten_the_settings_they_are_given(tmp_path):
         "news_flatten": False,
         "flat_before_weekend_min": 30.0,
     }
+
+
+def test_a_presets_minimum_trade_duration_lengthens_the_settings_own(tmp_path):
+    from types import SimpleNamespace
+
+    preset = load_preset(write(tmp_path, "[exposure]\nmin_trade_seconds = 120\n"))
+    assert preset.exposure.min_trade_seconds == 120.0
+    assert preset.tightened(SimpleNamespace(min_trade_seconds=0.0)) == {"min_trade_seconds": 120.0}
+    assert preset.tightened(SimpleNamespace(min_trade_seconds=300.0)) == {
+        "min_trade_seconds": 300.0
+    }
+    assert load_preset("static_5_10").tightened(SimpleNamespace(min_trade_seconds=5.0)) == {}

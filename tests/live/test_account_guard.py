@@ -406,17 +406,25 @@ def test_an_entry_whose_stop_could_breach_the_floor_is_refused_in_the_simulator(
 
 
 def test_a_presets_windows_tighten_the_traders_settings(tmp_path, live_config):
-    """ACCOUNT_RULES with [windows]: the trader's news and weekend settings become at least
-    as strict (its own longer minutes kept); a bad preset is a config error naming it."""
+    """ACCOUNT_RULES with [windows] and a minimum trade duration: the trader's news, weekend
+    and duration settings become at least as strict (its own longer ones kept); a bad
+    preset is a config error naming it."""
     from live.errors import ConfigError
 
     preset = write_preset(
         tmp_path,
-        "[windows]\nnews_before_min = 2\nnews_after_min = 2\nflat_before_weekend_min = 30\n",
+        "[windows]\nnews_before_min = 2\nnews_after_min = 2\nflat_before_weekend_min = 30\n"
+        "[exposure]\nmin_trade_seconds = 120\n",
     )
     config = live_config(account_rules=str(preset), news_before_min=10.0)
     assert (config.news_before_min, config.news_after_min) == (10.0, 2.0)
     assert config.flat_before_weekend_min == 30.0
+    assert config.min_trade_seconds == 120.0
+    assert live_config(account_rules=str(preset), min_trade_seconds=600.0).min_trade_seconds == 600
+    with pytest.raises(ConfigError, match="MIN_TRADE_SECONDS"):
+        live_config(min_trade_seconds=-1.0)
+    with pytest.raises(ConfigError, match=r"MIN_TRADE_SECONDS=7200 .* BARS_LOOKBACK=100 M1"):
+        live_config(min_trade_seconds=7200.0, bars_lookback=100, timeframe="M1")
     assert config.replace(news_after_min=1.0).news_after_min == 2.0  # never looser
     bad = write_preset(tmp_path, "[windows]\nnews_impact = 'loud'\n", name="bad")
     with pytest.raises(ConfigError, match=r"ACCOUNT_RULES=.*bad\.toml.*windows\.news_impact"):

@@ -158,3 +158,25 @@ def test_an_hour_filtered_strategy_with_windows(tmp_path, live_config, make_sim,
         bars, "session_momentum", params, first_decided, spec, TradingRules(zone=zone)
     )
     assert len(free) > len(backtest)  # the windows took trades away
+
+
+@pytest.mark.slow
+def test_a_minimum_trade_duration_holds_alike(tmp_path, live_config, make_sim, make_trader):
+    """MIN_TRADE_SECONDS: a quick SMA cross whose exits come sooner than 3 hours and a
+    minute after the entry waits in the trader as in the backtest, trade for trade."""
+    params = "fast=2,slow=4"
+    hold = 3 * 3600 + 60.0
+    live, first_decided, data, spec = replay(
+        tmp_path, live_config, make_sim, make_trader,
+        timeframe="H1", strategy="sma_cross", params=params, weeks=2, min_trade_seconds=hold,
+    )  # fmt: skip
+    zone, bars = parse_zone(SERVER), load_csv(data)
+    rules = TradingRules(zone=zone, min_trade_seconds=hold)
+    backtest = backtest_trades(bars, "sma_cross", params, first_decided, spec, rules)
+    assert len(backtest) >= 10, "the replay must trade"
+    done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
+    assert comparable(live) == comparable(done)
+    lasted = (live["exit_time"] - live["entry_time"]).dt.total_seconds()
+    assert (lasted >= hold - 60).all()  # fills come at the bar opens the decisions act at
+    free = backtest_trades(bars, "sma_cross", params, first_decided, spec, TradingRules(zone=zone))
+    assert ((free["exit_time"] - free["entry_time"]).dt.total_seconds() < hold).any()
