@@ -107,7 +107,11 @@ class _Balance:
         return cls(exit_bars, cash + np.concatenate(([0.0], np.cumsum(pnl))))
 
     def __getitem__(self, bars: np.ndarray | int) -> np.ndarray | float:
-        return self.levels[np.searchsorted(self.steps, bars, side="right")]
+        return self.levels[self.level_of(bars)]
+
+    def level_of(self, bars: np.ndarray | int) -> np.ndarray | int:
+        """The index of the level in force at bars."""
+        return np.searchsorted(self.steps, bars, side="right")
 
     def stretches(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Each level's bars: [first, stop)."""
@@ -180,9 +184,14 @@ def evaluate(
         floors.append(_Floor("daily floor", preset.daily_floor.effect, daily=level))
     if preset.max_loss is not None:
         floors.append(_max_loss(preset.max_loss, path, cash, buffer))
-    end = _first_failure(report, path, floors)
+    end, paused = _first_failure(report, path, floors)
     marks = _trading_days(report, preset, trades.entry, path, end)
-    _phases(report, preset, path, cash, end, marks)
+    over = _phases(report, preset, path, cash, end, marks)
+    if report.outcome == "passed":  # the challenge ends at its pass: what follows is not its
+        report.breach = None
+        report.trading_days = int(np.searchsorted(marks, over, side="right"))
+    last_day = path.day_of(min(end, over if over is not None else end))
+    report.paused_days = sum(int(np.count_nonzero(days <= last_day)) for days in paused)
     return report
 
 
@@ -400,9 +409,12 @@ def _max_loss(rule: MaxLoss, path: _Path, cash: float, buffer: float) -> _Floor:
     return _Floor("maximum loss", "fail", daily=rule.level(mark, cash) + buffer)
 
 
-def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -> int:
-    """Record the first fail-type breach (and count paused days); the bar it ends at."""
-    end = len(path.worst)
+def _first_failure(
+    report: ChallengeReport, path: _Path, floors: list[_Floor]
+) -> tuple[int, list[np.ndarray]]:
+    """Record the first fail-type breach; the bar it ends at (the bar count without one),
+    and the days each pause-type floor was breached on."""
+    end, paused = len(path.worst), []
     day_low = np.minimum.reduceat(path.worst, path.starts) if len(path.worst) else path.worst
     for floor in floors:
         if floor.per_bar is not None:
@@ -414,7 +426,7 @@ def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -
             bad_days = np.flatnonzero(day_low <= floor.daily)
             first = _first_bar_below(path, floor.daily, bad_days)
         if floor.effect == "pause":
-            report.paused_days += len(bad_days)
+            paused.append(bad_days)
         elif first is not None and first < end:
             end = first
             day = int(path.day_of(first))
@@ -422,7 +434,7 @@ def _first_failure(report: ChallengeReport, path: _Path, floors: list[_Floor]) -
                                    floor.at(first, day), floor.effect)  # fmt: skip
     if report.breach is not None:
         report.outcome = "failed"
-    return end
+    return end, paused
 
 
 def _first_bar_below(path: _Path, daily: np.ndarray, bad_days: np.ndarray) -> int | None:
@@ -462,12 +474,17 @@ def _trading_days(
     return marks
 
 
-def _first_flat_at(path: _Path, goal: float, first: int, stop: int) -> int | None:
-    """The first bar in [first, stop) closing with the balance at `goal` and nothing open."""
+def _first_flat_at(
+    path: _Path, goal: float, first: int, stop: int, allowed: np.ndarray | None = None
+) -> int | None:
+    """The first bar in [first, stop) closing with the balance at `goal` and nothing open,
+    at a balance level `allowed` (per level) when given."""
     if first >= stop:
         return None
     begins, ends = path.balance.stretches(len(path.worst))
     there = path.balance.levels >= goal
+    if allowed is not None:
+        there &= allowed
     begins = np.maximum(begins[there], first)
     ends = np.minimum(ends[there], stop)
     flat = path.flat_bars
@@ -476,6 +493,20 @@ def _first_flat_at(path: _Path, goal: float, first: int, stop: int) -> int | Non
     bars = flat[np.minimum(candidates, len(flat) - 1)] if len(flat) else candidates
     found &= bars < ends
     return int(bars[np.argmax(found)]) if found.any() else None
+
+
+def _level_ratios(path: _Path, cash: float) -> np.ndarray:
+    """Per balance level, from its first bar on: the best day's gain over the total profit
+    (inf without a profit). It holds while the level does: a later day without a close
+    gains nothing."""
+    begins, _ = path.balance.stretches(len(path.worst))
+    day = path.day_of(begins)
+    opening = _day_before(path.closing_balance, cash)
+    best_before = np.maximum.accumulate(path.closing_balance - opening)  # days before each
+    best_before = np.concatenate(([-np.inf], best_before[:-1]))
+    best = np.maximum(best_before[day], path.balance.levels - opening[day])
+    total = path.balance.levels - cash
+    return np.divide(best, total, out=np.full(len(total), np.inf), where=total > 0)
 
 
 def _out_of_time(report: ChallengeReport, path: _Path, at: int, target: float) -> None:
@@ -491,10 +522,14 @@ def _phases(
     cash: float,
     end: int,
     marks: np.ndarray,
-) -> None:
+) -> int | None:
     """Each target in turn, from the previous pass: closed balance at the target with
-    nothing open, the minimum trading days within the phase, inside its time limit."""
+    nothing open, the minimum trading days within the phase, inside its time limit. The
+    last also needs the consistency rule kept at that moment (the best day at most its
+    share of the profit): until then the challenge cannot pass, as at the firms. Returns
+    the bar the challenge ended at (passed, or out of time), None when it did not."""
     start, base = 0, cash
+    ratios = _level_ratios(path, cash) if preset.consistency_pct else None
     for number, target in enumerate(preset.targets_pct, start=1):
         goal = base * (1 + target / 100)
         earliest, latest = start, end
@@ -505,20 +540,23 @@ def _phases(
         if preset.max_days:  # the phase's time limit, in trading days from its start
             late_day = int(np.searchsorted(path.labels, first_label + preset.max_days))
             latest = int(path.starts[late_day]) if late_day < len(path.starts) else len(path.worst)
-        hit = _first_flat_at(path, goal, earliest, min(latest, end))
+        last = number == len(preset.targets_pct)
+        allowed = ratios <= preset.consistency_pct / 100 if last and ratios is not None else None
+        hit = _first_flat_at(path, goal, earliest, min(latest, end), allowed)
+        if hit is not None and allowed is not None:  # the ratio the pass was granted at
+            report.consistency_ratio = float(ratios[path.balance.level_of(hit)])
         if hit is None and latest < end:
             _out_of_time(report, path, latest, goal)
+            return latest
         days = None if hit is None else int(path.labels[path.day_of(hit)] - first_label) + 1
         report.phases.append(
             {"phase": number, "target_pct": target,
              "passed_at": None if hit is None else path.time(hit), "days": days}
         )  # fmt: skip
         if hit is None:
-            return
+            return None
         start, base = hit, float(path.balance[hit])
-    consistent = not preset.consistency_pct or (
-        report.consistency_ratio is not None
-        and report.consistency_ratio <= preset.consistency_pct / 100
-    )
-    if report.outcome != "failed" and preset.targets_pct and consistent:
-        report.outcome = "passed"
+    if not preset.targets_pct:
+        return None
+    report.outcome = "passed"  # before any breach: phases are only looked for before one
+    return start

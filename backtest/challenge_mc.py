@@ -8,8 +8,9 @@ worst floating loss (its adverse excursion, from the bars). Trades are taken one
 other. Checked on each path: the daily floor (from the balance at the day's start), the
 maximum loss (static, or trailing the end-of-day balance, locked or not), and each phase's
 target on closed balance after its minimum trading days (here a trading day is a day a
-trade closed). The consistency rule and pause-type breaches are left out here
-(`backtest.challenge` reports them on the run itself).
+trade closed) and before its time limit (the run's calendar of those days); the last
+phase also needs the consistency rule kept at that moment, as in `backtest.challenge`.
+Pause-type breaches are left out (`backtest.challenge` counts them on the run itself).
 """
 
 from __future__ import annotations
@@ -118,14 +119,14 @@ def pass_probability(
         return PassProbability(paths, 0, 0, None, seed)
     pnl = trades["pnl"].to_numpy(float)
     worst = trade_excursions(result, bars, spec)
-    day = _trade_days(trades, bars, preset, broker_zone)
+    days = _trade_days(trades, bars, preset, broker_zone)
     rng = np.random.default_rng(seed)
     passed = failed = 0
     to_pass: list[np.ndarray] = []
     for size in _chunks(paths):  # a thousand paths at a time stay in the CPU caches
         draws = rng.integers(0, len(pnl), size=(size, len(pnl)), dtype=np.int32)
         chunk_passed, chunk_failed, passed_at = _evaluate_paths(
-            preset, pnl[draws], worst[draws], day, cash
+            preset, pnl[draws], worst[draws], days, cash
         )
         passed, failed = passed + chunk_passed, failed + chunk_failed
         to_pass.append(passed_at)
@@ -138,20 +139,32 @@ def _chunks(paths: int, size: int = 1000) -> list[int]:
     return [min(size, paths - start) for start in range(0, paths, size)]
 
 
+@dataclass(frozen=True)
+class _Days:
+    """The run's day pattern, by trade position: the trading day (0, 0, 1, 2, 2, ...), its
+    calendar label (`trading_day_labels`), and the label of the run's first bar."""
+
+    index: np.ndarray
+    label: np.ndarray
+    first_label: int
+
+
 def _trade_days(
     trades: pd.DataFrame, bars: pd.DataFrame, preset: Preset, broker_zone: BrokerZone
-) -> np.ndarray:
-    """Each trade's position in the run's sequence of trading days (0, 0, 1, 2, 2, ...)."""
-    exits = pd.DatetimeIndex(bars["time"]).as_unit("s").asi8[trades["exit_bar"].to_numpy(int)]
-    labels = trading_day_labels(exits, preset, broker_zone)
-    return np.concatenate(([0], np.cumsum(labels[1:] != labels[:-1])))
+) -> _Days:
+    seconds = pd.DatetimeIndex(bars["time"]).as_unit("s").asi8
+    labels = trading_day_labels(seconds[trades["exit_bar"].to_numpy(int)], preset, broker_zone)
+    first = int(trading_day_labels(seconds[:1], preset, broker_zone)[0])
+    index = np.concatenate(([0], np.cumsum(labels[1:] != labels[:-1])))
+    return _Days(index, labels, first)
 
 
 def _evaluate_paths(
-    preset: Preset, pnl: np.ndarray, worst: np.ndarray, day: np.ndarray, cash: float
+    preset: Preset, pnl: np.ndarray, worst: np.ndarray, days: _Days, cash: float
 ) -> tuple[int, int, np.ndarray]:
     """Passed and failed paths, and the trade each passed path passed at."""
     paths, n = pnl.shape
+    day = days.index
     after = cash + np.cumsum(pnl, axis=1)
     before = np.concatenate((np.full((paths, 1), cash), after[:, :-1]), axis=1)
     low = before + worst  # equity at its worst while each trade is open
@@ -167,10 +180,26 @@ def _evaluate_paths(
     if preset.max_loss is not None:
         breach |= low <= _max_loss_floor(preset, after, day, cash) + buffer
     failed_at = np.where(breach.any(axis=1), breach.argmax(axis=1), n)
-    passed_at = _phases_passed(preset, after, day, failed_at, cash)
+    consistent = None
+    if preset.consistency_pct:
+        consistent = _consistent(after, day_start, day, cash, preset.consistency_pct)
+    passed_at, out_of_time = _phases_passed(preset, after, days, failed_at, cash, consistent)
     passed = passed_at < n
-    failed = (failed_at < n) & ~passed  # a breach after the last pass is no failure
+    failed = ((failed_at < n) | out_of_time) & ~passed  # a breach after the pass is none
     return int(passed.sum()), int(failed.sum()), passed_at[passed]
+
+
+def _consistent(
+    after: np.ndarray, day_start: np.ndarray, day: np.ndarray, cash: float, pct: float
+) -> np.ndarray:
+    """Per path and trade: the best day's gain at most `pct`% of the profit so far."""
+    last_of_day = np.flatnonzero(np.append(day[1:] != day[:-1], True))
+    gains = after[:, last_of_day] - day_start[:, last_of_day]  # each day's, closed
+    best_before = np.maximum.accumulate(gains, axis=1)
+    best_before = np.concatenate((np.full((len(after), 1), -np.inf), best_before[:, :-1]), 1)
+    best = np.maximum(best_before[:, day], after - day_start)
+    total = after - cash
+    return (total > 0) & (best <= pct / 100 * total)
 
 
 def _max_loss_floor(preset: Preset, after: np.ndarray, day: np.ndarray, cash: float) -> np.ndarray:
@@ -188,22 +217,38 @@ def _max_loss_floor(preset: Preset, after: np.ndarray, day: np.ndarray, cash: fl
 
 
 def _phases_passed(
-    preset: Preset, after: np.ndarray, day: np.ndarray, failed_at: np.ndarray, cash: float
-) -> np.ndarray:
-    """Per path, the trade at which the last phase passed (n when it did not)."""
+    preset: Preset,
+    after: np.ndarray,
+    days: _Days,
+    failed_at: np.ndarray,
+    cash: float,
+    consistent: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per path, the trade at which the last phase passed (n when it did not), and whether
+    a phase's time limit ran out first."""
     paths, n = after.shape
+    day, label = days.index, days.label
     index = np.arange(n)
     start = np.full(paths, -1)
     base = np.full(paths, cash)
     alive = np.ones(paths, dtype=bool)
-    for target in preset.targets_pct:
+    out_of_time = np.zeros(paths, dtype=bool)
+    for number, target in enumerate(preset.targets_pct, start=1):
         begun = day[np.clip(start, 0, n - 1)]
         days_in = day[None, :] - np.where(start >= 0, begun, -1)[:, None]
         ok = (after >= base[:, None] * (1 + target / 100)) & (index[None, :] > start[:, None])
         ok &= days_in >= max(preset.min_trading_days, 1)
         ok &= index[None, :] < failed_at[:, None]
+        if preset.max_days:  # in calendar trading days from the phase's start
+            since = np.where(start >= 0, label[np.clip(start, 0, n - 1)], days.first_label)
+            deadline = since + preset.max_days
+            ok &= label[None, :] < deadline[:, None]
+        if consistent is not None and number == len(preset.targets_pct):
+            ok &= consistent
         hit = ok.any(axis=1)
+        if preset.max_days:
+            out_of_time |= alive & ~hit & (label[-1] >= deadline)
         alive &= hit
         start = np.where(hit, ok.argmax(axis=1), n)
         base = np.where(hit, after[np.arange(paths), np.minimum(start, n - 1)], cash)
-    return np.where(alive, start, n)
+    return np.where(alive, start, n), out_of_time

@@ -357,3 +357,77 @@ def test_the_trading_days_of_other_bars_with_the_same_ends_are_not_reused():
     for _ in range(2):
         assert challenge(rule, two_days, rows).breach is None
         assert challenge(rule, one_day, rows).outcome == "failed"
+
+
+def daily_longs(moves: list[float]) -> tuple[pd.DataFrame, list[int]]:
+    """Hourly bars over as many days as `moves`, from a Tuesday 08:00 UTC: each day a long
+    entered at 09:00 and closed at 11:00 after the price moved by that day's move (1 lot:
+    0.01 is 1,000 USD). The bars and the rows the strategy is long on."""
+    prices, rows, price = [], [], 1.10
+    for day, move in enumerate(moves):
+        after = price + move
+        low, high = min(price, after), max(price, after)
+        prices += [(price,) * 4, (price, high, low, after), (after,) * 4]
+        prices += flat(after, 21)
+        rows += [24 * day, 24 * day + 1]
+        price = after
+    return hourly("2024-01-09 08:00", prices), rows
+
+
+def test_a_breach_after_the_pass_is_not_the_challenges():
+    """Passed on day 1 (+6% with a 5% target); a 7% loss on day 2 breaches the daily floor
+    of a funded account, not of the challenge: passed, no breach, one trading day."""
+    bars, rows = daily_longs([0.06, -0.07])
+    rule = Preset("p", daily_floor=DailyFloor(limit_pct=5.0, reset=PRAGUE), targets_pct=(5.0,))
+    report = challenge(rule, bars, rows)
+    assert report.outcome == "passed" and report.breach is None
+    assert report.phases[0]["passed_at"] == bars["time"].iloc[3] and report.trading_days == 1
+    failing = challenge(replace_preset(rule, targets_pct=(8.0,)), bars, rows)
+    assert failing.outcome == "failed" and failing.breach.rule == "daily floor"
+
+
+def replace_preset(preset: Preset, **changes) -> Preset:
+    from dataclasses import replace
+
+    return replace(preset, **changes)
+
+
+def test_consistency_holds_the_pass_until_the_best_day_is_diluted():
+    """Target 5%, best day at most 50% of the profit: +6% on day 1 reaches the target but
+    that day is all the profit; +1% on day 2 makes it 86%; +5% on day 3 makes it exactly
+    50%: the pass comes on day 3, with that ratio."""
+    bars, rows = daily_longs([0.06, 0.01, 0.05])
+    rule = Preset("c", targets_pct=(5.0,), consistency_pct=50.0)
+    report = challenge(rule, bars, rows)
+    assert report.outcome == "passed"
+    assert report.phases[0]["passed_at"] == bars["time"].iloc[24 * 2 + 3]
+    assert report.consistency_ratio == pytest.approx(0.5)
+    strict = challenge(replace_preset(rule, consistency_pct=45.0), bars, rows)
+    assert strict.outcome == "open" and strict.phases[0]["passed_at"] is None
+    assert strict.consistency_ratio == pytest.approx(0.5)
+
+
+def test_the_bootstrap_keeps_the_consistency_rule_and_the_time_limit():
+    """Two trades on two days: +6,000 and +100. With a 5% target, of the four equally likely
+    paths three reach it; with the best day at most 50% of the profit only (6,000, 6,000)
+    passes (on its second day); with a one-day limit only paths drawing 6,000 first pass,
+    the others run out of time and fail."""
+    from backtest.challenge_mc import pass_probability
+
+    bars, rows = daily_longs([0.06, 0.001])
+    config = BacktestConfig(cash=CASH, sizing=Sizing.fixed(1.0), spread_points=0.0)
+    result = run_backtest(bars, holding(rows, len(bars)), spec=SPEC, config=config)
+    assert list(result.trades["pnl"]) == [6000.0, 100.0]
+    zone = parse_zone("NY+7")
+
+    def chances(**rules):
+        preset = Preset("m", targets_pct=(5.0,), **rules)
+        return pass_probability(
+            preset, result, bars, SPEC, cash=CASH, broker_zone=zone, paths=4000, seed=2
+        )
+
+    free, consistent, timed = chances(), chances(consistency_pct=50.0), chances(max_days=1)
+    assert free.probability == pytest.approx(0.75, abs=0.03) and free.failed == 0
+    assert consistent.probability == pytest.approx(0.25, abs=0.03) and consistent.failed == 0
+    assert timed.probability == pytest.approx(0.5, abs=0.03)
+    assert timed.failed == timed.paths - timed.passed
