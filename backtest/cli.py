@@ -29,6 +29,7 @@ from backtest.cli_challenge import (
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
+from backtest.informative import check_informative
 from backtest.metrics import STAT_LABELS, stats_for_output
 from backtest.sizing import Sizing, SizingError
 from backtest.strategy import (
@@ -215,6 +216,7 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
+    check_informative(strategy_cls, bars, _data_name(args, spec))
     strategy = create_strategy(strategy_cls, params)
     preset = preset_from_args(args)  # a bad preset stops us before any output
     config = config_from_args(args)  # with the preset's windows
@@ -255,6 +257,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     bars, spec = load_bars_from_args(args)
     strategy_cls, fixed = load_strategy_from_args(args)
+    check_informative(strategy_cls, bars, _data_name(args, spec))
     grid = parse_grid(strategy_cls, args.grid)
     challenge = grid_challenge(args)  # before the config: the preset's windows count
     table = run_grid(
@@ -284,6 +287,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
 
     bars, spec = load_bars_from_args(args)
     strategy_cls, fixed = load_strategy_from_args(args)
+    check_informative(strategy_cls, bars, _data_name(args, spec))
     grid = parse_grid(strategy_cls, args.grid)
     result = run_walkforward(
         bars,
@@ -333,10 +337,14 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
 
     if args.checkpoints < 1:
         raise UsageError(f"--checkpoints must be at least 1, got {args.checkpoints}")
-    bars, _ = load_bars_from_args(args)
+    bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     report = check_lookahead(
-        create_strategy(strategy_cls, params), bars, checkpoints=args.checkpoints
+        create_strategy(strategy_cls, params),
+        bars,
+        checkpoints=args.checkpoints,
+        zone=_broker_zone(args),
+        where=_data_name(args, spec),
     )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE
@@ -480,6 +488,11 @@ _TRADE_PREVIEW = [
     "pnl",
     "exit_reason",
 ]
+
+
+def _data_name(args: argparse.Namespace, spec: SymbolSpec) -> str:
+    """'EURUSD (data/EURUSD_H1.csv)': the symbol and where its bars came from, for messages."""
+    return f"{spec.name} ({args.data if args.data is not None else 'generated bars'})"
 
 
 def _symbol_from_path(path: Path | None) -> str | None:

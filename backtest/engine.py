@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.fills import low_first
+from backtest.informative import informative_for
 from backtest.managed import Context, quotes, trade_paths
 from backtest.managed_settle import settle, stops_by_bar, trade_arrays
 from backtest.metrics import compute_stats
@@ -124,7 +125,8 @@ def run_backtest(
         raise ValueError(f"need at least 2 bars to backtest, got {n}")
     if signals is None:
         bars = ensure_broker_time(bars, config.rules.zone)
-        signals = compute_signals(strategy, bars)
+        informative = informative_for(strategy, bars, config.rules.zone, spec.name)
+        signals = compute_signals(strategy, bars, informative=informative)
     if config.rules.active:
         currencies = symbol_currencies(spec)
         signals, _ = restrict_to_windows(config.rules, signals, bars, spec.name, currencies)

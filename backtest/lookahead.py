@@ -1,6 +1,8 @@
 """The no-look-ahead check of any strategy: its decision on bar t must be the same whether the
 data ends at bar t or goes on. A strategy that peeks at later bars (a negative shift, a centred
-window, a normalisation by the whole series) gives different answers and is caught."""
+window, a normalisation by the whole series) gives different answers and is caught. Its
+informative timeframes are cut from the same bars, so a higher bar read before it closed (a
+merge by date instead of `align`) is caught too."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from backtest.broker_clock import UTC_ZONE
+from backtest.broker_clock import UTC_ZONE, BrokerZone
+from backtest.informative import informative_for
 from backtest.strategy import (
     SIGNAL_COLUMNS,
     Strategy,
@@ -87,8 +90,12 @@ def check_lookahead(
     *,
     checkpoints_count: int | None = None,
     checkpoints: int = 50,
+    zone: BrokerZone = UTC_ZONE,
+    where: str = "the bars",
 ) -> LookaheadReport:
-    """Compare the full-data signals with signals on bars[:t+1] at many t.
+    """Compare the full-data signals with signals on bars[:t+1] at many t (the informative
+    timeframes cut from each, on the broker's clock `zone`; `where` names the data in an
+    InformativeError).
 
     Raises LookaheadError when there is nothing to compare: fewer bars than bars_needed, or
     fewer than one checkpoint.
@@ -103,12 +110,17 @@ def check_lookahead(
             f"check needs at least {bars_needed(warmup)} bars (a few hundred more make it "
             f"stronger); the data has {len(bars)}"
         )
-    bars = ensure_broker_time(bars, UTC_ZONE)  # once, not per prefix
-    full = compute_signals(strategy, bars)
+    bars = ensure_broker_time(bars, zone)  # once, not per prefix
+
+    def signals_of(data: pd.DataFrame):
+        informative = informative_for(strategy, data, zone, where)
+        return compute_signals(strategy, data, informative=informative)
+
+    full = signals_of(bars)
     points = _points(len(bars), warmup, count)
     mismatches = []
     for t in points:
-        prefix = compute_signals(strategy, bars.iloc[: t + 1])
+        prefix = signals_of(bars.iloc[: t + 1])
         for column in SIGNAL_COLUMNS:
             a, b = getattr(full, column)[t], getattr(prefix, column)[t]
             if not (a == b or (_is_nan(a) and _is_nan(b))):

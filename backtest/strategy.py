@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE
+from backtest.informative import InformativeBars, align
 from backtest.signals import (
     SIGNAL_COLUMNS,
     SignalError,
@@ -49,6 +50,7 @@ __all__ = [
     "Signals",
     "Strategy",
     "StrategyError",
+    "align",
     "compute_signals",
     "create_strategy",
     "get_strategy_from_file",
@@ -127,6 +129,9 @@ class Strategy:
     # True: the stop columns are read on every bar and move the stops (a level set on bar t
     # applies from bar t+1); False: they are read on the bar that enters only
     moving_stops: ClassVar[bool] = False
+    # higher timeframes read in signals() with informative_bars() (backtest/informative.py)
+    informative: ClassVar[tuple[str, ...]] = ()
+    _informative_now: InformativeBars | None = None
 
     def __init__(self, **params: object) -> None:
         declared = self.parameters()
@@ -174,6 +179,16 @@ class Strategy:
     def signals(self, bars: pd.DataFrame) -> pd.DataFrame | pd.Series:
         """Return per-bar decisions: a Series of positions or a DataFrame with SIGNAL_COLUMNS."""
         raise NotImplementedError
+
+    def informative_bars(self, timeframe: str) -> pd.DataFrame:
+        """Inside signals(): the bars of a declared informative timeframe (`informative`),
+        with their `close_time`; bring their values onto the bars with `align`."""
+        if self._informative_now is None:
+            raise StrategyError(
+                f"{describe(type(self))}: informative_bars() is only available inside "
+                "signals(), for the timeframes in `informative`"
+            )
+        return self._informative_now[timeframe]
 
     def label(self) -> str:
         """Short identifier, e.g. 'SmaCross(fast=10,slow=30)'."""
@@ -234,17 +249,28 @@ def strategy_label(strategy: Strategy) -> str:
     return value
 
 
-def compute_signals(strategy: Strategy, bars: pd.DataFrame, *, check_from: int = 0) -> Signals:
+def compute_signals(
+    strategy: Strategy,
+    bars: pd.DataFrame,
+    *,
+    check_from: int = 0,
+    informative: dict[str, pd.DataFrame] | None = None,
+) -> Signals:
     """Run the strategy on bars and validate its output against them. Raises StrategyError
     naming the class, its file, the column, the row and its bar on any fault. Rows before
     `check_from` are not checked (the live trader decides on the last bar only). Bars
     without a `broker_time` column get one on UTC (callers that know the broker's zone
-    add it themselves)."""
+    add it themselves). `informative`: the bars of the strategy's informative timeframes
+    (backtest/informative.py), by timeframe."""
     if "time" in bars.columns:
         bars = ensure_broker_time(bars, UTC_ZONE)
     cls = type(strategy)
-    with user_code(cls, "signals()"):
-        raw = strategy.signals(bars)
+    strategy._informative_now = InformativeBars(dict(informative or {}))
+    try:
+        with user_code(cls, "signals()"):
+            raw = strategy.signals(bars)
+    finally:
+        strategy._informative_now = None
     who = describe(cls)
     try:
         signals = normalize_signals(raw, len(bars), who, check_from=check_from)

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from backtest.data import rates_to_frame
+from backtest.broker_clock import UTC_ZONE, BrokerZone
+from backtest.data import epoch_seconds, rates_to_frame, timeframe_seconds
+from backtest.informative import declared_timeframes, with_close_times
 from backtest.sizing import Sizing, position_size
 from backtest.strategy import (
     Signals,
@@ -197,7 +199,37 @@ def generate_signals(
 
     Raises StrategyError when there are too few bars, a bar is invalid or the strategy fails.
     """
-    return decide(strategy, symbol, fetch_bars(broker, strategy, symbol, timeframe, lookback))
+    bars = fetch_bars(broker, strategy, symbol, timeframe, lookback)
+    return decide(
+        strategy, symbol, bars, informative=fetch_informative(broker, strategy, symbol, bars)
+    )
+
+
+INFORMATIVE_MIN_BARS = 300  # of each informative timeframe, whatever the bars span
+
+
+def fetch_informative(
+    broker: Broker,
+    strategy: Strategy,
+    symbol: str,
+    bars: pd.DataFrame,
+    zone: BrokerZone = UTC_ZONE,
+) -> dict[str, pd.DataFrame] | None:
+    """The bars of the strategy's informative timeframes from the terminal (None when it
+    declares none): as far back as `bars` reach and at least INFORMATIVE_MIN_BARS, the
+    forming bar included (it has not closed, so no decision sees it), with their close
+    times on the broker's clock `zone`."""
+    timeframes = declared_timeframes(strategy)
+    if not timeframes:
+        return None
+    seconds = epoch_seconds(bars["time"])
+    span = int(seconds[-1] - seconds[0]) if len(seconds) else 0
+    frames = {}
+    for name in timeframes:
+        count = max(span // timeframe_seconds(name) + 3, INFORMATIVE_MIN_BARS)
+        frame = broker.rates(symbol, name, count, start_pos=0)
+        frames[name] = with_close_times(frame, name, zone)
+    return frames
 
 
 def fetch_bars(
@@ -216,15 +248,19 @@ def fetch_bars(
 
 
 def decide(
-    strategy: Strategy, symbol: str, bars: pd.DataFrame, market: MarketHours | None = None
+    strategy: Strategy,
+    symbol: str,
+    bars: pd.DataFrame,
+    market: MarketHours | None = None,
+    informative: dict[str, pd.DataFrame] | None = None,
 ) -> Decision:
     """The decision on the last bar of `bars` (all closed). Only that bar's columns are
     checked: a bad value skips its bar (StrategyError), not every later one. With `market`
     the strategy gets the bars' broker_time and its signals pass the trading windows, as
-    in the backtest."""
+    in the backtest; `informative`: its informative timeframes' bars (`fetch_informative`)."""
     if market is not None:
         bars = market.prepare(bars)
-    signals = compute_signals(strategy, bars, check_from=len(bars) - 1)
+    signals = compute_signals(strategy, bars, check_from=len(bars) - 1, informative=informative)
     if market is not None:
         signals = market.restrict(symbol, signals, bars)
     times = bars["time"].to_numpy(dtype="datetime64[s]").astype(np.int64)
@@ -357,7 +393,9 @@ class BacktestingBridge:
         return pd.concat([history, frame], ignore_index=True)
 
     def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
-        return decide(self.strategy, symbol, bars, self.market)
+        zone = self.market.zone if self.market is not None else UTC_ZONE
+        informative = fetch_informative(self.broker, self.strategy, symbol, bars, zone)
+        return decide(self.strategy, symbol, bars, self.market, informative)
 
     def generate_signals(self, symbol: str) -> Decision:
         """The decision on the last closed bar of `symbol`."""

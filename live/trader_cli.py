@@ -123,11 +123,27 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
+def _check_informative(strategy: object, config: LiveConfig) -> None:
+    """The strategy's informative timeframes must be whole multiples of TIMEFRAME."""
+    from backtest.data import timeframe_seconds
+    from backtest.informative import InformativeError, check_multiples, declared_timeframes
+
+    try:
+        check_multiples(
+            declared_timeframes(strategy),
+            timeframe_seconds(config.timeframe),
+            f"{config.strategy_path} on TIMEFRAME={config.timeframe}",
+        )
+    except InformativeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _build_trader(config: LiveConfig, held: ExitStack) -> LiveTrader:
     """Load the strategy and reach the terminal before the audit DB is created, so a run
     that cannot start leaves no empty database behind; take the instance locks (`held`
     keeps them) before anything is written."""
     strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
+    _check_informative(strategy, config)
     calendar = load_calendar_setting(config)  # a bad row stops us before anything is written
     connector = MT5Connector(config)
     connector.connect()

@@ -173,10 +173,32 @@ def test_a_minimum_trade_duration_holds_alike(tmp_path, live_config, make_sim, m
     zone, bars = parse_zone(SERVER), load_csv(data)
     rules = TradingRules(zone=zone, min_trade_seconds=hold)
     backtest = backtest_trades(bars, "sma_cross", params, first_decided, spec, rules)
-    assert len(backtest) >= 10, "the replay must trade"
+    assert len(backtest) >= 10 and len(live) >= 5, "the replay must trade"
     done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
     assert comparable(live) == comparable(done)
     lasted = (live["exit_time"] - live["entry_time"]).dt.total_seconds()
     assert (lasted >= hold - 60).all()  # fills come at the bar opens the decisions act at
     free = backtest_trades(bars, "sma_cross", params, first_decided, spec, TradingRules(zone=zone))
     assert ((free["exit_time"] - free["entry_time"]).dt.total_seconds() < hold).any()
+
+
+@pytest.mark.slow
+def test_a_strategy_with_an_informative_timeframe(tmp_path, live_config, make_sim, make_trader):
+    """DailyTrendSma on H1 reads D1 bars: the trader fetches them from the terminal (cut at
+    the server's midnight, the forming one included), the backtest resamples its H1 bars on
+    the same clock; trade for trade the same, across the US switch week."""
+    params = "fast=5,slow=15,days=3"
+    live, first_decided, data, spec = replay(
+        tmp_path, live_config, make_sim, make_trader,
+        timeframe="H1", strategy="daily_trend_sma", params=params, weeks=5,
+    )  # fmt: skip
+    zone, bars = parse_zone(SERVER), load_csv(data)
+    rules = TradingRules(zone=zone)
+    backtest = backtest_trades(bars, "daily_trend_sma", params, first_decided, spec, rules)
+    assert len(backtest) >= 10 and len(live) >= 5, "the replay must trade"
+    done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
+    assert comparable(live) == comparable(done)
+    assert (live["entry_time"] > pd.Timestamp("2024-03-11", tz="UTC")).any()
+    # the daily filter took trades away from the same cross without it
+    plain = backtest_trades(bars, "sma_cross", "fast=5,slow=15", first_decided, spec, rules)
+    assert len(plain) > len(backtest)
