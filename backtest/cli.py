@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -26,11 +25,18 @@ from backtest.cli_challenge import (
     pass_probability_of,
     preset_from_args,
 )
+from backtest.cli_portfolio import (
+    add_portfolio_options,
+    limits_of,
+    members_of,
+    portfolio_document,
+    portfolio_text,
+)
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.informative import check_informative
-from backtest.metrics import STAT_LABELS, stats_for_output
+from backtest.metrics import format_number, stats_for_output, stats_table
 from backtest.sizing import Sizing, SizingError
 from backtest.strategy import (
     Strategy,
@@ -74,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="backtest one parameter set")
-    _add_common(run)
+    _add_common(run, portfolio=True)
     add_rules_option(run)
     run.add_argument("--json", type=Path, help="write stats and trades as JSON to this file")
     run.add_argument("--report", type=Path, help="write a self-contained HTML report")
@@ -122,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_data_options(parser: argparse.ArgumentParser) -> None:
+def _add_data_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="bars CSV (generic or MT5 export)")
     source.add_argument(
@@ -143,11 +149,14 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--from", dest="date_from", help="first bar time to use (UTC)")
     parser.add_argument("--to", dest="date_to", help="last bar time to use (UTC)")
+    return source
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, portfolio: bool = False) -> None:
     parser.add_argument("--strategy", required=True, help="strategy file (path[:ClassName])")
-    _add_data_options(parser)
+    source = _add_data_options(parser)
+    if portfolio:
+        add_portfolio_options(parser, source)
     add_window_options(parser)
     parser.add_argument(
         "--param",
@@ -214,6 +223,8 @@ def _add_grid_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.symbols or args.data_dir:
+        return _run_portfolio(args)
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     check_informative(strategy_cls, bars, _data_name(args, spec))
@@ -252,6 +263,23 @@ def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
         )
 
 
+def _run_portfolio(args: argparse.Namespace) -> int:
+    from backtest.portfolio import run_portfolio
+
+    strategy_cls, params = load_strategy_from_args(args)
+    members = members_of(args, strategy_cls, params, _broker_zone(args))
+    for member in members:
+        check_informative(strategy_cls, member.bars, f"{member.symbol} ({member.source})")
+    config = config_from_args(args)
+    result = run_portfolio(members, config, limits_of(args))
+    title = f"{members[0].strategy.label()} on {', '.join(m.symbol for m in members)}"
+    print(portfolio_text(result, title))
+    if args.json:
+        write_atomic(args.json, json.dumps(portfolio_document(result), indent=1, default=str))
+        print(f"wrote {args.json}")
+    return EXIT_OK
+
+
 def cmd_optimize(args: argparse.Namespace) -> int:
     from backtest.optimize import parse_grid, run_grid, table_heading
 
@@ -274,7 +302,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         challenge=challenge,
     )
     print(table_heading(table, len(bars), args.metric))
-    print(table.head(args.top).to_string(index=False, float_format=_fmt_float))
+    print(table.head(args.top).to_string(index=False, float_format=format_number))
     if args.csv:
         write_atomic(args.csv, table.to_csv(index=False))
         print(f"wrote {args.csv}")
@@ -440,17 +468,7 @@ def result_json_text(
 
 def format_stats(result: BacktestResult) -> str:
     """The stats as an aligned two-column table."""
-    width = max(len(label) for label in STAT_LABELS.values())
-    lines = [f"{result.strategy} on {result.symbol}"]
-    for key, label in STAT_LABELS.items():
-        value = result.stats.get(key)
-        shown = (
-            "-"
-            if value is None
-            else (_fmt_float(value) if isinstance(value, float) else str(value))
-        )
-        lines.append(f"  {label:<{width}}  {shown}")
-    return "\n".join(lines)
+    return stats_table(f"{result.strategy} on {result.symbol}", result.stats)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -524,12 +542,6 @@ def _parse_utc(text: str) -> pd.Timestamp:
             f"cannot read date {text!r}; use e.g. 2024-01-31 or 2024-01-31T12:00"
         ) from None
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _fmt_float(value: float) -> str:
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:,.4f}" if 0 < abs(value) < 1 else f"{value:,.2f}"
 
 
 def _one_line(exc: BaseException) -> str:

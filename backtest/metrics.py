@@ -71,6 +71,28 @@ def stats_for_output(stats: dict[str, object]) -> dict[str, object]:
     return out
 
 
+def stats_table(title: str, stats: dict[str, object]) -> str:
+    """The statistics as an aligned two-column table under `title`."""
+    width = max(len(label) for label in STAT_LABELS.values())
+    lines = [title]
+    for key, label in STAT_LABELS.items():
+        value = stats.get(key)
+        shown = (
+            "-"
+            if value is None
+            else (format_number(value) if isinstance(value, float) else str(value))
+        )
+        lines.append(f"  {label:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
+def format_number(value: float) -> str:
+    """4 decimals under 1, 2 above, thousands separated."""
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:,.4f}" if 0 < abs(value) < 1 else f"{value:,.2f}"
+
+
 def compute_stats(
     *,
     equity: np.ndarray,

@@ -156,7 +156,8 @@ DEFAULT_SYMBOLS: dict[str, SymbolSpec] = {
 
 
 def get_symbol_spec(name: str) -> SymbolSpec:
-    """The default spec for a known symbol, or a generic 5-digit FX spec for others.
+    """The default spec for a known symbol, or a generic FX spec for others (5 digits, 3
+    for yen pairs, currencies from the name).
 
     A broker suffix (EURUSD.m, EURUSDpro) is matched to its base name.
     """
@@ -167,11 +168,17 @@ def get_symbol_spec(name: str) -> SymbolSpec:
         if key.startswith(known):
             return replace(spec, name=name)
     logger.warning(
-        "no default spec for symbol %r; using a generic 5-digit FX spec (known: %s)",
+        "no default spec for symbol %r; using a generic FX spec (known: %s)",
         name,
         ", ".join(DEFAULT_SYMBOLS),
     )
     base, quote = (key[:3], key[3:6]) if len(key) >= 6 else (key, "USD")
+    digits = 3 if quote == "JPY" else 5  # yen pairs are quoted to 0.001
     return SymbolSpec(
-        name, currency_base=base, currency_profit=quote or "USD", currency_margin=base
+        name,
+        digits,
+        10.0**-digits,
+        currency_base=base,
+        currency_profit=quote or "USD",
+        currency_margin=base,
     )

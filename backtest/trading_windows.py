@@ -252,6 +252,22 @@ class SymbolWindows:
         )
 
 
+def refuse_entries(signals: Signals, blocked: np.ndarray) -> Signals:
+    """`signals` with the entries decided on `blocked` bars refused, as a window refuses
+    them (a held position kept, a flip only closes, nothing taken later): what a portfolio's
+    limits do to a symbol's entries (`backtest.portfolio`)."""
+    if not blocked.any():
+        return signals
+    flat = np.zeros(len(blocked), dtype=bool)
+    position = _restricted_positions(signals, blocked, flat, held_at_start=False)
+    return replace(
+        signals,
+        position=position.astype(signals.position.dtype),
+        entry=signals.entry & ~blocked,
+        size=_restricted_sizes(signals.size, blocked, position),
+    )
+
+
 def _restricted_positions(
     signals: Signals, blocked: np.ndarray, flat: np.ndarray, held_at_start: bool
 ) -> np.ndarray:

@@ -1,0 +1,124 @@
+"""The backtest CLI's portfolio run: `run --symbols EURUSD,GBPUSD --data-dir DIR`, one
+strategy on several symbols sharing one account (`backtest.portfolio`).
+
+Each symbol's bars are the CSV in DIR whose name starts with the symbol (EURUSD_H1.csv, as
+`live.history` writes them; with --timeframe, SYMBOL_TF.csv first). The live trader's limits
+come under the names of its settings (--max-open-positions ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from backtest.data import DataError, load_csv, resample_bars, timeframe_seconds
+from backtest.metrics import stats_table
+from backtest.portfolio import Limits, Member, PortfolioResult
+from backtest.strategy import Strategy, create_strategy
+from backtest.symbols import get_symbol_spec
+from backtest.trading_windows import bar_seconds, with_broker_time
+
+
+def add_portfolio_options(parser: argparse.ArgumentParser, source: object) -> None:
+    """The portfolio options; --data-dir joins the data `source` group (--data, ...)."""
+    source.add_argument(
+        "--data-dir", type=Path, help="folder of the --symbols' CSVs (EURUSD_H1.csv, ...)"
+    )
+    group = parser.add_argument_group("portfolio (several symbols, one account)")
+    group.add_argument("--symbols", help="comma-separated symbols traded together on one account")
+    group.add_argument("--max-open-positions", type=int, default=0, metavar="N",
+                       help="open positions allowed over all symbols (0 = no limit)")  # fmt: skip
+    group.add_argument("--max-total-lots", type=float, default=0.0, metavar="LOTS",
+                       help="total open volume allowed (0 = no limit)")  # fmt: skip
+    group.add_argument("--max-margin-pct", type=float, default=0.0, metavar="PCT",
+                       help="used margin allowed as %% of equity (0 = no limit)")  # fmt: skip
+    group.add_argument("--leverage", type=float, default=100.0,
+                       help="the account's leverage, for margin (default 100)")  # fmt: skip
+
+
+def symbols_of(args: argparse.Namespace) -> list[str]:
+    """The --symbols list, checked: ValueError (exit 2) naming what is wrong."""
+    symbols = [s.strip().upper() for s in str(args.symbols or "").split(",") if s.strip()]
+    if not symbols or len(set(symbols)) != len(symbols):
+        raise ValueError(f"--symbols: give distinct symbols with --data-dir, got {args.symbols!r}")
+    if args.data_dir is None or not Path(args.data_dir).is_dir():
+        raise ValueError(f"--symbols needs --data-dir, a folder of CSVs (got {args.data_dir})")
+    return symbols
+
+
+def limits_of(args: argparse.Namespace) -> Limits:
+    for name in ("max_open_positions", "max_total_lots", "max_margin_pct"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.leverage < 1:
+        raise ValueError(f"--leverage must be at least 1, got {args.leverage:g}")
+    return Limits(args.max_open_positions, args.max_total_lots, args.max_margin_pct, args.leverage)
+
+
+def members_of(
+    args: argparse.Namespace,
+    strategy_cls: type[Strategy],
+    params: dict[str, object],
+    zone: object,
+) -> list[Member]:
+    """Each symbol's bars from --data-dir (resampled to --timeframe, on the broker's clock),
+    its spec and its own strategy instance."""
+    members = []
+    for symbol in symbols_of(args):
+        path = _file_for(Path(args.data_dir), symbol, args.timeframe)
+        try:
+            bars = load_csv(path, tz=args.tz)
+            if args.timeframe and bar_seconds(bars) != timeframe_seconds(args.timeframe):
+                bars = resample_bars(bars, args.timeframe, zone)
+        except DataError as exc:
+            raise ValueError(f"{symbol} ({path}): {exc}") from None
+        bars = with_broker_time(bars, zone)
+        strategy = create_strategy(strategy_cls, params)
+        members.append(Member(symbol, bars, get_symbol_spec(symbol), strategy, str(path)))
+    return members
+
+
+def _file_for(folder: Path, symbol: str, timeframe: str | None) -> Path:
+    found = sorted(p for p in folder.glob("*.csv") if p.stem.upper().startswith(symbol))
+    if timeframe:
+        exact = [p for p in found if p.stem.upper() == f"{symbol}_{timeframe.upper()}"]
+        found = exact or found
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ValueError(f"{symbol}: no bars in {folder} (looked for {symbol}*.csv)")
+    names = ", ".join(p.name for p in found)
+    raise ValueError(f"{symbol}: several files in {folder} ({names}): give --timeframe")
+
+
+def portfolio_text(result: PortfolioResult, title: str) -> str:
+    """Statistics, the per-symbol breakdown, the correlation of daily P/L and the entries
+    the limits refused, as text."""
+    lines = [stats_table(title, result.stats), "", "per symbol:"]
+    lines.append(result.breakdown.to_string(index=False))
+    if len(result.correlation) > 1:
+        lines += ["", "correlation of daily P/L:", result.correlation.round(2).to_string()]
+    if result.refused:
+        lines += ["", f"entries refused by the limits: {len(result.refused)}"]
+        lines += [f"  {r['time']} {r['symbol']}: {r['reason']}" for r in result.refused[:10]]
+    return "\n".join(lines)
+
+
+def portfolio_document(result: PortfolioResult) -> dict[str, object]:
+    """The --json document's portfolio parts."""
+    equity = result.equity
+    return {
+        "stats": result.stats,
+        "breakdown": result.breakdown.to_dict(orient="records"),
+        "correlation": result.correlation.round(6).to_dict(),
+        "refused": result.refused,
+        "trades": len(result.trades),
+        "equity_final": float(equity.iloc[-1]) if len(equity) else None,
+        "contributions_final": {
+            symbol: round(float(values.iloc[-1]), 2)
+            for symbol, values in result.contributions.items()
+        },
+        "start": pd.Timestamp(equity.index[0]).isoformat() if len(equity) else None,
+    }
