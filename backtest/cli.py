@@ -266,6 +266,10 @@ def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
 def _run_portfolio(args: argparse.Namespace) -> int:
     from backtest.portfolio import run_portfolio
 
+    unused = [f"--{name.replace('_', '-')}" for name in ("rules", "report", "show_trades")
+              if getattr(args, name)]  # fmt: skip
+    if unused:
+        raise UsageError(f"{', '.join(unused)}: not available with --symbols yet")
     strategy_cls, params = load_strategy_from_args(args)
     members = members_of(args, strategy_cls, params, _broker_zone(args))
     for member in members:

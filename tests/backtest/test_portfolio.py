@@ -111,3 +111,31 @@ def test_bars_that_do_not_overlap_stop_the_run():
     with pytest.raises(PortfolioError, match=r"EURUSD \(EURUSD.csv\): its bars \(2020-01-06 to "
                        r"2020-.*\) do not overlap those of GBPUSD \(2022-01-03 to"):  # fmt: skip
         run_portfolio(early + late, CONFIG)
+
+
+def test_the_command_line_runs_a_folder_of_symbols_and_names_what_is_missing(tmp_path, capsys):
+    import json
+
+    from backtest.cli import main
+    from backtest.data import save_csv
+
+    for seed, symbol in enumerate(["EURUSD", "USDJPY", "EURGBP"]):
+        save_csv(generate_bars(symbol, "H1", 1_500, seed=seed), tmp_path / f"{symbol}_H1.csv")
+    out = tmp_path / "run.json"
+    args = ["run", "--strategy", SMA, "--data-dir", str(tmp_path), "--lots", "0.1"]
+    assert main([*args, "--symbols", "EURUSD,USDJPY", "--max-open-positions", "1",
+                 "--json", str(out)]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "per symbol:" in printed and "MAX_OPEN_POSITIONS 1 reached" in printed
+    document = json.loads(out.read_text())
+    assert [row["symbol"] for row in document["breakdown"]] == ["EURUSD", "USDJPY"]
+    assert document["refused"] and set(document["contributions_final"]) == {"EURUSD", "USDJPY"}
+    for symbols, words in (
+        ("EURUSD,GBPUSD", f"GBPUSD: no bars in {tmp_path}"),
+        ("EURUSD,EURGBP", "EURGBP_H1.csv): no conversion rate from GBP to USD"),
+        ("EURUSD,EURUSD", "--symbols: give distinct symbols"),
+    ):
+        assert main([*args, "--symbols", symbols]) == 2
+        assert words in capsys.readouterr().err
+    assert main([*args, "--symbols", "EURUSD", "--report", str(tmp_path / "r.html")]) == 2
+    assert "--report: not available with --symbols" in capsys.readouterr().err
