@@ -29,6 +29,7 @@ from backtest.cli_portfolio import (
     add_portfolio_options,
     limits_of,
     members_of,
+    other_bars_of,
     portfolio_document,
     portfolio_text,
 )
@@ -228,11 +229,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     check_informative(strategy_cls, bars, _data_name(args, spec))
+    others = other_bars_of(strategy_cls, args, _broker_zone(args), folder=_folder(args))
     strategy = create_strategy(strategy_cls, params)
     preset = preset_from_args(args)  # a bad preset stops us before any output
     config = config_from_args(args)  # with the preset's windows
     _warn_if_too_short(bars, strategy)
-    result = run_backtest(bars, strategy, spec=spec, config=config)
+    result = run_backtest(bars, strategy, spec=spec, config=config, other_bars=others)
     print(format_stats(result))
     challenge = challenge_of(preset, result, bars, spec, config)
     if challenge is not None:
@@ -275,7 +277,9 @@ def _run_portfolio(args: argparse.Namespace) -> int:
     for member in members:
         check_informative(strategy_cls, member.bars, f"{member.symbol} ({member.source})")
     config = config_from_args(args)
-    result = run_portfolio(members, config, limits_of(args))
+    others = other_bars_of(strategy_cls, args, _broker_zone(args), folder=args.data_dir,
+                           skip=tuple(m.symbol for m in members))  # fmt: skip
+    result = run_portfolio(members, config, limits_of(args), others)
     title = f"{members[0].strategy.label()} on {', '.join(m.symbol for m in members)}"
     print(portfolio_text(result, title))
     if args.json:
@@ -371,12 +375,14 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoints must be at least 1, got {args.checkpoints}")
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
+    zone = _broker_zone(args)
     report = check_lookahead(
         create_strategy(strategy_cls, params),
         bars,
         checkpoints=args.checkpoints,
-        zone=_broker_zone(args),
+        zone=zone,
         where=_data_name(args, spec),
+        other_bars=other_bars_of(strategy_cls, args, zone, folder=_folder(args)),
     )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE
@@ -510,6 +516,12 @@ _TRADE_PREVIEW = [
     "pnl",
     "exit_reason",
 ]
+
+
+def _folder(args: argparse.Namespace) -> Path | None:
+    """Where the other symbols a strategy reads are looked for: beside --data (None: they
+    are generated, as --synthetic bars are)."""
+    return Path(args.data).parent if args.data is not None else None
 
 
 def _data_name(args: argparse.Namespace, spec: SymbolSpec) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtest.data import DataError, load_csv, resample_bars, timeframe_seconds
+from backtest.informative import declared_symbols
 from backtest.metrics import stats_table
 from backtest.portfolio import Limits, Member, PortfolioResult
 from backtest.strategy import Strategy, create_strategy
@@ -78,6 +79,34 @@ def members_of(
         strategy = create_strategy(strategy_cls, params)
         members.append(Member(symbol, bars, get_symbol_spec(symbol), strategy, str(path)))
     return members
+
+
+def other_bars_of(
+    strategy_cls: type[Strategy],
+    args: argparse.Namespace,
+    zone: object,
+    *,
+    folder: Path | None,
+    skip: tuple[str, ...] = (),
+) -> dict[str, pd.DataFrame]:
+    """The bars of the other symbols the strategy reads (`informative`): from `folder` (the
+    data file's, or --data-dir), or generated beside --synthetic bars."""
+    bars = {}
+    for k, symbol in enumerate(s for s in declared_symbols(strategy_cls) if s not in skip):
+        if folder is None:
+            from backtest.synthetic import generate_bars
+
+            frame = generate_bars(
+                symbol, args.timeframe or "H1", args.synthetic, seed=args.seed + k + 1
+            )
+        else:
+            path = _file_for(folder, symbol, args.timeframe)
+            try:
+                frame = load_csv(path, tz=args.tz)
+            except DataError as exc:
+                raise ValueError(f"{symbol} ({path}): {exc}") from None
+        bars[symbol] = with_broker_time(frame, zone)
+    return bars
 
 
 def _file_for(folder: Path, symbol: str, timeframe: str | None) -> Path:

@@ -19,6 +19,7 @@ Fill model (see docs/backtest.md):
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,11 +114,13 @@ def run_backtest(
     config: BacktestConfig | None = None,
     signals: Signals | None = None,
     trade_from: int = 0,
+    other_bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> BacktestResult:
     """Backtest `strategy` on one symbol's bars (canonical frame, see backtest.data).
 
     Decisions on bars before `trade_from` are not acted on (those bars only warm the
-    strategy up), as for a trader that starts at that bar.
+    strategy up), as for a trader that starts at that bar. `other_bars`: the bars of the
+    other symbols the strategy reads (its `informative` entries), by symbol.
     """
     config = config or BacktestConfig()
     n = len(bars)
@@ -125,7 +128,8 @@ def run_backtest(
         raise ValueError(f"need at least 2 bars to backtest, got {n}")
     if signals is None:
         bars = ensure_broker_time(bars, config.rules.zone)
-        informative = informative_for(strategy, bars, config.rules.zone, spec.name)
+        zone = config.rules.zone
+        informative = informative_for(strategy, bars, zone, spec.name, other_bars)
         signals = compute_signals(strategy, bars, informative=informative)
     if config.rules.active:
         currencies = symbol_currencies(spec)

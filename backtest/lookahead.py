@@ -92,10 +92,11 @@ def check_lookahead(
     checkpoints: int = 50,
     zone: BrokerZone = UTC_ZONE,
     where: str = "the bars",
+    other_bars: dict[str, pd.DataFrame] | None = None,
 ) -> LookaheadReport:
     """Compare the full-data signals with signals on bars[:t+1] at many t (the informative
-    timeframes cut from each, on the broker's clock `zone`; `where` names the data in an
-    InformativeError).
+    timeframes cut from each, on the broker's clock `zone`, and `other_bars`, the other
+    symbols it reads, up to the same bar; `where` names the data in an InformativeError).
 
     Raises LookaheadError when there is nothing to compare: fewer bars than bars_needed, or
     fewer than one checkpoint.
@@ -112,8 +113,8 @@ def check_lookahead(
         )
     bars = ensure_broker_time(bars, zone)  # once, not per prefix
 
-    def signals_of(data: pd.DataFrame):
-        informative = informative_for(strategy, data, zone, where)
+    def signals_of(data: pd.DataFrame):  # other symbols' bars are cut at the same time
+        informative = informative_for(strategy, data, zone, where, other_bars)
         return compute_signals(strategy, data, informative=informative)
 
     full = signals_of(bars)

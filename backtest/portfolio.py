@@ -80,14 +80,20 @@ class PortfolioResult:
 
 
 def run_portfolio(
-    members: list[Member], config: BacktestConfig, limits: Limits = Limits()
+    members: list[Member],
+    config: BacktestConfig,
+    limits: Limits = Limits(),
+    other_bars: dict[str, pd.DataFrame] | None = None,
 ) -> PortfolioResult:
-    """Backtest `members` on one account of `config.cash` (see the module docstring)."""
+    """Backtest `members` on one account of `config.cash` (see the module docstring). A
+    strategy reading other symbols (`informative`) gets the members' bars, and `other_bars`
+    for symbols it reads but does not trade."""
     if config.sizing.mode != "fixed":
         raise SizingError("a portfolio run sizes by fixed lots (--lots) for now")
     _check_overlap(members)
     rates = {m.symbol: _conversion(m, members, config.account_currency) for m in members}
-    signals = {m.symbol: _signals(m, config) for m in members}
+    others = {**(other_bars or {}), **{m.symbol: m.bars for m in members}}
+    signals = {m.symbol: _signals(m, config, others) for m in members}
     first = {m.symbol: _run(m, signals[m.symbol], config) for m in members}
     refused = _take_entries(members, first, rates, config, limits)
     results = {}
@@ -159,9 +165,10 @@ def _run_config(member: Member, config: BacktestConfig, converted: bool) -> Back
     return config
 
 
-def _signals(member: Member, config: BacktestConfig):
+def _signals(member: Member, config: BacktestConfig, others: dict[str, pd.DataFrame]):
     bars = ensure_broker_time(member.bars, config.rules.zone)
-    informative = informative_for(member.strategy, bars, config.rules.zone, member.source)
+    where = f"{member.symbol} ({member.source})"
+    informative = informative_for(member.strategy, bars, config.rules.zone, where, others)
     return compute_signals(member.strategy, bars, informative=informative)
 
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE, BrokerZone
 from backtest.data import epoch_seconds, rates_to_frame, timeframe_seconds
-from backtest.informative import declared_timeframes, with_close_times
+from backtest.informative import declared_sources, timeframe_of, with_close_times
 from backtest.sizing import Sizing, position_size
 from backtest.strategy import (
     Signals,
@@ -214,21 +214,24 @@ def fetch_informative(
     symbol: str,
     bars: pd.DataFrame,
     zone: BrokerZone = UTC_ZONE,
+    timeframe: str | None = None,
 ) -> dict[str, pd.DataFrame] | None:
-    """The bars of the strategy's informative timeframes from the terminal (None when it
-    declares none): as far back as `bars` reach and at least INFORMATIVE_MIN_BARS, the
-    forming bar included (it has not closed, so no decision sees it), with their close
-    times on the broker's clock `zone`."""
-    timeframes = declared_timeframes(strategy)
-    if not timeframes:
+    """The strategy's informative series from the terminal (None when it declares none):
+    its own symbol's higher timeframes, other symbols' bars (at `timeframe`, the trader's,
+    unless the entry names one), as far back as `bars` reach and at least
+    INFORMATIVE_MIN_BARS, the forming bar included (it has not closed, so no decision sees
+    it), with their close times on the broker's clock `zone`."""
+    sources = declared_sources(strategy)
+    if not sources:
         return None
     seconds = epoch_seconds(bars["time"])
     span = int(seconds[-1] - seconds[0]) if len(seconds) else 0
     frames = {}
-    for name in timeframes:
+    for source in sources:
+        name = source.timeframe or timeframe or timeframe_of(int(np.diff(seconds[-2:])[0]))
         count = max(span // timeframe_seconds(name) + 3, INFORMATIVE_MIN_BARS)
-        frame = broker.rates(symbol, name, count, start_pos=0)
-        frames[name] = with_close_times(frame, name, zone)
+        frame = broker.rates(source.symbol or symbol, name, count, start_pos=0)
+        frames[source.key] = with_close_times(frame, name, zone)
     return frames
 
 
@@ -394,7 +397,9 @@ class BacktestingBridge:
 
     def decide(self, symbol: str, bars: pd.DataFrame) -> Decision:
         zone = self.market.zone if self.market is not None else UTC_ZONE
-        informative = fetch_informative(self.broker, self.strategy, symbol, bars, zone)
+        informative = fetch_informative(
+            self.broker, self.strategy, symbol, bars, zone, self.timeframe
+        )
         return decide(self.strategy, symbol, bars, self.market, informative)
 
     def generate_signals(self, symbol: str) -> Decision:

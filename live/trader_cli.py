@@ -124,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_informative(strategy: object, config: LiveConfig) -> None:
-    """The strategy's informative timeframes must be whole multiples of TIMEFRAME."""
+    """The strategy's informative timeframes must be whole multiples of TIMEFRAME (its
+    informative symbols are asked for from the terminal like the traded ones)."""
     from backtest.data import timeframe_seconds
-    from backtest.informative import InformativeError, check_multiples, declared_timeframes
+    from backtest.informative import InformativeError, check_multiples, declared_sources
 
     try:
         check_multiples(
-            declared_timeframes(strategy),
+            declared_sources(strategy),
             timeframe_seconds(config.timeframe),
             f"{config.strategy_path} on TIMEFRAME={config.timeframe}",
         )

@@ -98,7 +98,7 @@ def test_a_timeframe_not_declared_or_outside_signals_is_refused():
 
 @pytest.mark.parametrize(
     ("declared", "words"),
-    [(("M30",), "M30 must be a whole multiple"), (("H2",), "H2 is not one of M1, M5")],
+    [(("M30",), "M30 must be a whole multiple"), (("H2",), "'H2' is not a timeframe (M1, M5")],
 )
 def test_the_command_line_names_the_symbol_and_file(tmp_path, capsys, declared, words):
     data = tmp_path / "GBPUSD_H1.csv"
@@ -136,3 +136,47 @@ def test_the_example_trades_with_the_daily_trend_only():
     decided = result.trades["signal_bar"].to_numpy()
     longs = (result.trades["direction"] == "long").to_numpy()
     assert (trend[decided][longs] > 0).all() and (trend[decided][~longs] < 0).all()
+
+
+def test_another_symbols_bar_shows_from_the_next_bar_and_its_future_is_caught(tmp_path, capsys):
+    """GBPUSD's H1 bar of 10:00 reaches a EURUSD decision from the 11:00 bar on (it closed at
+    11:00); a strategy reading GBPUSD's next close is caught by the look-ahead check; a
+    symbol without bars beside the data file exits 2 naming it and the folder."""
+    from backtest.informative import informative_for
+
+    own = generate_bars("EURUSD", "H1", 400, seed=1)
+    pound = generate_bars("GBPUSD", "H1", 400, seed=2)
+
+    class Reads(Strategy):
+        informative = ("GBPUSD", "USDJPY:H4")
+
+    frames = informative_for(Reads(), own, parse_zone("UTC"), "EURUSD", {
+        "GBPUSD": pound, "USDJPY": generate_bars("USDJPY", "H1", 400, seed=3)})  # fmt: skip
+    seen = align(frames["GBPUSD"]["close"], frames["GBPUSD"], own).to_numpy()
+    assert np.isnan(seen[0]) and np.array_equal(seen[1:], pound["close"].to_numpy()[:-1])
+    four_hours = frames["USDJPY:H4"]
+    assert (four_hours["time"].dt.hour % 4 == 0).all() and len(four_hours) < 400 / 3
+
+    class PeeksAhead(Strategy):
+        informative = ("GBPUSD",)
+
+        def signals(self, bars):
+            other = self.informative_bars("GBPUSD").set_index("time")["close"]
+            later = other.shift(-1).reindex(bars["time"]).to_numpy()
+            return pd.DataFrame({"position": np.where(later > other.reindex(bars["time"]), 1, -1)})
+
+    report = check_lookahead(PeeksAhead(), own, checkpoints=20, other_bars={"GBPUSD": pound})
+    assert not report.ok
+    from backtest.strategy import get_strategy_from_file
+
+    basket = get_strategy_from_file("backtest/strategies/usd_basket_sma.py")()
+    others = {"GBPUSD": pound, "USDJPY": generate_bars("USDJPY", "H1", 400, seed=3)}
+    assert check_lookahead(basket, own, checkpoints=20, other_bars=others).ok
+    save_csv(own, tmp_path / "EURUSD_H1.csv")
+    args = ["run", "--strategy", "backtest/strategies/usd_basket_sma.py", "--data",
+            str(tmp_path / "EURUSD_H1.csv")]  # fmt: skip
+    assert main(args) == 2
+    assert f"GBPUSD: no bars in {tmp_path}" in capsys.readouterr().err
+    save_csv(pound, tmp_path / "GBPUSD_H1.csv")
+    save_csv(others["USDJPY"], tmp_path / "USDJPY_H1.csv")
+    assert main(args) == 0

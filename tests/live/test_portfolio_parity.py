@@ -1,6 +1,7 @@
-"""A portfolio, live equals the backtest: three symbols traded by one trader on one simulated
-account, in lockstep, with MAX_OPEN_POSITIONS refusing entries, give the portfolio backtest's
-trades, symbol by symbol, and the same refused entries."""
+"""Several symbols, live equals the backtest: three symbols traded by one trader on one
+simulated account, in lockstep, with MAX_OPEN_POSITIONS refusing entries, give the portfolio
+backtest's trades, symbol by symbol, and the same refused entries; a strategy reading other
+symbols' bars trades as the backtest does on the same bars."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from backtest.data import rates_to_frame
-from backtest.engine import BacktestConfig
+from backtest.engine import BacktestConfig, run_backtest
 from backtest.portfolio import Limits, Member, run_portfolio
 from backtest.sizing import Sizing
 from live.audit_reader import AuditReader
@@ -75,3 +76,41 @@ def test_three_symbols_on_one_account_equal_the_portfolio_backtest(
         "SELECT COUNT(*) AS n FROM signals WHERE outcome LIKE '%MAX_OPEN_POSITIONS%'"
     )[0]["n"]
     assert refusals == sum(pd.Timestamp(r["time"]) <= end for r in backtest.refused)
+
+
+@pytest.mark.slow
+def test_a_strategy_reading_other_symbols_equals_the_backtest(
+    tmp_path, live_config, make_sim, make_trader
+):
+    """UsdBasketSma trades EURUSD on a dollar basket of GBPUSD and USDJPY bars: the trader
+    fetches them from the terminal, the backtest gets the same bars; trade for trade equal."""
+    strategy_path = ROOT / "backtest" / "strategies" / "usd_basket_sma.py"
+    params = "fast=5,slow=20,lookback=12"
+    config = live_config(
+        dry_run=False, strategy_path=str(strategy_path), strategy_params=params, lot_size=0.1
+    )
+    terminal = make_sim(symbols=SYMBOLS, history_bars=400, n_bars=2000)
+    trader = make_trader(config, terminal)
+    trader.start()
+    run_bars(trader, terminal, 700)
+    now = datetime.fromtimestamp(terminal.sim_time(), tz=UTC)
+    bars = {
+        symbol: rates_to_frame(terminal.copy_rates_range(
+            symbol, terminal.TIMEFRAME_H1, datetime(1970, 1, 2, tzinfo=UTC), now))
+        for symbol in SYMBOLS
+    }  # fmt: skip
+    spec = terminal.server.feeds["EURUSD"].symbol.as_symbol_spec()
+    trader.shutdown()
+    first_decided = pd.Timestamp(AuditReader(config.audit_db).signal_span("EURUSD")[0])
+    backtest = run_backtest(
+        bars["EURUSD"],
+        get_strategy_from_file(strategy_path, params.split(",")),
+        spec=spec,
+        config=BacktestConfig(close_at_end=False, spread_mode="bid", sizing=Sizing("fixed", 0.1)),
+        trade_from=int((bars["EURUSD"]["time"] < first_decided).sum()),
+        other_bars={s: bars[s] for s in ("GBPUSD", "USDJPY")},
+    ).trades
+    live = live_rows(config.audit_db)
+    assert len(backtest) >= 5 and len(live) >= 3, "the replay must trade"
+    done = backtest[backtest["exit_time"] <= live["exit_time"].max()]
+    assert comparable(live, {}) == comparable(done, {})
