@@ -268,7 +268,7 @@ def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
 def _run_portfolio(args: argparse.Namespace) -> int:
     from backtest.portfolio import run_portfolio
 
-    unused = [f"--{name.replace('_', '-')}" for name in ("rules", "report", "show_trades")
+    unused = [f"--{name.replace('_', '-')}" for name in ("rules", "show_trades")
               if getattr(args, name)]  # fmt: skip
     if unused:
         raise UsageError(f"{', '.join(unused)}: not available with --symbols yet")
@@ -285,6 +285,12 @@ def _run_portfolio(args: argparse.Namespace) -> int:
     if args.json:
         write_atomic(args.json, json.dumps(portfolio_document(result), indent=1, default=str))
         print(f"wrote {args.json}")
+    if args.report:
+        from backtest.report import render_portfolio_report
+
+        subtitle = f"{len(result.equity):,} bar times, {len(result.trades):,} trades"
+        write_atomic(args.report, render_portfolio_report(result, title=title, subtitle=subtitle))
+        print(f"wrote {args.report}")
     return EXIT_OK
 
 

@@ -30,6 +30,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.js"
 TEMPLATE = STATIC / "report.html"
 WALKFORWARD_TEMPLATE = STATIC / "walkforward.html"
+PORTFOLIO_TEMPLATE = STATIC / "portfolio.html"
 STYLE = STATIC / "report.css"
 CHARTS_JS = STATIC / "charts.js"
 MAX_CANDLES = 20_000
@@ -131,6 +132,50 @@ def render_walkforward_report(result: Any, *, title: str, subtitle: str = "") ->
         **_window_table(result.windows),
     }
     return fill_template(WALKFORWARD_TEMPLATE, title, subtitle, data)
+
+
+def render_portfolio_report(result: Any, *, title: str, subtitle: str = "") -> str:
+    """A portfolio run (backtest.portfolio.PortfolioResult): the account's equity, each
+    symbol's P/L in the account currency on the same axis, drawdown, statistics, the
+    per-symbol breakdown and the correlation of daily P/L."""
+    curves = _equity_and_drawdown(result.equity)
+    times = _epoch(result.equity.index.to_series())
+    kept = {point["time"] for point in curves["equity"]}
+    keep = np.flatnonzero(np.isin(times, list(kept)))
+    symbols = [str(s) for s in result.contributions.columns]
+    contributions = [
+        [{"time": int(times[i]), "value": round(float(values[i]), 2)} for i in keep]
+        for values in (result.contributions[s].to_numpy(dtype=float) for s in symbols)
+    ]
+    breakdown = result.breakdown
+    correlation = result.correlation.reindex(index=symbols, columns=symbols)
+    refused = len(result.refused)
+    data = {
+        "stats": [[label, _stat(result.stats.get(key))] for key, label in STAT_LABELS.items()],
+        **curves,
+        "symbols": symbols,
+        "contributions": contributions,
+        "breakdown_columns": [BREAKDOWN_HEADINGS.get(str(c), str(c)) for c in breakdown.columns],
+        "breakdown": [
+            [_plain_or_none(v) for v in row] for row in breakdown.itertuples(index=False)
+        ],
+        "correlation": [
+            [symbol, *(_plain_or_none(round(float(v), 2)) for v in correlation.loc[symbol])]
+            for symbol in symbols
+        ],
+        "refused_note": f"{refused:,} entries refused by the account's limits." if refused else "",
+    }
+    return fill_template(PORTFOLIO_TEMPLATE, title, subtitle, data)
+
+
+BREAKDOWN_HEADINGS = {
+    "symbol": "symbol",
+    "trades": "trades",
+    "pnl": "P/L",
+    "win_rate_pct": "win rate [%]",
+    "exposure_pct": "exposure [%]",
+    "refused": "entries refused",
+}
 
 
 def _window_markers(windows: pd.DataFrame, equity: list[dict[str, Any]]) -> list[dict]:

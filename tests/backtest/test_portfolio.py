@@ -137,5 +137,5 @@ def test_the_command_line_runs_a_folder_of_symbols_and_names_what_is_missing(tmp
     ):
         assert main([*args, "--symbols", symbols]) == 2
         assert words in capsys.readouterr().err
-    assert main([*args, "--symbols", "EURUSD", "--report", str(tmp_path / "r.html")]) == 2
-    assert "--report: not available with --symbols" in capsys.readouterr().err
+    assert main([*args, "--symbols", "EURUSD", "--rules", "static_5_10"]) == 2
+    assert "--rules: not available with --symbols" in capsys.readouterr().err

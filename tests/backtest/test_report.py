@@ -181,3 +181,38 @@ def test_the_stop_path_is_drawn_and_partial_exits_are_marked(page_probe, tmp_pat
     assert all(m["text"].startswith("partial ") for m in squares)
     arrows = [m for m in markers if m["shape"].startswith("arrow")]
     assert len(arrows) == result.trades["position"].nunique()  # one entry per position
+
+
+def test_portfolio_report_draws_each_symbols_contribution(page_probe, tmp_path):
+    """A portfolio's report: the account's equity, a line per symbol (its P/L in the account
+    currency, summing to the equity's), the breakdown and the correlation, offline."""
+    from backtest.cli import main
+    from backtest.data import save_csv
+
+    for seed, symbol in enumerate(["EURUSD", "GBPUSD", "USDJPY"]):
+        save_csv(generate_bars(symbol, "H1", 1_500, seed=seed), tmp_path / f"{symbol}_H1.csv")
+    path = tmp_path / "portfolio.html"
+    strategy = str(ROOT / "backtest" / "strategies" / "sma_cross.py")
+    assert main(["run", "--strategy", strategy, "--symbols", "EURUSD,GBPUSD,USDJPY",
+                 "--data-dir", str(tmp_path), "--report", str(path)]) == 0  # fmt: skip
+    probe = open_report(page_probe, path)
+    page = probe.page
+    assert probe.errors == [] and probe.blocked == [] and probe.dialogs == []
+    for chart in ("#equity", "#contributions", "#drawdown"):
+        sizes = page.eval_on_selector_all(
+            f"{chart} canvas",
+            "els => els.map(e => e.getBoundingClientRect().width * "
+            "e.getBoundingClientRect().height)",
+        )
+        assert sizes and max(sizes) > 10_000, chart
+    last = page.evaluate(
+        "[window.__report.series.equity.data().slice(-1)[0].value].concat("
+        "window.__report.series.parts.map(s => s.data().slice(-1)[0].value))"
+    )
+    assert len(last) == 4 and abs(last[0] - 10_000 - sum(last[1:])) < 0.05
+    assert page.text_content("#legend").split() == ["■", "EURUSD", "■", "GBPUSD", "■", "USDJPY"]
+    rows = page.eval_on_selector_all(
+        "#breakdown tbody tr", "rows => rows.map(r => r.cells[0].textContent)"
+    )
+    assert rows == ["EURUSD", "GBPUSD", "USDJPY"]
+    assert page.eval_on_selector_all("#correlation tbody tr", "rows => rows.length") == 3
