@@ -26,7 +26,7 @@ from backtest.engine import run_backtest
 from backtest.informative import informative_for
 from backtest.metrics import compute_stats
 from backtest.results import BacktestConfig, BacktestResult
-from backtest.sizing import SizingError
+from backtest.sizing import Sizing, SizingError
 from backtest.strategy import Strategy, compute_signals
 from backtest.symbols import SymbolSpec
 from backtest.trading_windows import ensure_broker_time, refuse_entries
@@ -88,24 +88,26 @@ def run_portfolio(
     """Backtest `members` on one account of `config.cash` (see the module docstring). A
     strategy reading other symbols (`informative`) gets the members' bars, and `other_bars`
     for symbols it reads but does not trade."""
-    if config.sizing.mode != "fixed":
-        raise SizingError("a portfolio run sizes by fixed lots (--lots) for now")
     _check_overlap(members)
     rates = {m.symbol: _conversion(m, members, config.account_currency) for m in members}
     others = {**(other_bars or {}), **{m.symbol: m.bars for m in members}}
     signals = {m.symbol: _signals(m, config, others) for m in members}
-    first = {m.symbol: _run(m, signals[m.symbol], config) for m in members}
-    refused = _take_entries(members, first, rates, config, limits)
+    by_lot = config.sizing.mode != "fixed"  # risk sizing: run 1 lot, size at the account
+    run_config = replace(config, sizing=Sizing.fixed(1.0)) if by_lot else config
+    first = {m.symbol: _run(m, signals[m.symbol], run_config) for m in members}
+    refused, lots = _take_entries(members, first, rates, config, limits)
     results = {}
     for member in members:
         blocked = [r["signal_bar"] for r in refused if r["symbol"] == member.symbol]
-        if not blocked:
-            results[member.symbol] = first[member.symbol]
-            continue
-        mask = np.zeros(len(member.bars), dtype=bool)
-        mask[blocked] = True
-        again = refuse_entries(signals[member.symbol], mask)
-        results[member.symbol] = _run(member, again, config)
+        result = first[member.symbol]
+        if blocked:
+            mask = np.zeros(len(member.bars), dtype=bool)
+            mask[blocked] = True
+            again = refuse_entries(signals[member.symbol], mask)
+            result = _run(member, again, run_config)
+        if by_lot:
+            result = _sized(result, lots, member, config.cash)
+        results[member.symbol] = result
     return _combine(members, results, rates, config, refused)
 
 
@@ -203,35 +205,59 @@ def _take_entries(
     rates: dict[str, pd.Series | None],
     config: BacktestConfig,
     limits: Limits,
-) -> list[dict[str, object]]:
-    """Walk every position's entry and exit in the live loop's order; the entries refused."""
-    if not (limits.max_open_positions or limits.max_total_lots or limits.max_margin_pct):
-        return []
+) -> tuple[list[dict[str, object]], dict[tuple[str, int], float]]:
+    """Walk every position's entry and exit in the live loop's order: the entries refused,
+    and with risk sizing the lots of each one taken, by (symbol, entry bar), sized on the
+    account's equity at its entry."""
+    by_lot = config.sizing.mode != "fixed"
+    limited = limits.max_open_positions or limits.max_total_lots or limits.max_margin_pct
+    if not (limited or by_lot):
+        return [], {}
     events = _events(members, runs)
     prices = {m.symbol: m.bars.set_index("time") for m in members}
     specs = {m.symbol: m.spec for m in members}
     held: dict[tuple[str, int], _Open] = {}
-    accepted: set[tuple[str, int]] = set()
+    sized: dict[tuple[str, int], float] = {}
     refused: list[dict[str, object]] = []
-    balance = config.cash
+    balance, currency = config.cash, config.account_currency
     for event in events.itertuples(index=False):
-        key = (event.symbol, event.position)
+        key, rate = (event.symbol, int(event.entry_bar)), rates[event.symbol]
         if event.kind == "exit":
-            if key in accepted:
+            if key in sized:
                 held.pop(key, None)
-                balance += event.pnl * _rate_at(rates[event.symbol], [event.time])[0]
+                balance += event.pnl * sized[key] / event.lots * _rate_at(rate, [event.time])[0]
             continue
         spec = specs[event.symbol]
-        margin = _margin(event, spec, rates[event.symbol], config.account_currency, limits.leverage)
-        reason = _refusal(event, margin, held, balance, prices, specs, rates, config, limits)
+        lots = float(event.lots)
+        if by_lot:
+            floating = sum(_floating(o, event.time, prices, specs, rates, currency)
+                           for o in held.values())  # fmt: skip
+            lots = _risk_lots(event, spec, balance + floating, rate, config)
+        margin = _margin(event, lots, spec, rate, currency, limits.leverage)
+        reason = _refusal(event, lots, margin, held, balance, prices, specs, rates, config, limits)
         if reason:
             refused.append({"symbol": event.symbol, "time": event.time.isoformat(),
                             "signal_bar": int(event.signal_bar), "reason": reason})  # fmt: skip
             continue
-        accepted.add(key)
-        units = event.side * event.lots * spec.contract_size
-        held[key] = _Open(event.symbol, event.lots, margin, units, event.price)
-    return refused
+        sized[key] = lots
+        held[key] = _Open(event.symbol, lots, margin, event.side * lots * spec.contract_size,
+                          event.price)  # fmt: skip
+    return refused, sized
+
+
+def _risk_lots(event, spec: SymbolSpec, equity: float, rate, config: BacktestConfig) -> float:
+    """Lots risking the sizing's % of `equity` if the entry's stop-loss is hit."""
+    distance = abs(float(event.price) - float(event.sl))
+    if not (distance > 0 and np.isfinite(distance)):
+        raise SizingError(
+            f"risk sizing needs a stop-loss: {event.symbol}'s entry at {event.time} has none; "
+            "give the strategy a stop-loss or use fixed lots"
+        )
+    if not equity > 0:
+        raise SizingError(f"cannot size {event.symbol}'s entry at {event.time}: equity {equity}")
+    loss = _to_account(distance * spec.contract_size, spec, event.price, event.time, rate,
+                       config.account_currency)  # fmt: skip
+    return spec.clamp_volume(equity * config.sizing.risk_percent / 100.0 / loss)
 
 
 def _events(members: list[Member], runs: dict[str, BacktestResult]) -> pd.DataFrame:
@@ -251,14 +277,15 @@ def _events(members: list[Member], runs: dict[str, BacktestResult]) -> pd.DataFr
             "time": first["entry_time"], "phase": 0, "order": order, "kind": "entry",
             "symbol": member.symbol, "position": first.index, "lots": lots.loc[first.index],
             "price": first["entry_price"], "side": side, "signal_bar": first["signal_bar"],
-            "pnl": 0.0,
+            "pnl": 0.0, "sl": first["sl"], "entry_bar": first["entry_bar"],
         })  # fmt: skip
         inside = last["exit_reason"].astype(str).isin(INSIDE_BAR).to_numpy()
         exits = pd.DataFrame({
             "time": last["exit_time"], "phase": np.where(inside, 1, 0), "order": order,
             "kind": "exit", "symbol": member.symbol, "position": last.index,
             "lots": lots.loc[last.index], "price": last["exit_price"], "side": side,
-            "signal_bar": last["signal_bar"], "pnl": pnl.loc[last.index],
+            "signal_bar": last["signal_bar"], "pnl": pnl.loc[last.index], "sl": np.nan,
+            "entry_bar": first["entry_bar"].loc[last.index],
         })  # fmt: skip
         frames += [exits, entries]
     if not frames:
@@ -268,10 +295,10 @@ def _events(members: list[Member], runs: dict[str, BacktestResult]) -> pd.DataFr
     return events.sort_values(["time", "phase", "order", "rank"], kind="stable")
 
 
-def _margin(event, spec: SymbolSpec, rate, currency: str, leverage: float) -> float:
-    """Margin of the entry in the account currency, as the terminal computes it: the lots'
-    units over the leverage, valued at the entry price."""
-    units = event.lots * spec.contract_size / max(leverage, 1.0)
+def _margin(event, lots, spec: SymbolSpec, rate, currency: str, leverage: float) -> float:
+    """Margin of `lots` at the entry in the account currency, as the terminal computes it:
+    the lots' units over the leverage, valued at the entry price."""
+    units = lots * spec.contract_size / max(leverage, 1.0)
     if spec.currency_base == currency:
         return units
     return _to_account(units * event.price, spec, event.price, event.time, rate, currency)
@@ -286,12 +313,14 @@ def _to_account(amount, spec: SymbolSpec, price, time, rate, currency: str) -> f
     return amount * _rate_at(rate, [time])[0]
 
 
-def _refusal(event, margin, held, balance, prices, specs, rates, config, limits) -> str | None:
+def _refusal(
+    event, lots, margin, held, balance, prices, specs, rates, config, limits
+) -> str | None:
     if limits.max_open_positions and len(held) >= limits.max_open_positions:
         return f"MAX_OPEN_POSITIONS {limits.max_open_positions} reached"
-    lots = sum(o.lots for o in held.values())
-    if limits.max_total_lots and lots + event.lots > limits.max_total_lots + 1e-9:
-        return f"MAX_TOTAL_LOTS {limits.max_total_lots:g} would be exceeded ({lots:g} open)"
+    open_lots = sum(o.lots for o in held.values())
+    if limits.max_total_lots and open_lots + lots > limits.max_total_lots + 1e-9:
+        return f"MAX_TOTAL_LOTS {limits.max_total_lots:g} would be exceeded ({open_lots:g} open)"
     if limits.max_margin_pct:
         floating = sum(
             _floating(o, event.time, prices, specs, rates, config.account_currency)
@@ -319,6 +348,52 @@ def _floating(position: _Open, time, prices, specs, rates, currency: str) -> flo
 
 
 # ---------------------------------------------------------------- the account's result
+
+
+def _sized(
+    result: BacktestResult, lots: dict[tuple[str, int], float], member: Member, cash: float
+) -> BacktestResult:
+    """A 1-lot run with each position at the lots the account gave it: each closing fill's
+    volume on the symbol's step (the last one closes the rest), money scaled with it."""
+    trades = result.trades.copy()
+    if trades.empty:
+        return result
+    spec = member.spec
+    scale = np.array([lots[(member.symbol, int(bar))] for bar in trades["entry_bar"]])
+    volume = trades["volume"].to_numpy(dtype=float)
+    sized = np.array([spec.floor_volume(v * k) for v, k in zip(volume, scale, strict=True)])
+    last = ~trades["position"].duplicated(keep="last").to_numpy()
+    earlier = pd.Series(np.where(last, 0.0, sized)).groupby(trades["position"].to_numpy()).sum()
+    sized[last] = np.round(scale[last] - earlier.loc[trades["position"][last]].to_numpy(), 8)
+    factor = np.divide(sized, volume, out=np.zeros_like(sized), where=volume > 0)
+    n = len(result.equity)
+    exits = trades["exit_bar"].to_numpy(dtype=np.int64)
+    closed_by_lot = np.cumsum(np.bincount(exits, trades["pnl"].to_numpy(), n + 1)[:n])
+    trades["volume"], trades["size"] = sized, sized * spec.contract_size
+    for column in ("pnl", "commission"):
+        trades[column] = np.round(trades[column].to_numpy() * factor, 2)
+    closed = np.cumsum(np.bincount(exits, trades["pnl"].to_numpy(), n + 1)[:n])
+    held = np.zeros(n)  # the lots of the position open on each bar
+    for start, stop, k in zip(trades["entry_bar"], exits, scale, strict=True):
+        held[int(start) : int(stop) + 1] = k
+    floating = result.equity.to_numpy() - cash - closed_by_lot  # 1 lot, 0 when flat
+    equity = cash + closed + floating * held
+    positions = trades.groupby("position", sort=True)["pnl"].sum().to_numpy()
+    stats = compute_stats(
+        equity=equity,
+        times=result.equity.index,
+        trade_pnl=positions,
+        cash=cash,
+        exposure_bars=round(result.stats["exposure_pct"] * n / 100),
+        trade_durations=trades["exit_time"] - trades["entry_time"],
+    )
+    return replace(
+        result,
+        trades=trades,
+        equity=pd.Series(equity, index=result.equity.index, name="equity"),
+        stats=stats,
+        trade_arrays=None,
+    )
 
 
 def _combine(members, results, rates, config: BacktestConfig, refused) -> PortfolioResult:

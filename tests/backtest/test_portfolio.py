@@ -13,7 +13,7 @@ import pytest
 
 from backtest.engine import BacktestConfig, run_backtest
 from backtest.portfolio import Limits, Member, PortfolioError, run_portfolio
-from backtest.sizing import Sizing
+from backtest.sizing import Sizing, SizingError
 from backtest.strategy import Strategy, get_strategy_from_file
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
@@ -139,3 +139,28 @@ def test_the_command_line_runs_a_folder_of_symbols_and_names_what_is_missing(tmp
         assert words in capsys.readouterr().err
     assert main([*args, "--symbols", "EURUSD", "--rules", "static_5_10"]) == 2
     assert "--rules: not available with --symbols" in capsys.readouterr().err
+
+
+def test_risk_sizing_sizes_each_entry_on_the_accounts_equity():
+    """--risk in a portfolio: a symbol alone is sized as the engine sizes it (on the balance
+    before each trade: nothing else is open); beside another symbol, on the account's
+    equity, so the same entries get other volumes; every volume on the symbol's step."""
+    rsi = get_strategy_from_file("backtest/strategies/rsi_reversion.py")
+    risk = replace(CONFIG, sizing=Sizing(mode="risk", risk_percent=1.0), cash=10_000.0)
+    alone = members(["EURUSD"], strategy=rsi)
+    by_engine = run_backtest(alone[0].bars, alone[0].strategy, spec=alone[0].spec, config=risk)
+    by_account = run_portfolio(alone, risk).trades
+    assert len(by_engine.trades) > 10
+    assert by_account["volume"].tolist() == by_engine.trades["volume"].tolist()
+    assert np.allclose(by_account["pnl"], by_engine.trades["pnl"], atol=0.011)
+    pair = members(["EURUSD", "GBPUSD"], strategy=rsi)
+    shared = run_portfolio(pair, risk)
+    euro = shared.trades[shared.trades["symbol"] == "EURUSD"]
+    assert euro["volume"].tolist() != by_engine.trades["volume"].tolist()
+    steps = shared.trades["volume"].to_numpy() / 0.01
+    assert np.allclose(steps, np.round(steps))
+    final = shared.equity.iloc[-1] - risk.cash
+    assert final == pytest.approx(shared.trades["pnl"].sum(), abs=0.05)
+    no_stop = members(["EURUSD"])
+    with pytest.raises(SizingError, match="risk sizing needs a stop-loss: EURUSD's entry"):
+        run_portfolio(no_stop, risk)
