@@ -124,11 +124,11 @@ def _check_overlap(members: list[Member]) -> None:
         start, end = max(s for s, _ in others), min(e for _, e in others)
         first, last = spans[k]
         if last < start or first > end or start > end:
-            names = ", ".join(m.symbol for j, m in enumerate(members) if j != k)
+            names = ", ".join(f"{m.symbol} ({m.source})" for j, m in enumerate(members) if j != k)
             raise PortfolioError(
                 f"{member.symbol} ({member.source}): its bars ({first:%Y-%m-%d} to "
-                f"{last:%Y-%m-%d}) do not overlap those of {names} ({start:%Y-%m-%d} to "
-                f"{end:%Y-%m-%d})"
+                f"{last:%Y-%m-%d}) do not overlap those of {names}, {start:%Y-%m-%d} to "
+                f"{end:%Y-%m-%d}"
             )
 
 

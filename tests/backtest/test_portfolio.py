@@ -1,7 +1,8 @@
 """Portfolio backtest: without limits it is the sum of the symbols' own runs; P/L of a cross
 is converted through the pair of its profit currency (an error names it when missing); the
 live trader's limits refuse entries in the live loop's order (open positions, total lots,
-margin %), a refused entry is not taken later, and bars that do not overlap stop the run."""
+margin %), a refused entry is not taken later; risk sizing sizes on the account's equity;
+bars that do not overlap stop the run; the command line names what is missing."""
 
 from __future__ import annotations
 
@@ -108,8 +109,8 @@ def test_the_margin_limit_counts_the_open_positions_margin_against_equity():
 def test_bars_that_do_not_overlap_stop_the_run():
     early = members(["EURUSD"], start="2020-01-06")
     late = members(["GBPUSD"], start="2022-01-03")
-    with pytest.raises(PortfolioError, match=r"EURUSD \(EURUSD.csv\): its bars \(2020-01-06 to "
-                       r"2020-.*\) do not overlap those of GBPUSD \(2022-01-03 to"):  # fmt: skip
+    words = r"EURUSD \(EURUSD.csv\): its bars \(2020-01-06 to 2020-.*\) do not overlap those of "
+    with pytest.raises(PortfolioError, match=words + r"GBPUSD \(GBPUSD.csv\), 2022-01-03"):
         run_portfolio(early + late, CONFIG)
 
 
@@ -130,8 +131,11 @@ def test_the_command_line_runs_a_folder_of_symbols_and_names_what_is_missing(tmp
     document = json.loads(out.read_text())
     assert [row["symbol"] for row in document["breakdown"]] == ["EURUSD", "USDJPY"]
     assert document["refused"] and set(document["contributions_final"]) == {"EURUSD", "USDJPY"}
+    later = generate_bars("AUDUSD", "H1", 500, start="2023-01-02")
+    save_csv(later, tmp_path / "AUDUSD_H1.csv")
     for symbols, words in (
         ("EURUSD,GBPUSD", f"GBPUSD: no bars in {tmp_path}"),
+        ("EURUSD,AUDUSD", "AUDUSD_H1.csv), 2023-01-02 to 2023-01-"),
         ("EURUSD,EURGBP", "EURGBP_H1.csv): no conversion rate from GBP to USD"),
         ("EURUSD,EURUSD", "--symbols: give distinct symbols"),
     ):
