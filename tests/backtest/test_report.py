@@ -45,6 +45,17 @@ def open_report(page_probe, path):
     return probe
 
 
+def assert_drawn(page, *charts: str) -> None:
+    """Each chart drew a canvas of a real size."""
+    for chart in charts:
+        sizes = page.eval_on_selector_all(
+            f"{chart} canvas",
+            "els => els.map(e => e.getBoundingClientRect().width * "
+            "e.getBoundingClientRect().height)",
+        )
+        assert sizes and max(sizes) > 10_000, chart
+
+
 def test_report_renders_offline_with_the_right_numbers(page_probe, tmp_path):
     bars = generate_bars("EURUSD", "H1", 3000, seed=4)
     path = tmp_path / "report.html"
@@ -133,13 +144,7 @@ def test_walkforward_report_renders_offline(page_probe, tmp_path):
     page = probe.page
     assert probe.errors == [] and probe.blocked == [] and probe.dialogs == []
     assert page.text_content("#title") == "Walk-forward: SmaCross on EURUSD"
-    for chart in ("#equity", "#drawdown"):
-        sizes = page.eval_on_selector_all(
-            f"{chart} canvas",
-            "els => els.map(e => e.getBoundingClientRect().width * "
-            "e.getBoundingClientRect().height)",
-        )
-        assert sizes and max(sizes) > 10_000, chart
+    assert_drawn(page, "#equity", "#drawdown")
     stats = page.eval_on_selector_all(
         "#stats tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
     )
@@ -198,13 +203,7 @@ def test_portfolio_report_draws_each_symbols_contribution(page_probe, tmp_path):
     probe = open_report(page_probe, path)
     page = probe.page
     assert probe.errors == [] and probe.blocked == [] and probe.dialogs == []
-    for chart in ("#equity", "#contributions", "#drawdown"):
-        sizes = page.eval_on_selector_all(
-            f"{chart} canvas",
-            "els => els.map(e => e.getBoundingClientRect().width * "
-            "e.getBoundingClientRect().height)",
-        )
-        assert sizes and max(sizes) > 10_000, chart
+    assert_drawn(page, "#equity", "#contributions", "#drawdown")
     last = page.evaluate(
         "[window.__report.series.equity.data().slice(-1)[0].value].concat("
         "window.__report.series.parts.map(s => s.data().slice(-1)[0].value))"
