@@ -25,14 +25,7 @@ from backtest.cli_challenge import (
     pass_probability_of,
     preset_from_args,
 )
-from backtest.cli_portfolio import (
-    add_portfolio_options,
-    limits_of,
-    members_of,
-    other_bars_of,
-    portfolio_document,
-    portfolio_text,
-)
+from backtest.cli_portfolio import add_portfolio_options, other_bars_of, run_portfolio_command
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
@@ -266,31 +259,9 @@ def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
 
 
 def _run_portfolio(args: argparse.Namespace) -> int:
-    from backtest.portfolio import run_portfolio
-
-    unused = [f"--{name.replace('_', '-')}" for name in ("rules", "show_trades")
-              if getattr(args, name)]  # fmt: skip
-    if unused:
-        raise UsageError(f"{', '.join(unused)}: not available with --symbols yet")
     strategy_cls, params = load_strategy_from_args(args)
-    members = members_of(args, strategy_cls, params, _broker_zone(args))
-    for member in members:
-        check_informative(strategy_cls, member.bars, f"{member.symbol} ({member.source})")
     config = config_from_args(args)
-    others = other_bars_of(strategy_cls, args, _broker_zone(args), folder=args.data_dir,
-                           skip=tuple(m.symbol for m in members))  # fmt: skip
-    result = run_portfolio(members, config, limits_of(args), others)
-    title = f"{members[0].strategy.label()} on {', '.join(m.symbol for m in members)}"
-    print(portfolio_text(result, title))
-    if args.json:
-        write_atomic(args.json, json.dumps(portfolio_document(result), indent=1, default=str))
-        print(f"wrote {args.json}")
-    if args.report:
-        from backtest.report import render_portfolio_report
-
-        subtitle = f"{len(result.equity):,} bar times, {len(result.trades):,} trades"
-        write_atomic(args.report, render_portfolio_report(result, title=title, subtitle=subtitle))
-        print(f"wrote {args.report}")
+    run_portfolio_command(args, strategy_cls, params, config, _broker_zone(args), write_atomic)
     return EXIT_OK
 
 

@@ -9,12 +9,15 @@ come under the names of its settings (--max-open-positions ...).
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from backtest.data import DataError, load_csv, resample_bars, timeframe_seconds
-from backtest.informative import declared_symbols
+from backtest.engine import BacktestConfig
+from backtest.informative import check_informative, declared_symbols
 from backtest.metrics import stats_table
 from backtest.portfolio import Limits, Member, PortfolioResult
 from backtest.strategy import Strategy, create_strategy
@@ -37,6 +40,41 @@ def add_portfolio_options(parser: argparse.ArgumentParser, source: object) -> No
                        help="used margin allowed as %% of equity (0 = no limit)")  # fmt: skip
     group.add_argument("--leverage", type=float, default=100.0,
                        help="the account's leverage, for margin (default 100)")  # fmt: skip
+
+
+def run_portfolio_command(
+    args: argparse.Namespace,
+    strategy_cls: type[Strategy],
+    params: dict[str, object],
+    config: BacktestConfig,
+    zone: object,
+    write: Callable[[Path, str], None],
+) -> None:
+    """Run --symbols on one account and print it; `write` saves --json and --report
+    atomically. ValueError (exit 2) for what a portfolio run does not take yet."""
+    from backtest.portfolio import run_portfolio
+
+    unused = [f"--{name.replace('_', '-')}" for name in ("rules", "show_trades")
+              if getattr(args, name, None)]  # fmt: skip
+    if unused:
+        raise ValueError(f"{', '.join(unused)}: not available with --symbols yet")
+    members = members_of(args, strategy_cls, params, zone)
+    for member in members:
+        check_informative(strategy_cls, member.bars, f"{member.symbol} ({member.source})")
+    skip = tuple(m.symbol for m in members)
+    others = other_bars_of(strategy_cls, args, zone, folder=args.data_dir, skip=skip)
+    result = run_portfolio(members, config, limits_of(args), others)
+    title = f"{members[0].strategy.label()} on {', '.join(skip)}"
+    print(portfolio_text(result, title))
+    if args.json:
+        write(args.json, json.dumps(portfolio_document(result), indent=1, default=str))
+        print(f"wrote {args.json}")
+    if args.report:
+        from backtest.report import render_portfolio_report
+
+        subtitle = f"{len(result.equity):,} bar times, {len(result.trades):,} trades"
+        write(args.report, render_portfolio_report(result, title=title, subtitle=subtitle))
+        print(f"wrote {args.report}")
 
 
 def symbols_of(args: argparse.Namespace) -> list[str]:
