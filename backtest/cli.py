@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from backtest.atomic import write_atomic
 from backtest.broker_clock import BrokerZone, BrokerZoneError, parse_zone
 from backtest.challenge import ChallengeReport
 from backtest.cli_challenge import (
@@ -27,7 +26,6 @@ from backtest.cli_challenge import (
 )
 from backtest.cli_portfolio import add_portfolio_options, other_bars_of, run_portfolio_command
 from backtest.cli_windows import add_window_options, rules_from_args
-from backtest.data import default_file_mode
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.informative import check_informative
 from backtest.metrics import format_number, stats_for_output, stats_table
@@ -456,31 +454,6 @@ def result_json_text(
 def format_stats(result: BacktestResult) -> str:
     """The stats as an aligned two-column table."""
     return stats_table(f"{result.strategy} on {result.symbol}", result.stats)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to path via a temporary file in the same folder, so readers never see half.
-
-    The file gets the permissions a plain open() would give (0666 minus the umask), not the
-    temporary file's private 0600. Failures name `path`, not the temporary file.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _TRADE_PREVIEW = [

@@ -12,15 +12,14 @@ import difflib
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from backtest.atomic import atomic_file, write_atomic
 from backtest.broker_clock import UTC_ZONE, BrokerZone, parse_zone
 
 logger = logging.getLogger(__name__)
@@ -539,29 +538,13 @@ def save_csv(df: pd.DataFrame, path: str | Path) -> None:
         values = df[column].to_numpy() if column in df else np.zeros(len(df), dtype=np.int64)
         arrays.append(pa.array(values))
     table = pa.Table.from_arrays(arrays, names=list(BAR_COLUMNS))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write((",".join(BAR_COLUMNS) + "\n").encode())
-            pacsv.write_csv(
-                table,
-                handle,
-                write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
-            )
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def default_file_mode() -> int:
-    """0666 minus the umask: the mode open() gives a new file (mkstemp's 0600 is meant for
-    the temporary name only)."""
-    mask = os.umask(0o022)  # reading the umask means setting it; put it back at once
-    os.umask(mask)
-    return 0o666 & ~mask
+    with atomic_file(path, "wb") as handle:
+        handle.write((",".join(BAR_COLUMNS) + "\n").encode())
+        pacsv.write_csv(
+            table,
+            handle,
+            write_options=pacsv.WriteOptions(include_header=False, quoting_style="none"),
+        )
 
 
 # ---------------------------------------------------------------- timeframes
@@ -758,10 +741,8 @@ def _write_cache(
 ) -> None:
     path = _cache_path(cache_dir, symbol, timeframe)
     save_csv(bars, path)
-    span_file = path.with_suffix(".span.json")
-    tmp = span_file.with_name(f".{span_file.name}.tmp")
-    tmp.write_text(json.dumps({"from": span[0].isoformat(), "to": span[1].isoformat()}))
-    os.replace(tmp, span_file)
+    span = {"from": span[0].isoformat(), "to": span[1].isoformat()}
+    write_atomic(path.with_suffix(".span.json"), json.dumps(span))
 
 
 def _missing(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtest.atomic import write_atomic
 from backtest.data import TIMEFRAMES, infer_timeframe, resample_bars
 from backtest.engine import BacktestConfig, BacktestResult
 from backtest.metrics import STAT_LABELS, drawdown_series
@@ -58,8 +59,6 @@ def write_report(
     title: str | None = None,
 ) -> None:
     """Write the report for `result` (run on `bars`) to `path`, atomically."""
-    from backtest.cli import write_atomic  # the project's one atomic writer
-
     write_atomic(Path(path), render_report(result, bars, config=config, title=title))
 
 
@@ -110,8 +109,6 @@ def write_walkforward_report(
     result: Any, path: str | Path, *, title: str, subtitle: str = ""
 ) -> None:
     """Write the walk-forward report (a WalkForwardResult) to `path`, atomically."""
-    from backtest.cli import write_atomic
-
     write_atomic(Path(path), render_walkforward_report(result, title=title, subtitle=subtitle))
 
 

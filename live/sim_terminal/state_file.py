@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from backtest.atomic import atomic_file
 from live.sim_terminal.terminal import SimTerminal
 
 
@@ -119,13 +119,5 @@ class StateFile:
         return len(encoded)
 
     def _replace_snapshot(self, state: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.path, "w", durable=True) as handle:
+            json.dump(state, handle)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from backtest.cli import main, write_atomic
+from backtest.atomic import write_atomic
+from backtest.cli import main
 from backtest.data import load_csv, save_csv
 from backtest.metrics import MONEY_STATS
 from backtest.report import CHARTS_JS, LIBRARY, STYLE
