@@ -10,7 +10,7 @@ import pandas as pd
 
 from backtest.challenge import ChallengeReport, evaluate
 from backtest.challenge_mc import PassProbability, pass_probability
-from backtest.optimize import Challenge
+from backtest.grid_job import Challenge
 from backtest.prop_rules import Preset, PresetError, load_preset
 from backtest.results import BacktestConfig, BacktestResult
 from backtest.symbols import SymbolSpec

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from backtest.grid_job import evaluate_params, strategy_class
 from backtest.strategy import StrategyError
 
 logger = logging.getLogger(__name__)
@@ -34,8 +35,6 @@ class ClusterError(StrategyError):
 
 
 def _remote_evaluate(bars: pd.DataFrame, job: Any, params: dict[str, Any]) -> tuple:
-    from backtest.optimize import evaluate_params, strategy_class
-
     return params, evaluate_params(bars, strategy_class(job.strategy_ref), params, job)
 
 

@@ -11,23 +11,27 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from backtest.engine import BacktestConfig, run_backtest
+from backtest.engine import BacktestConfig
+from backtest.grid_job import (
+    CHALLENGE_STATS,
+    PASS_RATE,
+    Challenge,
+    GridJob,
+    StrategyRef,
+    evaluate_params,
+    strategy_class,
+)
 from backtest.metrics import LOWER_IS_BETTER, NUMERIC_STATS, STAT_LABELS
-from backtest.prop_rules import Preset
 from backtest.strategy import (
-    InvalidParameters,
     Parameter,
     Strategy,
     StrategyError,
-    create_strategy,
-    load_strategy_code,
 )
 from backtest.symbols import SymbolSpec
 from backtest.trading_windows import ensure_broker_time
@@ -50,22 +54,8 @@ TABLE_STATS = (
 )
 
 
-PASS_RATE = "pass_rate"  # the metric a Challenge adds: 1/0 by the verdict, or the MC share
-CHALLENGE_STATS = (PASS_RATE, "challenge")
-
-
 class GridError(StrategyError):
     """A grid spec that cannot be used; the message names the spec and why."""
-
-
-@dataclass(frozen=True)
-class Challenge:
-    """A preset judged on every combination: `mc_paths` 0 gives pass_rate 1 or 0 from the
-    run's verdict, more the seeded bootstrap's pass probability."""
-
-    preset: Preset
-    mc_paths: int = 0
-    mc_seed: int = 0
 
 
 def parse_grid(strategy_cls: type[Strategy], specs: list[str]) -> dict[str, list[Any]]:
@@ -168,79 +158,19 @@ def metric_direction(metric: str) -> str:
     return "lowest" if metric in LOWER_IS_BETTER else "highest"
 
 
-# How a worker finds the strategy class: (file text, file name, class name) for classes
-# loaded from a file, so workers need neither the file nor the client's paths; the class
-# itself (pickled by reference) for classes defined in importable modules.
-StrategyRef = tuple[str, str, str] | type[Strategy]
-
-
-@dataclass(frozen=True)
-class _Job:
-    """What a worker needs besides the bars: how to find the class and run it."""
-
-    strategy_ref: StrategyRef
-    spec: SymbolSpec
-    config: BacktestConfig
-    fixed: dict[str, Any]
-    challenge: Challenge | None = None
-
-
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(job: _Job, bars: pd.DataFrame | None) -> None:
+def _init_worker(job: GridJob, bars: pd.DataFrame | None) -> None:
     if bars is not None:  # spawned workers get the bars once, here
         _WORKER["bars"] = bars
     _WORKER["cls"] = strategy_class(job.strategy_ref)
     _WORKER["job"] = job
 
 
-def strategy_class(ref: StrategyRef) -> type[Strategy]:
-    return load_strategy_code(*ref) if isinstance(ref, tuple) else ref
-
-
 def _evaluate(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | str]:
-    job: _Job = _WORKER["job"]
+    job: GridJob = _WORKER["job"]
     return params, evaluate_params(_WORKER["bars"], _WORKER["cls"], params, job)
-
-
-def evaluate_params(
-    bars: pd.DataFrame, cls: type[Strategy], params: dict[str, Any], job: _Job
-) -> dict[str, Any] | str:
-    """The stats of one combination, or the strategy's reason for refusing it (a str).
-
-    Any other failure of the strategy's code stops the grid with a StrategyError that
-    names the combination.
-    """
-    values = {**job.fixed, **params}
-    try:
-        strategy = create_strategy(cls, values)
-        result = run_backtest(bars, strategy, spec=job.spec, config=job.config)
-        if job.challenge is None:
-            return result.stats
-        return {**result.stats, **_challenge_stats(job, result, bars)}
-    except InvalidParameters as exc:
-        return str(exc)  # e.g. fast >= slow: not a valid combination, just skipped
-    except StrategyError as exc:
-        shown = ", ".join(f"{k}={v}" for k, v in values.items())
-        raise StrategyError(f"{exc} (parameters {shown})") from None
-
-
-def _challenge_stats(job: _Job, result: Any, bars: pd.DataFrame) -> dict[str, Any]:
-    """The verdict of the job's preset on one run, and its pass rate."""
-    from backtest.challenge import evaluate
-    from backtest.challenge_mc import pass_probability
-
-    challenge, config = job.challenge, job.config
-    zone = config.rules.zone
-    report = evaluate(challenge.preset, result, bars, job.spec, cash=config.cash, broker_zone=zone)
-    rate = float(report.outcome == "passed")
-    if challenge.mc_paths:
-        rate = pass_probability(
-            challenge.preset, result, bars, job.spec, cash=config.cash, broker_zone=zone,
-            paths=challenge.mc_paths, seed=challenge.mc_seed,
-        ).probability  # fmt: skip
-    return {PASS_RATE: rate, "challenge": report.outcome}
 
 
 def run_grid(
@@ -267,7 +197,7 @@ def run_grid(
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
     bars = ensure_broker_time(bars, config.rules.zone)  # once, not per combination
-    job = _Job(_reference(strategy_cls), spec, config, dict(fixed_params or {}), challenge)
+    job = GridJob(_reference(strategy_cls), spec, config, dict(fixed_params or {}), challenge)
     combos = list(combinations(grid))
     if cluster:
         from backtest.cluster import run_on_cluster
@@ -285,7 +215,11 @@ def _reference(strategy_cls: type[Strategy]) -> StrategyRef:
 
 
 def _run_local(
-    bars: pd.DataFrame, job: _Job, combos: list[dict[str, Any]], workers: int | None, progress: bool
+    bars: pd.DataFrame,
+    job: GridJob,
+    combos: list[dict[str, Any]],
+    workers: int | None,
+    progress: bool,
 ) -> list[tuple]:
     workers = max(1, min(workers or os.cpu_count() or 1, len(combos)))
     if workers == 1:
