@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
+
 HALF_HOUR = 1800
 DAY = 86_400
 WEEK = 7 * DAY
@@ -38,7 +40,7 @@ _FIRST, _LAST = -2_208_988_800, 7_258_118_400  # 1900-01-01, 2200-01-01
 DST_REFERENCES = ("America/New_York", "Europe/London")
 
 
-class BrokerZoneError(ValueError):
+class BrokerZoneError(BacktestError, ValueError):
     """A time zone that cannot be used; the message names the setting and the value."""
 
 

@@ -27,12 +27,12 @@ from backtest.cli_challenge import (
 from backtest.cli_portfolio import add_portfolio_options, other_bars_of, run_portfolio_command
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
+from backtest.errors import BacktestError, UsageError
 from backtest.informative import check_informative
 from backtest.metrics import format_number, stats_for_output, stats_table
-from backtest.sizing import Sizing, SizingError
+from backtest.sizing import Sizing
 from backtest.strategy import (
     Strategy,
-    StrategyError,
     create_strategy,
     get_strategy_from_file,
     parse_param_overrides,
@@ -46,10 +46,6 @@ logger = logging.getLogger(__name__)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
-    """A mistake in the command line or its inputs; reported without a traceback (exit 2)."""
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m backtest`; returns the process exit code."""
     parser = build_parser()
@@ -57,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.handler(args)
-    except (UsageError, StrategyError, SizingError, ValueError, OSError) as exc:
+    except (BacktestError, OSError) as exc:  # a refusal, or a file that cannot be read
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

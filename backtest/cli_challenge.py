@@ -10,6 +10,7 @@ import pandas as pd
 
 from backtest.challenge import ChallengeReport, evaluate
 from backtest.challenge_mc import PassProbability, pass_probability
+from backtest.errors import UsageError
 from backtest.grid_job import Challenge
 from backtest.prop_rules import Preset, PresetError, load_preset
 from backtest.results import BacktestConfig, BacktestResult
@@ -50,7 +51,7 @@ def preset_from_args(args: argparse.Namespace) -> Preset | None:
     try:
         preset = load_preset(args.rules)
     except PresetError as exc:
-        raise ValueError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     for name, value in preset.tightened(args).items():
         setattr(args, name, value)
     if preset.windows is not None and preset.windows.news and not getattr(args, "calendar", None):
@@ -74,7 +75,7 @@ def _mc_paths(args: argparse.Namespace) -> int:
     """--mc: 0 (off) or at least 100 paths (ValueError, exit 2)."""
     paths = getattr(args, "mc", 0) or 0
     if paths and paths < 100:
-        raise ValueError(f"--mc needs at least 100 paths, got {paths}")
+        raise UsageError(f"--mc needs at least 100 paths, got {paths}")
     return paths
 
 

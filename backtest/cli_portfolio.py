@@ -17,6 +17,7 @@ import pandas as pd
 
 from backtest.data import DataError, load_csv, resample_bars, timeframe_seconds
 from backtest.engine import BacktestConfig
+from backtest.errors import UsageError
 from backtest.informative import check_informative, declared_symbols
 from backtest.metrics import stats_table
 from backtest.portfolio import Limits, Member, PortfolioResult
@@ -57,7 +58,7 @@ def run_portfolio_command(
     unused = [f"--{name.replace('_', '-')}" for name in ("rules", "show_trades")
               if getattr(args, name, None)]  # fmt: skip
     if unused:
-        raise ValueError(f"{', '.join(unused)}: not available with --symbols yet")
+        raise UsageError(f"{', '.join(unused)}: not available with --symbols yet")
     members = members_of(args, strategy_cls, params, zone)
     for member in members:
         check_informative(strategy_cls, member.bars, f"{member.symbol} ({member.source})")
@@ -81,18 +82,18 @@ def symbols_of(args: argparse.Namespace) -> list[str]:
     """The --symbols list, checked: ValueError (exit 2) naming what is wrong."""
     symbols = [s.strip().upper() for s in str(args.symbols or "").split(",") if s.strip()]
     if not symbols or len(set(symbols)) != len(symbols):
-        raise ValueError(f"--symbols: give distinct symbols with --data-dir, got {args.symbols!r}")
+        raise UsageError(f"--symbols: give distinct symbols with --data-dir, got {args.symbols!r}")
     if args.data_dir is None or not Path(args.data_dir).is_dir():
-        raise ValueError(f"--symbols needs --data-dir, a folder of CSVs (got {args.data_dir})")
+        raise UsageError(f"--symbols needs --data-dir, a folder of CSVs (got {args.data_dir})")
     return symbols
 
 
 def limits_of(args: argparse.Namespace) -> Limits:
     for name in ("max_open_positions", "max_total_lots", "max_margin_pct"):
         if getattr(args, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 0")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0")
     if args.leverage < 1:
-        raise ValueError(f"--leverage must be at least 1, got {args.leverage:g}")
+        raise UsageError(f"--leverage must be at least 1, got {args.leverage:g}")
     return Limits(args.max_open_positions, args.max_total_lots, args.max_margin_pct, args.leverage)
 
 
@@ -112,7 +113,7 @@ def members_of(
             if args.timeframe and bar_seconds(bars) != timeframe_seconds(args.timeframe):
                 bars = resample_bars(bars, args.timeframe, zone)
         except DataError as exc:
-            raise ValueError(f"{symbol} ({path}): {exc}") from None
+            raise UsageError(f"{symbol} ({path}): {exc}") from None
         bars = with_broker_time(bars, zone)
         strategy = create_strategy(strategy_cls, params)
         members.append(Member(symbol, bars, get_symbol_spec(symbol), strategy, str(path)))
@@ -142,7 +143,7 @@ def other_bars_of(
             try:
                 frame = load_csv(path, tz=args.tz)
             except DataError as exc:
-                raise ValueError(f"{symbol} ({path}): {exc}") from None
+                raise UsageError(f"{symbol} ({path}): {exc}") from None
         bars[symbol] = with_broker_time(frame, zone)
     return bars
 
@@ -155,9 +156,9 @@ def _file_for(folder: Path, symbol: str, timeframe: str | None) -> Path:
     if len(found) == 1:
         return found[0]
     if not found:
-        raise ValueError(f"{symbol}: no bars in {folder} (looked for {symbol}*.csv)")
+        raise UsageError(f"{symbol}: no bars in {folder} (looked for {symbol}*.csv)")
     names = ", ".join(p.name for p in found)
-    raise ValueError(f"{symbol}: several files in {folder} ({names}): give --timeframe")
+    raise UsageError(f"{symbol}: several files in {folder} ({names}): give --timeframe")
 
 
 def portfolio_text(result: PortfolioResult, title: str) -> str:

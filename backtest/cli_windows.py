@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from backtest.broker_clock import BrokerZoneError, parse_zone
+from backtest.errors import UsageError
 from backtest.sessions import SessionError
 from backtest.trading_windows import TradingRules, rules_from_settings
 
@@ -80,17 +81,17 @@ def rules_from_args(args: argparse.Namespace) -> TradingRules:
     for name in ("no_entry_after_open_min", "no_entry_before_close_min", "news_before_min",
                  "news_after_min"):  # fmt: skip
         if getattr(args, name) < 0:
-            raise ValueError(f"{_option(name)} must be >= 0 minutes")
+            raise UsageError(f"{_option(name)} must be >= 0 minutes")
     if args.flat_before_weekend_min is not None and args.flat_before_weekend_min < 0:
-        raise ValueError("--flat-before-weekend must be >= 0 minutes")
+        raise UsageError("--flat-before-weekend must be >= 0 minutes")
     if args.min_trade_seconds < 0:
-        raise ValueError(f"--min-trade-seconds must be >= 0, got {args.min_trade_seconds:g}")
+        raise UsageError(f"--min-trade-seconds must be >= 0, got {args.min_trade_seconds:g}")
     try:
         zone = parse_zone(args.broker_tz or args.tz or "UTC", "--broker-tz")
         keys = {name: _option(name) for name in ("sessions", "trade_hours", "news_impact")}
         return rules_from_settings(args, zone, _calendar(args), keys)
     except (BrokerZoneError, SessionError) as exc:
-        raise ValueError(str(exc)) from None
+        raise UsageError(str(exc)) from None
 
 
 def _option(name: str) -> str:
@@ -105,4 +106,4 @@ def _calendar(args: argparse.Namespace) -> object:
     try:
         return load_calendar(args.calendar, tz=args.calendar_tz)
     except CalendarError as exc:
-        raise ValueError(str(exc)) from None
+        raise UsageError(str(exc)) from None

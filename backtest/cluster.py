@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from backtest.errors import BacktestError
 from backtest.grid_job import evaluate_params, strategy_class
 from backtest.strategy import StrategyError
 
@@ -30,7 +31,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 _UPLOADED: set[tuple[str, str]] = set()
 
 
-class ClusterError(StrategyError):
+class ClusterError(BacktestError):
     """The cluster cannot be used: missing extra, unreachable scheduler, failed task."""
 
 

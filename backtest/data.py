@@ -21,6 +21,7 @@ import pandas as pd
 
 from backtest.atomic import atomic_file, write_atomic
 from backtest.broker_clock import UTC_ZONE, BrokerZone, parse_zone
+from backtest.errors import BacktestError
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ _GENERIC_ALIASES = {
 }
 
 
-class DataError(ValueError):
+class DataError(BacktestError, ValueError):
     """Bad bar data; the message names the file and line (header = line 1) where it can."""
 
 

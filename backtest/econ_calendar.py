@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.data import _encoding, epoch_seconds
+from backtest.errors import BacktestError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ _FIRST_YEAR, _LAST_YEAR = 1678, 2261
 _PAIR = re.compile(r"^([A-Z]{3})([A-Z]{3})")
 
 
-class CalendarError(ValueError):
+class CalendarError(BacktestError, ValueError):
     """A calendar file or setting that cannot be used.
 
     The message names the file, and for a bad row its line (header = line 1), the column
@@ -368,7 +369,7 @@ def blackout_intervals(
 def _minutes_as_seconds(name: str, minutes: float) -> int:
     value = float(minutes)
     if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a number of minutes >= 0, got {minutes!r}")
+        raise UsageError(f"{name} must be a number of minutes >= 0, got {minutes!r}")
     return round(value * 60)
 
 
@@ -404,7 +405,7 @@ def _selected(
     wanted_impacts = {impact.lower() for impact in _as_tuple(impacts)}
     unknown = sorted(wanted_impacts - set(IMPACTS))
     if unknown:
-        raise ValueError(f"impacts {unknown} are not among {', '.join(IMPACTS)}")
+        raise UsageError(f"impacts {unknown} are not among {', '.join(IMPACTS)}")
     currency = events["currency"].to_numpy()
     by_currency = (
         np.ones(len(events), dtype=bool)

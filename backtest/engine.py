@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from backtest.errors import UsageError
 from backtest.fills import low_first
 from backtest.informative import informative_for
 from backtest.managed import Context, quotes, trade_paths
@@ -125,7 +126,7 @@ def run_backtest(
     config = config or BacktestConfig()
     n = len(bars)
     if n < 2:
-        raise ValueError(f"need at least 2 bars to backtest, got {n}")
+        raise UsageError(f"need at least 2 bars to backtest, got {n}")
     if signals is None:
         bars = ensure_broker_time(bars, config.rules.zone)
         zone = config.rules.zone

@@ -18,6 +18,8 @@ import numbers
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
+
 logger = logging.getLogger(__name__)
 
 ArrayLike = np.ndarray | pd.Series
@@ -32,7 +34,7 @@ except ImportError:  # pragma: no cover - a pandas without it falls back to the 
 _SETTLE_PERIODS = 10
 
 
-class IndicatorError(ValueError):
+class IndicatorError(BacktestError, ValueError):
     """An indicator was called with a bad period or mismatched inputs. The message says which."""
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE, BrokerZone
 from backtest.data import epoch_seconds, resample_bars, timeframe_seconds
+from backtest.errors import BacktestError
 from backtest.trading_windows import bar_seconds
 
 SUPPORTED = ("M1", "M5", "M15", "M30", "H1", "H4", "D1", "W1")
@@ -28,7 +29,7 @@ _SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._#-]*$")
 _TIMEFRAME = re.compile(r"^(M|H|D|W|MN)\d+$")  # timeframe-like, known or not
 
 
-class InformativeError(ValueError):
+class InformativeError(BacktestError, ValueError):
     """An informative timeframe that cannot be served; the message names it and why."""
 
 
@@ -177,14 +178,14 @@ def align(
     seen = row >= 0
     if isinstance(values, (pd.Series, pd.DataFrame)):
         if len(values) != len(informative):
-            raise ValueError(f"align: {len(values)} values for {len(informative)} bars")
+            raise InformativeError(f"align: {len(values)} values for {len(informative)} bars")
         picked = values.iloc[np.maximum(row, 0)]
         picked = picked.where(pd.Series(seen, index=picked.index), other=np.nan)
         picked.index = bars.index
         return picked
     array = np.asarray(values)
     if len(array) != len(informative):
-        raise ValueError(f"align: {len(array)} values for {len(informative)} bars")
+        raise InformativeError(f"align: {len(array)} values for {len(informative)} bars")
     out = array[np.maximum(row, 0)].astype(float)
     out[~seen] = np.nan
     return pd.Series(out, index=bars.index)

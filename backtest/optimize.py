@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.engine import BacktestConfig
+from backtest.errors import BacktestError
 from backtest.grid_job import (
     CHALLENGE_STATS,
     PASS_RATE,
@@ -54,7 +55,7 @@ TABLE_STATS = (
 )
 
 
-class GridError(StrategyError):
+class GridError(BacktestError):
     """A grid spec that cannot be used; the message names the spec and why."""
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.engine import run_backtest
+from backtest.errors import BacktestError
 from backtest.informative import informative_for
 from backtest.metrics import compute_stats
 from backtest.results import BacktestConfig, BacktestResult
@@ -34,7 +35,7 @@ from backtest.trading_windows import ensure_broker_time, refuse_entries
 INSIDE_BAR = ("sl", "tp", "end")  # exits during a bar, after every symbol's open
 
 
-class PortfolioError(ValueError):
+class PortfolioError(BacktestError, ValueError):
     """Data a portfolio cannot be run on; the message names the symbol and its file."""
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from backtest.broker_clock import BrokerZoneError, parse_zone
 from backtest.econ_calendar import IMPACTS
+from backtest.errors import BacktestError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -178,7 +179,7 @@ class Preset:
 # ---------------------------------------------------------------- the preset file loader
 
 
-class PresetError(ValueError):
+class PresetError(BacktestError, ValueError):
     """A preset file that cannot be used: `path` is the file, `key` the offending key
     (`daily_floor.effect`), or None when the whole file is at fault."""
 

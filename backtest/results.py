@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from backtest.errors import UsageError
 from backtest.sizing import Sizing
 from backtest.trading_windows import TradingRules
 
@@ -54,13 +55,13 @@ class BacktestConfig:
 
     def __post_init__(self) -> None:
         if not (self.cash > 0 and math.isfinite(self.cash)):
-            raise ValueError(f"cash must be a positive number, got {self.cash!r}")
+            raise UsageError(f"cash must be a positive number, got {self.cash!r}")
         if self.commission_per_lot < 0:
-            raise ValueError(f"commission must be >= 0, got {self.commission_per_lot!r}")
+            raise UsageError(f"commission must be >= 0, got {self.commission_per_lot!r}")
         if self.spread_points is not None and self.spread_points < 0:
-            raise ValueError(f"spread must be >= 0 points, got {self.spread_points!r}")
+            raise UsageError(f"spread must be >= 0 points, got {self.spread_points!r}")
         if self.spread_mode not in SPREAD_MODES:
-            raise ValueError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
+            raise UsageError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
 
 
 @dataclass(frozen=True)

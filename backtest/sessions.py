@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.broker_clock import DAY, WEEK, BrokerZone, parse_zone
+from backtest.errors import BacktestError
 
 MINUTES_PER_DAY = 1440
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
@@ -31,7 +32,7 @@ DAY_NAMES = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "
 _HOURS = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})$")
 
 
-class SessionError(ValueError):
+class SessionError(BacktestError, ValueError):
     """A session table, or trading hours, that cannot be used; names the key and the part."""
 
 

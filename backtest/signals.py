@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from backtest.errors import BacktestError
+
 SIGNAL_COLUMNS = (
     "position",
     "sl",
@@ -48,7 +50,7 @@ MARKET, LIMIT, STOP = range(3)
 _FLOAT_COLUMNS = (*LEVEL_COLUMNS, "size", "entry_price", "expiry_bars", "max_bars")
 
 
-class SignalError(ValueError):
+class SignalError(BacktestError, ValueError):
     """A signal column the strategy returned is unusable; the message names column and row
     (`row`, when one row is at fault)."""
 

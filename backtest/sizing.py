@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from backtest.errors import BacktestError, UsageError
 from backtest.symbols import SymbolSpec
 
 
-class SizingError(ValueError):
+class SizingError(BacktestError, ValueError):
     """The requested sizing cannot be computed (e.g. risk sizing without a stop-loss)."""
 
 
@@ -26,11 +27,11 @@ class Sizing:
 
     def __post_init__(self) -> None:
         if self.mode not in ("fixed", "risk"):
-            raise ValueError(f"sizing mode must be 'fixed' or 'risk', got {self.mode!r}")
+            raise UsageError(f"sizing mode must be 'fixed' or 'risk', got {self.mode!r}")
         if self.mode == "fixed" and not (self.lots > 0 and math.isfinite(self.lots)):
-            raise ValueError(f"lots must be a positive number, got {self.lots!r}")
+            raise UsageError(f"lots must be a positive number, got {self.lots!r}")
         if self.mode == "risk" and not 0 < self.risk_percent <= 100:
-            raise ValueError(f"risk percent must be in (0, 100], got {self.risk_percent!r}")
+            raise UsageError(f"risk percent must be in (0, 100], got {self.risk_percent!r}")
 
     @classmethod
     def fixed(cls, lots: float) -> Sizing:

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import UTC_ZONE
+from backtest.errors import BacktestError
 from backtest.informative import InformativeBars, align
 from backtest.signals import (
     SIGNAL_COLUMNS,
@@ -62,7 +63,7 @@ __all__ = [
 PARAM_TYPES = (int, float, bool, str)
 
 
-class StrategyError(Exception):
+class StrategyError(BacktestError):
     """A strategy could not be loaded, configured or run. The message says which and why."""
 
 

@@ -10,6 +10,8 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
+from backtest.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 # Tolerance used when snapping volumes to the step: 0.30000000000000004 lots is 0.3 lots.
@@ -39,11 +41,11 @@ class SymbolSpec:
 
     def __post_init__(self) -> None:
         if self.digits < 0 or self.point <= 0 or self.contract_size <= 0:
-            raise ValueError(
+            raise UsageError(
                 f"symbol {self.name}: digits, point and contract_size must be positive"
             )
         if not 0 < self.volume_min <= self.volume_max or self.volume_step <= 0:
-            raise ValueError(
+            raise UsageError(
                 f"symbol {self.name}: need 0 < volume_min <= volume_max and volume_step > 0, "
                 f"got min={self.volume_min} max={self.volume_max} step={self.volume_step}"
             )

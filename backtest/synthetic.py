@@ -24,6 +24,7 @@ import pandas as pd
 
 from backtest.broker_clock import DAY, UTC_ZONE, WEEK, BrokerZone
 from backtest.data import timeframe_seconds
+from backtest.errors import UsageError
 from backtest.sessions import FOREX_DEFAULT, WeeklySession
 from backtest.symbols import SymbolSpec, get_symbol_spec
 
@@ -84,7 +85,7 @@ def generate_bars(
     are cut on `zone`'s clock (default UTC), as the broker's server cuts them.
     """
     if n_bars < 1:
-        raise ValueError(f"n_bars must be >= 1, got {n_bars}")
+        raise UsageError(f"n_bars must be >= 1, got {n_bars}")
     spec = spec or get_symbol_spec(symbol)
     width = timeframe_seconds(timeframe)
     rng = np.random.default_rng([seed, zlib.crc32(f"{symbol}|{timeframe}".encode())])
@@ -174,7 +175,7 @@ def _day_number(day: str | date) -> int:
     try:
         return int(np.datetime64(str(day), "D").astype(np.int64))
     except ValueError:
-        raise ValueError(f"holidays: {day!r} is not a date (YYYY-MM-DD)") from None
+        raise UsageError(f"holidays: {day!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _slow_ar1(rng: np.random.Generator, n: int, alpha: float) -> np.ndarray:

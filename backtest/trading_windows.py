@@ -31,6 +31,7 @@ import pandas as pd
 from backtest.broker_clock import UTC_ZONE, WEEK, BrokerZone
 from backtest.data import common_step, epoch_seconds
 from backtest.econ_calendar import IMPACTS
+from backtest.errors import UsageError
 from backtest.min_hold import hold_minimum
 from backtest.sessions import (
     SessionTable,
@@ -395,7 +396,7 @@ def parse_impacts(text: str, key: str) -> tuple[str, ...]:
     unknown = [impact for impact in impacts if impact not in IMPACTS]
     if unknown or not impacts:
         given = ", ".join(unknown) or "nothing"
-        raise ValueError(f"{key}: {given} is not one of {', '.join(IMPACTS)}")
+        raise UsageError(f"{key}: {given} is not one of {', '.join(IMPACTS)}")
     return impacts
 
 
