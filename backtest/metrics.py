@@ -28,7 +28,9 @@ STAT_LABELS: dict[str, str] = {
     "cagr_pct": "CAGR [%]",
     "sharpe": "Sharpe ratio (ann.)",
     "sortino": "Sortino ratio (ann.)",
+    "calmar": "Calmar ratio",
     "max_drawdown_pct": "Max. drawdown [%]",
+    "avg_drawdown_pct": "Avg. drawdown [%]",
     "max_drawdown_days": "Max. drawdown duration [days]",
     "n_trades": "Trades",
     "win_rate_pct": "Win rate [%]",
@@ -41,6 +43,8 @@ STAT_LABELS: dict[str, str] = {
     "worst_trade": "Worst trade",
     "avg_trade_hours": "Avg. trade duration [h]",
     "net_profit": "Net P/L",
+    "sqn": "SQN",
+    "kelly_pct": "Kelly criterion [%]",
 }
 # Statistics an optimiser can rank by. All are "higher is better" (drawdowns are negative, so
 # the shallowest is the highest) except these, where less is better.
@@ -118,6 +122,9 @@ def compute_stats(
     }
     stats.update(_risk_ratios(equity, seconds))
     stats.update(drawdown_stats(equity, seconds))
+    deepest = stats["max_drawdown_pct"]
+    cagr = stats["cagr_pct"]
+    stats["calmar"] = cagr / -deepest if cagr is not None and deepest < 0 else None
     stats.update(trade_stats(np.asarray(trade_pnl, dtype=float), trade_durations))
     return {key: _finite_or_none(value) for key, value in stats.items()}
 
@@ -139,8 +146,21 @@ def drawdown_stats(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
         longest = float((seconds[ends] - seconds[at_peak]).max()) / SECONDS_PER_DAY
     return {
         "max_drawdown_pct": 100.0 * deepest,
+        "avg_drawdown_pct": _average_drawdown(equity, peak),
         "max_drawdown_days": round(longest, 2),
     }
+
+
+def _average_drawdown(equity: np.ndarray, peak: np.ndarray) -> float:
+    """The mean depth (%, negative) of the drawdowns: each stretch under a peak counted by
+    its deepest point; 0 without any."""
+    under = equity < peak
+    if not under.any():
+        return 0.0
+    depth = equity / peak - 1.0
+    starts = np.flatnonzero(under & ~np.concatenate(([False], under[:-1])))
+    lows = np.minimum.reduceat(np.where(under, depth, 0.0), starts)
+    return 100.0 * float(lows.mean())
 
 
 def drawdown_series(equity: np.ndarray) -> np.ndarray:
@@ -172,7 +192,22 @@ def trade_stats(pnl: np.ndarray, durations: pd.Series | None = None) -> dict[str
         "worst_trade": float(pnl.min()) if n else None,
         "avg_trade_hours": hours,
         "net_profit": float(pnl.sum()),
+        "sqn": _sqn(pnl),
+        "kelly_pct": _kelly_pct(win_rate, avg_win, avg_loss) if len(wins) and len(losses) else None,
     }
+
+
+def _sqn(pnl: np.ndarray) -> float | None:
+    """System quality number: the square root of the trades' count times their mean P/L
+    over its standard deviation."""
+    if len(pnl) < 2 or not pnl.std(ddof=1) > 0:
+        return None
+    return float(math.sqrt(len(pnl)) * pnl.mean() / pnl.std(ddof=1))
+
+
+def _kelly_pct(win_rate: float, avg_win: float, avg_loss: float) -> float:
+    """The Kelly fraction in %: the win rate less the loss rate over the win/loss ratio."""
+    return 100.0 * (win_rate - (1.0 - win_rate) / (avg_win / -avg_loss))
 
 
 def _risk_ratios(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float | None]:

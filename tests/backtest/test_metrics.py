@@ -78,3 +78,21 @@ def test_flat_equity_has_no_sharpe_and_no_drawdown():
     assert stats["sharpe"] is None and stats["sortino"] is None
     assert stats["max_drawdown_pct"] == 0.0 and stats["max_drawdown_days"] == 0.0
     assert stats["total_return_pct"] == 0.0
+
+
+def test_average_drawdown_sqn_kelly_and_calmar_by_hand():
+    """Two drawdowns of 10% and 5% average 7.5%; trades +10, -5, +20, -5: SQN is
+    2 x 5 / sqrt(150), Kelly 50% less 50% over a 3:1 win/loss; Calmar is CAGR over the
+    deepest drawdown."""
+    seconds = np.arange(6) * 86_400
+    equity = np.array([100.0, 110.0, 99.0, 120.0, 114.0, 126.0])
+    assert drawdown_stats(equity, seconds)["avg_drawdown_pct"] == pytest.approx(-7.5)
+    assert drawdown_stats(np.array([1.0, 2.0, 3.0]), seconds[:3])["avg_drawdown_pct"] == 0.0
+    pnl = np.array([10.0, -5.0, 20.0, -5.0])
+    stats = trade_stats(pnl)
+    assert stats["sqn"] == pytest.approx(2 * 5 / math.sqrt(150))
+    assert stats["kelly_pct"] == pytest.approx(100 * (0.5 - 0.5 / 3))
+    assert trade_stats(np.array([1.0, 2.0]))["kelly_pct"] is None  # no loss: undefined
+    times = pd.to_datetime(seconds, unit="s", utc=True)
+    full = compute_stats(equity=equity, times=times, trade_pnl=pnl, cash=100.0)
+    assert full["calmar"] == pytest.approx(full["cagr_pct"] / 10.0)
