@@ -25,6 +25,7 @@ from backtest.cli_challenge import (
     preset_from_args,
 )
 from backtest.cli_portfolio import add_portfolio_options, other_bars_of, run_portfolio_command
+from backtest.cli_search import add_search_options, search_of
 from backtest.cli_windows import add_window_options, rules_from_args
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.errors import BacktestError, UsageError
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     optimize = commands.add_parser("optimize", help="run a parameter grid on all cores")
     _add_common(optimize)
     _add_grid_options(optimize)
+    add_search_options(optimize)
     add_rules_option(optimize, ranks=True)
     optimize.add_argument("--top", type=int, default=10, help="rows to print (default 10)")
     optimize.add_argument("--csv", type=Path, help="write every grid result to this CSV")
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     walk = commands.add_parser("walkforward", help="optimise in-sample, trade out-of-sample")
     _add_common(walk)
     _add_grid_options(walk)
+    add_search_options(walk)
     walk.add_argument("--train", type=int, required=True, help="bars per training window")
     walk.add_argument("--test", type=int, required=True, help="bars per test window")
     walk.add_argument(
@@ -266,20 +269,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     strategy_cls, fixed = load_strategy_from_args(args)
     check_informative(strategy_cls, bars, _data_name(args, spec))
     grid = parse_grid(strategy_cls, args.grid)
+    search = search_of(args, grid)
     challenge = grid_challenge(args)  # before the config: the preset's windows count
-    table = run_grid(
-        bars,
-        strategy_cls,
-        grid,
-        spec=spec,
-        config=config_from_args(args),
-        metric=args.metric,
-        fixed_params=fixed,
-        workers=args.workers or None,
-        cluster=args.cluster,
-        progress=not args.no_progress,
-        challenge=challenge,
-    )
+    options = {"spec": spec, "config": config_from_args(args), "metric": args.metric,
+               "fixed_params": fixed, "workers": args.workers or None,
+               "cluster": args.cluster, "challenge": challenge}  # fmt: skip
+    if search is None:
+        table = run_grid(bars, strategy_cls, grid, progress=not args.no_progress, **options)
+    else:
+        table = search.run(bars, strategy_cls, grid, **options)
     print(table_heading(table, len(bars), args.metric))
     print(table.head(args.top).to_string(index=False, float_format=format_number))
     if args.csv:
@@ -310,6 +308,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         workers=args.workers or None,
         cluster=args.cluster,
         progress=not args.no_progress,
+        search=search_of(args, grid),
     )
     print(result.summary())
     if args.json:

@@ -195,18 +195,45 @@ def run_grid(
     `metric` may be `pass_rate`.
     """
     check_request(grid, fixed_params, metric, challenge)
+    bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge)
+    combos = list(combinations(grid))
+    rows = evaluate_combinations(bars, job, combos, workers=workers, cluster=cluster,
+                                 progress=progress)  # fmt: skip
+    return results_table(rows, list(grid), metric, len(combos))
+
+
+def prepare_job(
+    bars: pd.DataFrame,
+    strategy_cls: type[Strategy],
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    fixed_params: dict[str, Any] | None,
+    challenge: Challenge | None,
+) -> tuple[pd.DataFrame, GridJob]:
+    """The bars with their broker time (once, not per combination) and the workers' job."""
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
-    bars = ensure_broker_time(bars, config.rules.zone)  # once, not per combination
+    bars = ensure_broker_time(bars, config.rules.zone)
     job = GridJob(_reference(strategy_cls), spec, config, dict(fixed_params or {}), challenge)
-    combos = list(combinations(grid))
+    return bars, job
+
+
+def evaluate_combinations(
+    bars: pd.DataFrame,
+    job: GridJob,
+    combos: list[dict[str, Any]],
+    *,
+    workers: int | None = None,
+    cluster: str | None = None,
+    progress: bool = True,
+) -> list[tuple]:
+    """(params, stats or the strategy's refusal) for each combination, in any order: on
+    this machine's cores, or on the Dask scheduler at `cluster`."""
     if cluster:
         from backtest.cluster import run_on_cluster
 
-        rows = run_on_cluster(cluster, bars, job, combos, progress=progress)
-    else:
-        rows = _run_local(bars, job, combos, workers, progress)
-    return _table(rows, list(grid), metric, len(combos))
+        return run_on_cluster(cluster, bars, job, combos, progress=progress)
+    return _run_local(bars, job, combos, workers, progress)
 
 
 def _reference(strategy_cls: type[Strategy]) -> StrategyRef:
@@ -245,7 +272,8 @@ def _progress(items: Iterable[Any], total: int, show: bool) -> Iterable[Any]:
     return tqdm(items, total=total, desc="backtests", unit="run", file=sys.stderr, mininterval=0.5)
 
 
-def _table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.DataFrame:
+def results_table(rows: list[tuple], names: list[str], metric: str, total: int) -> pd.DataFrame:
+    """One row per valid combination, best `metric` first (refusals counted, not shown)."""
     records, refusals = [], []
     for params, stats in rows:
         if isinstance(stats, str):

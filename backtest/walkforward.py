@@ -136,6 +136,24 @@ class WalkForwardResult:
         }
 
 
+@dataclass(frozen=True)
+class Search:
+    """An Optuna search per window: `trials` each, seeded, kept in `study_path` if given
+    (each window is its own study there), trials with fewer than `min_trades` pruned."""
+
+    trials: int
+    seed: int = 0
+    study_path: str | None = None
+    min_trades: int = 0
+
+    def run(self, bars: pd.DataFrame, strategy_cls: type[Strategy], grid, **options):
+        from backtest.search import run_search
+
+        settings = {"trials": self.trials, "seed": self.seed, "study_path": self.study_path,
+                    "min_trades": self.min_trades}  # fmt: skip
+        return run_search(bars, strategy_cls, grid, **settings, **options)
+
+
 def run_walkforward(
     bars: pd.DataFrame,
     strategy_cls: type[Strategy],
@@ -151,9 +169,11 @@ def run_walkforward(
     workers: int | None = None,
     cluster: str | None = None,
     progress: bool = True,
+    search: Search | None = None,
 ) -> WalkForwardResult:
     """Optimise `grid` on each training window, trade the following test window with the
-    winners; see the module docstring."""
+    winners; see the module docstring. With `search`, each window is searched by Optuna
+    (`backtest.search`) instead of run whole."""
     fixed = dict(fixed_params or {})
     check_request(grid, fixed, metric)
     bars = ensure_broker_time(bars, config.rules.zone)  # once, not per window and combination
@@ -168,18 +188,13 @@ def run_walkforward(
                 window.train_start,
                 window.train_end - 1,
             )
-        table = run_grid(
-            bars.iloc[window.train_start : window.train_end].reset_index(drop=True),
-            strategy_cls,
-            grid,
-            spec=spec,
-            config=config,
-            metric=metric,
-            fixed_params=fixed,
-            workers=workers,
-            cluster=cluster,
-            progress=False,
-        )
+        training = bars.iloc[window.train_start : window.train_end].reset_index(drop=True)
+        options = {"spec": spec, "config": config, "metric": metric, "fixed_params": fixed,
+                   "workers": workers, "cluster": cluster}  # fmt: skip
+        if search is None:
+            table = run_grid(training, strategy_cls, grid, progress=False, **options)
+        else:
+            table = search.run(training, strategy_cls, grid, **options)
         best = table.iloc[0]
         declared = strategy_cls.parameters()
         params = {name: declared[name].type(_plain(best[name])) for name in grid}

@@ -1,0 +1,91 @@
+"""The Optuna search: on the grid's space it finds the grid's best in a tenth of its runs,
+is seeded, resumes a study kept in SQLite, prunes refused combinations and those with too
+few trades, and walk-forward and the command line use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backtest.cli import main
+from backtest.engine import BacktestConfig
+from backtest.optimize import GridError, parse_grid, run_grid
+from backtest.search import run_search, study_name
+from backtest.strategy import get_strategy_from_file
+from backtest.symbols import get_symbol_spec
+from backtest.synthetic import generate_bars
+
+SMA = Path(__file__).resolve().parents[2] / "backtest" / "strategies" / "sma_cross.py"
+SPEC = get_symbol_spec("EURUSD")
+
+
+@pytest.fixture(scope="module")
+def case():
+    cls = get_strategy_from_file(SMA)
+    grid = parse_grid(cls, ["fast=2:40:2", "slow=10:200:10"])  # fast >= slow refused
+    return generate_bars("EURUSD", "H1", 6_000, seed=3), cls, grid
+
+
+def search(case, **options):
+    bars, cls, grid = case
+    settings = {"spec": SPEC, "config": BacktestConfig(), "metric": "sharpe", "trials": 36,
+                "seed": 1, "workers": 1, **options}  # fmt: skip
+    return run_search(bars, cls, grid, **settings)
+
+
+def test_a_tenth_of_the_grid_comes_within_ten_percent_of_its_best(case):
+    bars, cls, grid = case
+    full = run_grid(bars, cls, grid, spec=SPEC, config=BacktestConfig(), metric="sharpe",
+                    workers=1, progress=False)  # fmt: skip
+    found = search(case)
+    assert found.attrs["trials"] == 36 and len(full) > 300
+    assert found["sharpe"].iloc[0] >= 0.9 * full["sharpe"].iloc[0]
+    assert (found["fast"] < found["slow"]).all()  # refused combinations never appear
+
+
+def test_it_is_seeded(case):
+    once, again, other = search(case), search(case), search(case, seed=2)
+    assert once.equals(again)
+    assert not once[["fast", "slow"]].equals(other[["fast", "slow"]])
+
+
+def test_a_study_in_sqlite_is_resumed(case, tmp_path):
+    import optuna
+
+    db = tmp_path / "study.db"
+    first = search(case, trials=10, study_path=db)
+    assert first.attrs["trials"] == 10
+    bars, cls, grid = case
+    name = study_name(cls, grid, None, "sharpe", bars, SPEC)
+    before = [
+        t.params for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    ]
+    resumed = search(case, trials=15, study_path=db)
+    after = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    assert resumed.attrs["trials"] == 15 and [t.params for t in after[:10]] == before
+    other_metric = search(case, trials=5, study_path=db, metric="total_return_pct")
+    assert other_metric.attrs["trials"] == 5  # another request: another study in the file
+
+
+def test_too_few_trades_never_win_and_nothing_left_is_an_error(case):
+    found = search(case, min_trades=150)
+    assert (found["n_trades"] >= 150).all()
+    with pytest.raises(GridError, match="none of the 36 trials gave a sharpe"):
+        search(case, min_trades=10**6)
+    with pytest.raises(GridError, match="--trials must be at least 1"):
+        search(case, trials=0)
+
+
+def test_the_command_line_and_walk_forward_use_it(tmp_path, capsys):
+    args = ["--strategy", str(SMA), "--synthetic", "3000", "--grid", "fast=5:20:5",
+            "--grid", "slow=30:90:10", "--no-progress", "--workers", "1"]  # fmt: skip
+    assert main(["optimize", *args, "--search", "optuna", "--trials", "8"]) == 0
+    assert "combinations on 3000 bars, best by sharpe" in capsys.readouterr().out
+    out = tmp_path / "wf.json"
+    assert main(["walkforward", *args, "--train", "1500", "--test", "500", "--search",
+                 "optuna", "--trials", "6", "--json", str(out)]) == 0  # fmt: skip
+    assert out.is_file()
+    capsys.readouterr()
+    assert main(["optimize", *args, "--trials", "8"]) == 2
+    assert "--trials needs --search optuna" in capsys.readouterr().err
