@@ -237,9 +237,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_atomic(args.json, result_json_text(result, strategy, config, spec, challenge))
         print(f"wrote {args.json}")
     if args.report:
-        from backtest.report import write_report  # imported late: only report users pay for it
+        from backtest.report import strategy_overlays, write_report  # late: only for reports
 
-        write_report(result, bars, args.report, config=config)
+        overlays = strategy_overlays(strategy, bars)
+        write_report(result, bars, args.report, config=config, overlays=overlays)
         print(f"wrote {args.report}")
     return EXIT_OK
 
@@ -315,7 +316,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         write_atomic(args.json, result.json_text())
         print(f"wrote {args.json}")
     if args.report:
-        from backtest.report import write_walkforward_report
+        from backtest.report_runs import write_walkforward_report
 
         title = f"Walk-forward: {strategy_cls.__name__} on {spec.name}"
         write_walkforward_report(

@@ -71,7 +71,7 @@ def run_portfolio_command(
         write(args.json, json.dumps(portfolio_document(result), indent=1, default=str))
         print(f"wrote {args.json}")
     if args.report:
-        from backtest.report import render_portfolio_report
+        from backtest.report_runs import render_portfolio_report
 
         subtitle = f"{len(result.equity):,} bar times, {len(result.trades):,} trades"
         write(args.report, render_portfolio_report(result, title=title, subtitle=subtitle))

@@ -30,8 +30,6 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 LIBRARY = STATIC / "vendor" / "lightweight-charts.standalone.production.js"
 TEMPLATE = STATIC / "report.html"
-WALKFORWARD_TEMPLATE = STATIC / "walkforward.html"
-PORTFOLIO_TEMPLATE = STATIC / "portfolio.html"
 STYLE = STATIC / "report.css"
 CHARTS_JS = STATIC / "charts.js"
 MAX_CANDLES = 20_000
@@ -50,6 +48,18 @@ TRADE_COLUMNS = (
 )
 
 
+TRADE_HEADINGS = {
+    "entry_time": "entry (UTC)",
+    "exit_time": "exit (UTC)",
+    "direction": "side",
+    "volume": "lots",
+    "entry_price": "entry price",
+    "exit_price": "exit price",
+    "pnl": "P/L",
+    "exit_reason": "closed by",
+}
+
+
 def write_report(
     result: BacktestResult,
     bars: pd.DataFrame,
@@ -57,9 +67,33 @@ def write_report(
     *,
     config: BacktestConfig | None = None,
     title: str | None = None,
+    overlays: dict[str, Any] | None = None,
 ) -> None:
-    """Write the report for `result` (run on `bars`) to `path`, atomically."""
-    write_atomic(Path(path), render_report(result, bars, config=config, title=title))
+    """Write the report for `result` (run on `bars`) to `path`, atomically. `overlays`: the
+    strategy's own series to draw over the price (`strategy_overlays`)."""
+    page = render_report(result, bars, config=config, title=title, overlays=overlays)
+    write_atomic(Path(path), page)
+
+
+def strategy_overlays(strategy: Any, bars: pd.DataFrame) -> dict[str, Any]:
+    """The series a strategy shows on the price chart: its `plots(bars)` method, a mapping
+    of name to values per bar (a moving average, a channel's bounds); none without one.
+    Values that are not one per bar are left out with a warning."""
+    from backtest.strategy import user_code
+
+    method = getattr(strategy, "plots", None)
+    if method is None:
+        return {}
+    with user_code(type(strategy), "plots()"):
+        asked = dict(method(bars) or {})
+    shown = {}
+    for name, values in asked.items():
+        array = np.asarray(values, dtype=float)
+        if array.shape != (len(bars),):
+            logger.warning("plot %r: %s values for %d bars, left out", name, array.shape, len(bars))
+            continue
+        shown[str(name)] = array
+    return shown
 
 
 def render_report(
@@ -68,18 +102,24 @@ def render_report(
     *,
     config: BacktestConfig | None = None,
     title: str | None = None,
+    overlays: dict[str, Any] | None = None,
 ) -> str:
     """The report as one HTML string."""
     display, timeframe = _display_bars(bars)
-    candle_times = _epoch(display["time"])
+    candle_times = epochs(display["time"])
     digits = _digits(bars)
+    curves = equity_and_drawdown(result.equity)
     data = {
-        "stats": [[label, _stat(result.stats.get(key))] for key, label in STAT_LABELS.items()],
+        "stats": [[label, stat_value(result.stats.get(key))] for key, label in STAT_LABELS.items()],
         "candles": _candles(display, candle_times),
+        "volume": _volume(display, candle_times),
+        "overlays": _overlays(overlays or {}, bars, display, candle_times),
         "markers": _markers(result.trades, candle_times),
         "stop_paths": _stop_paths(result.stops, candle_times),
-        **_equity_and_drawdown(result.equity),
-        "trade_columns": list(TRADE_COLUMNS),
+        **curves,
+        **_buy_and_hold(bars, result.equity, curves["equity"]),
+        "trade_pnl": _trade_pnl(result.trades),
+        "trade_columns": [TRADE_HEADINGS[c] for c in TRADE_COLUMNS],
         "trades": _trade_rows(result.trades),
         "digits": digits,
         "min_move": 10.0**-digits,
@@ -105,117 +145,7 @@ def fill_template(template: Path, title: str, subtitle: str, data: dict[str, Any
     return re.sub(r"\{\{([A-Z_]+)\}\}", lambda m: values[m.group(1)], page)
 
 
-def write_walkforward_report(
-    result: Any, path: str | Path, *, title: str, subtitle: str = ""
-) -> None:
-    """Write the walk-forward report (a WalkForwardResult) to `path`, atomically."""
-    write_atomic(Path(path), render_walkforward_report(result, title=title, subtitle=subtitle))
-
-
-def render_walkforward_report(result: Any, *, title: str, subtitle: str = "") -> str:
-    """Stitched out-of-sample equity and drawdown, in-sample vs out-of-sample stats, windows."""
-    from backtest.walkforward import SUMMARY_STATS
-
-    curves = _equity_and_drawdown(result.oos_equity)
-    data = {
-        "stats": [
-            [STAT_LABELS[key], _stat(result.is_stats.get(key)), _stat(result.oos_stats.get(key))]
-            for key in SUMMARY_STATS
-        ],
-        "stats_note": "In-sample: the average over the windows of each winner's training "
-        "result. Out-of-sample: the stitched test windows traded as one account.",
-        **curves,
-        "markers": _window_markers(result.windows, curves["equity"]),
-        **_window_table(result.windows),
-    }
-    return fill_template(WALKFORWARD_TEMPLATE, title, subtitle, data)
-
-
-def render_portfolio_report(result: Any, *, title: str, subtitle: str = "") -> str:
-    """A portfolio run (backtest.portfolio.PortfolioResult): the account's equity, each
-    symbol's P/L in the account currency on the same axis, drawdown, statistics, the
-    per-symbol breakdown and the correlation of daily P/L."""
-    curves = _equity_and_drawdown(result.equity)
-    times = _epoch(result.equity.index.to_series())
-    kept = {point["time"] for point in curves["equity"]}
-    keep = np.flatnonzero(np.isin(times, list(kept)))
-    symbols = [str(s) for s in result.contributions.columns]
-    contributions = [
-        [{"time": int(times[i]), "value": round(float(values[i]), 2)} for i in keep]
-        for values in (result.contributions[s].to_numpy(dtype=float) for s in symbols)
-    ]
-    breakdown = result.breakdown
-    correlation = result.correlation.reindex(index=symbols, columns=symbols)
-    refused = len(result.refused)
-    data = {
-        "stats": [[label, _stat(result.stats.get(key))] for key, label in STAT_LABELS.items()],
-        **curves,
-        "symbols": symbols,
-        "contributions": contributions,
-        "breakdown_columns": [BREAKDOWN_HEADINGS.get(str(c), str(c)) for c in breakdown.columns],
-        "breakdown": [
-            [_plain_or_none(v) for v in row] for row in breakdown.itertuples(index=False)
-        ],
-        "correlation": [
-            [symbol, *(_plain_or_none(round(float(v), 2)) for v in correlation.loc[symbol])]
-            for symbol in symbols
-        ],
-        "refused_note": f"{refused:,} entries refused by the account's limits." if refused else "",
-    }
-    return fill_template(PORTFOLIO_TEMPLATE, title, subtitle, data)
-
-
-BREAKDOWN_HEADINGS = {
-    "symbol": "symbol",
-    "trades": "trades",
-    "pnl": "P/L",
-    "win_rate_pct": "win rate [%]",
-    "exposure_pct": "exposure [%]",
-    "refused": "entries refused",
-}
-
-
-def _window_markers(windows: pd.DataFrame, equity: list[dict[str, Any]]) -> list[dict]:
-    """A square on the equity line where each test window starts, labelled W1, W2, ..."""
-    if not equity:
-        return []
-    times = np.array([point["time"] for point in equity])
-    markers = []
-    for number, start in enumerate(_epoch(windows["test_start"]), start=1):
-        index = min(int(np.searchsorted(times, start)), len(times) - 1)
-        markers.append(
-            {
-                "time": int(times[index]),
-                "position": "aboveBar",
-                "color": "#6b7785",
-                "shape": "square",
-                "size": 0.6,
-                "text": f"W{number}",
-            }
-        )
-    return markers
-
-
-def _window_table(windows: pd.DataFrame) -> dict[str, Any]:
-    shown = windows.copy()
-    for column in ("train_start", "train_end", "test_start", "test_end"):
-        shown[column] = pd.to_datetime(shown[column]).dt.strftime("%Y-%m-%d %H:%M")
-    rows = [[_plain_or_none(v) for v in row] for row in shown.itertuples(index=False)]
-    return {
-        "window_columns": [WINDOW_HEADINGS.get(str(c), str(c)) for c in shown.columns],
-        "windows": rows,
-    }
-
-
-WINDOW_HEADINGS = {
-    "train_start": "train from",
-    "train_end": "train to",
-    "test_start": "test from",
-    "test_end": "test to",
-}
-
-
-def _plain_or_none(value: Any) -> Any:
+def plain_or_none(value: Any) -> Any:
     """JSON-ready: numpy scalars as Python values, NaN/inf as None."""
     if isinstance(value, np.generic):
         value = value.item()
@@ -238,7 +168,7 @@ def embed_json(value: Any) -> str:
     return text
 
 
-def _stat(value: Any) -> Any:
+def stat_value(value: Any) -> Any:
     """Dates as 'YYYY-MM-DD HH:MM UTC'; everything else as it is."""
     if isinstance(value, str) and len(value) >= 16 and value[10] == "T":
         return f"{value[:10]} {value[11:16]} UTC"
@@ -266,8 +196,72 @@ def _display_bars(bars: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
     return resample_bars(bars, "W1"), "W1"
 
 
-def _epoch(times: pd.Series) -> np.ndarray:
+def epochs(times: pd.Series) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("s").asi8
+
+
+def _volume(bars: pd.DataFrame, times: np.ndarray) -> list[dict[str, Any]]:
+    """Tick volume per candle, coloured by the candle's direction."""
+    if "tick_volume" not in bars or not bars["tick_volume"].any():
+        return []
+    up = (bars["close"] >= bars["open"]).to_numpy()
+    volume = bars["tick_volume"].to_numpy(dtype=float)
+    return [
+        {"time": int(t), "value": float(v), "color": "#1a9e5c55" if u else "#d2453d55"}
+        for t, v, u in zip(times, volume, up, strict=True)
+    ]
+
+
+def _overlays(
+    overlays: dict[str, Any], bars: pd.DataFrame, display: pd.DataFrame, times: np.ndarray
+) -> list[dict[str, Any]]:
+    """Each overlay at the displayed candles (its last value in each, when the candles are
+    coarser than the bars), NaN left out."""
+    at = np.searchsorted(epochs(bars["time"]), times, side="right") - 1
+    ends = np.append(at[1:], len(bars) - 1) if len(at) else at
+    shown = []
+    for name, values in overlays.items():
+        picked = np.asarray(values, dtype=float)[ends]
+        points = [{"time": int(t), "value": round(float(v), 8)}
+                  for t, v in zip(times, picked, strict=True) if np.isfinite(v)]  # fmt: skip
+        shown.append({"name": name, "points": points})
+    return shown
+
+
+def _buy_and_hold(bars: pd.DataFrame, equity: pd.Series, kept: list[dict]) -> dict[str, Any]:
+    """The account had it bought the symbol at the first close and held it: cash times the
+    price's move, at the equity's points; and that return in %."""
+    close = bars["close"].to_numpy(dtype=float)
+    if not len(close) or not kept:
+        return {"buy_hold": [], "buy_hold_note": ""}
+    cash = float(equity.iloc[0])
+    times = epochs(bars["time"])
+    at = np.searchsorted(times, [point["time"] for point in kept], side="right") - 1
+    values = cash * close[np.maximum(at, 0)] / close[0]
+    moved = 100.0 * (close[-1] / close[0] - 1.0)
+    return {
+        "buy_hold": [
+            {"time": p["time"], "value": round(float(v), 2)}
+            for p, v in zip(kept, values, strict=True)
+        ],
+        "buy_hold_note": f"Buy and hold (the price's move from the first close): {moved:+.2f}%.",
+    }
+
+
+def _trade_pnl(trades: pd.DataFrame) -> list[dict[str, Any]]:
+    """Each position's P/L (its partial exits summed) at its last exit, green or red; the
+    positions closed at the same moment as one bar."""
+    if trades.empty:
+        return []
+    by_position = trades.groupby("position", sort=False)
+    closed = pd.Series(
+        by_position["pnl"].sum().to_numpy(), index=epochs(by_position["exit_time"].max())
+    )
+    per_moment = closed.groupby(level=0).sum()
+    return [
+        {"time": int(t), "value": round(float(v), 2), "color": "#1a9e5c" if v >= 0 else "#d2453d"}
+        for t, v in per_moment.items()
+    ]
 
 
 def _candles(bars: pd.DataFrame, times: np.ndarray) -> list[dict[str, float]]:
@@ -317,7 +311,7 @@ def _stop_paths(stops: pd.DataFrame | None, candle_times: np.ndarray) -> dict[st
     points; a candle with none is a gap in the line (a point without a value)."""
     if stops is None or stops.empty:
         return {"sl": [], "tp": []}
-    bar_times = _epoch(pd.Series(stops.index))
+    bar_times = epochs(pd.Series(stops.index))
     last_bar = np.searchsorted(bar_times, np.append(candle_times[1:], np.iinfo(np.int64).max)) - 1
     paths = {}
     for name in ("sl", "tp"):
@@ -337,9 +331,9 @@ def _candle_at(moment: pd.Timestamp, candle_times: np.ndarray) -> int:
     return int(candle_times[max(index, 0)])
 
 
-def _equity_and_drawdown(equity: pd.Series) -> dict[str, Any]:
+def equity_and_drawdown(equity: pd.Series) -> dict[str, Any]:
     """Both series, thinned to about MAX_EQUITY_POINTS keeping each bucket's low and high."""
-    times = _epoch(equity.index.to_series())
+    times = epochs(equity.index.to_series())
     values = equity.to_numpy(dtype=float)
     drawdown = drawdown_series(values)
     keep = _extremes(values, drawdown, MAX_EQUITY_POINTS)

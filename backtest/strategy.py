@@ -181,6 +181,11 @@ class Strategy:
         """Return per-bar decisions: a Series of positions or a DataFrame with SIGNAL_COLUMNS."""
         raise NotImplementedError
 
+    def plots(self, bars: pd.DataFrame) -> dict[str, object]:
+        """Series the HTML report draws over the price: a name and one value per bar each
+        (a moving average, a channel's bounds; NaN where there is none). None by default."""
+        return {}
+
     def informative_bars(self, timeframe: str) -> pd.DataFrame:
         """Inside signals(): the bars of a declared informative timeframe (`informative`),
         with their `close_time`; bring their values onto the bars with `align`."""

@@ -74,23 +74,29 @@ var BT = (function () {
     return made;
   }
   /* Markers whose labels (L/S, the trade's P/L, W3) show only while at most `maxLabelled` of
-     them are in view: over a whole run they would cover the prices. */
+     them are in view: over a whole run they would cover the prices. With more than
+     MAX_SHOWN in view, one in every few is drawn, so the price line stays readable. */
+  var MAX_SHOWN = 120;
   function markers(target, series, all, maxLabelled) {
     var plugin = LC.createSeriesMarkers(series, []), bare = all.map(function (m) {
       var copy = Object.assign({}, m);
       copy.text = "";
       return copy;
-    }), labelled = null;
+    }), shown = null;
     function update() {
       var range = target.timeScale().getVisibleRange(), inView = all.length;
       if (range) {
         inView = all.filter(function (m) { return m.time >= range.from && m.time <= range.to; }).length;
       }
-      var wanted = inView <= maxLabelled;
-      if (wanted === labelled) return;
-      labelled = wanted;
-      plugin.setMarkers(wanted ? all : bare);
-      target.chartElement().parentNode.dataset.labels = String(wanted);
+      var every = Math.max(1, Math.ceil(inView / MAX_SHOWN));
+      var state = inView <= maxLabelled ? "labels" : "every " + every;
+      if (state === shown) return;
+      shown = state;
+      plugin.setMarkers(inView <= maxLabelled ? all
+        : bare.filter(function (m, i) { return i % every === 0; }));
+      var element = target.chartElement().parentNode;
+      element.dataset.labels = String(inView <= maxLabelled);
+      element.dataset.markerEvery = String(every);
     }
     target.timeScale().subscribeVisibleTimeRangeChange(update);
     update();

@@ -49,6 +49,14 @@ class SmaCross(Strategy):
                 f"need 1 <= fast < slow (periods in bars), got fast={self.fast}, slow={self.slow}"
             )
 
+    def plots(self, bars: pd.DataFrame) -> dict[str, object]:
+        """The two averages over the price, in the report."""
+        close = bars["close"]
+        return {
+            f"SMA {self.fast}": sma(close, self.fast),
+            f"SMA {self.slow}": sma(close, self.slow),
+        }
+
     def signals(self, bars: pd.DataFrame) -> pd.DataFrame:
         close = bars["close"]
         fast, slow = sma(close, self.fast), sma(close, self.slow)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from backtest.engine import BacktestConfig, run_backtest
-from backtest.report import MAX_CANDLES, embed_json, write_report, write_walkforward_report
+from backtest.report import MAX_CANDLES, embed_json, write_report
+from backtest.report_runs import write_walkforward_report
 from backtest.strategy import Strategy, get_strategy_from_file
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
@@ -215,3 +217,48 @@ def test_portfolio_report_draws_each_symbols_contribution(page_probe, tmp_path):
     )
     assert rows == ["EURUSD", "GBPUSD", "USDJPY"]
     assert page.eval_on_selector_all("#correlation tbody tr", "rows => rows.length") == 3
+
+
+def test_the_report_shows_overlays_volume_buy_and_hold_and_each_trades_pnl(page_probe, tmp_path):
+    """SmaCross's two averages over the price, tick volume, the buy-and-hold line beside the
+    equity, a bar per closed trade, the new statistics and headers in words; on a phone, a
+    hint to swipe the trades table; markers thinned while many are in view."""
+    from backtest.indicators import sma
+    from backtest.report import strategy_overlays
+
+    bars = generate_bars("EURUSD", "H1", 3000, seed=4)
+    strategy = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")(
+        fast=5, slow=20
+    )
+    result = run_backtest(bars, strategy, spec=get_symbol_spec("EURUSD"), config=BacktestConfig())
+    path = tmp_path / "report.html"
+    write_report(result, bars, path, overlays=strategy_overlays(strategy, bars))
+    probe = open_report(page_probe, path)
+    page = probe.page
+    assert probe.errors == [] and probe.blocked == []
+    assert_drawn(page, "#price", "#equity", "#trade-pnl", "#drawdown")
+    overlays = page.evaluate("window.__report.series.overlays.map(s => s.data().slice(-1)[0])")
+    assert [round(p["value"], 6) for p in overlays] == [
+        round(float(np.asarray(sma(bars["close"], n))[-1]), 6) for n in (5, 20)
+    ]
+    legend = page.eval_on_selector_all("#overlay-legend span", "s => s.map(e => e.textContent)")
+    assert legend == ["— SMA 5", "— SMA 20"]
+    assert page.evaluate("window.__report.series.volume.data().length") == len(bars)
+    hold = page.evaluate("window.__report.series.buyHold.data().slice(-1)[0].value")
+    close = bars["close"].to_numpy()
+    assert hold == pytest.approx(10_000 * close[-1] / close[0], abs=0.01)
+    bars_sum = page.evaluate(
+        "window.__report.series.tradePnl.data().reduce((a, p) => a + p.value, 0)"
+    )
+    assert bars_sum == pytest.approx(result.trades["pnl"].sum(), abs=0.05)
+    heads = page.eval_on_selector_all("#trades thead th", "cells => cells.map(c => c.textContent)")
+    assert heads[0] == "entry (UTC)" and "P/L" in heads and "closed by" in heads
+    stats = page.eval_on_selector_all("#stats tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert {"SQN", "Kelly criterion [%]", "Calmar ratio", "Avg. drawdown [%]"} <= set(stats)
+    assert int(page.evaluate("document.querySelector('#price').dataset.markerEvery")) > 1
+    assert page.eval_on_selector(".swipe", "e => getComputedStyle(e).display") == "none"
+    phone = page_probe(width=390, height=844)
+    phone.page.goto(path.as_uri())
+    phone.page.wait_for_function("window.__reportReady === true", timeout=15_000)
+    assert phone.page.eval_on_selector(".swipe", "e => getComputedStyle(e).display") == "block"
+    assert phone.errors == []
