@@ -18,6 +18,7 @@ The result is a grid's table: one row per trial kept, best first.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -77,7 +78,7 @@ def run_search(
     batch = 2 * max(1, workers or 1)  # a pool's start-up shared by a few trials per worker
     while (left := trials - _finished(study)) > 0:
         asked = [study.ask() for _ in range(min(batch, left))]
-        combos = [{name: t.suggest_categorical(name, values) for name, values in grid.items()}
+        combos = [{name: _suggest(t, name, values) for name, values in grid.items()}
                   for t in asked]  # fmt: skip
         rows = evaluate_combinations(
             bars, job, _distinct(combos), workers=workers, cluster=cluster, progress=False
@@ -111,6 +112,19 @@ def study_name(
     }
     digest = hashlib.sha1(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     return f"{strategy_cls.__name__}-{metric}-{digest[:12]}"
+
+
+def _suggest(trial, name: str, values: list[Any]) -> Any:
+    """One of the grid's values: along the axis for evenly spaced numbers (so TPE sees
+    which are neighbours), by category otherwise."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    steps = {round(b - a, 12) for a, b in itertools.pairwise(numbers)}
+    if len(numbers) != len(values) or len(numbers) < 3 or len(steps) != 1:
+        return trial.suggest_categorical(name, values)
+    if all(isinstance(v, int) for v in numbers):
+        return trial.suggest_int(name, numbers[0], numbers[-1], step=numbers[1] - numbers[0])
+    picked = trial.suggest_float(name, numbers[0], numbers[-1], step=steps.pop())
+    return min(numbers, key=lambda v: abs(v - picked))  # the grid's own value, no float noise
 
 
 def _finished(study) -> int:
