@@ -190,6 +190,13 @@ class BrokerZone:
         opens_wall = keys * width + origin
         return keys, np.asarray(self.to_utc(opens_wall), dtype=np.int64)
 
+    def bin_closes(self, utc_seconds: np.ndarray, width: int) -> np.ndarray:
+        """For each UTC epoch: when the `width`-second bar holding it on the server's clock
+        closes (the next bar's open), in UTC."""
+        keys, _ = self.bin_opens(utc_seconds, width)
+        origin = _SUNDAY if width == WEEK else 0
+        return np.asarray(self.to_utc((keys + 1) * width + origin), dtype=np.int64)
+
     def switches_between(self, start: float, end: float) -> bool:
         """Whether this zone's offset changes between two UTC epochs."""
         return self.offset_at(start) != self.offset_at(end)

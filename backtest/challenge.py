@@ -207,12 +207,12 @@ def trading_day_labels(
     return wall
 
 
-def _firsts(sorted_values: np.ndarray) -> np.ndarray:
-    """The index of each run's first element in sorted values (np.diff's prepend and
+def _firsts(values: np.ndarray) -> np.ndarray:
+    """The index of the first element of each run of equal values (np.diff's prepend and
     np.unique are many times slower on long arrays)."""
-    if not len(sorted_values):
+    if not len(values):
         return np.zeros(0, dtype=np.int64)
-    changes = np.flatnonzero(sorted_values[1:] != sorted_values[:-1])
+    changes = np.flatnonzero(values[1:] != values[:-1])
     changes += 1
     return np.concatenate(([0], changes))
 
@@ -239,34 +239,27 @@ class _Trades:
     @classmethod
     def of(cls, result: BacktestResult, spec: SymbolSpec) -> _Trades:
         """From the engine's arrays, or from the trades table of a result built otherwise."""
-        arrays = result.trade_arrays
-        if arrays is None or len(arrays) != len(result.trades):
-            return cls._of_frame(result.trades, spec)
-        took_profit = arrays.exit_reason == TAKE_PROFIT
-        units = np.where(arrays.direction > 0, 1e4, -1e4) * arrays.volume
+        arrays, trades = result.trade_arrays, result.trades
+        if arrays is not None and len(arrays) == len(trades):
+            long, took_profit = arrays.direction > 0, arrays.exit_reason == TAKE_PROFIT
+            stopped = arrays.exit_reason == STOP_LOSS
+            columns = (arrays.entry_bar, arrays.exit_bar, arrays.pnl, arrays.volume,
+                       arrays.exit_price)  # fmt: skip
+        else:
+            took_profit, stopped = _matches(trades["exit_reason"], "tp", "sl")
+            (long,) = _matches(trades["direction"], "long")
+            columns = tuple(trades[c].to_numpy() for c in
+                            ("entry_bar", "exit_bar", "pnl", "volume", "exit_price"))  # fmt: skip
+        entry, exit_, pnl, volume, exit_price = columns
+        units = np.where(long, 1e4, -1e4) * np.asarray(volume, dtype=np.float64)
         return cls(
-            entry=arrays.entry_bar.astype(np.int64, copy=False),
-            exit=arrays.exit_bar.astype(np.int64, copy=False),
-            pnl=arrays.pnl,
-            units=np.rint(units * spec.contract_size),
-            took_profit=took_profit,
-            inside=took_profit | (arrays.exit_reason == STOP_LOSS),
-            exit_price=arrays.exit_price,
-        )
-
-    @classmethod
-    def _of_frame(cls, trades: pd.DataFrame, spec: SymbolSpec) -> _Trades:
-        took_profit, stopped = _matches(trades["exit_reason"], "tp", "sl")
-        (long,) = _matches(trades["direction"], "long")
-        units = np.where(long, 1e4, -1e4) * trades["volume"].to_numpy(np.float64)
-        return cls(
-            entry=trades["entry_bar"].to_numpy(dtype=np.int64),
-            exit=trades["exit_bar"].to_numpy(dtype=np.int64),
-            pnl=trades["pnl"].to_numpy(dtype=np.float64),
+            entry=np.asarray(entry, dtype=np.int64),
+            exit=np.asarray(exit_, dtype=np.int64),
+            pnl=np.asarray(pnl, dtype=np.float64),
             units=np.rint(units * spec.contract_size),
             took_profit=took_profit,
             inside=took_profit | stopped,
-            exit_price=trades["exit_price"].to_numpy(np.float64),
+            exit_price=np.asarray(exit_price, dtype=np.float64),
         )
 
 

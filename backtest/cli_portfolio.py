@@ -108,13 +108,7 @@ def members_of(
     members = []
     for symbol in symbols_of(args):
         path = _file_for(Path(args.data_dir), symbol, args.timeframe)
-        try:
-            bars = load_csv(path, tz=args.tz)
-            if args.timeframe and bar_seconds(bars) != timeframe_seconds(args.timeframe):
-                bars = resample_bars(bars, args.timeframe, zone)
-        except DataError as exc:
-            raise UsageError(f"{symbol} ({path}): {exc}") from None
-        bars = with_broker_time(bars, zone)
+        bars = _read(path, symbol, args, zone, resample=True)
         strategy = create_strategy(strategy_cls, params)
         members.append(Member(symbol, bars, get_symbol_spec(symbol), strategy, str(path)))
     return members
@@ -138,14 +132,25 @@ def other_bars_of(
             frame = generate_bars(
                 symbol, args.timeframe or "H1", args.synthetic, seed=args.seed + k + 1
             )
+            bars[symbol] = with_broker_time(frame, zone)
         else:
             path = _file_for(folder, symbol, args.timeframe)
-            try:
-                frame = load_csv(path, tz=args.tz)
-            except DataError as exc:
-                raise UsageError(f"{symbol} ({path}): {exc}") from None
-        bars[symbol] = with_broker_time(frame, zone)
+            bars[symbol] = _read(path, symbol, args, zone, resample=False)
     return bars
+
+
+def _read(
+    path: Path, symbol: str, args: argparse.Namespace, zone: object, *, resample: bool
+) -> pd.DataFrame:
+    """A symbol's CSV with its broker time (resampled to --timeframe when asked);
+    UsageError naming the symbol and the file."""
+    try:
+        bars = load_csv(path, tz=args.tz)
+        if resample and args.timeframe and bar_seconds(bars) != timeframe_seconds(args.timeframe):
+            bars = resample_bars(bars, args.timeframe, zone)
+    except DataError as exc:
+        raise UsageError(f"{symbol} ({path}): {exc}") from None
+    return with_broker_time(bars, zone)
 
 
 def _file_for(folder: Path, symbol: str, timeframe: str | None) -> Path:

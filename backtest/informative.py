@@ -102,11 +102,7 @@ def with_close_times(bars: pd.DataFrame, timeframe: str, zone: BrokerZone) -> pd
     """`bars` of `timeframe` plus `close_time`: the next bar's open on the server's clock
     (a Friday's D1 bar closes at Saturday 00:00 server time, a day across a daylight-saving
     switch after 23 or 25 hours)."""
-    width = timeframe_seconds(timeframe)
-    opens = epoch_seconds(bars["time"])
-    keys, _ = zone.bin_opens(opens, width)
-    origin = 3 * 86_400 if timeframe == "W1" else 0  # weeks from Sunday 00:00
-    closes = np.asarray(zone.to_utc((keys + 1) * width + origin), dtype=np.int64)
+    closes = zone.bin_closes(epoch_seconds(bars["time"]), timeframe_seconds(timeframe))
     return bars.assign(close_time=pd.to_datetime(closes, unit="s", utc=True).as_unit("ns"))
 
 

@@ -161,13 +161,6 @@ def _rate_at(rate: pd.Series | None, times: pd.Series | pd.DatetimeIndex) -> np.
     return rate.to_numpy()[np.maximum(at, 0)]
 
 
-def _run_config(member: Member, config: BacktestConfig, converted: bool) -> BacktestConfig:
-    """The member's run: in its profit currency when the portfolio converts it."""
-    if converted:
-        return replace(config, account_currency=member.spec.currency_profit)
-    return config
-
-
 def _signals(member: Member, config: BacktestConfig, others: dict[str, pd.DataFrame]):
     bars = ensure_broker_time(member.bars, config.rules.zone)
     where = f"{member.symbol} ({member.source})"
@@ -176,13 +169,15 @@ def _signals(member: Member, config: BacktestConfig, others: dict[str, pd.DataFr
 
 
 def _run(member: Member, signals, config: BacktestConfig) -> BacktestResult:
+    """The member's run; in its profit currency when the portfolio converts it (a cross)."""
     spec = member.spec
-    converted = config.account_currency not in (spec.currency_profit, spec.currency_base)
+    if config.account_currency not in (spec.currency_profit, spec.currency_base):
+        config = replace(config, account_currency=spec.currency_profit)
     return run_backtest(
         member.bars,
         member.strategy,
         spec=spec,
-        config=_run_config(member, config, converted),
+        config=config,
         signals=signals,
         trade_from=member.trade_from,
     )
@@ -229,13 +224,13 @@ def _take_entries(
                 balance += event.pnl * sized[key] / event.lots * _rate_at(rate, [event.time])[0]
             continue
         spec = specs[event.symbol]
-        lots = float(event.lots)
-        if by_lot:
-            floating = sum(_floating(o, event.time, prices, specs, rates, currency)
-                           for o in held.values())  # fmt: skip
-            lots = _risk_lots(event, spec, balance + floating, rate, config)
+        equity = balance  # with the open positions' floating P/L, when sizing or margin asks
+        if by_lot or limits.max_margin_pct:
+            equity += sum(_floating(o, event.time, prices, specs, rates, currency)
+                          for o in held.values())  # fmt: skip
+        lots = _risk_lots(event, spec, equity, rate, config) if by_lot else float(event.lots)
         margin = _margin(event, lots, spec, rate, currency, limits.leverage)
-        reason = _refusal(event, lots, margin, held, balance, prices, specs, rates, config, limits)
+        reason = _refusal(lots, margin, held, equity, limits)
         if reason:
             refused.append({"symbol": event.symbol, "time": event.time.isoformat(),
                             "signal_bar": int(event.signal_bar), "reason": reason})  # fmt: skip
@@ -314,20 +309,15 @@ def _to_account(amount, spec: SymbolSpec, price, time, rate, currency: str) -> f
     return amount * _rate_at(rate, [time])[0]
 
 
-def _refusal(
-    event, lots, margin, held, balance, prices, specs, rates, config, limits
-) -> str | None:
+def _refusal(lots: float, margin: float, held: dict, equity: float, limits: Limits) -> str | None:
+    """Why an entry of `lots` needing `margin` breaks a limit, with `held` open and the
+    account at `equity`; None when it does not."""
     if limits.max_open_positions and len(held) >= limits.max_open_positions:
         return f"MAX_OPEN_POSITIONS {limits.max_open_positions} reached"
     open_lots = sum(o.lots for o in held.values())
     if limits.max_total_lots and open_lots + lots > limits.max_total_lots + 1e-9:
         return f"MAX_TOTAL_LOTS {limits.max_total_lots:g} would be exceeded ({open_lots:g} open)"
     if limits.max_margin_pct:
-        floating = sum(
-            _floating(o, event.time, prices, specs, rates, config.account_currency)
-            for o in held.values()
-        )
-        equity = balance + floating
         used = sum(o.margin for o in held.values()) + margin
         if equity > 0 and 100.0 * used / equity > limits.max_margin_pct:
             return (
@@ -401,14 +391,14 @@ def _combine(members, results, rates, config: BacktestConfig, refused) -> Portfo
     stamps = np.unique(np.concatenate([pd.DatetimeIndex(m.bars["time"]).asi8 for m in members]))
     times = pd.DatetimeIndex(pd.to_datetime(stamps, utc=True))
     contributions = pd.DataFrame(index=times)
-    frames, held = [], np.zeros(len(times), dtype=bool)
+    frames, held = [], {}
     for member in members:
         result, rate = results[member.symbol], rates[member.symbol]
         trades = result.trades.assign(symbol=member.symbol)
         trades["pnl"] = trades["pnl"] * _rate_at(rate, trades["exit_time"])
         frames.append(trades)
         contributions[member.symbol] = _contribution(result, rate, config.cash, times)
-        held |= _held_on(result, times)
+        held[member.symbol] = _held_on(result.trades, times)
     equity = config.cash + contributions.sum(axis=1)
     trades = pd.concat(frames, ignore_index=True).sort_values("entry_time", kind="stable")
     positions = trades.groupby(["symbol", "position"], sort=False)["pnl"].sum().to_numpy()
@@ -417,7 +407,7 @@ def _combine(members, results, rates, config: BacktestConfig, refused) -> Portfo
         times=times,
         trade_pnl=positions,
         cash=config.cash,
-        exposure_bars=int(held.sum()),
+        exposure_bars=int(np.logical_or.reduce(list(held.values())).sum()),
         trade_durations=trades["exit_time"] - trades["entry_time"],
     )
     return PortfolioResult(
@@ -426,7 +416,7 @@ def _combine(members, results, rates, config: BacktestConfig, refused) -> Portfo
         contributions=contributions,
         trades=trades.reset_index(drop=True),
         stats=stats,
-        breakdown=_breakdown(members, results, trades, refused, times),
+        breakdown=_breakdown(members, trades, refused, held),
         correlation=_daily_pnl(contributions).corr(),
         refused=refused,
     )
@@ -449,19 +439,17 @@ def _contribution(result, rate, cash, times) -> np.ndarray:
     return np.where(where >= 0, equity[np.maximum(where, 0)], 0.0)
 
 
-def _held_on(result, times) -> np.ndarray:
-    trades = result.trades
-    held = np.zeros(len(times), dtype=bool)
+def _held_on(trades: pd.DataFrame, times: pd.DatetimeIndex) -> np.ndarray:
+    """Whether a position of these trades is open at each of `times`."""
     starts = np.searchsorted(times.asi8, pd.DatetimeIndex(trades["entry_time"]).asi8)
     ends = np.searchsorted(times.asi8, pd.DatetimeIndex(trades["exit_time"]).asi8)
     change = np.zeros(len(times) + 1)
     np.add.at(change, starts, 1)
     np.add.at(change, ends, -1)
-    held |= np.cumsum(change[:-1]) > 0
-    return held
+    return np.cumsum(change[:-1]) > 0
 
 
-def _breakdown(members, results, trades, refused, times) -> pd.DataFrame:
+def _breakdown(members, trades, refused, held: dict[str, np.ndarray]) -> pd.DataFrame:
     rows = []
     for member in members:
         own = trades[trades["symbol"] == member.symbol]
@@ -471,7 +459,7 @@ def _breakdown(members, results, trades, refused, times) -> pd.DataFrame:
             "trades": len(pnl),
             "pnl": round(float(pnl.sum()), 2),
             "win_rate_pct": round(100.0 * float((pnl > 0).mean()), 1) if len(pnl) else None,
-            "exposure_pct": round(100.0 * _held_on(results[member.symbol], times).mean(), 1),
+            "exposure_pct": round(100.0 * held[member.symbol].mean(), 1),
             "refused": sum(r["symbol"] == member.symbol for r in refused),
         })  # fmt: skip
     return pd.DataFrame(rows)

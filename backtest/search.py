@@ -76,17 +76,19 @@ def run_search(
         sampler=optuna.samplers.TPESampler(seed=seed),
     )
     batch = 2 * max(1, workers or 1)  # a pool's start-up shared by a few trials per worker
+    known: dict[str, Any] = {}  # TPE asks for a combination again: it is run once
     while (left := trials - _finished(study)) > 0:
         asked = [study.ask() for _ in range(min(batch, left))]
         combos = [{name: _suggest(t, name, values) for name, values in grid.items()}
                   for t in asked]  # fmt: skip
+        new = [c for c in _distinct(combos) if _key(c) not in known]
         rows = evaluate_combinations(
-            bars, job, _distinct(combos), workers=workers, cluster=cluster, progress=False
-        )
-        results = _by_params(rows)
+            bars, job, new, workers=workers, cluster=cluster, progress=False
+        ) if new else []  # fmt: skip
+        known.update(_by_params(rows))
         for trial, params in zip(asked, combos, strict=True):
-            _tell(study, trial, results[_key(params)], metric, min_trades)
-    kept = {_key(t.params): (t.params, t.user_attrs["stats"])
+            _tell(study, trial, params, known[_key(params)], metric, min_trades)
+    kept = {_key(t.user_attrs["params"]): (t.user_attrs["params"], t.user_attrs["stats"])
             for t in study.trials if "stats" in t.user_attrs}  # fmt: skip
     if not kept:
         raise GridError(f"none of the {len(study.trials)} trials gave a {metric} to rank by")
@@ -134,7 +136,7 @@ def _finished(study) -> int:
     return sum(t.state in done for t in study.trials)
 
 
-def _tell(study, trial, stats, metric: str, min_trades: int) -> None:
+def _tell(study, trial, params: dict[str, Any], stats, metric: str, min_trades: int) -> None:
     import optuna
 
     pruned = optuna.trial.TrialState.PRUNED
@@ -145,6 +147,8 @@ def _tell(study, trial, stats, metric: str, min_trades: int) -> None:
     if value is None or not math.isfinite(float(value)) or stats.get("n_trades", 0) < min_trades:
         study.tell(trial, state=pruned)
         return
+    # the grid's own values (a float axis snapped to them), not the sampler's raw floats
+    trial.set_user_attr("params", {k: _plain(v) for k, v in params.items()})
     trial.set_user_attr("stats", {k: _plain(v) for k, v in stats.items()})
     study.tell(trial, float(value))
 
