@@ -54,4 +54,9 @@ def atomic_file(path: str | Path, mode: str = "w", *, durable: bool = False) -> 
 def write_atomic(path: str | Path, data: str | bytes, *, durable: bool = False) -> None:
     """Replace `path` with `data` (text or bytes), whole or not at all."""
     with atomic_file(path, "wb" if isinstance(data, bytes) else "w", durable=durable) as handle:
-        handle.write(data)
+        # in slices: text is encoded slice by slice, never all at once beside itself
+        for start in range(0, len(data), _SLICE):
+            handle.write(data[start : start + _SLICE])
+
+
+_SLICE = 1 << 22

@@ -17,30 +17,6 @@ from backtest.results import BacktestConfig, BacktestResult
 from backtest.symbols import SymbolSpec
 
 
-def add_rules_option(parser: argparse.ArgumentParser, *, ranks: bool = False) -> None:
-    """--rules, --mc, --mc-seed; `ranks`: for a grid, whose rows gain pass_rate."""
-    what = (
-        "judge each combination by an account-protection preset (adds pass_rate and the "
-        "verdict; rank with --metric pass_rate)"
-        if ranks
-        else "evaluate an account-protection preset on the run"
-    )
-    parser.add_argument(
-        "--rules",
-        metavar="PRESET",
-        help=f"{what}: a name in presets/ (static_5_10, higher_of_5_10, one_step_eod_trailing, "
-        "futures_trailing) or a .toml file",
-    )
-    parser.add_argument(
-        "--mc",
-        type=int,
-        default=0,
-        metavar="PATHS",
-        help="with --rules: the pass probability over this many bootstrap paths of the trades",
-    )
-    parser.add_argument("--mc-seed", type=int, default=0, help="seed of --mc (default 0)")
-
-
 def preset_from_args(args: argparse.Namespace) -> Preset | None:
     """The --rules preset, read before the run; ValueError (exit 2) naming the file, the
     key and the allowed values when it cannot be used. Its [windows] and minimum trade

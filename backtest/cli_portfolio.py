@@ -26,23 +26,6 @@ from backtest.symbols import get_symbol_spec
 from backtest.trading_windows import bar_seconds, with_broker_time
 
 
-def add_portfolio_options(parser: argparse.ArgumentParser, source: object) -> None:
-    """The portfolio options; --data-dir joins the data `source` group (--data, ...)."""
-    source.add_argument(
-        "--data-dir", type=Path, help="folder of the --symbols' CSVs (EURUSD_H1.csv, ...)"
-    )
-    group = parser.add_argument_group("portfolio (several symbols, one account)")
-    group.add_argument("--symbols", help="comma-separated symbols traded together on one account")
-    group.add_argument("--max-open-positions", type=int, default=0, metavar="N",
-                       help="open positions allowed over all symbols (0 = no limit)")  # fmt: skip
-    group.add_argument("--max-total-lots", type=float, default=0.0, metavar="LOTS",
-                       help="total open volume allowed (0 = no limit)")  # fmt: skip
-    group.add_argument("--max-margin-pct", type=float, default=0.0, metavar="PCT",
-                       help="used margin allowed as %% of equity (0 = no limit)")  # fmt: skip
-    group.add_argument("--leverage", type=float, default=100.0,
-                       help="the account's leverage, for margin (default 100)")  # fmt: skip
-
-
 def run_portfolio_command(
     args: argparse.Namespace,
     strategy_cls: type[Strategy],

@@ -161,11 +161,13 @@ def run_backtest(
     )
     return BacktestResult(
         trades=trades,
-        equity=pd.Series(equity, index=times, name="equity"),
+        equity=pd.Series(equity, index=times, name="equity", copy=False),
         stats=stats,
         symbol=spec.name,
         strategy=strategy_label(strategy),
-        stops=pd.DataFrame({"sl": stops[0], "tp": stops[1]}, index=times),
+        stops=None
+        if stops is None
+        else pd.DataFrame({"sl": stops[0], "tp": stops[1]}, index=times, copy=False),
         trade_arrays=arrays,
     )
 
@@ -436,11 +438,12 @@ def _trade_arrays(
     )
 
 
-def _plain_stop_path(plan: _Plan, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per bar, the levels in force: a trade's own from its entry bar to its exit bar."""
-    sl, tp = np.full(n, np.nan), np.full(n, np.nan)
+def _plain_stop_path(plan: _Plan, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per bar, the levels in force: a trade's own from its entry bar to its exit bar; None
+    when no trade has a level (two columns of NaN are 16 bytes a bar)."""
     if not len(plan) or not (np.isfinite(plan.sl).any() or np.isfinite(plan.tp).any()):
-        return sl, tp
+        return None
+    sl, tp = np.full(n, np.nan), np.full(n, np.nan)
     last = np.where(plan.closed, plan.exit_bar, n - 1)
     lengths = np.maximum(last - plan.entry_bar + 1, 0)
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))

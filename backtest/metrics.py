@@ -137,7 +137,9 @@ def drawdown_stats(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
     if len(equity) == 0:
         return {"max_drawdown_pct": 0.0, "max_drawdown_days": 0.0}
     peak = np.maximum.accumulate(equity)
-    deepest = float((equity / peak).min()) - 1.0
+    depth = np.divide(equity, peak)
+    depth -= 1.0  # in place: a 10M-bar curve makes each temporary 80 MB
+    deepest = float(depth.min())
     at_peak = np.flatnonzero(equity >= peak)  # never empty: bar 0 is its own peak
     gaps = np.diff(np.append(at_peak, len(equity) - 1))
     longest = 0.0
@@ -146,20 +148,21 @@ def drawdown_stats(equity: np.ndarray, seconds: np.ndarray) -> dict[str, float]:
         longest = float((seconds[ends] - seconds[at_peak]).max()) / SECONDS_PER_DAY
     return {
         "max_drawdown_pct": 100.0 * deepest,
-        "avg_drawdown_pct": _average_drawdown(equity, peak),
+        "avg_drawdown_pct": _average_drawdown(depth),
         "max_drawdown_days": round(longest, 2),
     }
 
 
-def _average_drawdown(equity: np.ndarray, peak: np.ndarray) -> float:
-    """The mean depth (%, negative) of the drawdowns: each stretch under a peak counted by
-    its deepest point; 0 without any."""
-    under = equity < peak
+def _average_drawdown(depth: np.ndarray) -> float:
+    """The mean depth (%, negative) of the drawdowns, from each bar's depth under its peak
+    (0 at a peak): each stretch under a peak counted by its deepest point; 0 without any."""
+    under = depth < 0.0
     if not under.any():
         return 0.0
-    depth = equity / peak - 1.0
-    starts = np.flatnonzero(under & ~np.concatenate(([False], under[:-1])))
-    lows = np.minimum.reduceat(np.where(under, depth, 0.0), starts)
+    starts = np.flatnonzero(under[1:] & ~under[:-1]) + 1
+    if under[0]:  # never: bar 0 is its own peak; kept for a curve that starts below one
+        starts = np.concatenate(([0], starts))
+    lows = np.minimum.reduceat(depth, starts)
     return 100.0 * float(lows.mean())
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,8 +123,8 @@ class BacktestResult:
     stats: dict[str, float | int | str | None]
     symbol: str
     strategy: str
-    # per bar, the stop-loss and take-profit in force (NaN when flat or none): the report
-    # draws their path
+    # per bar, the stop-loss and take-profit in force (NaN when flat or none; None when no
+    # trade had either): the report draws their path
     stops: pd.DataFrame | None = None
     # the engine's arrays behind `trades` (None for a result built by hand)
     trade_arrays: TradeArrays | None = field(default=None, repr=False, compare=False)
@@ -138,6 +139,17 @@ class BacktestResult:
         Prices carry `price_decimals` places (the fill precision), money and units two, so
         binary float noise (-32.299999999999997) never reaches the file.
         """
+        return "[" + ",".join(self.trades_json_pieces(price_decimals)) + "]"
+
+    def trades_json_pieces(self, price_decimals: int = 6, rows: int = 50_000) -> Iterator[str]:
+        """The JSON array's items, `rows` trades a piece (comma-separated, no brackets): a
+        run of a million trades is written without its whole text in memory."""
+        for start in range(0, len(self.trades), rows):
+            text = self._trades_slice_json(start, start + rows, price_decimals)
+            if len(text) > 2:
+                yield text[1:-1]
+
+    def _trades_slice_json(self, start: int, stop: int, price_decimals: int) -> str:
         columns = [
             "entry_time",
             "exit_time",
@@ -150,7 +162,7 @@ class BacktestResult:
             "exit_reason",
             "position",
         ]
-        frame = self.trades.loc[:, columns].copy()
+        frame = self.trades.iloc[start:stop].loc[:, columns].copy()
         for column in ("entry_time", "exit_time"):
             seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
             frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")

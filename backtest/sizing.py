@@ -66,10 +66,14 @@ def position_size(
     if sl_distance is None or not math.isfinite(sl_distance) or sl_distance <= 0:
         raise SizingError(
             f"risk sizing needs a positive stop-loss distance for {spec.name}, "
-            f"got {sl_distance!r}; give the strategy a stop-loss or use fixed lots"
+            f"got {sl_distance if sl_distance is None else float(sl_distance)}; give the "
+            "strategy a stop-loss or use fixed lots"
         )
     if not equity > 0:
-        raise SizingError(f"cannot size a {spec.name} entry with equity {equity!r}")
+        raise SizingError(
+            f"cannot size a {spec.name} entry with equity {float(equity):.2f}: the account "
+            "is blown; risk less per trade"
+        )
     risk_money = equity * sizing.risk_percent / 100.0
     loss_per_lot = spec.profit_to_account(
         sl_distance * spec.contract_size, price if price else 0.0, account_currency

@@ -412,3 +412,61 @@ def test_times_pandas_cannot_hold_name_the_file_and_line(tmp_path, content, line
     text = str(info.value)
     assert text.startswith(f"{path} line {line}: time {shown}")
     assert "the times pandas can hold" in text and "Out of bounds" not in text
+
+
+def _slow_path_frame(path: Path, tz: str = "UTC") -> pd.DataFrame:
+    """The same file through pandas' reader (the path that names bad lines), as a reference."""
+    import backtest.data as data
+
+    original = data._read_generic_fast
+    data._read_generic_fast = lambda *args: None
+    try:
+        return load_csv(path, tz=tz)
+    finally:
+        data._read_generic_fast = original
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Athens", "NY+7"])
+def test_a_file_streamed_in_many_batches_equals_the_reference_reader(tmp_path, tz):
+    """Many 1 MB batches into the reserved columns, times on another clock too: the same
+    frame as pandas' reader gives."""
+    from backtest.synthetic import generate_bars
+
+    bars = generate_bars("EURUSD", "M1", 40_000, seed=9)  # about 2.4 MB: three batches
+    save_csv(bars, tmp_path / "m1.csv")
+    streamed = load_csv(tmp_path / "m1.csv", tz=tz)
+    pd.testing.assert_frame_equal(streamed, _slow_path_frame(tmp_path / "m1.csv", tz))
+    if tz == "UTC":
+        pd.testing.assert_frame_equal(streamed, bars)
+
+
+def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path):
+    """The columns are reserved from the first block's line length; a file whose later
+    lines are far shorter holds more rows than that, and the columns grow."""
+    import backtest.data as data
+
+    times = pd.date_range("2024-01-01", periods=60_000, freq="min").strftime("%Y-%m-%d %H:%M:%S")
+    long_tail = ",1.100000000000,1.200000000000,1.000000000000,1.100000000000,1000000,100000,1\n"
+    rows = [f"{time}{long_tail}" for time in times[:20_000]]
+    rows += [f"{time},1.1,1.2,1,1.1,1,1,0\n" for time in times[20_000:]]
+    path = tmp_path / "mixed.csv"
+    path.write_text(GENERIC_HEADER + "".join(rows))
+    bars = load_csv(path)
+    assert len(bars) == len(rows) > data._row_capacity(path)
+    pd.testing.assert_frame_equal(bars, _slow_path_frame(path))
+
+
+def test_a_late_value_that_breaks_the_declared_types_is_still_read(tmp_path):
+    """A count written as 5.0 deep in the file fails the declared integer column mid-stream:
+    the file is read again with inference and gives the same bars."""
+    rows = [
+        f"2024-01-01 {h:02d}:{m:02d}:00,1.1,1.2,1.0,1.1,5,1,0\n"
+        for h in range(24)
+        for m in range(60)
+    ]
+    rows[-7] = rows[-7].replace(",5,1,0", ",5.0,1,0")
+    path = tmp_path / "late.csv"
+    path.write_text(GENERIC_HEADER + "".join(rows))
+    bars = load_csv(path)
+    assert len(bars) == len(rows)
+    assert bars["tick_volume"].dtype == np.int64 and (bars["tick_volume"] == 5).all()
