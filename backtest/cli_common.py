@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtest.bar_cache import BarCache
 from backtest.broker_clock import BrokerZone, BrokerZoneError, parse_zone
 from backtest.engine import BacktestConfig
 from backtest.errors import UsageError
@@ -28,7 +29,7 @@ def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolS
     spec = get_symbol_spec(symbol)
     try:
         if args.data is not None:
-            bars = load_csv(args.data, tz=args.tz)
+            bars = load_csv(args.data, tz=args.tz, cache=bar_cache_of(args))
             if args.timeframe:
                 bars = resample_bars(bars, args.timeframe, broker_zone(args))
         else:
@@ -147,3 +148,8 @@ def _calendar(args: argparse.Namespace) -> object:
         return load_calendar(args.calendar, tz=args.calendar_tz)
     except CalendarError as exc:
         raise UsageError(str(exc)) from None
+
+
+def bar_cache_of(args: argparse.Namespace) -> BarCache | None:
+    """The cache of parsed CSVs, unless --no-cache (backtest.bar_cache)."""
+    return None if getattr(args, "no_cache", False) else BarCache.from_environment()

@@ -29,6 +29,11 @@ def add_data_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclu
     )
     parser.add_argument("--from", dest="date_from", help="first bar time to use (UTC)")
     parser.add_argument("--to", dest="date_to", help="last bar time to use (UTC)")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="parse the CSV even when it was parsed before (see BACKTEST_CACHE_DIR)",
+    )
     return source
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backtest.cli_common import bar_cache_of
 from backtest.data import DataError, load_csv, resample_bars, timeframe_seconds
 from backtest.engine import BacktestConfig
 from backtest.errors import UsageError
@@ -128,7 +129,7 @@ def _read(
     """A symbol's CSV with its broker time (resampled to --timeframe when asked);
     UsageError naming the symbol and the file."""
     try:
-        bars = load_csv(path, tz=args.tz)
+        bars = load_csv(path, tz=args.tz, cache=bar_cache_of(args))
         if resample and args.timeframe and bar_seconds(bars) != timeframe_seconds(args.timeframe):
             bars = resample_bars(bars, args.timeframe, zone)
     except DataError as exc:

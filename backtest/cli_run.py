@@ -7,12 +7,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from backtest.atomic import atomic_file, write_atomic
-from backtest.challenge import ChallengeReport
-from backtest.cli_challenge import challenge_of, pass_probability_of, preset_from_args
 from backtest.cli_common import (
     broker_zone,
     config_from_args,
@@ -21,13 +20,16 @@ from backtest.cli_common import (
     load_bars_from_args,
     load_strategy_from_args,
 )
-from backtest.cli_portfolio import other_bars_of, run_portfolio_command
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.errors import UsageError
-from backtest.informative import check_informative
+from backtest.informative import check_informative, declared_symbols
 from backtest.metrics import stats_for_output, stats_table
 from backtest.strategy import Strategy, create_strategy, strategy_warmup
 from backtest.symbols import SymbolSpec
+
+if TYPE_CHECKING:
+    from backtest.challenge import ChallengeReport
+    from backtest.prop_rules import Preset
 
 EXIT_OK, EXIT_FAILURE = 0, 1
 
@@ -38,18 +40,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     check_informative(strategy_cls, bars, data_name(args, spec))
-    others = other_bars_of(strategy_cls, args, broker_zone(args), folder=folder_of(args))
+    others = _other_bars(strategy_cls, args)
     strategy = create_strategy(strategy_cls, params)
-    preset = preset_from_args(args)  # a bad preset stops us before any output
+    preset = _preset(args)  # a bad preset stops us before any output
     config = config_from_args(args)  # with the preset's windows
     _warn_if_too_short(bars, strategy)
     result = run_backtest(bars, strategy, spec=spec, config=config, other_bars=others)
     print(format_stats(result))
-    challenge = challenge_of(preset, result, bars, spec, config)
-    if challenge is not None:
-        chances = pass_probability_of(args, preset, result, bars, spec, config)
-        challenge.monte_carlo = None if chances is None else chances.as_dict()
-        print("\n".join(challenge.lines() + ([chances.line()] if chances else [])))
+    challenge = None if preset is None else _verdict(args, preset, result, bars, spec, config)
     if args.show_trades:
         print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
     if args.json:
@@ -64,6 +62,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# The modules of other symbols' bars, presets and verdicts load only for runs that use them:
+# a plain run starts sooner.
+
+
+def _other_bars(strategy_cls: type[Strategy], args: argparse.Namespace) -> dict:
+    if not declared_symbols(strategy_cls):
+        return {}
+    from backtest.cli_portfolio import other_bars_of
+
+    return other_bars_of(strategy_cls, args, broker_zone(args), folder=folder_of(args))
+
+
+def _preset(args: argparse.Namespace) -> Preset | None:
+    if not args.rules:
+        return None
+    from backtest.cli_challenge import preset_from_args
+
+    return preset_from_args(args)
+
+
+def _verdict(
+    args: argparse.Namespace,
+    preset: Preset,
+    result: BacktestResult,
+    bars: pd.DataFrame,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+) -> ChallengeReport | None:
+    """The --rules verdict (and --mc's pass probability), printed and returned."""
+    from backtest.cli_challenge import challenge_of, pass_probability_of
+
+    challenge = challenge_of(preset, result, bars, spec, config)
+    if challenge is not None:
+        chances = pass_probability_of(args, preset, result, bars, spec, config)
+        challenge.monte_carlo = None if chances is None else chances.as_dict()
+        print("\n".join(challenge.lines() + ([chances.line()] if chances else [])))
+    return challenge
+
+
 def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
     """0 trades because the data ends inside the warm-up is no result: say so."""
     warmup = strategy_warmup(strategy)
@@ -76,6 +113,8 @@ def _warn_if_too_short(bars: pd.DataFrame, strategy: Strategy) -> None:
 
 
 def _run_portfolio(args: argparse.Namespace) -> int:
+    from backtest.cli_portfolio import run_portfolio_command
+
     strategy_cls, params = load_strategy_from_args(args)
     config = config_from_args(args)
     run_portfolio_command(args, strategy_cls, params, config, broker_zone(args), write_atomic)
@@ -89,14 +128,13 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         raise UsageError(f"--checkpoints must be at least 1, got {args.checkpoints}")
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
-    zone = broker_zone(args)
     report = check_lookahead(
         create_strategy(strategy_cls, params),
         bars,
         checkpoints=args.checkpoints,
-        zone=zone,
+        zone=broker_zone(args),
         where=data_name(args, spec),
-        other_bars=other_bars_of(strategy_cls, args, zone, folder=folder_of(args)),
+        other_bars=_other_bars(strategy_cls, args),
     )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE

@@ -15,6 +15,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ import pandas as pd
 from backtest.atomic import atomic_file, write_atomic
 from backtest.broker_clock import UTC_ZONE, BrokerZone, parse_zone
 from backtest.errors import BacktestError
+
+if TYPE_CHECKING:
+    from backtest.bar_cache import BarCache
 
 logger = logging.getLogger(__name__)
 
@@ -115,15 +119,28 @@ def timeframe_seconds(name: str) -> int:
 # ---------------------------------------------------------------- loading
 
 
-def load_csv(path: str | Path, *, tz: str = "UTC", validate: bool = True) -> pd.DataFrame:
+def load_csv(
+    path: str | Path, *, tz: str = "UTC", validate: bool = True, cache: BarCache | None = None
+) -> pd.DataFrame:
     """Load bars from a generic CSV or an MT5 terminal export (detected from the header).
 
     Naive times are read in timezone `tz` (MT5 exports use the broker's server time) and
-    converted to UTC. Raises DataError naming the file and line on any problem.
+    converted to UTC. Raises DataError naming the file and line on any problem. With a
+    `cache` (backtest.bar_cache), a file parsed and validated before is mapped, not parsed.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file not found: {path}")
+    cached = cache.get(path, tz) if cache is not None else None
+    if cached is not None:
+        return cached
+    frame = _parse_csv(path, tz, validate)
+    if cache is not None and validate:
+        cache.put(path, tz, frame)
+    return frame
+
+
+def _parse_csv(path: Path, tz: str, validate: bool) -> pd.DataFrame:
     with path.open("rb") as handle:
         start = handle.read(65_536)
     text_encoding = _encoding(start)

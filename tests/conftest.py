@@ -3,6 +3,7 @@ venvs for copies of the project that borrow this checkout's installed packages."
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,12 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test writes the user's cache of parsed CSVs (backtest.bar_cache): off unless a test
+    names a folder. Set here, so the commands tests start inherit it."""
+    os.environ["BACKTEST_CACHE_DIR"] = "off"
 
 
 @pytest.fixture(scope="session")
