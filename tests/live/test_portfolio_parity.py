@@ -41,7 +41,7 @@ def test_three_symbols_on_one_account_equal_the_portfolio_backtest(
     terminal = make_sim(symbols=SYMBOLS, history_bars=400, n_bars=2000)
     trader = make_trader(config, terminal)
     trader.start()
-    run_bars(trader, terminal, 900)
+    run_bars(trader, terminal, 450)
     now = datetime.fromtimestamp(terminal.sim_time(), tz=UTC)
     reader = AuditReader(config.audit_db)
     members = []
@@ -92,7 +92,7 @@ def test_a_strategy_reading_other_symbols_equals_the_backtest(
     terminal = make_sim(symbols=SYMBOLS, history_bars=400, n_bars=2000)
     trader = make_trader(config, terminal)
     trader.start()
-    run_bars(trader, terminal, 700)
+    run_bars(trader, terminal, 350)
     now = datetime.fromtimestamp(terminal.sim_time(), tz=UTC)
     bars = {
         symbol: rates_to_frame(terminal.copy_rates_range(

@@ -118,10 +118,10 @@ def test_the_live_target_is_the_backtest_position_on_every_bar(
     terminal = make_sim(n_bars=3000, history_bars=300)
     trader = make_trader(config, terminal)
     trader.start()
-    run_bars(trader, terminal, 500)
+    run_bars(trader, terminal, 250)
     restarted = make_trader(config, terminal)  # a new process: the history fetched again
     restarted.start()
-    run_bars(restarted, terminal, 500)
+    run_bars(restarted, terminal, 250)
 
     every_bar = MT5Connector(config, api=terminal).rates("EURUSD", "H1", 5000)
     strategy = get_strategy_from_file(config.strategy_path, config.strategy_param_pairs())
@@ -129,7 +129,7 @@ def test_the_live_target_is_the_backtest_position_on_every_bar(
     by_time = {t.to_pydatetime(): int(p) for t, p in zip(every_bar["time"], backtest, strict=True)}
     with sqlite3.connect(config.audit_db) as conn:
         decided = conn.execute("SELECT bar_time, position FROM signals ORDER BY id").fetchall()
-    assert len(decided) >= 999
+    assert len(decided) >= 499
     differ = [
         (bar, live, by_time[datetime.fromisoformat(bar)])
         for bar, live in decided
