@@ -49,6 +49,8 @@ call :hold
 exit /b %CODE%
 
 :hold
+rem started unattended (deploy\run_unattended.bat): no one is there to press a key
+if defined TRADER_UNATTENDED exit /b 0
 rem started by a double-click (cmd /c from Explorer): keep the window open to read the error
 echo %CMDCMDLINE% | find /i "/c" >nul && pause
 exit /b 0

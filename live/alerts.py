@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from live.config import ALERT_LEVELS, LiveConfig
+from live.control_requests import Origin, clear_kill_switch, set_kill_switch
 from live.errors import AuditWriteError
 from live.state_manager import kill_switch_file_level
 
@@ -689,12 +690,16 @@ class CommandListener:
                 f"kill switch already on at {level} ({self.kill_switch_file}), stronger "
                 "than halt: left as it is"
             )
-        self.kill_switch_file.parent.mkdir(parents=True, exist_ok=True)
-        self.kill_switch_file.write_text("halt\n", encoding="utf-8")
+        set_kill_switch(self.kill_switch_file, "halt", self._origin())
         return f"kill switch created ({self.kill_switch_file}): no new entries from the next loop"
 
     def _resume_trading(self) -> str:
-        if self.kill_switch_file is None or not self.kill_switch_file.exists():
+        if self.kill_switch_file is None or not clear_kill_switch(
+            self.kill_switch_file, self._origin()
+        ):
             return "no kill switch was active"
-        self.kill_switch_file.unlink()
         return "kill switch removed: trading resumes from the next loop"
+
+    def _origin(self) -> Origin:
+        """Who asked, for the trader's event: the configured chat (the only one answered)."""
+        return Origin.now("telegram", address=f"chat {self.channel.chat_id}")

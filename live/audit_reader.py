@@ -167,6 +167,36 @@ class AuditReader:
             (*equals.values(), *exclude.values(), limit, offset),
         )
 
+    def order_lives(
+        self, *, limit: int = 50, offset: int = 0, symbol: str | None = None
+    ) -> list[list[dict[str, object]]]:
+        """Every row of the `limit` orders (client ids) with the newest activity after the
+        first `offset` ones, newest first; each order's rows oldest first (intent, then what
+        became of it)."""
+        where, params = ("WHERE symbol = ?", [symbol]) if symbol else ("", [])
+        rows = self.query(
+            f"SELECT o.* FROM orders o JOIN (SELECT client_order_id, MAX(id) AS last FROM orders "
+            f"{where} GROUP BY client_order_id ORDER BY last DESC LIMIT ? OFFSET ?) page "
+            f"ON o.client_order_id = page.client_order_id ORDER BY page.last DESC, o.id",
+            (*params, limit, offset),
+        )
+        lives: dict[object, list[dict[str, object]]] = {}
+        for row in rows:
+            lives.setdefault(row["client_order_id"], []).append(row)
+        return list(lives.values())
+
+    def trades_of_orders(self, client_order_ids: Iterable[str]) -> list[dict[str, object]]:
+        """The trade rows these orders opened or closed."""
+        ids = sorted(set(client_order_ids))
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        return self.query(
+            f"SELECT * FROM trades WHERE entry_client_order_id IN ({marks}) "
+            f"OR exit_client_order_id IN ({marks}) ORDER BY id",
+            (*ids, *ids),
+        )
+
     def recent_orders(self, limit: int = 50, offset: int = 0) -> list[dict[str, object]]:
         return self.query("SELECT * FROM orders ORDER BY id DESC LIMIT ? OFFSET ?", (limit, offset))
 
@@ -307,6 +337,21 @@ class AuditReader:
                 tally.add(int(trade_id), float(pnl or 0.0))
             return tally.summary()
 
+    def pnl_by(self, key: str, *, dry_run: bool | None = None) -> list[dict[str, object]]:
+        """Closed trades' P/L per UTC exit day (`key` "day") or per symbol ("symbol"): count,
+        wins, losses, net P/L, gross win and gross loss, lots; in day or symbol order."""
+        column = {"day": "substr(exit_time, 1, 10)", "symbol": "symbol"}[key]
+        where, params = ("WHERE dry_run = ?", [int(dry_run)]) if dry_run is not None else ("", [])
+        return self.query(
+            f"SELECT {column} AS {key}, COUNT(*) AS count, "
+            "COUNT(CASE WHEN pnl > 0 THEN 1 END) AS wins, "
+            "COUNT(CASE WHEN pnl < 0 THEN 1 END) AS losses, ROUND(TOTAL(pnl), 2) AS net_pnl, "
+            "ROUND(TOTAL(CASE WHEN pnl > 0 THEN pnl END), 2) AS gross_win, "
+            "ROUND(-TOTAL(CASE WHEN pnl < 0 THEN pnl END), 2) AS gross_loss, "
+            f"TOTAL(volume) AS lots FROM trades {where} GROUP BY 1 ORDER BY 1",
+            params,
+        )
+
     # ------------------------------------------------------------ snapshots
 
     def undelivered_alerts(self, channel: str) -> list[dict[str, object]]:
@@ -335,6 +380,13 @@ class AuditReader:
             (limit, offset),
         )
         return rows[::-1]
+
+    def equity_since(self, after_id: int) -> sqlite3.Cursor:
+        """(id, ts, equity) of the snapshots after `after_id`, in order, as a cursor (a long
+        history is read row by row, not held in memory)."""
+        return self._conn().execute(
+            "SELECT id, ts, equity FROM account_snapshots WHERE id > ? ORDER BY id", (after_id,)
+        )
 
     def peak_equity(self, from_id: int, before_id: int) -> float | None:
         """The highest equity of the snapshots with from_id <= id < before_id."""

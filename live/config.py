@@ -9,6 +9,16 @@ started from the root or from `live/`. Also owns `setup_logging`.
 
 from __future__ import annotations
 
+if not __package__ and __name__ != "__main__":
+    # imported from inside live/, as the design's quick start does (`cd live && python -c
+    # "from mt5_connector import MT5Connector"`): be the package's module, one class per name
+    import importlib as _importlib
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+    _sys.modules[__name__] = _importlib.import_module(f"live.{__name__}")
+
 import dataclasses
 import difflib
 import json
@@ -33,6 +43,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 REDACTED = "***"
 BACKENDS = ("auto", "mt5", "mt5linux", "sim")
 KILL_SWITCH_ACTIONS = ("halt", "reduce", "close_all")
+DASHBOARD_CONTROL_MODES = ("auto", "on", "off")
 TIMEFRAMES = (
     "M1",
     "M2",
@@ -608,12 +619,29 @@ class LiveConfig:
         secret=True,
         section="Dashboard",
     )
+    dashboard_controls: str = _setting(
+        "DASHBOARD_CONTROLS",
+        "auto",
+        "Dashboard buttons to halt, reduce, close all, resume and close a position: auto (shown "
+        "when DASHBOARD_TOKEN is set), on (also without a token, on a loopback DASHBOARD_HOST "
+        "only), off (never).",
+        "controls",
+        section="Dashboard",
+    )
     dashboard_trust_proxy: bool = _setting(
         "DASHBOARD_TRUST_PROXY",
         False,
         "Trust X-Forwarded-Proto/-Host from one reverse proxy in front of the dashboard (HTTPS "
         "there marks the token cookie Secure).",
         "bool",
+        section="Dashboard",
+    )
+    dashboard_db_dir: Path | None = _setting(  # noqa: RUF009
+        "DASHBOARD_DB_DIR",
+        None,
+        "Folder of audit databases (*.db), one trader each, chosen on the page by file name; "
+        "empty = AUDIT_DB alone (or the --db files given).",
+        "path_or_empty",
         section="Dashboard",
     )
 
@@ -936,6 +964,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "hour": _number(0, 23, integer=True),
     "backend": _choice(BACKENDS),
     "kill_action": _choice(KILL_SWITCH_ACTIONS),
+    "controls": _choice(DASHBOARD_CONTROL_MODES),
     "sizing": _choice(("fixed", "risk")),
     "timeframe": _choice(TIMEFRAMES),
     "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR")),
@@ -961,6 +990,7 @@ _CANONICAL_CASE: dict[str, Callable[[str], str]] = {
     "log_level": str.upper,
     "backend": str.lower,
     "kill_action": str.lower,
+    "controls": str.lower,
     "sizing": str.lower,
     "alert_level": str.lower,
     "broker_tz": _zone_keyword(BROKER_TZ_AUTO),

@@ -1,7 +1,7 @@
 """The connection doctor behind `live_trader.py --check`: validates the settings, connects,
 prints the terminal, account and symbol facts the trader will rely on (including the filling
 mode it will use and the server's clock), and says plainly what is wrong and how to fix it.
-Sends no order.
+Sends no order. With `--json`, the same checks as one JSON document for monitoring systems.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from live.audit_chain import ChainKeyError, key_file_for, load_key
 from live.audit_reader import AuditReader
 from live.backtesting_bridge import build_order_request, get_strategy_from_file
 from live.broker_types import ACCOUNT_TRADE_MODE_REAL
+from live.check_report import Finding, Report, document, setting_named
 from live.config import LiveConfig
 from live.errors import BrokerError, ConfigError
 from live.instance_lock import (
@@ -53,46 +54,59 @@ CONNECT_HINTS = (
 )
 
 
-class Report:
-    """Lines of the check, each OK, WARN or FAIL; failures decide the exit code."""
-
-    def __init__(self, out: Callable[[str], None]) -> None:
-        self.out = out
-        self.failures = 0
-
-    def ok(self, text: str) -> None:
-        self.out(f"  OK    {text}")
-
-    def warn(self, text: str) -> None:
-        self.out(f"  WARN  {text}")
-
-    def fail(self, text: str, fix: str = "") -> None:
-        self.failures += 1
-        self.out(f"  FAIL  {text}" + (f"\n        fix: {fix}" if fix else ""))
-
-
 def run_check(
-    config: LiveConfig, connector: MT5Connector | None = None, *, out: Callable[[str], None] = print
+    config: LiveConfig,
+    connector: MT5Connector | None = None,
+    *,
+    out: Callable[[str], None] = print,
+    as_json: bool = False,
 ) -> int:
-    """Run every check; 0 when the trader can start and trade as configured, else 1."""
-    report = Report(out)
-    out(
+    """Run every check; 0 when the trader can start and trade as configured, else 1. With
+    `as_json` the lines are not printed: one JSON document is, at the end (see `document`)."""
+    report = Report((lambda _line: None) if as_json else out)
+    report.out(
         f"settings: {'dry run' if config.dry_run else 'LIVE'}, backend {config.backend}, symbols "
         f"{','.join(config.symbols)} {config.timeframe}"
     )
-    _check_strategy(config, report)
-    _check_storage(config, report)
     connector = connector or MT5Connector(config)
-    if _connect(connector, report):
-        _check_terminal(connector, config, report)
-        _check_clock(connector, report)
-        _check_market_hours(connector, config, report)
-        _check_account_rules(connector, config, report)
-        for symbol in config.symbols:
-            _check_symbol(connector, config, symbol, report)
-        connector.shutdown()
-    out("result: " + verdict(config, connector, report.failures))
-    return 0 if not report.failures else 1
+    _run_checks(config, connector, report)
+    result = verdict(config, connector, report.failures)
+    report.out("result: " + result)
+    code = 0 if not report.failures else 1
+    if as_json:
+        settings = {
+            "dry_run": config.dry_run,
+            "backend": config.backend,
+            "connected_backend": connector.backend,
+            "symbols": list(config.symbols),
+            "timeframe": config.timeframe,
+        }
+        out(document(report.findings, code, result, settings, secrets=config.secrets()))
+    return code
+
+
+def _run_checks(config: LiveConfig, connector: MT5Connector, report: Report) -> None:
+    """Each check, its findings under its name; those that need the terminal only when it
+    was reached."""
+    report.name = "strategy"
+    _check_strategy(config, report)
+    report.name = "storage"
+    _check_storage(config, report)
+    report.name = "connection"
+    if not _connect(connector, report):
+        return
+    report.name = "terminal"
+    _check_terminal(connector, config, report)
+    report.name = "broker_clock"
+    _check_clock(connector, report)
+    report.name = "market_hours"
+    _check_market_hours(connector, config, report)
+    report.name = "account_rules"
+    _check_account_rules(connector, config, report)
+    for symbol in config.symbols:
+        report.name = f"symbol {symbol}"
+        _check_symbol(connector, config, symbol, report)
+    connector.shutdown()
 
 
 def verdict(config: LiveConfig, connector: MT5Connector, failures: int) -> str:
@@ -110,11 +124,22 @@ def verdict(config: LiveConfig, connector: MT5Connector, failures: int) -> str:
     return "ready"
 
 
-def print_config_error(error: ConfigError, out: Callable[[str], None] = print) -> None:
-    """A settings error in the check's own format (the settings cannot be read)."""
+CONFIG_FIX = "correct that setting in .env or on the command line"
+
+
+def print_config_error(
+    error: ConfigError, out: Callable[[str], None] = print, *, as_json: bool = False
+) -> None:
+    """A settings error in the check's own format (the settings cannot be read); as JSON,
+    the finding names the setting's key too."""
+    result = "1 problem(s) to fix before trading"
+    if as_json:
+        finding = Finding("settings", "fail", str(error), CONFIG_FIX, setting_named(str(error)))
+        out(document([finding], 2, result))
+        return
     out("settings: cannot be read")
-    out(f"  FAIL  {error}\n        fix: correct that setting in .env or on the command line")
-    out("result: 1 problem(s) to fix before trading")
+    out(f"  FAIL  {error}\n        fix: {CONFIG_FIX}")
+    out(f"result: {result}")
 
 
 def _check_strategy(config: LiveConfig, report: Report) -> None:

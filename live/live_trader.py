@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import sys
 import threading
@@ -39,6 +40,7 @@ from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import BacktestingBridge, Decision
 from live.config import PROJECT_ROOT, LiveConfig
+from live.control_desk import ControlDesk
 from live.errors import (
     AuditWriteError,
     BrokerError,
@@ -175,6 +177,14 @@ class LiveTrader:
             alerts=alerts,
             on_change=self.status.changed,
             bar_seconds=self._bar_seconds,
+        )
+        self.control = ControlDesk(
+            config,
+            state=self.state,
+            close=self.positions.close,
+            all_positions=self.connector.all_positions,
+            audit=audit,
+            health=health,
         )
 
     def _account_guard(self) -> AccountGuard | None:
@@ -335,13 +345,15 @@ class LiveTrader:
         self.alerts.notify("shutdown", "\n".join(lines))
         self.alerts.close()
         self.connector.shutdown()
-        db, python, root = self.config.audit_db, _python_command(), PROJECT_ROOT
+        db, root = _quoted(self.config.audit_db), _quoted(PROJECT_ROOT)
+        python = _quoted(_python_command(PROJECT_ROOT))  # both commands run in the root
         logger.info(
-            "the record of this session is in %s: browse it with `%s %s --db %s`, "
+            "the record of this session is in %s: browse it with `cd %s && %s %s --db %s`, "
             "check it with `cd %s && %s -m live.audit_logger verify %s`",
             db,
+            root,
             python,
-            root / "live" / "dashboard.py",
+            Path("live") / "dashboard.py",
             db,
             root,
             python,
@@ -386,6 +398,7 @@ class LiveTrader:
                 self.broker.update_stops(self.config.timeframe, self._bar_seconds)
             self.positions.sync()
             self.state.sync_foreign(self.connector.all_positions(), self.config.magic_number)
+            self.control.serve()  # a close asked from the dashboard: within this loop
             if self.risk.kill_level == "close_all":
                 self.positions.close_all()
             account = self.broker.account()
@@ -593,13 +606,22 @@ class LiveTrader:
         return 0
 
 
-def _python_command() -> str:
-    """The interpreter running us, as the user can type it (the project's venv, usually)."""
-    executable = Path(sys.executable)
+def _python_command(folder: Path) -> str:
+    """The interpreter running us, as the user can type it in `folder`: relative when it is
+    inside (the project's venv, usually), else absolute. Normalised, not resolved: started
+    from live/ as `../.venv/bin/python` it is `<root>/live/../.venv/bin/python`, and a venv's
+    python must not be followed to the system interpreter its link points at."""
+    executable = Path(os.path.abspath(sys.executable))
     try:
-        return str(executable.relative_to(Path.cwd()))
+        return str(executable.relative_to(os.path.abspath(folder)))
     except ValueError:
         return str(executable)
+
+
+def _quoted(path: object) -> str:
+    """A path as a shell (sh or cmd) takes it: in double quotes when it holds a space."""
+    text = str(path)
+    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _queue_depth(alerts: Any) -> int:

@@ -14,6 +14,16 @@ and column it gets back to UTC.
 
 from __future__ import annotations
 
+if not __package__ and __name__ != "__main__":
+    # imported from inside live/, as the design's quick start does (`cd live && python -c
+    # "from mt5_connector import MT5Connector"`): be the package's module, one class per name
+    import importlib as _importlib
+    import sys as _sys
+    from pathlib import Path as _Path
+
+    _sys.path.insert(0, str(_Path(__file__).resolve().parent.parent))
+    _sys.modules[__name__] = _importlib.import_module(f"live.{__name__}")
+
 import contextlib
 import enum
 import importlib
@@ -121,6 +131,7 @@ class MT5Connector:
         self._filling: dict[str, int] = {}
         self._served_sim = False
         self._wall = wall_clock
+        self.initialize_error = ""  # why the last initialize() answered False
         self.clock = clock or BrokerClock(config.broker_tz, utc_now=self.market_now)
 
     # ------------------------------------------------------------ connection
@@ -141,10 +152,18 @@ class MT5Connector:
                 self._api, self.backend = load_api(self.config)
             self._initialize()
 
-    def initialize(self) -> None:
-        """The MT5 name of connect(): initialize the terminal (and log in when MT5_LOGIN is
-        set)."""
-        self.connect()
+    def initialize(self) -> bool:
+        """connect() with MetaTrader5.initialize()'s answer: True once the terminal is reached
+        (and logged in when MT5_LOGIN is set), False when not, the reason logged and kept in
+        `initialize_error` (connect() raises it instead)."""
+        try:
+            self.connect()
+        except (BrokerError, ConfigError) as exc:
+            self.initialize_error = str(exc)
+            logger.error("initialize failed: %s", exc)
+            return False
+        self.initialize_error = ""
+        return True
 
     def login(self) -> None:
         """Log in to MT5_LOGIN on MT5_SERVER explicitly (initialize() already does when

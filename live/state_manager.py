@@ -23,6 +23,7 @@ from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
 from live.broker_time import BrokerClock
 from live.config import KILL_SWITCH_ACTIONS, TRADING_DAY_BROKER, LiveConfig
+from live.control_requests import Origin, kill_switch_origin, take_resume_origin
 from live.errors import AuditWriteError
 
 logger = logging.getLogger(__name__)
@@ -311,6 +312,9 @@ class StateManager:
         """Re-read the file; apply, record and return the new state when it changed. The
         state applies even when it cannot be recorded (AuditWriteError after the change)."""
         wanted = self.read_kill_switch()
+        path = self.config.kill_switch_file
+        # taken whenever the file is gone: a note with no switch left to clear is stale
+        resumed_by = take_resume_origin(path) if wanted.level is None else None
         if wanted.level == self.kill_switch.level:
             return None
         if wanted.level == "close_all" and self.kill_switch.source == "after close_all":
@@ -319,16 +323,18 @@ class StateManager:
         if wanted.level is None:
             self.audit.record_event(
                 "kill_switch_off",
-                "kill-switch file removed: trading resumes",
+                f"kill-switch file removed{_by(resumed_by)}: trading resumes",
                 level="warning",
+                data=_asked(resumed_by) or None,
                 fallback=True,
             )
         else:
+            origin = kill_switch_origin(path)
             self.audit.record_event(
                 "kill_switch_on",
-                f"kill switch: {wanted.level} ({wanted.source})",
+                f"kill switch: {wanted.level} ({wanted.source}){_by(origin)}",
                 level="critical",
-                data={"level": wanted.level, "source": wanted.source},
+                data={"level": wanted.level, "source": wanted.source, **_asked(origin)},
                 fallback=True,
             )
         return wanted
@@ -365,6 +371,14 @@ class StateManager:
     @property
     def disabled_reasons(self) -> list[str]:
         return list(self._disabled.values())
+
+
+def _by(origin: Origin | None) -> str:
+    return f", asked from {origin.describe()}" if origin else ""
+
+
+def _asked(origin: Origin | None) -> dict[str, Any]:
+    return {"origin": origin.as_dict()} if origin else {}
 
 
 def _identifier(position: Any) -> int:

@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="live_trader.py",
         description="Trade a backtest strategy on MetaTrader 5 (or its simulator).",
     )
+    parser.add_argument(
+        "strategy_file",
+        nargs="?",
+        metavar="STRATEGY",
+        help="strategy file, as --strategy (`live_trader.py my_strategy.py --dry-run`)",
+    )
     parser.add_argument("--strategy", help="strategy file (path[:ClassName]); or STRATEGY_PATH")
     parser.add_argument(
         "--param",
@@ -67,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check settings, connection, account and symbols, then exit "
         "(0 ready, 1 problems); sends no order",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="with --check: print one JSON document (for monitoring), same exit codes",
+    )
     return parser
 
 
@@ -89,13 +100,20 @@ def config_from_args(args: argparse.Namespace, *, need_strategy: bool = True) ->
         overrides["strategy_params"] = ",".join(args.param)
     config = LiveConfig.load(args.config, overrides=overrides)
     if need_strategy and not config.strategy_path:
-        raise ConfigError("no strategy: pass --strategy PATH or set STRATEGY_PATH")
+        raise ConfigError(
+            "no strategy: name its file (live_trader.py PATH, or --strategy PATH) or set "
+            "STRATEGY_PATH"
+        )
     return config
 
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (2 for configuration and usage errors)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.strategy = _one_strategy(parser, args.strategy_file, args.strategy)
+    if args.json and not args.check:
+        parser.error("--json goes with --check")
     if args.check:
         return _check(args)
     logged = False
@@ -121,6 +139,24 @@ def main(argv: list[str] | None = None) -> int:
     except BrokerError as exc:
         return _cannot_start(str(exc), EXIT_USAGE, logged)
     return EXIT_OK
+
+
+def _one_strategy(
+    parser: argparse.ArgumentParser, positional: str | None, option: str | None
+) -> str | None:
+    """The strategy given as `STRATEGY` or `--strategy` (both only when they name the same
+    file); two different ones are a usage error naming both (exit code 2)."""
+    if positional and option and not _same_file(positional, option):
+        parser.error(
+            f"two strategies given: {positional} (positional) and --strategy {option}; give one"
+        )
+    return option or positional
+
+
+def _same_file(first: str, second: str) -> bool:
+    return (
+        first == second or Path(first).expanduser().resolve() == Path(second).expanduser().resolve()
+    )
 
 
 def _check_informative(strategy: object, config: LiveConfig) -> None:
@@ -198,10 +234,10 @@ def _check(args: argparse.Namespace) -> int:
     try:
         config = config_from_args(args, need_strategy=False)
     except ConfigError as exc:
-        print_config_error(exc)
+        print_config_error(exc, as_json=args.json)
         return EXIT_USAGE
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    return run_check(config)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")  # stderr
+    return run_check(config, as_json=args.json)
 
 
 def _alerts(config: LiveConfig, audit: AuditLogger) -> Any:

@@ -13,6 +13,7 @@ import pytest
 
 from live.alerts import HELP_TEXT, AlertSystem, format_message
 from live.audit_logger import AuditLogger
+from live.control_requests import kill_switch_origin
 from tests.live.conftest import run_bars
 from tests.live.fake_servers import FakeServer, FakeTelegram, server_error, too_many_requests
 
@@ -213,7 +214,8 @@ def test_commands_from_the_configured_chat_only(
     assert ask("/positions@alerts_test_bot") == trader.positions_text()
     assert ask("/daily") == trader.daily_text()
     assert "kill switch created" in ask("/stop")
-    assert config.kill_switch_file.read_text().split() == ["halt"]
+    assert config.kill_switch_file.read_text().split()[0] == "halt"
+    assert kill_switch_origin(config.kill_switch_file).via == "telegram"  # who asked, for the log
     assert "removed" in ask("/resume") and not config.kill_switch_file.exists()
     assert ask("/help") == HELP_TEXT
 

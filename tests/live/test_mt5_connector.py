@@ -377,7 +377,7 @@ def test_login_and_the_design_names(connect, live_config, make_sim):
         ),
         api=terminal,
     )
-    good.initialize()
+    assert good.initialize() is True and good.connected
     good.login()
     wrong = MT5Connector(
         live_config(
@@ -385,8 +385,11 @@ def test_login_and_the_design_names(connect, live_config, make_sim):
         ),
         api=terminal,
     )
+    assert wrong.initialize() is False  # MetaTrader5.initialize()'s answer, not an exception
+    assert "authorization failed" in wrong.initialize_error
+    assert "not it" not in wrong.initialize_error and not wrong.connected
     with pytest.raises(ConfigError, match="authorization failed"):
-        wrong.initialize()
+        wrong.connect()
 
 
 def test_orders_go_out_as_keyword_arguments_and_a_misspelt_field_is_an_error(live_config, sim):
