@@ -85,3 +85,27 @@ def test_the_package_zip_holds_every_module(tmp_path):
     again = tmp_path / "again"
     again.mkdir()
     assert package_zip(again)[1] == digest  # the name depends on the content only
+
+
+def test_an_optuna_search_on_a_cluster_equals_the_one_on_this_machine(bars):
+    """The search sends its batches where the grid sends its combinations: on a Dask
+    scheduler it asks the same trials, seeded, and gets the same results."""
+    from dask.distributed import LocalCluster
+
+    from backtest.walkforward import Search
+
+    shipped = get_strategy_from_file(ROOT / "backtest" / "strategies" / "sma_cross.py")
+    grid = {"fast": [3, 5, 8, 10, 12], "slow": [20, 30, 40, 50]}
+    options = {"spec": SPEC, "config": CONFIG, "metric": "sharpe"}
+    here = Search(trials=8, seed=3).run(bars, shipped, grid, workers=1, **options)
+    with LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+        host="127.0.0.1", dashboard_address=None,
+    ) as cluster:  # fmt: skip
+        remote = Search(trials=8, seed=3).run(
+            bars, shipped, grid, cluster=cluster.scheduler_address, **options
+        )
+        ran_there = cluster.scheduler.transition_counter
+    assert ran_there > 0, "the trials must run on the cluster"
+    assert len(here) == 8
+    pd.testing.assert_frame_equal(here, remote)
