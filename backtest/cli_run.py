@@ -24,6 +24,7 @@ from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_b
 from backtest.errors import UsageError
 from backtest.informative import check_informative, declared_symbols
 from backtest.metrics import stats_for_output, stats_table
+from backtest.results import TRADE_SUMMARY_COLUMNS
 from backtest.strategy import Strategy, create_strategy, strategy_warmup
 from backtest.symbols import SymbolSpec
 
@@ -49,7 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(format_stats(result))
     challenge = None if preset is None else _verdict(args, preset, result, bars, spec, config)
     if args.show_trades:
-        print(result.trades.tail(args.show_trades).loc[:, _TRADE_PREVIEW].to_string(index=False))
+        print(
+            result.trades.tail(args.show_trades)
+            .loc[:, list(TRADE_SUMMARY_COLUMNS)]
+            .to_string(index=False)
+        )
     if args.json:
         write_result_json(args.json, result, strategy, config, spec, challenge)
         print(f"wrote {args.json}")
@@ -180,15 +185,3 @@ def write_result_json(
 def format_stats(result: BacktestResult) -> str:
     """The stats as an aligned two-column table."""
     return stats_table(f"{result.strategy} on {result.symbol}", result.stats)
-
-
-_TRADE_PREVIEW = [
-    "entry_time",
-    "exit_time",
-    "direction",
-    "volume",
-    "entry_price",
-    "exit_price",
-    "pnl",
-    "exit_reason",
-]

@@ -24,6 +24,7 @@ from backtest.atomic import write_atomic
 from backtest.data import TIMEFRAMES, infer_timeframe, resample_bars
 from backtest.engine import BacktestConfig, BacktestResult
 from backtest.metrics import STAT_LABELS, drawdown_series
+from backtest.results import TRADE_SUMMARY_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,6 @@ MAX_CANDLES = 20_000
 MAX_EQUITY_POINTS = 20_000
 MAX_MARKERS = 5_000
 MAX_TRADES = 1_000
-TRADE_COLUMNS = (
-    "entry_time",
-    "exit_time",
-    "direction",
-    "volume",
-    "entry_price",
-    "exit_price",
-    "pnl",
-    "exit_reason",
-)
 
 
 TRADE_HEADINGS = {
@@ -119,7 +110,7 @@ def render_report(
         **curves,
         **_buy_and_hold(bars, result.equity, curves["equity"]),
         "trade_pnl": _trade_pnl(result.trades),
-        "trade_columns": [TRADE_HEADINGS[c] for c in TRADE_COLUMNS],
+        "trade_columns": [TRADE_HEADINGS[c] for c in TRADE_SUMMARY_COLUMNS],
         "trades": _trade_rows(result.trades),
         "digits": digits,
         "min_move": 10.0**-digits,

@@ -35,6 +35,17 @@ TRADE_COLUMNS = (
     "signal_bar",
     "position",
 )
+# what a person reads of a trade first: the report's table and the CLI's --show-trades
+TRADE_SUMMARY_COLUMNS = (
+    "entry_time",
+    "exit_time",
+    "direction",
+    "volume",
+    "entry_price",
+    "exit_price",
+    "pnl",
+    "exit_reason",
+)
 SPREAD_MODES = ("half", "bid")
 EXIT_REASONS = ("signal", "sl", "tp", "end", "time", "partial")
 SIGNAL, STOP_LOSS, TAKE_PROFIT, END = range(4)  # codes into EXIT_REASONS (managed.py: all six)

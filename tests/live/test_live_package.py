@@ -18,7 +18,7 @@ import live
 from live.mt5_connector import MT5Connector
 from live.trader_cli import main as trader_main
 from tests.live.conftest import ROOT, SMA_CROSS
-from tests.live.test_live_trader_cli import settings
+from tests.live.test_live_trader_cli import script_copy, settings
 
 SEED = Path("/work/shared/seed/000_0bac072cdbdc83ab.txt")
 # the design's step 2, "Test connection", as it is written there
@@ -153,12 +153,7 @@ def test_started_from_live_with_a_positional_strategy_the_hint_works(tmp_path):
 @pytest.mark.skipif(os.name == "nt", reason="the POSIX start script")
 def test_the_start_script_takes_the_strategy_without_strategy(tmp_path):
     """`./start_trader.sh strategy.py --dry-run` (its .venv ready: no install step)."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("start_trader.sh", "requirements.txt"):
-        shutil.copy2(ROOT / name, project / name)
-    for name in ("live", "backtest"):
-        (project / name).symlink_to(ROOT / name)
+    project = script_copy(tmp_path)
     venv_python = project / ".venv" / "bin" / "python"
     venv_python.parent.mkdir(parents=True)
     venv_python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
