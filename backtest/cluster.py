@@ -2,8 +2,9 @@
 `pip install "dask[distributed]"`).
 
 Workers need only the requirements installed, not this project: the client uploads the
-`backtest` package to them as a zip (Client.upload_file), and the strategy travels as the
-text of its file, not as a path that exists only on the client. The bars are sent once.
+`backtest` package to them as a zip (a Dask UploadFile worker plugin), and the strategy
+travels as the text of its file, not as a path that exists only on the client. The bars are
+sent once.
 """
 
 from __future__ import annotations
@@ -108,13 +109,22 @@ def ship_package(client: Any, address: str) -> None:
     with tempfile.TemporaryDirectory(prefix="backtest-upload-") as folder:
         archive = _write_zip(Path(folder), files, digest)
         try:
-            client.upload_file(str(archive))
+            _upload_to_workers(client, archive)
         except Exception as exc:  # the worker's import error arrives re-raised here
             raise ClusterError(
                 f"could not install the backtest package on the workers at "
                 f"{address}: {type(exc).__name__}: {exc}"
             ) from exc
     _UPLOADED.add((address, digest))
+
+
+def _upload_to_workers(client: Any, archive: Path) -> None:
+    """The zip to the workers only (and to those that join later). Not Client.upload_file:
+    it also loads the zip into the scheduler, which for a LocalCluster runs in this process
+    and would swap this process's backtest modules for the zip's, deleted after the run."""
+    from distributed.diagnostics.plugin import UploadFile
+
+    client.register_plugin(UploadFile(str(archive)), name=f"backtest-package-{archive.stem}")
 
 
 def package_zip(folder: Path) -> tuple[Path, str]:

@@ -3,6 +3,7 @@ and the backtest package travels as a zip to workers in other processes."""
 
 from __future__ import annotations
 
+import importlib.util
 import zipfile
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def test_a_cluster_runs_a_strategy_whose_file_is_gone(processes, deleted_strateg
             progress=False,
         )
     pd.testing.assert_frame_equal(local_table(bars), remote)
+    # this process's package is still the project's: the zip went to the workers only (the
+    # scheduler of a LocalCluster runs here, and loading it there swapped our modules)
+    import backtest
+
+    assert [Path(p) for p in backtest.__path__] == [ROOT / "backtest"]
+    assert importlib.util.find_spec("backtest.cli_portfolio").origin == str(
+        ROOT / "backtest" / "cli_portfolio.py"
+    )
 
 
 def test_the_package_zip_holds_every_module(tmp_path):
@@ -107,5 +116,5 @@ def test_an_optuna_search_on_a_cluster_equals_the_one_on_this_machine(bars):
         )
         ran_there = cluster.scheduler.transition_counter
     assert ran_there > 0, "the trials must run on the cluster"
-    assert len(here) == 8
+    assert 0 < len(here) <= 8  # a combination TPE asks twice is run once
     pd.testing.assert_frame_equal(here, remote)
