@@ -312,7 +312,7 @@ def _stream_declared(source: object, read_options: object, wanted: list[str], tz
         ),
         memory_pool=pa.system_memory_pool(),
     )
-    columns = {c: np.empty(capacity, dtype=np.int64 if c == "time" else declared_numpy(c))
+    columns = {c: np.empty(capacity, dtype=np.int64 if c == "time" else _declared_numpy(c))
                for c in wanted}  # fmt: skip
     n_rows = 0
     for batch in reader:
@@ -331,7 +331,7 @@ def _stream_declared(source: object, read_options: object, wanted: list[str], tz
     return _columns_to_frame({c: values[:n_rows] for c, values in columns.items()}, tz)
 
 
-def declared_numpy(column: str) -> type:
+def _declared_numpy(column: str) -> type:
     return np.float64 if column in PRICE_COLUMNS else np.int64
 
 
@@ -417,7 +417,7 @@ def _columns_to_frame(columns: dict[str, np.ndarray], tz: str) -> pd.DataFrame:
         if name not in columns:
             frame[name] = np.zeros(n_rows, dtype=np.int64)
         else:
-            frame[name] = columns.pop(name).astype(declared_numpy(name), copy=False)
+            frame[name] = columns.pop(name).astype(_declared_numpy(name), copy=False)
     return pd.DataFrame(frame, copy=False)
 
 

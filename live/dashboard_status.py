@@ -11,13 +11,11 @@ import sqlite3
 import stat
 import threading
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from live.audit_reader import AuditReader
-
-STALE_AFTER_S = 180.0  # heartbeats come every minute; three missed: the trader is gone
+from live.health import liveness
 
 
 class Database:
@@ -222,11 +220,10 @@ def trader_status(
             "message": f"no heartbeat in {where} yet: is the trader running?",
         }
     data = json.loads(beat["data"] or "{}")
-    wall = datetime.fromisoformat(data["wall_ts"]).timestamp() if data.get("wall_ts") else None
-    age = None if wall is None else max(0.0, now - wall)
+    state, age = liveness(beat, data, reader.last_event(("startup", "shutdown")), now)
     snapshot = reader.latest_snapshot()
     status = {
-        "state": _state(reader, beat, age),
+        "state": state,
         "db": str(db_path),
         "heartbeat_age_s": None if age is None else round(age, 1),
         "heartbeat_ts": beat["ts"],
@@ -243,13 +240,6 @@ def trader_status(
     if status.get("kill_switch"):  # whatever the heartbeat says, the switch blocks entries
         status["entries_enabled"] = False
     return status
-
-
-def _state(reader: AuditReader, beat: dict[str, Any], age: float | None) -> str:
-    last = reader.last_event(("startup", "shutdown"))
-    if last is not None and last["kind"] == "shutdown" and last["id"] > beat["id"]:
-        return "stopped"
-    return "running" if age is not None and age <= STALE_AFTER_S else "stale"
 
 
 def latest_account(status: dict[str, Any]) -> dict[str, Any] | None:

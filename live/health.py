@@ -44,13 +44,12 @@ def health_report(
     if beat is None:
         return _unhealthy("no data", "no heartbeat recorded yet: is the trader running?", max_age)
     data = json.loads(str(beat["data"] or "{}"))
-    age = _age(data.get("wall_ts"), now)
-    stopped = last is not None and last["kind"] == "shutdown" and int(last["id"]) > int(beat["id"])
-    alive = not stopped and age is not None and age <= max_age
+    state, age = liveness(beat, data, last, now, max_age)
+    alive = state == "running"
     connected = bool(data.get("connected"))
     report = {
         "healthy": alive and connected,
-        "state": "stopped" if stopped else "running" if alive else "stale",
+        "state": state,
         "alive": alive,
         "connected": connected,
         "heartbeat_age_s": None if age is None else round(age, 1),
@@ -61,6 +60,18 @@ def health_report(
     }
     report["reason"] = _reason(report)
     return report
+
+
+def liveness(
+    beat: Any, data: dict[str, Any], last: Any, now: float, max_age: float = DEFAULT_MAX_AGE_S
+) -> tuple[str, float | None]:
+    """The state of the trader behind heartbeat row `beat` (its `data` decoded) and its age
+    in seconds at `now`: 'stopped' when `last`, the newest startup or shutdown event, is a
+    shutdown after it; 'running' when it is at most `max_age` old; else 'stale'."""
+    age = _age(data.get("wall_ts"), now)
+    if last is not None and last["kind"] == "shutdown" and int(last["id"]) > int(beat["id"]):
+        return "stopped", age
+    return ("running" if age is not None and age <= max_age else "stale"), age
 
 
 def _unhealthy(state: str, reason: str, max_age: float) -> dict[str, Any]:
