@@ -153,3 +153,15 @@ def _calendar(args: argparse.Namespace) -> object:
 def bar_cache_of(args: argparse.Namespace) -> BarCache | None:
     """The cache of parsed CSVs, unless --no-cache (backtest.bar_cache)."""
     return None if getattr(args, "no_cache", False) else BarCache.from_environment()
+
+
+def other_bars_from_args(strategy_cls: type[Strategy], args: argparse.Namespace) -> dict:
+    """The bars of the other symbols the strategy reads (`informative`), by symbol; none
+    (and the modules that load them not imported) for a strategy that reads none."""
+    from backtest.informative import declared_symbols
+
+    if not declared_symbols(strategy_cls):
+        return {}
+    from backtest.cli_portfolio import other_bars_of
+
+    return other_bars_of(strategy_cls, args, broker_zone(args), folder=folder_of(args))

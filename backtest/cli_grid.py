@@ -15,6 +15,7 @@ from backtest.cli_common import (
     data_name,
     load_bars_from_args,
     load_strategy_from_args,
+    other_bars_from_args,
 )
 from backtest.errors import UsageError
 from backtest.informative import check_informative
@@ -34,7 +35,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     challenge = grid_challenge(args)  # before the config: the preset's windows count
     options = {"spec": spec, "config": config_from_args(args), "metric": args.metric,
                "fixed_params": fixed, "workers": args.workers or None,
-               "cluster": args.cluster, "challenge": challenge}  # fmt: skip
+               "cluster": args.cluster, "challenge": challenge,
+               "other_bars": other_bars_from_args(strategy_cls, args)}  # fmt: skip
     if search is None:
         table = run_grid(bars, strategy_cls, grid, progress=not args.no_progress, **options)
     else:
@@ -67,6 +69,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         progress=not args.no_progress,
         search=search_of(args, grid),
+        other_bars=other_bars_from_args(strategy_cls, args),
     )
     print(result.summary())
     if args.json:

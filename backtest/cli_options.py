@@ -170,15 +170,18 @@ def add_window_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_search_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("search (the grid's space by Optuna's TPE)")
+    group = parser.add_argument_group("search (the grid's space, searched with Optuna's TPE)")
     group.add_argument(
         "--search",
         choices=("grid", "optuna"),
         default="grid",
-        help="grid: every combination (default); optuna: --trials of them, chosen by TPE",
+        help="grid: every combination (default); optuna: --trials of them, chosen by a search",
     )
     group.add_argument(
-        "--trials", type=int, help="trials of an optuna search (default: a tenth of the grid)"
+        "--trials",
+        type=int,
+        help="distinct combinations an optuna search runs, never more (default: a tenth of "
+        "the grid)",
     )
     group.add_argument(
         "--search-seed", type=int, default=0, help="seed of the optuna search (default 0)"

@@ -16,13 +16,13 @@ from backtest.cli_common import (
     broker_zone,
     config_from_args,
     data_name,
-    folder_of,
     load_bars_from_args,
     load_strategy_from_args,
+    other_bars_from_args,
 )
 from backtest.engine import BacktestConfig, BacktestResult, fill_decimals, run_backtest
 from backtest.errors import UsageError
-from backtest.informative import check_informative, declared_symbols
+from backtest.informative import check_informative
 from backtest.metrics import stats_for_output, stats_table
 from backtest.results import TRADE_SUMMARY_COLUMNS
 from backtest.strategy import Strategy, create_strategy, strategy_warmup
@@ -41,7 +41,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     bars, spec = load_bars_from_args(args)
     strategy_cls, params = load_strategy_from_args(args)
     check_informative(strategy_cls, bars, data_name(args, spec))
-    others = _other_bars(strategy_cls, args)
+    others = other_bars_from_args(strategy_cls, args)
     strategy = create_strategy(strategy_cls, params)
     preset = _preset(args)  # a bad preset stops us before any output
     config = config_from_args(args)  # with the preset's windows
@@ -67,16 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# The modules of other symbols' bars, presets and verdicts load only for runs that use them:
-# a plain run starts sooner.
-
-
-def _other_bars(strategy_cls: type[Strategy], args: argparse.Namespace) -> dict:
-    if not declared_symbols(strategy_cls):
-        return {}
-    from backtest.cli_portfolio import other_bars_of
-
-    return other_bars_of(strategy_cls, args, broker_zone(args), folder=folder_of(args))
+# The modules of presets and verdicts load only for runs that use them: a plain run starts
+# sooner.
 
 
 def _preset(args: argparse.Namespace) -> Preset | None:
@@ -139,7 +131,7 @@ def cmd_lookahead(args: argparse.Namespace) -> int:
         checkpoints=args.checkpoints,
         zone=broker_zone(args),
         where=data_name(args, spec),
-        other_bars=_other_bars(strategy_cls, args),
+        other_bars=other_bars_from_args(strategy_cls, args),
     )
     print(report.summary())
     return EXIT_OK if report.ok else EXIT_FAILURE

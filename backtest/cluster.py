@@ -77,8 +77,10 @@ def _gather(
     from dask.distributed import as_completed
 
     remote_bars = client.scatter(bars, broadcast=True)
+    remote_job = client.scatter(job, broadcast=True)  # once: it may hold other symbols' bars
     futures = [
-        client.submit(_remote_evaluate, remote_bars, job, params, pure=False) for params in combos
+        client.submit(_remote_evaluate, remote_bars, remote_job, params, pure=False)
+        for params in combos
     ]
     done = as_completed(futures)
     if progress:

@@ -1,12 +1,13 @@
 """What a grid runs for one combination, wherever it runs (a worker process of this machine,
 a node of a Dask cluster): the job (how to find the strategy class, the symbol, the
-settings, the fixed parameters, an account-rules preset) and the evaluation of one
-parameter set. `backtest.optimize` and `backtest.cluster` both use it; neither imports the
-other for it.
+settings, the fixed parameters, an account-rules preset, the bars of other symbols the
+strategy reads) and the evaluation of one parameter set. `backtest.optimize` and
+`backtest.cluster` both use it; neither imports the other for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class GridJob:
     config: BacktestConfig
     fixed: dict[str, Any]
     challenge: Challenge | None = None
+    other_bars: Mapping[str, pd.DataFrame] | None = None  # by symbol, for `informative`
 
 
 def strategy_class(ref: StrategyRef) -> type[Strategy]:
@@ -69,7 +71,9 @@ def evaluate_params(
     values = {**job.fixed, **params}
     try:
         strategy = create_strategy(cls, values)
-        result = run_backtest(bars, strategy, spec=job.spec, config=job.config)
+        result = run_backtest(
+            bars, strategy, spec=job.spec, config=job.config, other_bars=job.other_bars
+        )
         if job.challenge is None:
             return result.stats
         return {**result.stats, **_challenge_stats(job, result, bars)}

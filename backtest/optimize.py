@@ -10,7 +10,7 @@ import logging
 import multiprocessing
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -187,15 +187,17 @@ def run_grid(
     cluster: str | None = None,
     progress: bool = True,
     challenge: Challenge | None = None,
+    other_bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Backtest every combination; one row each, best `metric` first (undefined ones last).
 
     Best is the highest value, or the lowest for LOWER_IS_BETTER statistics. With a
     `challenge`, each row also has `pass_rate` and `challenge` (the verdict), and
-    `metric` may be `pass_rate`.
+    `metric` may be `pass_rate`. `other_bars`: the bars of the other symbols the strategy
+    reads (`informative`), by symbol, as for `run_backtest`.
     """
     check_request(grid, fixed_params, metric, challenge)
-    bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge)
+    bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge, other_bars)
     combos = list(combinations(grid))
     rows = evaluate_combinations(bars, job, combos, workers=workers, cluster=cluster,
                                  progress=progress)  # fmt: skip
@@ -209,12 +211,14 @@ def prepare_job(
     config: BacktestConfig,
     fixed_params: dict[str, Any] | None,
     challenge: Challenge | None,
+    other_bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, GridJob]:
     """The bars with their broker time (once, not per combination) and the workers' job."""
     if not isinstance(bars.get("time"), pd.Series) or len(bars) < 2:
         raise GridError("the grid needs at least 2 bars")
     bars = ensure_broker_time(bars, config.rules.zone)
-    job = GridJob(_reference(strategy_cls), spec, config, dict(fixed_params or {}), challenge)
+    fixed, others = dict(fixed_params or {}), dict(other_bars or {}) or None
+    job = GridJob(_reference(strategy_cls), spec, config, fixed, challenge, others)
     return bars, job
 
 

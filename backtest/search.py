@@ -1,18 +1,27 @@
 """Optuna search over a strategy's parameters: the space of a grid (the same `--grid` specs),
-explored by TPE in a fraction of the grid's evaluations instead of all of them.
+explored in a fraction of the grid's evaluations instead of all of them.
 
+- The budget is `trials` distinct combinations run: none is run twice (one TPE asks for
+  again is told its known result and costs nothing), so the budget is never exceeded.
+- Three phases share it. A spread start (`START_SHARE`): each axis's values from one end
+  to the other, shuffled per axis by the seed, so every axis's ends are tried (grid optima
+  often sit there). Then Optuna's TPE. The last `REFINE_SHARE` walks the grid from the
+  best combination found: its neighbours not yet run (one step either way along each
+  axis, and each axis's two ends), then those of the new best, and so on; where TPE only
+  asks again for what it has seen, a round of this walk takes its place.
 - Seeded: the same seed, space and data give the same trials.
 - The study can be kept in SQLite (`study_path`): a run stopped or finished is resumed by
-  running it again, and adds trials until the study holds `trials` complete ones. Its name
-  carries the strategy, the space, the metric and the data, so another request in the same
-  file is another study.
+  running it again, and adds combinations until the study holds `trials` of them. Its name
+  carries the strategy, the space, the metric, `min_trades` and the data, so another
+  request in the same file is another study.
 - Trials are asked for in batches and run as the grid's combinations are (this machine's
   cores, or the Dask cluster), then told in the order they were asked, so a batch's results
   arriving in any order change nothing.
 - A combination the strategy refuses, or one with fewer than `min_trades` trades (a metric
   of a handful of trades means little), is pruned: it never wins.
 
-The result is a grid's table: one row per trial kept, best first.
+The result is a grid's table: one row per combination kept, best first; `attrs["trials"]`
+is the number of combinations run.
 """
 
 from __future__ import annotations
@@ -22,6 +31,10 @@ import itertools
 import json
 import logging
 import math
+import random
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +55,10 @@ from backtest.symbols import SymbolSpec
 
 logger = logging.getLogger(__name__)
 
+START_SHARE = 0.2  # of the budget: the spread start, before TPE learns anything
+REFINE_SHARE = 0.3  # of the budget: the walk from the best, last
+Combination = dict[str, Any]
+
 
 def run_search(
     bars: pd.DataFrame,
@@ -59,41 +76,37 @@ def run_search(
     challenge: Challenge | None = None,
     study_path: str | Path | None = None,
     min_trades: int = 0,
+    other_bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Search `grid`'s space with `trials` trials (see the module docstring)."""
-    import optuna
-
+    """Search `grid`'s space running `trials` of its combinations (see the module
+    docstring)."""
     if trials < 1:
         raise GridError(f"--trials must be at least 1, got {trials}")
     check_request(grid, fixed_params, metric, challenge)
-    bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name(strategy_cls, grid, fixed_params, metric, bars, spec),
-        storage=f"sqlite:///{Path(study_path).resolve()}" if study_path else None,
-        load_if_exists=True,
-        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
-        sampler=optuna.samplers.TPESampler(seed=seed),
-    )
-    batch = 2 * max(1, workers or 1)  # a pool's start-up shared by a few trials per worker
-    known: dict[str, Any] = {}  # TPE asks for a combination again: it is run once
-    while (left := trials - _finished(study)) > 0:
-        asked = [study.ask() for _ in range(min(batch, left))]
-        combos = [{name: _suggest(t, name, values) for name, values in grid.items()}
-                  for t in asked]  # fmt: skip
-        new = [c for c in _distinct(combos) if _key(c) not in known]
+    bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge, other_bars)
+    budget = min(trials, math.prod(len(values) for values in grid.values()))
+    start = max(2, round(START_SHARE * budget))
+    name = study_name(strategy_cls, grid, fixed_params, metric, bars, spec, min_trades)
+    study = _open_study(name, study_path, metric, seed, start)
+    goal = _Goal(metric, min_trades)
+    plan = _Plan(grid, budget, start, budget - round(REFINE_SHARE * budget),
+                 batch=2 * max(1, workers or 1), seed=seed)  # fmt: skip
+    known, held = _known(study), len(study.trials)  # held: asked again included
+    stalled = False
+    while len(known) < budget:
+        asked = _ask(study, grid, plan.next_round(known, held, stalled, goal))
+        held += len(asked)
+        new = _distinct([combo for _, combo in asked if _key(combo) not in known])
         rows = evaluate_combinations(
             bars, job, new, workers=workers, cluster=cluster, progress=False
         ) if new else []  # fmt: skip
-        known.update(_by_params(rows))
-        for trial, params in zip(asked, combos, strict=True):
-            _tell(study, trial, params, known[_key(params)], metric, min_trades)
-    kept = {_key(t.user_attrs["params"]): (t.user_attrs["params"], t.user_attrs["stats"])
-            for t in study.trials if "stats" in t.user_attrs}  # fmt: skip
+        _tell_round(study, asked, rows, known, goal)
+        stalled = not new and not stalled  # TPE asked only for what it had: walk a round
+    kept = [(attrs["params"], attrs["stats"]) for attrs in known.values() if goal.met(attrs)]
     if not kept:
-        raise GridError(f"none of the {len(study.trials)} trials gave a {metric} to rank by")
-    table = results_table(list(kept.values()), list(grid), metric, len(kept))  # each once
-    table.attrs["trials"] = len(study.trials)
+        raise GridError(f"none of the {len(known)} trials gave a {metric} to rank by")
+    table = results_table(kept, list(grid), metric, len(kept))
+    table.attrs["trials"] = len(known)
     return table
 
 
@@ -104,16 +117,135 @@ def study_name(
     metric: str,
     bars: pd.DataFrame,
     spec: SymbolSpec,
+    min_trades: int = 0,
 ) -> str:
     """The study's name in its file: the strategy and metric readable, the space, the fixed
-    parameters and the data (symbol, count, first and last bar) as a digest."""
+    parameters, the minimum of trades (when set) and the data (symbol, count, first and
+    last bar) as a digest."""
     request = {
         "grid": grid,
         "fixed": fixed or {},
         "bars": [spec.name, len(bars), str(bars["time"].iloc[0]), str(bars["time"].iloc[-1])],
     }
+    if min_trades:
+        request["min_trades"] = min_trades
     digest = hashlib.sha1(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     return f"{strategy_cls.__name__}-{metric}-{digest[:12]}"
+
+
+def _open_study(name: str, study_path: str | Path | None, metric: str, seed: int, start: int):
+    """The study `name`, in memory or in the SQLite file `study_path` (resumed if there),
+    sampled by TPE once `start` trials are in."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with warnings.catch_warnings():  # multivariate TPE is experimental in Optuna 4
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=start)
+    return optuna.create_study(
+        study_name=name,
+        storage=f"sqlite:///{Path(study_path).resolve()}" if study_path else None,
+        load_if_exists=True,
+        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+        sampler=sampler,
+    )
+
+
+@dataclass(frozen=True)
+class _Goal:
+    """What wins: a finite `metric` of at least `min_trades` trades."""
+
+    metric: str
+    min_trades: int
+
+    @property
+    def sign(self) -> float:
+        """Sorts the best first."""
+        return 1.0 if self.metric in LOWER_IS_BETTER else -1.0
+
+    def met(self, attrs: dict[str, Any]) -> bool:
+        stats = attrs.get("stats")
+        if not isinstance(stats, dict) or stats.get(self.metric) is None:
+            return False
+        value = float(stats[self.metric])
+        return math.isfinite(value) and (stats.get("n_trades") or 0) >= self.min_trades
+
+    def value(self, attrs: dict[str, Any]) -> float:
+        return float(attrs["stats"][self.metric])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the budget is spent: the spread start, TPE until `explore_until` combinations
+    have run, then the walk."""
+
+    grid: dict[str, list[Any]]
+    budget: int
+    start: int
+    explore_until: int
+    batch: int  # a pool's start-up shared by a few trials per worker
+    seed: int
+
+    def next_round(
+        self, known: dict[str, dict], held: int, stalled: bool, goal: _Goal
+    ) -> list[Combination]:
+        """The combinations to ask for next (`{}`: TPE's choice)."""
+        left = self.budget - len(known)
+        spread = _spread(self.grid, self.start, self.seed) if held < self.start else []
+        if design := [combo for combo in spread if _key(combo) not in known]:
+            return design[: min(self.batch, left)]
+        if len(known) < self.explore_until and not stalled:
+            return [{}] * min(self.batch, left, self.explore_until - len(known))
+        return _walk(self.grid, known, goal)[:left] or _unrun(self.grid, known, left)
+
+
+def _spread(grid: dict[str, list[Any]], count: int, seed: int) -> list[Combination]:
+    """`count` combinations taking each axis's values evenly from its first to its last,
+    in an order shuffled per axis by `seed`."""
+    shuffle = random.Random(seed).shuffle
+    columns = []
+    for values in grid.values():
+        column = [values[round(i * (len(values) - 1) / max(1, count - 1))] for i in range(count)]
+        shuffle(column)
+        columns.append(column)
+    return [dict(zip(grid, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def _walk(grid: dict[str, list[Any]], known: dict[str, dict], goal: _Goal) -> list[Combination]:
+    """The neighbours not yet run of the best combination that has any."""
+    winners = [attrs for attrs in known.values() if goal.met(attrs)]
+    for attrs in sorted(winners, key=lambda attrs: goal.sign * goal.value(attrs)):
+        fresh = [c for c in _neighbours(grid, attrs["params"]) if _key(c) not in known]
+        if fresh:
+            return _distinct(fresh)
+    return []
+
+
+def _neighbours(grid: dict[str, list[Any]], combo: Combination) -> list[Combination]:
+    """One step either way along each axis, and each axis's two ends."""
+    found = []
+    for name, values in grid.items():
+        at = values.index(combo[name])
+        for index in dict.fromkeys((at - 1, at + 1, 0, len(values) - 1)):
+            if 0 <= index < len(values) and index != at:
+                found.append({**combo, name: values[index]})
+    return found
+
+
+def _unrun(grid: dict[str, list[Any]], known: dict[str, dict], count: int) -> list[Combination]:
+    """The first `count` combinations not yet run, in the grid's order (the walk has none
+    left only when every winner's neighbourhood has been run)."""
+    combos = (dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values()))
+    return list(itertools.islice((c for c in combos if _key(c) not in known), count))
+
+
+def _ask(study, grid: dict[str, list[Any]], combos: list[Combination]) -> list[tuple]:
+    """A trial for each combination (`{}`: TPE's choice), with the grid's values it holds."""
+    for combo in combos:
+        if combo:
+            study.enqueue_trial(combo)
+    asked = [study.ask() for _ in combos]
+    return [(t, {name: _suggest(t, name, values) for name, values in grid.items()}) for t in asked]
 
 
 def _suggest(trial, name: str, values: list[Any]) -> Any:
@@ -129,41 +261,57 @@ def _suggest(trial, name: str, values: list[Any]) -> Any:
     return min(numbers, key=lambda v: abs(v - picked))  # the grid's own value, no float noise
 
 
-def _finished(study) -> int:
+def _known(study) -> dict[str, dict[str, Any]]:
+    """The combinations the study has run, by key: what was recorded of each."""
+    return {
+        _key(t.user_attrs["params"]): t.user_attrs
+        for t in study.trials
+        if "params" in t.user_attrs and "again" not in t.user_attrs
+    }
+
+
+def _record(trial, params: Combination, stats: dict[str, Any] | str) -> dict[str, Any]:
+    """Keep the grid's own values (a float axis snapped to them) and the run's statistics,
+    or the strategy's refusal, on the trial."""
+    attrs: dict[str, Any] = {"params": {k: _plain(v) for k, v in params.items()}}
+    if isinstance(stats, str):
+        attrs["refused"] = stats
+    else:
+        attrs["stats"] = {k: _plain(v) for k, v in stats.items()}
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    return attrs
+
+
+def _tell_round(study, asked: list[tuple], rows: list[tuple], known: dict, goal: _Goal) -> None:
+    """Tell each trial asked its result, in the order asked: a new run's (recorded in
+    `known`), or the known one of a combination asked again."""
+    fresh = {_key(params): stats for params, stats in rows}
+    for trial, combo in asked:
+        key = _key(combo)
+        if key in fresh:
+            known[key] = _record(trial, combo, fresh.pop(key))
+        else:
+            trial.set_user_attr("again", True)
+        _tell(study, trial, known[key], goal)
+
+
+def _tell(study, trial, attrs: dict[str, Any], goal: _Goal) -> None:
     import optuna
 
-    done = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return sum(t.state in done for t in study.trials)
+    if goal.met(attrs):
+        study.tell(trial, goal.value(attrs))
+    else:  # refused, undefined or too few trades: never wins, TPE counts it with the worst
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
 
 
-def _tell(study, trial, params: dict[str, Any], stats, metric: str, min_trades: int) -> None:
-    import optuna
-
-    pruned = optuna.trial.TrialState.PRUNED
-    if isinstance(stats, str):  # the strategy refused these values
-        study.tell(trial, state=pruned)
-        return
-    value = stats.get(metric)
-    if value is None or not math.isfinite(float(value)) or stats.get("n_trades", 0) < min_trades:
-        study.tell(trial, state=pruned)
-        return
-    # the grid's own values (a float axis snapped to them), not the sampler's raw floats
-    trial.set_user_attr("params", {k: _plain(v) for k, v in params.items()})
-    trial.set_user_attr("stats", {k: _plain(v) for k, v in stats.items()})
-    study.tell(trial, float(value))
+def _key(params: Combination) -> str:
+    return json.dumps({k: _plain(v) for k, v in params.items()}, sort_keys=True, default=str)
 
 
-def _key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
-def _distinct(combos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _distinct(combos: list[Combination]) -> list[Combination]:
     """Each combination once (TPE may ask for the same one twice in a batch)."""
     return list({_key(c): c for c in combos}.values())
-
-
-def _by_params(rows: list[tuple]) -> dict[str, Any]:
-    return {_key(params): stats for params, stats in rows}
 
 
 def _plain(value: Any) -> Any:

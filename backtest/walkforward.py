@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -170,10 +171,12 @@ def run_walkforward(
     cluster: str | None = None,
     progress: bool = True,
     search: Search | None = None,
+    other_bars: Mapping[str, pd.DataFrame] | None = None,
 ) -> WalkForwardResult:
     """Optimise `grid` on each training window, trade the following test window with the
     winners; see the module docstring. With `search`, each window is searched by Optuna
-    (`backtest.search`) instead of run whole."""
+    (`backtest.search`) instead of run whole. `other_bars`: the bars of the other symbols
+    the strategy reads (`informative`), by symbol."""
     fixed = dict(fixed_params or {})
     check_request(grid, fixed, metric)
     bars = ensure_broker_time(bars, config.rules.zone)  # once, not per window and combination
@@ -190,7 +193,7 @@ def run_walkforward(
             )
         training = bars.iloc[window.train_start : window.train_end].reset_index(drop=True)
         options = {"spec": spec, "config": config, "metric": metric, "fixed_params": fixed,
-                   "workers": workers, "cluster": cluster}  # fmt: skip
+                   "workers": workers, "cluster": cluster, "other_bars": other_bars}  # fmt: skip
         if search is None:
             table = run_grid(training, strategy_cls, grid, progress=False, **options)
         else:
@@ -199,7 +202,8 @@ def run_walkforward(
         declared = strategy_cls.parameters()
         params = {name: declared[name].type(_plain(best[name])) for name in grid}
         strategy = create_strategy(strategy_cls, {**fixed, **params})
-        result = _trade_window(bars, strategy, window, spec, replace(config, cash=equity))
+        traded = replace(config, cash=equity)
+        result = _trade_window(bars, strategy, window, spec, traded, other_bars)
         held = trade_exposure_bars(result.trades)
         exposure += held
         equity = float(result.equity.iloc[-1])
@@ -223,13 +227,23 @@ def run_walkforward(
 
 
 def _trade_window(
-    bars: pd.DataFrame, strategy: Strategy, window: Window, spec: SymbolSpec, config: BacktestConfig
+    bars: pd.DataFrame,
+    strategy: Strategy,
+    window: Window,
+    spec: SymbolSpec,
+    config: BacktestConfig,
+    other_bars: Mapping[str, pd.DataFrame] | None,
 ) -> BacktestResult:
     """The test window traded alone; trades' bar numbers index the whole `bars`."""
     first = max(0, window.test_start - strategy_warmup(strategy))
     piece = bars.iloc[first : window.test_end].reset_index(drop=True)
     result = run_backtest(
-        piece, strategy, spec=spec, config=config, trade_from=window.test_start - first
+        piece,
+        strategy,
+        spec=spec,
+        config=config,
+        trade_from=window.test_start - first,
+        other_bars=other_bars,
     )
     start = window.test_start - first
     trades = result.trades[result.trades["entry_bar"] >= start].copy()

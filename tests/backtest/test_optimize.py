@@ -342,3 +342,47 @@ def test_a_preset_ranks_the_grid_by_pass_rate(bars):
         assert row.pass_rate == odds.probability and row.challenge == verdict.outcome
     with pytest.raises(GridError, match="needs a preset"):
         run_grid(bars, SmaCross, grid, spec=SPEC, config=CONFIG, metric="pass_rate", workers=1)
+
+
+@pytest.mark.slow
+def test_a_strategy_reading_other_symbols_gets_their_bars_on_every_path(tmp_path, capsys):
+    """The grid (this machine's workers and a Dask cluster), the Optuna search and
+    walk-forward hand the other symbols' bars to every combination: each row equals a
+    plain backtest given the same bars, and the command line finds them beside the data."""
+    from dask.distributed import LocalCluster
+
+    from backtest.cli import main
+    from backtest.data import save_csv
+    from backtest.search import run_search
+    from backtest.walkforward import run_walkforward
+
+    basket = get_strategy_from_file(ROOT / "backtest" / "strategies" / "usd_basket_sma.py")
+    own = generate_bars("EURUSD", "H1", 2000, seed=1)
+    others = {"GBPUSD": generate_bars("GBPUSD", "H1", 2000, seed=2),
+              "USDJPY": generate_bars("USDJPY", "H1", 2000, seed=3)}  # fmt: skip
+    grid = {"fast": [5, 10], "lookback": [12, 48]}
+    options = {"spec": SPEC, "config": CONFIG, "metric": "sharpe", "other_bars": others}
+    table = run_grid(own, basket, grid, workers=2, progress=False, **options)
+    for row in table.itertuples():
+        alone = run_backtest(own, basket(fast=row.fast, lookback=row.lookback), spec=SPEC,
+                             config=CONFIG, other_bars=others)  # fmt: skip
+        assert row.sharpe == pytest.approx(alone.stats["sharpe"], nan_ok=True)
+    assert table["sharpe"].nunique() == 4  # the basket's lookback matters: the bars arrived
+    found = run_search(own, basket, grid, trials=4, workers=1, **options)
+    pd.testing.assert_frame_equal(found[table.columns], table, check_like=True)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+        remote = run_grid(own, basket, grid, cluster=cluster.scheduler_address, **options)
+    pd.testing.assert_frame_equal(remote, table)
+    windows = run_walkforward(own, basket, grid, train=1000, test=500, progress=False, **options)
+    assert len(windows.windows) == 2 and len(windows.oos_trades) > 0
+
+    for symbol, frame in {"EURUSD": own, **others}.items():
+        save_csv(frame, tmp_path / f"{symbol}_H1.csv")
+    args = ["optimize", "--strategy", str(ROOT / "backtest" / "strategies" / "usd_basket_sma.py"),
+            "--data", str(tmp_path / "EURUSD_H1.csv"), "--spread", "0", "--grid", "fast=5,10",
+            "--grid", "lookback=12,48", "--no-progress", "--workers", "1", "--csv",
+            str(tmp_path / "table.csv")]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    written = pd.read_csv(tmp_path / "table.csv")
+    assert written["sharpe"].to_list() == pytest.approx(table["sharpe"].to_list())

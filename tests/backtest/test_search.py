@@ -1,6 +1,7 @@
 """The Optuna search: on the grid's space it finds the grid's best in a tenth of its runs,
-is seeded, resumes a study kept in SQLite, prunes refused combinations and those with too
-few trades, and walk-forward and the command line use it."""
+never runs a combination twice nor more than its budget, starts across each axis and ends
+walking from its best, is seeded, resumes a study kept in SQLite, prunes refused
+combinations and those with too few trades, and walk-forward and the command line use it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,23 @@ import pytest
 from backtest.cli import main
 from backtest.engine import BacktestConfig
 from backtest.optimize import GridError, parse_grid, run_grid
-from backtest.search import run_search, study_name
+from backtest.search import REFINE_SHARE, START_SHARE, run_search, study_name
+from backtest.strategies.sma_cross import SmaCross
 from backtest.strategy import get_strategy_from_file
 from backtest.symbols import get_symbol_spec
 from backtest.synthetic import generate_bars
 
 SMA = Path(__file__).resolve().parents[2] / "backtest" / "strategies" / "sma_cross.py"
 SPEC = get_symbol_spec("EURUSD")
+RUNS: list[tuple[int, int]] = []
+
+
+class CountedSma(SmaCross):
+    """SmaCross noting each combination it runs with (one worker: in this process)."""
+
+    def signals(self, bars):
+        RUNS.append((self.fast, self.slow))
+        return super().signals(bars)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +55,47 @@ def test_a_tenth_of_the_grid_comes_within_ten_percent_of_its_best(case):
     assert (found["fast"] < found["slow"]).all()  # refused combinations never appear
 
 
+def test_no_combination_runs_twice_and_the_budget_is_never_exceeded():
+    bars = generate_bars("EURUSD", "H1", 3_000, seed=5)
+    grid = parse_grid(CountedSma, ["fast=5:20:5", "slow=30:60:10"])  # 16, all valid
+    options = {"spec": SPEC, "config": BacktestConfig(), "metric": "sharpe", "workers": 1}
+    RUNS.clear()
+    found = run_search(bars, CountedSma, grid, trials=12, **options)
+    assert len(RUNS) == 12 == len(set(RUNS)) == found.attrs["trials"] == len(found)
+    RUNS.clear()  # more trials than combinations: each of them once, the grid's own table
+    whole = run_search(bars, CountedSma, grid, trials=40, seed=3, **options)
+    assert len(RUNS) == 16 == len(set(RUNS)) == whole.attrs["trials"]
+    full = run_grid(bars, CountedSma, grid, progress=False, **options)
+    assert whole[["fast", "slow", "sharpe"]].equals(full[["fast", "slow", "sharpe"]])
+
+
+def test_it_starts_across_each_axis_and_ends_walking_from_its_best(case, tmp_path):
+    import optuna
+
+    db = tmp_path / "study.db"
+    search(case, study_path=db)
+    bars, cls, grid = case
+    name = study_name(cls, grid, None, "sharpe", bars, SPEC)
+    trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
+    run = [t.user_attrs["params"] for t in trials if "again" not in t.user_attrs]
+    assert len(run) == 36
+    start, walk = round(START_SHARE * 36), round(REFINE_SHARE * 36)
+    assert start >= 4 and walk >= 8
+    for axis, values in grid.items():  # the start tries both ends of every axis
+        assert {values[0], values[-1]} <= {combo[axis] for combo in run[:start]}
+
+    def one_move(a, b):  # a step along one axis, or to its end
+        moved = [axis for axis in grid if a[axis] != b[axis]]
+        if len(moved) != 1:
+            return False
+        values, axis = grid[moved[0]], moved[0]
+        at, to = values.index(a[axis]), values.index(b[axis])
+        return abs(at - to) == 1 or to in (0, len(values) - 1)
+
+    for i in range(len(run) - walk, len(run)):
+        assert any(one_move(before, run[i]) for before in run[:i]), run[i]
+
+
 def test_it_is_seeded(case):
     once, again, other = search(case), search(case), search(case, seed=2)
     assert once.equals(again)
@@ -63,9 +115,21 @@ def test_a_study_in_sqlite_is_resumed(case, tmp_path):
     ]
     resumed = search(case, trials=15, study_path=db)
     after = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
-    assert resumed.attrs["trials"] == 15 and [t.params for t in after[:10]] == before
+    assert resumed.attrs["trials"] == 15 and [t.params for t in after[: len(before)]] == before
     other_metric = search(case, trials=5, study_path=db, metric="total_return_pct")
     assert other_metric.attrs["trials"] == 5  # another request: another study in the file
+    assert search(case, trials=4, study_path=db, min_trades=50).attrs["trials"] == 4
+
+
+def test_a_resumed_study_runs_no_combination_again(tmp_path):
+    bars = generate_bars("EURUSD", "H1", 3_000, seed=5)
+    grid = parse_grid(CountedSma, ["fast=5:20:5", "slow=30:80:10"])
+    options = {"spec": SPEC, "config": BacktestConfig(), "metric": "sharpe", "workers": 1,
+               "study_path": tmp_path / "study.db"}  # fmt: skip
+    RUNS.clear()
+    run_search(bars, CountedSma, grid, trials=6, **options)
+    resumed = run_search(bars, CountedSma, grid, trials=14, **options)
+    assert len(RUNS) == 14 == len(set(RUNS)) == resumed.attrs["trials"]
 
 
 def test_too_few_trades_never_win_and_nothing_left_is_an_error(case):
