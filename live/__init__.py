@@ -14,7 +14,7 @@ _EXPORTS = {
     "LiveTrader": "live.live_trader",
     "LiveConfig": "live.config",
     "MT5Constants": "live.config",
-    "setup_logging": "live.config",
+    "setup_logging": "live.json_logs",
     "MT5Connector": "live.mt5_connector",
     "OrderExecutor": "live.order_executor",
     "StateManager": "live.state_manager",

@@ -4,7 +4,9 @@ Precedence: defaults < the .env file < process environment < command-line overri
 field's metadata holds its environment key, its help text and whether it is a secret, so the
 `.env.template` and the README's configuration reference are generated from this one place.
 Relative paths resolve against the project root, so the trader behaves the same whether it is
-started from the root or from `live/`. Also owns `setup_logging`.
+started from the root or from `live/`. How each kind of value is parsed and checked is
+`live.config_values`; the logging setup is `live.json_logs` (`setup_logging` is re-exported
+here, where the design names it).
 """
 
 from __future__ import annotations
@@ -20,54 +22,28 @@ if not __package__ and __name__ != "__main__":
     _sys.modules[__name__] = _importlib.import_module(f"live.{__name__}")
 
 import dataclasses
-import difflib
-import json
 import logging
-import logging.handlers
-import math
 import os
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from backtest.broker_clock import UTC_ZONE, BrokerZoneError, parse_zone
 from live.broker_types import MT5Constants  # noqa: F401  (re-exported: the design's home)
+from live.config_values import (
+    CANONICAL_CASE,
+    REDACTED,
+    check_value,
+    parse_env_text,
+    parse_preset,
+    read_env_file,
+    unknown_key_message,
+)
 from live.errors import ConfigError
+from live.json_logs import setup_logging  # noqa: F401  (re-exported: the design's home)
 
 logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-REDACTED = "***"
-BACKENDS = ("auto", "mt5", "mt5linux", "sim")
-KILL_SWITCH_ACTIONS = ("halt", "reduce", "close_all")
-DASHBOARD_CONTROL_MODES = ("auto", "on", "off")
-TIMEFRAMES = (
-    "M1",
-    "M2",
-    "M3",
-    "M4",
-    "M5",
-    "M6",
-    "M10",
-    "M12",
-    "M15",
-    "M20",
-    "M30",
-    "H1",
-    "H2",
-    "H3",
-    "H4",
-    "H6",
-    "H8",
-    "H12",
-    "D1",
-)
-ALERT_LEVELS = ("info", "warning", "error", "critical")
-BROKER_TZ_AUTO = "auto"  # BROKER_TZ: read the server's offset from tick times
-TRADING_DAY_BROKER = "broker"  # TRADING_DAY_TZ: the server's zone, as BROKER_TZ resolves it
 
 
 def _setting(
@@ -647,11 +623,11 @@ class LiveConfig:
 
     def __post_init__(self) -> None:
         for spec in fields(self):
-            canonical = _CANONICAL_CASE.get(spec.metadata["kind"])
+            canonical = CANONICAL_CASE.get(spec.metadata["kind"])
             value = getattr(self, spec.name)
             if canonical is not None and isinstance(value, str):  # h1, debug, SIM are fine
                 object.__setattr__(self, spec.name, canonical(value.strip()))
-            _check_value(spec, getattr(self, spec.name))
+            check_value(spec, getattr(self, spec.name))
         for spec in fields(self):
             value = getattr(self, spec.name)
             if spec.metadata["kind"] in ("path", "path_or_empty") and value not in (None, ""):
@@ -684,7 +660,7 @@ class LiveConfig:
     def _tighten_from_preset(self) -> None:
         """An ACCOUNT_RULES preset's [windows] (news blackouts, flat before the weekend) and
         minimum trade duration make the trader's settings at least as strict (idempotent)."""
-        preset = _parse_preset(self.account_rules)
+        preset = parse_preset(self.account_rules)
         if preset is None:
             return
         for name, value in preset.tightened(self).items():
@@ -702,13 +678,13 @@ class LiveConfig:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         by_env = {spec.metadata["env"]: spec for spec in fields(cls)}
-        for key, text in _read_env_file(env_file).items():
+        for key, text in read_env_file(_env_file_path(env_file)).items():
             if key not in by_env:
-                raise ConfigError(_unknown_key_message(key, by_env, env_file))
-            values[by_env[key].name] = _parse(by_env[key], text)
+                raise ConfigError(unknown_key_message(key, by_env, env_file))
+            values[by_env[key].name] = parse_env_text(by_env[key], text)
         for key, spec in by_env.items():
             if key in environ:
-                values[spec.name] = _parse(spec, environ[key])
+                values[spec.name] = parse_env_text(spec, environ[key])
         names = {spec.name for spec in fields(cls)}
         for name, value in (overrides or {}).items():
             if name not in names:
@@ -775,349 +751,10 @@ def _resolve_strategy(value: str) -> str:
     return _resolve_existing(value)
 
 
-# ---------------------------------------------------------------- parsing and validation
-
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
-def _parse(spec: dataclasses.Field, text: str) -> object:
-    """Convert the text of an env value to the field's type; the key is named on failure."""
-    kind, key, raw = spec.metadata["kind"], spec.metadata["env"], text.strip()
-    try:
-        if kind == "bool":
-            lowered = raw.lower()
-            if lowered not in _TRUE + _FALSE:
-                raise ValueError
-            return lowered in _TRUE
-        if kind.startswith("int") or kind in ("port", "hour"):
-            return int(raw)
-        if kind.startswith("float") or kind.startswith("percent"):
-            return float(raw)
-        if kind == "symbols":
-            return tuple(s.strip() for s in raw.split(",") if s.strip())
-        if kind == "path":
-            return Path(raw)
-        if kind == "path_or_empty":
-            return Path(raw) if raw else None
-        if kind == "minutes_or_off":
-            return None if raw.lower() in ("", "off") else float(raw)
-    except ValueError:
-        expected = {"bool": "true or false"}.get(kind, "a number")
-        raise ConfigError(f"{key}={text!r}: expected {expected}") from None
-    return raw
-
-
-def _check_value(spec: dataclasses.Field, value: object) -> None:
-    kind, key = spec.metadata["kind"], spec.metadata["env"]
-    check = _CHECKS.get(kind)
-    if check is None:
-        return
-    problem = check(value)
-    if problem and value in ((), ""):
-        raise ConfigError(f"{key} is empty: {problem}")
-    if problem:
-        raise ConfigError(f"{key}={_shown(spec, value)}: {problem}")
-
-
-def _number(
-    low: float, high: float | None = None, *, open_low: bool = False, integer: bool = False
-) -> Callable[[object], str | None]:
-    def check(value: object) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return "must be a number"
-        if integer and not isinstance(value, int):
-            return "must be a whole number"
-        if not math.isfinite(value) or value < low or (open_low and value == low):
-            return f"must be {'>' if open_low else '>='} {low:g}"
-        if high is not None and value > high:
-            return f"must be <= {high:g}"
-        return None
-
-    return check
-
-
-def _choice(options: tuple[str, ...]) -> Callable[[object], str | None]:
-    def check(value: object) -> str | None:
-        if value in options:
-            return None
-        close = difflib.get_close_matches(str(value), options, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"must be one of {', '.join(options)}{hint}"
-
-    return check
-
-
-def _check_symbols(value: object) -> str | None:
-    if not isinstance(value, tuple) or not value or not all(isinstance(s, str) for s in value):
-        return "give at least one symbol, comma-separated (e.g. EURUSD,GBPUSD)"
-    if len(set(value)) != len(value):
-        return "a symbol is listed twice"
-    return None
-
-
-def _parsed_by(parse: Callable[[str], object]) -> Callable[[object], str | None]:
-    """A text setting's check: `parse` raises ValueError naming what is wrong."""
-
-    def check(value: object) -> str | None:
-        try:
-            parse(str(value))
-        except ValueError as exc:
-            return str(exc).removeprefix(": ").removeprefix(" ")
-        return None
-
-    return check
-
-
-def _parse_sessions(text: str) -> object:
-    """Syntax only here: the table is read on the broker's clock once it is known."""
-    from backtest.sessions import parse_sessions
-
-    return parse_sessions(text, UTC_ZONE, "")
-
-
-def _parse_hours(text: str) -> object:
-    from backtest.sessions import parse_hours
-
-    return parse_hours(text, "")
-
-
-def _parse_preset(text: str) -> object:
-    from backtest.prop_rules import load_preset
-
-    return load_preset(text.strip()) if text.strip() else None
-
-
-def _parse_impacts(text: str) -> object:
-    from backtest.trading_windows import parse_impacts
-
-    return parse_impacts(text, "")
-
-
-def _check_timezone(value: object) -> str | None:
-    try:
-        ZoneInfo(str(value))
-    except (ZoneInfoNotFoundError, ValueError):
-        return "unknown timezone; use an IANA name such as UTC or Europe/London"
-    return None
-
-
-def _zone_check(key: str, keyword: str | None = None) -> Callable[[object], str | None]:
-    """A zone setting's check: anything parse_zone reads, or its keyword (auto)."""
-
-    def check(value: object) -> str | None:
-        if keyword is not None and value == keyword:
-            return None
-        try:
-            parse_zone(str(value), key)
-        except BrokerZoneError as exc:
-            return str(exc).removeprefix(f"{key}: ")
-        return None
-
-    return check
-
-
-def _check_trading_day_tz(value: object) -> str | None:
-    if value == TRADING_DAY_BROKER:
-        return None
-    try:
-        parse_zone(str(value), "TRADING_DAY_TZ")
-    except BrokerZoneError:
-        return (
-            "unknown timezone; use broker (the server's zone) or an IANA name such as UTC or "
-            "Europe/London"
-        )
-    return None
-
-
-def _zone_keyword(keyword: str) -> Callable[[str], str]:
-    """A zone setting's keyword in any case (AUTO, Broker); zone names as written."""
-    return lambda value: keyword if value.lower() == keyword else value
-
-
-def _check_speed(value: object) -> str | None:
-    if value == "max":
-        return None
-    try:
-        speed = float(str(value))
-    except ValueError:
-        return "must be a positive number or max"
-    return None if speed > 0 and math.isfinite(speed) else "must be a positive number or max"
-
-
-def _check_url(value: object, *, allow_empty: bool = False) -> str | None:
-    text = str(value)
-    if allow_empty and not text:
-        return None
-    if not text.startswith(("http://", "https://")):
-        return "must start with http:// or https://"
-    return None
-
-
-_CHECKS: dict[str, Callable[[object], str | None]] = {
-    "int>=0": _number(0, integer=True),
-    "int>0": _number(0, open_low=True, integer=True),
-    "float>0": _number(0, open_low=True),
-    "float>=0": _number(0),
-    "percent": _number(0, 100, open_low=True),
-    "percent0": _number(0, 100),
-    "port": _number(1, 65535, integer=True),
-    "hour": _number(0, 23, integer=True),
-    "backend": _choice(BACKENDS),
-    "kill_action": _choice(KILL_SWITCH_ACTIONS),
-    "controls": _choice(DASHBOARD_CONTROL_MODES),
-    "sizing": _choice(("fixed", "risk")),
-    "timeframe": _choice(TIMEFRAMES),
-    "log_level": _choice(("DEBUG", "INFO", "WARNING", "ERROR")),
-    "alert_level": _choice(ALERT_LEVELS),
-    "symbols": _check_symbols,
-    "timezone": _check_timezone,
-    "broker_tz": _zone_check("BROKER_TZ", BROKER_TZ_AUTO),
-    "server_tz": _zone_check("SIM_SERVER_TZ"),
-    "trading_day_tz": _check_trading_day_tz,
-    "speed": _check_speed,
-    "url": _check_url,
-    "url_or_empty": lambda v: _check_url(v, allow_empty=True),
-    "minutes_or_off": lambda v: None if v is None else _number(0)(v),
-    "sessions": _parsed_by(_parse_sessions),
-    "hours": _parsed_by(_parse_hours),
-    "impacts": _parsed_by(_parse_impacts),
-    "preset": _parsed_by(_parse_preset),
-}
-
-
-_CANONICAL_CASE: dict[str, Callable[[str], str]] = {
-    "timeframe": str.upper,
-    "log_level": str.upper,
-    "backend": str.lower,
-    "kill_action": str.lower,
-    "controls": str.lower,
-    "sizing": str.lower,
-    "alert_level": str.lower,
-    "broker_tz": _zone_keyword(BROKER_TZ_AUTO),
-    "trading_day_tz": _zone_keyword(TRADING_DAY_BROKER),
-}
-
-
-def _shown(spec: dataclasses.Field, value: object) -> str:
-    return REDACTED if spec.metadata["secret"] else repr(value)
-
-
-def _read_env_file(env_file: str | Path | None) -> dict[str, str]:
-    from dotenv import dotenv_values  # a field dependency; imported where used
-
+def _env_file_path(env_file: str | Path | None) -> Path | None:
+    """The file LiveConfig.load reads: the one named (the working folder first, as --strategy),
+    else the project root's .env if there is one."""
     if env_file is None:
         default = PROJECT_ROOT / ".env"
-        if not default.is_file():
-            return {}
-        env_file = default
-    path = Path(_resolve_existing(str(env_file)))  # the working folder first, as --strategy
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        raw = dotenv_values(path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    missing = [key for key, value in raw.items() if value is None]
-    if missing:
-        raise ConfigError(f"{path}: line for {missing[0]} has no '=' and value")
-    return {key: value for key, value in raw.items() if value is not None}
-
-
-def _unknown_key_message(key: str, known: Mapping[str, object], env_file: object) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    hint = f"; did you mean {close[0]}?" if close else ""
-    return f"unknown key {key} in {env_file or '.env'}{hint} (see .env.template)"
-
-
-# ---------------------------------------------------------------- logging
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts (UTC ISO-8601), level, logger, message, plus context."""
-
-    CONTEXT_KEYS = ("symbol", "client_order_id", "retcode", "event", "ticket", "bar_time")
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": _utc_iso(record.created),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in self.CONTEXT_KEYS:
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info or record.exc_text:
-            # exc_text holds the traceback already redacted by RedactingFilter
-            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
-
-
-class RedactingFilter(logging.Filter):
-    """Replaces secret values wherever they appear in a record's final text."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if len(s) >= 4]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        text = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        redacted = self._redact(text)
-        if redacted != text:
-            record.msg, record.args = redacted, None
-        if record.exc_text:
-            record.exc_text = self._redact(record.exc_text)
-        return True
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-
-def setup_logging(config: LiveConfig, *, console: bool = True) -> Path:
-    """JSON lines to a rotating `LOG_DIR/live_trader.log`, readable lines on stderr.
-
-    Returns the log file path. Secret values are redacted from both.
-    """
-    config.log_dir.mkdir(parents=True, exist_ok=True)
-    log_file = config.log_dir / "live_trader.log"
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_live_trader", False):
-            root.removeHandler(handler)
-            handler.close()
-    redact = RedactingFilter(config.secrets())
-    file_handler = logging.handlers.RotatingFileHandler(
-        log_file,
-        maxBytes=config.log_max_bytes,
-        backupCount=config.log_backups,
-        encoding="utf-8",
-    )
-    file_handler.setFormatter(JsonFormatter())
-    handlers: list[logging.Handler] = [file_handler]
-    if console:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
-        )
-        handlers.append(stream)
-    for handler in handlers:
-        handler.addFilter(redact)
-        handler._live_trader = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(config.log_level)
-    for chatty in ("httpx", "httpcore", "telegram", "urllib3", "rpyc"):
-        # libraries that log every request (and Telegram's URLs carry the bot token)
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
-    return log_file
-
-
-def _utc_iso(created: float) -> str:
-    from datetime import datetime
-
-    return datetime.fromtimestamp(created, tz=UTC).isoformat(timespec="milliseconds")
+        return default if default.is_file() else None
+    return Path(_resolve_existing(str(env_file)))

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from backtest.atomic import write_atomic
-from live.config import KILL_SWITCH_ACTIONS
+from live.config_values import KILL_SWITCH_ACTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 
-from live.config import KILL_SWITCH_ACTIONS, LiveConfig
+from live.config import LiveConfig
+from live.config_values import KILL_SWITCH_ACTIONS
 from live.control_requests import (
     Origin,
     clear_kill_switch,

@@ -5,17 +5,15 @@ Each iteration: kill switch, connection, positions from the broker (closed ones 
 daily limits, then per symbol: on a new closed bar the strategy's decision becomes the
 symbol's target; then, every loop, the broker's positions are reconciled with the target
 (exits chased, entries on their bar). A failure in one symbol is recorded and the others go
-on. The rooms it wires own the rest: market_clock, risk_gate, target_book with reconciler
-and positions, trade_ledger, status. Runnable as `python live/live_trader.py` from the
-project root or `python live_trader.py` from `live/`.
+on. The rooms it wires own the rest: market_clock, link_watch, risk_gate, target_book with
+reconciler and positions, trade_ledger, symbol_faults, status, session_end. Runnable as
+`python live/live_trader.py` from the project root, `python live_trader.py` from `live/`, or
+`python -m live.live_trader`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sqlite3
 import sys
 import threading
 import time
@@ -35,17 +33,13 @@ from backtest.sizing import Sizing
 from backtest.strategy import Strategy, StrategyError
 from backtest.trading_windows import symbol_currencies
 from live.account_guard import AccountGuard
-from live.audit_chain import HEADS_LOG_PREFIX, head_text
 from live.audit_health import AuditHealth
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import BacktestingBridge, Decision
-from live.config import PROJECT_ROOT, LiveConfig
+from live.config import LiveConfig
 from live.control_desk import ControlDesk
-from live.errors import (
-    AuditWriteError,
-    BrokerError,
-    OutcomeUnknown,
-)
+from live.errors import AuditWriteError, BrokerError, OutcomeUnknown
+from live.link_watch import LinkWatch
 from live.market_clock import MarketClock
 from live.market_hours import MarketHours
 from live.mt5_connector import ConnectionState, MT5Connector
@@ -53,8 +47,10 @@ from live.order_executor import OrderExecutor
 from live.paper_broker import PaperBroker
 from live.positions import Outcome, PositionManager
 from live.risk_gate import RiskGate
+from live.session_end import anchor_audit_heads, log_record_hint
 from live.state_manager import StateManager
 from live.status import SessionSummary, StatusReporter
+from live.symbol_faults import SymbolFaults
 from live.target_book import TargetBook
 from live.trade_ledger import TradeLedger
 
@@ -122,10 +118,6 @@ class LiveTrader:
         )
         self._bar_seconds = timeframe_seconds(config.timeframe)
         self._wire_rooms()
-        self._link_down = False
-        self._failures: dict[str, tuple] = {}  # symbol -> its last (kind, message, bar)
-        self._strategy_failures: dict[str, int] = {}  # symbol -> failed bars in a row
-        self._paused: dict[str, str] = {}  # symbol -> why it was paused
         self._bar_times: set[datetime] = set()
         self._first_decided: set[str] = set()  # symbols decided on since the start
 
@@ -177,6 +169,21 @@ class LiveTrader:
             alerts=alerts,
             on_change=self.status.changed,
             bar_seconds=self._bar_seconds,
+        )
+        self.link = LinkWatch(
+            self.connector,
+            executor=self.executor,
+            status=self.status,
+            health=health,
+            alerts=alerts,
+        )
+        self.faults = SymbolFaults(
+            max_strategy_failures=config.strategy_max_failures,
+            summary=self.status.summary,
+            health=health,
+            alerts=alerts,
+            withdraw=self.positions.remove_waiting_entries,
+            changed=self.status.changed,
         )
         self.control = ControlDesk(
             config,
@@ -234,7 +241,7 @@ class LiveTrader:
 
     def _status_extras(self) -> dict[str, object]:
         return {
-            "paused_symbols": dict(self._paused),
+            "paused_symbols": self.faults.paused,
             "targets": self.targets.summary(),
             "metrics": {"alert_queue_depth": _queue_depth(self.alerts)},
             "execution": self.executor.stats.as_dict(),
@@ -323,7 +330,7 @@ class LiveTrader:
                 if self.config.max_bars and self.summary.bars >= self.config.max_bars:
                     self.request_stop(f"--max-bars {self.config.max_bars} reached")
                     break
-                ended = self.clock.next_turn(link_down=self._link_down)
+                ended = self.clock.next_turn(link_down=self.link.down)
                 if ended:
                     self.request_stop(ended)
         finally:
@@ -341,41 +348,11 @@ class LiveTrader:
             self.audit.record_event("shutdown", self.summary.stop_reason, data={"summary": lines})
         except AuditWriteError:
             logger.error("could not record the shutdown event")
-        lines += self._anchor_audit_heads()
+        lines += anchor_audit_heads(self.audit.reader)
         self.alerts.notify("shutdown", "\n".join(lines))
         self.alerts.close()
         self.connector.shutdown()
-        db, root = _quoted(self.config.audit_db), _quoted(PROJECT_ROOT)
-        python = _quoted(_python_command(PROJECT_ROOT))  # both commands run in the root
-        logger.info(
-            "the record of this session is in %s: browse it with `cd %s && %s %s --db %s`, "
-            "check it with `cd %s && %s -m live.audit_logger verify %s`",
-            db,
-            root,
-            python,
-            Path("live") / "dashboard.py",
-            db,
-            root,
-            python,
-            db,
-        )
-
-    def _anchor_audit_heads(self) -> list[str]:
-        """Log the audit chains' last rows (the log lives apart from the database) and give
-        them for the shutdown alert: `verify --anchor`/`--expect` then reveal rows removed
-        from the end of a table, which a hash chain alone cannot."""
-        try:
-            heads = self.audit.reader.heads()
-        except sqlite3.Error as exc:
-            logger.error("could not read the audit chain heads: %s", exc)
-            return []
-        logger.info(HEADS_LOG_PREFIX + json.dumps(heads))
-        return [
-            "  audit heads: "
-            + ", ".join(
-                head_text(table, *heads[table]) for table in ("orders", "trades") if table in heads
-            )
-        ]
+        log_record_hint(self.config.audit_db)
 
     # ------------------------------------------------------------ one iteration
 
@@ -386,7 +363,7 @@ class LiveTrader:
         with self.clock.iteration():
             self.risk.check_kill_switch()
             self.audit_health.maybe_recover()
-            connected = self._connected()
+            connected = self.link.check()
             made = self._trade_once() if connected else 0
             self.status.metrics.loop_seconds = time.monotonic() - started
             self.status.heartbeat(connected)
@@ -430,30 +407,6 @@ class LiveTrader:
             if breach is not None:
                 self.risk.announce(breach)
 
-    def _connected(self) -> bool:
-        state = self.connector.ensure_connected()
-        if state is ConnectionState.DOWN:
-            if not self._link_down:
-                self._link_down = True
-                self.status.changed()
-                self.audit_health.event("disconnect", "MT5 terminal unreachable; retrying", "error")
-                self.alerts.notify(
-                    "disconnect", "MT5 terminal unreachable; retrying", severity="error"
-                )
-            return False
-        if state is ConnectionState.RECONNECTED or self._link_down:
-            self._link_down = False
-            self.status.changed()
-            self.status.metrics.reconnects += 1
-            self.audit_health.event("reconnect", "MT5 terminal reachable again", "warning")
-            self.alerts.notify("reconnect", "MT5 terminal reachable again", severity="warning")
-            try:
-                self.executor.reconcile_pending()
-            except (BrokerError, AuditWriteError) as exc:
-                logger.error("reconciliation after reconnect failed: %s", exc)
-                return False
-        return True
-
     # ------------------------------------------------------------ per symbol
 
     def _process_symbol_safely(self, symbol: str) -> int:
@@ -464,20 +417,20 @@ class LiveTrader:
             self.audit_health.failed(exc)
             return 0
         except OutcomeUnknown as exc:
-            self._symbol_failed(symbol, "outcome_unknown", str(exc), "critical")
+            self.faults.failed(symbol, "outcome_unknown", str(exc), "critical")
             return 0
         except StrategyError as exc:
-            self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar")
+            self.faults.failed(symbol, "strategy_error", f"{exc}; skipped for this bar")
             return 0
         except Exception as exc:  # any other fault stays in this symbol: the loop goes on
             logger.debug("%s failed", symbol, exc_info=True)
-            self._symbol_failed(symbol, "symbol_error", f"{type(exc).__name__}: {exc}")
+            self.faults.failed(symbol, "symbol_error", f"{type(exc).__name__}: {exc}")
             return 0
 
     def _process_symbol(self, symbol: str) -> int:
         """Decide on a new closed bar (or, first thing after a start, on the last one), then
         reconcile the symbol's positions with the target: every loop, so exits are chased."""
-        if symbol in self._paused:
+        if self.faults.is_paused(symbol):
             return self._paused_bar(symbol)
         bars = self.bridge.latest_bars(symbol)
         bar_time = bars["time"].iloc[-1].to_pydatetime()
@@ -493,8 +446,7 @@ class LiveTrader:
                     raise
                 self._strategy_failed(symbol, bar_time, exc)
                 return 0
-            self._failures.pop(symbol, None)  # this symbol works again
-            self._strategy_failures.pop(symbol, None)
+            self.faults.recovered(symbol)  # this symbol works again
             self.targets.update(decision)
         if decision is None:  # no target yet (the last decision failed): nothing to reconcile
             return 0
@@ -544,58 +496,12 @@ class LiveTrader:
             if len(self._bar_times) > 10_000:  # only recent bars matter; keep memory flat
                 self._bar_times = {max(self._bar_times)}
 
-    def _symbol_failed(
-        self,
-        symbol: str,
-        kind: str,
-        message: str,
-        severity: str = "error",
-        *,
-        bar: datetime | None = None,
-    ) -> None:
-        """Record a symbol's failure once per bar (`bar`) or once while it repeats loop after
-        loop (a symbol gone, too few bars); log and alert it once while it repeats."""
-        self.summary.errors += 1
-        key = (kind, message, bar)
-        if self._failures.get(symbol) == key:
-            logger.debug("%s: %s (again)", symbol, message, extra={"symbol": symbol})
-            return
-        repeated = self._failures.get(symbol, ())[:2] == (kind, message)
-        self._failures[symbol] = key
-        self.audit_health.event(kind, message, severity, symbol=symbol)
-        if repeated:
-            return
-        logger.log(
-            logging.CRITICAL if severity == "critical" else logging.ERROR,
-            "%s: %s",
-            symbol,
-            message,
-            extra={"symbol": symbol},
-        )
-        self.alerts.notify("error", f"{symbol}: {message}", severity=severity, symbol=symbol)
-
     def _strategy_failed(self, symbol: str, bar_time: datetime, exc: StrategyError) -> None:
-        """A failed bar counts as processed; after STRATEGY_MAX_FAILURES in a row the symbol
-        is paused, once, with one alert: the other symbols go on."""
-        self.state.mark_processed(symbol, bar_time)  # skip this bar, not every loop
+        """A failed bar counts as processed (skip this bar, not every loop); the faults
+        record it and pause the symbol after STRATEGY_MAX_FAILURES in a row."""
+        self.state.mark_processed(symbol, bar_time)
         self._count_bar_time(bar_time)
-        self._symbol_failed(symbol, "strategy_error", f"{exc}; skipped for this bar", bar=bar_time)
-        failures = self._strategy_failures.get(symbol, 0) + 1
-        self._strategy_failures[symbol] = failures
-        if failures >= self.config.strategy_max_failures:
-            self._pause(symbol, f"the strategy failed on {failures} bars in a row (last: {exc})")
-
-    def _pause(self, symbol: str, why: str) -> None:
-        self._paused[symbol] = why
-        self.positions.remove_waiting_entries(f"{symbol} paused", symbol=symbol)
-        self.status.changed()
-        text = (
-            f"{symbol} paused: {why}. No new decisions for it; its open positions keep their "
-            "stops and the kill switch still acts. Fix the strategy and restart to resume"
-        )
-        self.audit_health.event("symbol_paused", text, "critical", symbol=symbol)
-        logger.critical(text, extra={"symbol": symbol})
-        self.alerts.notify("error", text, severity="critical", symbol=symbol)
+        self.faults.strategy_failed(symbol, bar_time, exc)
 
     def _paused_bar(self, symbol: str) -> int:
         """A paused symbol's closed bars still count (a --max-bars run ends); nothing else."""
@@ -604,24 +510,6 @@ class LiveTrader:
             self.state.mark_processed(symbol, bar_time)
             self._count_bar_time(bar_time)
         return 0
-
-
-def _python_command(folder: Path) -> str:
-    """The interpreter running us, as the user can type it in `folder`: relative when it is
-    inside (the project's venv, usually), else absolute. Normalised, not resolved: started
-    from live/ as `../.venv/bin/python` it is `<root>/live/../.venv/bin/python`, and a venv's
-    python must not be followed to the system interpreter its link points at."""
-    executable = Path(os.path.abspath(sys.executable))
-    try:
-        return str(executable.relative_to(os.path.abspath(folder)))
-    except ValueError:
-        return str(executable)
-
-
-def _quoted(path: object) -> str:
-    """A path as a shell (sh or cmd) takes it: in double quotes when it holds a space."""
-    text = str(path)
-    return f'"{text}"' if any(c.isspace() for c in text) else text
 
 
 def _queue_depth(alerts: Any) -> int:

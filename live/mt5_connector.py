@@ -1,4 +1,9 @@
-"""MT5Connector: the only module that calls an MT5 API (official package, mt5linux or simulator).
+"""MT5Connector: the connector, the only code that calls an MT5 API (official package,
+mt5linux or simulator). It owns the link (connect, log in, reconnect with backoff) and every
+call; its siblings are part of it and are used by it alone: live.mt5_backends (which API, and
+the simulator's extras), live.mt5_symbols (Market Watch, symbol specs, filling modes, through
+the connector's calls), live.mt5_results (results copied into records) and live.mt5_errors
+(what a failure means).
 
 Every call is serialised (the API keeps one pipe and one global error slot), every failure
 becomes a typed error from live.errors carrying the `last_error()` code or the trade return
@@ -26,7 +31,6 @@ if not __package__ and __name__ != "__main__":
 
 import contextlib
 import enum
-import importlib
 import logging
 import threading
 import time
@@ -41,20 +45,8 @@ from backtest.symbols import SymbolSpec
 from live.broker_time import BrokerClock, moment_to_server, request_to_server, results_to_utc
 from live.broker_types import (
     IPC_ERROR_CODES,
-    ORDER_FILLING_FOK,
-    ORDER_FILLING_IOC,
-    ORDER_FILLING_RETURN,
-    RECORD_TYPES,
-    RETCODE_INVALID_FILL,
-    RETRYABLE_RETCODES,
-    STRUCT_FIELDS,
-    SUCCESS_RETCODES,
-    SYMBOL_FILLING_FOK,
-    SYMBOL_FILLING_IOC,
     TIMEFRAME_CODES,
-    UNKNOWN_OUTCOME_ERROR_CODES,
     TradeRequestFields,
-    record,
     retcode_text,
     trade_request,
 )
@@ -67,14 +59,30 @@ from live.errors import (
     OutcomeUnknown,
     RetryableOrderError,
 )
+from live.mt5_backends import call_sim_extra, load_api, serves_simulator
+from live.mt5_errors import (
+    API_ERRORS,
+    TRANSPORT_ERRORS,
+    described,
+    error_for_last_error,
+    error_for_retcode,
+)
+from live.mt5_results import to_local
+from live.mt5_symbols import FILLING_NAMES, MarketWatch, decode_filling
 
 logger = logging.getLogger(__name__)
 
-# Exceptions a remote (RPyC) or dying terminal raises instead of returning None.
-_TRANSPORT_ERRORS = (EOFError, ConnectionError, TimeoutError, OSError)
-# Anything else an API call raises: over RPyC, a remote exception is re-raised here under
-# its own type (TypeError, NameError, ...); it still means the call failed.
-_API_ERRORS = (Exception,)
+# Importable from here as before the split (their owners are the mt5_* siblings).
+__all__ = [
+    "FILLING_NAMES",
+    "ConnectionState",
+    "MT5Connector",
+    "decode_filling",
+    "error_for_last_error",
+    "error_for_retcode",
+    "to_local",
+]
+
 _FAR_FUTURE = timedelta(days=3)
 # The positional arguments each function reads as a moment (server time on the server's side).
 MOMENT_ARGUMENTS: dict[str, tuple[int, ...]] = {
@@ -127,8 +135,7 @@ class MT5Connector:
         self._retry_delay = 1.0
         self._next_attempt = 0.0
         self._attempts = 0
-        self._specs: dict[str, SymbolSpec] = {}
-        self._filling: dict[str, int] = {}
+        self.market_watch = MarketWatch(self._call, self._call_raw)
         self._served_sim = False
         self._wall = wall_clock
         self.initialize_error = ""  # why the last initialize() answered False
@@ -187,12 +194,12 @@ class MT5Connector:
                     "MT5_PASSWORD and MT5_SERVER"
                 ) from None
             raise
-        self._specs.clear()
+        self.market_watch.forget_specs()
 
     def shutdown(self) -> None:
         with self._lock:
             if self._api is not None:
-                with contextlib.suppress(*_API_ERRORS):
+                with contextlib.suppress(*API_ERRORS):
                     self._api.shutdown()
             self._connected = False
 
@@ -241,8 +248,8 @@ class MT5Connector:
             kwargs.update(login=cfg.mt5_login, password=cfg.mt5_password, server=cfg.mt5_server)
         try:
             ok = self._api.initialize(*args, **kwargs)
-        except _API_ERRORS as exc:
-            raise BrokerUnavailable(f"initialize: terminal unreachable: {_described(exc)}") from exc
+        except API_ERRORS as exc:
+            raise BrokerUnavailable(f"initialize: terminal unreachable: {described(exc)}") from exc
         if not ok:
             code, text = self._last_error()
             if code == -6:
@@ -252,23 +259,15 @@ class MT5Connector:
                 )
             raise BrokerUnavailable(f"initialize failed: {code} {text}", code=code, text=text)
         self._connected = True
-        self._specs.clear()
-        self._served_sim = self.backend == "mt5linux" and self._serves_simulator()
+        self.market_watch.forget_specs()
+        self._served_sim = self.backend == "mt5linux" and serves_simulator(self._api)
         self.look_at_clock()
-
-    def _serves_simulator(self) -> bool:
-        """Whether the mt5linux server is this project's simulator (its clock can be stepped)."""
-        conn = getattr(self._api, "_MetaTrader5__conn", None)
-        try:
-            return bool(conn is not None and conn.eval("hasattr(mt5, 'sim_step_bar')"))
-        except _API_ERRORS:
-            return False
 
     def _probe(self) -> bool:
         try:
             info = self._api.terminal_info()
             return info is not None and bool(info.connected)
-        except _API_ERRORS:  # a terminal that raises is as good as gone: reconnect
+        except API_ERRORS:  # a terminal that raises is as good as gone: reconnect
             return False
 
     # ------------------------------------------------------------ the server's clock
@@ -289,7 +288,7 @@ class MT5Connector:
         ticks: dict[str, float] = {}
         for symbol in self.config.symbols:
             try:
-                tick = self._selecting(symbol, "symbol_info_tick", symbol, raw=True)
+                tick = self.market_watch.selecting(symbol, "symbol_info_tick", symbol, raw=True)
             except BrokerUnavailable:
                 return
             except BrokerError as exc:
@@ -314,10 +313,10 @@ class MT5Connector:
         try:
             code, text = self._api.last_error()
             return int(code), str(text)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             return -10004, f"No IPC connection ({exc})"
-        except _API_ERRORS as exc:
-            return -1, f"last_error raised {_described(exc)}"
+        except API_ERRORS as exc:
+            return -1, f"last_error raised {described(exc)}"
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Call the API in UTC: the moments sent are converted to the server's clock, the
@@ -341,12 +340,12 @@ class MT5Connector:
                 result = getattr(self._api, name)(*args, **kwargs)
                 if result is not None and result is not False:
                     return to_local(result)  # inside: copying a remote result is a call too
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 self._connected = False
                 raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
-            except _API_ERRORS as exc:
+            except API_ERRORS as exc:
                 # code None: for order_send the request may have gone out (OutcomeUnknown)
-                raise BrokerError(f"{name} raised {_described(exc)}", text=_described(exc)) from exc
+                raise BrokerError(f"{name} raised {described(exc)}", text=described(exc)) from exc
             code, text = self._last_error()
             if code in IPC_ERROR_CODES:
                 self._connected = False
@@ -366,73 +365,14 @@ class MT5Connector:
 
     def symbol_info(self, symbol: str) -> Any:
         """Symbol facts; a symbol missing from Market Watch is selected first."""
-        try:
-            info = self._call("symbol_info", symbol)
-        except BrokerError as exc:
-            if isinstance(exc, BrokerUnavailable):
-                raise
-            raise BrokerError(
-                f"unknown symbol {symbol!r} on this terminal ({exc.code} {exc.text})",
-                code=exc.code,
-                text=exc.text,
-            ) from None
-        if not info.visible:
-            self._call("symbol_select", symbol, True)
-            logger.info("selected %s into Market Watch", symbol)
-            info = self._call("symbol_info", symbol)
-        return info
+        return self.market_watch.info(symbol)
 
     def symbol_spec(self, symbol: str) -> SymbolSpec:
         """The symbol's trading facts as the SymbolSpec the sizing code uses (cached)."""
-        spec = self._specs.get(symbol)
-        if spec is None:
-            info = self.symbol_info(symbol)
-            spec = SymbolSpec(
-                name=symbol,
-                digits=int(info.digits),
-                point=float(info.point),
-                contract_size=float(info.trade_contract_size),
-                volume_min=float(info.volume_min),
-                volume_max=float(info.volume_max),
-                volume_step=float(info.volume_step),
-                currency_base=info.currency_base,
-                currency_profit=info.currency_profit,
-                currency_margin=info.currency_margin,
-                stops_level=int(info.trade_stops_level),
-            )
-            self._specs[symbol] = spec
-        return spec
+        return self.market_watch.spec(symbol)
 
     def tick(self, symbol: str) -> Any:
-        return self._selecting(symbol, "symbol_info_tick", symbol)
-
-    def _selecting(self, symbol: str, name: str, *args: Any, raw: bool = False) -> Any:
-        """Call `name` (`raw`: times as the server stamps them); when it fails because
-        `symbol` is not in Market Watch (a terminal gives no prices then), select the symbol
-        and try once more."""
-        call = self._call_raw if raw else self._call
-        try:
-            return call(name, *args)
-        except BrokerUnavailable:
-            raise
-        except BrokerError:
-            if not self._select_hidden(symbol):
-                raise
-        return call(name, *args)
-
-    def _select_hidden(self, symbol: str) -> bool:
-        """Put `symbol` into Market Watch if it exists and is hidden; whether it was."""
-        try:
-            info = self._call("symbol_info", symbol)
-        except BrokerUnavailable:
-            raise
-        except BrokerError:
-            return False  # unknown symbol: the first error stands
-        if info.visible:
-            return False
-        self._call("symbol_select", symbol, True)
-        logger.info("selected %s into Market Watch", symbol)
-        return True
+        return self.market_watch.selecting(symbol, "symbol_info_tick", symbol)
 
     def rates(self, symbol: str, timeframe: str, count: int, *, start_pos: int = 1) -> pd.DataFrame:
         """The last `count` bars before position `start_pos` (1 = skip the forming bar)."""
@@ -448,7 +388,9 @@ class MT5Connector:
         code = TIMEFRAME_CODES.get(timeframe)
         if code is None:
             raise ConfigError(f"unknown timeframe {timeframe!r}")
-        rates = self._selecting(symbol, "copy_rates_from_pos", symbol, code, start_pos, count)
+        rates = self.market_watch.selecting(
+            symbol, "copy_rates_from_pos", symbol, code, start_pos, count
+        )
         return np.asarray(rates)
 
     def rates_range(
@@ -519,38 +461,15 @@ class MT5Connector:
 
     def filling_mode(self, symbol: str) -> int:
         """The ORDER_FILLING_* value for market orders, decoded from the symbol's flags."""
-        mode = self._filling.get(symbol)
-        if mode is None:
-            mode = decode_filling(int(self.symbol_info(symbol).filling_mode))
-            self._filling[symbol] = mode
-        return mode
+        return self.market_watch.filling_mode(symbol)
 
     def confirm_filling(self, request: Mapping[str, Any]) -> int:
-        """Check the request with order_check, falling back to other filling modes on 10030.
-
-        The first accepted mode is cached for the symbol (and used for closes too).
-        """
-        symbol = request["symbol"]
-        first = self.filling_mode(symbol)
-        candidates = [first] + [m for m in FILLING_ORDER if m != first]
-        for mode in candidates:
-            result = self._call("order_check", {**request, "type_filling": mode})
-            if result.retcode != RETCODE_INVALID_FILL:
-                if mode != first:
-                    logger.warning(
-                        "%s: filling mode %s refused, using %s",
-                        symbol,
-                        FILLING_NAMES[first],
-                        FILLING_NAMES[mode],
-                    )
-                self._filling[symbol] = mode
-                return mode
-        raise OrderRejected(
-            f"{symbol}: no filling mode accepted by the server", code=RETCODE_INVALID_FILL
-        )
+        """Check the request with order_check, falling back to other filling modes on 10030;
+        the first accepted mode is cached for the symbol (and used for closes too)."""
+        return self.market_watch.confirm_filling(request)
 
     def forget_filling(self, symbol: str) -> None:
-        self._filling.pop(symbol, None)
+        self.market_watch.forget_filling(symbol)
 
     def calc_profit(
         self, order_type: int, symbol: str, volume: float, price_open: float, price_close: float
@@ -608,187 +527,7 @@ class MT5Connector:
         if not name.startswith("sim_"):
             raise ValueError(f"not a simulator extra: {name}")
         with self._lock:
-            function = getattr(self._api, name, None)
-            conn = getattr(self._api, "_MetaTrader5__conn", None)  # the mt5linux client's link
-            if function is None and conn is None:
-                raise BrokerError(f"{name}: the {self.backend} backend is not a simulator")
-            try:
-                if function is not None:
-                    return function(*args)
-                return conn.eval(f"mt5.{name}({', '.join(repr(a) for a in args)})")
-            except _TRANSPORT_ERRORS as exc:
-                raise BrokerUnavailable(f"{name}: terminal unreachable: {exc}") from exc
-            except _API_ERRORS as exc:
-                raise BrokerError(f"{name} raised {_described(exc)}") from exc
-
-
-def error_for_retcode(code: int) -> type[BrokerError] | None:
-    """What a trade return code means for the caller: None (done), retry, or rejected."""
-    if code in SUCCESS_RETCODES:
-        return None
-    return RetryableOrderError if code in RETRYABLE_RETCODES else OrderRejected
-
-
-def error_for_last_error(code: int, *, sending: bool) -> type[BrokerError]:
-    """What a failed call's last_error() code means: terminal away, outcome unknown (only for
-    order_send, after which the order may exist), or a refused call."""
-    if sending and code in UNKNOWN_OUTCOME_ERROR_CODES:
-        return OutcomeUnknown
-    if code in IPC_ERROR_CODES:
-        return BrokerUnavailable
-    return OrderRejected if sending else BrokerError
-
-
-FILLING_ORDER = (ORDER_FILLING_FOK, ORDER_FILLING_IOC, ORDER_FILLING_RETURN)
-FILLING_NAMES = {ORDER_FILLING_FOK: "FOK", ORDER_FILLING_IOC: "IOC", ORDER_FILLING_RETURN: "RETURN"}
-
-
-def decode_filling(flags: int) -> int:
-    """symbol_info().filling_mode is a bit mask (FOK=1, IOC=2), not an ORDER_FILLING_* value:
-    prefer FOK, then IOC, else RETURN."""
-    if flags & SYMBOL_FILLING_FOK:
-        return ORDER_FILLING_FOK
-    if flags & SYMBOL_FILLING_IOC:
-        return ORDER_FILLING_IOC
-    return ORDER_FILLING_RETURN
-
-
-# ---------------------------------------------------------------- backends
-
-
-def load_api(config: LiveConfig) -> tuple[Any, str]:
-    """The API object for config.backend: (module-like object, backend name)."""
-    if config.backend == "mt5":
-        return _official_api(), "mt5"
-    if config.backend == "mt5linux":
-        return _mt5linux_api(config), "mt5linux"
-    if config.backend == "sim":
-        return create_simulator(config), "sim"
-    return _auto_api(config)
-
-
-def _official_api() -> Any:
-    try:
-        return importlib.import_module("MetaTrader5")
-    except ImportError:
-        raise ConfigError(
-            "MT5_BACKEND=mt5 needs the MetaTrader5 package, which exists only for Windows "
-            "(pip install MetaTrader5); on Linux use MT5_BACKEND=mt5linux or sim"
-        ) from None
-
-
-def _mt5linux_api(config: LiveConfig) -> Any:
-    try:
-        from mt5linux import MetaTrader5 as Client
-    except ImportError:
-        raise ConfigError(
-            "MT5_BACKEND=mt5linux needs the mt5linux package (pip install -r requirements.txt)"
-        ) from None
-    try:
-        return Client(host=config.mt5linux_host, port=config.mt5linux_port)
-    except _TRANSPORT_ERRORS as exc:
-        raise BrokerUnavailable(
-            f"cannot reach the mt5linux server at {config.mt5linux_host}:{config.mt5linux_port} "
-            f"({exc}); is the RPyC server running next to the terminal?"
-        ) from exc
-
-
-def _auto_api(config: LiveConfig) -> tuple[Any, str]:
-    try:
-        api = importlib.import_module("MetaTrader5")
-        if api.initialize(timeout=config.mt5_timeout_ms):
-            return api, "mt5"
-        reason = f"terminal did not answer: {api.last_error()}"
-    except ImportError:
-        reason = "the MetaTrader5 package is not installed (it exists only for Windows)"
-    if not config.dry_run:
-        raise ConfigError(
-            f"MT5_BACKEND=auto found no MT5 terminal ({reason}); the simulator is allowed only "
-            "with --dry-run. Set MT5_BACKEND=mt5, mt5linux or sim explicitly."
-        )
-    logger.warning("*" * 72)
-    logger.warning("NO MT5 TERMINAL (%s): DRY RUN ON THE BUILT-IN SIMULATOR", reason)
-    logger.warning("prices are simulated; nothing reaches a broker")
-    logger.warning("*" * 72)
-    return create_simulator(config), "sim"
-
-
-def create_simulator(config: LiveConfig) -> Any:
-    """An in-process simulated terminal configured from the SIM_* settings."""
-    from live.sim_terminal import SimConfig, SimTerminal
-
-    try:
-        sim_config = SimConfig(
-            symbols=tuple(config.symbols),
-            data=config.sim_data or None,
-            timeframe=config.timeframe,
-            seed=config.sim_seed,
-            speed=None if config.sim_lockstep else float(config.sim_speed),
-            history_bars=config.sim_history_bars,
-            server_tz=config.sim_server_tz,
-            sessions=config.sessions,
-        )
-        # building reads the CSV: a bad file or one of another timeframe is a setting error
-        return SimTerminal(sim_config)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"simulator settings: {exc}") from exc
-
-
-# ---------------------------------------------------------------- result conversion
-
-
-def to_local(value: Any) -> Any:
-    """Copy an API result into plain local records (also pulls RPyC proxies across by value)."""
-    if value is None or isinstance(value, (bool, int, float, str, np.ndarray)):
-        return value
-    if _is_netref(value):
-        return _netref_to_local(value)
-    name = type(value).__name__
-    if name in RECORD_TYPES:
-        return _struct_to_record(name, tuple(value))
-    if isinstance(value, tuple):
-        return tuple(to_local(item) for item in value)
-    if hasattr(value, "_asdict"):
-        return record(name, {k: to_local(v) for k, v in value._asdict().items()})
-    return value
-
-
-def _struct_to_record(name: str, values: tuple[Any, ...]) -> Any:
-    fields = STRUCT_FIELDS[name]
-    if len(values) != len(fields):  # a newer package: keep what we know, by position
-        values = (values + (None,) * len(fields))[: len(fields)]
-    if name in ("OrderSendResult", "OrderCheckResult"):
-        values = (*values[:-1], to_local(values[-1]))
-    return RECORD_TYPES[name]._make(values)
-
-
-def _is_netref(value: Any) -> bool:
-    try:
-        from rpyc.core.netref import BaseNetref
-    except ImportError:
-        return False
-    return isinstance(value, BaseNetref)
-
-
-def _netref_to_local(value: Any) -> Any:
-    """A remote struct or tuple of structs, copied with as few round trips as possible."""
-    from rpyc.utils.classic import obtain
-
-    name = value.__class__.__name__
-    if name in ("OrderSendResult", "OrderCheckResult"):
-        head = obtain(value[:-1])  # a plain tuple of numbers and text travels by value
-        return _struct_to_record(name, (*head, _netref_to_local(value[-1])))
-    if name in RECORD_TYPES:
-        return _struct_to_record(name, tuple(obtain(value[:])))
-    if name == "ndarray":
-        return obtain(value)
-    if name == "tuple":
-        return tuple(_netref_to_local(item) if _is_netref(item) else item for item in value)
-    return obtain(value)
-
-
-def _described(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return call_sim_extra(self._api, self.backend, name, *args)
 
 
 def _utc(moment: datetime) -> datetime:

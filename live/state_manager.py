@@ -22,7 +22,8 @@ from backtest.broker_clock import DAY, BrokerZone, parse_zone
 from live.audit_logger import AuditLogger
 from live.audit_schema import utc_now
 from live.broker_time import BrokerClock
-from live.config import KILL_SWITCH_ACTIONS, TRADING_DAY_BROKER, LiveConfig
+from live.config import LiveConfig
+from live.config_values import KILL_SWITCH_ACTIONS, TRADING_DAY_BROKER
 from live.control_requests import Origin, kill_switch_origin, take_resume_origin
 from live.errors import AuditWriteError
 

@@ -17,9 +17,10 @@ from backtest.data import DataError
 from backtest.strategy import StrategyError
 from live.audit_logger import AuditLogger
 from live.backtesting_bridge import get_strategy_from_file
-from live.config import LiveConfig, setup_logging
+from live.config import LiveConfig
 from live.errors import AuditWriteError, BrokerError, BrokerUnavailable, ConfigError
 from live.instance_lock import account_lock, database_lock, needs_account_lock
+from live.json_logs import setup_logging
 from live.live_trader import LiveTrader
 from live.market_hours import load_calendar_setting
 from live.mt5_connector import MT5Connector

@@ -74,6 +74,13 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_types(*pairs: tuple[object, type]) -> None:
+    """Optional arguments: each None or of its type (bool counts as int, as the module's)."""
+    for value, kind in pairs:
+        if value is not None and not isinstance(value, kind):
+            raise CallFailed(-2, INVALID)
+
+
 def number(value: object) -> float:
     """A price or volume argument of order_calc_*: int or float (the module's 'd' format)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):

@@ -219,7 +219,7 @@ def test_commands_from_the_configured_chat_only(
     assert "removed" in ask("/resume") and not config.kill_switch_file.exists()
     assert ask("/help") == HELP_TEXT
 
-    caplog.set_level(logging.WARNING, logger="live.alerts")
+    caplog.set_level(logging.WARNING, logger="live.telegram_alerts")
     sends = len(telegram.texts())
     telegram.queue_message(666, "/stop")
     telegram.queue_message(CHAT, "/help")  # answered after the stranger's message is skipped

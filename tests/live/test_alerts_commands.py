@@ -32,7 +32,7 @@ def test_commands_sent_before_the_start_are_not_replayed(
     an_hour_ago = time.time() - 3600
     telegram.queue_message(CHAT, "/stop", date=an_hour_ago)
     telegram.queue_message(CHAT, "/resume", date=an_hour_ago + 60)  # while it was down
-    caplog.set_level(logging.WARNING, logger="live.alerts")
+    caplog.set_level(logging.WARNING, logger="live.telegram_alerts")
     alerts = make_alerts(config)
     alerts.start_commands(None, poll_timeout_s=0.2)
     telegram.wait_for(1, "getUpdates")  # the backlog is gone once the first poll returned
@@ -89,7 +89,7 @@ def test_a_failing_command_is_answered_and_the_listener_keeps_going(
     run_bars(trader, terminal, 30)
     good = dict(trader.last_status)
     trader.status.last_status = {"mode": "dry-run"}  # a status the text cannot be made from
-    caplog.set_level(logging.ERROR, logger="live.alerts")
+    caplog.set_level(logging.ERROR, logger="live.telegram_alerts")
     alerts = make_alerts(config)
     alerts.start_commands(trader, poll_timeout_s=0.2)
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from live.config import PROJECT_ROOT, LiveConfig, setup_logging
+from live.config import PROJECT_ROOT, LiveConfig
 from live.errors import ConfigError
+from live.json_logs import setup_logging
 
 
 def write_env(tmp_path: Path, text: str) -> Path:

@@ -102,7 +102,7 @@ def test_the_heartbeat_goes_out_while_the_link_is_down(live_config, make_sim, ma
     trader.start()
     trader.iterate()
     assert "next_blackouts" in trader.status.last_status["market"]
-    trader.connector._specs.clear()  # as a reconnect does
+    trader.connector.market_watch.forget_specs()  # as a reconnect does
     terminal.sim_drop_connection(calls=1000)
     trader.status.changed()
     trader.iterate()  # raises nothing

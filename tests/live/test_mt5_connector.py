@@ -23,13 +23,9 @@ from live.errors import (
     OutcomeUnknown,
     RetryableOrderError,
 )
-from live.mt5_connector import (
-    ConnectionState,
-    MT5Connector,
-    decode_filling,
-    error_for_last_error,
-    error_for_retcode,
-)
+from live.mt5_connector import ConnectionState, MT5Connector
+from live.mt5_errors import error_for_last_error, error_for_retcode
+from live.mt5_symbols import decode_filling
 from live.order_requests import PrecheckFailed, simulate_precheck
 from live.sim_terminal import FaultConfig
 from tests.live.test_broker_time import ServerClockTerminal
@@ -169,7 +165,7 @@ def test_filling_mode_falls_back_and_is_cached(connect, caplog):
     connector, sim = connect()
     request = market_request(connector, sim, symbol="GBPUSD", type_filling=0)
     assert connector.filling_mode("GBPUSD") == 1  # decoded: the symbol allows IOC only
-    connector._filling["GBPUSD"] = 0  # pretend a stale cache said FOK
+    connector.market_watch._filling["GBPUSD"] = 0  # pretend a stale cache said FOK
     with caplog.at_level(logging.WARNING):
         assert connector.confirm_filling(request) == 1
     assert "filling mode FOK refused, using IOC" in caplog.text
