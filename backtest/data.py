@@ -1,5 +1,7 @@
-"""Bar data: loading CSV files (generic or MetaTrader 5 export), validation, resampling, and the
-conversion to and from MT5 rates arrays.
+"""The canonical bars frame and what every source of bars shares: its columns and timeframes,
+`load_csv` (the parsers are `backtest.csv_bars` and `backtest.csv_arrow`, loaded only when a
+file is parsed), validation, saving, resampling, and the conversion to and from MT5 rates
+arrays. History fetched from a terminal is `backtest.terminal_history`.
 
 Every loader returns the canonical bars frame: a RangeIndex and the columns BAR_COLUMNS, with
 `time` the bar's open time as datetime64[ns, UTC], prices float64, and tick_volume, spread
@@ -9,10 +11,7 @@ Every loader returns the canonical bars frame: a RangeIndex and the columns BAR_
 from __future__ import annotations
 
 import difflib
-import io
-import json
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from backtest.atomic import atomic_file, write_atomic
+from backtest.atomic import atomic_file
 from backtest.broker_clock import UTC_ZONE, BrokerZone, parse_zone
 from backtest.errors import BacktestError
 
@@ -53,57 +52,9 @@ RATES_DTYPE = np.dtype(
     ]
 )
 
-_MT5_COLUMNS = {
-    "<DATE>": "date",
-    "<TIME>": "clock",
-    "<OPEN>": "open",
-    "<HIGH>": "high",
-    "<LOW>": "low",
-    "<CLOSE>": "close",
-    "<TICKVOL>": "tick_volume",
-    "<VOL>": "real_volume",
-    "<SPREAD>": "spread",
-}
-_GENERIC_ALIASES = {
-    "datetime": "time",
-    "date": "time",
-    "timestamp": "time",
-    "volume": "tick_volume",
-    "tickvol": "tick_volume",
-    "vol": "tick_volume",
-}
-
 
 class DataError(BacktestError, ValueError):
     """Bad bar data; the message names the file and line (header = line 1) where it can."""
-
-
-class _Lines:
-    """Maps a data row (0-based, as parsed) to its physical line in the file.
-
-    The parsers skip blank lines, so row + 2 is the line only until the first blank one; the
-    file is scanned (once, and only when an error is reported) to count them.
-    """
-
-    def __init__(self, path: Path, encoding: str) -> None:
-        self.path = path
-        self.encoding = encoding
-        self._data_lines: list[int] | None = None
-
-    def line(self, row: int) -> int:
-        if self._data_lines is None:
-            text = self.path.read_bytes().decode(self.encoding, errors="replace")
-            self._data_lines = [
-                number
-                for number, line in enumerate(text.split("\n"), 1)
-                if number > 1 and line.strip()
-            ]
-        lines = self._data_lines
-        return lines[row] if 0 <= row < len(lines) else row + 2
-
-    def at(self, row: int) -> str:
-        """'path line N' for messages."""
-        return f"{self.path} line {self.line(row)}"
 
 
 def timeframe_seconds(name: str) -> int:
@@ -134,366 +85,25 @@ def load_csv(
     cached = cache.get(path, tz) if cache is not None else None
     if cached is not None:
         return cached
-    frame = _parse_csv(path, tz, validate)
+    from backtest.csv_bars import parse_csv  # the parsers load only when a file is parsed
+
+    frame = parse_csv(path, tz, validate)
     if cache is not None and validate:
         cache.put(path, tz, frame)
     return frame
 
 
-def _parse_csv(path: Path, tz: str, validate: bool) -> pd.DataFrame:
-    with path.open("rb") as handle:
-        start = handle.read(65_536)
-    text_encoding = _encoding(start)
-    header = _first_line(path.read_bytes() if text_encoding == "utf-16" else start, text_encoding)
-    if not header.strip():
-        raise DataError(f"{path}: the file is empty")
-    if "<DATE>" in header.upper():
-        frame = _read_mt5(path, path.read_bytes(), text_encoding, header, tz)
-    else:
-        frame = _read_generic(path, text_encoding, header, tz)
-    if frame.empty:
-        raise DataError(f"{path}: no bars after the header")
-    if validate:
-        validate_bars(frame, str(path), line_of=_Lines(path, text_encoding).line)
-    return frame
-
-
 # pandas holds times as nanoseconds since 1970 in an int64: 2262-04-11 is the last day
-_LAST_SECOND = 9_223_372_035
-_RANGE_HINT = " (outside 1677-09-22 .. 2262-04-11, the times pandas can hold)"
+LAST_SECOND = 9_223_372_035
+RANGE_HINT = " (outside 1677-09-22 .. 2262-04-11, the times pandas can hold)"
 
 
-def _encoding(raw: bytes) -> str:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
-    return "utf-8"
+def more_rows(count: int) -> str:
+    """How many more rows a message about one stands for."""
+    return f" ({count - 1} more such rows)" if count > 1 else ""
 
 
-def _first_line(raw: bytes, encoding: str) -> str:
-    text = (
-        raw[:4096].decode(encoding, errors="replace")
-        if encoding != "utf-16"
-        else raw.decode(encoding, errors="replace")[:4096]
-    )
-    return text.lstrip("\ufeff").splitlines()[0] if text.strip() else ""
-
-
-def _source(raw: bytes, encoding: str) -> io.BytesIO:
-    """The file as UTF-8 bytes (the fast parsers read bytes)."""
-    if encoding == "utf-8":
-        return io.BytesIO(raw)
-    return io.BytesIO(raw.decode(encoding).lstrip("\ufeff").encode("utf-8"))
-
-
-def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFrame:
-    bare = [c.strip().strip('"').strip().lower() for c in header.split(",")]
-    names = [_GENERIC_ALIASES.get(c, c) for c in bare]
-    missing = [c for c in ("time", *PRICE_COLUMNS) if c not in names]
-    if missing:
-        raise DataError(
-            f"{path}: unknown header {header.strip()!r}; expected a generic CSV with columns "
-            "time,open,high,low,close[,tick_volume,spread,real_volume] or an MT5 export "
-            "with <DATE>\\t<TIME>\\t<OPEN>..."
-        )
-    wanted = [c for c in BAR_COLUMNS if c in names]
-    fast = _read_generic_fast(path, encoding, names, wanted, tz)
-    if fast is not None:
-        return fast
-    raw = path.read_bytes()
-    lines = _Lines(path, encoding)
-    try:
-        # no usecols: with it pandas silently ignores fields beyond the header's
-        table = pd.read_csv(
-            _source(raw, encoding),
-            header=0,
-            names=names,
-            dtype={"time": str},
-            engine="c",
-            skip_blank_lines=True,
-        )
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise _parse_error(path, exc, len(names), "CSV") from None
-    _refuse_implicit_index(lines, table, len(names))
-    times = _parse_generic_times(lines, table["time"], tz)
-    return _assemble(lines, table, times)
-
-
-def _parse_error(path: Path, exc: Exception, n_columns: int, kind: str) -> DataError:
-    """The parser's complaint in our words; a row with too many fields names its line."""
-    found = re.search(r"Expected \d+ fields in line (\d+), saw (\d+)", str(exc))
-    if found:  # the C parser counts physical lines, header included
-        return DataError(
-            f"{path} line {found.group(1)}: {found.group(2)} fields, but the "
-            f"header has {n_columns} columns"
-        )
-    return DataError(f"{path}: cannot parse as {kind}: {exc}")
-
-
-def _refuse_implicit_index(lines: _Lines, table: pd.DataFrame, n_columns: int) -> None:
-    """pandas reads a first data row with one field more than the header as "the first
-    column is the index" and shifts every value by one column; that is an extra field."""
-    if not isinstance(table.index, pd.RangeIndex):
-        raise DataError(
-            f"{lines.at(0)}: {n_columns + 1} fields, but the header has {n_columns} columns"
-        )
-
-
-def _read_generic_fast(
-    path: Path, encoding: str, names: list[str], wanted: list[str], tz: str
-) -> pd.DataFrame | None:
-    """pyarrow's multithreaded reader for well-formed files; None sends the file down the
-    slower path, whose messages name the bad line.
-
-    Declared types first (ISO times to the second, float prices, integer counts), streamed
-    batch by batch into the columns: three times faster than letting pyarrow infer the types,
-    and the file is never held twice. A file they do not fit is read again whole with
-    inference; one that fails that too goes down the slow path.
-    """
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-    except ImportError:
-        return None
-    source = path if encoding == "utf-8" else _source(path.read_bytes(), encoding)
-    read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK_BYTES)
-    try:
-        frame = _stream_declared(source, read_options, wanted, tz, _row_capacity(path))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        frame = None
-    if frame is not None:
-        return frame
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    try:
-        table = pacsv.read_csv(
-            source,
-            read_options=read_options,
-            convert_options=pacsv.ConvertOptions(include_columns=wanted),
-            memory_pool=pa.system_memory_pool(),
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return None
-    if not _usable(table, wanted):
-        return None
-    only_reference = [table]  # handed over, so the conversion can free column by column
-    del table
-    return _arrow_to_frame(only_reference, tz)
-
-
-_BLOCK_BYTES = 1 << 20  # per batch: pyarrow's default, work enough for its threads
-
-
-def _row_capacity(path: Path) -> int:
-    """An upper estimate of the file's rows from its first block's line length (the columns
-    are reserved at this size; pages never written cost no memory)."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(min(size, _BLOCK_BYTES))
-    lines = max(head.count(b"\n"), 1)
-    return int(size / (len(head) / lines) * 1.25) + 1024
-
-
-def _stream_declared(source: object, read_options: object, wanted: list[str], tz: str,
-                     capacity: int) -> pd.DataFrame | None:  # fmt: skip
-    """The file read batch by batch with the declared types into numpy columns; None when a
-    batch holds an empty field or a time pandas cannot hold (the slow path names the line)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    declared = {c: pa.timestamp("s") if c == "time" else pa.float64() if c in PRICE_COLUMNS
-                else pa.int64() for c in wanted}  # fmt: skip
-    reader = pacsv.open_csv(
-        source,
-        read_options=read_options,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted, column_types=declared, timestamp_parsers=[pacsv.ISO8601]
-        ),
-        memory_pool=pa.system_memory_pool(),
-    )
-    columns = {c: np.empty(capacity, dtype=np.int64 if c == "time" else _declared_numpy(c))
-               for c in wanted}  # fmt: skip
-    n_rows = 0
-    for batch in reader:
-        if any(batch.column(c).null_count for c in wanted) or not _holdable(batch.column("time")):
-            return None
-        size = batch.num_rows
-        if n_rows + size > len(columns["time"]):
-            columns = {c: _grown(values, n_rows, n_rows + size) for c, values in columns.items()}
-        for name in wanted:
-            values = batch.column(name)
-            values = values.cast(pa.int64()) if name == "time" else values
-            columns[name][n_rows : n_rows + size] = values.to_numpy()
-        n_rows += size
-    if n_rows == 0:
-        return None
-    return _columns_to_frame({c: values[:n_rows] for c, values in columns.items()}, tz)
-
-
-def _declared_numpy(column: str) -> type:
-    return np.float64 if column in PRICE_COLUMNS else np.int64
-
-
-def _grown(values: np.ndarray, used: int, needed: int) -> np.ndarray:
-    """A longer copy of the first `used` values (the estimate fell short: rare)."""
-    longer = np.empty(max(needed, int(len(values) * 1.5)), dtype=values.dtype)
-    longer[:used] = values[:used]
-    return longer
-
-
-def _usable(table: object, wanted: list[str]) -> bool:
-    """Whether an inferred table can be bars as it is: times that pandas can hold, numbers
-    everywhere, whole counts, no empty field."""
-    import pyarrow as pa
-
-    if not pa.types.is_timestamp(table.schema.field("time").type) or table.num_rows == 0:
-        return False
-    if not _holdable(table.column("time")):
-        return False  # past 2262 or before 1677: the slow path names the line
-    if any(table.column(c).null_count for c in wanted):
-        return False
-    numeric = all(
-        pa.types.is_floating(table.schema.field(c).type)
-        or pa.types.is_integer(table.schema.field(c).type)
-        for c in wanted[1:]
-    )
-    return numeric and not any(_fractional(table.column(c)) for c in wanted if c in INT_COLUMNS)
-
-
-def _holdable(times: object) -> bool:
-    """Whether every time fits pandas' nanosecond times (1677-09-21 .. 2262-04-11)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    seconds = pc.cast(times, pa.timestamp("s")).cast(pa.int64())
-    low, high = pc.min_max(seconds).values()
-    return low.as_py() >= -_LAST_SECOND and high.as_py() <= _LAST_SECOND
-
-
-def _fractional(column: object) -> bool:
-    """Whether a column of counts holds a value that is not a whole number."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not pa.types.is_floating(column.type):
-        return False
-    return bool(pc.any(pc.not_equal(column, pc.floor(column))).as_py())
-
-
-def _arrow_to_frame(only_reference: list, tz: str) -> pd.DataFrame:
-    """The table in `only_reference` (emptied: nothing else may hold it) as bars, one column
-    at a time, each arrow column let go once copied into numpy. (pyarrow's `to_pandas` took
-    ten times as long on a million rows.)"""
-    table = only_reference.pop()
-    columns: dict[str, np.ndarray] = {}
-    for name in list(table.column_names):
-        chunks = table.column(name).chunks
-        table = table.drop_columns([name])
-        if name == "time":
-            columns[name] = np.concatenate([c.to_numpy() for c in chunks]).astype("datetime64[s]")
-        else:
-            columns[name] = np.concatenate([c.to_numpy() for c in chunks])
-        del chunks  # frees this column's arrow buffers
-    return _columns_to_frame(columns, tz)
-
-
-def _utc_times(times: np.ndarray, tz: str) -> object:
-    """UTC nanosecond times from naive ones (int64 seconds or datetime64) on the clock `tz`.
-    Seconds on UTC become nanoseconds in place: a 10M-bar file needs no second array."""
-    if tz == "UTC" and times.dtype == np.int64:
-        times *= 1_000_000_000  # every time was checked to fit (_holdable)
-        return pd.DatetimeIndex(times.view("datetime64[ns]"), copy=False).tz_localize("UTC").array
-    naive = pd.Series(pd.DatetimeIndex(times.astype("datetime64[s]", copy=False)))
-    return _localize(naive, tz).dt.tz_convert("UTC").dt.as_unit("ns").array
-
-
-def _columns_to_frame(columns: dict[str, np.ndarray], tz: str) -> pd.DataFrame:
-    """Bars from numpy columns: naive times (seconds, or datetime64) read on the clock `tz`
-    and turned to UTC nanoseconds, float prices, int64 counts (zeros for an absent one)."""
-    n_rows = len(columns["time"])
-    frame: dict[str, object] = {"time": _utc_times(columns.pop("time"), tz)}
-    for name in BAR_COLUMNS[1:]:
-        if name not in columns:
-            frame[name] = np.zeros(n_rows, dtype=np.int64)
-        else:
-            frame[name] = columns.pop(name).astype(_declared_numpy(name), copy=False)
-    return pd.DataFrame(frame, copy=False)
-
-
-_MT5_REQUIRED = ("<DATE>", "<OPEN>", "<HIGH>", "<LOW>", "<CLOSE>")
-
-
-def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd.DataFrame:
-    sep = "\t" if "\t" in header else ","
-    columns = [c.strip().upper() for c in header.split(sep)]
-    unknown = [c for c in columns if c not in _MT5_COLUMNS]
-    if unknown or "<DATE>" not in columns:
-        raise DataError(
-            f"{path}: unexpected MT5 export columns {unknown or columns}; expected "
-            f"{' '.join(_MT5_COLUMNS)}"
-        )
-    missing = [c for c in _MT5_REQUIRED if c not in columns]
-    if missing:
-        raise DataError(
-            f"{path}: the MT5 export has no {', '.join(missing)} column"
-            f"{'s' if len(missing) > 1 else ''} (header: {' '.join(columns)})"
-        )
-    names = [_MT5_COLUMNS[c] for c in columns]
-    lines = _Lines(path, encoding)
-    try:
-        table = pd.read_csv(
-            _source(raw, encoding),
-            sep=sep,
-            header=0,
-            names=names,
-            dtype={"date": str, "clock": str},
-            engine="c",
-        )
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise _parse_error(path, exc, len(names), "an MT5 export") from None
-    _refuse_implicit_index(lines, table, len(names))
-    stamp = table["date"].str.strip()
-    if "clock" in table:
-        clock = table["clock"].str.strip()
-        clock = clock.where(clock.str.len() != 5, clock + ":00")  # 13:00 -> 13:00:00
-        stamp = stamp + " " + clock
-        fmt = "%Y.%m.%d %H:%M:%S"
-    else:
-        fmt = "%Y.%m.%d"
-    parsed = pd.to_datetime(stamp, format=fmt, errors="coerce")
-    _fail_on_unparsed(lines, stamp, parsed, "time")
-    return _assemble(lines, table, _to_utc(path, parsed, tz))
-
-
-def _parse_generic_times(lines: _Lines, column: pd.Series, tz: str) -> pd.Series:
-    text = column.astype(str).str.strip()
-    if text.str.fullmatch(r"\d{9,11}").all():  # epoch seconds
-        seconds = text.astype("int64")
-        late = (seconds > _LAST_SECOND).to_numpy()
-        if late.any():
-            row = int(np.argmax(late))
-            raise DataError(f"{lines.at(row)}: time {text.iloc[row]!r}{_RANGE_HINT}")
-        return pd.to_datetime(seconds, unit="s", utc=True)
-    try:
-        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce")
-    except ValueError:  # mixed offsets: let UTC sort them out
-        parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
-    _fail_on_unparsed(lines, text, parsed, "time")
-    return _to_utc(lines.path, parsed, tz)
-
-
-def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
-    if times.dt.tz is not None:
-        return times.dt.tz_convert("UTC")
-    try:
-        localized = _localize(times, tz)
-    except Exception as exc:  # pytz/zoneinfo raise several types for bad zones and DST
-        raise DataError(f"{path}: cannot read times in timezone {tz!r}: {exc}") from None
-    return localized.dt.tz_convert("UTC")
-
-
-def _localize(times: pd.Series, tz: str) -> pd.Series:
+def localize_times(times: pd.Series, tz: str) -> pd.Series:
     """Naive times read on the clock `tz`: an IANA name, or a broker zone such as UTC+2 or
     NY+7 (an MT5 export is stamped in its server's time)."""
     if times.dt.tz is not None or tz == "UTC":
@@ -504,67 +114,6 @@ def _localize(times: pd.Series, tz: str) -> pd.Series:
     wall = times.to_numpy(dtype="datetime64[s]").astype(np.int64)
     utc = pd.to_datetime(zone.to_utc(wall), unit="s", utc=True)
     return pd.Series(utc, index=times.index, name=times.name).dt.as_unit("ns")
-
-
-def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column: str) -> None:
-    bad = parsed.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        value = text.iloc[row]
-        year = re.match(r"\s*(\d{4})", str(value))
-        hint = _RANGE_HINT if year and not 1678 <= int(year.group(1)) <= 2261 else ""
-        raise DataError(
-            f"{lines.at(row)}: cannot read {column} {value!r}{hint}" + _others(int(bad.sum()))
-        )
-
-
-def _assemble(lines: _Lines, table: pd.DataFrame, times: pd.Series) -> pd.DataFrame:
-    seconds = times.dt.as_unit("s").astype("int64").to_numpy()
-    outside = np.abs(seconds) > _LAST_SECOND
-    if outside.any():
-        row = int(np.argmax(outside))
-        raise DataError(
-            f"{lines.at(row)}: time {times.iloc[row].isoformat()}{_RANGE_HINT}"
-            + _others(int(outside.sum()))
-        )
-    frame = pd.DataFrame({"time": times.dt.as_unit("ns").reset_index(drop=True)})
-    for column in PRICE_COLUMNS:
-        frame[column] = _numbers(lines, table[column], column, float)
-    for column in INT_COLUMNS:
-        if column in table:
-            frame[column] = _numbers(lines, table[column], column, int)
-        else:
-            frame[column] = np.zeros(len(frame), dtype=np.int64)
-    return frame
-
-
-def _numbers(lines: _Lines, column: pd.Series, name: str, kind: type) -> np.ndarray:
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna().to_numpy()
-    if bad.any():
-        row = int(np.argmax(bad))
-        shown = column.iloc[row]
-        what = (
-            "missing value"
-            if pd.isna(shown) or str(shown).strip() == ""
-            else f"cannot read {shown!r}"
-        )
-        raise DataError(f"{lines.at(row)}: {what} in column {name}" + _others(int(bad.sum())))
-    if kind is int:
-        numbers = values.to_numpy(dtype=np.float64)
-        fractional = numbers != np.round(numbers)  # a count of 5.5 is a broken file, not 5
-        if fractional.any():
-            row = int(np.argmax(fractional))
-            raise DataError(
-                f"{lines.at(row)}: {numbers[row]:g} in column {name} is not "
-                "a whole number" + _others(int(fractional.sum()))
-            )
-        return numbers.astype(np.int64)
-    return values.to_numpy(dtype=np.float64)
-
-
-def _others(count: int) -> str:
-    return f" ({count - 1} more such rows)" if count > 1 else ""
 
 
 # ---------------------------------------------------------------- validation
@@ -585,7 +134,7 @@ def validate_bars(
     line = line_of or (lambda row: row + first_line)
 
     def fail(row: int, what: str, count: int) -> DataError:
-        return DataError(f"{source} line {line(row)}: {what}" + _others(count))
+        return DataError(f"{source} line {line(row)}: {what}" + more_rows(count))
 
     for column in ("time", *PRICE_COLUMNS):
         missing = df[column].isna().to_numpy()
@@ -758,128 +307,3 @@ def frame_to_rates(df: pd.DataFrame) -> np.ndarray:
     for name in INT_COLUMNS:
         rates[name] = df[name].to_numpy() if name in df else 0
     return rates
-
-
-# ---------------------------------------------------------------- history from a terminal
-
-
-class RatesSource:
-    """What load_from_terminal needs: live.mt5_connector.MT5Connector provides it."""
-
-    def rates_range(
-        self, symbol: str, timeframe: str, date_from: object, date_to: object
-    ) -> pd.DataFrame:  # pragma: no cover - an interface
-        raise NotImplementedError
-
-
-def load_from_terminal(
-    source: RatesSource,
-    symbol: str,
-    timeframe: str,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    *,
-    cache_dir: str | Path | None = None,
-    now: pd.Timestamp | None = None,
-) -> pd.DataFrame:
-    """Closed bars of `symbol` in [start, end] from a terminal, kept in an on-disk cache.
-
-    The cache (a CSV per symbol and timeframe, plus the time span it covers) keeps every
-    closed bar fetched so far; only the parts of [start, end] it does not cover are asked
-    from the terminal. A bar still forming at `now` is never cached.
-    """
-    start, end = _utc_stamp(start), _utc_stamp(end)
-    width = pd.Timedelta(seconds=timeframe_seconds(timeframe))
-    limit = _utc_stamp(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    end = min(end, limit - width)  # the forming bar is never returned, so never fetched
-    cached, covered = _read_cache(cache_dir, symbol, timeframe)
-    fresh = []
-    for gap_start, gap_end in _missing(covered, start, end, width):
-        fresh.append(
-            source.rates_range(
-                symbol, timeframe, gap_start.to_pydatetime(), gap_end.to_pydatetime()
-            )
-        )
-    merged = _merge(cached, fresh)
-    closed = merged[merged["time"] + width <= limit].reset_index(drop=True)
-    if fresh and cache_dir is not None:
-        span = (
-            min(start, covered[0]) if covered else start,
-            min(max(end, covered[1]) if covered else end, limit - width),
-        )
-        _write_cache(cache_dir, symbol, timeframe, closed, span)
-    window = closed[(closed["time"] >= start) & (closed["time"] <= end)]
-    return window.reset_index(drop=True)
-
-
-def _utc_stamp(moment: object) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
-def _cache_path(cache_dir: str | Path, symbol: str, timeframe: str) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in symbol)
-    return Path(cache_dir) / f"{safe}_{timeframe.upper()}.csv"
-
-
-_EMPTY = pd.DataFrame(columns=list(BAR_COLUMNS))
-
-
-def _read_cache(
-    cache_dir: str | Path | None, symbol: str, timeframe: str
-) -> tuple[pd.DataFrame, tuple[pd.Timestamp, pd.Timestamp] | None]:
-    """The cached bars and the span of time they cover (None: nothing cached)."""
-    if cache_dir is None:
-        return _EMPTY, None
-    path = _cache_path(cache_dir, symbol, timeframe)
-    span_file = path.with_suffix(".span.json")
-    if not path.is_file() or not span_file.is_file():
-        return _EMPTY, None
-    try:
-        span = json.loads(span_file.read_text(encoding="utf-8"))
-        return load_csv(path), (_utc_stamp(span["from"]), _utc_stamp(span["to"]))
-    except (DataError, ValueError, KeyError) as exc:
-        logger.warning(
-            "ignoring a damaged cache for %s %s (%s); fetching again", symbol, timeframe, exc
-        )
-        return _EMPTY, None
-
-
-def _write_cache(
-    cache_dir: str | Path,
-    symbol: str,
-    timeframe: str,
-    bars: pd.DataFrame,
-    span: tuple[pd.Timestamp, pd.Timestamp],
-) -> None:
-    path = _cache_path(cache_dir, symbol, timeframe)
-    save_csv(bars, path)
-    span = {"from": span[0].isoformat(), "to": span[1].isoformat()}
-    write_atomic(path.with_suffix(".span.json"), json.dumps(span))
-
-
-def _missing(
-    covered: tuple[pd.Timestamp, pd.Timestamp] | None,
-    start: pd.Timestamp,
-    end: pd.Timestamp,
-    width: pd.Timedelta,
-) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """Parts of [start, end] outside the covered span (kept contiguous by design)."""
-    if covered is None:
-        return [(start, end)]
-    first, last = covered
-    gaps = []
-    if start < first:
-        gaps.append((start, first - width))
-    if end > last:
-        gaps.append((last + width, end))
-    return gaps
-
-
-def _merge(cached: pd.DataFrame, fresh: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f for f in (cached, *fresh) if not f.empty]
-    if not frames:
-        return pd.DataFrame(columns=list(BAR_COLUMNS))
-    merged = pd.concat(frames, ignore_index=True)
-    merged = merged.drop_duplicates("time", keep="last").sort_values("time")
-    return merged.reset_index(drop=True)

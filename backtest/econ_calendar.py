@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from backtest.data import _encoding, epoch_seconds
+from backtest.csv_bars import text_encoding
+from backtest.data import epoch_seconds
 from backtest.errors import BacktestError, UsageError
 
 logger = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ def _reader(path: Path) -> _Lines:
     except OSError as exc:
         raise CalendarError(f"{path}: cannot read the calendar file: {exc}", path=path) from None
     try:
-        text = raw.decode(_encoding(raw)).lstrip("\ufeff")
+        text = raw.decode(text_encoding(raw)).lstrip("\ufeff")
     except UnicodeDecodeError as exc:
         raise CalendarError(
             f"{path}: not UTF-8 or UTF-16 text ({exc.reason} at byte {exc.start}); "

@@ -1,5 +1,5 @@
 """Download bar history from the terminal into a CSV the backtest reads, window by window
-with progress, through the on-disk cache of `backtest.data.load_from_terminal`.
+with progress, through the on-disk cache of `backtest.terminal_history.load_from_terminal`.
 
     python -m live.history --symbol EURUSD --timeframe H1 --from 2023-01-01 --to 2024-01-01 \
         --out data/EURUSD_H1.csv [--backend mt5|mt5linux|sim] [--config .env]
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtest.data import DataError, load_from_terminal, save_csv, timeframe_seconds
+from backtest.data import DataError, save_csv, timeframe_seconds
+from backtest.terminal_history import load_from_terminal
 from live.config import LiveConfig, resolve_path
 from live.errors import BrokerError, BrokerUnavailable, ConfigError
 from live.mt5_connector import MT5Connector

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import backtest.data as data
+import backtest.csv_bars as csv_bars
 from backtest.bar_cache import BarCache
 from backtest.data import load_csv, save_csv
 from backtest.synthetic import generate_bars
@@ -30,13 +30,13 @@ def csv(tmp_path: Path) -> Path:
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Every file actually parsed (not served from the cache)."""
     seen: list[Path] = []
-    original = data._parse_csv
+    original = csv_bars.parse_csv
 
     def counting(path: Path, tz: str, validate: bool) -> pd.DataFrame:
         seen.append(path)
         return original(path, tz, validate)
 
-    monkeypatch.setattr(data, "_parse_csv", counting)
+    monkeypatch.setattr(csv_bars, "parse_csv", counting)
     return seen
 
 

@@ -416,14 +416,14 @@ def test_times_pandas_cannot_hold_name_the_file_and_line(tmp_path, content, line
 
 def _slow_path_frame(path: Path, tz: str = "UTC") -> pd.DataFrame:
     """The same file through pandas' reader (the path that names bad lines), as a reference."""
-    import backtest.data as data
+    import backtest.csv_bars as csv_bars
 
-    original = data._read_generic_fast
-    data._read_generic_fast = lambda *args: None
+    original = csv_bars.read_generic_fast
+    csv_bars.read_generic_fast = lambda *args: None
     try:
         return load_csv(path, tz=tz)
     finally:
-        data._read_generic_fast = original
+        csv_bars.read_generic_fast = original
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Athens", "NY+7"])
@@ -443,7 +443,7 @@ def test_a_file_streamed_in_many_batches_equals_the_reference_reader(tmp_path, t
 def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path):
     """The columns are reserved from the first block's line length; a file whose later
     lines are far shorter holds more rows than that, and the columns grow."""
-    import backtest.data as data
+    from backtest.csv_arrow import _row_capacity
 
     times = pd.date_range("2024-01-01", periods=60_000, freq="min").strftime("%Y-%m-%d %H:%M:%S")
     long_tail = ",1.100000000000,1.200000000000,1.000000000000,1.100000000000,1000000,100000,1\n"
@@ -452,7 +452,7 @@ def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path):
     path = tmp_path / "mixed.csv"
     path.write_text(GENERIC_HEADER + "".join(rows))
     bars = load_csv(path)
-    assert len(bars) == len(rows) > data._row_capacity(path)
+    assert len(bars) == len(rows) > _row_capacity(path)
     pd.testing.assert_frame_equal(bars, _slow_path_frame(path))
 
 

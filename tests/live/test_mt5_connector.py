@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backtest.data import load_csv, load_from_terminal, save_csv
+from backtest.data import load_csv, save_csv
+from backtest.terminal_history import load_from_terminal
 from live.broker_types import RETRYABLE_RETCODES, SUCCESS_RETCODES
 from live.errors import (
     BrokerError,
