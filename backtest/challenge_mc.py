@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from backtest.broker_clock import BrokerZone
-from backtest.challenge import trading_day_labels
+from backtest.challenge_path import trading_day_labels
 from backtest.fills import low_first
 from backtest.prop_rules import Preset
 from backtest.results import BacktestResult

@@ -8,8 +8,9 @@ import sys
 
 import pandas as pd
 
-from backtest.challenge import ChallengeReport, evaluate
+from backtest.challenge import evaluate
 from backtest.challenge_mc import PassProbability, pass_probability
+from backtest.challenge_report import ChallengeReport
 from backtest.errors import UsageError
 from backtest.grid_job import Challenge
 from backtest.prop_rules import Preset, PresetError, load_preset

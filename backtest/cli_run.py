@@ -29,7 +29,7 @@ from backtest.strategy import Strategy, create_strategy, strategy_warmup
 from backtest.symbols import SymbolSpec
 
 if TYPE_CHECKING:
-    from backtest.challenge import ChallengeReport
+    from backtest.challenge_report import ChallengeReport
     from backtest.prop_rules import Preset
 
 EXIT_OK, EXIT_FAILURE = 0, 1
