@@ -174,8 +174,11 @@ class BrokerZone:
     def local_times(self, utc: pd.Series | pd.DatetimeIndex) -> pd.Series:
         """The broker's wall clock (naive datetimes) for tz-aware UTC times."""
         nanos = pd.DatetimeIndex(utc).as_unit("ns").asi8
-        shift = self.offsets(nanos // 1_000_000_000) * 1_000_000_000
-        wall = (nanos + shift).view("datetime64[ns]")
+        if self.fixed:  # one shift for every bar: no array of offsets
+            wall = (nanos + self.shift * 1_000_000_000).view("datetime64[ns]")
+        else:
+            shift = self.offsets(nanos // 1_000_000_000) * 1_000_000_000
+            wall = (nanos + shift).view("datetime64[ns]")
         if isinstance(utc, pd.Series):
             return pd.Series(wall, index=utc.index, name=utc.name)
         return pd.Series(wall)

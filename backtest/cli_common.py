@@ -94,14 +94,16 @@ def symbol_from_path(path: Path | None) -> str | None:
 
 
 def slice_dates(bars: pd.DataFrame, date_from: str | None, date_to: str | None) -> pd.DataFrame:
-    mask = pd.Series(True, index=bars.index)
-    for text, keep in (
-        (date_from, lambda t: bars["time"] >= t),
-        (date_to, lambda t: bars["time"] <= t),
-    ):
-        if text:
-            mask &= keep(parse_utc(text))
-    sliced = bars.loc[mask].reset_index(drop=True)
+    sliced = bars  # no dates: no copy of a million bars for nothing
+    if date_from or date_to:
+        mask = pd.Series(True, index=bars.index)
+        for text, keep in (
+            (date_from, lambda t: bars["time"] >= t),
+            (date_to, lambda t: bars["time"] <= t),
+        ):
+            if text:
+                mask &= keep(parse_utc(text))
+        sliced = bars.loc[mask].reset_index(drop=True)
     if len(sliced) < 2:
         raise UsageError(f"fewer than 2 bars between --from {date_from} and --to {date_to}")
     return sliced

@@ -28,10 +28,11 @@ def read_generic_fast(
     """pyarrow's multithreaded reader for well-formed files; None sends the file down the
     slower path, whose messages name the bad line.
 
-    Declared types first (ISO times to the second, float prices, integer counts), streamed
-    batch by batch into the columns: three times faster than letting pyarrow infer the types,
-    and the file is never held twice. A file they do not fit is read again whole with
-    inference; one that fails that too goes down the slow path.
+    Declared types first (ISO times to the second, float prices, integer counts): three
+    times faster than letting pyarrow infer the types. A file up to WHOLE_FILE_BYTES is read
+    whole, on all cores at once; a larger one is streamed batch by batch into the columns,
+    so it is never held twice. A file the declared types do not fit is read again whole
+    with inference; one that fails that too goes down the slow path.
     """
     try:
         import pyarrow as pa
@@ -41,7 +42,10 @@ def read_generic_fast(
     source = path if encoding == "utf-8" else utf8_source(path.read_bytes(), encoding)
     read_options = pacsv.ReadOptions(column_names=names, skip_rows=1, block_size=_BLOCK_BYTES)
     try:
-        frame = _stream_declared(source, read_options, wanted, tz, _row_capacity(path))
+        if path.stat().st_size <= WHOLE_FILE_BYTES:
+            frame = _read_declared(source, read_options, wanted, tz)
+        else:
+            frame = _stream_declared(source, read_options, wanted, tz, _row_capacity(path))
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         frame = None
     if frame is not None:
@@ -65,6 +69,43 @@ def read_generic_fast(
 
 
 _BLOCK_BYTES = 1 << 20  # per batch: pyarrow's default, work enough for its threads
+# Read whole up to here (about 2M bars): faster than streaming (a million H1 bars, 0.2 s
+# against 0.28 s on 2 cores), at the cost of the arrow table beside the frame for a moment.
+WHOLE_FILE_BYTES = 128 << 20
+
+
+def _declared_options(wanted: list[str]) -> object:
+    """Convert options with each bar column's type declared (ISO times to the second)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    declared = {c: pa.timestamp("s") if c == "time" else pa.float64() if c in PRICE_COLUMNS
+                else pa.int64() for c in wanted}  # fmt: skip
+    return pacsv.ConvertOptions(
+        include_columns=wanted, column_types=declared, timestamp_parsers=[pacsv.ISO8601]
+    )
+
+
+def _read_declared(source: object, read_options: object, wanted: list[str], tz: str
+                   ) -> pd.DataFrame | None:  # fmt: skip
+    """The whole file read at once with the declared types; None when it holds an empty
+    field or a time pandas cannot hold (the slow path names the line)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    table = pacsv.read_csv(
+        source,
+        read_options=read_options,
+        convert_options=_declared_options(wanted),
+        memory_pool=pa.system_memory_pool(),
+    )
+    if table.num_rows == 0 or any(table.column(c).null_count for c in wanted):
+        return None
+    if not _holdable(table.column("time")):
+        return None
+    only_reference = [table]  # handed over, so the conversion can free column by column
+    del table
+    return _arrow_to_frame(only_reference, tz)
 
 
 def _row_capacity(path: Path) -> int:
@@ -84,14 +125,10 @@ def _stream_declared(source: object, read_options: object, wanted: list[str], tz
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    declared = {c: pa.timestamp("s") if c == "time" else pa.float64() if c in PRICE_COLUMNS
-                else pa.int64() for c in wanted}  # fmt: skip
     reader = pacsv.open_csv(
         source,
         read_options=read_options,
-        convert_options=pacsv.ConvertOptions(
-            include_columns=wanted, column_types=declared, timestamp_parsers=[pacsv.ISO8601]
-        ),
+        convert_options=_declared_options(wanted),
         memory_pool=pa.system_memory_pool(),
     )
     columns = {c: np.empty(capacity, dtype=np.int64 if c == "time" else _declared_numpy(c))
@@ -172,7 +209,9 @@ def _arrow_to_frame(only_reference: list, tz: str) -> pd.DataFrame:
     for name in list(table.column_names):
         chunks = table.column(name).chunks
         table = table.drop_columns([name])
-        if name == "time":
+        if name == "time" and str(chunks[0].type) == "timestamp[s]":  # seconds: the quick way
+            columns[name] = np.concatenate([c.cast("int64").to_numpy() for c in chunks])
+        elif name == "time":
             columns[name] = np.concatenate([c.to_numpy() for c in chunks]).astype("datetime64[s]")
         else:
             columns[name] = np.concatenate([c.to_numpy() for c in chunks])

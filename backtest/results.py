@@ -173,10 +173,7 @@ class BacktestResult:
             "exit_reason",
             "position",
         ]
-        frame = self.trades.iloc[start:stop].loc[:, columns].copy()
-        for column in ("entry_time", "exit_time"):
-            seconds = pd.DatetimeIndex(frame[column]).tz_convert(None).to_numpy("datetime64[s]")
-            frame[column] = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
+        trades = self.trades.iloc[start:stop]
         # the encoder prints the shortest text that reads back as the rounded double
         decimals = {
             "entry_price": price_decimals,
@@ -185,7 +182,25 @@ class BacktestResult:
             "volume": 4,
             "pnl": 2,
         }
-        for column, places in decimals.items():
-            frame[column] = frame[column].to_numpy(dtype=float).round(places)
+        data: dict[str, object] = {}
+        for column in columns:
+            values = trades[column]
+            if column in ("entry_time", "exit_time"):
+                seconds = pd.DatetimeIndex(values).tz_convert(None).to_numpy("datetime64[s]")
+                text = np.char.add(np.datetime_as_string(seconds, unit="s"), "+00:00")
+                data[column] = _python_strings(text)
+            elif column in decimals:
+                data[column] = values.to_numpy(dtype=float).round(decimals[column])
+            elif isinstance(values.dtype, pd.CategoricalDtype):
+                data[column] = _python_strings(np.asarray(values.astype(object)))
+            else:
+                data[column] = values.to_numpy()
+        frame = pd.DataFrame(data, copy=False)
         # double_precision counts decimal places: more than the rounding would print noise
         return frame.to_json(orient="records", double_precision=max(price_decimals, 4))
+
+
+def _python_strings(values: np.ndarray) -> pd.Series:
+    """Strings kept as Python objects: the JSON encoder reads them as they are, where
+    pandas' own string columns would first be built, then converted back for it."""
+    return pd.Series(values.astype(object), dtype=object, copy=False)

@@ -87,6 +87,17 @@ def test_save_and_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".out.csv.*"))  # no temporary file left behind
 
 
+@pytest.fixture(params=["whole", "streamed"])
+def arrow_read(request, monkeypatch):
+    """Both ways pyarrow reads a well-formed file: whole (up to WHOLE_FILE_BYTES), or
+    streamed batch by batch (a larger file; here any file, the limit set to nothing)."""
+    import backtest.csv_arrow as csv_arrow
+
+    if request.param == "streamed":
+        monkeypatch.setattr(csv_arrow, "WHOLE_FILE_BYTES", 0)
+    return request.param
+
+
 BAD_ROWS = {
     "missing value": ("2024-01-01 01:00:00,1.1,,1.0,1.1,1,1,0\n", "missing value in column high"),
     "not a number": (
@@ -117,7 +128,7 @@ BAD_ROWS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_ROWS))
-def test_bad_rows_are_named_by_file_and_line(tmp_path, case):
+def test_bad_rows_are_named_by_file_and_line(tmp_path, case, arrow_read):
     row, message = BAD_ROWS[case]
     path = tmp_path / "bad.csv"
     good = "2024-01-01 00:00:00,1.1,1.2,1.0,1.1,1,1,0\n"
@@ -427,9 +438,9 @@ def _slow_path_frame(path: Path, tz: str = "UTC") -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("tz", ["UTC", "Europe/Athens", "NY+7"])
-def test_a_file_streamed_in_many_batches_equals_the_reference_reader(tmp_path, tz):
-    """Many 1 MB batches into the reserved columns, times on another clock too: the same
-    frame as pandas' reader gives."""
+def test_a_file_read_whole_or_in_many_batches_equals_the_reference_reader(tmp_path, tz, arrow_read):
+    """Read whole, or in many 1 MB batches into the reserved columns, times on another clock
+    too: the same frame as pandas' reader gives."""
     from backtest.synthetic import generate_bars
 
     bars = generate_bars("EURUSD", "M1", 40_000, seed=9)  # about 2.4 MB: three batches
@@ -440,11 +451,13 @@ def test_a_file_streamed_in_many_batches_equals_the_reference_reader(tmp_path, t
         pd.testing.assert_frame_equal(streamed, bars)
 
 
-def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path):
+def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path, monkeypatch):
     """The columns are reserved from the first block's line length; a file whose later
     lines are far shorter holds more rows than that, and the columns grow."""
+    import backtest.csv_arrow as csv_arrow
     from backtest.csv_arrow import _row_capacity
 
+    monkeypatch.setattr(csv_arrow, "WHOLE_FILE_BYTES", 0)  # streamed, as a large file is
     times = pd.date_range("2024-01-01", periods=60_000, freq="min").strftime("%Y-%m-%d %H:%M:%S")
     long_tail = ",1.100000000000,1.200000000000,1.000000000000,1.100000000000,1000000,100000,1\n"
     rows = [f"{time}{long_tail}" for time in times[:20_000]]
@@ -456,9 +469,9 @@ def test_short_lines_after_long_ones_outgrow_the_estimate(tmp_path):
     pd.testing.assert_frame_equal(bars, _slow_path_frame(path))
 
 
-def test_a_late_value_that_breaks_the_declared_types_is_still_read(tmp_path):
-    """A count written as 5.0 deep in the file fails the declared integer column mid-stream:
-    the file is read again with inference and gives the same bars."""
+def test_a_late_value_that_breaks_the_declared_types_is_still_read(tmp_path, arrow_read):
+    """A count written as 5.0 deep in the file fails the declared integer column (whole, or
+    mid-stream): the file is read again with inference and gives the same bars."""
     rows = [
         f"2024-01-01 {h:02d}:{m:02d}:00,1.1,1.2,1.0,1.1,5,1,0\n"
         for h in range(24)
