@@ -41,7 +41,7 @@ from bench.invariants import check_orders, print_verdict  # noqa: E402
 from live.audit_chain import GENESIS_HASH, key_file_for, load_key, row_hash  # noqa: E402
 from live.audit_reader import AuditReader  # noqa: E402
 from live.audit_schema import CHAINED_TABLES, COLUMNS  # noqa: E402
-from live.mt5_results import to_local  # noqa: E402
+from live.mt5_connector import to_local  # noqa: E402
 from live.sim_terminal.launch import ServedSim, start_served_sim  # noqa: E402
 
 MAGIC = 240_601

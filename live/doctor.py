@@ -26,8 +26,7 @@ from live.instance_lock import (
     holder_of,
     needs_account_lock,
 )
-from live.mt5_connector import MT5Connector
-from live.mt5_symbols import FILLING_NAMES
+from live.mt5_connector import FILLING_NAMES, MT5Connector
 
 # What the common failures to connect mean (last_error codes and texts users meet).
 CONNECT_HINTS = (

@@ -1,9 +1,10 @@
 """MT5Connector: the connector, the only code that calls an MT5 API (official package,
 mt5linux or simulator). It owns the link (connect, log in, reconnect with backoff) and every
-call; its siblings are part of it and are used by it alone: live.mt5_backends (which API, and
+call; its siblings are part of it, and only it calls them: live.mt5_backends (which API, and
 the simulator's extras), live.mt5_symbols (Market Watch, symbol specs, filling modes, through
 the connector's calls), live.mt5_results (results copied into records) and live.mt5_errors
-(what a failure means).
+(what a failure means). Other modules import their names (constants, conversions) through
+this module.
 
 Every call is serialised (the API keeps one pipe and one global error slot), every failure
 becomes a typed error from live.errors carrying the `last_error()` code or the trade return

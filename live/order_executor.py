@@ -91,10 +91,14 @@ class OrderExecutor:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._now = now
-        self.stats = ExecutionStats()
-        self.records = OrderRecords(broker, audit, self.stats)
+        self.records = OrderRecords(broker, audit, ExecutionStats())
         self.lookup = OrderLookup(broker, audit, magic=config.magic_number, now=now)
         self.reconciler = OrderReconciler(self.lookup, self.records)
+
+    @property
+    def stats(self) -> ExecutionStats:
+        """This session's counters: one object, the records' own (they count outcomes)."""
+        return self.records.stats
 
     @property
     def audit(self) -> AuditLogger:
@@ -104,6 +108,7 @@ class OrderExecutor:
     @audit.setter
     def audit(self, audit: AuditLogger) -> None:
         self.records.audit = audit
+        self.lookup.audit = audit  # it matches positions against the same log
 
     # ------------------------------------------------------------ public
 

@@ -22,7 +22,11 @@ class OrderReconciler:
     def __init__(self, lookup: OrderLookup, records: OrderRecords) -> None:
         self.lookup = lookup
         self.records = records
-        self.stats = records.stats
+
+    @property
+    def stats(self):
+        """The executor's counters (its records' own: one object)."""
+        return self.records.stats
 
     def reconcile_pending(self) -> list[ExecutionResult]:
         """At start-up: give every order left unfinished in the audit log a broker outcome."""
