@@ -30,6 +30,8 @@ def load_bars_from_args(args: argparse.Namespace) -> tuple[pd.DataFrame, SymbolS
     try:
         if args.data is not None:
             bars = load_csv(args.data, tz=args.tz, cache=bar_cache_of(args))
+            if len(bars) < 2:
+                raise UsageError(f"{args.data}: {len(bars)} bar; a backtest needs at least 2")
             if args.timeframe:
                 bars = resample_bars(bars, args.timeframe, broker_zone(args))
         else:
@@ -105,7 +107,10 @@ def slice_dates(bars: pd.DataFrame, date_from: str | None, date_to: str | None) 
                 mask &= keep(parse_utc(text))
         sliced = bars.loc[mask].reset_index(drop=True)
     if len(sliced) < 2:
-        raise UsageError(f"fewer than 2 bars between --from {date_from} and --to {date_to}")
+        between = " and ".join(f"{option} {value}" for option, value in
+                               (("--from", date_from), ("--to", date_to)) if value)  # fmt: skip
+        raise UsageError(f"{len(sliced)} bar(s) {'within ' + between if between else 'in all'}; "
+                         "a backtest needs at least 2")  # fmt: skip
     return sliced
 
 

@@ -152,15 +152,12 @@ def write_result_json(
     Prices are rounded to the fill precision (the symbol's digits, one more when half-spreads
     split a point), money to cents.
     """
-    setup = {k: v for k, v in vars(config).items() if k not in ("sizing", "rules")}
-    setup["sizing"] = config.sizing.describe()
-    setup["rules"] = config.rules.describe()
     head = json.dumps(
         {
             "symbol": result.symbol,
             "strategy": result.strategy,
             "params": strategy.params,
-            "config": setup,
+            "config": config.describe(),
             "stats": stats_for_output(result.stats),
             **({"challenge": challenge.as_dict()} if challenge is not None else {}),
         },

@@ -46,8 +46,8 @@ def read_generic_fast(
             frame = _read_declared(source, read_options, wanted, tz)
         else:
             frame = _stream_declared(source, read_options, wanted, tz, _row_capacity(path))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        frame = None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+        frame = None  # ValueError: a local time the clock skips or shows twice, unresolved
     if frame is not None:
         return frame
     if isinstance(source, io.BytesIO):
@@ -65,7 +65,10 @@ def read_generic_fast(
         return None
     only_reference = [table]  # handed over, so the conversion can free column by column
     del table
-    return _arrow_to_frame(only_reference, tz)
+    try:
+        return _arrow_to_frame(only_reference, tz)
+    except ValueError:  # a local time the clock skips or shows twice: the slow path names it
+        return None
 
 
 _BLOCK_BYTES = 1 << 20  # per batch: pyarrow's default, work enough for its threads
@@ -185,7 +188,8 @@ def _holdable(times: object) -> bool:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    seconds = pc.cast(times, pa.timestamp("s")).cast(pa.int64())
+    # truncated to the second (safe=False): a fraction of a second never decides the range
+    seconds = pc.cast(times, pa.timestamp("s"), safe=False).cast(pa.int64())
     low, high = pc.min_max(seconds).values()
     return low.as_py() >= -LAST_SECOND and high.as_py() <= LAST_SECOND
 
@@ -204,19 +208,28 @@ def _arrow_to_frame(only_reference: list, tz: str) -> pd.DataFrame:
     """The table in `only_reference` (emptied: nothing else may hold it) as bars, one column
     at a time, each arrow column let go once copied into numpy. (pyarrow's `to_pandas` took
     ten times as long on a million rows.)"""
+    import pyarrow as pa
+
     table = only_reference.pop()
     columns: dict[str, np.ndarray] = {}
+    clock = tz
     for name in list(table.column_names):
         chunks = table.column(name).chunks
         table = table.drop_columns([name])
-        if name == "time" and str(chunks[0].type) == "timestamp[s]":  # seconds: the quick way
+        kind = chunks[0].type
+        if name == "time" and getattr(kind, "tz", None):
+            # written with Z or an offset: instants already, whatever clock --tz names
+            clock = "UTC"
+            utc = pa.timestamp("ns", tz="UTC")
+            columns[name] = np.concatenate([c.cast(utc).to_numpy() for c in chunks])
+        elif name == "time" and str(kind) == "timestamp[s]":  # seconds: the quick way
             columns[name] = np.concatenate([c.cast("int64").to_numpy() for c in chunks])
         elif name == "time":
-            columns[name] = np.concatenate([c.to_numpy() for c in chunks]).astype("datetime64[s]")
+            columns[name] = np.concatenate([c.to_numpy() for c in chunks])
         else:
             columns[name] = np.concatenate([c.to_numpy() for c in chunks])
         del chunks  # frees this column's arrow buffers
-    return _columns_to_frame(columns, tz)
+    return _columns_to_frame(columns, clock)
 
 
 def _utc_times(times: np.ndarray, tz: str) -> object:
@@ -225,7 +238,8 @@ def _utc_times(times: np.ndarray, tz: str) -> object:
     if tz == "UTC" and times.dtype == np.int64:
         times *= 1_000_000_000  # every time was checked to fit (_holdable)
         return pd.DatetimeIndex(times.view("datetime64[ns]"), copy=False).tz_localize("UTC").array
-    naive = pd.Series(pd.DatetimeIndex(times.astype("datetime64[s]", copy=False)))
+    unit = "datetime64[s]" if times.dtype == np.int64 else "datetime64[ns]"  # whole seconds
+    naive = pd.Series(pd.DatetimeIndex(times.astype(unit, copy=False)))
     return localize_times(naive, tz).dt.tz_convert("UTC").dt.as_unit("ns").array
 
 

@@ -122,6 +122,7 @@ def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFra
             "time,open,high,low,close[,tick_volume,spread,real_volume] or an MT5 export "
             "with <DATE>\\t<TIME>\\t<OPEN>..."
         )
+    _refuse_clashing_columns(path, header, names)
     wanted = [c for c in BAR_COLUMNS if c in names]
     fast = read_generic_fast(path, encoding, names, wanted, tz)
     if fast is not None:
@@ -143,6 +144,22 @@ def _read_generic(path: Path, encoding: str, header: str, tz: str) -> pd.DataFra
     _refuse_implicit_index(lines, table, len(names))
     times = _parse_generic_times(lines, table["time"], tz)
     return _assemble(lines, table, times)
+
+
+def _refuse_clashing_columns(path: Path, header: str, names: list[str]) -> None:
+    """Two headers naming the same bar column (Volume and tick_volume; Date and Time): which
+    one to read is a guess, so neither is."""
+    cells = [c.strip().strip('"').strip() for c in header.split(",")]
+    for column in BAR_COLUMNS:
+        clash = [cell for cell, name in zip(cells, names, strict=True) if name == column]
+        if len(clash) > 1:
+            hint = (
+                "; join the date and the time of day into one column (2024-01-02 10:00:00)"
+                if column == "time"
+                else "; keep one of them"
+            )
+            both = " and ".join(repr(cell) for cell in clash)
+            raise DataError(f"{path}: columns {both} both read as {column}{hint}")
 
 
 def _parse_error(path: Path, exc: Exception, n_columns: int, kind: str) -> DataError:
@@ -207,7 +224,7 @@ def _read_mt5(path: Path, raw: bytes, encoding: str, header: str, tz: str) -> pd
         fmt = "%Y.%m.%d"
     parsed = pd.to_datetime(stamp, format=fmt, errors="coerce")
     _fail_on_unparsed(lines, stamp, parsed, "time")
-    return _assemble(lines, table, _to_utc(path, parsed, tz))
+    return _assemble(lines, table, _to_utc(lines, parsed, tz))
 
 
 def _parse_generic_times(lines: _Lines, column: pd.Series, tz: str) -> pd.Series:
@@ -224,17 +241,31 @@ def _parse_generic_times(lines: _Lines, column: pd.Series, tz: str) -> pd.Series
     except ValueError:  # mixed offsets: let UTC sort them out
         parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     _fail_on_unparsed(lines, text, parsed, "time")
-    return _to_utc(lines.path, parsed, tz)
+    return _to_utc(lines, parsed, tz)
 
 
-def _to_utc(path: Path, times: pd.Series, tz: str) -> pd.Series:
+def _to_utc(lines: _Lines, times: pd.Series, tz: str) -> pd.Series:
     if times.dt.tz is not None:
         return times.dt.tz_convert("UTC")
     try:
         localized = localize_times(times, tz)
     except Exception as exc:  # pytz/zoneinfo raise several types for bad zones and DST
-        raise DataError(f"{path}: cannot read times in timezone {tz!r}: {exc}") from None
+        raise _clock_error(lines, times, tz, exc) from None
     return localized.dt.tz_convert("UTC")
+
+
+def _clock_error(lines: _Lines, times: pd.Series, tz: str, exc: Exception) -> DataError:
+    """The refusal of naive times the clock `tz` cannot place, naming the line of a time
+    that clock shows twice (its clocks go back) where the file shows it once."""
+    once = re.search(r"Cannot infer dst time from (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)", str(exc))
+    if once:
+        rows = np.flatnonzero(times.to_numpy() == np.datetime64(once.group(1)))
+        if len(rows):
+            return DataError(
+                f"{lines.at(int(rows[0]))}: time {once.group(1)} is shown once, but on the "
+                f"clock {tz!r} that hour comes twice (its clocks go back): is --tz right?"
+            )
+    return DataError(f"{lines.path}: cannot read times in timezone {tz!r}: {exc}")
 
 
 def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column: str) -> None:

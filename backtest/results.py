@@ -75,6 +75,13 @@ class BacktestConfig:
         if self.spread_mode not in SPREAD_MODES:
             raise UsageError(f"spread_mode must be one of {SPREAD_MODES}, got {self.spread_mode!r}")
 
+    def describe(self) -> dict[str, object]:
+        """The settings as plain values (JSON-ready), sizing and trading rules described."""
+        setup = {k: v for k, v in vars(self).items() if k not in ("sizing", "rules")}
+        setup["sizing"] = self.sizing.describe()
+        setup["rules"] = self.rules.describe()
+        return setup
+
 
 @dataclass(frozen=True)
 class TradeArrays:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from backtest.engine import BacktestConfig
@@ -45,6 +46,7 @@ from backtest.metrics import LOWER_IS_BETTER
 from backtest.optimize import (
     Challenge,
     GridError,
+    GridJob,
     check_request,
     evaluate_combinations,
     prepare_job,
@@ -86,7 +88,7 @@ def run_search(
     bars, job = prepare_job(bars, strategy_cls, spec, config, fixed_params, challenge, other_bars)
     budget = min(trials, math.prod(len(values) for values in grid.values()))
     start = max(2, round(START_SHARE * budget))
-    name = study_name(strategy_cls, grid, fixed_params, metric, bars, spec, min_trades)
+    name = study_name(strategy_cls, grid, metric, bars, job, min_trades)
     study = _open_study(name, study_path, metric, seed, start)
     goal = _Goal(metric, min_trades)
     plan = _Plan(grid, budget, start, budget - round(REFINE_SHARE * budget),
@@ -104,7 +106,7 @@ def run_search(
         stalled = not new and not stalled  # TPE asked only for what it had: walk a round
     kept = [(attrs["params"], attrs["stats"]) for attrs in known.values() if goal.met(attrs)]
     if not kept:
-        raise GridError(f"none of the {len(known)} trials gave a {metric} to rank by")
+        raise GridError(_nothing_ranked(known, goal))
     table = results_table(kept, list(grid), metric, len(kept))
     table.attrs["trials"] = len(known)
     return table
@@ -113,24 +115,36 @@ def run_search(
 def study_name(
     strategy_cls: type[Strategy],
     grid: dict[str, list[Any]],
-    fixed: dict[str, Any] | None,
     metric: str,
     bars: pd.DataFrame,
-    spec: SymbolSpec,
+    job: GridJob,
     min_trades: int = 0,
 ) -> str:
-    """The study's name in its file: the strategy and metric readable, the space, the fixed
-    parameters, the minimum of trades (when set) and the data (symbol, count, first and
-    last bar) as a digest."""
+    """The study's name in its file: the strategy and metric readable, then a digest of
+    everything a trial's result depends on: the space, the fixed parameters, the settings
+    (costs, sizing, trading rules, an account-rules preset), the minimum of trades (when
+    set) and the data (the symbol, and every bar's time and prices, its own and those of
+    the other symbols it reads). A study resumed is the same request on the same data."""
     request = {
         "grid": grid,
-        "fixed": fixed or {},
-        "bars": [spec.name, len(bars), str(bars["time"].iloc[0]), str(bars["time"].iloc[-1])],
+        "fixed": job.fixed,
+        "settings": job.config.describe(),
+        "challenge": repr(job.challenge) if job.challenge is not None else None,
+        "bars": [job.spec.name, _bars_digest(bars)],
+        "other_bars": {s: _bars_digest(b) for s, b in sorted((job.other_bars or {}).items())},
     }
     if min_trades:
         request["min_trades"] = min_trades
     digest = hashlib.sha1(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
     return f"{strategy_cls.__name__}-{metric}-{digest[:12]}"
+
+
+def _bars_digest(bars: pd.DataFrame) -> str:
+    """A digest of the bars' times and prices (a million bars: about 0.1 s)."""
+    digest = hashlib.sha1(pd.DatetimeIndex(bars["time"]).asi8.tobytes())
+    for column in ("open", "high", "low", "close"):
+        digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype=float)).view(np.uint8))
+    return digest.hexdigest()
 
 
 def _open_study(name: str, study_path: str | Path | None, metric: str, seed: int, start: int):
@@ -142,13 +156,34 @@ def _open_study(name: str, study_path: str | Path | None, metric: str, seed: int
     with warnings.catch_warnings():  # multivariate TPE is experimental in Optuna 4
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=start)
-    return optuna.create_study(
-        study_name=name,
-        storage=f"sqlite:///{Path(study_path).resolve()}" if study_path else None,
-        load_if_exists=True,
-        direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
-        sampler=sampler,
-    )
+    try:
+        if study_path:
+            Path(study_path).resolve().parent.mkdir(parents=True, exist_ok=True)
+        return optuna.create_study(
+            study_name=name,
+            storage=f"sqlite:///{Path(study_path).resolve()}" if study_path else None,
+            load_if_exists=True,
+            direction="minimize" if metric in LOWER_IS_BETTER else "maximize",
+            sampler=sampler,
+        )
+    except Exception as exc:  # SQLAlchemy's and Optuna's storage errors, OSError
+        reason = " ".join(str(exc).split("\n")[0].split())[:200]
+        raise GridError(
+            f"--study {study_path}: cannot keep an Optuna study there: {reason}"
+        ) from None
+
+
+def _nothing_ranked(known: dict[str, dict[str, Any]], goal: _Goal) -> str:
+    """Why none of the combinations run can be ranked: refused, too few trades, no value."""
+    refused = [attrs["refused"] for attrs in known.values() if "refused" in attrs]
+    stats = [attrs["stats"] for attrs in known.values() if "stats" in attrs]
+    few = sum((s.get("n_trades") or 0) < goal.min_trades for s in stats)
+    reasons = [f"{len(refused)} refused by the strategy (e.g. {refused[0]})"] if refused else []
+    if few:
+        reasons.append(f"{few} with fewer than --min-trades {goal.min_trades} trades")
+    if len(stats) - few:
+        reasons.append(f"{len(stats) - few} without a {goal.metric}")
+    return f"none of the {len(known)} combinations run can be ranked: " + "; ".join(reasons)
 
 
 @dataclass(frozen=True)

@@ -483,3 +483,83 @@ def test_a_late_value_that_breaks_the_declared_types_is_still_read(tmp_path, arr
     bars = load_csv(path)
     assert len(bars) == len(rows)
     assert bars["tick_volume"].dtype == np.int64 and (bars["tick_volume"] == 5).all()
+
+
+AWARE_TIMES = {
+    "z": ["2024-01-02T10:00:00Z", "2024-01-02T11:00:00Z", "2024-01-02T12:00:00Z"],
+    "offset": ["2024-01-02T12:00:00+02:00", "2024-01-02T13:00:00+02:00", "2024-01-02 14:00+0200"],
+    "mixed": [
+        "2024-03-31T01:00:00+01:00",
+        "2024-03-31T03:00:00+02:00",
+        "2024-03-31T04:00:00+02:00",
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(AWARE_TIMES))
+@pytest.mark.parametrize("tz", ["UTC", "UTC+2", "Europe/Athens", "NY+7"])
+def test_times_that_carry_their_offset_ignore_the_tz_option(tmp_path, case, tz, arrow_read):
+    """`--tz` says how to read naive times; a time written with Z or an offset already says
+    when it was, on every path and whatever --tz says."""
+    path = tmp_path / "aware.csv"
+    path.write_text("time,open,high,low,close\n"
+                    + "".join(f"{t},1.1,1.2,1.0,1.1\n" for t in AWARE_TIMES[case]))  # fmt: skip
+    bars = load_csv(path, tz=tz)
+    expected = pd.to_datetime(AWARE_TIMES[case], utc=True, format="mixed")
+    assert list(bars["time"]) == list(expected)
+    pd.testing.assert_frame_equal(bars, _slow_path_frame(path, tz))
+
+
+@pytest.mark.parametrize(
+    ("rows", "tz", "message"),
+    [
+        (["2023-01-06 02:00:00", "2023-01-06 03:00:00.250"], "UTC", "line 3"),
+        (
+            ["2023-10-29 02:00:00", "2023-10-29 03:00:00", "2023-10-29 04:00:00"],
+            "Europe/Athens",
+            "line 3",
+        ),
+    ],
+    ids=["fractional-second", "ambiguous-once"],
+)
+def test_times_the_fast_path_cannot_take_go_the_slow_way(tmp_path, rows, tz, message, arrow_read):
+    """A time with a fraction of a second, or a local time the clocks show twice that the
+    file shows once: read as the slow path reads it, or refused naming the line; never a
+    traceback."""
+    path = tmp_path / "odd.csv"
+    path.write_text("time,open,high,low,close\n" + "".join(f"{t},1.1,1.2,1.0,1.1\n" for t in rows))
+    try:
+        expected = _slow_path_frame(path, tz)
+    except DataError as refused:
+        with pytest.raises(DataError, match=message) as info:
+            load_csv(path, tz=tz)
+        assert str(info.value) == str(refused)
+    else:
+        pd.testing.assert_frame_equal(load_csv(path, tz=tz), expected)
+
+
+@pytest.mark.parametrize(
+    ("header", "names"),
+    [
+        ("time,open,high,low,close,Volume,tick_volume", "'Volume' and 'tick_volume'"),
+        ("Date,Time,Open,High,Low,Close", "'Date' and 'Time'"),
+    ],
+)
+def test_two_columns_read_as_one_are_refused_naming_both(tmp_path, header, names):
+    path = tmp_path / "two.csv"
+    row = "2024-01-02 10:00:00,1.1,1.2,1.0,1.1,5,6" if "Volume" in header else (
+        "2024-01-02,10:00:00,1.1,1.2,1.0,1.1")  # fmt: skip
+    path.write_text(f"{header}\n{row}\n")
+    with pytest.raises(DataError, match=f"columns {names} both"):
+        load_csv(path)
+
+
+def test_a_file_of_one_bar_is_named(tmp_path, capsys):
+    from backtest.cli import main
+
+    path = tmp_path / "one.csv"
+    path.write_text(GENERIC_HEADER + "2024-01-02 10:00:00,1.1,1.2,1.0,1.1,1,1,0\n")
+    args = ["run", "--strategy", "backtest/strategies/sma_cross.py", "--data", str(path)]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert str(path) in error and "1 bar" in error and "None" not in error

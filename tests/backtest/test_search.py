@@ -11,8 +11,9 @@ import pytest
 
 from backtest.cli import main
 from backtest.engine import BacktestConfig
-from backtest.optimize import GridError, parse_grid, run_grid
+from backtest.optimize import GridError, parse_grid, prepare_job, run_grid
 from backtest.search import REFINE_SHARE, START_SHARE, run_search, study_name
+from backtest.sizing import Sizing
 from backtest.strategies.sma_cross import SmaCross
 from backtest.strategy import get_strategy_from_file
 from backtest.symbols import get_symbol_spec
@@ -36,6 +37,14 @@ def case():
     cls = get_strategy_from_file(SMA)
     grid = parse_grid(cls, ["fast=2:40:2", "slow=10:200:10"])  # fast >= slow refused
     return generate_bars("EURUSD", "H1", 6_000, seed=3), cls, grid
+
+
+def name_of(case) -> str:
+    """The study name of `search(case)` with its default settings."""
+    bars, cls, grid = case
+    return study_name(
+        cls, grid, "sharpe", *prepare_job(bars, cls, SPEC, BacktestConfig(), None, None)
+    )
 
 
 def search(case, **options):
@@ -74,8 +83,8 @@ def test_it_starts_across_each_axis_and_ends_walking_from_its_best(case, tmp_pat
 
     db = tmp_path / "study.db"
     search(case, study_path=db)
-    bars, cls, grid = case
-    name = study_name(cls, grid, None, "sharpe", bars, SPEC)
+    grid = case[2]
+    name = name_of(case)
     trials = optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
     run = [t.user_attrs["params"] for t in trials if "again" not in t.user_attrs]
     assert len(run) == 36
@@ -109,7 +118,7 @@ def test_a_study_in_sqlite_is_resumed(case, tmp_path):
     first = search(case, trials=10, study_path=db)
     assert first.attrs["trials"] == 10
     bars, cls, grid = case
-    name = study_name(cls, grid, None, "sharpe", bars, SPEC)
+    name = name_of(case)
     before = [
         t.params for t in optuna.load_study(study_name=name, storage=f"sqlite:///{db}").trials
     ]
@@ -119,6 +128,15 @@ def test_a_study_in_sqlite_is_resumed(case, tmp_path):
     other_metric = search(case, trials=5, study_path=db, metric="total_return_pct")
     assert other_metric.attrs["trials"] == 5  # another request: another study in the file
     assert search(case, trials=4, study_path=db, min_trades=50).attrs["trials"] == 4
+    # what a trial's result depends on makes another study: costs, sizing, the prices
+    for settings in (BacktestConfig(commission_per_lot=7.0), BacktestConfig(sizing=Sizing(lots=2))):
+        assert search(case, trials=4, study_path=db, config=settings).attrs["trials"] == 4
+    mirrored = bars.assign(**{c: 2 * bars[c].mean() - bars[c] for c in ("open", "close")},
+                           high=2 * bars["high"].mean() - bars["low"],
+                           low=2 * bars["high"].mean() - bars["high"])  # fmt: skip
+    mirrored_case = (mirrored, cls, grid)
+    assert search(mirrored_case, trials=4, study_path=db).attrs["trials"] == 4
+    assert search(case, trials=15, study_path=db).attrs["trials"] == 15  # still itself
 
 
 def test_a_resumed_study_runs_no_combination_again(tmp_path):
@@ -135,10 +153,25 @@ def test_a_resumed_study_runs_no_combination_again(tmp_path):
 def test_too_few_trades_never_win_and_nothing_left_is_an_error(case):
     found = search(case, min_trades=150)
     assert (found["n_trades"] >= 150).all()
-    with pytest.raises(GridError, match="none of the 36 trials gave a sharpe"):
+    with pytest.raises(GridError) as info:
         search(case, min_trades=10**6)
+    said = str(info.value)  # what happened to each of them
+    assert said.startswith("none of the 36 combinations run can be ranked: ")
+    assert "refused by the strategy (e.g. SmaCross" in said and "need 1 <= fast < slow" in said
+    assert "with fewer than --min-trades 1000000 trades" in said
     with pytest.raises(GridError, match="--trials must be at least 1"):
         search(case, trials=0)
+
+
+def test_a_study_file_is_made_where_asked_or_refused_in_one_line(case, tmp_path):
+    made = tmp_path / "new" / "folder" / "study.db"
+    assert search(case, trials=4, study_path=made).attrs["trials"] == 4 and made.is_file()
+    not_sqlite = tmp_path / "notes.db"
+    not_sqlite.write_text("these are my notes, not a database\n" * 100)
+    for bad in (not_sqlite, tmp_path):  # a file of something else, a folder
+        with pytest.raises(GridError, match=f"--study {bad}: cannot keep an Optuna study there"):
+            search(case, trials=4, study_path=bad)
+    assert not_sqlite.read_text().startswith("these are my notes")  # left as it was
 
 
 def test_the_command_line_and_walk_forward_use_it(tmp_path, capsys):
