@@ -254,9 +254,10 @@ def parse_zone(text: str, key: str = "BROKER_TZ") -> BrokerZone:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
+        auto = " or auto" if key == "BROKER_TZ" else ""  # only the trader reads the server's
         raise BrokerZoneError(
             f"{key}: unknown time zone {value!r}; use an IANA name such as Europe/Athens, "
-            "UTC, UTC+2, NY+7 (New York close brokers) or auto"
+            f"UTC, UTC+2 or NY+7 (New York close brokers){auto}"
         ) from None
     return BrokerZone(value, value, 0)
 
