@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from backtest.cli_options import (
@@ -21,7 +23,7 @@ from backtest.cli_options import (
     add_rules_option,
     add_search_options,
 )
-from backtest.errors import BacktestError
+from backtest.errors import BacktestError, UsageError
 
 EXIT_USAGE = 2
 
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_outputs(args)
         return _handler(args.handler)(args)
     except (BacktestError, OSError) as exc:  # a refusal, or a file that cannot be read
         print(f"error: {_one_line(exc)}", file=sys.stderr)
@@ -39,6 +42,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+OUTPUT_OPTIONS = ("json", "report", "csv")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """UsageError before any work when an output asked for cannot be written there (its
+    folder cannot be made, or takes no new file), so a failed run leaves no output behind."""
+    for option in OUTPUT_OPTIONS:
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        path = Path(path)
+        try:
+            if path.is_dir():
+                raise IsADirectoryError(21, "it is a folder")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            os.close(handle)
+            os.unlink(probe)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UsageError(f"--{option} {path}: cannot write there: {reason}") from None
 
 
 def _handler(name: str):

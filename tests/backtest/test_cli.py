@@ -680,3 +680,25 @@ def test_run_on_data_shorter_than_the_warm_up_warns(capsys):
     assert "warning: 20 bars, but SmaCross(fast=10,slow=30) needs 31 to warm up" in err
     assert main(["run", "--strategy", SMA, "--synthetic", "200"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "walkforward", "optimize"])
+def test_an_output_that_cannot_be_written_stops_the_run_before_any_is(command, tmp_path, capsys):
+    """A run asked for two outputs, one of which cannot be written: exit 2 naming it,
+    and the other is not left behind half a result (nothing is written at all)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    good, bad = tmp_path / "out" / "result", blocker / "inside" / "out"
+    outputs = {"run": ["--json", f"{good}.json", "--report", f"{bad}.html"],
+               "walkforward": ["--json", f"{good}.json", "--report", f"{bad}.html",
+                               "--train", "1000", "--test", "500", "--grid", "fast=5,10"],
+               "optimize": ["--csv", f"{bad}.csv", "--grid", "fast=5,10"]}[command]  # fmt: skip
+    args = [command, "--strategy", SMA, "--synthetic", "2500", "--no-progress", *outputs]
+    if command == "run":
+        args.remove("--no-progress")
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    flag = "--csv" if command == "optimize" else "--report"
+    assert error.startswith(f"error: {flag} {bad}")
+    assert "cannot write there" in error
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
