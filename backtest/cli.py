@@ -55,16 +55,19 @@ def check_outputs(args: argparse.Namespace) -> None:
         if path is None:
             continue
         path = Path(path)
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
         try:
             if path.is_dir():
                 raise IsADirectoryError(21, "it is a folder")
+            if blocking is not None:
+                raise NotADirectoryError(20, f"{blocking} is a file, not a folder")
             path.parent.mkdir(parents=True, exist_ok=True)
             handle, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
             os.close(handle)
             os.unlink(probe)
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise UsageError(f"--{option} {path}: cannot write there: {reason}") from None
+            raise UsageError(f"cannot write {path}: {reason} (--{option})") from None
 
 
 def _handler(name: str):
