@@ -273,8 +273,10 @@ def _fail_on_unparsed(lines: _Lines, text: pd.Series, parsed: pd.Series, column:
     if bad.any():
         row = int(np.argmax(bad))
         value = text.iloc[row]
-        year = re.match(r"\s*(\d{4})", str(value))
+        year = re.match(r"\s*(\d{4})\D", str(value))  # a date's year, not an epoch's digits
         hint = RANGE_HINT if year and not 1678 <= int(year.group(1)) <= 2261 else ""
+        if re.fullmatch(r"\s*\d{12,}(\.\d*)?\s*|\s*\d{9,11}\.\d*\s*", str(value)):
+            hint = " (epoch times must be whole seconds, as 1704067200)"
         raise DataError(
             f"{lines.at(row)}: cannot read {column} {value!r}{hint}" + more_rows(int(bad.sum()))
         )

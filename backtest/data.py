@@ -126,7 +126,8 @@ def validate_bars(
     line_of: Callable[[int], int] | None = None,
 ) -> None:
     """Raise DataError at the first bad bar: missing values, non-finite or non-positive
-    prices, high/low outside open/close, unsorted or duplicate times. Vectorised.
+    prices, high/low outside open/close, negative counts (spread, volumes), unsorted or
+    duplicate times. Vectorised.
 
     Rows are reported as lines `row + first_line`, or `line_of(row)` when given (a file's
     physical lines, blank ones included).
@@ -156,6 +157,12 @@ def validate_bars(
         if bad.any():
             row = int(np.argmax(bad))
             raise fail(row, describe(row), int(bad.sum()))
+    for column in (c for c in INT_COLUMNS if c in df):  # a negative spread would pay the buyer
+        values = df[column].to_numpy()
+        negative = values < 0
+        if negative.any():
+            row = int(np.argmax(negative))
+            raise fail(row, f"negative {column} {values[row]}", int(negative.sum()))
     seconds = epoch_seconds(df["time"])
     step = np.diff(seconds)
     for bad, what in (

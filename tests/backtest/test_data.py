@@ -120,6 +120,15 @@ BAD_ROWS = {
         "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,5.5,1,0\n",
         "5.5 in column tick_volume is not a whole number",
     ),
+    "negative spread": (
+        "2024-01-01 01:00:00,1.1,1.2,1.0,1.1,1,-3,0\n",
+        "negative spread -3",
+    ),
+    "negative volume": ("2024-01-01 01:00:00,1.1,1.2,1.0,1.1,-5,1,0\n", "negative tick_volume -5"),
+    "epoch milliseconds": (
+        "1704070800000,1.1,1.2,1.0,1.1,1,1,0\n",
+        "cannot read time '1704070800000' (epoch times must be whole seconds",
+    ),
     "past 2262": (
         "2300-01-01 01:00:00,1.1,1.2,1.0,1.1,1,1,0\n",
         "time 2300-01-01T01:00:00+00:00 (outside 1677-09-22 .. 2262-04-11",
