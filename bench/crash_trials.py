@@ -169,7 +169,8 @@ def _settings(
     path = workdir / "trials.env"
     path.write_text(
         f"AUDIT_DB={workdir / 'audit.db'}\nLOG_DIR={workdir / 'logs'}\n"
-        f"KILL_SWITCH_FILE={workdir / 'KILL'}\nMT5_BACKEND=mt5linux\n"
+        f"KILL_SWITCH_FILE={workdir / 'KILL'}\nLOCK_DIR={workdir / 'locks'}\n"
+        "MT5_BACKEND=mt5linux\n"
         f"MT5LINUX_PORT={port}\nMAGIC_NUMBER={MAGIC}\nSYMBOLS={SYMBOLS}\n"
         "MAX_TRADES_PER_DAY=0\nMAX_DAILY_LOSS_PCT=0\nORDER_RETRY_BASE_SECONDS=0\n"
         "ORDER_RETRY_MAX_SECONDS=0\nLOG_LEVEL=WARNING\n"

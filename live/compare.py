@@ -64,7 +64,7 @@ def utc_time(text: str) -> pd.Timestamp:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m live.compare", description=__doc__.splitlines()[0]
+        prog="python -m live.compare", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--db", help="audit database (default: AUDIT_DB of the settings)")
     parser.add_argument("--config", help="settings file (default .env, as the trader)")

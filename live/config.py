@@ -32,6 +32,7 @@ from live.broker_types import MT5Constants  # noqa: F401  (re-exported: the desi
 from live.config_values import (
     CANONICAL_CASE,
     REDACTED,
+    check_telegram_pair,
     check_value,
     parse_env_text,
     parse_preset,
@@ -538,7 +539,7 @@ class LiveConfig:
     telegram_bot_token: str = _setting(
         "TELEGRAM_BOT_TOKEN",
         "",
-        "Telegram bot token (empty = no Telegram).",
+        "Telegram bot token from @BotFather (empty = no Telegram; needs TELEGRAM_CHAT_ID).",
         "str",
         secret=True,
         section="Alerts",
@@ -546,8 +547,9 @@ class LiveConfig:
     telegram_chat_id: str = _setting(
         "TELEGRAM_CHAT_ID",
         "",
-        "The only chat that receives alerts and may send commands.",
-        "str",
+        "The only chat that receives alerts and may send commands: its number (negative for "
+        "a group) or @channelname (needs TELEGRAM_BOT_TOKEN).",
+        "chat_id",
         section="Alerts",
     )
     telegram_api_url: str = _setting(
@@ -638,6 +640,7 @@ class LiveConfig:
         object.__setattr__(self, "sim_data", _resolve_existing(self.sim_data))
         self._tighten_from_preset()
         self._check_hold_span()
+        check_telegram_pair(self.telegram_bot_token, self.telegram_chat_id)
         if self.order_retry_max_seconds < self.order_retry_base_seconds:
             raise ConfigError(
                 f"ORDER_RETRY_MAX_SECONDS={self.order_retry_max_seconds} must be >= "
@@ -678,7 +681,8 @@ class LiveConfig:
         environ = os.environ if environ is None else environ
         values: dict[str, object] = {}
         by_env = {spec.metadata["env"]: spec for spec in fields(cls)}
-        for key, text in read_env_file(_env_file_path(env_file)).items():
+        secret_keys = {key: spec.metadata["secret"] for key, spec in by_env.items()}
+        for key, text in read_env_file(_env_file_path(env_file), secret_keys).items():
             if key not in by_env:
                 raise ConfigError(unknown_key_message(key, by_env, env_file))
             values[by_env[key].name] = parse_env_text(by_env[key], text)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import io
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from backtest.broker_clock import UTC_ZONE, BrokerZoneError, parse_zone
@@ -219,6 +222,30 @@ def _check_speed(value: object) -> str | None:
     return None if speed > 0 and math.isfinite(speed) else "must be a positive number or max"
 
 
+_CHAT_ID = re.compile(r"-?[0-9]+|@[A-Za-z][A-Za-z0-9_]{3,31}")
+
+
+def _check_chat_id(value: object) -> str | None:
+    if value == "" or _CHAT_ID.fullmatch(str(value)):
+        return None
+    return "must be the chat's number (negative for a group, e.g. -1001234567890) or @channelname"
+
+
+def check_telegram_pair(token: str, chat_id: str) -> None:
+    """Telegram needs its bot token and its chat: one without the other is a mistake, not a
+    way to turn Telegram off, so it is refused naming the one missing."""
+    if token and not chat_id:
+        raise ConfigError(
+            "TELEGRAM_CHAT_ID is empty but TELEGRAM_BOT_TOKEN is set: set the chat that "
+            "receives the alerts, or empty TELEGRAM_BOT_TOKEN for no Telegram"
+        )
+    if chat_id and not token:
+        raise ConfigError(
+            f"TELEGRAM_BOT_TOKEN is empty but TELEGRAM_CHAT_ID={chat_id!r} is set: set the "
+            "bot's token (from @BotFather), or empty TELEGRAM_CHAT_ID for no Telegram"
+        )
+
+
 def _check_url(value: object, *, allow_empty: bool = False) -> str | None:
     text = str(value)
     if allow_empty and not text:
@@ -252,6 +279,7 @@ _CHECKS: dict[str, Callable[[object], str | None]] = {
     "speed": _check_speed,
     "url": _check_url,
     "url_or_empty": lambda v: _check_url(v, allow_empty=True),
+    "chat_id": _check_chat_id,
     "minutes_or_off": lambda v: None if v is None else _number(0)(v),
     "sessions": _parsed_by(_parse_sessions),
     "hours": _parsed_by(_parse_hours),
@@ -277,23 +305,50 @@ def _shown(spec: dataclasses.Field, value: object) -> str:
     return REDACTED if spec.metadata["secret"] else repr(value)
 
 
-def read_env_file(path: Path | None) -> dict[str, str]:
-    """The KEY=value pairs of a .env file ({} for None); ConfigError if it is missing,
-    unreadable or has a line without a value."""
+def read_env_file(
+    path: Path | None, secret_keys: Mapping[str, bool] | None = None
+) -> dict[str, str]:
+    """The KEY=value pairs of a .env file ({} for None), read as python-dotenv reads them
+    (quotes, comments, ${VAR}); ConfigError naming the file and line if it is missing,
+    unreadable or has a line that is not KEY=value. `secret_keys` maps each setting's key to
+    whether it is secret: an error quotes a line's value only for a known, non-secret key."""
     from dotenv import dotenv_values  # a field dependency; imported where used
+    from dotenv.parser import parse_stream
 
     if path is None:
         return {}
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        raw = dotenv_values(path)
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
-    missing = [key for key, value in raw.items() if value is None]
-    if missing:
-        raise ConfigError(f"{path}: line for {missing[0]} has no '=' and value")
+    # checked first, so python-dotenv never meets a bad line (it would only warn and skip it)
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and binding.value is None):
+            raise ConfigError(_bad_line_message(path, binding, secret_keys or {}))
+    raw = dotenv_values(stream=io.StringIO(text))
     return {key: value for key, value in raw.items() if value is not None}
+
+
+_LINE_KEY = re.compile(r"(?:export\s+)?([^=#\s]+)\s*(=?)")
+
+
+def _bad_line_message(path: Path, binding: Any, secret_keys: Mapping[str, bool]) -> str:
+    """A .env line that is not KEY=value, by its file and line; a value that may be a secret
+    (its key is secret, or unknown and perhaps a misspelt secret one) shown as ***."""
+    original = binding.original.string
+    body = original.lstrip()  # python-dotenv's binding starts at the blank lines before it
+    line = binding.original.line + original[: len(original) - len(body)].count("\n")
+    if not binding.error:
+        return f"{path} line {line}: {binding.key} has no '=' and value"
+    text = body.splitlines()[0].rstrip() if body else ""
+    match = _LINE_KEY.match(text)
+    if match and secret_keys.get(match[1], bool(match[2])):
+        text = f"{match[1]}{match[2] or ' '}{REDACTED}"
+    elif len(text) > 80:
+        text = text[:77] + "..."
+    return f"{path} line {line}: cannot parse {text!r} (expected KEY=value)"
 
 
 def unknown_key_message(key: str, known: Mapping[str, object], env_file: object) -> str:

@@ -92,6 +92,8 @@ def _run_checks(config: LiveConfig, connector: MT5Connector, report: Report) -> 
     _check_strategy(config, report)
     report.name = "storage"
     _check_storage(config, report)
+    report.name = "alerts"
+    _check_alerts(config, report)
     report.name = "connection"
     if not _connect(connector, report):
         return
@@ -177,6 +179,16 @@ def _check_storage(config: LiveConfig, report: Report) -> None:
         )
     else:
         report.ok(f"audit database {config.audit_db}: hash chains intact (key {key_file})")
+
+
+def _check_alerts(config: LiveConfig, report: Report) -> None:
+    """Which channels the alerts go to (a webhook's URL may hold its key: not shown)."""
+    channels = [f"Telegram (chat {config.telegram_chat_id})"] if config.telegram_bot_token else []
+    channels += ["webhook"] if config.webhook_url else []
+    if not channels:
+        report.ok("alerts: none (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, or WEBHOOK_URL)")
+        return
+    report.ok(f"alerts: {', '.join(channels)}, at level {config.alert_min_level} and above")
 
 
 def _key(path: Path) -> bytes | None:

@@ -61,7 +61,7 @@ def download(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m live.history", description=__doc__.splitlines()[0]
+        prog="python -m live.history", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--symbol", required=True)
     parser.add_argument("--timeframe", default="H1")

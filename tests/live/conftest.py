@@ -53,6 +53,7 @@ def live_config(tmp_path: Path) -> Callable[..., LiveConfig]:
             "audit_db": tmp_path / "audit.db",
             "log_dir": tmp_path / "logs",
             "kill_switch_file": tmp_path / "KILL_SWITCH",
+            "lock_dir": tmp_path / "locks",  # never the machine's account locks
             "sim_speed": "max",
             "strategy_path": str(SMA_CROSS),
             "order_retry_base_seconds": 0.0,

@@ -115,7 +115,7 @@ def test_retry_after_from_telegram_is_honoured(alert_config, make_alerts, telegr
 
 def test_failing_receiver_is_retried_with_backoff_then_delivered(alert_config, make_alerts, hook):
     hook.answers.extend([server_error(), server_error()])
-    config = alert_config(telegram_bot_token="")
+    config = alert_config(telegram_bot_token="", telegram_chat_id="")
     alerts = make_alerts(config)
     alerts.notify("reconnect", "MT5 terminal reachable again", severity="warning")
     hook.wait_for(3)
@@ -132,7 +132,7 @@ def test_failing_receiver_is_retried_with_backoff_then_delivered(alert_config, m
 
 def test_a_refusal_is_not_retried(alert_config, make_alerts, hook):
     hook.answers.append((400, {"error": "bad"}, 0.0))
-    config = alert_config(telegram_bot_token="")
+    config = alert_config(telegram_bot_token="", telegram_chat_id="")
     alerts = make_alerts(config)
     alerts.notify("error", "x", severity="error")
     alerts.close()

@@ -172,7 +172,7 @@ def quick_start(tmp_path_factory) -> Path:
     env = folder / "quick.env"
     env.write_text(
         f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
-        f"KILL_SWITCH_FILE={folder / 'KILL_SWITCH'}\n"
+        f"KILL_SWITCH_FILE={folder / 'KILL_SWITCH'}\nLOCK_DIR={folder / 'locks'}\n"
     )
     done = subprocess.run(
         [
@@ -276,3 +276,11 @@ def test_sim_is_refused_for_a_run_on_a_terminal(tmp_path, capsys):
     )
     assert main(["--db", str(audit.path), "--sim"]) == 2
     assert "ran via mt5linux" in capsys.readouterr().err
+
+
+def test_help_gives_the_whole_description(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "the trades the backtest makes on the same bars and parameters" in shown
+    assert "written as a self-contained HTML page." in shown

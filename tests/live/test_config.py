@@ -84,7 +84,10 @@ def test_relative_paths_resolve_against_the_project_root(tmp_path, monkeypatch):
 
 
 def test_secrets_are_redacted_in_to_dict_and_errors(tmp_path):
-    env = write_env(tmp_path, "MT5_PASSWORD=hunter2-secret\nTELEGRAM_BOT_TOKEN=123:ABCDEF\n")
+    env = write_env(
+        tmp_path,
+        "MT5_PASSWORD=hunter2-secret\nTELEGRAM_BOT_TOKEN=123:ABCDEF\nTELEGRAM_CHAT_ID=42\n",
+    )
     config = LiveConfig.load(env, environ={})
     shown = json.dumps(config.to_dict())
     assert "hunter2-secret" not in shown and "123:ABCDEF" not in shown
@@ -133,3 +136,65 @@ def test_a_relative_settings_file_is_found_in_the_working_folder(tmp_path, monke
     write_env(tmp_path, "LOT_SIZE=0.03\n")
     monkeypatch.chdir(tmp_path)
     assert LiveConfig.load("trader.env", environ={}).lot_size == 0.03
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("THIS IS NOT A LINE", "'THIS IS NOT A LINE'"),
+        ('SYMBOLS="EURUSD', "'SYMBOLS=\"EURUSD'"),
+        ('MT5_PASSWORD="pw-never-shown', "'MT5_PASSWORD=***'"),  # a secret: key only
+        ("MT5_PASSWORD pw-never-shown", "'MT5_PASSWORD ***'"),
+        ('MT5_PASWORD="pw-never-shown', "'MT5_PASWORD=***'"),  # a misspelt secret key too
+    ],
+)
+def test_a_line_that_cannot_be_parsed_names_the_file_and_line(tmp_path, caplog, line, shown):
+    env = write_env(tmp_path, f"SYMBOLS=EURUSD\n\nTIMEFRAME=H1\n{line}\nLOT_SIZE=0.01\n")
+    with pytest.raises(ConfigError) as raised:
+        LiveConfig.load(env, environ={})
+    assert str(raised.value) == f"{env} line 4: cannot parse {shown} (expected KEY=value)"
+    assert "pw-never-shown" not in str(raised.value)
+    assert not [r for r in caplog.records if r.name.startswith("dotenv")]  # no second warning
+
+
+def test_a_key_without_value_names_its_line(tmp_path):
+    env = write_env(tmp_path, "SYMBOLS=EURUSD\nTIMEFRAME\n")
+    with pytest.raises(ConfigError, match=r"trader\.env line 2: TIMEFRAME has no '=' and value"):
+        LiveConfig.load(env, environ={})
+
+
+def test_quoting_comments_and_references_still_read_as_dotenv_does(tmp_path):
+    env = write_env(
+        tmp_path,
+        "# a comment\n\nexport SYMBOLS='EURUSD,GBPUSD'  # two\n"
+        'MT5_SERVER="Demo Server"\nMT5_PATH=${MT5_SERVER}/x\n',
+    )
+    config = LiveConfig.load(env, environ={})
+    assert config.symbols == ("EURUSD", "GBPUSD")
+    assert (config.mt5_server, config.mt5_path) == ("Demo Server", "Demo Server/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        ("TELEGRAM_BOT_TOKEN=123456:tok-never-shown\n", "TELEGRAM_CHAT_ID"),
+        ("TELEGRAM_CHAT_ID=42\n", "TELEGRAM_BOT_TOKEN"),
+    ],
+)
+def test_telegram_needs_both_its_token_and_its_chat(tmp_path, text, missing):
+    with pytest.raises(ConfigError, match=f"{missing} is empty") as raised:
+        LiveConfig.load(write_env(tmp_path, text), environ={})
+    assert "tok-never-shown" not in str(raised.value)
+
+
+@pytest.mark.parametrize("chat", ["42", "-1001234567890", "@my_channel"])
+def test_telegram_chat_ids_a_chat_can_have(tmp_path, chat):
+    text = f"TELEGRAM_BOT_TOKEN=123456:tok\nTELEGRAM_CHAT_ID={chat}\n"
+    assert LiveConfig.load(write_env(tmp_path, text), environ={}).telegram_chat_id == chat
+
+
+@pytest.mark.parametrize("chat", ["my-chat", "42x", "@ab", "https://t.me/my_channel"])
+def test_a_telegram_chat_id_no_chat_can_have_is_named(tmp_path, chat):
+    text = f"TELEGRAM_BOT_TOKEN=123456:tok\nTELEGRAM_CHAT_ID={chat}\n"
+    with pytest.raises(ConfigError, match=f"TELEGRAM_CHAT_ID='{chat}': must be"):
+        LiveConfig.load(write_env(tmp_path, text), environ={})

@@ -10,7 +10,22 @@ from __future__ import annotations
 
 import pytest
 
-from bench.crash_trials import BROKER_FAULTS, DEFAULT_FAULTS, run_trials
+from bench.crash_trials import (
+    BROKER_FAULTS,
+    DEFAULT_FAULTS,
+    STRATEGY,
+    STRATEGY_PARAMS,
+    _settings,
+    run_trials,
+)
+from live.config import LiveConfig
+
+
+def test_the_trials_traders_lock_their_account_in_the_trials_folder(tmp_path):
+    """Not in the machine's lock folder: two runs at once (or a rehearsal beside them) on the
+    same simulated account must not refuse each other."""
+    settings = _settings(tmp_path, 18812, STRATEGY, STRATEGY_PARAMS, 0.01)
+    assert LiveConfig.load(settings, environ={}).lock_dir == tmp_path / "locks"
 
 
 @pytest.mark.slow
@@ -44,3 +59,4 @@ def test_killed_and_restarted_trader_never_duplicates_or_loses_an_order(
     assert report.restarts_checked > 0
     assert report.violations == []
     assert kind != "rules" or report.breaches > 0
+    assert list((tmp_path / "locks").glob("account-*.lock"))  # taken there, not machine-wide

@@ -30,7 +30,7 @@ def dry_run_db(tmp_path_factory) -> Path:
     env = folder / "test.env"
     env.write_text(
         f"AUDIT_DB={folder / 'audit.db'}\nLOG_DIR={folder / 'logs'}\n"
-        f"KILL_SWITCH_FILE={folder / 'KILL'}\nMT5_BACKEND=sim\n"
+        f"KILL_SWITCH_FILE={folder / 'KILL'}\nLOCK_DIR={folder / 'locks'}\nMT5_BACKEND=sim\n"
     )
     done = subprocess.run(
         [

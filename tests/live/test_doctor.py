@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from live.doctor import run_check
+from live.instance_lock import account_lock
 from live.mt5_connector import MT5Connector
 from tests.live.conftest import ROOT, SMA_CROSS
 from tests.live.test_broker_time import ServerClockTerminal
@@ -169,3 +170,38 @@ def test_a_broker_tz_the_ticks_contradict_is_a_warning(live_config, make_sim):
     assert code == 0  # a warning: the trader can start, but its times are an hour off
     assert "WARN  broker clock: UTC+2 (UTC+02:00 now), from BROKER_TZ; BROKER_TZ=UTC+2" in text
     assert "says UTC+03:00: BROKER_TZ is likely wrong" in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        ({}, "OK    alerts: none (set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, or WEBHOOK_URL)"),
+        (
+            {"telegram_bot_token": "123456:tok-never-shown", "telegram_chat_id": "-100123"},
+            "OK    alerts: Telegram (chat -100123), at level info and above",
+        ),
+        (
+            {
+                "telegram_bot_token": "123456:tok-never-shown",
+                "telegram_chat_id": "@desk_alerts",
+                "webhook_url": "https://hooks.example.com/s3cret-path",
+                "alert_min_level": "warning",
+            },
+            "OK    alerts: Telegram (chat @desk_alerts), webhook, at level warning and above",
+        ),
+    ],
+    ids=["none", "telegram", "telegram-and-webhook"],
+)
+def test_the_check_says_which_alert_channels_are_on(live_config, make_sim, settings, line):
+    code, text = check(live_config(**settings), make_sim())
+    assert code == 0 and line in text
+    assert "tok-never-shown" not in text and "s3cret-path" not in text
+
+
+def test_a_trader_holding_the_account_is_named_from_this_configs_lock_dir(live_config, make_sim):
+    config = live_config(dry_run=False)
+    assert config.lock_dir is not None and config.lock_dir.parent == config.audit_db.parent
+    with account_lock(config.lock_dir, login=10_000_001, server="Sim-Demo", magic=240_601):
+        code, text = check(config, make_sim())
+    assert code == 0, text
+    assert "WARN  a trader is running on this account with magic 240601" in text

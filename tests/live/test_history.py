@@ -90,3 +90,8 @@ def test_command_line_writes_a_csv_the_backtest_reads(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "--from 'someday'" in bad.stderr
+
+
+def test_help_gives_the_whole_description():
+    shown = " ".join(history.build_parser().format_help().split())
+    assert "window by window with progress, through the on-disk cache of" in shown

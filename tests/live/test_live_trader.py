@@ -238,6 +238,7 @@ def test_a_strategy_failing_on_every_bar_still_ends_a_max_bars_run(tmp_path):
     env.write_text(
         f"AUDIT_DB={tmp_path / 'audit.db'}\nLOG_DIR={tmp_path / 'logs'}\nMT5_BACKEND=sim\n"
         f"KILL_SWITCH_FILE={tmp_path / 'KILL'}\nSTRATEGY_MAX_FAILURES=5\n"
+        f"LOCK_DIR={tmp_path / 'locks'}\n"
     )
     done = subprocess.run(
         [

@@ -25,6 +25,7 @@ def settings(tmp_path: Path, **extra: str) -> Path:
         "AUDIT_DB": tmp_path / "audit.db",
         "LOG_DIR": tmp_path / "logs",
         "KILL_SWITCH_FILE": tmp_path / "KILL_SWITCH",
+        "LOCK_DIR": tmp_path / "locks",
         "MT5_BACKEND": "sim",
         **extra,
     }
@@ -34,10 +35,11 @@ def settings(tmp_path: Path, **extra: str) -> Path:
 
 
 def run_trader(
-    tmp_path: Path, *args: str, cwd: Path = ROOT, timeout: float = 120
+    tmp_path: Path, *args: str, cwd: Path = ROOT, timeout: float = 120, config: Path | None = None
 ) -> subprocess.CompletedProcess:
+    config = config or settings(tmp_path)
     return subprocess.run(
-        [sys.executable, str(TRADER), "--config", str(settings(tmp_path)), *args],
+        [sys.executable, str(TRADER), "--config", str(config), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -279,6 +281,26 @@ def test_malformed_settings_file_exits_2_naming_the_key(tmp_path):
     )
     assert done.returncode == 2
     assert "MAX_DAILY_LOSS_PCT" in done.stderr and "lots" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("THIS IS NOT A LINE", "{env} line {n}: cannot parse 'THIS IS NOT A LINE' (expected KEY"),
+        ('MT5_PASSWORD="pw-never-shown', "{env} line {n}: cannot parse 'MT5_PASSWORD=***'"),
+        ("TELEGRAM_BOT_TOKEN=123456:tok-never-shown", "TELEGRAM_CHAT_ID is empty"),
+    ],
+    ids=["unparseable", "unclosed-quote-of-a-secret", "telegram-token-alone"],
+)
+def test_a_settings_file_the_trader_cannot_use_exits_2_naming_it(tmp_path, line, message):
+    env = settings(tmp_path)
+    env.write_text(env.read_text() + f"{line}\n")
+    done = run_trader(tmp_path, "--strategy", str(SMA_CROSS), "--max-bars", "3", config=env)
+    assert done.returncode == 2, done.stderr
+    shown = message.format(env=env, n=len(env.read_text().splitlines()))  # the last line
+    assert f"error: {shown}" in done.stderr
+    assert "never-shown" not in done.stderr and "dotenv" not in done.stderr
+    assert not (tmp_path / "audit.db").exists()
 
 
 def test_locked_audit_database_exits_2_and_writes_nothing(tmp_path):

@@ -22,7 +22,7 @@ def test_no_secret_leaks_anywhere_after_a_run(tmp_path):
     env.write_text(
         "".join(f"{k}={v}\n" for k, v in SECRETS.items())
         + f"AUDIT_DB={tmp_path / 'audit.db'}\nLOG_DIR={tmp_path / 'logs'}\n"
-        f"KILL_SWITCH_FILE={tmp_path / 'KILL'}\nMT5_BACKEND=sim\n"
+        f"KILL_SWITCH_FILE={tmp_path / 'KILL'}\nLOCK_DIR={tmp_path / 'locks'}\nMT5_BACKEND=sim\n"
         "MT5_LOGIN=10000001\nMT5_SERVER=Sim-Demo\nLOG_LEVEL=DEBUG\n"
         "TELEGRAM_CHAT_ID=42\nTELEGRAM_API_URL=http://127.0.0.1:9\n"
         "WEBHOOK_URL=http://127.0.0.1:9/hook\n"
