@@ -353,6 +353,6 @@ def _bad_line_message(path: Path, binding: Any, secret_keys: Mapping[str, bool])
 
 def unknown_key_message(key: str, known: Mapping[str, object], env_file: object) -> str:
     """The error for a .env key no setting has, with the nearest known key as a hint."""
-    close = difflib.get_close_matches(key, list(known), n=1)
+    close = difflib.get_close_matches(key.upper(), list(known), n=1)  # risk_percent too
     hint = f"; did you mean {close[0]}?" if close else ""
     return f"unknown key {key} in {env_file or '.env'}{hint} (see .env.template)"

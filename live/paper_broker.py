@@ -408,7 +408,8 @@ class PaperBroker:
                 self._apply_close(position.ticket, deal)
         if self._positions or self._deals:
             logger.info(
-                "paper book restored: %d open virtual positions, balance %s",
+                "paper book restored: %d open virtual positions, paper balance %s (the "
+                "terminal's own account is not traded in dry-run)",
                 len(self._positions),
                 "not known yet" if self._balance is None else f"{self._balance:.2f}",
             )

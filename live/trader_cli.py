@@ -61,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--live", action="store_true", help="send real orders (same as DRY_RUN=false)"
     )
-    parser.add_argument("--backend", choices=("auto", "mt5", "mt5linux", "sim"))
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "mt5", "mt5linux", "sim"),
+        help="which terminal: mt5 (the MetaTrader5 package, Windows), mt5linux (a terminal "
+        "under Wine), sim (the built-in simulator), or auto: the package, falling back to the "
+        "simulator in dry-run only (default: MT5_BACKEND, auto)",
+    )
     parser.add_argument("--sim-data", help="bars CSV for the simulator (default: generated)")
     parser.add_argument("--sim-speed", help="simulated seconds per second, or max (lockstep)")
     parser.add_argument("--max-bars", type=int, help="stop after N closed bars")
