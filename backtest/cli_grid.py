@@ -102,7 +102,7 @@ def _walkforward_subtitle(
 def search_of(args: argparse.Namespace, grid: dict[str, list]) -> Search | None:
     """The Optuna search asked for (None: run the grid); UsageError naming the option."""
     if args.search == "grid":
-        given = [f"--{n.replace('_', '-')}" for n in ("trials", "study") if getattr(args, n)]
+        given = [f"--{n}" for n in ("trials", "study") if getattr(args, n) is not None]
         if given or args.min_trades:
             raise UsageError(f"{', '.join(given) or '--min-trades'} needs --search optuna")
         return None

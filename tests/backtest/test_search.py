@@ -184,5 +184,6 @@ def test_the_command_line_and_walk_forward_use_it(tmp_path, capsys):
                  "optuna", "--trials", "6", "--json", str(out)]) == 0  # fmt: skip
     assert out.is_file()
     capsys.readouterr()
-    assert main(["optimize", *args, "--trials", "8"]) == 2
-    assert "--trials needs --search optuna" in capsys.readouterr().err
+    for trials in ("8", "0"):  # any --trials, 0 too, is a mistake without --search optuna
+        assert main(["optimize", *args, "--trials", trials]) == 2
+        assert "--trials needs --search optuna" in capsys.readouterr().err
