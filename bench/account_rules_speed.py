@@ -81,7 +81,7 @@ def pre_trade_cost(calls: int) -> tuple[float, int]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--loops", type=int, default=20)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()

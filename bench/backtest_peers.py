@@ -218,7 +218,7 @@ def same_trades(ours: Path, theirs: Path) -> tuple[bool, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--worker", choices=list(WORKERS))
     parser.add_argument("--csv", type=Path)

@@ -63,7 +63,7 @@ def paired(alone, with_rules, repeats: int = 31) -> tuple[float, float, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--paths", type=int, default=10_000)
     parser.add_argument("--trades", type=int, default=1_000)

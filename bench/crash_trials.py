@@ -254,7 +254,7 @@ def _check(db: Path, port: int, report: TrialReport) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--faults", default=DEFAULT_FAULTS, help="simulator fault knobs")

@@ -460,7 +460,7 @@ def run_all(folder: Path, *, attempts: int, lock_seconds: float) -> Figures:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer attempts, 5 s outages")
     parser.add_argument("--inner-disk", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=20.0, help=argparse.SUPPRESS)

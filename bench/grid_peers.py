@@ -458,7 +458,7 @@ def sample_verdict(mine: list, theirs: list, tie_bars: object) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--fast", default="1:100:1", help="SmaCross fast range (as --grid)")
     parser.add_argument("--slow", default="105:600:5", help="SmaCross slow range (as --grid)")

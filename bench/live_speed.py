@@ -288,7 +288,7 @@ def _plain_rate(db: Path, rows: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-bars", type=int, default=1000)
     parser.add_argument("--symbol-loops", type=int, default=20)
     parser.add_argument("--iterations", type=int, default=100_000)

@@ -270,7 +270,7 @@ def same_trades(new: Path, old: Path) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=1_000_000)
     parser.add_argument("--reference-bars", type=int, help="backtesting.py on these first bars")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per process")

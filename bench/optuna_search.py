@@ -75,7 +75,7 @@ CASES = {
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=50_000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seeds", type=int, default=5, help="search seeds per data seed")

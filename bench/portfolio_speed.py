@@ -45,7 +45,7 @@ FX28 = MAJORS + [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bars", type=int, default=100_000)
     parser.add_argument("--symbols", type=int, default=28)
     args = parser.parse_args()

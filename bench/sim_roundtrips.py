@@ -82,7 +82,7 @@ def measure(function: Callable[[], object], n: int) -> tuple[float, float, float
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls per row and side")
     args = parser.parse_args()
     local = SimTerminal(SimConfig(symbols=("EURUSD",), n_bars=5000, history_bars=2000))
