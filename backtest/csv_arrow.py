@@ -224,8 +224,6 @@ def _arrow_to_frame(only_reference: list, tz: str) -> pd.DataFrame:
             columns[name] = np.concatenate([c.cast(utc).to_numpy() for c in chunks])
         elif name == "time" and str(kind) == "timestamp[s]":  # seconds: the quick way
             columns[name] = np.concatenate([c.cast("int64").to_numpy() for c in chunks])
-        elif name == "time":
-            columns[name] = np.concatenate([c.to_numpy() for c in chunks])
         else:
             columns[name] = np.concatenate([c.to_numpy() for c in chunks])
         del chunks  # frees this column's arrow buffers

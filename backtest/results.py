@@ -199,7 +199,7 @@ class BacktestResult:
             elif column in decimals:
                 data[column] = values.to_numpy(dtype=float).round(decimals[column])
             elif isinstance(values.dtype, pd.CategoricalDtype):
-                data[column] = _python_strings(np.asarray(values.astype(object)))
+                data[column] = _python_strings(values.to_numpy(dtype=object))
             else:
                 data[column] = values.to_numpy()
         frame = pd.DataFrame(data, copy=False)
@@ -210,4 +210,4 @@ class BacktestResult:
 def _python_strings(values: np.ndarray) -> pd.Series:
     """Strings kept as Python objects: the JSON encoder reads them as they are, where
     pandas' own string columns would first be built, then converted back for it."""
-    return pd.Series(values.astype(object), dtype=object, copy=False)
+    return pd.Series(values.astype(object, copy=False), dtype=object, copy=False)

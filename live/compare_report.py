@@ -25,17 +25,6 @@ COLUMNS = [
 ]
 
 
-MISSED_COLUMNS = [
-    "direction",
-    "volume",
-    "entry_time",
-    "entry_price",
-    "exit_time",
-    "exit_price",
-    "pnl",
-    "backtest_volume",
-    "backtest_pnl",
-]
 EXTRA_COLUMNS = [
     "direction",
     "volume",
@@ -45,6 +34,7 @@ EXTRA_COLUMNS = [
     "exit_price",
     "pnl",
 ]
+MISSED_COLUMNS = [*EXTRA_COLUMNS, "backtest_volume", "backtest_pnl"]
 
 
 def summary_lines(result: Comparison) -> list[str]:
